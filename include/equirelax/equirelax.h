@@ -1,0 +1,19 @@
+/* equirelax: C11 training library for group-equivariant networks with
+ * constraint relaxation. Umbrella header: include this one. */
+#ifndef EQUIRELAX_H
+#define EQUIRELAX_H
+
+#define EQUIRELAX_VERSION_MAJOR 0
+#define EQUIRELAX_VERSION_MINOR 1
+#define EQUIRELAX_VERSION_PATCH 0
+
+#include "core.h"
+#include "tensor.h"
+#include "autodiff.h"
+#include "param.h"
+#include "ops.h"
+#include "optim.h"
+#include "checkpoint.h"
+#include "data.h"
+
+#endif

@@ -1,0 +1,79 @@
+/* equirelax optimizers, gradient clipping and learning-rate schedules.
+ * An optimizer covers every trainable parameter of the context's store
+ * (buffers and frozen parameters are skipped) as flat loops over the
+ * contiguous blocks. */
+#ifndef EQUIRELAX_OPTIM_H
+#define EQUIRELAX_OPTIM_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum eqr_optim_kind {
+    EQR_OPTIM_SGD = 0,  /* momentum, Nesterov, L2 weight decay added to grad */
+    EQR_OPTIM_ADAM = 1, /* L2 weight decay added to grad */
+    EQR_OPTIM_ADAMW = 2 /* decoupled weight decay: w -= lr * wd * w */
+} eqr_optim_kind;
+
+typedef struct eqr_optim_opts {
+    eqr_optim_kind kind;
+    float lr;
+    float momentum;     /* SGD */
+    int nesterov;       /* SGD, needs momentum > 0 */
+    float weight_decay; /* not applied to EQR_PARAM_NO_DECAY parameters */
+    float beta1, beta2, eps; /* Adam/AdamW; 0 means 0.9, 0.999, 1e-8 */
+} eqr_optim_opts;
+
+typedef struct eqr_optim eqr_optim;
+
+/* Create an optimizer over the context's current parameters. Returns NULL on
+ * error (recorded on ctx). Adding parameters afterwards makes step fail. */
+eqr_optim *eqr_optim_create(eqr_ctx *ctx, const eqr_optim_opts *opts);
+void eqr_optim_destroy(eqr_optim *opt);
+
+/* One update with the current gradients and learning rate. */
+eqr_status eqr_optim_step(eqr_optim *opt);
+void eqr_optim_set_lr(eqr_optim *opt, float lr);
+float eqr_optim_lr(const eqr_optim *opt);
+/* Updates taken so far (restored by checkpoints). */
+int64_t eqr_optim_steps(const eqr_optim *opt);
+
+/* Optimizer state for checkpoints: the kind, the step count, and the state
+ * floats (momentum, or Adam's m then v), state_len of them. */
+eqr_optim_kind eqr_optim_get_kind(const eqr_optim *opt);
+int64_t eqr_optim_state_len(const eqr_optim *opt);
+float *eqr_optim_state(eqr_optim *opt);
+void eqr_optim_set_steps(eqr_optim *opt, int64_t steps);
+
+/* Scale all trainable gradients so their global L2 norm is at most max_norm.
+ * Returns the norm before clipping (computed in double). */
+float eqr_clip_grad_norm(eqr_ctx *ctx, float max_norm);
+
+typedef enum eqr_lr_kind {
+    EQR_LR_CONSTANT = 0,
+    EQR_LR_STEP = 1,  /* base * gamma^floor((t - warmup) / step_size) */
+    EQR_LR_COSINE = 2 /* min + (base-min)(1 + cos(pi (t-warmup)/(total-warmup)))/2 */
+} eqr_lr_kind;
+
+/* A learning-rate schedule is a pure function of the step, so resuming needs
+ * only the step count. Linear warm-up from base/warmup to base over the first
+ * warmup_steps applies to every kind. */
+typedef struct eqr_lr_schedule {
+    eqr_lr_kind kind;
+    float base_lr;
+    int64_t warmup_steps;
+    int64_t step_size; /* EQR_LR_STEP */
+    float gamma;       /* EQR_LR_STEP */
+    int64_t total_steps; /* EQR_LR_COSINE: reaches min_lr here and stays */
+    float min_lr;        /* EQR_LR_COSINE */
+} eqr_lr_schedule;
+
+/* Learning rate at step t (0-based). */
+float eqr_lr_at(const eqr_lr_schedule *s, int64_t t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,109 @@
+/* Internal definitions shared by the library's source files. Not installed. */
+#ifndef EQR_INTERNAL_H
+#define EQR_INTERNAL_H
+
+#include "equirelax/equirelax.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#define EQR_ERRMSG_LEN 512
+#define EQR_NAME_LEN 64
+
+/* Step arena: a list of blocks; reset coalesces them into one. */
+typedef struct eqr_arena_block {
+    struct eqr_arena_block *next;
+    size_t size, used;
+    /* data follows, 64-byte aligned */
+} eqr_arena_block;
+
+typedef struct eqr_arena {
+    eqr_arena_block *head; /* current block (newest first) */
+    size_t total;          /* bytes reserved over all blocks */
+    size_t used;           /* bytes handed out since reset */
+} eqr_arena;
+
+struct eqr_node;
+/* Backward of one node: read n->out->grad, accumulate into inputs' grads. */
+typedef void (*eqr_backward_fn)(eqr_ctx *ctx, struct eqr_node *n);
+
+#define EQR_NODE_MAX_IN 4
+typedef struct eqr_node {
+    eqr_backward_fn backward;
+    eqr_tensor *out;
+    eqr_tensor *in[EQR_NODE_MAX_IN];
+    int nin;
+    void *saved;      /* op-specific data in the arena */
+    float f[4];       /* op scalars */
+    int64_t i[8];     /* op integers */
+} eqr_node;
+
+typedef struct eqr_param_entry {
+    char name[EQR_NAME_LEN];
+    unsigned flags;
+    int64_t offset;
+    eqr_tensor *t; /* malloc'd, stable address */
+} eqr_param_entry;
+
+struct eqr_ctx {
+    eqr_status status;
+    char errmsg[EQR_ERRMSG_LEN];
+    eqr_log_fn log_fn;
+    void *log_user;
+    eqr_rng rng;
+    int threads;
+    int grad_enabled;
+    eqr_arena arena;
+    /* tape: grows with malloc, kept across steps */
+    eqr_node *tape;
+    int64_t tape_len, tape_cap;
+    int tape_consumed; /* backward already ran on this tape */
+    /* parameter store */
+    eqr_param_entry *params;
+    int nparams, params_cap;
+    float *pdata, *pgrad;
+    int64_t ptotal, pcap;
+};
+
+/* Record an error (only the first one is kept) and log it. Returns status. */
+eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void eqr__log(eqr_ctx *ctx, eqr_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* 64-byte aligned arena allocation; NULL (error recorded) on failure. */
+void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
+void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);
+
+/* New uninitialised arena tensor (data not zeroed). */
+eqr_tensor *eqr__tensor_empty(eqr_ctx *ctx, int ndim, const int64_t *shape);
+
+/* Gradient buffer of t, allocated zeroed in the arena on first use. Views
+ * resolve to their base's buffer. NULL on allocation failure. */
+float *eqr__grad(eqr_ctx *ctx, eqr_tensor *t);
+
+/* Does t take part in autodiff? */
+static inline int eqr__needs_grad(const eqr_tensor *t) {
+    return t && (t->flags & EQR_T_REQUIRES_GRAD);
+}
+
+/* Common op prologue: 0 if the context is in error or any input is NULL. */
+int eqr__ok(eqr_ctx *ctx, int n, ...);
+
+/* If recording is on and any input needs grad, mark out as requiring grad
+ * and append a node; returns it (NULL if nothing recorded, or on error).
+ * Ops fill saved/f/i fields of the returned node. */
+eqr_node *eqr__record(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw,
+                      int nin, eqr_tensor *const *in);
+
+/* Normalise a possibly negative axis; -1 if out of range. */
+static inline int eqr__axis(int axis, int ndim) {
+    if (axis < 0) axis += ndim;
+    return (axis >= 0 && axis < ndim) ? axis : -1;
+}
+
+/* Shape to string in a static-per-call buffer helper. */
+#define EQR_SHAPE_BUF 96
+#define EQR_SHAPE(t, buf) eqr_shape_str((t)->ndim, (t)->shape, (buf), sizeof(buf))
+
+#endif
