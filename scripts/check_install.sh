@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install equirelax into a scratch prefix and build an out-of-tree C program
+# against it twice: through pkg-config and through find_package(equirelax).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake -S . -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DEQR_BUILD_TESTS=OFF -DEQR_BUILD_EXAMPLES=OFF \
+  -DCMAKE_INSTALL_PREFIX="$work/prefix" >/dev/null
+cmake --build "$work/build" -j"$(nproc)" >/dev/null
+cmake --install "$work/build" >/dev/null
+libdir=$(ls -d "$work"/prefix/lib*/ | head -n1)
+# 1. pkg-config, shared library
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+cc -std=c11 -Wall -Wextra -Werror tests/consumer/main.c $(pkg-config --cflags --libs equirelax) \
+  -Wl,-rpath,"$libdir" -o "$work/consumer_pc"
+"$work/consumer_pc"
+# 2. pkg-config, static library
+cc -std=c11 tests/consumer/main.c $(pkg-config --cflags equirelax) "$libdir/libequirelax.a" \
+  -lopenblas -lz -lm -fopenmp -o "$work/consumer_static"
+"$work/consumer_static"
+# 3. find_package
+cmake -S tests/consumer -B "$work/cbuild" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/cbuild" >/dev/null
+"$work/cbuild/consumer"
+echo "install check: pkg-config (shared, static) and find_package consumers OK"
