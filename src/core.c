@@ -172,3 +172,21 @@ int eqr__ok(eqr_ctx *ctx, int n, ...) {
     va_end(ap);
     return ok;
 }
+
+eqr__arena_mark eqr__arena_save(const eqr_ctx *ctx) {
+    eqr__arena_mark m = {ctx->arena.head, ctx->arena.head ? ctx->arena.head->used : 0,
+                         ctx->arena.used};
+    return m;
+}
+
+void eqr__arena_rewind(eqr_ctx *ctx, eqr__arena_mark m) {
+    eqr_arena *a = &ctx->arena;
+    while (a->head && a->head != m.head) { /* blocks chained after the mark */
+        eqr_arena_block *b = a->head;
+        a->head = b->next;
+        a->total -= b->size;
+        free(b);
+    }
+    if (a->head) a->head->used = m.head_used;
+    a->used = m.used;
+}

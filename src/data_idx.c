@@ -77,21 +77,31 @@ static size_t read_some(gzFile gz, unsigned char *buf, size_t n, int *zerr) {
     return got;
 }
 
+/* zlib's text for the stream's error, without the "path: " it prepends. */
+static const char *zlib_msg(gzFile gz, const char *path) {
+    int e;
+    const char *m = gzerror(gz, &e);
+    size_t n = strlen(path);
+    if (m && strncmp(m, path, n) == 0 && m[n] == ':' && m[n + 1] == ' ') m += n + 2;
+    return m && *m ? m : "unknown error";
+}
+
 /* Record the error behind a short read: zlib failure, OS failure or a
- * cleanly truncated file. what names the part being read. */
-static eqr_status short_read(eqr_ctx *ctx, const char *path, int zerr, const char *what,
-                             long long expected, long long got) {
+ * cleanly truncated file. what names the part being read. zlib decodes
+ * ahead, so a corrupt stream may surface while reading an earlier part. */
+static eqr_status short_read(eqr_ctx *ctx, gzFile gz, const char *path, int zerr,
+                             const char *what, long long expected, long long got) {
     if (zerr == Z_ERRNO)
         return eqr__fail(ctx, EQR_ERR_IO, "eqr_idx_read: '%s': read error: %s", path,
                          strerror(errno));
     if (zerr == Z_BUF_ERROR)
-        return eqr__fail(ctx, EQR_ERR_FORMAT,
-                         "eqr_idx_read: '%s': truncated gzip stream (%s: got %lld of %lld bytes)",
-                         path, what, got, expected);
+        return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': truncated gzip stream (%s)",
+                         path, zlib_msg(gz, path));
+    if (zerr == Z_MEM_ERROR)
+        return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': zlib out of memory", path);
     if (zerr != Z_OK && zerr != Z_STREAM_END)
-        return eqr__fail(ctx, EQR_ERR_FORMAT,
-                         "eqr_idx_read: '%s': corrupt gzip stream (zlib error %d) in %s", path,
-                         zerr, what);
+        return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': corrupt gzip stream (%s)",
+                         path, zlib_msg(gz, path));
     return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': truncated: expected %lld bytes of %s, got %lld",
                      path, expected, what, got);
 }
@@ -101,7 +111,7 @@ static eqr_status read_header(eqr_ctx *ctx, gzFile gz, const char *path, eqr_idx
     unsigned char h[4 * EQR_IDX_MAX_DIMS];
     int zerr;
     size_t got = read_some(gz, h, 4, &zerr);
-    if (got < 4) return short_read(ctx, path, zerr, "header", 4, (long long)got);
+    if (got < 4) return short_read(ctx, gz, path, zerr, "header", 4, (long long)got);
     if (h[0] != 0 || h[1] != 0)
         return eqr__fail(ctx, EQR_ERR_FORMAT,
                          "eqr_idx_read: '%s': bad magic 0x%02x%02x (an IDX file starts with two zero bytes)",
@@ -117,7 +127,7 @@ static eqr_status read_header(eqr_ctx *ctx, gzFile gz, const char *path, eqr_idx
                          EQR_IDX_MAX_DIMS);
     got = read_some(gz, h, (size_t)(4 * ndim), &zerr);
     if (got < (size_t)(4 * ndim))
-        return short_read(ctx, path, zerr, "header dimensions", 4 * ndim, (long long)got);
+        return short_read(ctx, gz, path, zerr, "header dimensions", 4 * ndim, (long long)got);
     int64_t count = 1;
     for (int d = 0; d < ndim; d++) {
         int64_t v = be32(h + 4 * d);
@@ -158,7 +168,7 @@ static eqr_status read_payload(eqr_ctx *ctx, gzFile gz, const char *path, eqr_id
         convert(out->type, buf, out->data + done_bytes / es, got / (size_t)es);
         done_bytes += (long long)got;
         if (got < want) {
-            st = short_read(ctx, path, zerr, "data", expected, done_bytes);
+            st = short_read(ctx, gz, path, zerr, "data", expected, done_bytes);
             goto done;
         }
     }
@@ -166,7 +176,7 @@ static eqr_status read_payload(eqr_ctx *ctx, gzFile gz, const char *path, eqr_id
      * gzip trailer (CRC and length). */
     size_t extra = read_some(gz, buf, 1, &zerr);
     if (zerr != Z_OK && zerr != Z_STREAM_END) {
-        st = short_read(ctx, path, zerr, "data", expected, expected);
+        st = short_read(ctx, gz, path, zerr, "data", expected, expected);
         goto done;
     }
     if (extra) {

@@ -75,6 +75,15 @@ void eqr__log(eqr_ctx *ctx, eqr_log_level lvl, const char *fmt, ...)
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
 void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);
 
+/* Arena position, to release scratch allocations made after it (e.g. by a
+ * measurement that must leave the step's tensors alone). */
+typedef struct eqr__arena_mark {
+    eqr_arena_block *head;
+    size_t head_used, used;
+} eqr__arena_mark;
+eqr__arena_mark eqr__arena_save(const eqr_ctx *ctx);
+void eqr__arena_rewind(eqr_ctx *ctx, eqr__arena_mark m);
+
 /* New uninitialised arena tensor (data not zeroed). */
 eqr_tensor *eqr__tensor_empty(eqr_ctx *ctx, int ndim, const int64_t *shape);
 

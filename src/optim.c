@@ -81,9 +81,9 @@ eqr_optim *eqr_optim_create(eqr_ctx *ctx, const eqr_optim_opts *opts) {
     if (opt->state_len > 0) {
         opt->state = calloc((size_t)opt->state_len, sizeof(float));
         if (!opt->state) {
-            free(opt);
             eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_optim_create: cannot allocate %lld state floats",
                       (long long)opt->state_len);
+            free(opt);
             return NULL;
         }
     }

@@ -15,5 +15,7 @@
 #include "optim.h"
 #include "checkpoint.h"
 #include "data.h"
+#include "groups.h"
+#include "equivariance.h"
 
 #endif

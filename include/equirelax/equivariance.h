@@ -1,0 +1,51 @@
+/* equirelax equivariance measurement: how far a layer or model is from
+ * commuting with a group element, measured on a given input.
+ *
+ *     err = || f(g.x) - g.f(x) || / || f(x) ||
+ *
+ * with g acting on inputs through in_rep and on outputs through out_rep
+ * (eqr_rep_act: spatial transform plus the representation on channels).
+ * Used by the tests, the relaxation telemetry and the examples. */
+#ifndef EQUIRELAX_EQUIVARIANCE_H
+#define EQUIRELAX_EQUIVARIANCE_H
+
+#include "groups.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A forward pass under test: maps x to an output in the step arena. */
+typedef eqr_tensor *(*eqr_forward_fn)(eqr_ctx *ctx, void *model, eqr_tensor *x);
+
+/* Options of a measurement; zero-initialise for the defaults. */
+typedef struct eqr_equiv_opts {
+    /* Compare only output pixels within disk * min(H, W) / 2 of the centre
+     * (0 = every pixel). Off-grid rotations are only meaningful on a central
+     * disk of smooth inputs, as the corners leave the grid. */
+    double disk;
+} eqr_equiv_opts;
+
+/* Relative equivariance error of f at x for element g, written to *err.
+ * x is [N, in_rep->dim, H, W]. The output is either [N, out_rep->dim, H', W']
+ * or [N, out_rep->dim] (e.g. logits; only rho(g) acts). out_rep NULL means
+ * the output must be invariant. Runs with gradients disabled and leaves the
+ * step arena as it found it. opts may be NULL. Errors: shapes that do not
+ * match the reps, g not in the groups, or a failing forward. */
+eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
+                                  const eqr_rep *in_rep, const eqr_rep *out_rep,
+                                  eqr_gelem g, const eqr_tensor *x,
+                                  const eqr_equiv_opts *opts, double *err);
+
+/* The largest eqr_equivariance_error over every element of a finite group
+ * (the groups of in_rep / out_rep must be finite) or over n_samples random
+ * elements (eqr_group_sample from the context RNG) of a continuous one. */
+eqr_status eqr_equivariance_error_max(eqr_ctx *ctx, eqr_forward_fn f, void *model,
+                                      const eqr_rep *in_rep, const eqr_rep *out_rep,
+                                      const eqr_tensor *x, const eqr_equiv_opts *opts,
+                                      int n_samples, double *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,385 @@
+/* 2-D convolution, NCHW, as im2col + cblas_sgemm per image.
+ *
+ * For image n, col_n [C*kh*kw, OH*OW] holds in row (c,i,j) the input pixels
+ * that kernel tap (c,i,j) meets at every output position, so
+ *   Y_n = W col_n              (W viewed as [O, C*kh*kw])
+ *   dW += dY_n col_n^T,  dcol = W^T dY_n, dX_n += col2im(dcol).
+ * col is never stored for the whole batch: backward recomputes it per image.
+ *
+ * For a tap, the output positions that read a real (non-padded) pixel form
+ * one interval per axis, computed once per call. im2col/col2im therefore copy
+ * or accumulate whole row runs and zero the padded parts with memset; there
+ * is no bounds check per element.
+ *
+ * Threads: with a context of t > 1 threads and at least t images, the batch
+ * is cut into t fixed contiguous chunks run by OpenMP, each with its own col
+ * buffer (and, in backward, its own dW/db accumulators, added to the weight
+ * gradient in chunk order). Results thus depend only on t, not on timing.
+ * Inside that region every BLAS call must be single-threaded. OpenBLAS's
+ * thread count is process-global, so it is set to 1 around the parallel
+ * region and restored right after, rather than once at context creation:
+ * large GEMMs elsewhere (linear, matmul) and contexts with one thread keep
+ * BLAS threading, and no state outlives the call. The cost is two cheap calls
+ * per conv; the caveat is that two contexts running convs concurrently in
+ * different application threads may leave the other's setting in place
+ * (speed only, never results). With fewer images than threads the images run
+ * one after another and BLAS threads each GEMM instead. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct conv_dims {
+    int N, C, H, W, O, kh, kw, OH, OW;
+    int sh, sw, ph, pw, dh, dw;
+    int CK, P;   /* rows (C*kh*kw) and columns (OH*OW) of col */
+    int direct;  /* 1x1, stride 1, no padding: col_n is x_n itself */
+} conv_dims;
+
+/* Valid output interval [lo, hi) per tap: hlo/hhi[kh] then wlo/whi[kw]. */
+typedef struct conv_runs {
+    int *hlo, *hhi, *wlo, *whi;
+} conv_runs;
+
+/* Outputs o in [lo, hi) read input o*s + k*d - p inside [0, size). */
+static void tap_interval(int size, int out, int s, int p, int d, int k, int *lo, int *hi) {
+    int64_t off = (int64_t)k * d - p;
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = size - 1 - off < 0 ? 0 : (size - 1 - off) / s + 1;
+    if (h > out) h = out;
+    if (l > h) l = h;
+    *lo = (int)l;
+    *hi = (int)h;
+}
+
+static int runs_init(eqr_ctx *ctx, const conv_dims *d, conv_runs *r) {
+    int *buf = eqr__arena_alloc(ctx, (size_t)(2 * d->kh + 2 * d->kw) * sizeof(int));
+    if (!buf) return 0;
+    r->hlo = buf;
+    r->hhi = buf + d->kh;
+    r->wlo = buf + 2 * d->kh;
+    r->whi = buf + 2 * d->kh + d->kw;
+    for (int i = 0; i < d->kh; i++)
+        tap_interval(d->H, d->OH, d->sh, d->ph, d->dh, i, &r->hlo[i], &r->hhi[i]);
+    for (int j = 0; j < d->kw; j++)
+        tap_interval(d->W, d->OW, d->sw, d->pw, d->dw, j, &r->wlo[j], &r->whi[j]);
+    return 1;
+}
+
+/* col [CK, P] from one image x [C, H, W]. */
+static void im2col(const conv_dims *d, const conv_runs *r, const float *x, float *col) {
+    const int OW = d->OW, OH = d->OH, W = d->W, sw = d->sw;
+    float *dst = col;
+    for (int c = 0; c < d->C; c++) {
+        const float *xc = x + (size_t)c * d->H * W;
+        for (int i = 0; i < d->kh; i++) {
+            const int h0 = r->hlo[i], h1 = r->hhi[i];
+            const int ihoff = i * d->dh - d->ph;
+            for (int j = 0; j < d->kw; j++, dst += d->P) {
+                const int w0 = r->wlo[j], w1 = r->whi[j], len = w1 - w0;
+                if (len <= 0 || h0 >= h1) {
+                    memset(dst, 0, (size_t)d->P * sizeof(float));
+                    continue;
+                }
+                const int iw0 = w0 * sw + j * d->dw - d->pw; /* >= 0 by construction */
+                memset(dst, 0, (size_t)h0 * OW * sizeof(float));
+                for (int oh = h0; oh < h1; oh++) {
+                    float *drow = dst + (size_t)oh * OW;
+                    const float *src = xc + (size_t)(oh * d->sh + ihoff) * W + iw0;
+                    memset(drow, 0, (size_t)w0 * sizeof(float));
+                    if (sw == 1) {
+                        memcpy(drow + w0, src, (size_t)len * sizeof(float));
+                    } else {
+                        float *o = drow + w0;
+                        for (int q = 0; q < len; q++) o[q] = src[(size_t)q * sw];
+                    }
+                    memset(drow + w1, 0, (size_t)(OW - w1) * sizeof(float));
+                }
+                memset(dst + (size_t)h1 * OW, 0, (size_t)(OH - h1) * OW * sizeof(float));
+            }
+        }
+    }
+}
+
+/* gx [C, H, W] += col2im(dcol [CK, P]); padded positions are dropped. */
+static void col2im_add(const conv_dims *d, const conv_runs *r, const float *dcol, float *gx) {
+    const int OW = d->OW, W = d->W, sw = d->sw;
+    const float *src = dcol;
+    for (int c = 0; c < d->C; c++) {
+        float *gc = gx + (size_t)c * d->H * W;
+        for (int i = 0; i < d->kh; i++) {
+            const int h0 = r->hlo[i], h1 = r->hhi[i];
+            const int ihoff = i * d->dh - d->ph;
+            for (int j = 0; j < d->kw; j++, src += d->P) {
+                const int w0 = r->wlo[j], w1 = r->whi[j], len = w1 - w0;
+                if (len <= 0) continue;
+                const int iw0 = w0 * sw + j * d->dw - d->pw;
+                for (int oh = h0; oh < h1; oh++) {
+                    const float *srow = src + (size_t)oh * OW + w0;
+                    float *g = gc + (size_t)(oh * d->sh + ihoff) * W + iw0;
+                    if (sw == 1) {
+                        for (int q = 0; q < len; q++) g[q] += srow[q];
+                    } else {
+                        for (int q = 0; q < len; q++) g[(size_t)q * sw] += srow[q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void sgemm_rm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* Number of image chunks (= OpenMP threads) for a batch of N. */
+static int conv_chunks(const eqr_ctx *ctx, int N) {
+    int t = eqr_ctx_threads(ctx);
+#ifndef _OPENMP
+    t = 1;
+#endif
+    return (t > 1 && N >= t) ? t : 1;
+}
+
+/* Single-threaded BLAS for the duration of a parallel region (see top). */
+static int blas_single_begin(int chunks) {
+    if (chunks <= 1) return 0;
+    int prev = openblas_get_num_threads();
+    if (prev != 1) openblas_set_num_threads(1);
+    return prev;
+}
+
+static void blas_single_end(int chunks, int prev) {
+    if (chunks > 1 && prev != 1 && prev > 0) openblas_set_num_threads(prev);
+}
+
+static void chunk_range(int N, int chunks, int k, int *n0, int *n1) {
+    *n0 = (int)((int64_t)N * k / chunks);
+    *n1 = (int)((int64_t)N * (k + 1) / chunks);
+}
+
+static void fill_dims(conv_dims *d, const eqr_tensor *x, const eqr_tensor *w, const int *g) {
+    d->N = (int)x->shape[0];
+    d->C = (int)x->shape[1];
+    d->H = (int)x->shape[2];
+    d->W = (int)x->shape[3];
+    d->O = (int)w->shape[0];
+    d->kh = (int)w->shape[2];
+    d->kw = (int)w->shape[3];
+    d->sh = g[0];
+    d->sw = g[1];
+    d->ph = g[2];
+    d->pw = g[3];
+    d->dh = g[4];
+    d->dw = g[5];
+    d->OH = (d->H + 2 * d->ph - d->dh * (d->kh - 1) - 1) / d->sh + 1;
+    d->OW = (d->W + 2 * d->pw - d->dw * (d->kw - 1) - 1) / d->sw + 1;
+    d->CK = d->C * d->kh * d->kw;
+    d->P = d->OH * d->OW;
+    d->direct = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
+}
+
+static void conv_forward(const conv_dims *d, const conv_runs *r, int chunks, const float *x,
+                         const float *w, const float *b, float *y, float *cols) {
+    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(chunks) schedule(static, 1) if (chunks > 1)
+#endif
+    for (int k = 0; k < chunks; k++) {
+        int n0, n1;
+        chunk_range(d->N, chunks, k, &n0, &n1);
+        float *col = cols ? cols + (size_t)k * d->CK * d->P : NULL;
+        for (int n = n0; n < n1; n++) {
+            const float *xn = x + (size_t)n * xs;
+            float *yn = y + (size_t)n * ys;
+            const float *cn = xn;
+            if (!d->direct) {
+                im2col(d, r, xn, col);
+                cn = col;
+            }
+            float beta = 0.0f;
+            if (b) { /* rows start at the bias; sgemm adds W col on top */
+                for (int o = 0; o < d->O; o++) {
+                    float *row = yn + (size_t)o * d->P;
+                    for (int p = 0; p < d->P; p++) row[p] = b[o];
+                }
+                beta = 1.0f;
+            }
+            sgemm_rm(0, 0, d->O, d->P, d->CK, w, d->CK, cn, d->P, beta, yn, d->P);
+        }
+    }
+}
+
+static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
+    eqr_tensor *xt = node->in[0], *wt = node->in[1], *bt = node->in[2];
+    int g[6];
+    for (int k = 0; k < 6; k++) g[k] = (int)node->i[k];
+    conv_dims d;
+    fill_dims(&d, xt, wt, g);
+    const conv_runs *r = node->saved;
+    const float *gy = node->out->grad;
+    const int need_x = eqr__needs_grad(xt), need_w = eqr__needs_grad(wt);
+    const int need_b = eqr__needs_grad(bt);
+
+    /* All arena work happens here, before any thread starts. */
+    float *gx = NULL, *gw = NULL, *gb = NULL;
+    if (need_x && !(gx = eqr__grad(ctx, xt))) return;
+    if (need_w && !(gw = eqr__grad(ctx, wt))) return;
+    if (need_b && !(gb = eqr__grad(ctx, bt))) return;
+    const int chunks = conv_chunks(ctx, d.N);
+    const size_t colsz = (size_t)d.CK * d.P, wsz = (size_t)d.O * d.CK;
+    float *cols = NULL, *wacc = NULL, *bacc = NULL;
+    if ((need_w || need_x) && !d.direct && d.N > 0) {
+        cols = eqr__arena_alloc(ctx, (size_t)chunks * colsz * sizeof(float));
+        if (!cols) return;
+    }
+    if (chunks > 1) { /* per-chunk accumulators, reduced in chunk order */
+        if (need_w && !(wacc = eqr__arena_calloc(ctx, (size_t)chunks * wsz * sizeof(float))))
+            return;
+        if (need_b && !(bacc = eqr__arena_calloc(ctx, (size_t)chunks * d.O * sizeof(float))))
+            return;
+    }
+    const size_t xs = (size_t)d.C * d.H * d.W, ys = (size_t)d.O * d.P;
+    const float *x = xt->data, *w = wt->data;
+
+    int prev = blas_single_begin(chunks);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(chunks) schedule(static, 1) if (chunks > 1)
+#endif
+    for (int k = 0; k < chunks; k++) {
+        int n0, n1;
+        chunk_range(d.N, chunks, k, &n0, &n1);
+        float *col = cols ? cols + (size_t)k * colsz : NULL;
+        float *dw = chunks > 1 ? (wacc ? wacc + (size_t)k * wsz : NULL) : gw;
+        float *db = chunks > 1 ? (bacc ? bacc + (size_t)k * d.O : NULL) : gb;
+        for (int n = n0; n < n1; n++) {
+            const float *xn = x + (size_t)n * xs;
+            const float *dyn = gy + (size_t)n * ys;
+            if (db) {
+                for (int o = 0; o < d.O; o++) {
+                    const float *row = dyn + (size_t)o * d.P;
+                    double s = 0;
+                    for (int p = 0; p < d.P; p++) s += row[p];
+                    db[o] += (float)s;
+                }
+            }
+            if (dw) { /* dW [O,CK] += dY_n [O,P] col_n^T */
+                const float *cn = xn;
+                if (!d.direct) {
+                    im2col(&d, r, xn, col);
+                    cn = col;
+                }
+                sgemm_rm(0, 1, d.O, d.CK, d.P, dyn, d.P, cn, d.P, 1.0f, dw, d.CK);
+            }
+            if (gx) { /* dcol [CK,P] = W^T dY_n, then scattered back (col is free now) */
+                float *gxn = gx + (size_t)n * xs;
+                if (d.direct) {
+                    sgemm_rm(1, 0, d.CK, d.P, d.O, w, d.CK, dyn, d.P, 1.0f, gxn, d.P);
+                } else {
+                    sgemm_rm(1, 0, d.CK, d.P, d.O, w, d.CK, dyn, d.P, 0.0f, col, d.P);
+                    col2im_add(&d, r, col, gxn);
+                }
+            }
+        }
+    }
+    blas_single_end(chunks, prev);
+
+    for (int k = 0; k < chunks && chunks > 1; k++) {
+        if (wacc) {
+            const float *a = wacc + (size_t)k * wsz;
+            for (size_t q = 0; q < wsz; q++) gw[q] += a[q];
+        }
+        if (bacc) {
+            const float *a = bacc + (size_t)k * d.O;
+            for (int o = 0; o < d.O; o++) gb[o] += a[o];
+        }
+    }
+}
+
+eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b,
+                       const eqr_conv2d_geom *geom) {
+    if (!eqr__ok(ctx, 2, x, w)) return NULL;
+    char sx[EQR_SHAPE_BUF], sw[EQR_SHAPE_BUF], sb[EQR_SHAPE_BUF];
+    eqr_conv2d_geom gm = geom ? *geom : (eqr_conv2d_geom){1, 1, 0, 0, 1, 1};
+    if (gm.stride_h < 0 || gm.stride_w < 0 || gm.dil_h < 0 || gm.dil_w < 0 || gm.pad_h < 0 ||
+        gm.pad_w < 0) {
+        eqr__fail(ctx, EQR_ERR_ARG,
+                  "eqr_conv2d: stride (%d,%d) and dilation (%d,%d) must be >= 0 (0 means 1), "
+                  "padding (%d,%d) >= 0",
+                  gm.stride_h, gm.stride_w, gm.dil_h, gm.dil_w, gm.pad_h, gm.pad_w);
+        return NULL;
+    }
+    int g[6] = {gm.stride_h ? gm.stride_h : 1, gm.stride_w ? gm.stride_w : 1, gm.pad_h, gm.pad_w,
+                gm.dil_h ? gm.dil_h : 1, gm.dil_w ? gm.dil_w : 1};
+    if (x->ndim != 4 || w->ndim != 4) {
+        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: need x [N,C,H,W] and w [O,C,kh,kw], got x %s and w %s",
+                  EQR_SHAPE(x, sx), EQR_SHAPE(w, sw));
+        return NULL;
+    }
+    if (x->shape[1] != w->shape[1]) {
+        eqr__fail(ctx, EQR_ERR_SHAPE,
+                  "eqr_conv2d: x %s has %lld channels but w %s expects %lld",
+                  EQR_SHAPE(x, sx), (long long)x->shape[1], EQR_SHAPE(w, sw),
+                  (long long)w->shape[1]);
+        return NULL;
+    }
+    if (w->shape[0] < 1 || w->shape[1] < 1 || w->shape[2] < 1 || w->shape[3] < 1) {
+        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: w %s must have nonzero dimensions",
+                  EQR_SHAPE(w, sw));
+        return NULL;
+    }
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
+        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: bias must be [%lld] for w %s, got %s",
+                  (long long)w->shape[0], EQR_SHAPE(w, sw), EQR_SHAPE(b, sb));
+        return NULL;
+    }
+    /* Extent of the dilated kernel against the padded input, in 64 bits. */
+    int64_t ekh = (int64_t)g[4] * (w->shape[2] - 1) + 1, ekw = (int64_t)g[5] * (w->shape[3] - 1) + 1;
+    int64_t phh = x->shape[2] + 2 * (int64_t)g[2], pww = x->shape[3] + 2 * (int64_t)g[3];
+    if (ekh > phh || ekw > pww) {
+        eqr__fail(ctx, EQR_ERR_SHAPE,
+                  "eqr_conv2d: kernel %s with dilation (%d,%d) spans %lldx%lld, larger than the "
+                  "padded input %lldx%lld of x %s",
+                  EQR_SHAPE(w, sw), g[4], g[5], (long long)ekh, (long long)ekw, (long long)phh,
+                  (long long)pww, EQR_SHAPE(x, sx));
+        return NULL;
+    }
+    int64_t OH = (phh - ekh) / g[0] + 1, OW = (pww - ekw) / g[1] + 1;
+    int64_t CK = w->shape[1] * w->shape[2] * w->shape[3];
+    int64_t lim = INT_MAX;
+    if (phh > lim || pww > lim || ekh > lim || ekw > lim || CK > lim || OH * OW > lim ||
+        x->shape[0] > lim || w->shape[0] > lim) {
+        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: sizes of x %s / w %s exceed INT_MAX",
+                  EQR_SHAPE(x, sx), EQR_SHAPE(w, sw));
+        return NULL;
+    }
+    conv_dims d;
+    fill_dims(&d, x, w, g);
+    int64_t shape[4] = {d.N, d.O, d.OH, d.OW};
+    eqr_tensor *y = eqr__tensor_empty(ctx, 4, shape);
+    if (!y) return NULL;
+    conv_runs *r = eqr__arena_alloc(ctx, sizeof *r);
+    if (!r || !runs_init(ctx, &d, r)) return NULL;
+    const int chunks = conv_chunks(ctx, d.N);
+    float *cols = NULL;
+    if (!d.direct && d.N > 0) {
+        cols = eqr__arena_alloc(ctx, (size_t)chunks * d.CK * d.P * sizeof(float));
+        if (!cols) return NULL;
+    }
+    int prev = blas_single_begin(chunks);
+    conv_forward(&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols);
+    blas_single_end(chunks, prev);
+
+    eqr_tensor *in[3] = {x, w, b};
+    eqr_node *n = eqr__record(ctx, y, conv_backward, 3, in);
+    if (n) {
+        n->saved = r;
+        for (int k = 0; k < 6; k++) n->i[k] = g[k];
+    }
+    return y;
+}

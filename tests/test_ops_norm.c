@@ -1,0 +1,329 @@
+/* Ops: batch normalisation (training and evaluation) and dropout. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define H 1e-2
+#define ATOL 2e-3
+#define RTOL 1e-2
+
+/* Naive double batch norm over axis 1 of [N,C,S]. In training it also
+ * returns the updated running statistics (rm, rv updated in place). */
+static void bn_ref(const float *x, int64_t N, int64_t C, int64_t S, const float *g,
+                   const float *b, double *rm, double *rv, double mom, double eps, int training,
+                   double *y) {
+    for (int64_t c = 0; c < C; c++) {
+        double mu, var;
+        if (training) {
+            double s = 0, s2 = 0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t k = 0; k < S; k++) s += x[(n * C + c) * S + k];
+            mu = s / (double)(N * S);
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t k = 0; k < S; k++) {
+                    double d = x[(n * C + c) * S + k] - mu;
+                    s2 += d * d;
+                }
+            var = s2 / (double)(N * S);
+            if (rm) {
+                rm[c] = (1 - mom) * rm[c] + mom * mu;
+                rv[c] = (1 - mom) * rv[c] + mom * s2 / (double)(N * S - 1);
+            }
+        } else {
+            mu = rm[c];
+            var = rv[c];
+        }
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < S; k++) {
+                int64_t i = (n * C + c) * S + k;
+                y[i] = (x[i] - mu) / sqrt(var + eps) * (g ? g[c] : 1.0) + (b ? b[c] : 0.0);
+            }
+    }
+}
+
+static eqr_tensor *buffer(eqr_ctx *ctx, const char *name, int64_t C, float v0, float dv) {
+    int64_t s[1] = {C};
+    eqr_tensor *t = eqr_param_new(ctx, name, 1, s, EQR_PARAM_BUFFER);
+    assert_non_null(t);
+    for (int64_t c = 0; c < C; c++) t->data[c] = v0 + dv * (float)c;
+    return t;
+}
+
+/* Shift each channel so batch means differ from 0 and from each other. */
+static void shift_channels(eqr_tensor *x, float step) {
+    int64_t N = x->shape[0], C = x->shape[1], S = x->numel / (N * C);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t k = 0; k < S; k++) x->data[(n * C + c) * S + k] += step * (float)(c + 1);
+}
+
+static void test_batchnorm_train_forward(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(1);
+    int64_t s[4] = {2, 3, 2, 3}, cs[1] = {3};
+    eqr_tensor *x = tu_input(ctx, "x", 4, s, 2.0f);
+    shift_channels(x, 1.5f);
+    eqr_tensor *g = tu_input(ctx, "g", 1, cs, 1.0f), *b = tu_input(ctx, "b", 1, cs, 1.0f);
+    eqr_tensor *rm = buffer(ctx, "rm", 3, 0.5f, 0.25f), *rv = buffer(ctx, "rv", 3, 2.0f, -0.5f);
+    double drm[3], drv[3], y[36];
+    for (int c = 0; c < 3; c++) {
+        drm[c] = rm->data[c];
+        drv[c] = rv->data[c];
+    }
+    eqr_tensor *out = eqr_batchnorm(ctx, x, g, b, rm, rv, 0.1f, 1e-5f, 1);
+    assert_non_null(out);
+    assert_true(eqr_tensor_same_shape(out, x));
+    bn_ref(x->data, 2, 3, 6, g->data, b->data, drm, drv, 0.1, 1e-5, 1, y);
+    tu_assert_close("bn train", out->data, y, 36, 1e-5, 1e-4);
+    tu_assert_close("running mean", rm->data, drm, 3, 1e-6, 1e-5);
+    tu_assert_close("running var", rv->data, drv, 3, 1e-6, 1e-5);
+    /* the update moved the statistics towards the batch (not a no-op) */
+    assert_true(fabs(drm[2] - (0.5 + 0.5)) > 1e-3);
+    /* a second step applies the momentum again */
+    out = eqr_batchnorm(ctx, x, g, b, rm, rv, 0.1f, 1e-5f, 1);
+    assert_non_null(out);
+    bn_ref(x->data, 2, 3, 6, g->data, b->data, drm, drv, 0.1, 1e-5, 1, y);
+    tu_assert_close("running mean 2", rm->data, drm, 3, 1e-6, 1e-5);
+    tu_assert_close("running var 2", rv->data, drv, 3, 1e-6, 1e-5);
+    /* no-grad mode still trains the statistics; no affine parameters */
+    int prev = eqr_set_grad_enabled(ctx, 0);
+    out = eqr_batchnorm(ctx, x, NULL, NULL, rm, rv, 1.0f, 1e-3f, 1);
+    eqr_set_grad_enabled(ctx, prev);
+    assert_non_null(out);
+    bn_ref(x->data, 2, 3, 6, NULL, NULL, drm, drv, 1.0, 1e-3, 1, y);
+    tu_assert_close("bn train no affine", out->data, y, 36, 1e-5, 1e-4);
+    tu_assert_close("running mean m=1", rm->data, drm, 3, 1e-6, 1e-5);
+    tu_assert_close("running var m=1", rv->data, drv, 3, 1e-6, 1e-5);
+    /* 2-D input [N,C] */
+    int64_t s2[2] = {5, 3};
+    eqr_tensor *x2 = tu_input(ctx, "x2", 2, s2, 1.0f);
+    out = eqr_batchnorm(ctx, x2, g, NULL, NULL, NULL, 0.1f, 1e-5f, 1);
+    assert_non_null(out);
+    double y2[15];
+    bn_ref(x2->data, 5, 3, 1, g->data, NULL, NULL, NULL, 0.1, 1e-5, 1, y2);
+    tu_assert_close("bn train 2d", out->data, y2, 15, 1e-5, 1e-4);
+    eqr_ctx_destroy(ctx);
+}
+
+typedef struct {
+    int use_affine, training;
+    eqr_tensor *rm, *rv;
+} bn_args;
+
+static eqr_tensor *f_bn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    const bn_args *a = user;
+    return eqr_batchnorm(ctx, in[0], a->use_affine ? in[1] : NULL, a->use_affine ? in[2] : NULL,
+                         a->rm, a->rv, 0.1f, 1e-5f, a->training);
+}
+
+static void test_batchnorm_train_grad(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(2);
+    int64_t s[3] = {3, 2, 4}, cs[1] = {2};
+    eqr_tensor *x = tu_input(ctx, "x", 3, s, 1.0f);
+    shift_channels(x, 0.7f);
+    eqr_tensor *g = tu_input(ctx, "g", 1, cs, 1.0f), *b = tu_input(ctx, "b", 1, cs, 1.0f);
+    g->data[0] = 1.3f; /* away from 0 so dx is not tiny */
+    g->data[1] = -0.8f;
+    eqr_tensor *in[3] = {x, g, b};
+    bn_args a = {1, 1, buffer(ctx, "rm", 2, 0.0f, 0.0f), buffer(ctx, "rv", 2, 1.0f, 0.0f)};
+    tu_gradcheck(ctx, f_bn, in, 3, &a, H, ATOL, RTOL);
+    /* through the batch statistics the gradient of sum(y) w.r.t. x is zero;
+     * a backward that ignored them would give gamma * invstd instead */
+    eqr_zero_grad(ctx);
+    eqr_step_reset(ctx);
+    eqr_tensor *y = f_bn(ctx, in, &a);
+    eqr_tensor *ones = eqr_tensor_zeros(ctx, y->ndim, y->shape);
+    eqr_tensor_fill(ones, 1.0f);
+    assert_int_equal(eqr_backward_from(ctx, y, ones), EQR_OK);
+    double zero[24] = {0};
+    tu_assert_close("sum(y) grad", x->grad, zero, 24, 1e-5, 0);
+    eqr_step_reset(ctx);
+    /* 4-D, no affine parameters, no running statistics */
+    int64_t s4[4] = {2, 3, 2, 2};
+    eqr_tensor *x4 = tu_input(ctx, "x4", 4, s4, 1.5f);
+    bn_args a2 = {0, 1, NULL, NULL};
+    tu_gradcheck(ctx, f_bn, &x4, 1, &a2, H, ATOL, RTOL);
+    /* rows longer than the 8-lane reductions (S = 15), forward and backward */
+    int64_t s5[4] = {2, 2, 3, 5};
+    eqr_tensor *x5 = tu_input(ctx, "x5", 4, s5, 1.0f);
+    shift_channels(x5, -2.0f);
+    eqr_tensor *y5 = eqr_batchnorm(ctx, x5, g, b, NULL, NULL, 0.1f, 1e-5f, 1);
+    assert_non_null(y5);
+    double r5[60];
+    bn_ref(x5->data, 2, 2, 15, g->data, b->data, NULL, NULL, 0.1, 1e-5, 1, r5);
+    tu_assert_close("bn train S=15", y5->data, r5, 60, 1e-5, 1e-4);
+    in[0] = x5;
+    tu_gradcheck(ctx, f_bn, in, 3, &a, H, ATOL, RTOL);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_batchnorm_eval(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(3);
+    int64_t s[3] = {2, 3, 4}, cs[1] = {3};
+    eqr_tensor *x = tu_input(ctx, "x", 3, s, 1.0f);
+    eqr_tensor *g = tu_input(ctx, "g", 1, cs, 1.0f), *b = tu_input(ctx, "b", 1, cs, 1.0f);
+    eqr_tensor *rm = buffer(ctx, "rm", 3, -0.3f, 0.4f), *rv = buffer(ctx, "rv", 3, 0.5f, 0.75f);
+    double drm[3], drv[3], y[24];
+    for (int c = 0; c < 3; c++) {
+        drm[c] = rm->data[c];
+        drv[c] = rv->data[c];
+    }
+    eqr_tensor *out = eqr_batchnorm(ctx, x, g, b, rm, rv, 0.1f, 1e-5f, 0);
+    assert_non_null(out);
+    bn_ref(x->data, 2, 3, 4, g->data, b->data, drm, drv, 0.1, 1e-5, 0, y);
+    tu_assert_close("bn eval", out->data, y, 24, 1e-5, 1e-4);
+    /* evaluation leaves the running statistics alone */
+    tu_assert_close("eval rm unchanged", rm->data, drm, 3, 0, 0);
+    tu_assert_close("eval rv unchanged", rv->data, drv, 3, 0, 0);
+    eqr_tensor *in[3] = {x, g, b};
+    bn_args a = {1, 0, rm, rv};
+    tu_gradcheck(ctx, f_bn, in, 3, &a, H, ATOL, RTOL);
+    /* in evaluation the gradient of sum(y) is gamma / sqrt(rv + eps) */
+    eqr_zero_grad(ctx);
+    eqr_step_reset(ctx);
+    eqr_tensor *yy = f_bn(ctx, in, &a);
+    eqr_tensor *ones = eqr_tensor_zeros(ctx, yy->ndim, yy->shape);
+    eqr_tensor_fill(ones, 1.0f);
+    assert_int_equal(eqr_backward_from(ctx, yy, ones), EQR_OK);
+    double gx[24];
+    for (int i = 0; i < 24; i++) gx[i] = g->data[(i / 4) % 3] / sqrt(drv[(i / 4) % 3] + 1e-5);
+    tu_assert_close("eval grad", x->grad, gx, 24, 1e-6, 1e-5);
+    eqr_step_reset(ctx);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_batchnorm_errors(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(4);
+    int64_t s[3] = {2, 3, 5}, s1[1] = {3}, s4[1] = {4}, s23[2] = {1, 3};
+    eqr_tensor *x = eqr_tensor_zeros(ctx, 3, s);
+    eqr_tensor_uniform(x, eqr_ctx_rng(ctx), -1, 1);
+    eqr_tensor *g3 = eqr_tensor_zeros(ctx, 1, s1), *g4 = eqr_tensor_zeros(ctx, 1, s4);
+    eqr_tensor *rm = buffer(ctx, "rm", 3, 0.25f, 0.0f), *rv = buffer(ctx, "rv", 3, 1.0f, 0.0f);
+    eqr_tensor *rv4 = buffer(ctx, "rv4", 4, 1.0f, 0.0f);
+    assert_null(eqr_batchnorm(ctx, x, g4, NULL, rm, rv, 0.1f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_SHAPE,
+                    "gamma has shape [4], expected [3] (channels of x [2,3,5])");
+    assert_null(eqr_batchnorm(ctx, x, g3, g4, rm, rv, 0.1f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "beta has shape [4]");
+    assert_null(eqr_batchnorm(ctx, x, NULL, NULL, rm, rv4, 0.1f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "running_var has shape [4]");
+    /* failed calls leave the running statistics untouched */
+    for (int c = 0; c < 3; c++) {
+        assert_true(rm->data[c] == 0.25f);
+        assert_true(rv->data[c] == 1.0f);
+    }
+    assert_null(eqr_batchnorm(ctx, x, NULL, NULL, NULL, NULL, 0.1f, 1e-5f, 0));
+    tu_assert_error(ctx, EQR_ERR_ARG,
+                    "evaluation (training = 0) needs running_mean and running_var");
+    assert_null(eqr_batchnorm(ctx, x, NULL, NULL, rm, NULL, 0.1f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_ARG, "together");
+    assert_null(eqr_batchnorm(ctx, g3, NULL, NULL, NULL, NULL, 0.1f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "must be [N,C,...], got [3]");
+    eqr_tensor *one = eqr_tensor_zeros(ctx, 2, s23);
+    assert_null(eqr_batchnorm(ctx, one, NULL, NULL, NULL, NULL, 0.1f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "more than one value per channel");
+    assert_non_null(eqr_batchnorm(ctx, one, NULL, NULL, rm, rv, 0.1f, 1e-5f, 0)); /* eval ok */
+    assert_null(eqr_batchnorm(ctx, x, NULL, NULL, rm, rv, 1.5f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_ARG, "momentum");
+    assert_null(eqr_batchnorm(ctx, x, NULL, NULL, rm, rv, 0.1f, -1.0f, 1));
+    tu_assert_error(ctx, EQR_ERR_ARG, "eps");
+    assert_null(eqr_batchnorm(ctx, NULL, NULL, NULL, rm, rv, 0.1f, 1e-5f, 1));
+    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    eqr_ctx_destroy(ctx);
+}
+
+/* ---- dropout ---- */
+
+static void test_dropout_forward(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(5);
+    int64_t s[2] = {100, 200};
+    eqr_tensor *x = eqr_tensor_zeros(ctx, 2, s);
+    eqr_tensor_uniform(x, eqr_ctx_rng(ctx), 0.5f, 1.5f); /* never 0 */
+    const float p = 0.3f, scale = 1.0f / (1.0f - p);
+    eqr_rng_seed(eqr_ctx_rng(ctx), 99);
+    eqr_tensor *y = eqr_dropout(ctx, x, p, 1);
+    assert_non_null(y);
+    assert_ptr_not_equal(y, x);
+    int64_t zeros = 0;
+    double sum = 0;
+    for (int64_t i = 0; i < x->numel; i++) {
+        if (y->data[i] == 0.0f) zeros++;
+        else assert_true(fabsf(y->data[i] - x->data[i] * scale) <= 1e-6f * fabsf(y->data[i]));
+        sum += y->data[i] - x->data[i];
+    }
+    double frac = (double)zeros / (double)x->numel;
+    assert_true(fabs(frac - p) < 0.015); /* sd of frac is ~0.003 */
+    assert_true(fabs(sum / (double)x->numel) < 0.02); /* unbiased in expectation */
+    /* equal seeds give equal masks; the next call draws a new one */
+    eqr_rng_seed(eqr_ctx_rng(ctx), 99);
+    eqr_tensor *y2 = eqr_dropout(ctx, x, p, 1);
+    assert_memory_equal(y->data, y2->data, (size_t)x->numel * sizeof(float));
+    eqr_tensor *y3 = eqr_dropout(ctx, x, p, 1);
+    assert_memory_not_equal(y->data, y3->data, (size_t)x->numel * sizeof(float));
+    /* identity when evaluating or when p == 0 */
+    assert_ptr_equal(eqr_dropout(ctx, x, p, 0), x);
+    assert_ptr_equal(eqr_dropout(ctx, x, 0.0f, 1), x);
+    eqr_ctx_destroy(ctx);
+}
+
+static eqr_tensor *f_dropout(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    (void)user;
+    eqr_rng_seed(eqr_ctx_rng(ctx), 777); /* the same mask in every forward */
+    return eqr_dropout(ctx, in[0], 0.4f, 1);
+}
+
+static void test_dropout_grad(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(6);
+    int64_t s[3] = {4, 5, 6};
+    eqr_tensor *x = tu_input(ctx, "x", 3, s, 1.0f);
+    tu_gradcheck(ctx, f_dropout, &x, 1, NULL, H, ATOL, RTOL);
+    /* the gradient is the mask: 0 where dropped, 1/(1-p) where kept */
+    eqr_zero_grad(ctx);
+    eqr_tensor *y = f_dropout(ctx, &x, NULL);
+    eqr_tensor *ones = eqr_tensor_zeros(ctx, 3, s);
+    eqr_tensor_fill(ones, 1.0f);
+    assert_int_equal(eqr_backward_from(ctx, y, ones), EQR_OK);
+    int dropped = 0;
+    double ref[120];
+    for (int i = 0; i < 120; i++) {
+        dropped += y->data[i] == 0.0f;
+        ref[i] = y->data[i] == 0.0f ? 0.0 : 1.0 / (1.0 - 0.4f);
+    }
+    assert_true(dropped > 20 && dropped < 100);
+    tu_assert_close("dropout grad", x->grad, ref, 120, 1e-6, 1e-6);
+    eqr_step_reset(ctx);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_dropout_errors(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(7);
+    int64_t s[1] = {4};
+    eqr_tensor *x = eqr_tensor_zeros(ctx, 1, s);
+    assert_null(eqr_dropout(ctx, x, 1.0f, 1));
+    tu_assert_error(ctx, EQR_ERR_ARG, "p must be in [0, 1), got 1");
+    assert_null(eqr_dropout(ctx, x, -0.1f, 0));
+    tu_assert_error(ctx, EQR_ERR_ARG, "eqr_dropout");
+    assert_null(eqr_dropout(ctx, x, NAN, 1));
+    tu_assert_error(ctx, EQR_ERR_ARG, "eqr_dropout");
+    assert_null(eqr_dropout(ctx, NULL, 0.5f, 1));
+    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    eqr_ctx_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batchnorm_train_forward), cmocka_unit_test(test_batchnorm_train_grad),
+        cmocka_unit_test(test_batchnorm_eval),          cmocka_unit_test(test_batchnorm_errors),
+        cmocka_unit_test(test_dropout_forward),         cmocka_unit_test(test_dropout_grad),
+        cmocka_unit_test(test_dropout_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

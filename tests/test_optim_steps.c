@@ -1,0 +1,515 @@
+/* Optimizers, gradient clipping and learning-rate schedules: the first steps
+ * of each optimizer against double-precision references and hand-computed
+ * values, flag handling (buffers, frozen, no-decay), and argument checks. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NW 4
+
+static const double W0[NW] = {1.0, -2.0, 0.5, 0.25};
+/* gradients of steps 1..3 (changing, with sign flips, so momentum and the
+ * moment estimates are exercised) */
+static const double GS[3][NW] = {
+    {0.1, 0.2, -0.3, 0.05},
+    {-0.2, 0.1, 0.4, 0.0},
+    {0.3, -0.5, 0.1, 0.2},
+};
+
+/* Context with a trainable "w" [4] (decayed) and "b" [4] (NO_DECAY), both
+ * starting at W0. */
+static eqr_ctx *make_ctx(eqr_tensor **w, eqr_tensor **b) {
+    eqr_ctx *ctx = tu_ctx(1);
+    int64_t s[1] = {NW};
+    *w = eqr_param_new(ctx, "w", 1, s, 0);
+    *b = eqr_param_new(ctx, "b", 1, s, EQR_PARAM_NO_DECAY);
+    assert_non_null(*w);
+    assert_non_null(*b);
+    for (int i = 0; i < NW; i++) (*w)->data[i] = (*b)->data[i] = (float)W0[i];
+    return ctx;
+}
+
+static void set_grads(eqr_tensor *t, int step) {
+    for (int i = 0; i < NW; i++) t->grad[i] = (float)GS[step][i];
+}
+
+typedef struct ref {
+    double w[NW], m[NW], v[NW];
+} ref;
+
+static void ref_init(ref *r) {
+    memset(r, 0, sizeof *r);
+    memcpy(r->w, W0, sizeof r->w);
+}
+
+/* PyTorch SGD in double. */
+static void ref_sgd(ref *r, const double *g, double lr, double mu, int nesterov, double wd) {
+    for (int i = 0; i < NW; i++) {
+        double gi = g[i] + wd * r->w[i];
+        if (mu > 0) {
+            r->m[i] = mu * r->m[i] + gi;
+            gi = nesterov ? gi + mu * r->m[i] : r->m[i];
+        }
+        r->w[i] -= lr * gi;
+    }
+}
+
+/* Adam (l2 added to the gradient) / AdamW (decoupled) in double. */
+static void ref_adam(ref *r, const double *g, int t, double lr, double b1, double b2, double eps,
+                     double l2, double decoupled) {
+    for (int i = 0; i < NW; i++) {
+        r->w[i] *= 1.0 - lr * decoupled;
+        double gi = g[i] + l2 * r->w[i];
+        r->m[i] = b1 * r->m[i] + (1 - b1) * gi;
+        r->v[i] = b2 * r->v[i] + (1 - b2) * gi * gi;
+        double mh = r->m[i] / (1 - pow(b1, t)), vh = r->v[i] / (1 - pow(b2, t));
+        r->w[i] -= lr * mh / (sqrt(vh) + eps);
+    }
+}
+
+/* Run 3 steps of opts on w (decayed) and b (no decay); compare after each
+ * step against the references rw / rb advanced by adv(). */
+typedef void (*adv_fn)(ref *r, const double *g, int t, int decayed, const eqr_optim_opts *o);
+
+static void run_three(const eqr_optim_opts *o, adv_fn adv, double rtol) {
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, o);
+    assert_non_null(opt);
+    ref rw, rb;
+    ref_init(&rw);
+    ref_init(&rb);
+    for (int t = 1; t <= 3; t++) {
+        set_grads(w, t - 1);
+        set_grads(b, t - 1);
+        assert_int_equal(eqr_optim_step(opt), EQR_OK);
+        adv(&rw, GS[t - 1], t, 1, o);
+        adv(&rb, GS[t - 1], t, 0, o);
+        char what[64];
+        snprintf(what, sizeof what, "kind %d step %d w", (int)o->kind, t);
+        tu_assert_close(what, w->data, rw.w, NW, 1e-7, rtol);
+        snprintf(what, sizeof what, "kind %d step %d b (no decay)", (int)o->kind, t);
+        tu_assert_close(what, b->data, rb.w, NW, 1e-7, rtol);
+        assert_int_equal(eqr_optim_steps(opt), t);
+    }
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+}
+
+static void adv_sgd(ref *r, const double *g, int t, int decayed, const eqr_optim_opts *o) {
+    (void)t;
+    ref_sgd(r, g, o->lr, o->momentum, o->nesterov, decayed ? o->weight_decay : 0.0);
+}
+
+static double dflt(float x, double d) { return x == 0.0f ? d : (double)x; }
+
+static void adv_adam(ref *r, const double *g, int t, int decayed, const eqr_optim_opts *o) {
+    double wd = decayed ? o->weight_decay : 0.0;
+    double b1 = dflt(o->beta1, 0.9), b2 = dflt(o->beta2, 0.999), eps = dflt(o->eps, 1e-8);
+    if (o->kind == EQR_OPTIM_ADAM)
+        ref_adam(r, g, t, o->lr, b1, b2, eps, wd, 0.0);
+    else
+        ref_adam(r, g, t, o->lr, b1, b2, eps, 0.0, wd);
+}
+
+static void test_sgd_plain_hand(void **state) {
+    (void)state;
+    eqr_optim_opts o = {.kind = EQR_OPTIM_SGD, .lr = 0.1f};
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    assert_int_equal(eqr_optim_state_len(opt), 0); /* no momentum, no state */
+    set_grads(w, 0);
+    set_grads(b, 0);
+    assert_int_equal(eqr_optim_step(opt), EQR_OK);
+    /* w - 0.1 g by hand */
+    const double hand[NW] = {0.99, -2.02, 0.53, 0.245};
+    tu_assert_close("sgd step 1", w->data, hand, NW, 1e-7, 1e-6);
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+    run_three(&o, adv_sgd, 1e-6);
+}
+
+static void test_sgd_momentum(void **state) {
+    (void)state;
+    eqr_optim_opts o = {.kind = EQR_OPTIM_SGD, .lr = 0.1f, .momentum = 0.9f};
+    /* by hand for w[0]: buf1 = 0.1, w1 = 0.99; buf2 = 0.09 - 0.2 = -0.11, w2 = 1.001;
+     * buf3 = -0.099 + 0.3 = 0.201, w3 = 0.9809 */
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    assert_int_equal(eqr_optim_state_len(opt), eqr_param_total(ctx));
+    const double hand[3] = {0.99, 1.001, 0.9809};
+    for (int t = 0; t < 3; t++) {
+        set_grads(w, t);
+        set_grads(b, t);
+        assert_int_equal(eqr_optim_step(opt), EQR_OK);
+        tu_assert_close("sgd momentum w[0]", w->data, &hand[t], 1, 1e-7, 1e-6);
+    }
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+    run_three(&o, adv_sgd, 1e-6);
+}
+
+static void test_sgd_nesterov(void **state) {
+    (void)state;
+    eqr_optim_opts o = {.kind = EQR_OPTIM_SGD, .lr = 0.1f, .momentum = 0.9f, .nesterov = 1};
+    /* by hand for w[0]: buf1 = 0.1, step = 0.1 + 0.09 = 0.19, w1 = 0.981;
+     * buf2 = -0.11, step = -0.2 - 0.099 = -0.299, w2 = 1.0109 */
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    const double hand[2] = {0.981, 1.0109};
+    for (int t = 0; t < 2; t++) {
+        set_grads(w, t);
+        set_grads(b, t);
+        assert_int_equal(eqr_optim_step(opt), EQR_OK);
+        tu_assert_close("sgd nesterov w[0]", w->data, &hand[t], 1, 1e-7, 1e-6);
+    }
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+    run_three(&o, adv_sgd, 1e-6);
+}
+
+static void test_sgd_weight_decay(void **state) {
+    (void)state;
+    eqr_optim_opts o = {.kind = EQR_OPTIM_SGD, .lr = 0.1f, .momentum = 0.5f, .weight_decay = 0.1f};
+    /* by hand, step 1: w[0] = 1 - 0.1 (0.1 + 0.1*1) = 0.98, b[0] (no decay) = 0.99 */
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    set_grads(w, 0);
+    set_grads(b, 0);
+    assert_int_equal(eqr_optim_step(opt), EQR_OK);
+    const double hw = 0.98, hb = 0.99;
+    tu_assert_close("sgd wd w[0]", w->data, &hw, 1, 1e-7, 1e-6);
+    tu_assert_close("sgd wd b[0]", b->data, &hb, 1, 1e-7, 1e-6);
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+    run_three(&o, adv_sgd, 1e-6);
+}
+
+static void test_adam(void **state) {
+    (void)state;
+    /* defaults (0 -> 0.9, 0.999, 1e-8); first step moves each weight by
+     * lr * g/|g| (to within eps) whatever the gradient's size */
+    eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = 0.01f};
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    assert_int_equal(eqr_optim_state_len(opt), 2 * eqr_param_total(ctx));
+    set_grads(w, 0);
+    set_grads(b, 0);
+    assert_int_equal(eqr_optim_step(opt), EQR_OK);
+    const double hand[NW] = {0.99, -2.01, 0.51, 0.24};
+    tu_assert_close("adam step 1", w->data, hand, NW, 1e-6, 1e-6);
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+    run_three(&o, adv_adam, 2e-6);
+    /* explicit betas, an eps that matters (it sits outside the sqrt) and L2 decay */
+    eqr_optim_opts o2 = {.kind = EQR_OPTIM_ADAM, .lr = 0.05f, .beta1 = 0.8f, .beta2 = 0.9f,
+                         .eps = 0.1f, .weight_decay = 0.2f};
+    run_three(&o2, adv_adam, 2e-6);
+}
+
+static void test_adamw(void **state) {
+    (void)state;
+    eqr_optim_opts o = {.kind = EQR_OPTIM_ADAMW, .lr = 0.05f, .beta1 = 0.8f, .beta2 = 0.9f,
+                        .eps = 0.1f, .weight_decay = 0.5f};
+    run_three(&o, adv_adam, 2e-6);
+    /* by hand, step 1 for w[3] (g = 0.05): decay 0.25 * (1 - 0.025) = 0.24375;
+     * m^ = 0.05, sqrt(v^) = 0.05, update 0.05 * 0.05 / 0.15 = 0.0166667 */
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    set_grads(w, 0);
+    set_grads(b, 0);
+    assert_int_equal(eqr_optim_step(opt), EQR_OK);
+    const double hw = 0.24375 - 0.05 * 0.05 / 0.15, hb = 0.25 - 0.05 * 0.05 / 0.15;
+    tu_assert_close("adamw w[3]", &w->data[3], &hw, 1, 1e-7, 1e-6);
+    tu_assert_close("adamw b[3] (no decay)", &b->data[3], &hb, 1, 1e-7, 1e-6);
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+}
+
+/* Buffers and frozen parameters keep their values even with garbage in
+ * their slots of the gradient block, for every optimizer. */
+static void test_buffers_untouched(void **state) {
+    (void)state;
+    const eqr_optim_kind kinds[3] = {EQR_OPTIM_SGD, EQR_OPTIM_ADAM, EQR_OPTIM_ADAMW};
+    for (int k = 0; k < 3; k++) {
+        eqr_ctx *ctx = tu_ctx(2);
+        int64_t s[1] = {5};
+        eqr_tensor *w = tu_input(ctx, "w", 1, s, 1.0f);
+        eqr_tensor *buf = eqr_param_new(ctx, "running", 1, s, EQR_PARAM_BUFFER);
+        eqr_tensor *fr = eqr_param_new(ctx, "frozen", 1, s, EQR_PARAM_FROZEN);
+        assert_non_null(buf);
+        assert_non_null(fr);
+        assert_null(buf->grad);
+        assert_null(fr->grad);
+        for (int i = 0; i < 5; i++) {
+            buf->data[i] = 1.5f + (float)i;
+            fr->data[i] = -0.5f - (float)i;
+            w->grad[i] = 0.3f;
+        }
+        float *G = eqr_param_grad_block(ctx);
+        for (int p = 1; p < 3; p++)
+            for (int i = 0; i < 5; i++) G[eqr_param_offset(ctx, p) + i] = 7.0f;
+        float bsave[5], fsave[5], wsave[5];
+        memcpy(bsave, buf->data, sizeof bsave);
+        memcpy(fsave, fr->data, sizeof fsave);
+        memcpy(wsave, w->data, sizeof wsave);
+        eqr_optim_opts o = {.kind = kinds[k], .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.1f};
+        if (kinds[k] != EQR_OPTIM_SGD) o.momentum = 0;
+        eqr_optim *opt = eqr_optim_create(ctx, &o);
+        assert_non_null(opt);
+        for (int t = 0; t < 3; t++) assert_int_equal(eqr_optim_step(opt), EQR_OK);
+        assert_memory_equal(bsave, buf->data, sizeof bsave);
+        assert_memory_equal(fsave, fr->data, sizeof fsave);
+        assert_memory_not_equal(wsave, w->data, sizeof wsave); /* the trainable one moved */
+        eqr_optim_destroy(opt);
+        eqr_ctx_destroy(ctx);
+    }
+}
+
+static void test_store_grew(void **state) {
+    (void)state;
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = 0.01f};
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    int64_t s[1] = {3};
+    assert_non_null(eqr_param_new(ctx, "late", 1, s, 0));
+    w = eqr_param_find(ctx, "w");
+    set_grads(w, 0);
+    float before[NW];
+    memcpy(before, w->data, sizeof before);
+    assert_int_equal(eqr_optim_step(opt), EQR_ERR_STATE);
+    tu_assert_error(ctx, EQR_ERR_STATE, "parameter store changed");
+    assert_memory_equal(before, w->data, sizeof before);
+    assert_int_equal(eqr_optim_steps(opt), 0);
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_step_on_error_context(void **state) {
+    (void)state;
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim_opts o = {.kind = EQR_OPTIM_SGD, .lr = 0.1f};
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    set_grads(w, 0);
+    int64_t bad[1] = {-1};
+    assert_null(eqr_tensor_zeros(ctx, 1, bad)); /* puts ctx in error */
+    float before[NW];
+    memcpy(before, w->data, sizeof before);
+    assert_int_equal(eqr_optim_step(opt), EQR_ERR_SHAPE);
+    assert_memory_equal(before, w->data, sizeof before);
+    eqr_clear_error(ctx);
+    assert_int_equal(eqr_optim_step(opt), EQR_OK);
+    assert_memory_not_equal(before, w->data, sizeof before);
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_accessors(void **state) {
+    (void)state;
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim_opts o = {.kind = EQR_OPTIM_ADAMW, .lr = 0.01f};
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    assert_non_null(opt);
+    assert_int_equal(eqr_optim_get_kind(opt), EQR_OPTIM_ADAMW);
+    assert_true(eqr_optim_lr(opt) == 0.01f);
+    eqr_optim_set_lr(opt, 0.5f);
+    assert_true(eqr_optim_lr(opt) == 0.5f);
+    eqr_optim_set_lr(opt, -1.0f);
+    tu_assert_error(ctx, EQR_ERR_ARG, "lr");
+    assert_true(eqr_optim_lr(opt) == 0.5f);
+    eqr_optim_set_steps(opt, 41);
+    assert_int_equal(eqr_optim_steps(opt), 41);
+    eqr_optim_set_steps(opt, -3);
+    tu_assert_error(ctx, EQR_ERR_ARG, "steps");
+    assert_int_equal(eqr_optim_steps(opt), 41);
+    /* the step count drives Adam's bias correction: at t = 42 the update is
+     * about 0.65 lr, not the lr of a first step */
+    eqr_optim_set_lr(opt, 0.01f);
+    set_grads(w, 0);
+    assert_int_equal(eqr_optim_step(opt), EQR_OK);
+    double b1c = 1 - pow(0.9, 42), b2c = 1 - pow(0.999, 42);
+    double exp0 = 1.0 - 0.01 * (0.1 * 0.1 / b1c) / (sqrt(0.001 * 0.01 / b2c) + 1e-8);
+    tu_assert_close("adamw after set_steps", w->data, &exp0, 1, 1e-7, 1e-6);
+    assert_non_null(eqr_optim_state(opt));
+    eqr_optim_destroy(opt);
+    eqr_optim_destroy(NULL);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_invalid_opts(void **state) {
+    (void)state;
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    struct {
+        eqr_optim_opts o;
+        const char *needle;
+    } bad[] = {
+        {{.kind = EQR_OPTIM_SGD, .lr = -0.1f}, "lr"},
+        {{.kind = EQR_OPTIM_SGD, .lr = NAN}, "lr"},
+        {{.kind = EQR_OPTIM_SGD, .lr = INFINITY}, "lr"},
+        {{.kind = EQR_OPTIM_SGD, .lr = 0.1f, .momentum = -0.5f}, "momentum"},
+        {{.kind = EQR_OPTIM_SGD, .lr = 0.1f, .momentum = 1.0f}, "momentum"},
+        {{.kind = EQR_OPTIM_SGD, .lr = 0.1f, .nesterov = 1}, "nesterov"},
+        {{.kind = EQR_OPTIM_ADAM, .lr = 0.1f, .nesterov = 1}, "nesterov"},
+        {{.kind = EQR_OPTIM_SGD, .lr = 0.1f, .weight_decay = -1.0f}, "weight_decay"},
+        {{.kind = EQR_OPTIM_ADAM, .lr = 0.1f, .beta1 = 1.0f}, "beta1"},
+        {{.kind = EQR_OPTIM_ADAM, .lr = 0.1f, .beta1 = -0.1f}, "beta1"},
+        {{.kind = EQR_OPTIM_ADAMW, .lr = 0.1f, .beta2 = 1.5f}, "beta2"},
+        {{.kind = EQR_OPTIM_ADAM, .lr = 0.1f, .eps = -1e-8f}, "eps"},
+        {{.kind = (eqr_optim_kind)7, .lr = 0.1f}, "kind"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(eqr_optim_create(ctx, &bad[i].o));
+        tu_assert_error(ctx, EQR_ERR_ARG, bad[i].needle);
+    }
+    assert_null(eqr_optim_create(ctx, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "opts");
+    /* lr = 0 is valid (e.g. the first step of a schedule) */
+    eqr_optim_opts ok = {.kind = EQR_OPTIM_SGD, .lr = 0.0f};
+    eqr_optim *opt = eqr_optim_create(ctx, &ok);
+    assert_non_null(opt);
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+}
+
+static double grad_norm(eqr_tensor *const *ts, int n) {
+    double s = 0;
+    for (int k = 0; k < n; k++)
+        for (int64_t i = 0; i < ts[k]->numel; i++) s += (double)ts[k]->grad[i] * ts[k]->grad[i];
+    return sqrt(s);
+}
+
+static void test_clip_grad_norm(void **state) {
+    (void)state;
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    int64_t s[1] = {3};
+    eqr_tensor *buf = eqr_param_new(ctx, "buf", 1, s, EQR_PARAM_BUFFER);
+    assert_non_null(buf);
+    float *G = eqr_param_grad_block(ctx);
+    for (int i = 0; i < 3; i++) G[eqr_param_offset(ctx, 2) + i] = 100.0f; /* must be ignored */
+    /* w grads (3,4,0,0), b grads (0,0,12,0): norm 13 */
+    const float gw[NW] = {3, 4, 0, 0}, gb[NW] = {0, 0, 12, 0};
+    memcpy(w->grad, gw, sizeof gw);
+    memcpy(b->grad, gb, sizeof gb);
+    eqr_tensor *ts[2] = {w, b};
+    /* below the threshold: returned norm, gradients bit-identical */
+    float n = eqr_clip_grad_norm(ctx, 20.0f);
+    assert_true(fabs(n - 13.0) < 1e-6);
+    assert_memory_equal(w->grad, gw, sizeof gw);
+    assert_memory_equal(b->grad, gb, sizeof gb);
+    /* above: scaled to max_norm (not above it), direction kept */
+    n = eqr_clip_grad_norm(ctx, 6.5f);
+    assert_true(fabs(n - 13.0) < 1e-6);
+    double after = grad_norm(ts, 2);
+    assert_true(after <= 6.5 + 1e-6);
+    assert_true(after > 6.5 - 1e-4);
+    const double ew[NW] = {1.5, 2.0, 0, 0}, eb[NW] = {0, 0, 6.0, 0};
+    tu_assert_close("clipped w grad", w->grad, ew, NW, 1e-6, 1e-5);
+    tu_assert_close("clipped b grad", b->grad, eb, NW, 1e-6, 1e-5);
+    for (int i = 0; i < 3; i++) assert_true(G[eqr_param_offset(ctx, 2) + i] == 100.0f);
+    /* norm in double: many small gradients whose float sum of squares would lose digits */
+    eqr_ctx *c2 = tu_ctx(3);
+    int64_t big[1] = {100000};
+    eqr_tensor *p = eqr_param_new(c2, "p", 1, big, 0);
+    assert_non_null(p);
+    double ss = 0;
+    for (int64_t i = 0; i < big[0]; i++) {
+        p->grad[i] = (i % 2 ? 1.0f : 1e-3f) * (float)(1 + i % 7);
+        ss += (double)p->grad[i] * p->grad[i];
+    }
+    float nn = eqr_clip_grad_norm(c2, 1e30f);
+    assert_true(fabs(nn - sqrt(ss)) <= 1e-6 * sqrt(ss));
+    eqr_ctx_destroy(c2);
+    /* invalid max_norm */
+    eqr_clip_grad_norm(ctx, -1.0f);
+    tu_assert_error(ctx, EQR_ERR_ARG, "max_norm");
+    eqr_clip_grad_norm(ctx, NAN);
+    tu_assert_error(ctx, EQR_ERR_ARG, "max_norm");
+    eqr_ctx_destroy(ctx);
+}
+
+static void check_lr(const eqr_lr_schedule *s, int64_t t, double want) {
+    float got = eqr_lr_at(s, t);
+    if (!(fabs(got - want) <= 1e-7 + 1e-6 * fabs(want)))
+        fail_msg("lr schedule kind %d at t=%lld: got %.9g, expected %.9g", (int)s->kind,
+                 (long long)t, got, want);
+}
+
+static void test_lr_schedules(void **state) {
+    (void)state;
+    eqr_lr_schedule c = {.kind = EQR_LR_CONSTANT, .base_lr = 0.1f};
+    check_lr(&c, 0, 0.1);
+    check_lr(&c, 1000, 0.1);
+    c.warmup_steps = 4; /* 0.025, 0.05, 0.075, 0.1, then 0.1 */
+    check_lr(&c, 0, 0.025);
+    check_lr(&c, 1, 0.05);
+    check_lr(&c, 3, 0.1);
+    check_lr(&c, 4, 0.1);
+    check_lr(&c, 99, 0.1);
+
+    eqr_lr_schedule s = {.kind = EQR_LR_STEP, .base_lr = 1.0f, .step_size = 10, .gamma = 0.5f};
+    check_lr(&s, 0, 1.0);
+    check_lr(&s, 9, 1.0);
+    check_lr(&s, 10, 0.5);
+    check_lr(&s, 25, 0.25);
+    check_lr(&s, 30, 0.125);
+    s.warmup_steps = 5; /* decay counts from the end of warm-up */
+    check_lr(&s, 0, 0.2);
+    check_lr(&s, 4, 1.0);
+    check_lr(&s, 14, 1.0);
+    check_lr(&s, 15, 0.5);
+    check_lr(&s, 35, 0.125);
+
+    eqr_lr_schedule k = {.kind = EQR_LR_COSINE, .base_lr = 1.0f, .min_lr = 0.1f,
+                         .warmup_steps = 10, .total_steps = 110};
+    check_lr(&k, 0, 0.1);
+    check_lr(&k, 4, 0.5);
+    check_lr(&k, 10, 1.0);
+    check_lr(&k, 35, 0.1 + 0.9 * (1 + sqrt(0.5)) / 2); /* a quarter of the way */
+    check_lr(&k, 60, 0.55);                             /* half-way */
+    check_lr(&k, 109, 0.1 + 0.9 * (1 + cos(3.14159265358979323846 * 0.99)) / 2);
+    check_lr(&k, 110, 0.1);
+    check_lr(&k, 5000, 0.1);
+    k.warmup_steps = 0;
+    check_lr(&k, 0, 1.0);
+    check_lr(&k, 55, 0.55);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgd_plain_hand),
+        cmocka_unit_test(test_sgd_momentum),
+        cmocka_unit_test(test_sgd_nesterov),
+        cmocka_unit_test(test_sgd_weight_decay),
+        cmocka_unit_test(test_adam),
+        cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_buffers_untouched),
+        cmocka_unit_test(test_store_grew),
+        cmocka_unit_test(test_step_on_error_context),
+        cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_invalid_opts),
+        cmocka_unit_test(test_clip_grad_norm),
+        cmocka_unit_test(test_lr_schedules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
