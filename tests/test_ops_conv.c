@@ -161,6 +161,15 @@ static void test_forward_reference(void **state) {
             assert_non_null(ref);
             ref_forward(c, io.x->data, io.w->data, io.b ? io.b->data : NULL, ref);
             tu_assert_close("conv2d forward", y->data, ref, y->numel, 1e-5, 1e-5);
+            /* again on an exact-size malloc'd input, so ASan sees stray reads */
+            float *xcopy = malloc(sizeof(float) * (size_t)io.x->numel);
+            assert_non_null(xcopy);
+            memcpy(xcopy, io.x->data, sizeof(float) * (size_t)io.x->numel);
+            eqr_tensor *yw = eqr_conv2d(ctx, eqr_tensor_wrap(ctx, xcopy, 4, io.x->shape), io.w,
+                                        io.b, c->null_geom ? NULL : &c->g);
+            assert_non_null(yw);
+            assert_memory_equal(yw->data, y->data, sizeof(float) * (size_t)y->numel);
+            free(xcopy);
             if (threads == 1) {
                 y1 = malloc(sizeof(float) * (size_t)y->numel);
                 assert_non_null(y1);

@@ -126,6 +126,15 @@ static float *check_case(const pool_case *c, int is_max, int threads) {
     ref_pool(c, x->data, is_max, ref, arg);
     tu_assert_close(is_max ? "maxpool" : "avgpool", y->data, ref, ny, 1e-6, 1e-6);
 
+    /* again on an exact-size malloc'd input, so ASan sees stray reads */
+    float *xcopy = malloc(sizeof(float) * (size_t)x->numel);
+    assert_non_null(xcopy);
+    memcpy(xcopy, x->data, sizeof(float) * (size_t)x->numel);
+    eqr_tensor *yw = run_pool(ctx, c, eqr_tensor_wrap(ctx, xcopy, c->ndim, c->shape), is_max);
+    assert_non_null(yw);
+    assert_memory_equal(yw->data, y->data, sizeof(float) * (size_t)ny);
+    free(xcopy);
+
     fill_uniform(r, ny, 22);
     eqr_zero_grad(ctx);
     assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, c->ndim, y->shape, r)), EQR_OK);

@@ -90,7 +90,7 @@ eqr_tensor *eqr_concat(eqr_ctx *ctx, eqr_tensor *const *xs, int n, int axis);
 /* Elements [start, start+len) along axis. A view when it is contiguous
  * (every dimension before axis is 1, e.g. a batch slice), else a copy. */
 eqr_tensor *eqr_slice(eqr_ctx *ctx, eqr_tensor *x, int axis, int64_t start, int64_t len);
-/* out.flat[i] = idx[i] >= 0 ? x.flat[idx[i]] : 0, out shape given. idx has
+/* out.flat[i] = idx[i] == -1 ? 0 : x.flat[idx[i]], out shape given. idx has
  * numel(shape) entries, is NOT copied and must stay valid until backward
  * (precompute it once, e.g. for filter expansion). Backward scatter-adds. */
 eqr_tensor *eqr_gather(eqr_ctx *ctx, eqr_tensor *x, const int64_t *idx,
