@@ -19,9 +19,11 @@ static eqr_tensor *act_out(eqr_ctx *ctx, const eqr_rep *rep, eqr_gelem g, eqr_te
     return eqr_rep_act(ctx, rep, g, y);
 }
 
-/* Squared norms over the central disk (all pixels if disk <= 0). */
-static void masked_norms(const eqr_tensor *a, const eqr_tensor *b, double disk, double *num,
-                         double *den) {
+/* Over the central disk (all pixels if disk <= 0): num = ||a - b||^2 and
+ * den = ||y||^2. The denominator is the untransformed output f(x), as
+ * documented: g.f(x) loses the corners (and is smoothed) off the grid. */
+static void masked_norms(const eqr_tensor *a, const eqr_tensor *b, const eqr_tensor *y,
+                         double disk, double *num, double *den) {
     int64_t h = a->ndim == 4 ? a->shape[2] : 1, w = a->ndim == 4 ? a->shape[3] : 1;
     int64_t planes = a->numel / (h * w);
     double r = disk * (double)(h < w ? h : w) / 2.0, cy = (double)(h - 1) / 2, cx = (double)(w - 1) / 2;
@@ -33,7 +35,7 @@ static void masked_norms(const eqr_tensor *a, const eqr_tensor *b, double disk, 
                 int64_t k = (p * h + i) * w + j;
                 double d = (double)a->data[k] - b->data[k];
                 *num += d * d;
-                *den += (double)b->data[k] * b->data[k];
+                *den += (double)y->data[k] * y->data[k];
             }
 }
 
@@ -70,6 +72,13 @@ eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
                        EQR_SHAPE(y, b));
         goto done;
     }
+    if (!eqr_tensor_same_shape(y, ygx)) {
+        char b1[EQR_SHAPE_BUF], b2[EQR_SHAPE_BUF];
+        st = eqr__fail(ctx, EQR_ERR_SHAPE,
+                       "eqr_equivariance_error: f(x) is %s but f(g.x) is %s", EQR_SHAPE(y, b1),
+                       EQR_SHAPE(ygx, b2));
+        goto done;
+    }
     if (out_rep && y->shape[1] != out_rep->dim) {
         st = eqr__fail(ctx, EQR_ERR_SHAPE,
                        "eqr_equivariance_error: output has %lld channels, output type has %d",
@@ -82,7 +91,7 @@ eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
         goto done;
     }
     double num, den;
-    masked_norms(ygx, gy, disk, &num, &den);
+    masked_norms(ygx, gy, y, disk, &num, &den);
     *err = den > 0 ? sqrt(num / den) : sqrt(num);
 done:
     eqr_set_grad_enabled(ctx, prev);

@@ -17,5 +17,6 @@
 #include "data.h"
 #include "groups.h"
 #include "equivariance.h"
+#include "equi_layers.h"
 
 #endif

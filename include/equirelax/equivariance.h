@@ -29,7 +29,8 @@ typedef struct eqr_equiv_opts {
 /* Relative equivariance error of f at x for element g, written to *err.
  * x is [N, in_rep->dim, H, W]. The output is either [N, out_rep->dim, H', W']
  * or [N, out_rep->dim] (e.g. logits; only rho(g) acts). out_rep NULL means
- * the output must be invariant. Runs with gradients disabled and leaves the
+ * the output must be invariant: f(g.x) is compared with f(x) itself, with no
+ * spatial transform (use a trivial out_rep to rotate trivial feature maps). Runs with gradients disabled and leaves the
  * step arena as it found it. opts may be NULL. Errors: shapes that do not
  * match the reps, g not in the groups, or a failing forward. */
 eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
