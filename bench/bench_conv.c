@@ -7,7 +7,8 @@
  * BLAS single-threaded inside); --blas-threads calls openblas_set_num_threads
  * first (default: OpenBLAS's own setting, OPENBLAS_NUM_THREADS or all cores).
  * FLOPs count 2 per multiply-add: forward 2*N*O*OH*OW*C*kh*kw, backward twice
- * that. Times are the median over the repetitions after one warm-up. */
+ * that. Times are the median and the best over the repetitions after one
+ * warm-up; on a shared machine the best is the steadier figure. */
 #define _POSIX_C_SOURCE 200809L
 #include <equirelax/equirelax.h>
 
@@ -43,7 +44,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int run(const shape *s, int threads, int reps, double *fwd_ms, double *bwd_ms) {
+static int run(const shape *s, int threads, int reps, double fwd_ms[2], double bwd_ms[2]) {
     eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = 1, .threads = threads});
     if (!ctx) return 1;
     int64_t xs[4] = {s->N, s->C, s->H, s->W}, ws[4] = {s->O, s->C, s->k, s->k}, bs[1] = {s->O};
@@ -80,8 +81,10 @@ static int run(const shape *s, int threads, int reps, double *fwd_ms, double *bw
     if (eqr_status_get(ctx) == EQR_OK) {
         qsort(tf, (size_t)reps, sizeof(double), cmp_double);
         qsort(tb, (size_t)reps, sizeof(double), cmp_double);
-        *fwd_ms = tf[reps / 2];
-        *bwd_ms = tb[reps / 2];
+        fwd_ms[0] = tf[reps / 2];
+        fwd_ms[1] = tf[0];
+        bwd_ms[0] = tb[reps / 2];
+        bwd_ms[1] = tb[0];
     }
     free(tf);
     free(tb);
@@ -121,17 +124,19 @@ int main(int argc, char **argv) {
     if (blas > 0) openblas_set_num_threads(blas);
     printf("threads %d, OpenBLAS threads %d (outside conv regions), core %s\n", threads,
            openblas_get_num_threads(), openblas_get_corename());
-    printf("%-36s %9s %8s %9s %8s\n", "shape", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s");
+    printf("%-36s %17s %15s %17s %15s\n", "shape", "fwd ms med/best", "GFLOP/s med/best",
+           "bwd ms med/best", "GFLOP/s med/best");
     for (int i = 0; i < NSHAPES; i++) {
         if (only >= 0 && i != only) continue;
         const shape *s = &SHAPES[i];
         int OH = (s->H + 2 * s->pad - s->k) / s->stride + 1;
         int OW = (s->W + 2 * s->pad - s->k) / s->stride + 1;
         double flops = 2.0 * s->N * s->O * OH * OW * (double)s->C * s->k * s->k;
-        double f = 0, b = 0;
-        if (run(s, threads, reps, &f, &b)) return 1;
-        printf("%-36s %9.3f %8.2f %9.3f %8.2f\n", s->name, f, flops / (f * 1e6), b,
-               2 * flops / (b * 1e6));
+        double f[2] = {0, 0}, b[2] = {0, 0};
+        if (run(s, threads, reps, f, b)) return 1;
+        printf("%-36s %8.3f %8.3f %7.1f %7.1f %8.3f %8.3f %7.1f %7.1f\n", s->name, f[0], f[1],
+               flops / (f[0] * 1e6), flops / (f[1] * 1e6), b[0], b[1], 2 * flops / (b[0] * 1e6),
+               2 * flops / (b[1] * 1e6));
     }
     return 0;
 }

@@ -294,15 +294,11 @@ static int pair_build(eqr_steer_basis *B, int io, int ii) {
     int n = 0;
     for (r = 0; r < nraw; r++) {
         double val[4];
-        int ss = getenv("EQR_SS") ? atoi(getenv("EQR_SS")) : 1;
         for (int q = 0; q < kk; q++) {
             double x, y;
             tap_xy(B->k, q, &x, &y);
-            for (int e = 0; e < dd; e++) w[e * kk + q] = 0;
-            for (int u1 = 0; u1 < ss; u1++) for (int u2 = 0; u2 < ss; u2++) {
-            raw_eval(&raw[r], dd, B->sigma, x + (u1 + 0.5) / ss - 0.5, y + (u2 + 0.5) / ss - 0.5, val);
-            for (int e = 0; e < dd; e++) w[e * kk + q] += val[e] / (ss * ss);
-            }
+            raw_eval(&raw[r], dd, B->sigma, x, y, val);
+            for (int e = 0; e < dd; e++) w[e * kk + q] = val[e];
         }
         for (int j = 0; j < nraw; j++) c[j] = j == r;
         double n0 = 0;
@@ -572,12 +568,6 @@ eqr_steer_basis *eqr__steer_basis_build(eqr_ctx *ctx, const char *fn, const eqr_
     if (!B->ring_M) goto oom;
     for (int s = 0; s < B->nrings; s++) {
         int M = 2 * s;
-        if (getenv("EQR_RULE")) { int rule = atoi(getenv("EQR_RULE"));
-            if (rule == 1) M = s == 0 ? 0 : (s == 1 ? 1 : 2 * s);
-            if (rule == 2) M = s == 0 ? 0 : s + 1;
-            if (rule == 3) M = s == 0 ? 0 : (s == B->nrings - 1 ? s : 2 * s);
-            if (rule == 4) M = s;
-        }
         if (cap > 0 && M > cap) M = cap;
         B->ring_M[s] = M;
         if (M > B->max_m) B->max_m = M;

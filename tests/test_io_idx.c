@@ -283,7 +283,10 @@ static void test_reject_gzip(void **state) {
     for (int i = 0; i < 20000; i++) put_u8(&b, (unsigned)eqr_rng_below(&rng, 16)); /* compressible */
     write_file(path, &b, 1);
     size_t n = slurp(path, raw, sizeof raw);
-    assert_true(n > 200 && n < 20000);
+    if (n <= 200 || n >= 20000) {
+        fail_msg("unexpected gzip size %zu", n);
+        return;
+    }
     eqr_idx idx;
     assert_int_equal(eqr_idx_read(ctx, path, &idx), EQR_OK);
     assert_int_equal(idx.count, 20000);
@@ -332,7 +335,9 @@ static void test_missing_and_state(void **state) {
     /* a directory opens but cannot be read */
     char dir[512];
     strcpy(dir, path);
-    *strrchr(dir, '/') = '\0';
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] != '/') len--;
+    dir[len - 1] = '\0'; /* the temp directory itself */
     expect_fail(ctx, dir, EQR_ERR_IO, "read error");
     /* NULL arguments */
     eqr_idx idx;

@@ -62,7 +62,8 @@ typedef struct eqr_batcher {
 } eqr_batcher;
 
 /* Initialise b over ds with the given batch size (the last batch of an epoch
- * may be smaller). */
+ * may be smaller). b keeps a pointer to ds: keep ds alive and do not
+ * truncate it while b is in use. */
 eqr_status eqr_batcher_init(eqr_ctx *ctx, eqr_batcher *b, const eqr_dataset *ds,
                             int64_t batch, int shuffle, uint64_t seed);
 /* Copy the next batch into x (batch*c*h*w floats) and y; *count gets its
