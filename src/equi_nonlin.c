@@ -273,7 +273,7 @@ eqr_gated *eqr_gated_create(eqr_ctx *ctx, const eqr_rep *in_type) {
     const int K = F / 2;
     /* The last K fields must be trivial; find the parts holding fields 0..K-1. */
     int seen = 0, nparts_out = 0;
-    eqr_rep_part *parts = calloc((size_t)in_type->nparts, sizeof *parts);
+    eqr_rep_part *parts = calloc(in_type->nparts > 0 ? (size_t)in_type->nparts : 1, sizeof *parts);
     if (!parts) {
         eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_gated_create: out of memory");
         return NULL;

@@ -4,12 +4,11 @@
  * orthonormalisation on the k x k grid, and assembly into blocks of field
  * pairs (regular fields through the change of basis Q). The mathematics is
  * written out in include/equirelax/steerable.h. */
-#include "internal.h"
+#include "steer_internal.h"
 #include "equirelax/steerable.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #define TWO_PI 6.28318530717958647692528676655900577
@@ -56,6 +55,12 @@ struct eqr_steer_basis {
     double sigma;
     int *ring_M;
     int in_dim, out_dim;
+    /* moment-matched sampling (see moment_setup) */
+    int point_sampling, mom_max, nmon;
+    double *mono;   /* [nmon, kk] monomials x^a y^b (coordinates / (k/2)) */
+    double *chol;   /* [nmon, nmon] Cholesky factor of mono mono^T */
+    double *radmom; /* [nrings, mom_max + 1] radial moments */
+    double *angmom; /* [max_m + 1, 2, nmon] angular moments */
     int nir;
     eqr_irrep *irreps;
     pair_basis *pairs; /* [nir * nir], out irrep major; built on demand */
@@ -262,6 +267,120 @@ static void tap_xy(int k, int q, double *x, double *y) {
     *y = 0.5 * (k - 1) - (q / k);
 }
 
+/* ------------------------------------------------ moment-matched sampling
+ *
+ * Point samples of a frequency-m function on the square grid alias: the grid
+ * only has the symmetry of C4 / D4, so the samples also carry frequencies
+ * m - 4t, whose low-order moments make the filter respond to low derivatives
+ * of smooth inputs the continuous kernel ignores. Each raw function's
+ * samples are therefore corrected per entry by the smallest change (in the
+ * grid inner product) that makes its discrete moments
+ *     sum_q K(q) x_q^a y_q^b,  a + b <= D = min(m, EQR_STEER_MOMENT_MAX, k-1)
+ * equal the continuous moments over the disk |p| <= k/2. The correction is
+ * an orthogonal projection onto the span of the sampled monomials (a space
+ * the grid-exact elements preserve) plus equivariant targets, so exact
+ * equivariance on the grid is kept. Coordinates are scaled by 2/k for
+ * conditioning; the monomials x^a y^b, a + b <= D, are independent on the
+ * k x k grid for D <= k - 1. */
+
+/* Monomial index order: by degree d, then a = 0..d (x^a y^(d-a)). */
+static int nmon_of(int D) { return (D + 1) * (D + 2) / 2; }
+
+static int moment_setup(eqr_steer_basis *B) {
+    int k = B->k, kk = B->kk, D = B->mom_max, n = nmon_of(D), nm = B->max_m + 1;
+    B->nmon = n;
+    B->mono = malloc((size_t)n * kk * sizeof *B->mono);
+    B->chol = malloc((size_t)n * n * sizeof *B->chol);
+    B->radmom = malloc((size_t)B->nrings * (D + 1) * sizeof *B->radmom);
+    B->angmom = malloc((size_t)nm * 2 * n * sizeof *B->angmom);
+    if (!B->mono || !B->chol || !B->radmom || !B->angmom) return 0;
+    double c = 0.5 * k, R = 0.5 * k;
+    for (int q = 0; q < kk; q++) {
+        double x = ((q % k) - 0.5 * (k - 1)) / c, y = (0.5 * (k - 1) - (q / k)) / c;
+        for (int d = 0, i = 0; d <= D; d++)
+            for (int a = 0; a <= d; a++, i++) B->mono[(size_t)i * kk + q] = pow(x, a) * pow(y, d - a);
+    }
+    /* Gram matrix and its Cholesky factor (lower, row-major); the factor of
+     * the leading block of degree <= D' is the leading block of this one. */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++) {
+            double s = 0;
+            for (int q = 0; q < kk; q++) s += B->mono[(size_t)i * kk + q] * B->mono[(size_t)j * kk + q];
+            for (int t = 0; t < j; t++) s -= B->chol[i * n + t] * B->chol[j * n + t];
+            if (i == j) {
+                if (!(s > 0)) return -1;
+                B->chol[i * n + i] = sqrt(s);
+            } else {
+                B->chol[i * n + j] = s / B->chol[j * n + j];
+            }
+        }
+    /* radial moments int_0^R G_s(r) (r/c)^d r dr (midpoint rule, fine
+     * enough for the Gaussian of width sigma) */
+    int nr = 64 + (int)(40.0 * R / B->sigma);
+    double h = R / nr;
+    for (int s = 0; s < B->nrings; s++)
+        for (int d = 0; d <= D; d++) B->radmom[s * (D + 1) + d] = 0;
+    for (int j = 0; j < nr; j++) {
+        double r = (j + 0.5) * h;
+        for (int s = 0; s < B->nrings; s++) {
+            double dr = r - s, g = exp(-dr * dr / (2 * B->sigma * B->sigma)) * r * h, rp = 1;
+            for (int d = 0; d <= D; d++, rp *= r / c) B->radmom[s * (D + 1) + d] += g * rp;
+        }
+    }
+    /* angular moments int Y_h(m phi) cos^a sin^(d-a) dphi: the equispaced
+     * rule with na points is exact for trigonometric degree < na */
+    int na = 2 * (B->max_m + D) + 4;
+    memset(B->angmom, 0, (size_t)nm * 2 * n * sizeof *B->angmom);
+    for (int j = 0; j < na; j++) {
+        double ph = TWO_PI * j / na, cs = cos(ph), sn = sin(ph), w = TWO_PI / na;
+        for (int m = 0; m < nm; m++) {
+            double y0 = cos(m * ph), y1 = sin(m * ph);
+            for (int d = 0, i = 0; d <= D; d++)
+                for (int a = 0; a <= d; a++, i++) {
+                    double mon = pow(cs, a) * pow(sn, d - a) * w;
+                    B->angmom[((size_t)m * 2 + 0) * n + i] += y0 * mon;
+                    B->angmom[((size_t)m * 2 + 1) * n + i] += y1 * mon;
+                }
+        }
+    }
+    return 1;
+}
+
+/* Correct the samples w [dd, kk] of raw function f (see above). */
+static void moment_match(const eqr_steer_basis *B, const raw_fn *f, int dd, double *w) {
+    int D = f->m < B->mom_max ? f->m : B->mom_max, n = nmon_of(D), N = B->nmon, kk = B->kk;
+    int hm = f->m ? 2 : 1;
+    double r[64];
+    for (int e = 0; e < dd; e++) {
+        const double *we = w + (size_t)e * kk;
+        for (int d = 0, i = 0; d <= D; d++)
+            for (int a = 0; a <= d; a++, i++) {
+                double ang = f->v[e * hm] * B->angmom[((size_t)f->m * 2) * N + i];
+                if (hm == 2) ang += f->v[e * hm + 1] * B->angmom[((size_t)f->m * 2 + 1) * N + i];
+                double target = B->radmom[f->ring * (B->mom_max + 1) + d] * ang, disc = 0;
+                const double *mi = B->mono + (size_t)i * kk;
+                for (int q = 0; q < kk; q++) disc += mi[q] * we[q];
+                r[i] = target - disc;
+            }
+        /* solve (L L^T) z = r with the leading n x n block of L */
+        for (int i = 0; i < n; i++) {
+            double s = r[i];
+            for (int t = 0; t < i; t++) s -= B->chol[i * N + t] * r[t];
+            r[i] = s / B->chol[i * N + i];
+        }
+        for (int i = n - 1; i >= 0; i--) {
+            double s = r[i];
+            for (int t = i + 1; t < n; t++) s -= B->chol[t * N + i] * r[t];
+            r[i] = s / B->chol[i * N + i];
+        }
+        double *wm = w + (size_t)e * kk;
+        for (int i = 0; i < n; i++) {
+            const double *mi = B->mono + (size_t)i * kk;
+            for (int q = 0; q < kk; q++) wm[q] += r[i] * mi[q];
+        }
+    }
+}
+
 /* Solve, sample and orthonormalise the basis of irrep pair (io, ii).
  * 0 on allocation failure (nothing leaked; P untouched). */
 static int pair_build(eqr_steer_basis *B, int io, int ii) {
@@ -300,6 +419,7 @@ static int pair_build(eqr_steer_basis *B, int io, int ii) {
             raw_eval(&raw[r], dd, B->sigma, x, y, val);
             for (int e = 0; e < dd; e++) w[e * kk + q] = val[e];
         }
+        if (!B->point_sampling) moment_match(B, &raw[r], dd, w);
         for (int j = 0; j < nraw; j++) c[j] = j == r;
         double n0 = 0;
         for (int i = 0; i < L; i++) n0 += w[i] * w[i];
@@ -431,6 +551,10 @@ void eqr_steer_basis_destroy(eqr_steer_basis *b) {
     free(b->ring_M);
     free(b->Q);
     free(b->ints);
+    free(b->mono);
+    free(b->chol);
+    free(b->radmom);
+    free(b->angmom);
     free(b->kout);
     free(b->kin);
     free(b);
@@ -487,9 +611,11 @@ static int block_build(eqr_steer_basis *B, int bi, const field_kind *fo, const f
     int kk = B->kk, dO = fo->dim, dI = fi->dim;
     block_elem *el = malloc((size_t)(n ? n : 1) * sizeof *el);
     float *data = malloc((size_t)(n ? n : 1) * dO * dI * kk * sizeof *data);
-    if (!el || !data) {
+    double *T = malloc((size_t)dO * 2 * kk * sizeof *T);
+    if (!el || !data || !T) {
         free(el);
         free(data);
+        free(T);
         return 0;
     }
     B->elems[bi] = el;
@@ -505,31 +631,36 @@ static int block_build(eqr_steer_basis *B, int bi, const field_kind *fo, const f
                 el[t].u = u;
                 const double *Bu = P->samp + (size_t)u * da * db * kk;
                 float *E = data + (size_t)t * dO * dI * kk;
-                /* E[o, c, q] = sum Qo[o, oa + al] Bu[al, be, q] Qi[c, ob + be] */
+                /* E[o, c, q] = sum Qo[o, oa + al] Bu[al, be, q] Qi[c, ob + be],
+                 * in two passes: T[o, be, q] = sum_al Qo[o, oa + al] Bu[al, be, q] */
+                for (int o = 0; o < dO; o++)
+                    for (int be = 0; be < db; be++) {
+                        double *To = T + ((size_t)o * db + be) * kk;
+                        for (int q = 0; q < kk; q++) To[q] = 0;
+                        for (int al = 0; al < da; al++) {
+                            double qo = qval(fo, o, oa + al);
+                            if (qo == 0) continue;
+                            const double *Bab = Bu + ((size_t)al * db + be) * kk;
+                            for (int q = 0; q < kk; q++) To[q] += qo * Bab[q];
+                        }
+                    }
                 for (int o = 0; o < dO; o++)
                     for (int c = 0; c < dI; c++) {
-                        double w4[4];
-                        for (int al = 0; al < da; al++)
-                            for (int be = 0; be < db; be++)
-                                w4[al * db + be] = qval(fo, o, oa + al) * qval(fi, c, ob + be);
                         float *Eoc = E + ((size_t)o * dI + c) * kk;
-                        for (int q = 0; q < kk; q++) {
-                            double s = 0;
-                            for (int e = 0; e < da * db; e++) s += w4[e] * Bu[(size_t)e * kk + q];
-                            Eoc[q] = (float)s;
-                        }
+                        double q0 = qval(fi, c, ob), q1 = db > 1 ? qval(fi, c, ob + 1) : 0;
+                        const double *T0 = T + (size_t)o * db * kk, *T1 = T0 + kk;
+                        if (db > 1)
+                            for (int q = 0; q < kk; q++) Eoc[q] = (float)(q0 * T0[q] + q1 * T1[q]);
+                        else
+                            for (int q = 0; q < kk; q++) Eoc[q] = (float)(q0 * T0[q]);
                     }
             }
         }
+    free(T);
     B->blocks[bi].n = n;
     B->blocks[bi].basis = data;
     return 1;
 }
-
-/* The basis builder shared with steer_conv.c (errors name fn). */
-eqr_steer_basis *eqr__steer_basis_build(eqr_ctx *ctx, const char *fn, const eqr_rep *in_type,
-                                        const eqr_rep *out_type, int k,
-                                        const eqr_steer_basis_opts *opts);
 
 eqr_steer_basis *eqr__steer_basis_build(eqr_ctx *ctx, const char *fn, const eqr_rep *in_type,
                                         const eqr_rep *out_type, int k,
@@ -571,6 +702,18 @@ eqr_steer_basis *eqr__steer_basis_build(eqr_ctx *ctx, const char *fn, const eqr_
         if (cap > 0 && M > cap) M = cap;
         B->ring_M[s] = M;
         if (M > B->max_m) B->max_m = M;
+    }
+    B->point_sampling = opts ? opts->point_sampling != 0 : 0;
+    B->mom_max = k - 1 < EQR_STEER_MOMENT_MAX ? k - 1 : EQR_STEER_MOMENT_MAX;
+    if (B->max_m < B->mom_max) B->mom_max = B->max_m;
+    if (!B->point_sampling) {
+        int st = moment_setup(B);
+        if (st == 0) goto oom;
+        if (st < 0) { /* cannot happen for D <= k - 1; kept as a guard */
+            eqr_steer_basis_destroy(B);
+            eqr__fail(ctx, EQR_ERR_ARG, "%s: moment matrix of the %dx%d grid is singular", fn, k, k);
+            return NULL;
+        }
     }
     B->nir = eqr_group_num_irreps(G);
     B->irreps = malloc((size_t)B->nir * sizeof *B->irreps);

@@ -1,17 +1,13 @@
 /* Steerable convolution layer: weights -> filter bank by the precomputed
  * basis (one differentiable op, GEMMs over the basis blocks), then one
  * eqr_conv2d. See include/equirelax/steerable.h. */
-#include "internal.h"
+#include "steer_internal.h"
 #include "equirelax/steerable.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Defined in steer_basis.c: the basis builder with errors naming fn. */
-eqr_steer_basis *eqr__steer_basis_build(eqr_ctx *ctx, const char *fn, const eqr_rep *in_type,
-                                        const eqr_rep *out_type, int k,
-                                        const eqr_steer_basis_opts *opts);
 
 struct eqr_steer_conv {
     eqr_steer_basis *basis;

@@ -18,5 +18,6 @@
 #include "groups.h"
 #include "equivariance.h"
 #include "equi_layers.h"
+#include "steerable.h"
 
 #endif
