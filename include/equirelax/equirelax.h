@@ -19,5 +19,6 @@
 #include "equivariance.h"
 #include "equi_layers.h"
 #include "steerable.h"
+#include "gconv.h"
 
 #endif
