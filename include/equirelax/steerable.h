@@ -83,8 +83,8 @@
  * floats; for regular -> regular that is n |G|^2 k^2 with n about
  * |G| k^2 / 2 (C8, k = 5: 120 elements, 0.8 MB; C16 or D8, k = 7: 448
  * elements, 22.5 MB). Construction (Release, this machine): 10-layer models
- * with 8 regular fields per layer and k = 5 take 4 ms (D4) to 7 ms (C8);
- * C16 with 16 regular fields and k = 7, 140 ms. The expansion costs
+ * with 8 regular fields per layer and k = 5 take 4 ms (D4) to 7 ms (C8),
+ * printed by tests/test_equivariance_steerable. The expansion costs
  * 2 n * (bank size) flops per call, a few percent of the conv for batches of
  * images.
  *
