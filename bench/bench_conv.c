@@ -3,9 +3,11 @@
  *
  *   bench_conv [--threads T] [--blas-threads B] [--reps R] [--shape I]
  *
- * --threads sets the context's threads (images spread over T OpenMP threads,
- * BLAS single-threaded inside); --blas-threads calls openblas_set_num_threads
- * first (default: OpenBLAS's own setting, OPENBLAS_NUM_THREADS or all cores).
+ * --threads sets the context's threads: with T > 1 images are spread over T
+ * OpenMP threads and the first such conv makes OpenBLAS single-threaded for
+ * the process. --blas-threads calls openblas_set_num_threads first (default:
+ * OpenBLAS's own setting, OPENBLAS_NUM_THREADS or all cores); it matters for
+ * --threads 1, where each per-image GEMM may use BLAS threads.
  * FLOPs count 2 per multiply-add: forward 2*N*O*OH*OW*C*kh*kw, backward twice
  * that. Times are the median and the best over the repetitions after one
  * warm-up; on a shared machine the best is the steadier figure. */
@@ -122,7 +124,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (blas > 0) openblas_set_num_threads(blas);
-    printf("threads %d, OpenBLAS threads %d (outside conv regions), core %s\n", threads,
+    printf("context threads %d, OpenBLAS threads %d at start, core %s\n", threads,
            openblas_get_num_threads(), openblas_get_corename());
     printf("%-36s %17s %15s %17s %15s\n", "shape", "fwd ms med/best", "GFLOP/s med/best",
            "bwd ms med/best", "GFLOP/s med/best");

@@ -20,8 +20,13 @@ cc -std=c11 -Wall -Wextra -Werror tests/consumer/main.c $(pkg-config --cflags --
 cc -std=c11 tests/consumer/main.c $(pkg-config --cflags equirelax) "$libdir/libequirelax.a" \
   -lopenblas -lz -lm -fopenmp -o "$work/consumer_static"
 "$work/consumer_static"
-# 3. find_package
+# 3. the README's snippet, exactly as shown, through pkg-config
+sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' > "$work/readme.c"
+cc -std=c11 -Wall -Wextra -Werror "$work/readme.c" $(pkg-config --cflags --libs equirelax) \
+  -Wl,-rpath,"$libdir" -o "$work/readme"
+"$work/readme"
+# 4. find_package
 cmake -S tests/consumer -B "$work/cbuild" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/cbuild" >/dev/null
 "$work/cbuild/consumer"
-echo "install check: pkg-config (shared, static) and find_package consumers OK"
+echo "install check: pkg-config (shared, static), README snippet and find_package consumers OK"

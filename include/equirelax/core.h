@@ -62,7 +62,11 @@ typedef struct eqr_ctx eqr_ctx;
 /* Options for eqr_ctx_create; zero-initialise and set what you need. */
 typedef struct eqr_ctx_opts {
     uint64_t seed;      /* seed of the context RNG (init, dropout) */
-    int threads;        /* worker threads for batched kernels; 0 or 1 = one */
+    int threads;        /* worker threads for batched kernels (conv over
+                           images); 0 or 1 = one. With threads > 1 the first
+                           threaded conv sets OpenBLAS to one thread for the
+                           whole process (OpenBLAS's setting is global), as
+                           splitting images over threads measured faster. */
     size_t arena_bytes; /* initial step-arena size; 0 = 64 MiB. It grows on
                            demand and is coalesced at the next reset, so the
                            steady state does no malloc. */
