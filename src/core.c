@@ -1,6 +1,7 @@
 /* Context, errors, logging and the step arena. */
 #include "internal.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -112,6 +113,10 @@ void eqr__log(eqr_ctx *ctx, eqr_log_level lvl, const char *fmt, ...) {
 
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes) {
     eqr_arena *a = &ctx->arena;
+    if (bytes > SIZE_MAX / 2) { /* rounding up below (and block headers) would overflow */
+        eqr__fail(ctx, EQR_ERR_NOMEM, "step arena: request of %zu bytes is too large", bytes);
+        return NULL;
+    }
     size_t need = (bytes + EQR_ALIGN - 1) / EQR_ALIGN * EQR_ALIGN;
     if (need == 0) need = EQR_ALIGN;
     eqr_arena_block *b = a->head;
@@ -171,6 +176,17 @@ int eqr__ok(eqr_ctx *ctx, int n, ...) {
         if (!va_arg(ap, const void *)) ok = 0;
     va_end(ap);
     return ok;
+}
+
+void eqr__parallel(int n, eqr__task_fn fn, const void *arg) {
+    if (n <= 1) {
+        if (n == 1) fn(arg, 0);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(n) schedule(static, 1)
+#endif
+    for (int k = 0; k < n; k++) fn(arg, k);
 }
 
 eqr__arena_mark eqr__arena_save(const eqr_ctx *ctx) {

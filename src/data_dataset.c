@@ -20,7 +20,8 @@ eqr_status eqr_dataset_load_idx(eqr_ctx *ctx, const char *images_path, const cha
     eqr_status st = entry_status(ctx);
     if (st != EQR_OK) return st;
     if (!images_path || !labels_path || !out)
-        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_dataset_load_idx: NULL argument");
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_dataset_load_idx: %s is NULL",
+                         !images_path ? "images_path" : !labels_path ? "labels_path" : "out");
     if (classes < 1)
         return eqr__fail(ctx, EQR_ERR_ARG, "eqr_dataset_load_idx: classes = %d, must be >= 1", classes);
 
@@ -176,10 +177,13 @@ eqr_status eqr_batcher_init(eqr_ctx *ctx, eqr_batcher *b, const eqr_dataset *ds,
     if (b) memset(b, 0, sizeof *b);
     eqr_status st = entry_status(ctx);
     if (st != EQR_OK) return st;
-    if (!b || !ds) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_batcher_init: NULL argument");
+    if (!b || !ds)
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_batcher_init: %s is NULL", !b ? "b" : "ds");
     if (batch < 1) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_batcher_init: batch = %lld, must be >= 1", (long long)batch);
     if (ds->n < 1 || !ds->x || !ds->y)
-        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_batcher_init: empty dataset");
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "eqr_batcher_init: empty dataset (n = %lld, x %s, y %s)",
+                         (long long)ds->n, ds->x ? "set" : "NULL", ds->y ? "set" : "NULL");
     b->perm = malloc((size_t)ds->n * sizeof *b->perm);
     if (!b->perm)
         return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_batcher_init: cannot allocate %lld indices", (long long)ds->n);

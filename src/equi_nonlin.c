@@ -65,7 +65,8 @@ eqr_pointwise *eqr_pointwise_create(eqr_ctx *ctx, const eqr_rep *in_type, eqr_po
         return NULL;
     }
     if (kind == EQR_PW_LEAKY_RELU && !isfinite(slope)) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_pointwise_create: leaky ReLU slope must be finite");
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_pointwise_create: leaky ReLU slope must be finite, got %g",
+                  (double)slope);
         return NULL;
     }
     for (int k = 0; k < in_type->nparts; k++) {

@@ -45,7 +45,8 @@ eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
     if (!ctx) return EQR_ERR_ARG;
     if (ctx->status != EQR_OK) return ctx->status;
     if (!f || !in_rep || !x || !err)
-        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_equivariance_error: NULL argument");
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_equivariance_error: NULL argument %s",
+                         !f ? "f" : !in_rep ? "in_rep" : !x ? "x" : "err");
     if (x->ndim != 4 || x->shape[1] != in_rep->dim) {
         char b[EQR_SHAPE_BUF];
         return eqr__fail(ctx, EQR_ERR_SHAPE,
@@ -105,7 +106,9 @@ eqr_status eqr_equivariance_error_max(eqr_ctx *ctx, eqr_forward_fn f, void *mode
                                       int n_samples, double *err) {
     if (!ctx) return EQR_ERR_ARG;
     if (ctx->status != EQR_OK) return ctx->status;
-    if (!in_rep || !err) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_equivariance_error_max: NULL argument");
+    if (!in_rep || !err)
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_equivariance_error_max: NULL argument %s",
+                         !in_rep ? "in_rep" : "err");
     const eqr_group *G = &in_rep->group;
     int finite = eqr_group_is_finite(G);
     int n = finite ? eqr_group_order(G) : n_samples;

@@ -255,7 +255,8 @@ eqr_tensor *eqr_gconv_filter_bank(eqr_ctx *ctx, eqr_gconv *layer) {
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_gconv_filter_bank: layer is NULL");
         return NULL;
     }
-    return eqr_gather(ctx, layer->weight, layer->bank_idx, 4, layer->bank_shape);
+    /* indices built by build_indices, in range by construction */
+    return eqr__gather(ctx, layer->weight, layer->bank_idx, 4, layer->bank_shape);
 }
 
 eqr_tensor *eqr_gconv_bias_vector(eqr_ctx *ctx, eqr_gconv *layer) {
@@ -266,7 +267,7 @@ eqr_tensor *eqr_gconv_bias_vector(eqr_ctx *ctx, eqr_gconv *layer) {
     }
     if (!layer->bias) return NULL;
     int64_t s[1] = {layer->bank_shape[0]};
-    return eqr_gather(ctx, layer->bias, layer->bias_idx, 1, s);
+    return eqr__gather(ctx, layer->bias, layer->bias_idx, 1, s);
 }
 
 eqr_tensor *eqr_gconv_forward(eqr_ctx *ctx, eqr_gconv *layer, eqr_tensor *x) {

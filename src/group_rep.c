@@ -23,7 +23,13 @@ eqr_rep *eqr_rep_create(eqr_ctx *ctx, const eqr_group *G, int nparts,
                         const eqr_rep_part *parts) {
     if (!eqr__ok(ctx, 0)) return NULL;
     if (!eqr_group_valid(G)) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_rep_create: invalid group (NULL, N < 1 or L < 0)");
+        if (!G)
+            eqr__fail(ctx, EQR_ERR_ARG, "eqr_rep_create: invalid group (NULL)");
+        else
+            eqr__fail(ctx, EQR_ERR_ARG,
+                      "eqr_rep_create: invalid group (kind %d, N %d, L %d; need 1 <= N <= %d "
+                      "for C_N / D_N, L >= 0 for SO(2) / O(2))",
+                      (int)G->kind, G->n, G->max_freq, EQR_GROUP_MAX_N);
         return NULL;
     }
     char gname[32], iname[48];
@@ -58,7 +64,9 @@ eqr_rep *eqr_rep_create(eqr_ctx *ctx, const eqr_group *G, int nparts,
         }
         dim += (int64_t)part_dim(G, p) * p->mult;
         if (dim > INT32_MAX / 2) {
-            eqr__fail(ctx, EQR_ERR_ARG, "eqr_rep_create: total dimension too large");
+            eqr__fail(ctx, EQR_ERR_ARG,
+                      "eqr_rep_create: total dimension %lld (after part %d) exceeds %d",
+                      (long long)dim, k, INT32_MAX / 2);
             return NULL;
         }
     }

@@ -84,6 +84,11 @@ typedef struct eqr__arena_mark {
 eqr__arena_mark eqr__arena_save(const eqr_ctx *ctx);
 void eqr__arena_rewind(eqr_ctx *ctx, eqr__arena_mark m);
 
+/* Element count of a shape, or -1 with EQR_ERR_SHAPE recorded as
+ * "<fn>: invalid <what> [sizes] (...)" if ndim, shape or the count is bad. */
+int64_t eqr__shape_check(eqr_ctx *ctx, const char *fn, const char *what, int ndim,
+                         const int64_t *shape);
+
 /* New uninitialised arena tensor (data not zeroed). */
 eqr_tensor *eqr__tensor_empty(eqr_ctx *ctx, int ndim, const int64_t *shape);
 
@@ -104,6 +109,19 @@ int eqr__ok(eqr_ctx *ctx, int n, ...);
  * Ops fill saved/f/i fields of the returned node. */
 eqr_node *eqr__record(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw,
                       int nin, eqr_tensor *const *in);
+
+/* Run fn(arg, k) for k = 0 .. n-1, on n OpenMP threads when n > 1 (one task
+ * per thread), directly on the caller's thread when n == 1. A one-thread
+ * OpenMP region is never entered: libgomp allocates (and frees) a team for
+ * every such region, which would make each training step touch the heap. */
+typedef void (*eqr__task_fn)(const void *arg, int k);
+void eqr__parallel(int n, eqr__task_fn fn, const void *arg);
+
+/* eqr_gather without its checks, for index tables a layer built and
+ * validated once at construction (x non-NULL, shape valid, every idx in
+ * [-1, x->numel)), so a step does not rescan them. */
+eqr_tensor *eqr__gather(eqr_ctx *ctx, eqr_tensor *x, const int64_t *idx, int ndim,
+                        const int64_t *shape);
 
 /* Normalise a possibly negative axis; -1 if out of range. */
 static inline int eqr__axis(int axis, int ndim) {

@@ -28,9 +28,6 @@
 
 #include <cblas.h>
 #include <limits.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 typedef struct conv_dims {
     int N, C, H, W, O, kh, kw, OH, OW;
@@ -178,33 +175,89 @@ static void fill_dims(conv_dims *d, const eqr_tensor *x, const eqr_tensor *w, co
     d->direct = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
 }
 
-static void conv_forward(const conv_dims *d, const conv_runs *r, int chunks, const float *x,
-                         const float *w, const float *b, float *y, float *cols) {
+/* Forward of one chunk of images, with the chunk's own col buffer. */
+typedef struct conv_fwd_job {
+    const conv_dims *d;
+    const conv_runs *r;
+    int chunks;
+    const float *x, *w, *b;
+    float *y, *cols;
+} conv_fwd_job;
+
+static void conv_forward_chunk(const void *job, int k) {
+    const conv_fwd_job *j = job;
+    const conv_dims *d = j->d;
     const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(chunks) schedule(static, 1) if (chunks > 1)
-#endif
-    for (int k = 0; k < chunks; k++) {
-        int n0, n1;
-        chunk_range(d->N, chunks, k, &n0, &n1);
-        float *col = cols ? cols + (size_t)k * d->CK * d->P : NULL;
-        for (int n = n0; n < n1; n++) {
-            const float *xn = x + (size_t)n * xs;
-            float *yn = y + (size_t)n * ys;
+    int n0, n1;
+    chunk_range(d->N, j->chunks, k, &n0, &n1);
+    float *col = j->cols ? j->cols + (size_t)k * d->CK * d->P : NULL;
+    for (int n = n0; n < n1; n++) {
+        const float *xn = j->x + (size_t)n * xs;
+        float *yn = j->y + (size_t)n * ys;
+        const float *cn = xn;
+        if (!d->direct) {
+            im2col(d, j->r, xn, col);
+            cn = col;
+        }
+        float beta = 0.0f;
+        if (j->b) { /* rows start at the bias; sgemm adds W col on top */
+            for (int o = 0; o < d->O; o++) {
+                float *row = yn + (size_t)o * d->P;
+                for (int p = 0; p < d->P; p++) row[p] = j->b[o];
+            }
+            beta = 1.0f;
+        }
+        sgemm_rm(0, 0, d->O, d->P, d->CK, j->w, d->CK, cn, d->P, beta, yn, d->P);
+    }
+}
+
+/* Backward of one chunk: its own col buffer and, with several chunks, its
+ * own dW / db accumulators (reduced afterwards in chunk order). */
+typedef struct conv_bwd_job {
+    const conv_dims *d;
+    const conv_runs *r;
+    int chunks;
+    const float *x, *w, *gy;
+    float *gx, *gw, *gb, *cols, *wacc, *bacc;
+} conv_bwd_job;
+
+static void conv_backward_chunk(const void *job, int k) {
+    const conv_bwd_job *j = job;
+    const conv_dims *d = j->d;
+    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
+    const size_t colsz = (size_t)d->CK * d->P, wsz = (size_t)d->O * d->CK;
+    int n0, n1;
+    chunk_range(d->N, j->chunks, k, &n0, &n1);
+    float *col = j->cols ? j->cols + (size_t)k * colsz : NULL;
+    float *dw = j->chunks > 1 ? (j->wacc ? j->wacc + (size_t)k * wsz : NULL) : j->gw;
+    float *db = j->chunks > 1 ? (j->bacc ? j->bacc + (size_t)k * d->O : NULL) : j->gb;
+    for (int n = n0; n < n1; n++) {
+        const float *xn = j->x + (size_t)n * xs;
+        const float *dyn = j->gy + (size_t)n * ys;
+        if (db) {
+            for (int o = 0; o < d->O; o++) {
+                const float *row = dyn + (size_t)o * d->P;
+                double s = 0;
+                for (int p = 0; p < d->P; p++) s += row[p];
+                db[o] += (float)s;
+            }
+        }
+        if (dw) { /* dW [O,CK] += dY_n [O,P] col_n^T */
             const float *cn = xn;
             if (!d->direct) {
-                im2col(d, r, xn, col);
+                im2col(d, j->r, xn, col);
                 cn = col;
             }
-            float beta = 0.0f;
-            if (b) { /* rows start at the bias; sgemm adds W col on top */
-                for (int o = 0; o < d->O; o++) {
-                    float *row = yn + (size_t)o * d->P;
-                    for (int p = 0; p < d->P; p++) row[p] = b[o];
-                }
-                beta = 1.0f;
+            sgemm_rm(0, 1, d->O, d->CK, d->P, dyn, d->P, cn, d->P, 1.0f, dw, d->CK);
+        }
+        if (j->gx) { /* dcol [CK,P] = W^T dY_n, then scattered back (col is free now) */
+            float *gxn = j->gx + (size_t)n * xs;
+            if (d->direct) {
+                sgemm_rm(1, 0, d->CK, d->P, d->O, j->w, d->CK, dyn, d->P, 1.0f, gxn, d->P);
+            } else {
+                sgemm_rm(1, 0, d->CK, d->P, d->O, j->w, d->CK, dyn, d->P, 0.0f, col, d->P);
+                col2im_add(d, j->r, col, gxn);
             }
-            sgemm_rm(0, 0, d->O, d->P, d->CK, w, d->CK, cn, d->P, beta, yn, d->P);
         }
     }
 }
@@ -238,49 +291,9 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
         if (need_b && !(bacc = eqr__arena_calloc(ctx, (size_t)chunks * d.O * sizeof(float))))
             return;
     }
-    const size_t xs = (size_t)d.C * d.H * d.W, ys = (size_t)d.O * d.P;
-    const float *x = xt->data, *w = wt->data;
-
     blas_single(chunks);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(chunks) schedule(static, 1) if (chunks > 1)
-#endif
-    for (int k = 0; k < chunks; k++) {
-        int n0, n1;
-        chunk_range(d.N, chunks, k, &n0, &n1);
-        float *col = cols ? cols + (size_t)k * colsz : NULL;
-        float *dw = chunks > 1 ? (wacc ? wacc + (size_t)k * wsz : NULL) : gw;
-        float *db = chunks > 1 ? (bacc ? bacc + (size_t)k * d.O : NULL) : gb;
-        for (int n = n0; n < n1; n++) {
-            const float *xn = x + (size_t)n * xs;
-            const float *dyn = gy + (size_t)n * ys;
-            if (db) {
-                for (int o = 0; o < d.O; o++) {
-                    const float *row = dyn + (size_t)o * d.P;
-                    double s = 0;
-                    for (int p = 0; p < d.P; p++) s += row[p];
-                    db[o] += (float)s;
-                }
-            }
-            if (dw) { /* dW [O,CK] += dY_n [O,P] col_n^T */
-                const float *cn = xn;
-                if (!d.direct) {
-                    im2col(&d, r, xn, col);
-                    cn = col;
-                }
-                sgemm_rm(0, 1, d.O, d.CK, d.P, dyn, d.P, cn, d.P, 1.0f, dw, d.CK);
-            }
-            if (gx) { /* dcol [CK,P] = W^T dY_n, then scattered back (col is free now) */
-                float *gxn = gx + (size_t)n * xs;
-                if (d.direct) {
-                    sgemm_rm(1, 0, d.CK, d.P, d.O, w, d.CK, dyn, d.P, 1.0f, gxn, d.P);
-                } else {
-                    sgemm_rm(1, 0, d.CK, d.P, d.O, w, d.CK, dyn, d.P, 0.0f, col, d.P);
-                    col2im_add(&d, r, col, gxn);
-                }
-            }
-        }
-    }
+    conv_bwd_job job = {&d, r, chunks, xt->data, wt->data, gy, gx, gw, gb, cols, wacc, bacc};
+    eqr__parallel(chunks, conv_backward_chunk, &job);
 
     for (int k = 0; k < chunks && chunks > 1; k++) {
         if (wacc) {
@@ -365,7 +378,8 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
         if (!cols) return NULL;
     }
     blas_single(chunks);
-    conv_forward(&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols);
+    conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols};
+    eqr__parallel(chunks, conv_forward_chunk, &job);
 
     eqr_tensor *in[3] = {x, w, b};
     eqr_node *n = eqr__record(ctx, y, conv_backward, 3, in);

@@ -3,7 +3,6 @@
  * independent plane, so planes are spread over the context's threads. */
 #include "internal.h"
 
-#include <float.h>
 #include <limits.h>
 
 typedef struct pool_dims {
@@ -53,134 +52,120 @@ static int pool_check(eqr_ctx *ctx, const char *op, const eqr_tensor *x, int k, 
     return 1;
 }
 
-static eqr_tensor *pool_output(eqr_ctx *ctx, const eqr_tensor *x, const pool_dims *d) {
-    int64_t shape[EQR_MAX_DIMS];
-    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
-    shape[x->ndim - 2] = d->OH;
-    shape[x->ndim - 1] = d->OW;
-    return eqr__tensor_empty(ctx, x->ndim, shape);
-}
-
 static int pool_threads(const eqr_ctx *ctx, int64_t planes) {
     int t = eqr_ctx_threads(ctx);
     return planes >= 2 * (int64_t)t ? t : 1;
 }
 
-/* Window of output o clipped to the input: [lo, hi). Pad < k keeps it nonempty. */
-static inline void window(int o, int s, int p, int k, int size, int *lo, int *hi) {
-    int a = o * s - p, b = a + k;
-    *lo = a < 0 ? 0 : a;
-    *hi = b > size ? size : b;
+/* One pooling call, kept in the arena as the node's saved data. Window of
+ * output cell (oh, ow): rows [hlo[oh], hhi[oh]) x columns [wlo[ow], whi[ow])
+ * of the input plane, clipped to it (pad < k keeps it nonempty), computed
+ * once per call. arg (max pooling only) holds each output's winning input
+ * cell; average pooling divides by the real cells of the window. */
+typedef struct pool_job {
+    pool_dims d;
+    int threads;
+    int *hlo, *hhi, *wlo, *whi;
+    int32_t *arg;      /* NULL: average pooling */
+    const float *x;    /* forward: input, output */
+    float *y;
+    const float *gy;   /* backward: output gradient, input gradient */
+    float *gx;
+} pool_job;
+
+static void window_table(int out, int s, int p, int k, int size, int *lo, int *hi) {
+    for (int o = 0; o < out; o++) {
+        int a = o * s - p, b = a + k;
+        lo[o] = a < 0 ? 0 : a;
+        hi[o] = b > size ? size : b;
+    }
 }
 
-/* ---- max pooling ---- */
+/* Planes [pl0, pl1) of task k of n. */
+static void plane_range(int64_t planes, int n, int k, int64_t *pl0, int64_t *pl1) {
+    *pl0 = planes * k / n;
+    *pl1 = planes * (k + 1) / n;
+}
 
-static void maxpool_backward(eqr_ctx *ctx, eqr_node *n) {
-    eqr_tensor *x = n->in[0];
-    if (!eqr__needs_grad(x)) return;
-    float *gx = eqr__grad(ctx, x);
-    if (!gx) return;
-    const int32_t *arg = n->saved;
-    const float *gy = n->out->grad;
-    const int64_t planes = n->i[0], HW = n->i[1], OP = n->i[2];
-    const int t = pool_threads(ctx, planes);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
-#endif
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float *g = gx + pl * HW;
-        const int32_t *a = arg + pl * OP;
-        const float *dy = gy + pl * OP;
+/* One plane; is_max is a constant at each call site, so the compiler emits
+ * a separate loop nest for max and for average pooling. */
+static inline void pool_plane(const pool_job *j, int is_max, const float *xp, float *yp,
+                              int32_t *ap) {
+    const int OH = j->d.OH, OW = j->d.OW, W = j->d.W;
+    const int *hlo = j->hlo, *hhi = j->hhi, *wlo = j->wlo, *whi = j->whi;
+    for (int oh = 0; oh < OH; oh++) {
+        const int h0 = hlo[oh], h1 = hhi[oh];
+        for (int ow = 0; ow < OW; ow++) {
+            const int w0 = wlo[ow], w1 = whi[ow], q = oh * OW + ow;
+            if (is_max) { /* first maximal real cell wins; padding is never looked at */
+                int best = h0 * W + w0;
+                float bv = xp[best];
+                for (int ih = h0; ih < h1; ih++) {
+                    const float *row = xp + (int64_t)ih * W;
+                    for (int iw = w0; iw < w1; iw++)
+                        if (row[iw] > bv) {
+                            bv = row[iw];
+                            best = ih * W + iw;
+                        }
+                }
+                yp[q] = bv;
+                ap[q] = best;
+            } else {
+                float s = 0.0f;
+                for (int ih = h0; ih < h1; ih++) {
+                    const float *row = xp + (int64_t)ih * W;
+                    for (int iw = w0; iw < w1; iw++) s += row[iw];
+                }
+                yp[q] = s / (float)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+}
+
+static void pool_forward_task(const void *job, int k) {
+    const pool_job *j = job;
+    const int64_t HW = (int64_t)j->d.H * j->d.W, OP = (int64_t)j->d.OH * j->d.OW;
+    int64_t pl0, pl1;
+    plane_range(j->d.planes, j->threads, k, &pl0, &pl1);
+    for (int64_t pl = pl0; pl < pl1; pl++) {
+        if (j->arg)
+            pool_plane(j, 1, j->x + pl * HW, j->y + pl * OP, j->arg + pl * OP);
+        else
+            pool_plane(j, 0, j->x + pl * HW, j->y + pl * OP, NULL);
+    }
+}
+
+/* Max pooling backward: all of dy goes to the winning cell. */
+static void maxpool_backward_task(const void *job, int k) {
+    const pool_job *j = job;
+    const int64_t HW = (int64_t)j->d.H * j->d.W, OP = (int64_t)j->d.OH * j->d.OW;
+    int64_t pl0, pl1;
+    plane_range(j->d.planes, j->threads, k, &pl0, &pl1);
+    for (int64_t pl = pl0; pl < pl1; pl++) {
+        float *g = j->gx + pl * HW;
+        const float *dy = j->gy + pl * OP;
+        const int32_t *a = j->arg + pl * OP;
         for (int64_t q = 0; q < OP; q++) g[a[q]] += dy[q];
     }
 }
 
-eqr_tensor *eqr_maxpool2d(eqr_ctx *ctx, eqr_tensor *x, int k, int stride, int pad) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    pool_dims d;
-    if (!pool_check(ctx, "eqr_maxpool2d", x, k, stride, pad, &d)) return NULL;
-    eqr_tensor *y = pool_output(ctx, x, &d);
-    if (!y) return NULL;
-    const int64_t HW = (int64_t)d.H * d.W, OP = (int64_t)d.OH * d.OW;
-    int32_t *arg = eqr__arena_alloc(ctx, (size_t)(d.planes * OP) * sizeof(int32_t));
-    if (!arg) return NULL;
-    const int t = pool_threads(ctx, d.planes);
-    const float *xd = x->data;
-    float *yd = y->data;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
-#endif
-    for (int64_t pl = 0; pl < d.planes; pl++) {
-        const float *xp = xd + pl * HW;
-        float *yp = yd + pl * OP;
-        int32_t *ap = arg + pl * OP;
-        for (int oh = 0; oh < d.OH; oh++) {
-            int h0, h1;
-            window(oh, d.s, d.p, d.k, d.H, &h0, &h1);
-            for (int ow = 0; ow < d.OW; ow++) {
-                int w0, w1;
-                window(ow, d.s, d.p, d.k, d.W, &w0, &w1);
-                /* first maximal real cell wins; padding is never looked at */
-                int best = h0 * d.W + w0;
-                float bv = xp[best];
+/* Average pooling backward: dy / window size to every real cell. */
+static void avgpool_backward_task(const void *job, int k) {
+    const pool_job *j = job;
+    const int64_t HW = (int64_t)j->d.H * j->d.W, OP = (int64_t)j->d.OH * j->d.OW;
+    const int OH = j->d.OH, OW = j->d.OW, W = j->d.W;
+    int64_t pl0, pl1;
+    plane_range(j->d.planes, j->threads, k, &pl0, &pl1);
+    for (int64_t pl = pl0; pl < pl1; pl++) {
+        float *g = j->gx + pl * HW;
+        const float *dy = j->gy + pl * OP;
+        for (int oh = 0; oh < OH; oh++) {
+            const int h0 = j->hlo[oh], h1 = j->hhi[oh];
+            for (int ow = 0; ow < OW; ow++) {
+                const int w0 = j->wlo[ow], w1 = j->whi[ow];
+                const float v = dy[oh * OW + ow] / (float)((h1 - h0) * (w1 - w0));
                 for (int ih = h0; ih < h1; ih++) {
-                    const float *row = xp + (int64_t)ih * d.W;
-                    for (int iw = w0; iw < w1; iw++)
-                        if (row[iw] > bv) {
-                            bv = row[iw];
-                            best = ih * d.W + iw;
-                        }
-                }
-                yp[oh * d.OW + ow] = bv;
-                ap[oh * d.OW + ow] = best;
-            }
-        }
-    }
-    eqr_tensor *in[1] = {x};
-    eqr_node *n = eqr__record(ctx, y, maxpool_backward, 1, in);
-    if (n) {
-        n->saved = arg;
-        n->i[0] = d.planes;
-        n->i[1] = HW;
-        n->i[2] = OP;
-    }
-    return y;
-}
-
-/* ---- average pooling (divisor = real cells in the window) ---- */
-
-static void avgpool_backward(eqr_ctx *ctx, eqr_node *n) {
-    eqr_tensor *x = n->in[0];
-    if (!eqr__needs_grad(x)) return;
-    float *gx = eqr__grad(ctx, x);
-    if (!gx) return;
-    pool_dims d;
-    d.planes = n->i[0];
-    d.H = (int)n->i[1];
-    d.W = (int)n->i[2];
-    d.OH = (int)n->i[3];
-    d.OW = (int)n->i[4];
-    d.k = (int)n->i[5];
-    d.s = (int)n->i[6];
-    d.p = (int)n->i[7];
-    const float *gy = n->out->grad;
-    const int64_t HW = (int64_t)d.H * d.W, OP = (int64_t)d.OH * d.OW;
-    const int t = pool_threads(ctx, d.planes);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
-#endif
-    for (int64_t pl = 0; pl < d.planes; pl++) {
-        float *g = gx + pl * HW;
-        const float *dy = gy + pl * OP;
-        for (int oh = 0; oh < d.OH; oh++) {
-            int h0, h1;
-            window(oh, d.s, d.p, d.k, d.H, &h0, &h1);
-            for (int ow = 0; ow < d.OW; ow++) {
-                int w0, w1;
-                window(ow, d.s, d.p, d.k, d.W, &w0, &w1);
-                const float v = dy[oh * d.OW + ow] / (float)((h1 - h0) * (w1 - w0));
-                for (int ih = h0; ih < h1; ih++) {
-                    float *row = g + (int64_t)ih * d.W;
+                    float *row = g + (int64_t)ih * W;
                     for (int iw = w0; iw < w1; iw++) row[iw] += v;
                 }
             }
@@ -188,50 +173,59 @@ static void avgpool_backward(eqr_ctx *ctx, eqr_node *n) {
     }
 }
 
-eqr_tensor *eqr_avgpool2d(eqr_ctx *ctx, eqr_tensor *x, int k, int stride, int pad) {
+static void pool_backward(eqr_ctx *ctx, eqr_node *n) {
+    eqr_tensor *x = n->in[0];
+    if (!eqr__needs_grad(x)) return;
+    float *gx = eqr__grad(ctx, x);
+    if (!gx) return;
+    pool_job *j = n->saved;
+    j->gx = gx;
+    j->gy = n->out->grad;
+    j->threads = pool_threads(ctx, j->d.planes);
+    eqr__parallel(j->threads, j->arg ? maxpool_backward_task : avgpool_backward_task, j);
+}
+
+/* Max (is_max) or average pooling over k x k windows of the last two axes. */
+static eqr_tensor *pool2d(eqr_ctx *ctx, const char *op, eqr_tensor *x, int k, int stride, int pad,
+                          int is_max) {
     if (!eqr__ok(ctx, 1, x)) return NULL;
     pool_dims d;
-    if (!pool_check(ctx, "eqr_avgpool2d", x, k, stride, pad, &d)) return NULL;
-    eqr_tensor *y = pool_output(ctx, x, &d);
-    if (!y) return NULL;
-    const int64_t HW = (int64_t)d.H * d.W, OP = (int64_t)d.OH * d.OW;
-    const int t = pool_threads(ctx, d.planes);
-    const float *xd = x->data;
-    float *yd = y->data;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
-#endif
-    for (int64_t pl = 0; pl < d.planes; pl++) {
-        const float *xp = xd + pl * HW;
-        float *yp = yd + pl * OP;
-        for (int oh = 0; oh < d.OH; oh++) {
-            int h0, h1;
-            window(oh, d.s, d.p, d.k, d.H, &h0, &h1);
-            for (int ow = 0; ow < d.OW; ow++) {
-                int w0, w1;
-                window(ow, d.s, d.p, d.k, d.W, &w0, &w1);
-                float s = 0.0f;
-                for (int ih = h0; ih < h1; ih++) {
-                    const float *row = xp + (int64_t)ih * d.W;
-                    for (int iw = w0; iw < w1; iw++) s += row[iw];
-                }
-                yp[oh * d.OW + ow] = s / (float)((h1 - h0) * (w1 - w0));
-            }
-        }
+    if (!pool_check(ctx, op, x, k, stride, pad, &d)) return NULL;
+    int64_t shape[EQR_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 2] = d.OH;
+    shape[x->ndim - 1] = d.OW;
+    eqr_tensor *y = eqr__tensor_empty(ctx, x->ndim, shape);
+    pool_job *j = y ? eqr__arena_alloc(ctx, sizeof *j) : NULL;
+    int *tab = j ? eqr__arena_alloc(ctx, 2 * (size_t)(d.OH + d.OW) * sizeof *tab) : NULL;
+    if (!tab) return NULL;
+    memset(j, 0, sizeof *j);
+    j->d = d;
+    j->hlo = tab;
+    j->hhi = tab + d.OH;
+    j->wlo = tab + 2 * d.OH;
+    j->whi = tab + 2 * d.OH + d.OW;
+    window_table(d.OH, d.s, d.p, d.k, d.H, j->hlo, j->hhi);
+    window_table(d.OW, d.s, d.p, d.k, d.W, j->wlo, j->whi);
+    if (is_max) {
+        const size_t nout = (size_t)(d.planes * d.OH * d.OW);
+        if (!(j->arg = eqr__arena_alloc(ctx, nout * sizeof *j->arg))) return NULL;
     }
-    eqr_tensor *in[1] = {x};
-    eqr_node *n = eqr__record(ctx, y, avgpool_backward, 1, in);
-    if (n) {
-        n->i[0] = d.planes;
-        n->i[1] = d.H;
-        n->i[2] = d.W;
-        n->i[3] = d.OH;
-        n->i[4] = d.OW;
-        n->i[5] = d.k;
-        n->i[6] = d.s;
-        n->i[7] = d.p;
-    }
+    j->x = x->data;
+    j->y = y->data;
+    j->threads = pool_threads(ctx, d.planes);
+    eqr__parallel(j->threads, pool_forward_task, j);
+    eqr_node *n = eqr__record(ctx, y, pool_backward, 1, &x);
+    if (n) n->saved = j;
     return y;
+}
+
+eqr_tensor *eqr_maxpool2d(eqr_ctx *ctx, eqr_tensor *x, int k, int stride, int pad) {
+    return pool2d(ctx, "eqr_maxpool2d", x, k, stride, pad, 1);
+}
+
+eqr_tensor *eqr_avgpool2d(eqr_ctx *ctx, eqr_tensor *x, int k, int stride, int pad) {
+    return pool2d(ctx, "eqr_avgpool2d", x, k, stride, pad, 0);
 }
 
 /* ---- global average pooling ---- */

@@ -324,13 +324,8 @@ eqr_tensor *eqr_gather(eqr_ctx *ctx, eqr_tensor *x, const int64_t *idx, int ndim
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_gather: idx is NULL");
         return NULL;
     }
-    int64_t m = (ndim >= 0 && ndim <= EQR_MAX_DIMS && (ndim == 0 || shape))
-                    ? eqr_shape_numel(ndim, shape) : -1;
-    if (m < 0) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_gather: invalid output shape (ndim %d, sizes >= 0)",
-                  ndim);
-        return NULL;
-    }
+    int64_t m = eqr__shape_check(ctx, "eqr_gather", "output shape", ndim, shape);
+    if (m < 0) return NULL;
     /* Validate with a branch-free min/max pass so the gather loops need no
      * per-element checks; locate the culprit only on the error path. */
     int64_t lo = 0, hi = -1;
@@ -346,8 +341,14 @@ eqr_tensor *eqr_gather(eqr_ctx *ctx, eqr_tensor *x, const int64_t *idx, int ndim
                   (long long)at, (long long)idx[at], (long long)x->numel, EQR_SHAPE(x, bx));
         return NULL;
     }
+    return eqr__gather(ctx, x, idx, ndim, shape);
+}
+
+eqr_tensor *eqr__gather(eqr_ctx *ctx, eqr_tensor *x, const int64_t *idx, int ndim,
+                        const int64_t *shape) {
     eqr_tensor *out = eqr__tensor_empty(ctx, ndim, shape);
     if (!out) return NULL;
+    const int64_t m = out->numel;
     const float *xd = x->data;
     float *o = out->data;
     for (int64_t i = 0; i < m; i++) {

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static void rebind(eqr_ctx *ctx) {
@@ -36,12 +37,10 @@ eqr_tensor *eqr_param_new(eqr_ctx *ctx, const char *name, int ndim, const int64_
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_param_new: a parameter named '%s' already exists", name);
         return NULL;
     }
-    int64_t n = (ndim >= 0 && ndim <= EQR_MAX_DIMS && (ndim == 0 || shape))
-                    ? eqr_shape_numel(ndim, shape) : -1;
-    if (n < 0) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_param_new(%s): invalid shape", name);
-        return NULL;
-    }
+    char fn[EQR_NAME_LEN + 16];
+    snprintf(fn, sizeof fn, "eqr_param_new(%s)", name);
+    int64_t n = eqr__shape_check(ctx, fn, "shape", ndim, shape);
+    if (n < 0) return NULL;
     /* keep each parameter 16-float aligned inside the blocks */
     int64_t off = (ctx->ptotal + 15) / 16 * 16;
     int64_t need = off + n;
@@ -127,7 +126,10 @@ static eqr_status fans(eqr_ctx *ctx, const eqr_tensor *w, const char *fn, double
     for (int i = 2; i < w->ndim; i++) rf *= (double)w->shape[i];
     *fi = (double)w->shape[1] * rf;
     *fo = (double)w->shape[0] * rf;
-    if (*fi <= 0 || *fo <= 0) return eqr__fail(ctx, EQR_ERR_SHAPE, "%s: empty weight", fn);
+    if (*fi <= 0 || *fo <= 0) {
+        char b[EQR_SHAPE_BUF];
+        return eqr__fail(ctx, EQR_ERR_SHAPE, "%s: weight %s is empty", fn, EQR_SHAPE(w, b));
+    }
     return EQR_OK;
 }
 

@@ -39,8 +39,9 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
     if (opts) o = *opts;
     eqr_conv2d_geom g = o.geom;
     if (g.stride_h < 0 || g.stride_w < 0 || g.pad_h < 0 || g.pad_w < 0 || g.dil_h < 0 || g.dil_w < 0) {
-        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): geometry has a negative stride, padding or dilation", fn,
-                  name);
+        eqr__fail(ctx, EQR_ERR_ARG,
+                  "%s(%s): negative geometry (stride %d,%d pad %d,%d dilation %d,%d)", fn, name,
+                  g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w);
         return NULL;
     }
     if (!g.stride_h) g.stride_h = 1;
@@ -161,7 +162,7 @@ eqr_tensor *eqr_steer_conv_bias_vector(eqr_ctx *ctx, eqr_steer_conv *layer) {
     }
     if (!layer->bias) return NULL;
     int64_t n = layer->out_dim;
-    return eqr_gather(ctx, layer->bias, layer->bias_idx, 1, &n);
+    return eqr__gather(ctx, layer->bias, layer->bias_idx, 1, &n); /* built at create */
 }
 
 eqr_tensor *eqr_steer_conv_forward(eqr_ctx *ctx, eqr_steer_conv *layer, eqr_tensor *x) {

@@ -32,34 +32,52 @@ int eqr_tensor_same_shape(const eqr_tensor *a, const eqr_tensor *b) {
     return 1;
 }
 
-/* Fill the shape fields of t; 0 (error recorded) on invalid shapes. */
-static int set_shape(eqr_ctx *ctx, eqr_tensor *t, int ndim, const int64_t *shape) {
-    int64_t n = (ndim >= 0 && ndim <= EQR_MAX_DIMS && (ndim == 0 || shape))
-                    ? eqr_shape_numel(ndim, shape) : -1;
+int64_t eqr__shape_check(eqr_ctx *ctx, const char *fn, const char *what, int ndim,
+                         const int64_t *shape) {
+    const int listed = ndim >= 0 && ndim <= EQR_MAX_DIMS && (ndim == 0 || shape);
+    int64_t n = listed ? eqr_shape_numel(ndim, shape) : -1;
     if (n < 0) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "tensor: invalid shape (ndim %d, at most %d dims, sizes >= 0)",
-                  ndim, EQR_MAX_DIMS);
-        return 0;
+        char b[EQR_SHAPE_BUF];
+        if (listed)
+            eqr_shape_str(ndim, shape, b, sizeof b);
+        else
+            snprintf(b, sizeof b, "with ndim %d%s", ndim, shape ? "" : " and no sizes");
+        eqr__fail(ctx, EQR_ERR_SHAPE,
+                  "%s: invalid %s %s (at most %d dims, sizes >= 0, fewer than 2^61 elements)", fn,
+                  what, b, EQR_MAX_DIMS);
     }
+    return n;
+}
+
+/* Fill the shape fields of t; 0 (error recorded, naming fn) on invalid shapes. */
+static int set_shape(eqr_ctx *ctx, const char *fn, eqr_tensor *t, int ndim, const int64_t *shape) {
+    int64_t n = eqr__shape_check(ctx, fn, "shape", ndim, shape);
+    if (n < 0) return 0;
     t->ndim = ndim;
     for (int i = 0; i < EQR_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
     t->numel = n;
     return 1;
 }
 
-eqr_tensor *eqr__tensor_empty(eqr_ctx *ctx, int ndim, const int64_t *shape) {
+static eqr_tensor *tensor_new(eqr_ctx *ctx, const char *fn, int ndim, const int64_t *shape) {
     if (!eqr__ok(ctx, 0)) return NULL;
     eqr_tensor *t = eqr__arena_alloc(ctx, sizeof *t);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->node = -1;
-    if (!set_shape(ctx, t, ndim, shape)) return NULL;
+    if (!set_shape(ctx, fn, t, ndim, shape)) return NULL;
     t->data = eqr__arena_alloc(ctx, (size_t)t->numel * sizeof(float));
     return t->data ? t : NULL;
 }
 
-eqr_tensor *eqr_tensor_from(eqr_ctx *ctx, int ndim, const int64_t *shape, const float *data) {
-    eqr_tensor *t = eqr__tensor_empty(ctx, ndim, shape);
+eqr_tensor *eqr__tensor_empty(eqr_ctx *ctx, int ndim, const int64_t *shape) {
+    return tensor_new(ctx, "tensor", ndim, shape);
+}
+
+/* eqr_tensor_from / eqr_tensor_zeros under their own names in errors. */
+static eqr_tensor *tensor_fill_new(eqr_ctx *ctx, const char *fn, int ndim, const int64_t *shape,
+                                   const float *data) {
+    eqr_tensor *t = tensor_new(ctx, fn, ndim, shape);
     if (!t) return NULL;
     if (data)
         memcpy(t->data, data, (size_t)t->numel * sizeof(float));
@@ -68,8 +86,12 @@ eqr_tensor *eqr_tensor_from(eqr_ctx *ctx, int ndim, const int64_t *shape, const 
     return t;
 }
 
+eqr_tensor *eqr_tensor_from(eqr_ctx *ctx, int ndim, const int64_t *shape, const float *data) {
+    return tensor_fill_new(ctx, "eqr_tensor_from", ndim, shape, data);
+}
+
 eqr_tensor *eqr_tensor_zeros(eqr_ctx *ctx, int ndim, const int64_t *shape) {
-    return eqr_tensor_from(ctx, ndim, shape, NULL);
+    return tensor_fill_new(ctx, "eqr_tensor_zeros", ndim, shape, NULL);
 }
 
 eqr_tensor *eqr_tensor_wrap(eqr_ctx *ctx, float *data, int ndim, const int64_t *shape) {
@@ -82,7 +104,7 @@ eqr_tensor *eqr_tensor_wrap(eqr_ctx *ctx, float *data, int ndim, const int64_t *
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->node = -1;
-    if (!set_shape(ctx, t, ndim, shape)) return NULL;
+    if (!set_shape(ctx, "eqr_tensor_wrap", t, ndim, shape)) return NULL;
     t->data = data;
     return t;
 }
