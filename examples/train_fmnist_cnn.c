@@ -13,16 +13,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include <equirelax/equirelax.h>
 
-#include <errno.h>
+#include "example_common.h"
+
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#define IMG 784
 #define EVAL_BATCH 250
 #define CKPT_TAG 0x31304E43464D4E46ull /* "FNMFCN01" little-endian tag */
 #define NCOUNTERS 8
@@ -44,101 +40,28 @@ typedef struct model {
 
 /* ---- command line ---- */
 
-static const char *prog = "train_fmnist_cnn";
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: %s [options]\n"
-            "  --epochs N        training epochs (default 6)\n"
-            "  --batch N         batch size (default 128)\n"
-            "  --lr F            peak learning rate of AdamW (default 0.002)\n"
-            "  --wd F            decoupled weight decay (default 0.0005)\n"
-            "  --threads N       worker threads (default 2)\n"
-            "  --seed N          seed of initialisation, dropout and shuffling (default 1)\n"
-            "  --train-limit N   train on the first N images only (default all 60000)\n"
-            "  --data DIR        Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
-            "  --checkpoint PATH save a checkpoint after every epoch\n"
-            "  --resume          continue from --checkpoint if it exists\n"
-            "  --stop-after N    stop once epoch N is done (resume later with --resume)\n"
-            "  --help            show this help\n",
-            prog);
-}
-
-static void usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    usage(stderr);
-    exit(2);
-}
-
-static int64_t parse_int(const char *flag, const char *s, int64_t lo, int64_t hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        usage_error("bad value '%s' for %s: expected an integer in [%lld, %lld]", s, flag,
-                    (long long)lo, (long long)hi);
-    return v;
-}
-
-static float parse_float(const char *flag, const char *s, float lo, float hi) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-        usage_error("bad value '%s' for %s: expected a number in [%g, %g]", s, flag, lo, hi);
-    return v;
-}
-
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.epochs = 6, .batch = 128, .threads = 2, .seed = 1, .lr = 2e-3f,
                    .wd = 5e-4f, .dropout = 0.3f};
-    for (int i = 1; i < argc; i++) {
-        char name[64];
-        const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
-        if (strncmp(a, "--", 2) != 0) usage_error("unexpected argument '%s'", a);
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        if (len >= sizeof name) usage_error("unknown option '%s'", a);
-        memcpy(name, a, len);
-        name[len] = '\0';
-        if (!strcmp(name, "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-        if (!strcmp(name, "--resume")) {
-            if (eq) usage_error("--resume takes no value");
-            o->resume = 1;
-            continue;
-        }
-        static const char *valued[] = {"--epochs", "--batch", "--lr", "--wd", "--threads", "--seed",
-                                       "--train-limit", "--data", "--checkpoint", "--stop-after"};
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(name, valued[k]);
-        if (!known) usage_error("unknown option '%s'", name);
-        if (eq)
-            val = eq + 1;
-        else if (i + 1 < argc)
-            val = argv[++i];
-        else
-            usage_error("missing value for %s", name);
-        if (!strcmp(name, "--epochs")) o->epochs = parse_int(name, val, 1, 100000);
-        else if (!strcmp(name, "--batch")) o->batch = parse_int(name, val, 1, 65536);
-        else if (!strcmp(name, "--lr")) o->lr = parse_float(name, val, 1e-8f, 10.0f);
-        else if (!strcmp(name, "--wd")) o->wd = parse_float(name, val, 0.0f, 1.0f);
-        else if (!strcmp(name, "--threads")) o->threads = parse_int(name, val, 1, 256);
-        else if (!strcmp(name, "--seed")) o->seed = (uint64_t)parse_int(name, val, 0, INT64_MAX);
-        else if (!strcmp(name, "--train-limit")) o->train_limit = parse_int(name, val, 1, INT64_MAX);
-        else if (!strcmp(name, "--stop-after")) o->stop_after = parse_int(name, val, 1, 100000);
-        else if (!strcmp(name, "--data")) o->data = val;
-        else if (!strcmp(name, "--checkpoint")) o->checkpoint = val;
-        if ((!strcmp(name, "--data") || !strcmp(name, "--checkpoint")) && !*val)
-            usage_error("empty value for %s", name);
-    }
-    if (o->resume && !o->checkpoint) usage_error("--resume needs --checkpoint PATH");
+    const ex_flag flags[] = {
+        EX_FLAG_INT("--epochs", &o->epochs, 1, 100000, "training epochs (default 6)"),
+        EX_FLAG_INT("--batch", &o->batch, 1, 65536, "batch size (default 128)"),
+        EX_FLAG_FLOAT("--lr", &o->lr, 1e-8f, 10.0f, "peak learning rate of AdamW (default 0.002)"),
+        EX_FLAG_FLOAT("--wd", &o->wd, 0.0f, 1.0f, "decoupled weight decay (default 0.0005)"),
+        EX_FLAG_INT("--threads", &o->threads, 1, 256, "worker threads (default 2)"),
+        EX_FLAG_U64("--seed", &o->seed, 0, INT64_MAX,
+                    "seed of initialisation, dropout and shuffling (default 1)"),
+        EX_FLAG_INT("--train-limit", &o->train_limit, 1, INT64_MAX,
+                    "train on the first N images only (default all 60000)"),
+        EX_FLAG_STR("--data", "DIR", &o->data,
+                    "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)"),
+        EX_FLAG_STR("--checkpoint", "PATH", &o->checkpoint, "save a checkpoint after every epoch"),
+        EX_FLAG_SWITCH("--resume", &o->resume, "continue from --checkpoint if it exists"),
+        EX_FLAG_INT("--stop-after", &o->stop_after, 1, 100000,
+                    "stop once epoch N is done (resume later with --resume)"),
+        {0}};
+    ex_parse_args("train_fmnist_cnn", flags, argc, argv);
+    if (o->resume && !o->checkpoint) ex_usage_error(flags, "--resume needs --checkpoint PATH");
 }
 
 /* ---- model ---- */
@@ -190,7 +113,8 @@ static eqr_tensor *conv_block(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_te
 }
 
 /* Logits [N,10] for images x [N,1,28,28]; NULL on error (on the context). */
-static eqr_tensor *model_forward(eqr_ctx *ctx, const model *m, eqr_tensor *x, int training) {
+static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x, int training) {
+    const model *m = mm;
     if (!x) return NULL;
     const int64_t flat[2] = {x->shape[0], -1};
     eqr_tensor *h = conv_block(ctx, x, m->c1w, m->bn1g, m->bn1b, m->bn1m, m->bn1v, training);
@@ -201,129 +125,46 @@ static eqr_tensor *model_forward(eqr_ctx *ctx, const model *m, eqr_tensor *x, in
     return eqr_linear(ctx, h, m->f2w, m->f2b);
 }
 
-static int64_t count_correct(const eqr_tensor *logits, const int32_t *y) {
-    int64_t n = logits->shape[0], k = logits->shape[1], c = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *r = logits->data + i * k;
-        int64_t best = 0;
-        for (int64_t j = 1; j < k; j++)
-            if (r[j] > r[best]) best = j;
-        c += best == y[i];
-    }
-    return c;
-}
+/* ---- checkpoint ---- */
 
-/* ---- reporting ---- */
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void fmt_dur(char *buf, size_t n, double s) {
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-}
-
-typedef struct progress {
-    int tty;
-    double t0, last;
-    int64_t total;      /* samples in the epoch */
-    int64_t next_line;  /* non-tty: sample count of the next printed line */
-} progress;
-
-static void progress_update(progress *p, int64_t epoch, int64_t epochs, int64_t done,
-                            double loss, double acc) {
-    double t = now(), el = t - p->t0;
-    int end = done >= p->total;
-    double rate = el > 0 ? (double)done / el : 0;
-    char eta[32];
-    fmt_dur(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : 0);
-    if (p->tty) {
-        if (!end && t - p->last < 0.2) return;
-        p->last = t;
-        enum { W = 30 };
-        char bar[W + 1];
-        int fill = (int)((double)W * (double)done / (double)p->total);
-        for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
-        bar[W] = '\0';
-        fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld  %.0f img/s  ETA %s  loss %.4f  acc %.4f",
-                (long long)epoch, (long long)epochs, bar, (long long)done, (long long)p->total,
-                rate, eta, loss, acc);
-        fflush(stderr);
-    } else if (done >= p->next_line || end) {
-        p->next_line += p->total / 10 > 0 ? p->total / 10 : 1;
-        fprintf(stderr, "epoch %lld/%lld  %lld/%lld  %.0f img/s  ETA %s  loss %.4f  acc %.4f\n",
-                (long long)epoch, (long long)epochs, (long long)done, (long long)p->total, rate,
-                eta, loss, acc);
-    }
-}
-
-static void progress_clear(const progress *p) {
-    if (p->tty) {
-        fprintf(stderr, "\r\033[K");
-        fflush(stderr);
-    }
-}
-
-static void die_ctx(eqr_ctx *ctx, const char *what) {
-    fprintf(stderr, "%s: %s: %s\n", prog, what, eqr_error_message(ctx));
-    exit(1);
-}
-
-/* Test loss and accuracy: gradients off, batch norm and dropout in eval mode. */
-static void evaluate(eqr_ctx *ctx, const model *m, const eqr_dataset *ds, double *loss,
-                     double *acc) {
-    int prev = eqr_set_grad_enabled(ctx, 0);
-    double lsum = 0;
-    int64_t correct = 0;
-    for (int64_t i = 0; i < ds->n; i += EVAL_BATCH) {
-        int64_t b = ds->n - i < EVAL_BATCH ? ds->n - i : EVAL_BATCH;
-        int64_t shape[4] = {b, 1, 28, 28};
-        eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * IMG, 4, shape);
-        eqr_tensor *logits = model_forward(ctx, m, x, 0);
-        eqr_tensor *l = eqr_softmax_cross_entropy(ctx, logits, ds->y + i);
-        if (!l) die_ctx(ctx, "evaluation");
-        lsum += (double)l->data[0] * (double)b;
-        correct += count_correct(logits, ds->y + i);
-        eqr_step_reset(ctx);
-    }
-    eqr_set_grad_enabled(ctx, prev);
-    *loss = lsum / (double)ds->n;
-    *acc = (double)correct / (double)ds->n;
+/* Restore the run saved at o->checkpoint; returns the number of epochs done. */
+static int64_t resume(eqr_ctx *ctx, const options *o, eqr_optim *opt, eqr_batcher *bt,
+                      int64_t train_n) {
+    uint64_t c[NCOUNTERS];
+    if (eqr_checkpoint_load(ctx, o->checkpoint, opt, c, NCOUNTERS) != EQR_OK)
+        ex_die_ctx(ctx, "resuming");
+    if (c[0] != CKPT_TAG) ex_die("'%s' is not a checkpoint of this program", o->checkpoint);
+    if (c[4] != (uint64_t)o->batch || c[5] != (uint64_t)train_n || c[6] != o->seed)
+        ex_die("'%s' was made with --batch %llu, %llu training images, --seed %llu; "
+               "resume with the same values",
+               o->checkpoint, (unsigned long long)c[4], (unsigned long long)c[5],
+               (unsigned long long)c[6]);
+    if (c[7] != (uint64_t)o->epochs)
+        fprintf(stderr, "%s: note: checkpoint planned %llu epochs, now %lld: the learning-rate "
+                        "schedule changes\n", ex_prog(), (unsigned long long)c[7],
+                (long long)o->epochs);
+    if (eqr_batcher_seek(ctx, bt, (int64_t)c[2], (int64_t)c[3]) != EQR_OK)
+        ex_die_ctx(ctx, "restoring the batch position");
+    return (int64_t)c[1];
 }
 
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
-    if (argc > 0 && argv[0] && *argv[0]) {
-        const char *s = strrchr(argv[0], '/');
-        prog = s ? s + 1 : argv[0];
-    }
     options o;
     parse_args(argc, argv, &o);
 
-    eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = o.seed, .threads = (int)o.threads});
-    if (!ctx) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return 1;
-    }
+    eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
-    if (eqr_fashion_mnist_load(ctx, o.data, 1, &train) != EQR_OK) die_ctx(ctx, "loading training data");
-    if (eqr_fashion_mnist_load(ctx, o.data, 0, &test) != EQR_OK) die_ctx(ctx, "loading test data");
-    if (o.train_limit > 0) eqr_dataset_truncate(&train, o.train_limit);
+    ex_load_fashion_mnist(ctx, o.data, o.train_limit, 0, &train, &test);
 
     model m;
-    if (model_build(ctx, &m, o.dropout)) die_ctx(ctx, "building the model");
+    if (model_build(ctx, &m, o.dropout)) ex_die_ctx(ctx, "building the model");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAMW, .lr = o.lr,
                                                              .weight_decay = o.wd});
-    if (!opt) die_ctx(ctx, "creating the optimizer");
+    if (!opt) ex_die_ctx(ctx, "creating the optimizer");
     eqr_batcher bt;
-    if (eqr_batcher_init(ctx, &bt, &train, o.batch, 1, o.seed) != EQR_OK) die_ctx(ctx, "batcher");
+    if (eqr_batcher_init(ctx, &bt, &train, o.batch, 1, o.seed) != EQR_OK) ex_die_ctx(ctx, "batcher");
 
     const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
     int64_t warmup = steps_per_epoch / 2 < 100 ? steps_per_epoch / 2 : 100;
@@ -332,27 +173,7 @@ int main(int argc, char **argv) {
 
     int64_t first_epoch = 0;
     if (o.resume && access(o.checkpoint, F_OK) == 0) {
-        uint64_t c[NCOUNTERS];
-        if (eqr_checkpoint_load(ctx, o.checkpoint, opt, c, NCOUNTERS) != EQR_OK)
-            die_ctx(ctx, "resuming");
-        if (c[0] != CKPT_TAG) {
-            fprintf(stderr, "%s: '%s' is not a checkpoint of this program\n", prog, o.checkpoint);
-            return 1;
-        }
-        if (c[4] != (uint64_t)o.batch || c[5] != (uint64_t)train.n || c[6] != o.seed) {
-            fprintf(stderr,
-                    "%s: '%s' was made with --batch %llu, %llu training images, --seed %llu; "
-                    "resume with the same values\n",
-                    prog, o.checkpoint, (unsigned long long)c[4], (unsigned long long)c[5],
-                    (unsigned long long)c[6]);
-            return 1;
-        }
-        if (c[7] != (uint64_t)o.epochs)
-            fprintf(stderr, "%s: note: checkpoint planned %llu epochs, now %lld: the learning-rate "
-                            "schedule changes\n", prog, (unsigned long long)c[7], (long long)o.epochs);
-        first_epoch = (int64_t)c[1];
-        if (eqr_batcher_seek(ctx, &bt, (int64_t)c[2], (int64_t)c[3]) != EQR_OK)
-            die_ctx(ctx, "restoring the batch position");
+        first_epoch = resume(ctx, &o, opt, &bt, train.n);
         printf("# resumed from %s after epoch %lld (optimizer step %lld)\n", o.checkpoint,
                (long long)first_epoch, (long long)eqr_optim_steps(opt));
     } else if (o.resume) {
@@ -366,73 +187,47 @@ int main(int argc, char **argv) {
            (unsigned long long)o.seed, (long long)eqr_param_total(ctx));
     fflush(stdout);
 
-    float *xb = malloc((size_t)o.batch * IMG * sizeof(float));
-    int32_t *yb = malloc((size_t)o.batch * sizeof(int32_t));
-    if (!xb || !yb) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return 1;
-    }
-    const int tty = isatty(STDERR_FILENO);
-    double test_loss = 0, test_acc = 0, best_acc = -1, t_start = now();
+    const ex_train tr = {.ctx = ctx, .opt = opt, .sched = &sched, .bt = &bt,
+                         .forward = model_forward, .model = &m, .epochs = o.epochs,
+                         .progress = EX_PROGRESS_BAR};
+    double test_loss = 0, test_acc = 0, best_acc = -1, t_start = ex_now();
     int64_t best_epoch = 0;
     const int64_t last = o.stop_after > 0 && o.stop_after < o.epochs ? o.stop_after : o.epochs;
     for (int64_t e = first_epoch; e < last; e++) {
-        progress pr = {.tty = tty, .t0 = now(), .total = train.n};
-        double lsum = 0;
-        int64_t seen = 0, correct = 0, cnt;
-        while (eqr_batcher_next(&bt, xb, yb, &cnt)) {
-            int64_t shape[4] = {cnt, 1, 28, 28};
-            eqr_tensor *x = eqr_tensor_wrap(ctx, xb, 4, shape);
-            eqr_tensor *logits = model_forward(ctx, &m, x, 1);
-            eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, logits, yb);
-            eqr_zero_grad(ctx);
-            if (!loss || eqr_backward(ctx, loss) != EQR_OK) die_ctx(ctx, "training step");
-            eqr_optim_set_lr(opt, eqr_lr_at(&sched, eqr_optim_steps(opt)));
-            if (eqr_optim_step(opt) != EQR_OK) die_ctx(ctx, "optimizer step");
-            lsum += (double)loss->data[0] * (double)cnt;
-            correct += count_correct(logits, yb);
-            seen += cnt;
-            eqr_step_reset(ctx);
-            progress_update(&pr, e + 1, o.epochs, seen, lsum / (double)seen,
-                            (double)correct / (double)seen);
-        }
-        double t_train = now() - pr.t0;
-        if (tty) fprintf(stderr, "\r\033[Kepoch %lld/%lld evaluating on %lld test images...",
+        ex_epoch_stats st = ex_train_epoch(&tr, e + 1);
+        ex_progress_note(&tr, "epoch %lld/%lld evaluating on %lld test images...",
                          (long long)(e + 1), (long long)o.epochs, (long long)test.n);
-        double t_eval0 = now();
-        evaluate(ctx, &m, &test, &test_loss, &test_acc);
-        double t_eval = now() - t_eval0;
-        progress_clear(&pr);
+        double t_eval0 = ex_now();
+        ex_evaluate(ctx, model_forward, &m, &test, EVAL_BATCH, &test_loss, &test_acc);
+        double t_eval = ex_now() - t_eval0;
+        ex_progress_clear(&tr);
         if (test_acc > best_acc) {
             best_acc = test_acc;
             best_epoch = e + 1;
         }
         printf("epoch %lld/%lld  train_loss %.4f  train_acc %.4f  test_loss %.4f  test_acc %.4f  "
                "lr %.2e  time %.1fs (train %.1fs, eval %.1fs)\n",
-               (long long)(e + 1), (long long)o.epochs, lsum / (double)seen,
-               (double)correct / (double)seen, test_loss, test_acc,
-               (double)eqr_optim_lr(opt), t_train + t_eval, t_train, t_eval);
+               (long long)(e + 1), (long long)o.epochs, st.loss, st.acc, test_loss, test_acc,
+               (double)eqr_optim_lr(opt), st.secs + t_eval, st.secs, t_eval);
         fflush(stdout);
         if (o.checkpoint) {
             uint64_t c[NCOUNTERS] = {CKPT_TAG, (uint64_t)(e + 1), (uint64_t)bt.epoch,
                                      (uint64_t)bt.pos, (uint64_t)o.batch, (uint64_t)train.n,
                                      o.seed, (uint64_t)o.epochs};
             if (eqr_checkpoint_save(ctx, o.checkpoint, opt, c, NCOUNTERS) != EQR_OK)
-                die_ctx(ctx, "saving the checkpoint");
+                ex_die_ctx(ctx, "saving the checkpoint");
         }
     }
     if (first_epoch >= last) {
-        evaluate(ctx, &m, &test, &test_loss, &test_acc);
+        ex_evaluate(ctx, model_forward, &m, &test, EVAL_BATCH, &test_loss, &test_acc);
         printf("# nothing to train: the checkpoint is at epoch %lld\n", (long long)first_epoch);
     }
     char total[32];
-    fmt_dur(total, sizeof total, now() - t_start);
+    ex_fmt_dur(total, sizeof total, ex_now() - t_start);
     printf("# final test_acc %.4f (eval mode, gradients off)", test_acc);
     if (best_acc >= 0) printf("; best %.4f after epoch %lld", best_acc, (long long)best_epoch);
     printf("; wall time %s\n", total);
 
-    free(xb);
-    free(yb);
     eqr_batcher_free(&bt);
     eqr_optim_destroy(opt);
     eqr_dataset_free(&train);

@@ -1,0 +1,296 @@
+/* Helpers shared by the example trainers; see example_common.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "example_common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The program name of every message; set once by ex_parse_args. */
+static const char *prog = "example";
+
+const char *ex_prog(void) {
+    return prog;
+}
+
+/* ---- command line ---- */
+
+void ex_usage(const ex_flag *flags, FILE *f) {
+    fprintf(f, "usage: %s [options]\n", prog);
+    for (const ex_flag *fl = flags; fl->name; fl++) {
+        char col[64];
+        snprintf(col, sizeof col, "%s%s%s", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
+        fprintf(f, "  %-17s %s\n", col, fl->help);
+    }
+    fprintf(f, "  %-17s %s\n", "--help", "show this help");
+}
+
+/* "<program>: <message>\n" on stderr. */
+static void message(const char *fmt, va_list ap) {
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+}
+
+void ex_usage_error(const ex_flag *flags, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    message(fmt, ap);
+    va_end(ap);
+    ex_usage(flags, stderr);
+    exit(2);
+}
+
+static int64_t parse_int(const ex_flag *flags, const ex_flag *f, const char *s) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < f->min || v > f->max)
+        ex_usage_error(flags, "bad value '%s' for %s: expected an integer in [%lld, %lld]", s,
+                       f->name, (long long)f->min, (long long)f->max);
+    return v;
+}
+
+static float parse_float(const ex_flag *flags, const ex_flag *f, const char *s) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    int below = f->fmin_open ? v <= f->fmin : v < f->fmin;
+    if (errno || end == s || *end || !isfinite(v) || below || v > f->fmax)
+        ex_usage_error(flags, "bad value '%s' for %s: expected a number in %c%g, %g]", s,
+                       f->name, f->fmin_open ? '(' : '[', f->fmin, f->fmax);
+    return v;
+}
+
+void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, char **argv) {
+    prog = default_name;
+    if (argc > 0 && argv[0] && *argv[0]) {
+        const char *s = strrchr(argv[0], '/');
+        prog = s ? s + 1 : argv[0];
+    }
+    for (int i = 1; i < argc; i++) {
+        char name[64];
+        const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
+        if (strncmp(a, "--", 2) != 0) ex_usage_error(flags, "unexpected argument '%s'", a);
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        if (len >= sizeof name) ex_usage_error(flags, "unknown option '%s'", a);
+        memcpy(name, a, len);
+        name[len] = '\0';
+        if (!strcmp(name, "--help")) {
+            ex_usage(flags, stdout);
+            exit(0);
+        }
+        const ex_flag *f = flags;
+        while (f->name && strcmp(f->name, name) != 0) f++;
+        if (!f->name) ex_usage_error(flags, "unknown option '%s'", name);
+        if (f->kind == EX_SWITCH) {
+            if (eq) ex_usage_error(flags, "%s takes no value", name);
+            *(int *)f->dst = 1;
+            continue;
+        }
+        if (eq)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            ex_usage_error(flags, "missing value for %s", name);
+        switch (f->kind) {
+        case EX_INT: *(int64_t *)f->dst = parse_int(flags, f, val); break;
+        case EX_U64: *(uint64_t *)f->dst = (uint64_t)parse_int(flags, f, val); break;
+        case EX_FLOAT: *(float *)f->dst = parse_float(flags, f, val); break;
+        case EX_STR:
+            if (!*val) ex_usage_error(flags, "empty value for %s", name);
+            *(const char **)f->dst = val;
+            break;
+        case EX_SWITCH: break;
+        }
+    }
+}
+
+/* ---- runtime errors and timing ---- */
+
+void ex_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    message(fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void ex_die_ctx(eqr_ctx *ctx, const char *what) {
+    ex_die("%s: %s", what, eqr_error_message(ctx));
+}
+
+double ex_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void ex_fmt_dur(char *buf, size_t n, double s) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* ---- setup ---- */
+
+eqr_ctx *ex_ctx_create(uint64_t seed, int64_t threads) {
+    eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = seed, .threads = (int)threads});
+    if (!ctx) ex_die("out of memory");
+    return ctx;
+}
+
+void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
+                           int64_t test_limit, eqr_dataset *train, eqr_dataset *test) {
+    if (eqr_fashion_mnist_load(ctx, dir, 1, train) != EQR_OK)
+        ex_die_ctx(ctx, "loading training data");
+    if (eqr_fashion_mnist_load(ctx, dir, 0, test) != EQR_OK) ex_die_ctx(ctx, "loading test data");
+    if (train_limit > 0) eqr_dataset_truncate(train, train_limit);
+    if (test_limit > 0) eqr_dataset_truncate(test, test_limit);
+}
+
+/* ---- progress ---- */
+
+typedef struct progress {
+    int tty; /* bar redrawn in place */
+    int64_t epoch, epochs;
+    double t0, last;   /* epoch start, last redraw */
+    int64_t total;     /* samples in the epoch */
+    int64_t next_line; /* sample count of the next printed line */
+} progress;
+
+static int bar_on_tty(const ex_train *t) {
+    return t->progress == EX_PROGRESS_BAR && isatty(STDERR_FILENO);
+}
+
+static void progress_update(const ex_train *t, progress *p, int64_t done, double loss,
+                            double acc) {
+    double now = ex_now(), el = now - p->t0;
+    int end = done >= p->total;
+    double rate = el > 0 ? (double)done / el : 0;
+    int64_t step = p->total / 10 > 0 ? p->total / 10 : 1;
+    if (t->progress == EX_PROGRESS_TENTHS) {
+        if (done >= p->next_line && !end) {
+            p->next_line += step;
+            fprintf(stderr, "epoch %lld/%lld  %lld/%lld  %.0f img/s  loss %.4f  acc %.4f\n",
+                    (long long)p->epoch, (long long)p->epochs, (long long)done,
+                    (long long)p->total, rate, loss, acc);
+        }
+        return;
+    }
+    char eta[32];
+    ex_fmt_dur(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : 0);
+    if (p->tty) {
+        if (!end && now - p->last < 0.2) return;
+        p->last = now;
+        enum { W = 30 };
+        char bar[W + 1];
+        int fill = (int)((double)W * (double)done / (double)p->total);
+        for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
+        bar[W] = '\0';
+        fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld  %.0f img/s  ETA %s  loss %.4f  acc %.4f",
+                (long long)p->epoch, (long long)p->epochs, bar, (long long)done,
+                (long long)p->total, rate, eta, loss, acc);
+        fflush(stderr);
+    } else if (done >= p->next_line || end) {
+        p->next_line += step;
+        fprintf(stderr, "epoch %lld/%lld  %lld/%lld  %.0f img/s  ETA %s  loss %.4f  acc %.4f\n",
+                (long long)p->epoch, (long long)p->epochs, (long long)done, (long long)p->total,
+                rate, eta, loss, acc);
+    }
+}
+
+void ex_progress_note(const ex_train *t, const char *fmt, ...) {
+    if (!bar_on_tty(t)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "\r\033[K");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+}
+
+void ex_progress_clear(const ex_train *t) {
+    if (!bar_on_tty(t)) return;
+    fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+}
+
+/* ---- training and evaluation ---- */
+
+static int64_t count_correct(const eqr_tensor *logits, const int32_t *y) {
+    int64_t n = logits->shape[0], k = logits->shape[1], c = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *r = logits->data + i * k;
+        int64_t best = 0;
+        for (int64_t j = 1; j < k; j++)
+            if (r[j] > r[best]) best = j;
+        c += best == y[i];
+    }
+    return c;
+}
+
+ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch) {
+    eqr_ctx *ctx = t->ctx;
+    const eqr_dataset *ds = t->bt->ds;
+    const int64_t img = (int64_t)ds->c * ds->h * ds->w;
+    float *xb = malloc((size_t)(t->bt->batch * img) * sizeof(float));
+    int32_t *yb = malloc((size_t)t->bt->batch * sizeof(int32_t));
+    if (!xb || !yb) ex_die("out of memory");
+    progress p = {.tty = bar_on_tty(t), .epoch = epoch, .epochs = t->epochs, .t0 = ex_now(),
+                  .total = ds->n};
+    if (t->progress == EX_PROGRESS_TENTHS) p.next_line = ds->n / 10;
+    double lsum = 0;
+    int64_t seen = 0, correct = 0, steps = 0, cnt;
+    while (eqr_batcher_next(t->bt, xb, yb, &cnt)) {
+        int64_t shape[4] = {cnt, ds->c, ds->h, ds->w};
+        eqr_tensor *x = eqr_tensor_wrap(ctx, xb, 4, shape);
+        eqr_tensor *logits = x ? t->forward(ctx, t->model, x, 1) : NULL;
+        eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, logits, yb);
+        eqr_zero_grad(ctx);
+        if (!loss || eqr_backward(ctx, loss) != EQR_OK) ex_die_ctx(ctx, "training step");
+        if (t->sched) eqr_optim_set_lr(t->opt, eqr_lr_at(t->sched, eqr_optim_steps(t->opt)));
+        if (eqr_optim_step(t->opt) != EQR_OK) ex_die_ctx(ctx, "optimizer step");
+        lsum += (double)loss->data[0] * (double)cnt;
+        correct += count_correct(logits, yb);
+        seen += cnt;
+        steps++;
+        eqr_step_reset(ctx);
+        progress_update(t, &p, seen, lsum / (double)seen, (double)correct / (double)seen);
+    }
+    ex_epoch_stats st = {.seen = seen, .steps = steps, .secs = ex_now() - p.t0};
+    st.loss = lsum / (double)seen;
+    st.acc = (double)correct / (double)seen;
+    free(xb);
+    free(yb);
+    return st;
+}
+
+void ex_evaluate(eqr_ctx *ctx, ex_forward_fn forward, void *model, const eqr_dataset *ds,
+                 int64_t batch, double *loss, double *acc) {
+    const int64_t img = (int64_t)ds->c * ds->h * ds->w;
+    int prev = eqr_set_grad_enabled(ctx, 0);
+    double lsum = 0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < ds->n; i += batch) {
+        int64_t b = ds->n - i < batch ? ds->n - i : batch;
+        int64_t shape[4] = {b, ds->c, ds->h, ds->w};
+        eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * img, 4, shape);
+        eqr_tensor *logits = x ? forward(ctx, model, x, 0) : NULL;
+        eqr_tensor *l = eqr_softmax_cross_entropy(ctx, logits, ds->y + i);
+        if (!l) ex_die_ctx(ctx, "evaluation");
+        lsum += (double)l->data[0] * (double)b;
+        correct += count_correct(logits, ds->y + i);
+        eqr_step_reset(ctx);
+    }
+    eqr_set_grad_enabled(ctx, prev);
+    *loss = lsum / (double)ds->n;
+    *acc = (double)correct / (double)ds->n;
+}

@@ -1,0 +1,146 @@
+/* Helpers shared by the example trainers: command-line flags, fatal errors,
+ * Fashion-MNIST loading, the training epoch and evaluation loops, progress
+ * display and timing. Built as a small static library next to the examples;
+ * like them it uses only the public equirelax API.
+ *
+ * Errors end the program the way the examples document it: a bad command
+ * line exits with status 2 and the usage on stderr, a runtime error exits
+ * with status 1 and "<program>: <message>" on stderr. */
+#ifndef EXAMPLE_COMMON_H
+#define EXAMPLE_COMMON_H
+
+#include <equirelax/equirelax.h>
+
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define EX_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define EX_PRINTF(f, a)
+#endif
+
+/* ---- command line ---- */
+
+typedef enum ex_flag_kind {
+    EX_INT,    /* int64_t in [min, max] */
+    EX_U64,    /* uint64_t in [min, max] (min >= 0) */
+    EX_FLOAT,  /* finite float in [fmin, fmax], or (fmin, fmax] with fmin_open */
+    EX_STR,    /* non-empty string (points into argv) */
+    EX_SWITCH  /* int set to 1; takes no value */
+} ex_flag_kind;
+
+/* One flag; a program describes its flags as an array ended by {0}. The
+ * usage lists them in array order, then --help (handled by the parser). */
+typedef struct ex_flag {
+    const char *name;  /* "--epochs" */
+    const char *arg;   /* placeholder in the usage ("N", "DIR"); NULL for a switch */
+    ex_flag_kind kind;
+    void *dst;         /* receives the value; type given by kind */
+    int64_t min, max;
+    float fmin, fmax;
+    int fmin_open;
+    const char *help;  /* one line, including the default */
+} ex_flag;
+
+/* Table entries; the conditional expressions make the compiler check the
+ * type of dst. */
+#define EX_FLAG_INT(name, dst, lo, hi, help) \
+    {(name), "N", EX_INT, (1 ? (dst) : (int64_t *)0), (lo), (hi), 0, 0, 0, (help)}
+#define EX_FLAG_U64(name, dst, lo, hi, help) \
+    {(name), "N", EX_U64, (1 ? (dst) : (uint64_t *)0), (lo), (hi), 0, 0, 0, (help)}
+#define EX_FLAG_FLOAT(name, dst, lo, hi, help) \
+    {(name), "F", EX_FLOAT, (1 ? (dst) : (float *)0), 0, 0, (lo), (hi), 0, (help)}
+/* Like EX_FLAG_FLOAT with lo itself excluded. */
+#define EX_FLAG_FLOAT_ABOVE(name, dst, lo, hi, help) \
+    {(name), "F", EX_FLOAT, (1 ? (dst) : (float *)0), 0, 0, (lo), (hi), 1, (help)}
+#define EX_FLAG_STR(name, arg, dst, help) \
+    {(name), (arg), EX_STR, (1 ? (dst) : (const char **)0), 0, 0, 0, 0, 0, (help)}
+#define EX_FLAG_SWITCH(name, dst, help) \
+    {(name), NULL, EX_SWITCH, (1 ? (dst) : (int *)0), 0, 0, 0, 0, 0, (help)}
+
+/* Parse "--flag value", "--flag=value" and switches into the flags' dst
+ * (flags not given keep their values: set the defaults first). --help
+ * prints the usage on stdout and exits 0; anything wrong exits 2. Also sets
+ * the program name of all messages: the base name of argv[0], or
+ * default_name without one. */
+void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, char **argv);
+/* "usage: <program> [options]" and one line per flag, to f. */
+void ex_usage(const ex_flag *flags, FILE *f);
+/* "<program>: <message>" and the usage on stderr, exit 2 (for checks that
+ * involve several flags, after ex_parse_args). */
+_Noreturn void ex_usage_error(const ex_flag *flags, const char *fmt, ...) EX_PRINTF(2, 3);
+
+/* ---- runtime errors and timing ---- */
+
+const char *ex_prog(void);
+/* "<program>: <message>" on stderr, exit 1. */
+_Noreturn void ex_die(const char *fmt, ...) EX_PRINTF(1, 2);
+/* "<program>: <what>: <context error message>" on stderr, exit 1. */
+_Noreturn void ex_die_ctx(eqr_ctx *ctx, const char *what);
+
+/* Monotonic clock in seconds. */
+double ex_now(void);
+/* s rounded to whole seconds as "m:ss", or "h:mm:ss" from an hour on. */
+void ex_fmt_dur(char *buf, size_t n, double s);
+
+/* ---- setup ---- */
+
+/* Context with the given seed and worker threads; dies when out of memory. */
+eqr_ctx *ex_ctx_create(uint64_t seed, int64_t threads);
+/* Both Fashion-MNIST splits from dir (NULL = the default directory), each
+ * cut to its first limit images when limit > 0. Dies on failure. */
+void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
+                           int64_t test_limit, eqr_dataset *train, eqr_dataset *test);
+
+/* ---- training and evaluation ---- */
+
+/* A model's forward pass: logits [N, classes] for images x [N, C, H, W]
+ * (NULL on error, reported on the context); training selects the training
+ * behaviour of batch norm and dropout. */
+typedef eqr_tensor *(*ex_forward_fn)(eqr_ctx *ctx, void *model, eqr_tensor *x, int training);
+
+/* How an epoch reports its progress on stderr. */
+typedef enum ex_progress_style {
+    /* On a terminal a bar redrawn in place; otherwise a line with the ETA at
+     * the first batch, after every tenth of the epoch and at its end. */
+    EX_PROGRESS_BAR,
+    /* A line after every tenth of the epoch, none at its end. */
+    EX_PROGRESS_TENTHS
+} ex_progress_style;
+
+/* What ex_train_epoch works with. */
+typedef struct ex_train {
+    eqr_ctx *ctx;
+    eqr_optim *opt;
+    const eqr_lr_schedule *sched; /* NULL: keep the optimizer's learning rate */
+    eqr_batcher *bt;              /* batches of the training set */
+    ex_forward_fn forward;
+    void *model;
+    int64_t epochs;               /* the planned number, shown as "epoch e/epochs" */
+    ex_progress_style progress;
+} ex_train;
+
+/* Summary of one training epoch: mean loss and accuracy over its samples. */
+typedef struct ex_epoch_stats {
+    int64_t seen, steps;
+    double loss, acc;
+    double secs; /* wall time of the epoch */
+} ex_epoch_stats;
+
+/* One pass over the batcher's epoch (epoch counts from 1): per batch the
+ * forward pass in training mode, softmax cross-entropy, backward, the
+ * scheduled learning rate for the optimizer's step count, and the step.
+ * Dies on an error. */
+ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch);
+/* On a terminal with EX_PROGRESS_BAR, replace the progress line by a note,
+ * or clear it; otherwise do nothing. */
+void ex_progress_note(const ex_train *t, const char *fmt, ...) EX_PRINTF(2, 3);
+void ex_progress_clear(const ex_train *t);
+
+/* Mean softmax cross-entropy and accuracy over ds in batches of `batch`,
+ * gradients off and the model in evaluation mode. Dies on an error. */
+void ex_evaluate(eqr_ctx *ctx, ex_forward_fn forward, void *model, const eqr_dataset *ds,
+                 int64_t batch, double *loss, double *acc);
+
+#endif
