@@ -13,7 +13,7 @@
 
 #define PI 3.14159265358979323846
 #define EQ_TOL 1e-5
-#define NGROUPS 5
+#define NGROUPS 6
 
 static eqr_group group_at(int i) {
     switch (i) {
@@ -21,7 +21,8 @@ static eqr_group group_at(int i) {
     case 1: return eqr_group_dihedral(4);
     case 2: return eqr_group_cyclic(8);
     case 3: return eqr_group_so2(3);
-    default: return eqr_group_o2(2);
+    case 4: return eqr_group_o2(2);
+    default: return eqr_group_cyclic(16);
     }
 }
 
