@@ -21,7 +21,7 @@ static eqr_tensor *forward(eqr_ctx *ctx, void *p, eqr_tensor *x) {
     eqr_tensor *h = eqr_steer_conv_forward(ctx, m->c1, x);
     h = eqr_pointwise_forward(ctx, m->act1, eqr_field_bn_forward(ctx, m->bn1, h));
     h = eqr_pointwise_forward(ctx, m->act2, eqr_steer_conv_forward(ctx, m->c2, h));
-    h = eqr_global_avgpool(ctx, eqr_field_pool_forward(ctx, m->pool, h)); /* [N, 16] */
+    h = eqr_global_avgpool(ctx, eqr_field_pool_forward(ctx, m->pool, h)); /* [N, 8] */
     return eqr_linear(ctx, h, m->fc_w, m->fc_b);
 }
 

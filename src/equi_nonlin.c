@@ -1,15 +1,11 @@
 /* Equivariant nonlinearities on field types: pointwise (trivial and regular
  * fields), norm-ReLU (any field, bias per field) and gated (trivial gates). */
-#include "internal.h"
+#include "equi_internal.h"
 #include "equirelax/equi_layers.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static int is_trivial(const eqr_rep_part *p) {
-    return p->kind == EQR_PART_IRREP && p->irrep.j == 0 && p->irrep.freq == 0;
-}
 
 /* Number of fields (copies) of t. */
 static int count_fields(const eqr_rep *t) {
@@ -71,7 +67,7 @@ eqr_pointwise *eqr_pointwise_create(eqr_ctx *ctx, const eqr_rep *in_type, eqr_po
     }
     for (int k = 0; k < in_type->nparts; k++) {
         const eqr_rep_part *p = &in_type->parts[k];
-        if (p->kind != EQR_PART_REGULAR && !is_trivial(p)) {
+        if (p->kind != EQR_PART_REGULAR && !eqr__part_is_trivial(p)) {
             char iname[48];
             eqr__fail(ctx, EQR_ERR_ARG,
                       "eqr_pointwise_create: part %d is %s; a pointwise nonlinearity is only "
@@ -123,16 +119,16 @@ struct eqr_norm_relu {
 
 eqr_norm_relu *eqr_norm_relu_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_type) {
     if (!eqr__ok(ctx, 0)) return NULL;
-    if (!in_type || !name) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_norm_relu_create: NULL %s", name ? "input type" : "name");
+    if (!in_type) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_norm_relu_create: NULL input type");
         return NULL;
     }
-    char pname[EQR_NAME_LEN + 16];
-    int len = snprintf(pname, sizeof pname, "%s.bias", name);
-    if (len < 0 || len >= EQR_NAME_LEN) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_norm_relu_create: name '%s' is too long", name);
+    static const char *const suffix[1] = {".bias"};
+    if (!eqr__layer_name_ok(ctx, "eqr_norm_relu_create", name, ".bias") ||
+        !eqr__param_names_free(ctx, "eqr_norm_relu_create", name, 1, suffix))
         return NULL;
-    }
+    char pname[EQR_NAME_LEN];
+    snprintf(pname, sizeof pname, "%s.bias", name);
     int F = count_fields(in_type);
     eqr_norm_relu *l = calloc(1, sizeof *l);
     int32_t *tab = calloc(2 * (size_t)F, sizeof *tab);
@@ -282,7 +278,7 @@ eqr_gated *eqr_gated_create(eqr_ctx *ctx, const eqr_rep *in_type) {
     for (int k = 0; k < in_type->nparts; k++) {
         const eqr_rep_part *p = &in_type->parts[k];
         int ngated = seen < K ? (K - seen < p->mult ? K - seen : p->mult) : 0;
-        if (ngated < p->mult && !is_trivial(p)) { /* some of this part's fields are gates */
+        if (ngated < p->mult && !eqr__part_is_trivial(p)) { /* some of this part's fields are gates */
             char iname[48];
             free(parts);
             eqr__fail(ctx, EQR_ERR_ARG,

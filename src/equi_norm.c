@@ -2,7 +2,7 @@
  * consecutive channels sharing one mean (centred groups: trivial channels and
  * regular fields) or none (irrep fields, normalised by their mean square),
  * one variance and one scale; see include/equirelax/equi_layers.h. */
-#include "internal.h"
+#include "equi_internal.h"
 #include "equirelax/equi_layers.h"
 
 #include <math.h>
@@ -17,19 +17,16 @@ typedef struct bn_group {
 struct eqr_field_bn {
     const eqr_rep *type;
     int S, B;
+    int min_centred; /* channels of the smallest centred group (0 if none) */
     bn_group *grp;
     float eps, momentum;
     int training;
     eqr_tensor *weight, *bias, *rmean, *rvar;
 };
 
-static int is_trivial(const eqr_rep_part *p) {
-    return p->kind == EQR_PART_IRREP && p->irrep.j == 0 && p->irrep.freq == 0;
-}
-
 static eqr_tensor *new_param(eqr_ctx *ctx, const char *name, const char *suffix, int64_t n,
                              unsigned flags, float fill) {
-    char pname[EQR_NAME_LEN + 32];
+    char pname[EQR_NAME_LEN];
     snprintf(pname, sizeof pname, "%s.%s", name, suffix);
     eqr_tensor *t = eqr_param_new(ctx, pname, 1, &n, flags);
     if (t) eqr_tensor_fill(t, fill);
@@ -39,14 +36,11 @@ static eqr_tensor *new_param(eqr_ctx *ctx, const char *name, const char *suffix,
 eqr_field_bn *eqr_field_bn_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                                   const eqr_field_bn_opts *opts) {
     if (!eqr__ok(ctx, 0)) return NULL;
-    if (!in_type || !name) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_field_bn_create: NULL %s", name ? "input type" : "name");
+    if (!in_type) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_field_bn_create: NULL input type");
         return NULL;
     }
-    if (strlen(name) + sizeof ".running_mean" > EQR_NAME_LEN) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_field_bn_create: name '%s' is too long", name);
-        return NULL;
-    }
+    if (!eqr__layer_name_ok(ctx, "eqr_field_bn_create", name, ".running_mean")) return NULL;
     eqr_field_bn_opts o = opts ? *opts : (eqr_field_bn_opts){0};
     if (o.eps == 0.0f) o.eps = 1e-5f;
     if (o.momentum == 0.0f) o.momentum = 0.1f;
@@ -59,10 +53,18 @@ eqr_field_bn *eqr_field_bn_create(eqr_ctx *ctx, const char *name, const eqr_rep 
     int S = 0, B = 0;
     for (int k = 0; k < in_type->nparts; k++) {
         const eqr_rep_part *p = &in_type->parts[k];
-        int c = is_trivial(p) || p->kind == EQR_PART_REGULAR;
+        int c = eqr__part_is_trivial(p) || p->kind == EQR_PART_REGULAR;
         S += p->mult;
         B += c ? p->mult : 0;
     }
+    /* the parameters this layer registers, in an order where absent ones come last */
+    const char *suffixes[4] = {".running_var", ".running_mean", ".weight", ".bias"};
+    int nparams = 1 + (B > 0);
+    if (!o.no_affine) {
+        suffixes[nparams++] = ".weight";
+        if (B > 0) suffixes[nparams++] = ".bias";
+    }
+    if (!eqr__param_names_free(ctx, "eqr_field_bn_create", name, nparams, suffixes)) return NULL;
     eqr_field_bn *l = calloc(1, sizeof *l);
     bn_group *grp = calloc((size_t)S, sizeof *grp);
     if (!l || !grp) {
@@ -75,11 +77,12 @@ eqr_field_bn *eqr_field_bn_create(eqr_ctx *ctx, const char *name, const eqr_rep 
     for (int k = 0; k < in_type->nparts; k++) {
         const eqr_rep_part *p = &in_type->parts[k];
         int d = eqr_rep_part_dim(in_type, k), off = eqr_rep_part_offset(in_type, k);
-        int c = is_trivial(p) || p->kind == EQR_PART_REGULAR;
+        int c = eqr__part_is_trivial(p) || p->kind == EQR_PART_REGULAR;
         for (int m = 0; m < p->mult; m++, s++) {
             grp[s].off = off + m * d;
             grp[s].cnt = d;
             grp[s].centre = c ? b++ : -1;
+            if (c && (l->min_centred == 0 || d < l->min_centred)) l->min_centred = d;
         }
     }
     l->type = in_type;
@@ -186,10 +189,10 @@ eqr_tensor *eqr_field_bn_forward(eqr_ctx *ctx, eqr_field_bn *l, eqr_tensor *x) {
     int64_t N = x->shape[0], HW = 1;
     for (int d = 2; d < x->ndim; d++) HW *= x->shape[d];
     const int training = l->training;
-    if (training && l->B > 0 && N * HW < 2) {
+    if (training && l->B > 0 && N * HW * l->min_centred < 2) {
         eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "eqr_field_bn_forward: training needs more than one value per trivial "
-                  "channel, x is %s", EQR_SHAPE(x, bx));
+                  "eqr_field_bn_forward: training needs more than one value per centred group "
+                  "(trivial channel or regular field), x is %s", EQR_SHAPE(x, bx));
         return NULL;
     }
     eqr_tensor *out = eqr__tensor_empty(ctx, x->ndim, x->shape);

@@ -1,7 +1,7 @@
 /* Pooling of fields to trivial fields: group pooling (regular fields),
  * norm pooling (any field) and the invariant map of any type. All three are
  * one kernel driven by a per-output-channel table built at construction. */
-#include "internal.h"
+#include "equi_internal.h"
 #include "equirelax/equi_layers.h"
 
 #include <math.h>
@@ -28,15 +28,11 @@ static const char *kind_fn(int kind) {
                               : "eqr_invariant_map_create";
 }
 
-static int is_trivial(const eqr_rep_part *p) {
-    return p->kind == EQR_PART_IRREP && p->irrep.j == 0 && p->irrep.freq == 0;
-}
-
 /* Op for the fields of part p, or -1 if the layer kind does not accept it. */
 static int part_op(const eqr_rep_part *p, int kind, eqr_gpool_mode mode) {
     int pool = mode == EQR_GPOOL_MAX ? OP_MAX : OP_MEAN;
     if (kind == KIND_NORM) return OP_NORM;
-    if (is_trivial(p)) return OP_COPY;
+    if (eqr__part_is_trivial(p)) return OP_COPY;
     if (p->kind == EQR_PART_REGULAR) return pool;
     return kind == KIND_INVARIANT ? OP_NORM : -1;
 }

@@ -1,7 +1,7 @@
 /* Group convolutions by the filter-transform method (see gconv.h): the bank
  * is one differentiable gather from the weight with indices built here once,
  * followed by one ordinary conv2d. */
-#include "internal.h"
+#include "equi_internal.h"
 #include "equirelax/gconv.h"
 
 #include <stdio.h>
@@ -22,14 +22,6 @@ struct eqr_gconv {
     char name[EQR_NAME_LEN];
 };
 
-static int same_group(const eqr_group *a, const eqr_group *b) {
-    return a->kind == b->kind && a->n == b->n && a->max_freq == b->max_freq;
-}
-
-static int is_trivial_part(const eqr_rep_part *p) {
-    return p->kind == EQR_PART_IRREP && p->irrep.j == 0 && p->irrep.freq == 0;
-}
-
 /* Kind of in_type: LIFTING (all trivial), GROUP (all regular), or AUTO with
  * an error message in msg. */
 static eqr_gconv_kind input_kind(const eqr_rep *in, char *msg, size_t n) {
@@ -38,7 +30,7 @@ static eqr_gconv_kind input_kind(const eqr_rep *in, char *msg, size_t n) {
         const eqr_rep_part *p = &in->parts[i];
         if (p->kind == EQR_PART_REGULAR)
             nreg++;
-        else if (is_trivial_part(p))
+        else if (eqr__part_is_trivial(p))
             ntriv++;
         else {
             char b[48];
@@ -55,23 +47,12 @@ static eqr_gconv_kind input_kind(const eqr_rep *in, char *msg, size_t n) {
     return nreg ? EQR_GCONV_GROUP : EQR_GCONV_LIFTING;
 }
 
-static int geom_ok(eqr_ctx *ctx, const eqr_conv2d_geom *g) {
-    if (g->stride_h < 0 || g->stride_w < 0 || g->pad_h < 0 || g->pad_w < 0 || g->dil_h < 0 ||
-        g->dil_w < 0) {
-        eqr__fail(ctx, EQR_ERR_ARG,
-                  "eqr_gconv_create: negative geometry (stride %d,%d pad %d,%d dilation %d,%d)",
-                  g->stride_h, g->stride_w, g->pad_h, g->pad_w, g->dil_h, g->dil_w);
-        return 0;
-    }
-    return 1;
-}
-
 /* Checks of create that need no allocation; 1 if the layer can be built. */
 static int check_types(eqr_ctx *ctx, const eqr_rep *in, const eqr_rep *out, int k,
                        eqr_gconv_kind want, eqr_gconv_kind *kind) {
     char gi[48], go[48];
     const eqr_group *G = &out->group;
-    if (!same_group(&in->group, G)) {
+    if (!eqr__same_group(&in->group, G)) {
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_gconv_create: in_type is over %s but out_type over %s",
                   eqr_group_name(&in->group, gi, sizeof gi), eqr_group_name(G, go, sizeof go));
         return 0;
@@ -178,19 +159,17 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_gconv_create: in_type and out_type must not be NULL");
         return NULL;
     }
-    /* room for ".weight" in a parameter name */
-    if (!name || !*name || strlen(name) + 7 >= EQR_NAME_LEN) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_gconv_create: name must have 1..%d characters",
-                  EQR_NAME_LEN - 8);
-        return NULL;
-    }
+    if (!eqr__layer_name_ok(ctx, "eqr_gconv_create", name, ".weight")) return NULL;
     eqr_gconv_opts o = opts ? *opts : (eqr_gconv_opts){0};
+    static const char *const suffixes[2] = {".weight", ".bias"};
+    if (!eqr__param_names_free(ctx, "eqr_gconv_create", name, o.no_bias ? 1 : 2, suffixes))
+        return NULL;
     if (o.kind != EQR_GCONV_AUTO && o.kind != EQR_GCONV_LIFTING && o.kind != EQR_GCONV_GROUP) {
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_gconv_create(%s): unknown kind %d", name, (int)o.kind);
         return NULL;
     }
     eqr_gconv_kind kind;
-    if (!geom_ok(ctx, &o.geom) || !check_types(ctx, in_type, out_type, k, o.kind, &kind))
+    if (!eqr__conv_geom_fill(ctx, "eqr_gconv_create", &o.geom) || !check_types(ctx, in_type, out_type, k, o.kind, &kind))
         return NULL;
 
     eqr_gconv *L = calloc(1, sizeof *L);
@@ -205,10 +184,6 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
     L->out_fields = out_type->dim / L->order;
     L->k = k;
     L->geom = o.geom;
-    if (L->geom.stride_h == 0) L->geom.stride_h = 1;
-    if (L->geom.stride_w == 0) L->geom.stride_w = 1;
-    if (L->geom.dil_h == 0) L->geom.dil_h = 1;
-    if (L->geom.dil_w == 0) L->geom.dil_w = 1;
     L->in_type = in_type;
     L->out_type = out_type;
     snprintf(L->name, sizeof L->name, "%s", name);
@@ -308,30 +283,8 @@ eqr_status eqr_gconv_export(eqr_ctx *ctx, const eqr_gconv *layer, float *weight,
     return EQR_OK;
 }
 
-/* Sampling points of one axis symmetric about the centre of the input. */
-static int axis_symmetric(int n, int k, int s, int p, int d) {
-    int64_t span = (int64_t)n + 2 * (int64_t)p - (int64_t)d * (k - 1) - 1;
-    return span >= 0 && span % s == 0;
-}
-
 int eqr_gconv_exact_on(const eqr_gconv *layer, int h, int w) {
-    if (!layer || h < 1 || w < 1) return 0;
-    const eqr_conv2d_geom *g = &layer->geom;
-    int sh = axis_symmetric(h, layer->k, g->stride_h, g->pad_h, g->dil_h);
-    int sw = axis_symmetric(w, layer->k, g->stride_w, g->pad_w, g->dil_w);
-    if (!sh || !sw) {
-        /* the output must exist; beyond that only the axes the group moves matter */
-        int64_t span_h = (int64_t)h + 2 * g->pad_h - (int64_t)g->dil_h * (layer->k - 1) - 1;
-        int64_t span_w = (int64_t)w + 2 * g->pad_w - (int64_t)g->dil_w * (layer->k - 1) - 1;
-        if (span_h < 0 || span_w < 0) return 0;
-    }
-    const int n = layer->group.n, flips = eqr_group_has_flips(&layer->group);
-    /* a flip x -> -x moves the width axis; a rotation by 180 degrees (n even)
-     * both; a rotation by 90 degrees (n = 4) also swaps them */
-    if (flips && !sw) return 0;
-    if (n % 2 == 0 && !(sh && sw)) return 0;
-    if (n % 4 == 0 && h != w) return 0;
-    return 1;
+    return layer ? eqr__conv_exact_on(&layer->group, &layer->geom, layer->k, h, w) : 0;
 }
 
 eqr_gconv_kind eqr_gconv_get_kind(const eqr_gconv *layer) {

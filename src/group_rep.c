@@ -76,6 +76,7 @@ eqr_rep *eqr_rep_create(eqr_ctx *ctx, const eqr_group *G, int nparts,
         return NULL;
     }
     rep->group = *G;
+    if (eqr_group_is_finite(G)) rep->group.max_freq = G->n / 2; /* informational */
     rep->nparts = nparts;
     rep->parts = (eqr_rep_part *)(rep + 1);
     memcpy(rep->parts, parts, (size_t)nparts * sizeof *parts);

@@ -481,10 +481,6 @@ static void pair_eval(const pair_basis *P, double sigma, int u, double x, double
 
 /* -------------------------------------------------------------- types */
 
-static int groups_equal(const eqr_group *a, const eqr_group *b) {
-    return a->kind == b->kind && a->n == b->n && a->max_freq == b->max_freq;
-}
-
 /* Validate a type; 0 with EQR_ERR_ARG recorded if it is not usable. */
 static int type_ok(eqr_ctx *ctx, const char *fn, const char *which, const eqr_rep *t) {
     char gname[32], iname[48];
@@ -667,7 +663,7 @@ eqr_steer_basis *eqr__steer_basis_build(eqr_ctx *ctx, const char *fn, const eqr_
                                         const eqr_steer_basis_opts *opts) {
     if (!eqr__ok(ctx, 0)) return NULL;
     if (!type_ok(ctx, fn, "in_type", in_type) || !type_ok(ctx, fn, "out_type", out_type)) return NULL;
-    if (!groups_equal(&in_type->group, &out_type->group)) {
+    if (!eqr__same_group(&in_type->group, &out_type->group)) {
         char g1[32], g2[32];
         eqr__fail(ctx, EQR_ERR_ARG, "%s: in_type is over %s but out_type over %s (different groups)",
                   fn, eqr_group_name(&in_type->group, g1, sizeof g1),

@@ -31,23 +31,11 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
                                       const eqr_steer_conv_opts *opts) {
     static const char *fn = "eqr_steer_conv_create";
     if (!eqr__ok(ctx, 0)) return NULL;
-    if (!name || !*name || strlen(name) + 8 > EQR_NAME_LEN - 1) {
-        eqr__fail(ctx, EQR_ERR_ARG, "%s: name must have 1..%d characters", fn, EQR_NAME_LEN - 9);
-        return NULL;
-    }
+    if (!eqr__layer_name_ok(ctx, fn, name, ".weight")) return NULL;
     eqr_steer_conv_opts o = {0};
     if (opts) o = *opts;
     eqr_conv2d_geom g = o.geom;
-    if (g.stride_h < 0 || g.stride_w < 0 || g.pad_h < 0 || g.pad_w < 0 || g.dil_h < 0 || g.dil_w < 0) {
-        eqr__fail(ctx, EQR_ERR_ARG,
-                  "%s(%s): negative geometry (stride %d,%d pad %d,%d dilation %d,%d)", fn, name,
-                  g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w);
-        return NULL;
-    }
-    if (!g.stride_h) g.stride_h = 1;
-    if (!g.stride_w) g.stride_w = 1;
-    if (!g.dil_h) g.dil_h = 1;
-    if (!g.dil_w) g.dil_w = 1;
+    if (!eqr__conv_geom_fill(ctx, fn, &g)) return NULL;
     float gain = o.init_gain != 0 ? o.init_gain : sqrtf(2.0f);
 
     eqr_steer_basis *B = eqr__steer_basis_build(ctx, fn, in_type, out_type, k, &o.basis);
@@ -76,6 +64,16 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
     L->out_dim = out_type->dim;
     L->geom = g;
 
+    /* bias: one per trivial or regular output field */
+    int64_t nb = 0;
+    for (int p = 0; p < out_type->nparts; p++) {
+        const eqr_rep_part *pt = &out_type->parts[p];
+        if (pt->kind == EQR_PART_REGULAR || eqr__part_is_trivial(pt)) nb += pt->mult;
+    }
+    if (o.no_bias) nb = 0;
+    static const char *const suffixes[2] = {".weight", ".bias"};
+    if (!eqr__param_names_free(ctx, fn, name, nb > 0 ? 2 : 1, suffixes)) goto fail;
+
     char pname[EQR_NAME_LEN];
     int64_t nw = eqr_steer_basis_size(B);
     snprintf(pname, sizeof pname, "%s.weight", name);
@@ -85,13 +83,7 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
      * gives each output channel on average a summed tap variance of gain^2. */
     eqr_tensor_normal(L->weight, eqr_ctx_rng(ctx), gain * sqrtf((float)L->out_dim / (float)nw));
 
-    /* bias: one per trivial or regular output field */
-    int64_t nb = 0;
-    for (int p = 0; p < out_type->nparts; p++) {
-        const eqr_rep_part *pt = &out_type->parts[p];
-        if (pt->kind == EQR_PART_REGULAR || (pt->irrep.j == 0 && pt->irrep.freq == 0)) nb += pt->mult;
-    }
-    if (nb > 0 && !o.no_bias) {
+    if (nb > 0) {
         L->bias_idx = malloc((size_t)L->out_dim * sizeof *L->bias_idx);
         if (!L->bias_idx) {
             eqr__fail(ctx, EQR_ERR_NOMEM, "%s(%s): out of memory", fn, name);
@@ -102,7 +94,7 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
             const eqr_rep_part *pt = &out_type->parts[p];
             int reg = pt->kind == EQR_PART_REGULAR;
             int fdim = reg ? eqr_group_order(&L->G) : pt->irrep.dim;
-            int carries = reg || (pt->irrep.j == 0 && pt->irrep.freq == 0);
+            int carries = reg || eqr__part_is_trivial(pt);
             for (int m = 0; m < pt->mult; m++) {
                 for (int e = 0; e < fdim; e++) L->bias_idx[c++] = carries ? f : -1;
                 if (carries) f++;
@@ -198,23 +190,8 @@ eqr_status eqr_steer_conv_export(eqr_ctx *ctx, const eqr_steer_conv *layer, floa
     return EQR_OK;
 }
 
-/* Symmetric sampling along one axis of size n. */
-static int axis_exact(int n, int k, int pad, int stride, int dil) {
-    int64_t span = (int64_t)n + 2 * pad - (int64_t)dil * (k - 1) - 1;
-    return span >= 0 && span % stride == 0;
-}
-
 int eqr_steer_conv_exact_on(const eqr_steer_conv *layer, int h, int w) {
-    if (!layer || h < 1 || w < 1) return 0;
-    const eqr_conv2d_geom *g = &layer->geom;
-    if (!axis_exact(h, layer->k, g->pad_h, g->stride_h, g->dil_h) ||
-        !axis_exact(w, layer->k, g->pad_w, g->stride_w, g->dil_w))
-        return 0;
-    /* quarter turns need a square map (and equal geometry on both axes) */
-    int quarter = !eqr_group_is_finite(&layer->G) || layer->G.n % 4 == 0;
-    if (quarter && (h != w || g->pad_h != g->pad_w || g->stride_h != g->stride_w || g->dil_h != g->dil_w))
-        return 0;
-    return 1;
+    return layer ? eqr__conv_exact_on(&layer->G, &layer->geom, layer->k, h, w) : 0;
 }
 
 /* ------------------------------------------------------------ accessors */

@@ -2,7 +2,7 @@
 #ifndef EQR_STEER_INTERNAL_H
 #define EQR_STEER_INTERNAL_H
 
-#include "internal.h"
+#include "equi_internal.h"
 
 /* The basis builder behind eqr_steer_basis_create; errors name fn. */
 eqr_steer_basis *eqr__steer_basis_build(eqr_ctx *ctx, const char *fn, const eqr_rep *in_type,

@@ -328,6 +328,9 @@ static void test_geometry_condition(void **state) {
         /* 90 degree rotations need a square input */
         {2, 0, 3, 9, 7, {1, 1, 1, 1, 1, 1}, 0},
         {4, 0, 3, 9, 7, {1, 1, 1, 1, 1, 1}, 1},
+        /* ... and the same geometry on both axes, else the output is not square */
+        {2, 0, 3, 9, 9, {1, 1, 1, 0, 1, 1}, 0},
+        {5, 1, 3, 9, 9, {1, 3, 1, 1, 1, 1}, 0},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const gcase *c = &cases[ci];
@@ -656,6 +659,40 @@ static void test_errors(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* max_freq of C_N / D_N is only informational: a hand-written group value
+ * and eqr_group_cyclic(N) are the same group. */
+static void test_group_literal(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(900);
+    eqr_group lit = {EQR_GROUP_CYCLIC, 4, 0}, C4 = eqr_group_cyclic(4);
+    eqr_rep *t = trivial_rep(ctx, &lit, 1), *r = regular_rep(ctx, &C4, 2);
+    assert_int_equal(t->group.max_freq, 2); /* normalised by eqr_rep_create */
+    eqr_gconv *L = eqr_gconv_create(ctx, "lit", t, r, 3, NULL);
+    if (!L) fail_msg("%s", eqr_error_message(ctx));
+    eqr_gconv_destroy(L);
+    eqr_rep_destroy(t);
+    eqr_rep_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
+/* A name clash on the bias is found before the weight is registered: a
+ * failed create leaves the store as it was. */
+static void test_no_partial_registration(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(901);
+    eqr_group C4 = eqr_group_cyclic(4);
+    eqr_rep *t = trivial_rep(ctx, &C4, 1), *r = regular_rep(ctx, &C4, 1);
+    int64_t one = 1;
+    assert_non_null(eqr_param_new(ctx, "g.bias", 1, &one, 0));
+    assert_null(eqr_gconv_create(ctx, "g", t, r, 3, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "already exists");
+    assert_null(eqr_param_find(ctx, "g.weight"));
+    assert_int_equal(eqr_param_count(ctx), 1);
+    eqr_rep_destroy(t);
+    eqr_rep_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_reference),
@@ -667,6 +704,8 @@ int main(void) {
         cmocka_unit_test(test_export),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_group_literal),
+        cmocka_unit_test(test_no_partial_registration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

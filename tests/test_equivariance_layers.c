@@ -926,6 +926,10 @@ static void test_type_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "too long");
     assert_null(eqr_norm_relu_create(ctx, longname, T));
     tu_assert_error(ctx, EQR_ERR_ARG, "too long");
+    assert_null(eqr_norm_relu_create(ctx, "", T)); /* like the convs: no empty names */
+    tu_assert_error(ctx, EQR_ERR_ARG, "empty");
+    assert_null(eqr_field_bn_create(ctx, "", T, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "empty");
     /* batch-norm options and sizes */
     eqr_field_bn_opts bad = {1e-5f, 1.5f, 0};
     assert_null(eqr_field_bn_create(ctx, "bnx", T, &bad));
@@ -935,11 +939,35 @@ static void test_type_errors(void **state) {
     assert_null(eqr_field_bn_create(ctx, "bnx", T, &bad));
     tu_assert_error(ctx, EQR_ERR_ARG, "eps");
     assert_null(eqr_param_find(ctx, "bnx.weight")); /* nothing registered */
+    int64_t one = 1; /* a clash on the last parameter registers none of them */
+    assert_non_null(eqr_param_new(ctx, "bnd.running_var", 1, &one, 0));
+    assert_null(eqr_field_bn_create(ctx, "bnd", T, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "already exists");
+    assert_null(eqr_param_find(ctx, "bnd.weight"));
     eqr_field_bn *bn = eqr_field_bn_create(ctx, "bn", T, NULL);
     assert_non_null(bn);
     eqr_tensor *x1 = rand_x(ctx, T->dim, 1, 1, 1, 1);
     assert_null(eqr_field_bn_forward(ctx, bn, x1));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "more than one value");
+    /* a regular field is one centred group of |G| values: a single [1, |G|]
+     * sample is enough, and is normalised over its group axis */
+    eqr_rep_part rp = eqr_part_regular(2);
+    eqr_rep *Rr = make_type(ctx, &C4, 1, &rp);
+    eqr_field_bn *bnr = eqr_field_bn_create(ctx, "bnr", Rr, NULL);
+    assert_non_null(bnr);
+    int64_t sr[2] = {1, Rr->dim};
+    eqr_tensor *xr = eqr_tensor_zeros(ctx, 2, sr);
+    for (int c = 0; c < Rr->dim; c++) xr->data[c] = (float)(c * c % 5) - 1.5f;
+    eqr_tensor *yr = eqr_field_bn_forward(ctx, bnr, xr);
+    assert_non_null(yr);
+    for (int f = 0; f < 2; f++) {
+        double m = 0, v = 0;
+        for (int c = 0; c < 4; c++) m += yr->data[4 * f + c] / 4.0;
+        for (int c = 0; c < 4; c++) v += (yr->data[4 * f + c] - m) * (yr->data[4 * f + c] - m) / 4.0;
+        assert_true(fabs(m) < 1e-5 && fabs(v - 1.0) < 1e-3);
+    }
+    eqr_field_bn_destroy(bnr);
+    eqr_rep_destroy(Rr);
 
     /* channel count mismatch in every forward */
     eqr_field_pool *np = eqr_norm_pool_create(ctx, T);

@@ -537,10 +537,24 @@ static void test_layer_geometry(void **state) {
         assert_int_equal(eqr_equivariance_error(ctx, fwd, L2, in, out, eqr_group_element(&G, i), x2, NULL, &err), EQR_OK);
         assert_true(err <= 1e-5);
     }
+    /* D1 only flips x -> -x: the height axis need not be symmetric (the
+     * same rule as eqr_gconv_exact_on), and the layer is then exact */
+    eqr_group D1 = eqr_group_dihedral(1);
+    eqr_rep *in1 = type_of(ctx, &D1, "r1 t1"), *out1 = type_of(ctx, &D1, "r1 i1,0x1");
+    eqr_steer_conv *L3 = eqr_steer_conv_create(ctx, "d1", in1, out1, 3, &o);
+    assert_non_null(L3);
+    assert_true(eqr_steer_conv_exact_on(L3, 8, 9));
+    assert_false(eqr_steer_conv_exact_on(L3, 9, 8));
+    eqr_tensor *x3 = randn(ctx, 1, in1->dim, 8, 9, 1.0f);
+    assert_int_equal(eqr_equivariance_error(ctx, fwd, L3, in1, out1, eqr_group_element(&D1, 1), x3, NULL, &err), EQR_OK);
+    assert_true(err <= 1e-5);
     eqr_steer_conv_destroy(L);
     eqr_steer_conv_destroy(L2);
+    eqr_steer_conv_destroy(L3);
     eqr_rep_destroy(in);
     eqr_rep_destroy(out);
+    eqr_rep_destroy(in1);
+    eqr_rep_destroy(out1);
     eqr_ctx_destroy(ctx);
 }
 

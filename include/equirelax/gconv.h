@@ -93,7 +93,8 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
  * x, the weight and the bias. NULL with EQR_ERR_SHAPE recorded if x is not
  * 4-D with in_type->dim channels (e.g. a lifting conv given regular fields);
  * NULL with EQR_ERR_ARG if layer is NULL; NULL x or a context in error: NULL,
- * nothing recorded. Allocates only in the step arena. */
+ * nothing recorded. Allocates only in the step arena. The backward reads the
+ * layer's gather indices: the layer must outlive the backward of the step. */
 eqr_tensor *eqr_gconv_forward(eqr_ctx *ctx, eqr_gconv *layer, eqr_tensor *x);
 
 /* The expanded filter bank [Fout*|G|, in_type->dim, k, k] as a step-arena
@@ -115,8 +116,10 @@ eqr_tensor *eqr_gconv_bias_vector(eqr_ctx *ctx, eqr_gconv *layer);
 eqr_status eqr_gconv_export(eqr_ctx *ctx, const eqr_gconv *layer, float *weight, float *bias);
 
 /* 1 if the layer is exactly equivariant on H x W inputs (the condition of
- * the file comment, for the elements of the layer's group), 0 otherwise
- * (including sizes too small for the kernel, or a NULL layer). */
+ * the file comment on the axes the group's elements move; with 90-degree
+ * rotations also H == W and the same stride, padding and dilation on both
+ * axes), 0 otherwise (including sizes too small for the kernel, or a NULL
+ * layer). */
 int eqr_gconv_exact_on(const eqr_gconv *layer, int h, int w);
 
 /* Accessors; NULL / 0 for a NULL layer. */

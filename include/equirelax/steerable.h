@@ -264,9 +264,12 @@ eqr_status eqr_steer_conv_export(eqr_ctx *ctx, const eqr_steer_conv *layer, floa
                                  float *bias);
 
 /* 1 if the layer is exactly equivariant (for its group's elements that map
- * the grid onto itself) on H x W inputs: the condition of the file comment,
- * plus H == W if the group has rotations by 90 degrees. 0 otherwise
- * (including sizes too small for the kernel, or a NULL layer). */
+ * the grid onto itself) on H x W inputs: the condition of the file comment
+ * on the axes those elements move (flips: the width; half turns: both),
+ * plus H == W and the same stride, padding and dilation on both axes if the
+ * group has rotations by 90 degrees (SO(2), O(2), C_N / D_N with 4 | N).
+ * 0 otherwise (including sizes too small for the kernel, or a NULL layer).
+ * The same rule as eqr_gconv_exact_on. */
 int eqr_steer_conv_exact_on(const eqr_steer_conv *layer, int h, int w);
 
 /* Accessors; NULL / 0 for a NULL layer. */
