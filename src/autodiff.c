@@ -105,7 +105,7 @@ eqr_status eqr_backward_from(eqr_ctx *ctx, eqr_tensor *out, const eqr_tensor *se
     if (!ctx) return EQR_ERR_ARG;
     if (ctx->status != EQR_OK) return ctx->status;
     if (!out || !seed) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_backward_from: NULL tensor");
-    if (seed->numel != out->numel) {
+    if (!eqr_tensor_same_shape(seed, out)) {
         char b1[EQR_SHAPE_BUF], b2[EQR_SHAPE_BUF];
         return eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_backward_from: seed shape %s != output shape %s",
                          EQR_SHAPE(seed, b1), EQR_SHAPE(out, b2));

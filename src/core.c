@@ -101,16 +101,6 @@ eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...) {
     return st;
 }
 
-void eqr__log(eqr_ctx *ctx, eqr_log_level lvl, const char *fmt, ...) {
-    if (!ctx || !ctx->log_fn) return;
-    char buf[EQR_ERRMSG_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ctx->log_fn(lvl, buf, ctx->log_user);
-}
-
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes) {
     eqr_arena *a = &ctx->arena;
     if (bytes > SIZE_MAX / 2) { /* rounding up below (and block headers) would overflow */
@@ -191,7 +181,7 @@ void eqr__parallel(int n, eqr__task_fn fn, const void *arg) {
 
 eqr__arena_mark eqr__arena_save(const eqr_ctx *ctx) {
     eqr__arena_mark m = {ctx->arena.head, ctx->arena.head ? ctx->arena.head->used : 0,
-                         ctx->arena.used};
+                         ctx->arena.used, ctx->tape_len};
     return m;
 }
 
@@ -205,4 +195,5 @@ void eqr__arena_rewind(eqr_ctx *ctx, eqr__arena_mark m) {
     }
     if (a->head) a->head->used = m.head_used;
     a->used = m.used;
+    if (ctx->tape_len > m.tape_len) ctx->tape_len = m.tape_len;
 }

@@ -65,10 +65,9 @@ struct eqr_ctx {
     int64_t ptotal, pcap;
 };
 
-/* Record an error (only the first one is kept) and log it. Returns status. */
+/* Record an error (only the first one is kept) and pass it to the logging
+ * callback. Returns st. */
 eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void eqr__log(eqr_ctx *ctx, eqr_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* 64-byte aligned arena allocation; NULL (error recorded) on failure. */
@@ -76,10 +75,14 @@ void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
 void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);
 
 /* Arena position, to release scratch allocations made after it (e.g. by a
- * measurement that must leave the step's tensors alone). */
+ * measurement that must leave the step's tensors alone). Rewinding also
+ * drops the tape nodes recorded since the mark, as they point at the freed
+ * tensors. No backward may run in between: it would give older tensors
+ * gradient buffers in the released memory. */
 typedef struct eqr__arena_mark {
     eqr_arena_block *head;
     size_t head_used, used;
+    int64_t tape_len;
 } eqr__arena_mark;
 eqr__arena_mark eqr__arena_save(const eqr_ctx *ctx);
 void eqr__arena_rewind(eqr_ctx *ctx, eqr__arena_mark m);
@@ -129,7 +132,7 @@ static inline int eqr__axis(int axis, int ndim) {
     return (axis >= 0 && axis < ndim) ? axis : -1;
 }
 
-/* Shape to string in a static-per-call buffer helper. */
+/* Format t's shape into the caller's array char buf[EQR_SHAPE_BUF]. */
 #define EQR_SHAPE_BUF 96
 #define EQR_SHAPE(t, buf) eqr_shape_str((t)->ndim, (t)->shape, (buf), sizeof(buf))
 

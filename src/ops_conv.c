@@ -374,6 +374,13 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
     const int chunks = conv_chunks(ctx, d.N);
     float *cols = NULL;
     if (!d.direct && d.N > 0) {
+        /* CK and P are each below 2^31, so their product is exact, but the
+         * byte count could wrap size_t (backward allocates the same size) */
+        if ((uint64_t)d.CK * (uint64_t)d.P > SIZE_MAX / 2 / sizeof(float) / (size_t)chunks) {
+            eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_conv2d: im2col buffer of %d x %d floats is too large",
+                      d.CK, d.P);
+            return NULL;
+        }
         cols = eqr__arena_alloc(ctx, (size_t)chunks * d.CK * d.P * sizeof(float));
         if (!cols) return NULL;
     }

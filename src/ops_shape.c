@@ -198,7 +198,14 @@ eqr_tensor *eqr_concat(eqr_ctx *ctx, eqr_tensor *const *xs, int n, int axis) {
                       k, EQR_SHAPE(xs[k], bk), EQR_SHAPE(xs[0], b0), ax);
             return NULL;
         }
+        /* each size is below 2^61 (eqr_shape_numel), so this cannot overflow */
         total += xs[k]->shape[ax];
+        if (total > INT64_MAX / 4) {
+            eqr__fail(ctx, EQR_ERR_SHAPE,
+                      "eqr_concat: axis %d would have a size of 2^61 or more (at tensor %d, %s)",
+                      ax, k, EQR_SHAPE(xs[k], bk));
+            return NULL;
+        }
     }
     int64_t os[EQR_MAX_DIMS], outer = 1, inner = 1;
     for (int d = 0; d < nd; d++) {

@@ -3,15 +3,23 @@
 
 #include <stdio.h>
 
+/* The product of the NONZERO sizes must stay below 2^61, so an empty
+ * tensor cannot carry sizes whose products or sums (strides, planes,
+ * concatenated axes) overflow int64 inside the ops. */
 int64_t eqr_shape_numel(int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > EQR_MAX_DIMS) return -1;
-    int64_t n = 1;
+    int64_t nz = 1;
+    int empty = 0;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) return -1;
-        if (shape[i] != 0 && n > INT64_MAX / 4 / shape[i]) return -1;
-        n *= shape[i];
+        if (shape[i] == 0) {
+            empty = 1;
+            continue;
+        }
+        if (nz > INT64_MAX / 4 / shape[i]) return -1;
+        nz *= shape[i];
     }
-    return n;
+    return empty ? 0 : nz;
 }
 
 char *eqr_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
@@ -43,8 +51,9 @@ int64_t eqr__shape_check(eqr_ctx *ctx, const char *fn, const char *what, int ndi
         else
             snprintf(b, sizeof b, "with ndim %d%s", ndim, shape ? "" : " and no sizes");
         eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "%s: invalid %s %s (at most %d dims, sizes >= 0, fewer than 2^61 elements)", fn,
-                  what, b, EQR_MAX_DIMS);
+                  "%s: invalid %s %s (at most %d dims, sizes >= 0, nonzero sizes "
+                  "multiplying to < 2^61)",
+                  fn, what, b, EQR_MAX_DIMS);
     }
     return n;
 }

@@ -1,6 +1,8 @@
 /* Core: context, errors, RNG, arena, tensors, parameter store, autodiff. */
 #include "testutil.h"
 
+#include "internal.h" /* eqr__arena_save / eqr__arena_rewind */
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -154,6 +156,59 @@ static void test_backward_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "does not depend");
     assert_int_equal(eqr_backward(ctx, NULL), EQR_ERR_ARG);
     eqr_clear_error(ctx);
+    /* the seed of eqr_backward_from must have the output's shape, not just
+     * its element count */
+    int64_t s23[2] = {2, 3}, s6[1] = {6}, s32[2] = {3, 2};
+    eqr_tensor *p = tu_input(ctx, "p", 2, s23, 1.0f);
+    eqr_tensor *y = eqr_scale(ctx, p, 2.0f);
+    assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_zeros(ctx, 1, s6)), EQR_ERR_SHAPE);
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "seed shape [6] != output shape [2,3]");
+    assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_zeros(ctx, 2, s32)), EQR_ERR_SHAPE);
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "seed shape [3,2] != output shape [2,3]");
+    assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_zeros(ctx, 2, s23)), EQR_OK);
+    eqr_ctx_destroy(ctx);
+}
+
+/* eqr__arena_rewind frees the tensors made after the mark; the tape nodes
+ * recorded after it point at them and must go too, or a later backward
+ * runs them on reused memory. */
+static void test_arena_rewind_drops_tape(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(1);
+    int64_t s[1] = {4};
+    eqr_tensor *p = tu_input(ctx, "p", 1, s, 1.0f);
+    eqr_tensor *a = eqr_scale(ctx, p, 2.0f);
+    const int64_t tape = eqr_tape_size(ctx);
+    const size_t used = eqr_arena_used(ctx);
+    eqr__arena_mark m = eqr__arena_save(ctx);
+    assert_non_null(eqr_mul(ctx, a, a));
+    assert_int_equal(eqr_tape_size(ctx), tape + 1);
+    eqr__arena_rewind(ctx, m);
+    assert_int_equal(eqr_arena_used(ctx), used);
+    assert_int_equal(eqr_tape_size(ctx), tape);
+    /* the step goes on over the tensors made before the mark */
+    assert_int_equal(eqr_backward(ctx, eqr_sum_all(ctx, a)), EQR_OK);
+    for (int i = 0; i < 4; i++) assert_true(p->grad[i] == 2.0f);
+    eqr_ctx_destroy(ctx);
+}
+
+/* The nonzero sizes must multiply to below 2^61 even when another size is
+ * 0, so that products and sums of sizes (strides, planes, concatenated
+ * axes) taken by ops cannot overflow int64. */
+static void test_shape_limits(void **state) {
+    (void)state;
+    const int64_t t40 = (int64_t)1 << 40, t30 = (int64_t)1 << 30, t62 = (int64_t)1 << 62;
+    int64_t a[3] = {0, t40, t40}, b[2] = {0, t62}, c[2] = {t62, 0}, d[3] = {t30, 0, t30};
+    assert_int_equal(eqr_shape_numel(3, a), -1); /* nonzero sizes multiply to 2^80 */
+    assert_int_equal(eqr_shape_numel(2, b), -1);
+    assert_int_equal(eqr_shape_numel(2, c), -1);
+    assert_int_equal(eqr_shape_numel(3, d), 0); /* 2^60: empty but valid */
+    eqr_ctx *ctx = tu_ctx(1);
+    assert_null(eqr_tensor_zeros(ctx, 3, a));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "eqr_tensor_zeros: invalid shape [0,");
+    eqr_tensor *t = eqr_tensor_zeros(ctx, 3, d);
+    assert_non_null(t);
+    assert_int_equal(t->numel, 0);
     eqr_ctx_destroy(ctx);
 }
 
@@ -162,7 +217,8 @@ int main(void) {
         cmocka_unit_test(test_rng_deterministic), cmocka_unit_test(test_error_first_kept),
         cmocka_unit_test(test_log_callback),      cmocka_unit_test(test_arena_coalesces),
         cmocka_unit_test(test_params_contiguous), cmocka_unit_test(test_init_statistics),
-        cmocka_unit_test(test_backward_errors),
+        cmocka_unit_test(test_backward_errors), cmocka_unit_test(test_shape_limits),
+        cmocka_unit_test(test_arena_rewind_drops_tape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,6 +191,46 @@ static void test_roundtrip(void **state) {
     remove(path);
 }
 
+/* The documented on-disk layout, byte for byte: little-endian whatever the
+ * host, so checkpoints move between machines. */
+static void test_byte_layout(void **state) {
+    (void)state;
+    char path[512];
+    tu_tmp_path(path, "layout.ckpt");
+    eqr_ctx *ctx = tu_ctx(5);
+    int64_t s[1] = {2};
+    eqr_tensor *w = eqr_param_new(ctx, "w", 1, s, EQR_PARAM_NO_DECAY);
+    assert_non_null(w);
+    w->data[0] = 1.0f;  /* 0x3F800000 */
+    w->data[1] = -2.0f; /* 0xC0000000 */
+    eqr_rng *r = eqr_ctx_rng(ctx);
+    r->s[0] = 0x0102030405060708ull;
+    r->s[1] = r->s[2] = r->s[3] = 0;
+    const uint64_t cnt[1] = {0x1122334455667788ull};
+    assert_int_equal(eqr_checkpoint_save(ctx, path, NULL, cnt, 1), EQR_OK);
+    size_t n;
+    unsigned char *b = read_all(path, &n);
+    static const unsigned char want[] = {
+        'E', 'Q', 'R', 'C', 'K', 'P', 'T', '1', 1, 0, 0, 0, /* magic, version 1 */
+        0, 0, 0, 0, /* crc32 (not compared) */
+        129, 0, 0, 0, 0, 0, 0, 0, /* payload bytes */
+        'P', 'A', 'R', 'M', 33, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* section, 1 param */
+        1, 0, 0, 0, 'w', 1, 0, 0, 0, 1, 0, 0, 0, /* name "w", NO_DECAY, ndim 1 */
+        2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x3F, 0, 0, 0, 0xC0, /* shape [2], data */
+        'O', 'P', 'T', 'M', 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* no optimizer */
+        'R', 'N', 'G', ' ', 32, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, /* s[0] */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        'C', 'N', 'T', 'R', 12, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* one counter */
+        0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
+    };
+    assert_int_equal(n, sizeof want);
+    memset(b + 12, 0, 4);
+    assert_memory_equal(b, want, n);
+    free(b);
+    eqr_ctx_destroy(ctx);
+    remove(path);
+}
+
 /* A target model, optimizer and counters that differ from the saved ones. */
 typedef struct target {
     eqr_ctx *ctx;
@@ -556,6 +596,7 @@ static void test_resume_equivalence(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_byte_layout),
         cmocka_unit_test(test_corrupt_rejected),
         cmocka_unit_test(test_mismatch_rejected),
         cmocka_unit_test(test_save_errors),

@@ -105,12 +105,6 @@ static eqr_ctx *mkctx(int threads) {
     return ctx;
 }
 
-static void fill(float *p, int64_t n, uint64_t seed) {
-    eqr_rng rng;
-    eqr_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < n; i++) p[i] = 2.0f * eqr_rng_uniform(&rng) - 1.0f;
-}
-
 /* Parameters x, w, (b) of case c filled from fixed seeds. */
 typedef struct conv_io {
     eqr_tensor *x, *w, *b;
@@ -123,12 +117,12 @@ static conv_io make_params(eqr_ctx *ctx, const conv_case *c, unsigned wflags) {
     io.w = eqr_param_new(ctx, "w", 4, ws, wflags);
     assert_non_null(io.x);
     assert_non_null(io.w);
-    fill(io.x->data, io.x->numel, 101);
-    fill(io.w->data, io.w->numel, 202);
+    tu_fill_uniform(io.x->data, io.x->numel, 101);
+    tu_fill_uniform(io.w->data, io.w->numel, 202);
     if (c->bias) {
         io.b = eqr_param_new(ctx, "b", 1, bs, 0);
         assert_non_null(io.b);
-        fill(io.b->data, io.b->numel, 303);
+        tu_fill_uniform(io.b->data, io.b->numel, 303);
     }
     return io;
 }
@@ -194,7 +188,7 @@ static float *backward_once(const conv_case *c, int threads, int steps) {
     int64_t ny = (int64_t)c->N * c->O * g.OH * g.OW;
     float *r = malloc(sizeof(float) * (size_t)ny);
     assert_non_null(r);
-    fill(r, ny, 404);
+    tu_fill_uniform(r, ny, 404);
     eqr_zero_grad(ctx);
     size_t reserved = 0;
     for (int s = 0; s < steps; s++) { /* parameter grads accumulate across steps */
@@ -261,7 +255,7 @@ static void test_partial_grads(void **state) {
     int64_t ny = (int64_t)c->N * c->O * g.OH * g.OW;
     float *r = malloc(sizeof(float) * (size_t)ny);
     assert_non_null(r);
-    fill(r, ny, 404);
+    tu_fill_uniform(r, ny, 404);
     double *dx = malloc(sizeof(double) * (size_t)(c->N * c->C * c->H * c->W));
     double *dw = malloc(sizeof(double) * (size_t)(c->O * c->C * c->kh * c->kw));
     double db[64];

@@ -6,12 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fill(float *p, int64_t n, uint64_t seed) {
-    eqr_rng rng;
-    eqr_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < n; i++) p[i] = 2.0f * eqr_rng_uniform(&rng) - 1.0f;
-}
-
 /* y[M,N] = op(a) op(b) in double; ta: a is stored [K,M]; tb: b is stored [N,K]. */
 static void ref_gemm(int ta, int tb, int M, int N, int K, const float *a, const float *b,
                      double *y) {
@@ -32,8 +26,8 @@ static void test_matmul_forward(void **state) {
         int M = sizes[c][0], K = sizes[c][1], N = sizes[c][2];
         int64_t as[2] = {M, K}, bs[2] = {K, N};
         eqr_tensor *a = eqr_tensor_zeros(ctx, 2, as), *b = eqr_tensor_zeros(ctx, 2, bs);
-        fill(a->data, a->numel, 1);
-        fill(b->data, b->numel, 2);
+        tu_fill_uniform(a->data, a->numel, 1);
+        tu_fill_uniform(b->data, b->numel, 2);
         eqr_tensor *y = eqr_matmul(ctx, a, b);
         assert_non_null(y);
         assert_int_equal(y->ndim, 2);
@@ -106,7 +100,7 @@ static void test_matmul_grad_reference(void **state) {
     assert_non_null(y);
     float *r = malloc(sizeof(float) * M * N);
     assert_non_null(r);
-    fill(r, M * N, 9);
+    tu_fill_uniform(r, M * N, 9);
     eqr_zero_grad(ctx);
     assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, 2, ys, r)), EQR_OK);
     double *ga = malloc(sizeof(double) * M * K), *gb = malloc(sizeof(double) * K * N);
@@ -132,9 +126,9 @@ static void test_linear_forward(void **state) {
         int64_t xs[2] = {N, IN}, ws[2] = {OUT, IN}, bs[1] = {OUT};
         eqr_tensor *x = eqr_tensor_zeros(ctx, 2, xs), *w = eqr_tensor_zeros(ctx, 2, ws);
         eqr_tensor *b = with_bias ? eqr_tensor_zeros(ctx, 1, bs) : NULL;
-        fill(x->data, x->numel, 5);
-        fill(w->data, w->numel, 6);
-        if (b) fill(b->data, b->numel, 7);
+        tu_fill_uniform(x->data, x->numel, 5);
+        tu_fill_uniform(w->data, w->numel, 6);
+        if (b) tu_fill_uniform(b->data, b->numel, 7);
         eqr_tensor *y = eqr_linear(ctx, x, w, b);
         assert_non_null(y);
         assert_int_equal(y->shape[0], N);
@@ -163,13 +157,13 @@ static void test_linear_grad(void **state) {
     const int N = 20, IN = 50, OUT = 30;
     int64_t xs2[2] = {N, IN}, ws2[2] = {OUT, IN}, bs2[1] = {OUT}, ys[2] = {N, OUT};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 2, xs2);
-    fill(x->data, x->numel, 8);
+    tu_fill_uniform(x->data, x->numel, 8);
     eqr_tensor *w = tu_input(ctx, "w", 2, ws2, 1.0f), *b = tu_input(ctx, "b", 1, bs2, 1.0f);
     eqr_tensor *y = eqr_linear(ctx, x, w, b);
     assert_non_null(y);
     float *r = malloc(sizeof(float) * N * OUT);
     assert_non_null(r);
-    fill(r, N * OUT, 10);
+    tu_fill_uniform(r, N * OUT, 10);
     eqr_zero_grad(ctx);
     assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, 2, ys, r)), EQR_OK);
     assert_null(x->grad);
@@ -199,7 +193,7 @@ static void test_grad_accumulates(void **state) {
         eqr_tensor *y = eqr_matmul(ctx, eqr_linear(ctx, x, w, b), m);
         assert_non_null(y);
         eqr_tensor *seed = eqr_tensor_from(ctx, 2, y->shape, NULL);
-        fill(seed->data, seed->numel, 11);
+        tu_fill_uniform(seed->data, seed->numel, 11);
         assert_int_equal(eqr_backward_from(ctx, y, seed), EQR_OK);
         eqr_step_reset(ctx);
         const float *g = eqr_param_grad_block(ctx);

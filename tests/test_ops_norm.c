@@ -134,10 +134,7 @@ static void test_batchnorm_train_grad(void **state) {
      * a backward that ignored them would give gamma * invstd instead */
     eqr_zero_grad(ctx);
     eqr_step_reset(ctx);
-    eqr_tensor *y = f_bn(ctx, in, &a);
-    eqr_tensor *ones = eqr_tensor_zeros(ctx, y->ndim, y->shape);
-    eqr_tensor_fill(ones, 1.0f);
-    assert_int_equal(eqr_backward_from(ctx, y, ones), EQR_OK);
+    tu_backward_ones(ctx, f_bn(ctx, in, &a));
     double zero[24] = {0};
     tu_assert_close("sum(y) grad", x->grad, zero, 24, 1e-5, 0);
     eqr_step_reset(ctx);
@@ -185,10 +182,7 @@ static void test_batchnorm_eval(void **state) {
     /* in evaluation the gradient of sum(y) is gamma / sqrt(rv + eps) */
     eqr_zero_grad(ctx);
     eqr_step_reset(ctx);
-    eqr_tensor *yy = f_bn(ctx, in, &a);
-    eqr_tensor *ones = eqr_tensor_zeros(ctx, yy->ndim, yy->shape);
-    eqr_tensor_fill(ones, 1.0f);
-    assert_int_equal(eqr_backward_from(ctx, yy, ones), EQR_OK);
+    tu_backward_ones(ctx, f_bn(ctx, in, &a));
     double gx[24];
     for (int i = 0; i < 24; i++) gx[i] = g->data[(i / 4) % 3] / sqrt(drv[(i / 4) % 3] + 1e-5);
     tu_assert_close("eval grad", x->grad, gx, 24, 1e-6, 1e-5);
@@ -287,9 +281,7 @@ static void test_dropout_grad(void **state) {
     /* the gradient is the mask: 0 where dropped, 1/(1-p) where kept */
     eqr_zero_grad(ctx);
     eqr_tensor *y = f_dropout(ctx, &x, NULL);
-    eqr_tensor *ones = eqr_tensor_zeros(ctx, 3, s);
-    eqr_tensor_fill(ones, 1.0f);
-    assert_int_equal(eqr_backward_from(ctx, y, ones), EQR_OK);
+    tu_backward_ones(ctx, y);
     int dropped = 0;
     double ref[120];
     for (int i = 0; i < 120; i++) {

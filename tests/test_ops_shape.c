@@ -307,6 +307,14 @@ static void test_concat_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "eqr_concat");
     assert_null(eqr_concat(ctx, an, 2, 0)); /* failed upstream op: silent */
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    /* empty tensors may have huge sizes on the concatenated axis: their sum
+     * must be checked, not overflow (8 * 2^60 = 2^63) */
+    int64_t huge[2] = {0, (int64_t)1 << 60};
+    eqr_tensor *e = eqr_tensor_zeros(ctx, 2, huge);
+    assert_non_null(e);
+    eqr_tensor *es[8] = {e, e, e, e, e, e, e, e};
+    assert_null(eqr_concat(ctx, es, 8, 1));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "eqr_concat: axis 1 would have");
     eqr_ctx_destroy(ctx);
 }
 

@@ -22,6 +22,21 @@ eqr_tensor *tu_input(eqr_ctx *ctx, const char *name, int ndim, const int64_t *sh
     return t;
 }
 
+void tu_fill_uniform(float *p, int64_t n, uint64_t seed) {
+    eqr_rng rng;
+    eqr_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n; i++) p[i] = 2.0f * eqr_rng_uniform(&rng) - 1.0f;
+}
+
+void tu_backward_ones(eqr_ctx *ctx, eqr_tensor *y) {
+    assert_non_null(y);
+    eqr_tensor *ones = eqr_tensor_zeros(ctx, y->ndim, y->shape);
+    assert_non_null(ones);
+    eqr_tensor_fill(ones, 1.0f);
+    if (eqr_backward_from(ctx, y, ones) != EQR_OK)
+        fail_msg("backward from ones failed: %s", eqr_error_message(ctx));
+}
+
 void tu_assert_close(const char *what, const float *got, const double *ref, int64_t n,
                      double atol, double rtol) {
     for (int64_t i = 0; i < n; i++) {

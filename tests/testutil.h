@@ -18,6 +18,13 @@ eqr_ctx *tu_ctx(uint64_t seed);
  * as a differentiable test input. Asserts success. */
 eqr_tensor *tu_input(eqr_ctx *ctx, const char *name, int ndim, const int64_t *shape, float std);
 
+/* Fill p[0..n) with U(-1, 1) samples from a generator seeded with seed. */
+void tu_fill_uniform(float *p, int64_t n, uint64_t seed);
+
+/* Backpropagate a seed of ones from y (the gradient of sum(y)); asserts
+ * success. */
+void tu_backward_ones(eqr_ctx *ctx, eqr_tensor *y);
+
 /* Assert |got[i] - ref[i]| <= atol + rtol * max(|got[i]|, |ref[i]|) for all i;
  * on failure prints the first offending index (what) and fails the test. */
 void tu_assert_close(const char *what, const float *got, const double *ref, int64_t n,

@@ -52,7 +52,9 @@ void eqr_tensor_fill(eqr_tensor *t, float v);
 void eqr_tensor_normal(eqr_tensor *t, eqr_rng *rng, float std);
 void eqr_tensor_uniform(eqr_tensor *t, eqr_rng *rng, float lo, float hi);
 
-/* Element count of a shape; -1 if a dimension is negative or it overflows. */
+/* Element count of a shape; -1 if a dimension is negative or the product
+ * of the nonzero sizes reaches 2^61 (also for empty shapes, so that sums and
+ * products of sizes never overflow int64). */
 int64_t eqr_shape_numel(int ndim, const int64_t *shape);
 /* 1 if a and b have the same shape. */
 int eqr_tensor_same_shape(const eqr_tensor *a, const eqr_tensor *b);
