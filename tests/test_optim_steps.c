@@ -73,6 +73,24 @@ static void ref_adam(ref *r, const double *g, int t, double lr, double b1, doubl
  * step against the references rw / rb advanced by adv(). */
 typedef void (*adv_fn)(ref *r, const double *g, int t, int decayed, const eqr_optim_opts *o);
 
+/* Take n steps with the gradients of set_grads and compare w[0] after each
+ * with the hand-computed values; the state covers the whole store. */
+static void check_w0_by_hand(const eqr_optim_opts *o, const double *hand, int n, const char *what) {
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, o);
+    assert_non_null(opt);
+    assert_int_equal(eqr_optim_state_len(opt), eqr_param_total(ctx));
+    for (int t = 0; t < n; t++) {
+        set_grads(w, t);
+        set_grads(b, t);
+        assert_int_equal(eqr_optim_step(opt), EQR_OK);
+        tu_assert_close(what, w->data, &hand[t], 1, 1e-7, 1e-6);
+    }
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+}
+
 static void run_three(const eqr_optim_opts *o, adv_fn adv, double rtol) {
     eqr_tensor *w, *b;
     eqr_ctx *ctx = make_ctx(&w, &b);
@@ -138,20 +156,8 @@ static void test_sgd_momentum(void **state) {
     eqr_optim_opts o = {.kind = EQR_OPTIM_SGD, .lr = 0.1f, .momentum = 0.9f};
     /* by hand for w[0]: buf1 = 0.1, w1 = 0.99; buf2 = 0.09 - 0.2 = -0.11, w2 = 1.001;
      * buf3 = -0.099 + 0.3 = 0.201, w3 = 0.9809 */
-    eqr_tensor *w, *b;
-    eqr_ctx *ctx = make_ctx(&w, &b);
-    eqr_optim *opt = eqr_optim_create(ctx, &o);
-    assert_non_null(opt);
-    assert_int_equal(eqr_optim_state_len(opt), eqr_param_total(ctx));
     const double hand[3] = {0.99, 1.001, 0.9809};
-    for (int t = 0; t < 3; t++) {
-        set_grads(w, t);
-        set_grads(b, t);
-        assert_int_equal(eqr_optim_step(opt), EQR_OK);
-        tu_assert_close("sgd momentum w[0]", w->data, &hand[t], 1, 1e-7, 1e-6);
-    }
-    eqr_optim_destroy(opt);
-    eqr_ctx_destroy(ctx);
+    check_w0_by_hand(&o, hand, 3, "sgd momentum w[0]");
     run_three(&o, adv_sgd, 1e-6);
 }
 
@@ -160,19 +166,8 @@ static void test_sgd_nesterov(void **state) {
     eqr_optim_opts o = {.kind = EQR_OPTIM_SGD, .lr = 0.1f, .momentum = 0.9f, .nesterov = 1};
     /* by hand for w[0]: buf1 = 0.1, step = 0.1 + 0.09 = 0.19, w1 = 0.981;
      * buf2 = -0.11, step = -0.2 - 0.099 = -0.299, w2 = 1.0109 */
-    eqr_tensor *w, *b;
-    eqr_ctx *ctx = make_ctx(&w, &b);
-    eqr_optim *opt = eqr_optim_create(ctx, &o);
-    assert_non_null(opt);
     const double hand[2] = {0.981, 1.0109};
-    for (int t = 0; t < 2; t++) {
-        set_grads(w, t);
-        set_grads(b, t);
-        assert_int_equal(eqr_optim_step(opt), EQR_OK);
-        tu_assert_close("sgd nesterov w[0]", w->data, &hand[t], 1, 1e-7, 1e-6);
-    }
-    eqr_optim_destroy(opt);
-    eqr_ctx_destroy(ctx);
+    check_w0_by_hand(&o, hand, 2, "sgd nesterov w[0]");
     run_three(&o, adv_sgd, 1e-6);
 }
 
