@@ -256,8 +256,8 @@ ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch) {
         eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, logits, yb);
         eqr_zero_grad(ctx);
         if (!loss || eqr_backward(ctx, loss) != EQR_OK) ex_die_ctx(ctx, "training step");
-        if (t->sched) eqr_optim_set_lr(t->opt, eqr_lr_at(t->sched, eqr_optim_steps(t->opt)));
         if (eqr_optim_step(t->opt) != EQR_OK) ex_die_ctx(ctx, "optimizer step");
+        if (t->sched && eqr_scheduler_step(t->sched) != EQR_OK) ex_die_ctx(ctx, "scheduler step");
         lsum += (double)loss->data[0] * (double)cnt;
         correct += count_correct(logits, yb);
         seen += cnt;

@@ -113,7 +113,7 @@ typedef enum ex_progress_style {
 typedef struct ex_train {
     eqr_ctx *ctx;
     eqr_optim *opt;
-    const eqr_lr_schedule *sched; /* NULL: keep the optimizer's learning rate */
+    eqr_scheduler *sched;         /* stepped after each optimizer step; NULL: none */
     eqr_batcher *bt;              /* batches of the training set */
     ex_forward_fn forward;
     void *model;
@@ -130,7 +130,7 @@ typedef struct ex_epoch_stats {
 
 /* One pass over the batcher's epoch (epoch counts from 1): per batch the
  * forward pass in training mode, softmax cross-entropy, backward, the
- * scheduled learning rate for the optimizer's step count, and the step.
+ * optimizer step and the scheduler step.
  * Dies on an error. */
 ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch);
 /* On a terminal with EX_PROGRESS_BAR, replace the progress line by a note,

@@ -168,14 +168,18 @@ int main(int argc, char **argv) {
 
     const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
     int64_t warmup = steps_per_epoch / 2 < 100 ? steps_per_epoch / 2 : 100;
-    const eqr_lr_schedule sched = {.kind = EQR_LR_COSINE, .base_lr = o.lr, .warmup_steps = warmup,
-                                   .total_steps = o.epochs * steps_per_epoch, .min_lr = 0.0f};
+    const eqr_schedule cosine = {.kind = EQR_SCHED_COSINE, .start = o.lr, .end = 0.0f,
+                                 .warmup = warmup, .total = o.epochs * steps_per_epoch};
+    eqr_scheduler *sched = eqr_scheduler_create(ctx, opt);
+    if (!sched || eqr_scheduler_add_lr(sched, opt, &cosine) != EQR_OK)
+        ex_die_ctx(ctx, "learning-rate schedule");
 
     int64_t first_epoch = 0;
     if (o.resume && access(o.checkpoint, F_OK) == 0) {
         first_epoch = resume(ctx, &o, opt, &bt, train.n);
         printf("# resumed from %s after epoch %lld (optimizer step %lld)\n", o.checkpoint,
                (long long)first_epoch, (long long)eqr_optim_steps(opt));
+        if (eqr_scheduler_sync(sched) != EQR_OK) ex_die_ctx(ctx, "learning-rate schedule");
     } else if (o.resume) {
         printf("# no checkpoint at %s yet: starting from scratch\n", o.checkpoint);
     }
@@ -183,11 +187,11 @@ int main(int argc, char **argv) {
     printf("# train %lld images, test %lld, batch %lld, epochs %lld, AdamW lr %g wd %g, "
            "cosine over %lld steps, threads %lld, seed %llu, %lld parameters\n",
            (long long)train.n, (long long)test.n, (long long)o.batch, (long long)o.epochs,
-           o.lr, o.wd, (long long)sched.total_steps, (long long)o.threads,
+           o.lr, o.wd, (long long)cosine.total, (long long)o.threads,
            (unsigned long long)o.seed, (long long)eqr_param_total(ctx));
     fflush(stdout);
 
-    const ex_train tr = {.ctx = ctx, .opt = opt, .sched = &sched, .bt = &bt,
+    const ex_train tr = {.ctx = ctx, .opt = opt, .sched = sched, .bt = &bt,
                          .forward = model_forward, .model = &m, .epochs = o.epochs,
                          .progress = EX_PROGRESS_BAR};
     double test_loss = 0, test_acc = 0, best_acc = -1, t_start = ex_now();
@@ -229,6 +233,7 @@ int main(int argc, char **argv) {
     printf("; wall time %s\n", total);
 
     eqr_batcher_free(&bt);
+    eqr_scheduler_destroy(sched);
     eqr_optim_destroy(opt);
     eqr_dataset_free(&train);
     eqr_dataset_free(&test);

@@ -101,6 +101,71 @@ static void im2col(const conv_dims *d, const conv_runs *r, const float *x, float
     }
 }
 
+/* Copy n floats with fixed-size vector moves (memcpy of a constant size is
+ * inlined; the last chunk overlaps the previous one). A plain loop would be
+ * turned back into a libc memcpy call per row, and the rows here are short
+ * (7..28 floats in the benchmark model), so the call dominated im2col. */
+static inline void copy_row(float *restrict d, const float *restrict s, int n) {
+    if (n >= 8) {
+        int q = 0;
+        for (; q + 8 <= n; q += 8) memcpy(d + q, s + q, 8 * sizeof(float));
+        if (q < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
+    } else if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
+    } else {
+        for (int q = 0; q < n; q++) d[q] = s[q];
+    }
+}
+
+/* Horizontal stride 1: the image is first copied into a zero-bordered
+ * buffer pad [C, H + 2 ph, W + 2 pw] whose borders were zeroed once per
+ * call, so every col row is OH plain copies of OW floats: no padding logic
+ * and no bounds checks. */
+static void pad_image(const conv_dims *d, const float *x, float *pad) {
+    const int Hp = d->H + 2 * d->ph, Wp = d->W + 2 * d->pw;
+    for (int c = 0; c < d->C; c++) {
+        float *pc = pad + (size_t)c * Hp * Wp + (size_t)d->ph * Wp + d->pw;
+        const float *xc = x + (size_t)c * d->H * d->W;
+        for (int h = 0; h < d->H; h++) copy_row(pc + (size_t)h * Wp, xc + (size_t)h * d->W, d->W);
+    }
+}
+
+static void im2col_padded(const conv_dims *d, const float *pad, float *col) {
+    const int Hp = d->H + 2 * d->ph, Wp = d->W + 2 * d->pw, OW = d->OW;
+    float *dst = col;
+    for (int c = 0; c < d->C; c++) {
+        const float *pc = pad + (size_t)c * Hp * Wp;
+        for (int i = 0; i < d->kh; i++)
+            for (int j = 0; j < d->kw; j++, dst += d->P) {
+                const float *src = pc + (size_t)i * d->dh * Wp + (size_t)j * d->dw;
+                for (int oh = 0; oh < d->OH; oh++)
+                    copy_row(dst + (size_t)oh * OW, src + (size_t)oh * d->sh * Wp, OW);
+            }
+    }
+}
+
+/* Floats of one chunk's zero-bordered image buffer (0: general im2col). */
+static size_t pad_floats(const conv_dims *d) {
+    if (d->direct || d->sw != 1) return 0;
+    const uint64_t hp = (uint64_t)d->H + 2 * (uint64_t)d->ph, wp = (uint64_t)d->W + 2 * (uint64_t)d->pw;
+    /* a padding far larger than the image (never worth a copy) takes the
+     * general path; this also bounds the size by 4x the input's */
+    if (hp * wp > 4 * (uint64_t)d->H * d->W + 64) return 0;
+    return (size_t)d->C * (size_t)(hp * wp);
+}
+
+/* col from image x, by the padded path when pad is set. */
+static void im2col_any(const conv_dims *d, const conv_runs *r, const float *x, float *pad,
+                       float *col) {
+    if (pad) {
+        pad_image(d, x, pad);
+        im2col_padded(d, pad, col);
+    } else {
+        im2col(d, r, x, col);
+    }
+}
+
 /* gx [C, H, W] += col2im(dcol [CK, P]); padded positions are dropped. */
 static void col2im_add(const conv_dims *d, const conv_runs *r, const float *dcol, float *gx) {
     const int OW = d->OW, W = d->W, sw = d->sw;
@@ -181,7 +246,7 @@ typedef struct conv_fwd_job {
     const conv_runs *r;
     int chunks;
     const float *x, *w, *b;
-    float *y, *cols;
+    float *y, *cols, *pads;
 } conv_fwd_job;
 
 static void conv_forward_chunk(const void *job, int k) {
@@ -191,12 +256,13 @@ static void conv_forward_chunk(const void *job, int k) {
     int n0, n1;
     chunk_range(d->N, j->chunks, k, &n0, &n1);
     float *col = j->cols ? j->cols + (size_t)k * d->CK * d->P : NULL;
+    float *pad = j->pads ? j->pads + (size_t)k * pad_floats(d) : NULL;
     for (int n = n0; n < n1; n++) {
         const float *xn = j->x + (size_t)n * xs;
         float *yn = j->y + (size_t)n * ys;
         const float *cn = xn;
         if (!d->direct) {
-            im2col(d, j->r, xn, col);
+            im2col_any(d, j->r, xn, pad, col);
             cn = col;
         }
         float beta = 0.0f;
@@ -218,7 +284,8 @@ typedef struct conv_bwd_job {
     const conv_runs *r;
     int chunks;
     const float *x, *w, *gy;
-    float *gx, *gw, *gb, *cols, *wacc, *bacc;
+    float *gx, *gw, *gb, *cols, *wacc, *bacc, *pads;
+    const float *ones; /* P ones, for the bias gradient */
 } conv_bwd_job;
 
 static void conv_backward_chunk(const void *job, int k) {
@@ -229,23 +296,19 @@ static void conv_backward_chunk(const void *job, int k) {
     int n0, n1;
     chunk_range(d->N, j->chunks, k, &n0, &n1);
     float *col = j->cols ? j->cols + (size_t)k * colsz : NULL;
+    float *pad = j->pads ? j->pads + (size_t)k * pad_floats(d) : NULL;
     float *dw = j->chunks > 1 ? (j->wacc ? j->wacc + (size_t)k * wsz : NULL) : j->gw;
     float *db = j->chunks > 1 ? (j->bacc ? j->bacc + (size_t)k * d->O : NULL) : j->gb;
     for (int n = n0; n < n1; n++) {
         const float *xn = j->x + (size_t)n * xs;
         const float *dyn = j->gy + (size_t)n * ys;
-        if (db) {
-            for (int o = 0; o < d->O; o++) {
-                const float *row = dyn + (size_t)o * d->P;
-                double s = 0;
-                for (int p = 0; p < d->P; p++) s += row[p];
-                db[o] += (float)s;
-            }
-        }
+        if (db) /* db += dY_n 1 (a scalar loop here cost a quarter of col2im) */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, d->O, d->P, 1.0f, dyn, d->P, j->ones, 1,
+                        1.0f, db, 1);
         if (dw) { /* dW [O,CK] += dY_n [O,P] col_n^T */
             const float *cn = xn;
             if (!d->direct) {
-                im2col(d, j->r, xn, col);
+                im2col_any(d, j->r, xn, pad, col);
                 cn = col;
             }
             sgemm_rm(0, 1, d->O, d->CK, d->P, dyn, d->P, cn, d->P, 1.0f, dw, d->CK);
@@ -285,6 +348,14 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
         cols = eqr__arena_alloc(ctx, (size_t)chunks * colsz * sizeof(float));
         if (!cols) return;
     }
+    float *pads = NULL, *ones = NULL;
+    if (need_b) {
+        if (!(ones = eqr__arena_alloc(ctx, (size_t)d.P * sizeof(float)))) return;
+        for (int p = 0; p < d.P; p++) ones[p] = 1.0f;
+    }
+    if (need_w && pad_floats(&d) && d.N > 0 &&
+        !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
+        return;
     if (chunks > 1) { /* per-chunk accumulators, reduced in chunk order */
         if (need_w && !(wacc = eqr__arena_calloc(ctx, (size_t)chunks * wsz * sizeof(float))))
             return;
@@ -292,7 +363,8 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
             return;
     }
     blas_single(chunks);
-    conv_bwd_job job = {&d, r, chunks, xt->data, wt->data, gy, gx, gw, gb, cols, wacc, bacc};
+    conv_bwd_job job = {&d,   r,    chunks, xt->data, wt->data, gy,  gx,
+                        gw, gb, cols, wacc, bacc, pads, ones};
     eqr__parallel(chunks, conv_backward_chunk, &job);
 
     for (int k = 0; k < chunks && chunks > 1; k++) {
@@ -384,8 +456,12 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
         cols = eqr__arena_alloc(ctx, (size_t)chunks * d.CK * d.P * sizeof(float));
         if (!cols) return NULL;
     }
+    float *pads = NULL;
+    if (pad_floats(&d) && d.N > 0 &&
+        !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
+        return NULL;
     blas_single(chunks);
-    conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols};
+    conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols, pads};
     eqr__parallel(chunks, conv_forward_chunk, &job);
 
     eqr_tensor *in[3] = {x, w, b};

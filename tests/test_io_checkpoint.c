@@ -455,6 +455,7 @@ static void test_save_errors(void **state) {
 typedef struct trainer {
     eqr_ctx *ctx;
     eqr_optim *opt;
+    eqr_scheduler *sched; /* drives the learning rate from the optimizer's step count */
     eqr_tensor *w1, *b1, *w2, *b2;
     eqr_rng data_rng; /* batch sampling; saved as counters */
     uint64_t seen;    /* samples seen; saved as a counter */
@@ -462,8 +463,8 @@ typedef struct trainer {
     int32_t y[R_DATA];
 } trainer;
 
-static const eqr_lr_schedule SCHED = {.kind = EQR_LR_COSINE, .base_lr = 0.01f, .min_lr = 0.001f,
-                                      .warmup_steps = 5, .total_steps = 2 * R_K};
+static const eqr_schedule SCHED = {.kind = EQR_SCHED_COSINE, .start = 0.01f, .end = 0.001f,
+                                   .warmup = 5, .total = 2 * R_K};
 
 static void trainer_init(trainer *tr, uint64_t ctx_seed) {
     tr->ctx = tu_ctx(ctx_seed);
@@ -476,9 +477,12 @@ static void trainer_init(trainer *tr, uint64_t ctx_seed) {
     assert_non_null(tr->b2);
     assert_int_equal(eqr_init_kaiming_uniform(ctx, tr->w1, 1.41421356f), EQR_OK);
     assert_int_equal(eqr_init_kaiming_uniform(ctx, tr->w2, 1.0f), EQR_OK);
-    eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = SCHED.base_lr, .weight_decay = 1e-3f};
+    eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = SCHED.start, .weight_decay = 1e-3f};
     tr->opt = eqr_optim_create(ctx, &o);
     assert_non_null(tr->opt);
+    tr->sched = eqr_scheduler_create(ctx, tr->opt);
+    assert_non_null(tr->sched);
+    assert_int_equal(eqr_scheduler_add_lr(tr->sched, tr->opt, &SCHED), EQR_OK);
     /* the data set is fixed; batches are drawn from data_rng */
     eqr_rng r;
     eqr_rng_seed(&r, 2024);
@@ -489,6 +493,7 @@ static void trainer_init(trainer *tr, uint64_t ctx_seed) {
 }
 
 static void trainer_free(trainer *tr) {
+    eqr_scheduler_destroy(tr->sched);
     eqr_optim_destroy(tr->opt);
     eqr_ctx_destroy(tr->ctx);
 }
@@ -512,8 +517,8 @@ static void train_steps(trainer *tr, int n) {
         if (!loss) fail_msg("forward failed: %s", eqr_error_message(ctx));
         assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
         eqr_clip_grad_norm(ctx, 1.0f);
-        eqr_optim_set_lr(tr->opt, eqr_lr_at(&SCHED, eqr_optim_steps(tr->opt)));
         assert_int_equal(eqr_optim_step(tr->opt), EQR_OK);
+        assert_int_equal(eqr_scheduler_step(tr->sched), EQR_OK);
         eqr_step_reset(ctx);
         tr->seen += R_BATCH;
     }
@@ -531,6 +536,7 @@ static void trainer_load(trainer *tr, const char *path) {
         fail_msg("load: %s", eqr_error_message(tr->ctx));
     memcpy(tr->data_rng.s, c, sizeof tr->data_rng.s);
     tr->seen = c[4];
+    assert_int_equal(eqr_scheduler_sync(tr->sched), EQR_OK);
 }
 
 static void test_resume_equivalence(void **state) {

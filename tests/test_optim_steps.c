@@ -1,4 +1,4 @@
-/* Optimizers, gradient clipping and learning-rate schedules: the first steps
+/* Optimizers and gradient clipping: the first steps
  * of each optimizer against double-precision references and hand-computed
  * values, flag handling (buffers, frozen, no-decay), and argument checks. */
 #include "testutil.h"
@@ -443,53 +443,6 @@ static void test_clip_grad_norm(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
-static void check_lr(const eqr_lr_schedule *s, int64_t t, double want) {
-    float got = eqr_lr_at(s, t);
-    if (!(fabs(got - want) <= 1e-7 + 1e-6 * fabs(want)))
-        fail_msg("lr schedule kind %d at t=%lld: got %.9g, expected %.9g", (int)s->kind,
-                 (long long)t, got, want);
-}
-
-static void test_lr_schedules(void **state) {
-    (void)state;
-    eqr_lr_schedule c = {.kind = EQR_LR_CONSTANT, .base_lr = 0.1f};
-    check_lr(&c, 0, 0.1);
-    check_lr(&c, 1000, 0.1);
-    c.warmup_steps = 4; /* 0.025, 0.05, 0.075, 0.1, then 0.1 */
-    check_lr(&c, 0, 0.025);
-    check_lr(&c, 1, 0.05);
-    check_lr(&c, 3, 0.1);
-    check_lr(&c, 4, 0.1);
-    check_lr(&c, 99, 0.1);
-
-    eqr_lr_schedule s = {.kind = EQR_LR_STEP, .base_lr = 1.0f, .step_size = 10, .gamma = 0.5f};
-    check_lr(&s, 0, 1.0);
-    check_lr(&s, 9, 1.0);
-    check_lr(&s, 10, 0.5);
-    check_lr(&s, 25, 0.25);
-    check_lr(&s, 30, 0.125);
-    s.warmup_steps = 5; /* decay counts from the end of warm-up */
-    check_lr(&s, 0, 0.2);
-    check_lr(&s, 4, 1.0);
-    check_lr(&s, 14, 1.0);
-    check_lr(&s, 15, 0.5);
-    check_lr(&s, 35, 0.125);
-
-    eqr_lr_schedule k = {.kind = EQR_LR_COSINE, .base_lr = 1.0f, .min_lr = 0.1f,
-                         .warmup_steps = 10, .total_steps = 110};
-    check_lr(&k, 0, 0.1);
-    check_lr(&k, 4, 0.5);
-    check_lr(&k, 10, 1.0);
-    check_lr(&k, 35, 0.1 + 0.9 * (1 + sqrt(0.5)) / 2); /* a quarter of the way */
-    check_lr(&k, 60, 0.55);                             /* half-way */
-    check_lr(&k, 109, 0.1 + 0.9 * (1 + cos(3.14159265358979323846 * 0.99)) / 2);
-    check_lr(&k, 110, 0.1);
-    check_lr(&k, 5000, 0.1);
-    k.warmup_steps = 0;
-    check_lr(&k, 0, 1.0);
-    check_lr(&k, 55, 0.55);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgd_plain_hand),
@@ -504,7 +457,6 @@ int main(void) {
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_invalid_opts),
         cmocka_unit_test(test_clip_grad_norm),
-        cmocka_unit_test(test_lr_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,5 +20,11 @@
 #include "equi_layers.h"
 #include "steerable.h"
 #include "gconv.h"
+#include "schedule.h"
+#include "relax.h"
+#include "so3.h"
+#include "vn.h"
+#include "nbody.h"
+#include "egnn.h"
 
 #endif

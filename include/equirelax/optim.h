@@ -1,4 +1,5 @@
-/* equirelax optimizers, gradient clipping and learning-rate schedules.
+/* equirelax optimizers and gradient clipping (learning-rate schedules: an
+ * eqr_scheduler of schedule.h drives eqr_optim_set_lr).
  * An optimizer covers every trainable parameter of the context's store
  * (buffers and frozen parameters are skipped) as flat loops over the
  * contiguous blocks. */
@@ -50,28 +51,6 @@ void eqr_optim_set_steps(eqr_optim *opt, int64_t steps);
 /* Scale all trainable gradients so their global L2 norm is at most max_norm.
  * Returns the norm before clipping (computed in double). */
 float eqr_clip_grad_norm(eqr_ctx *ctx, float max_norm);
-
-typedef enum eqr_lr_kind {
-    EQR_LR_CONSTANT = 0,
-    EQR_LR_STEP = 1,  /* base * gamma^floor((t - warmup) / step_size) */
-    EQR_LR_COSINE = 2 /* min + (base-min)(1 + cos(pi (t-warmup)/(total-warmup)))/2 */
-} eqr_lr_kind;
-
-/* A learning-rate schedule is a pure function of the step, so resuming needs
- * only the step count. Linear warm-up from base/warmup to base over the first
- * warmup_steps applies to every kind. */
-typedef struct eqr_lr_schedule {
-    eqr_lr_kind kind;
-    float base_lr;
-    int64_t warmup_steps;
-    int64_t step_size; /* EQR_LR_STEP */
-    float gamma;       /* EQR_LR_STEP */
-    int64_t total_steps; /* EQR_LR_COSINE: reaches min_lr here and stays */
-    float min_lr;        /* EQR_LR_COSINE */
-} eqr_lr_schedule;
-
-/* Learning rate at step t (0-based). */
-float eqr_lr_at(const eqr_lr_schedule *s, int64_t t);
 
 #ifdef __cplusplus
 }

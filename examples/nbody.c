@@ -1,0 +1,554 @@
+/* N-body dynamics with an E(3)-equivariant network, strict or relaxed.
+ *
+ * Data (nbody.h): 5 charged particles; from positions and velocities at
+ * frame 30 and the charges, predict the positions at frame 40. Train on
+ * the first --train-size samples of the standard training split, select
+ * nothing on validation (it is reported per epoch), report MSE on the 2000
+ * test samples.
+ *
+ * Models:
+ *   egnn  EGNN's N-body model (egnn.h): node features |v_i| embedded to
+ *         --hidden, edge attribute q_i q_j, --layers EGNN layers with the
+ *         velocity term; the last layer's coordinates are the prediction.
+ *         Relaxed: each layer's coordinate update gets theta W_r [x_i - c,
+ *         v_i] (egnn.h, RELAXATION).
+ *   vn    vector neurons (vn.h): per particle the vectors x_i - c, v_i,
+ *         q_i (x_i - c), q_i v_i; each layer concatenates the mean over
+ *         the particles and applies VN-Linear + VN-LeakyReLU; a final
+ *         VN-Linear gives the displacement added to x_i. Relaxed: every
+ *         VN-Linear through eqr_vn_linear_relax.
+ *
+ * Relaxation: theta follows --relax (stepped per optimizer step, reaching 0
+ * on the last step except for constant), penalties weighted by
+ * --lambda-defect / --lambda-norm, and the model is projected at the end
+ * (--projection). The last line is
+ *     result test_mse=<f> equiv_err=<f> projected=<0|1> seconds=<f>
+ * with equiv_err = sqrt(sum ||f(g.x) - g.f(x)||^2 / sum ||f(x)||^2) over the
+ * test set, g a random rotation and translation per batch (velocities
+ * rotated only).
+ *
+ * Exit status: 0 success, 1 runtime error, 2 bad usage. */
+#define _POSIX_C_SOURCE 200809L
+#include <equirelax/equirelax.h>
+#include <equirelax/vn.h>
+
+#include "example_common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define P EQR_NBODY_PARTICLES
+#define MAX_LAYERS 16
+#define EVAL_BATCH 500
+#define EQUIV_SEED 777u
+
+typedef struct options {
+    int64_t layers, hidden, train_size, epochs, threads, batch;
+    uint64_t seed;
+    float lr, lambda_defect, lambda_norm, theta_max;
+    const char *relax, *projection, *model, *metrics, *plot;
+    int relax_kind; /* -1 = off, else eqr_sched_kind */
+    int vn;
+    eqr_project_mode proj;
+} options;
+
+typedef struct model {
+    int vn, layers, hidden;
+    /* egnn */
+    eqr_tensor *emb_w, *emb_b;
+    eqr_egnn *g[MAX_LAYERS];
+    /* vn: layers hidden VN-Linears and the output one (index layers) */
+    eqr_vn_linear *lin[MAX_LAYERS + 1];
+    eqr_vn_leaky_relu *act[MAX_LAYERS];
+    eqr_rlayer *rl[MAX_LAYERS + 1];
+    eqr_relax *relax; /* NULL when strict */
+} model;
+
+/* One batch as tensors. */
+typedef struct batch {
+    eqr_tensor *hn, *x, *v, *q, *e, *y; /* [B,n,1] [B,n,3] [B,n,3] [B,n,1] [B,n,n,1] [B,n,3] */
+} batch;
+
+/* ---- command line ---- */
+
+static ex_flag FLAGS[32];
+
+static void parse_args(int argc, char **argv, options *o) {
+    *o = (options){.layers = 4, .hidden = 64, .train_size = 3000, .epochs = 40, .threads = 1,
+                   .batch = 100, .seed = 1, .lr = 5e-4f, .lambda_defect = 0.01f,
+                   .lambda_norm = 0.01f, .theta_max = 1.0f, .relax = "off",
+                   .projection = "drop", .model = "egnn"};
+    const ex_flag flags[] = {
+        EX_FLAG_STR("--model", "egnn|vn", &o->model,
+                    "egnn (EGNN N-body model) or vn (vector neurons) (default egnn)"),
+        EX_FLAG_STR("--relax", "KIND", &o->relax,
+                    "off|triangle|linear|cosine|constant: strict model, or the theta schedule "
+                    "(per step, 0 at the end but for constant) (default off)"),
+        EX_FLAG_INT("--layers", &o->layers, 1, MAX_LAYERS, "message-passing / VN layers (default 4)"),
+        EX_FLAG_INT("--hidden", &o->hidden, 1, 4096, "hidden width (default 64)"),
+        EX_FLAG_INT("--train-size", &o->train_size, 1, 100000,
+                    "training samples, a prefix of the standard split (default 3000)"),
+        EX_FLAG_INT("--epochs", &o->epochs, 1, 1000000, "training epochs (default 40)"),
+        EX_FLAG_INT("--batch", &o->batch, 1, 100000, "batch size (default 100)"),
+        EX_FLAG_FLOAT_ABOVE("--lr", &o->lr, 0.0f, 10.0f, "Adam learning rate (default 0.0005)"),
+        EX_FLAG_U64("--seed", &o->seed, 0, INT64_MAX,
+                    "seed of initialisation and shuffling; the data are fixed (default 1)"),
+        EX_FLAG_INT("--threads", &o->threads, 1, 256, "worker threads (default 1)"),
+        EX_FLAG_FLOAT("--lambda-defect", &o->lambda_defect, 0.0f, 1e6f,
+                      "weight of the Lie-derivative penalty (default 0.01)"),
+        EX_FLAG_FLOAT("--lambda-norm", &o->lambda_norm, 0.0f, 1e6f,
+                      "weight of the activation-norm penalty (default 0.01)"),
+        EX_FLAG_FLOAT("--theta-max", &o->theta_max, 0.0f, 1e6f,
+                      "peak / initial theta of the schedule (default 1)"),
+        EX_FLAG_STR("--projection", "drop|fold", &o->projection,
+                    "projection at the end of a relaxed run (default drop)"),
+        EX_FLAG_STR("--metrics", "FILE", &o->metrics, "write per-epoch metrics as CSV"),
+        EX_FLAG_STR("--plot", "FILE", &o->plot, "write the training curves as SVG"),
+        {0}};
+    memcpy(FLAGS, flags, sizeof flags);
+    ex_parse_args("nbody", FLAGS, argc, argv);
+    if (!strcmp(o->model, "egnn")) o->vn = 0;
+    else if (!strcmp(o->model, "vn")) o->vn = 1;
+    else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn or vn", o->model);
+    if (!strcmp(o->relax, "off")) o->relax_kind = -1;
+    else if (!strcmp(o->relax, "triangle")) o->relax_kind = EQR_SCHED_TRIANGLE;
+    else if (!strcmp(o->relax, "linear")) o->relax_kind = EQR_SCHED_LINEAR;
+    else if (!strcmp(o->relax, "cosine")) o->relax_kind = EQR_SCHED_COSINE;
+    else if (!strcmp(o->relax, "constant")) o->relax_kind = EQR_SCHED_CONSTANT;
+    else
+        ex_usage_error(FLAGS,
+                       "bad value '%s' for --relax: expected off, triangle, linear, cosine or "
+                       "constant", o->relax);
+    if (!strcmp(o->projection, "drop")) o->proj = EQR_PROJECT_DROP;
+    else if (!strcmp(o->projection, "fold")) o->proj = EQR_PROJECT_FOLD;
+    else ex_usage_error(FLAGS, "bad value '%s' for --projection: expected drop or fold",
+                        o->projection);
+}
+
+/* ---- batches ---- */
+
+static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx, int64_t nb,
+                       batch *b) {
+    int64_t s1[3] = {nb, P, 1}, s3[3] = {nb, P, 3}, se[4] = {nb, P, P, 1};
+    b->hn = eqr_tensor_zeros(ctx, 3, s1);
+    b->q = eqr_tensor_zeros(ctx, 3, s1);
+    b->x = eqr_tensor_zeros(ctx, 3, s3);
+    b->v = eqr_tensor_zeros(ctx, 3, s3);
+    b->y = eqr_tensor_zeros(ctx, 3, s3);
+    b->e = eqr_tensor_zeros(ctx, 4, se);
+    if (!b->hn || !b->q || !b->x || !b->v || !b->y || !b->e) ex_die_ctx(ctx, "batch");
+    for (int64_t k = 0; k < nb; k++) {
+        int64_t i = idx ? idx[k] : k;
+        memcpy(b->x->data + k * P * 3, s->x + i * P * 3, P * 3 * sizeof(float));
+        memcpy(b->v->data + k * P * 3, s->v + i * P * 3, P * 3 * sizeof(float));
+        memcpy(b->y->data + k * P * 3, s->y + i * P * 3, P * 3 * sizeof(float));
+        for (int a = 0; a < P; a++) {
+            const float *va = s->v + (i * P + a) * 3;
+            b->hn->data[k * P + a] = sqrtf(va[0] * va[0] + va[1] * va[1] + va[2] * va[2]);
+            b->q->data[k * P + a] = s->q[i * P + a];
+            for (int c = 0; c < P; c++)
+                b->e->data[(k * P + a) * P + c] = s->q[i * P + a] * s->q[i * P + c];
+        }
+    }
+}
+
+/* ---- model ---- */
+
+static void model_build(eqr_ctx *ctx, const options *o, model *m) {
+    memset(m, 0, sizeof *m);
+    m->vn = o->vn;
+    m->layers = (int)o->layers;
+    m->hidden = (int)o->hidden;
+    const int H = m->hidden;
+    char nm[64];
+    if (o->relax_kind >= 0) {
+        eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_ZERO,
+                             .lambda_defect = o->lambda_defect, .lambda_norm = o->lambda_norm};
+        m->relax = eqr_relax_create(ctx, "relax", &ro);
+        if (!m->relax) ex_die_ctx(ctx, "creating the relaxation");
+    }
+    if (!m->vn) {
+        int64_t sw[2] = {H, 1}, sb[1] = {H};
+        m->emb_w = eqr_param_new(ctx, "embed.weight", 2, sw, 0);
+        m->emb_b = eqr_param_new(ctx, "embed.bias", 1, sb, EQR_PARAM_NO_DECAY);
+        if (!m->emb_w || !m->emb_b) ex_die_ctx(ctx, "building the model");
+        eqr_tensor_uniform(m->emb_w, eqr_ctx_rng(ctx), -1.0f, 1.0f);
+        eqr_tensor_uniform(m->emb_b, eqr_ctx_rng(ctx), -1.0f, 1.0f);
+        eqr_egnn_opts go = {.hidden = H, .edge_attr = 1, .velocity = 1};
+        for (int l = 0; l < m->layers; l++) {
+            snprintf(nm, sizeof nm, "egnn%d", l);
+            m->g[l] = eqr_egnn_create(ctx, nm, H, H, &go);
+            if (!m->g[l]) ex_die_ctx(ctx, "building the model");
+            if (m->relax) {
+                snprintf(nm, sizeof nm, "egnn%d.rel", l);
+                if (!eqr_egnn_relax(ctx, m->g[l], m->relax, nm, NULL))
+                    ex_die_ctx(ctx, "relaxing the model");
+            }
+        }
+        return;
+    }
+    int c = 4;
+    eqr_vn_leaky_relu_opts ao = {.negative_slope = 0.2f};
+    for (int l = 0; l <= m->layers; l++) {
+        int cin = 2 * c, cout = l < m->layers ? H : 1;
+        snprintf(nm, sizeof nm, "vn%d", l);
+        m->lin[l] = eqr_vn_linear_create(ctx, nm, cin, cout);
+        if (!m->lin[l]) ex_die_ctx(ctx, "building the model");
+        if (l < m->layers) {
+            snprintf(nm, sizeof nm, "vn%d.act", l);
+            m->act[l] = eqr_vn_leaky_relu_create(ctx, nm, cout, &ao);
+            if (!m->act[l]) ex_die_ctx(ctx, "building the model");
+        }
+        if (m->relax) {
+            snprintf(nm, sizeof nm, "vn%d.rel", l);
+            m->rl[l] = eqr_vn_linear_relax(ctx, m->relax, nm, m->lin[l], NULL);
+            if (!m->rl[l]) ex_die_ctx(ctx, "relaxing the model");
+        }
+        c = cout;
+    }
+}
+
+static void model_free(model *m) {
+    for (int l = 0; l < MAX_LAYERS; l++) {
+        eqr_egnn_destroy(m->g[l]);
+        eqr_vn_leaky_relu_destroy(m->act[l]);
+    }
+    for (int l = 0; l <= MAX_LAYERS; l++) eqr_vn_linear_destroy(m->lin[l]);
+    eqr_relax_destroy(m->relax);
+}
+
+/* [B, n, 3] -> [B, 1, 3, n] */
+static eqr_tensor *to_vn(eqr_ctx *ctx, eqr_tensor *t) {
+    const int perm[3] = {0, 2, 1};
+    eqr_tensor *u = eqr_permute(ctx, t, perm);
+    if (!u) return NULL;
+    int64_t s[4] = {u->shape[0], 1, 3, u->shape[2]};
+    return eqr_reshape(ctx, u, 4, s);
+}
+
+/* Predicted positions [B, n, 3] for inputs x, v (possibly transformed). */
+static eqr_tensor *model_forward(eqr_ctx *ctx, model *m, const batch *b, eqr_tensor *x,
+                                 eqr_tensor *v) {
+    const int64_t nb = x->shape[0];
+    if (!m->vn) {
+        int64_t s2[2] = {nb * P, 1}, s3[3] = {nb, P, m->hidden};
+        eqr_tensor *h = eqr_reshape(ctx, eqr_linear(ctx, eqr_reshape(ctx, b->hn, 2, s2), m->emb_w,
+                                                    m->emb_b), 3, s3);
+        for (int l = 0; l < m->layers; l++) {
+            eqr_tensor *h2 = NULL, *x2 = NULL;
+            if (eqr_egnn_forward(ctx, m->g[l], h, x, v, b->e, l + 1 < m->layers ? &h2 : NULL,
+                                 &x2))
+                return NULL;
+            h = h2;
+            x = x2;
+        }
+        return x;
+    }
+    eqr_tensor *xc = eqr_sub(ctx, x, eqr_mean(ctx, x, 1, 1));
+    eqr_tensor *parts[4] = {to_vn(ctx, xc), to_vn(ctx, v), to_vn(ctx, eqr_mul(ctx, xc, b->q)),
+                            to_vn(ctx, eqr_mul(ctx, v, b->q))};
+    eqr_tensor *f = eqr_concat(ctx, parts, 4, 1); /* [B, 4, 3, n] */
+    for (int l = 0; l <= m->layers && f; l++) {
+        int64_t sp[4] = {nb, f->shape[1], 3, 1};
+        eqr_tensor *pooled = eqr_reshape(ctx, eqr_vn_mean_pool(ctx, f), 4, sp);
+        eqr_tensor *bc = eqr_add(ctx, eqr_tensor_zeros(ctx, 4, f->shape), pooled);
+        eqr_tensor *cat[2] = {f, bc};
+        f = eqr_concat(ctx, cat, 2, 1);
+        f = m->rl[l] ? eqr_rlayer_forward(ctx, m->rl[l], f) : eqr_vn_linear_forward(ctx, m->lin[l], f);
+        if (l < m->layers) f = eqr_vn_leaky_relu_forward(ctx, m->act[l], f);
+    }
+    if (!f) return NULL;
+    int64_t s3[3] = {nb, 3, P};
+    const int perm[3] = {0, 2, 1};
+    return eqr_add(ctx, x, eqr_permute(ctx, eqr_reshape(ctx, f, 3, s3), perm));
+}
+
+/* ---- evaluation ---- */
+
+static double eval_mse(eqr_ctx *ctx, model *m, const eqr_nbody_set *s) {
+    int ge = eqr_set_grad_enabled(ctx, 0);
+    double se = 0;
+    for (int64_t i = 0; i < s->n; i += EVAL_BATCH) {
+        int64_t nb = s->n - i < EVAL_BATCH ? s->n - i : EVAL_BATCH;
+        int64_t *idx = malloc((size_t)nb * sizeof(int64_t));
+        if (!idx) ex_die("out of memory");
+        for (int64_t k = 0; k < nb; k++) idx[k] = i + k;
+        batch b;
+        make_batch(ctx, s, idx, nb, &b);
+        free(idx);
+        eqr_tensor *pred = model_forward(ctx, m, &b, b.x, b.v);
+        if (!pred) ex_die_ctx(ctx, "evaluation");
+        for (int64_t k = 0; k < pred->numel; k++) {
+            double d = (double)pred->data[k] - b.y->data[k];
+            se += d * d;
+        }
+        eqr_step_reset(ctx);
+    }
+    eqr_set_grad_enabled(ctx, ge);
+    return se / (double)(s->n * P * 3);
+}
+
+/* sqrt(sum ||f(g.x) - g.f(x)||^2 / sum ||f(x)||^2) over the first n samples
+ * of s, g = (R, t) random per batch of EVAL_BATCH from a fixed seed. */
+static double eval_equiv(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t n) {
+    int ge = eqr_set_grad_enabled(ctx, 0);
+    eqr_rng rng;
+    eqr_rng_seed(&rng, EQUIV_SEED);
+    double num = 0, den = 0;
+    if (n > s->n) n = s->n;
+    for (int64_t i = 0; i < n; i += EVAL_BATCH) {
+        int64_t nb = n - i < EVAL_BATCH ? n - i : EVAL_BATCH;
+        int64_t *idx = malloc((size_t)nb * sizeof(int64_t));
+        if (!idx) ex_die("out of memory");
+        for (int64_t k = 0; k < nb; k++) idx[k] = i + k;
+        batch b;
+        make_batch(ctx, s, idx, nb, &b);
+        free(idx);
+        float R[9], t[3];
+        eqr_so3_random(&rng, R, NULL);
+        for (int c = 0; c < 3; c++) t[c] = eqr_rng_normal(&rng);
+        eqr_tensor *p0 = model_forward(ctx, m, &b, b.x, b.v);
+        eqr_tensor *gx = eqr_e3_transform(ctx, R, t, b.x, 2), *gv = eqr_so3_rotate(ctx, R, b.v, 2);
+        eqr_tensor *p1 = p0 && gx && gv ? model_forward(ctx, m, &b, gx, gv) : NULL;
+        eqr_tensor *gp0 = eqr_e3_transform(ctx, R, t, p0, 2);
+        if (!p1 || !gp0) ex_die_ctx(ctx, "equivariance measurement");
+        for (int64_t k = 0; k < p0->numel; k++) {
+            double d = (double)p1->data[k] - gp0->data[k];
+            num += d * d;
+            den += (double)p0->data[k] * p0->data[k];
+        }
+        eqr_step_reset(ctx);
+    }
+    eqr_set_grad_enabled(ctx, ge);
+    return den > 0 ? sqrt(num / den) : 0.0;
+}
+
+/* Sum over relaxed layers of the Lie-derivative defect (weight form) and
+ * the mean recorded ||W_r x||. */
+static void relax_stats(eqr_ctx *ctx, model *m, double *defect, double *act) {
+    *defect = *act = 0;
+    if (!m->relax) return;
+    int nl = eqr_relax_num_layers(m->relax), na = 0;
+    for (int i = 0; i < nl; i++) {
+        eqr_rlayer_stats st;
+        if (eqr_rlayer_get_stats(ctx, eqr_relax_layer(m->relax, i), &st))
+            ex_die_ctx(ctx, "relaxation statistics");
+        *defect += st.defect;
+        if (st.act_norm >= 0) {
+            *act += st.act_norm;
+            na++;
+        }
+    }
+    if (na) *act /= na;
+}
+
+/* ---- metrics and plot ---- */
+
+typedef struct epoch_rec {
+    double train_loss, val_mse, theta, penalty, defect, act_norm, equiv, secs;
+} epoch_rec;
+
+static void write_metrics(const char *path, const epoch_rec *r, int64_t n) {
+    FILE *f = fopen(path, "w");
+    if (!f) ex_die("cannot write %s", path);
+    fprintf(f, "epoch,train_loss,val_mse,theta,penalty,defect,act_norm,equiv_err,seconds\n");
+    for (int64_t e = 0; e < n; e++)
+        fprintf(f, "%lld,%.8g,%.8g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n", (long long)(e + 1),
+                r[e].train_loss, r[e].val_mse, r[e].theta, r[e].penalty, r[e].defect,
+                r[e].act_norm, r[e].equiv, r[e].secs);
+    if (fclose(f)) ex_die("cannot write %s", path);
+}
+
+/* A polyline of y(e) in a panel at (x0, y0) of size w x h. */
+static void svg_line(FILE *f, const double *y, int64_t n, double lo, double hi, int x0, int y0,
+                     int w, int h, const char *color) {
+    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+    for (int64_t e = 0; e < n; e++) {
+        double px = x0 + (n > 1 ? (double)e / (double)(n - 1) : 0.5) * w;
+        double t = hi > lo ? (y[e] - lo) / (hi - lo) : 0.5;
+        fprintf(f, "%.1f,%.1f ", px, y0 + h - t * h);
+    }
+    fprintf(f, "\"/>\n");
+}
+
+static void write_plot(const char *path, const epoch_rec *r, int64_t n, const char *title,
+                       double base_cv) {
+    FILE *f = fopen(path, "w");
+    if (!f) ex_die("cannot write %s", path);
+    double *a = malloc((size_t)n * 3 * sizeof(double));
+    if (!a) ex_die("out of memory");
+    double *b = a + n, *th = a + 2 * n, lo = log10(base_cv), hi = lo, tmax = 0;
+    for (int64_t e = 0; e < n; e++) {
+        a[e] = log10(fmax(r[e].train_loss, 1e-12));
+        b[e] = log10(fmax(r[e].val_mse, 1e-12));
+        th[e] = r[e].theta;
+        lo = fmin(lo, fmin(a[e], b[e]));
+        hi = fmax(hi, fmax(a[e], b[e]));
+        tmax = fmax(tmax, th[e]);
+    }
+    lo = floor(lo * 2) / 2;
+    hi = ceil(hi * 2) / 2;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"380\" "
+               "font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<rect width=\"900\" height=\"380\" fill=\"white\"/>\n"
+               "<text x=\"20\" y=\"20\" font-size=\"14\">%s</text>\n", title);
+    /* left: log10 MSE; right: theta */
+    fprintf(f, "<rect x=\"60\" y=\"40\" width=\"500\" height=\"280\" fill=\"none\" stroke=\"#888\"/>\n"
+               "<rect x=\"640\" y=\"40\" width=\"220\" height=\"280\" fill=\"none\" stroke=\"#888\"/>\n");
+    for (double v = lo; v <= hi + 1e-9; v += 0.5)
+        fprintf(f, "<text x=\"10\" y=\"%.1f\">1e%.1f</text>\n",
+                40 + 280 - (hi > lo ? (v - lo) / (hi - lo) : 0.5) * 280 + 4, v);
+    double cv = log10(base_cv), cvl[2] = {cv, cv};
+    if (cv >= lo && cv <= hi) svg_line(f, cvl, 2, lo, hi, 60, 40, 500, 280, "#bbb");
+    svg_line(f, a, n, lo, hi, 60, 40, 500, 280, "#1f77b4");
+    svg_line(f, b, n, lo, hi, 60, 40, 500, 280, "#d62728");
+    svg_line(f, th, n, 0, tmax > 0 ? tmax : 1, 640, 40, 220, 280, "#2ca02c");
+    fprintf(f, "<text x=\"60\" y=\"345\" fill=\"#1f77b4\">train loss</text>"
+               "<text x=\"160\" y=\"345\" fill=\"#d62728\">val MSE</text>"
+               "<text x=\"250\" y=\"345\" fill=\"#999\">constant-velocity baseline</text>"
+               "<text x=\"60\" y=\"365\">x: epoch 1..%lld, y: log10 MSE</text>"
+               "<text x=\"640\" y=\"345\" fill=\"#2ca02c\">theta (0..%.3g)</text>\n</svg>\n",
+            (long long)n, tmax > 0 ? tmax : 1.0);
+    free(a);
+    if (fclose(f)) ex_die("cannot write %s", path);
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv) {
+    options o;
+    parse_args(argc, argv, &o);
+    double t_start = ex_now();
+    eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
+
+    eqr_nbody_set train, val, test;
+    if (eqr_nbody_load_split(ctx, EQR_NBODY_TRAIN, o.train_size, &train) ||
+        eqr_nbody_load_split(ctx, EQR_NBODY_VAL, 0, &val) ||
+        eqr_nbody_load_split(ctx, EQR_NBODY_TEST, 0, &test))
+        ex_die_ctx(ctx, "generating the data");
+    eqr_nbody_baselines btr, bva, bte;
+    if (eqr_nbody_compute_baselines(ctx, &train, &btr) ||
+        eqr_nbody_compute_baselines(ctx, &val, &bva) ||
+        eqr_nbody_compute_baselines(ctx, &test, &bte))
+        ex_die_ctx(ctx, "baselines");
+    printf("# N-body (5 charged particles, frame 30 -> 40): train %lld, val %lld, test %lld "
+           "(generated in %.1fs)\n",
+           (long long)train.n, (long long)val.n, (long long)test.n, ex_now() - t_start);
+    printf("# baselines MSE  no motion: train %.4f val %.4f test %.4f | constant velocity: "
+           "train %.4f val %.4f test %.4f\n",
+           btr.no_motion, bva.no_motion, bte.no_motion, btr.const_velocity, bva.const_velocity,
+           bte.const_velocity);
+
+    model m;
+    model_build(ctx, &o, &m);
+    eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
+    if (!opt) ex_die_ctx(ctx, "creating the optimizer");
+    const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
+    const int64_t total_steps = steps_per_epoch * o.epochs;
+    eqr_scheduler *sch = NULL;
+    if (m.relax) {
+        sch = eqr_scheduler_create(ctx, opt);
+        eqr_schedule s = {.kind = (eqr_sched_kind)o.relax_kind, .start = o.theta_max, .end = 0.0f,
+                          .total = total_steps, .unit_steps = 1};
+        if (!sch || eqr_scheduler_add_value(sch, eqr_relax_theta(m.relax), &s))
+            ex_die_ctx(ctx, "theta schedule");
+    }
+    printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
+           o.vn ? "vn" : "egnn", (long long)o.layers, (long long)o.hidden,
+           m.relax ? "relaxed" : "strict", (long long)eqr_param_total(ctx));
+    if (m.relax)
+        printf("# relax: schedule %s per step over %lld steps, theta_max %g, lambda_defect %g, "
+               "lambda_norm %g, projection %s\n",
+               o.relax, (long long)total_steps, o.theta_max, o.lambda_defect, o.lambda_norm,
+               o.projection);
+    printf("# Adam lr %g, batch %lld, epochs %lld, seed %llu, threads %lld\n", o.lr,
+           (long long)o.batch, (long long)o.epochs, (unsigned long long)o.seed,
+           (long long)o.threads);
+    fflush(stdout);
+
+    epoch_rec *rec = calloc((size_t)o.epochs, sizeof *rec);
+    int64_t *order = malloc((size_t)train.n * sizeof(int64_t));
+    if (!rec || !order) ex_die("out of memory");
+    eqr_rng shuf;
+    eqr_rng_seed(&shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
+    const int64_t equiv_n = val.n < 500 ? val.n : 500;
+    for (int64_t e = 0; e < o.epochs; e++) {
+        double t0 = ex_now(), loss_sum = 0, pen_sum = 0;
+        for (int64_t i = 0; i < train.n; i++) order[i] = i;
+        for (int64_t i = train.n - 1; i > 0; i--) {
+            int64_t j = (int64_t)eqr_rng_below(&shuf, (uint64_t)(i + 1)), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        double theta_sum = 0;
+        for (int64_t s = 0; s < steps_per_epoch; s++) {
+            int64_t lo = s * o.batch, nb = train.n - lo < o.batch ? train.n - lo : o.batch;
+            if (m.relax) theta_sum += eqr_relax_theta(m.relax)->data[0];
+            batch b;
+            make_batch(ctx, &train, order + lo, nb, &b);
+            eqr_tensor *pred = model_forward(ctx, &m, &b, b.x, b.v);
+            eqr_tensor *loss = eqr_mse(ctx, pred, b.y), *total = loss;
+            if (m.relax) {
+                eqr_tensor *pen = eqr_relax_penalty(ctx, m.relax);
+                total = eqr_add(ctx, loss, pen);
+                if (pen) pen_sum += pen->data[0] * (double)nb;
+            }
+            eqr_zero_grad(ctx);
+            if (!total || eqr_backward(ctx, total) || eqr_optim_step(opt))
+                ex_die_ctx(ctx, "training step");
+            if (sch && eqr_scheduler_step(sch)) ex_die_ctx(ctx, "theta schedule");
+            if (!isfinite(loss->data[0])) ex_die("training diverged (loss %g)", loss->data[0]);
+            loss_sum += loss->data[0] * (double)nb;
+            eqr_step_reset(ctx);
+        }
+        epoch_rec *r = &rec[e];
+        r->train_loss = loss_sum / (double)train.n;
+        r->penalty = pen_sum / (double)train.n;
+        r->theta = m.relax ? theta_sum / (double)steps_per_epoch : 0.0;
+        r->val_mse = eval_mse(ctx, &m, &val);
+        relax_stats(ctx, &m, &r->defect, &r->act_norm);
+        r->equiv = eval_equiv(ctx, &m, &val, equiv_n);
+        r->secs = ex_now() - t0;
+        printf("epoch %lld/%lld  train_loss %.5f  val_mse %.5f  theta %.4f  penalty %.4g  "
+               "defect %.4g  act_norm %.4g  equiv_err %.3g  %.1fs\n",
+               (long long)(e + 1), (long long)o.epochs, r->train_loss, r->val_mse, r->theta,
+               r->penalty, r->defect, r->act_norm, r->equiv, r->secs);
+        fflush(stdout);
+    }
+
+    int projected = 0;
+    if (m.relax) {
+        double before = eval_mse(ctx, &m, &test);
+        printf("# before projection: theta %g, test_mse %.5f\n",
+               eqr_relax_theta(m.relax)->data[0], before);
+        if (eqr_relax_project(ctx, m.relax, o.proj)) ex_die_ctx(ctx, "projection");
+        projected = 1;
+    }
+    double test_mse = eval_mse(ctx, &m, &test);
+    double equiv = eval_equiv(ctx, &m, &test, test.n);
+    printf("# test_mse %.5f (baselines: no motion %.4f, constant velocity %.4f)%s\n", test_mse,
+           bte.no_motion, bte.const_velocity, projected ? " after projection" : "");
+    if (o.metrics) write_metrics(o.metrics, rec, o.epochs);
+    if (o.plot) {
+        char title[256];
+        snprintf(title, sizeof title, "nbody %s %s, %lld layers, train %lld, seed %llu",
+                 o.vn ? "vn" : "egnn", m.relax ? o.relax : "strict", (long long)o.layers,
+                 (long long)train.n, (unsigned long long)o.seed);
+        write_plot(o.plot, rec, o.epochs, title, bva.const_velocity);
+    }
+    printf("result test_mse=%.6f equiv_err=%.3g projected=%d seconds=%.1f\n", test_mse, equiv,
+           projected, ex_now() - t_start);
+
+    free(rec);
+    free(order);
+    eqr_scheduler_destroy(sch);
+    eqr_optim_destroy(opt);
+    model_free(&m);
+    eqr_nbody_free(&train);
+    eqr_nbody_free(&val);
+    eqr_nbody_free(&test);
+    eqr_ctx_destroy(ctx);
+    return 0;
+}

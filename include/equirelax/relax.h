@@ -1,0 +1,193 @@
+/* equirelax constraint relaxation (Pertigkiozoglou et al., NeurIPS 2024):
+ * every equivariant layer f_eq may carry a learnable unconstrained term,
+ *
+ *     y = f_eq(x) + theta * W_r x,
+ *
+ * theta is annealed to 0 by a scheduler (schedule.h) and the model is then
+ * projected to an exactly equivariant one. Two penalties keep the relaxed
+ * model near the equivariant space:
+ *
+ *     loss = task + lambda_defect * ssqrt(sum_layers LD)
+ *                 + lambda_norm   * ssqrt(sum_layers N)
+ *
+ * LD  equivariance defect of W_r:
+ *       finite groups acting exactly on the grid (group convs): the
+ *         generator defect sum_{g in generators} ||W_r - g.W_r||^2, where g
+ *         rotates / flips each filter AND permutes the input and output
+ *         fields' channels by rho_in(g), rho_out(g);
+ *       steerable convs (any group): ||W_r - P W_r||^2, P the orthogonal
+ *         projection onto the span of the layer's equivariant basis (when
+ *         that span holds every equivariant bank of a grid-exact finite
+ *         group, this is the full-group defect sum_{g in G} ||W_r - g.W_r||^2
+ *         divided by 2 |G|; band limits can make the span smaller);
+ *       linear maps between representations of continuous groups: the Lie
+ *         derivative sum_A ||W_r drho_in(A) - drho_out(A) W_r||^2 over the
+ *         Lie algebra generators A (weight form), or
+ *         sum_A ||(W_r drho_in(A) - drho_out(A) W_r) x||^2 (activation form).
+ * N   activation norm ||W_r x||^2 summed over the batch and all output
+ *     entries (exact: one extra conv of the batch with W_r), or estimated
+ *     (opts.norm_subsample = m < B) from the first m images of the batch
+ *     times B / m: an extra conv of m images only; unbiased when the order
+ *     of the images in a batch is random (shuffled batches); m >= B is exact.
+ * ssqrt is a safe square root: its gradient is defined as 0 at 0, so the
+ * penalties stay finite when W_r starts at exactly zero.
+ *
+ * Fused computation: a relaxed conv runs as ONE conv with filter bank
+ * T(W) + theta W_r; the weight gradient splits into T^*(dBank) for W and
+ * theta dBank for W_r. With theta == 0 and both penalties off, W_r is not
+ * touched at all.
+ *
+ * theta is a one-element buffer in the parameter store (the relaxation's
+ * "<name>.theta", or a layer's own "<layer>.theta"), so checkpoints save it
+ * and a scheduler drives it (eqr_scheduler_add_value). W_r is a parameter
+ * "<layer>.wr", saved like any other. To evaluate the projected model in the
+ * middle of training, copy the store's data block (eqr_param_data_block,
+ * eqr_param_total floats), project, evaluate, and copy it back. */
+#ifndef EQUIRELAX_RELAX_H
+#define EQUIRELAX_RELAX_H
+
+#include "gconv.h"
+#include "steerable.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum eqr_relax_init {
+    EQR_RELAX_INIT_ZERO = 0,  /* W_r = 0 (the paper's default) */
+    EQR_RELAX_INIT_NORMAL = 1 /* W_r ~ N(0, init_std^2) from the context RNG */
+} eqr_relax_init;
+
+typedef enum eqr_lie_form {
+    EQR_LIE_WEIGHT = 0,    /* sum_A ||W dA_in - dA_out W||^2 */
+    EQR_LIE_ACTIVATION = 1 /* sum_A ||(W dA_in - dA_out W) x||^2 over the batch */
+} eqr_lie_form;
+
+typedef enum eqr_project_mode {
+    EQR_PROJECT_DROP = 0, /* drop theta W_r (the paper) */
+    EQR_PROJECT_FOLD = 1  /* add theta * (equivariant part of W_r) into f_eq's
+                             weights first: group average / least-squares fit
+                             in the steerable basis */
+} eqr_project_mode;
+
+/* Options of a relaxation; zero-initialise for the defaults. */
+typedef struct eqr_relax_opts {
+    float theta;          /* initial global theta (default 0) */
+    eqr_relax_init init;  /* W_r initialisation (default zero) */
+    float init_std;       /* EQR_RELAX_INIT_NORMAL; 0 = 1e-2 */
+    float lambda_defect;  /* weight of ssqrt(sum LD); 0 = off */
+    float lambda_norm;    /* weight of ssqrt(sum N); 0 = off */
+    int norm_subsample;   /* 0 = exact N; m > 0: estimate from m images */
+    eqr_lie_form lie_form; /* LD of linear maps of continuous groups */
+} eqr_relax_opts;
+
+/* Options of one relaxed layer; NULL or zero-initialised for the defaults. */
+typedef struct eqr_rlayer_opts {
+    int own_theta; /* 1: the layer gets its own theta "<name>.theta",
+                      initialised to the global theta's current value */
+} eqr_rlayer_opts;
+
+/* The relaxation of one model: the global theta, the penalty settings and
+ * the list of relaxed layers. */
+typedef struct eqr_relax eqr_relax;
+/* One relaxed layer (opaque). */
+typedef struct eqr_rlayer eqr_rlayer;
+
+/* New relaxation; registers the buffer "<name>.theta" ([1]). NULL on error
+ * (bad option values: negative lambda or init_std, negative subsample;
+ * NULL/empty name; errors of eqr_param_new). opts may be NULL. */
+eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts *opts);
+/* Free the relaxation and its layers' own memory (NULL ok). Parameters stay
+ * in the store; the wrapped equivariant layers are not freed. */
+void eqr_relax_destroy(eqr_relax *r);
+
+/* The global theta ([1] buffer in the store: a scheduler target). */
+eqr_tensor *eqr_relax_theta(eqr_relax *r);
+/* Set the global theta (and every layer's own theta) to value. */
+void eqr_relax_set_theta(eqr_relax *r, float value);
+const eqr_relax_opts *eqr_relax_get_opts(const eqr_relax *r);
+/* Change the penalty weights (e.g. to turn penalties off for an ablation). */
+void eqr_relax_set_lambdas(eqr_relax *r, float lambda_defect, float lambda_norm);
+
+/* Relax a group conv: registers "<name>.wr" with the shape of its expanded
+ * bank [Fout*|G|, in_dim, k, k] (no bias), initialised per the
+ * relaxation's opts. The gconv stays owned by the caller and must outlive
+ * the relaxed layer. NULL on error (recorded). */
+eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gconv *layer,
+                            const eqr_rlayer_opts *opts);
+
+/* Relax a steerable conv: W_r has the shape of its bank [out_dim, in_dim,
+ * k, k]. As eqr_relax_gconv otherwise. */
+eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                                 eqr_steer_conv *layer, const eqr_rlayer_opts *opts);
+
+/* A representation given by its Lie algebra: ngen generators
+ * drho(A_i), each dim x dim, row-major, consecutive in gens. */
+typedef struct eqr_lie_rep {
+    int dim;
+    int ngen;
+    const float *gens; /* ngen * dim * dim floats, kept by the caller */
+} eqr_lie_rep;
+
+/* Generators of a field type (groups.h) of SO(2) or O(2): the derivative at
+ * 0 of the rotation by angle t, block-diagonal (frequency-m irrep block
+ * [[0, -m], [m, 0]], zero for trivial/sign parts). Writes dim*dim floats
+ * into gens. EQR_ERR_ARG for a group without a continuous rotation part. */
+eqr_status eqr_rep_lie_generator(eqr_ctx *ctx, const eqr_rep *rep, float *gens);
+
+/* A relaxation term alone for a linear map between Lie-algebra
+ * representations in -> out: W_r [out->dim, in->dim], penalised by the Lie
+ * derivative (opts' lie_form). Its forward maps x [..., in->dim] to
+ * theta W_r x [..., out->dim]; add it to the equivariant map's output. The
+ * generators are copied. Fold-projection has no equivariant layer to fold
+ * into and acts as drop, unless a layer module wraps it (e.g. vector
+ * neurons). NULL on error (dims < 1, different ngen, ...). */
+eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                             const eqr_lie_rep *in, const eqr_lie_rep *out,
+                             const eqr_rlayer_opts *opts);
+
+/* Forward of a relaxed layer: f_eq(x) + theta W_r x (fused for convs), or
+ * theta W_r x for eqr_relax_linear. Records this step's activation-norm
+ * term when gradients are enabled and lambda_norm > 0 (or the activation
+ * form of the Lie derivative). Errors as the wrapped layer's forward. */
+eqr_tensor *eqr_rlayer_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x);
+
+/* The penalty lambda_defect * ssqrt(sum LD) + lambda_norm * ssqrt(sum N) of
+ * this step as a differentiable scalar tensor [1] (N from the forwards since
+ * the last call; it consumes them). A zero scalar if both lambdas are 0. */
+eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r);
+
+/* Sum over layers of LD (differentiable scalar [1]), for tests and
+ * telemetry. The activation form uses this step's recorded inputs. */
+eqr_tensor *eqr_relax_defect(eqr_ctx *ctx, eqr_relax *r);
+
+/* The Lie derivative of a linear map in closed form: for W [out->dim,
+ * in->dim] writes ngen matrices W drho_in(A) - drho_out(A) W into out_ld
+ * (ngen * out->dim * in->dim floats). */
+eqr_status eqr_lie_derivative(eqr_ctx *ctx, const float *W, const eqr_lie_rep *in,
+                              const eqr_lie_rep *out, float *out_ld);
+
+/* Project every layer (mode DROP or FOLD), then set W_r = 0 and every theta
+ * to 0. Afterwards the model is exactly equivariant and the relaxed layers
+ * compute f_eq alone. */
+eqr_status eqr_relax_project(eqr_ctx *ctx, eqr_relax *r, eqr_project_mode mode);
+
+/* Telemetry of one layer. */
+typedef struct eqr_rlayer_stats {
+    float theta;       /* its theta */
+    float wr_norm;     /* ||W_r|| (Frobenius) */
+    float act_norm;    /* ||W_r x|| of its last forward with the norm recorded, -1 if none */
+    float defect;      /* LD (weight form) of W_r now */
+} eqr_rlayer_stats;
+
+int eqr_relax_num_layers(const eqr_relax *r);
+eqr_rlayer *eqr_relax_layer(eqr_relax *r, int i);
+const char *eqr_rlayer_name(const eqr_rlayer *l);
+eqr_tensor *eqr_rlayer_wr(const eqr_rlayer *l);
+eqr_tensor *eqr_rlayer_theta(const eqr_rlayer *l); /* own or the global one */
+eqr_status eqr_rlayer_get_stats(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,757 @@
+/* Relax: Lie derivative of linear maps of continuous groups. SO(2) / O(2)
+ * generators against finite differences of the representation matrices;
+ * the closed-form Lie derivative W dA_in - dA_out W against a
+ * finite-difference measurement of d/dt rho_out(e^{-tA}) W rho_in(e^{tA}) x
+ * (SO(2) field types and an so(3) rep of scalars + 3-vectors built here);
+ * zero on equivariant W, positive otherwise, in weight and activation form;
+ * the relaxed linear's forward, norm and defect terms with gradient checks;
+ * theta = 0 costs nothing; error paths. */
+#include "testutil.h"
+
+#include "relax_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ helpers */
+
+/* SO(2), L = 3: 2 trivial, 2 x freq 1, freq 2, freq 3 (dim 10). */
+static eqr_rep *rep_so2_a(eqr_ctx *ctx) {
+    eqr_group G = eqr_group_so2(3);
+    eqr_rep_part p[4] = {eqr_part_irrep(eqr_irrep_of(&G, 0, 0), 2),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 1), 2),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 2), 1),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 3), 1)};
+    eqr_rep *r = eqr_rep_create(ctx, &G, 4, p);
+    assert_non_null(r);
+    assert_int_equal(r->dim, 10);
+    return r;
+}
+
+/* SO(2), L = 3: trivial, freq 1, 2 x freq 2, freq 3 (dim 9). */
+static eqr_rep *rep_so2_b(eqr_ctx *ctx) {
+    eqr_group G = eqr_group_so2(3);
+    eqr_rep_part p[4] = {eqr_part_irrep(eqr_irrep_of(&G, 0, 0), 1),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 1), 1),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 2), 2),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 3), 1)};
+    eqr_rep *r = eqr_rep_create(ctx, &G, 4, p);
+    assert_non_null(r);
+    assert_int_equal(r->dim, 9);
+    return r;
+}
+
+/* O(2), L = 2: trivial, 2 x sign, freq 1, 2 x freq 2 (dim 9). */
+static eqr_rep *rep_o2(eqr_ctx *ctx) {
+    eqr_group G = eqr_group_o2(2);
+    eqr_rep_part p[4] = {eqr_part_irrep(eqr_irrep_of(&G, 0, 0), 1),
+                         eqr_part_irrep(eqr_irrep_of(&G, 1, 0), 2),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 1), 1),
+                         eqr_part_irrep(eqr_irrep_of(&G, 0, 2), 2)};
+    eqr_rep *r = eqr_rep_create(ctx, &G, 4, p);
+    assert_non_null(r);
+    assert_int_equal(r->dim, 9);
+    return r;
+}
+
+/* rho(e^{t A_a}) of a test representation, dim x dim row-major double. */
+typedef void (*expo_fn)(const void *u, int a, double t, double *M);
+
+static void expo_planar(const void *u, int a, double t, double *M) {
+    (void)a;
+    assert_int_equal(eqr_rep_matrix((const eqr_rep *)u, eqr_gelem_make(0, t), M),
+                     ((const eqr_rep *)u)->dim);
+}
+
+/* so(3) on ns scalars followed by nv 3-vectors: generators L_a with
+ * (L_a)_{jk} = -eps_{ajk} (L_z = d/dt of the rotation about z). */
+typedef struct rep3 {
+    int ns, nv;
+} rep3;
+
+static int rep3_dim(const rep3 *r) { return r->ns + 3 * r->nv; }
+
+static void so3_basis(int a, double L[9]) {
+    memset(L, 0, 9 * sizeof(double));
+    int j = (a + 1) % 3, k = (a + 2) % 3; /* eps_{a j k} = +1 */
+    L[j * 3 + k] = -1.0;
+    L[k * 3 + j] = 1.0;
+}
+
+static void rep3_gens(const rep3 *r, float *g) {
+    int d = rep3_dim(r);
+    memset(g, 0, sizeof(float) * 3 * (size_t)(d * d));
+    for (int a = 0; a < 3; a++) {
+        double L[9];
+        so3_basis(a, L);
+        for (int v = 0; v < r->nv; v++) {
+            int o = r->ns + 3 * v;
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) g[(size_t)a * d * d + (o + i) * d + o + j] = (float)L[i * 3 + j];
+        }
+    }
+}
+
+/* Rodrigues: e^{tK} = I + sin t K + (1 - cos t) K^2 for K = L_a (K^3 = -K). */
+static void expo_so3(const void *u, int a, double t, double *M) {
+    const rep3 *r = u;
+    int d = rep3_dim(r);
+    double K[9], K2[9] = {0}, R[9];
+    so3_basis(a, K);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 3; k++) K2[i * 3 + j] += K[i * 3 + k] * K[k * 3 + j];
+    for (int i = 0; i < 9; i++) R[i] = (i % 4 == 0 ? 1.0 : 0.0) + sin(t) * K[i] + (1 - cos(t)) * K2[i];
+    memset(M, 0, sizeof(double) * (size_t)(d * d));
+    for (int s = 0; s < r->ns; s++) M[s * d + s] = 1.0;
+    for (int v = 0; v < r->nv; v++) {
+        int o = r->ns + 3 * v;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) M[(o + i) * d + o + j] = R[i * 3 + j];
+    }
+}
+
+/* y = A x, A [m, n] double, x double */
+static void matvec(const double *A, const double *x, int m, int n, double *y) {
+    for (int i = 0; i < m; i++) {
+        double s = 0;
+        for (int j = 0; j < n; j++) s += A[i * n + j] * x[j];
+        y[i] = s;
+    }
+}
+
+/* F(t) = rho_out(e^{-tA}) W rho_in(e^{tA}) x */
+static void conj_apply(const float *W, const double *x, int din, int dout, int a, double t,
+                       expo_fn ein, const void *uin, expo_fn eout, const void *uout, double *F) {
+    double *Mi = malloc(sizeof(double) * (size_t)(din * din));
+    double *Mo = malloc(sizeof(double) * (size_t)(dout * dout));
+    double *u = malloc(sizeof(double) * (size_t)din), *v = malloc(sizeof(double) * (size_t)dout);
+    assert_true(Mi && Mo && u && v);
+    ein(uin, a, t, Mi);
+    eout(uout, a, -t, Mo);
+    matvec(Mi, x, din, din, u);
+    for (int i = 0; i < dout; i++) {
+        double s = 0;
+        for (int j = 0; j < din; j++) s += (double)W[i * din + j] * u[j];
+        v[i] = s;
+    }
+    matvec(Mo, v, dout, dout, F);
+    free(Mi), free(Mo), free(u), free(v);
+}
+
+/* Closed form (eqr_lie_derivative) applied to random x against the central
+ * difference of F(t) at 0, for every generator. Returns the largest
+ * |closed - fd| relative to the largest |closed| entry. */
+static double fd_lie_check(eqr_ctx *ctx, const float *W, const eqr_lie_rep *in,
+                           const eqr_lie_rep *out, expo_fn ein, const void *uin, expo_fn eout,
+                           const void *uout, uint64_t seed) {
+    int din = in->dim, dout = out->dim, ng = in->ngen;
+    float *ld = malloc(sizeof(float) * (size_t)(ng * din * dout));
+    float *xf = malloc(sizeof(float) * (size_t)din);
+    double *x = malloc(sizeof(double) * (size_t)din);
+    double *Fp = malloc(sizeof(double) * (size_t)dout), *Fm = malloc(sizeof(double) * (size_t)dout);
+    assert_true(ld && xf && x && Fp && Fm);
+    assert_int_equal(eqr_lie_derivative(ctx, W, in, out, ld), EQR_OK);
+    tu_fill_uniform(xf, din, seed);
+    for (int i = 0; i < din; i++) x[i] = xf[i];
+    const double h = 1e-4;
+    double maxdiff = 0, maxval = 0;
+    for (int a = 0; a < ng; a++) {
+        conj_apply(W, x, din, dout, a, h, ein, uin, eout, uout, Fp);
+        conj_apply(W, x, din, dout, a, -h, ein, uin, eout, uout, Fm);
+        for (int i = 0; i < dout; i++) {
+            double c = 0;
+            for (int j = 0; j < din; j++) c += (double)ld[(size_t)a * dout * din + i * din + j] * x[j];
+            double fd = (Fp[i] - Fm[i]) / (2 * h);
+            maxdiff = fmax(maxdiff, fabs(c - fd));
+            maxval = fmax(maxval, fabs(c));
+        }
+    }
+    free(ld), free(xf), free(x), free(Fp), free(Fm);
+    assert_true(maxval > 0.1); /* a random W is far from equivariant */
+    return maxdiff / maxval;
+}
+
+/* Double reference LD_a = W gin_a - gout_a W. */
+static void ref_ld(const float *W, const eqr_lie_rep *in, const eqr_lie_rep *out, double *ld) {
+    int di = in->dim, dout = out->dim;
+    for (int a = 0; a < in->ngen; a++) {
+        const float *gi = in->gens + (size_t)a * di * di, *go = out->gens + (size_t)a * dout * dout;
+        for (int r = 0; r < dout; r++)
+            for (int c = 0; c < di; c++) {
+                double s = 0;
+                for (int k = 0; k < di; k++) s += (double)W[r * di + k] * gi[k * di + c];
+                for (int k = 0; k < dout; k++) s -= (double)go[r * dout + k] * W[k * di + c];
+                ld[(size_t)a * dout * di + r * di + c] = s;
+            }
+    }
+}
+
+/* Copies of irreps of a planar rep: offset, dim, freq of each copy. */
+typedef struct blk {
+    int off, dim, j, freq;
+} blk;
+
+static int rep_blocks(const eqr_rep *rep, blk *b) {
+    int n = 0, off = 0;
+    for (int k = 0; k < rep->nparts; k++)
+        for (int c = 0; c < rep->parts[k].mult; c++) {
+            b[n] = (blk){off, rep->parts[k].irrep.dim, rep->parts[k].irrep.j, rep->parts[k].irrep.freq};
+            off += b[n].dim;
+            n++;
+        }
+    return n;
+}
+
+/* W [out->dim, in->dim] commuting with every rotation: a I + b J between
+ * copies of the same frequency, any scalar between 1D irreps, 0 across
+ * different frequencies. */
+static void equivariant_planar_W(const eqr_rep *in, const eqr_rep *out, float *W, uint64_t seed) {
+    blk bi[32], bo[32];
+    int ni = rep_blocks(in, bi), no = rep_blocks(out, bo);
+    int di = in->dim;
+    memset(W, 0, sizeof(float) * (size_t)(out->dim * di));
+    eqr_rng rng;
+    eqr_rng_seed(&rng, seed);
+    for (int p = 0; p < no; p++)
+        for (int q = 0; q < ni; q++) {
+            if (bo[p].freq != bi[q].freq || bo[p].dim != bi[q].dim) continue;
+            float a = eqr_rng_normal(&rng), b = eqr_rng_normal(&rng);
+            int r0 = bo[p].off, c0 = bi[q].off;
+            if (bo[p].dim == 1) {
+                W[r0 * di + c0] = a;
+            } else {
+                W[r0 * di + c0] = a, W[r0 * di + c0 + 1] = -b;
+                W[(r0 + 1) * di + c0] = b, W[(r0 + 1) * di + c0 + 1] = a;
+            }
+        }
+}
+
+/* W = S on scalars, M (x) I3 on vectors, 0 across. */
+static void equivariant_so3_W(const rep3 *in, const rep3 *out, float *W, uint64_t seed) {
+    int di = rep3_dim(in), dout = rep3_dim(out);
+    memset(W, 0, sizeof(float) * (size_t)(di * dout));
+    eqr_rng rng;
+    eqr_rng_seed(&rng, seed);
+    for (int r = 0; r < out->ns; r++)
+        for (int c = 0; c < in->ns; c++) W[r * di + c] = eqr_rng_normal(&rng);
+    for (int p = 0; p < out->nv; p++)
+        for (int q = 0; q < in->nv; q++) {
+            float m = eqr_rng_normal(&rng);
+            for (int i = 0; i < 3; i++) W[(out->ns + 3 * p + i) * di + in->ns + 3 * q + i] = m;
+        }
+}
+
+static double max_abs(const float *v, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+/* ----------------------------------------------------- (1) generators */
+
+/* A = rho'(0) by central differences of eqr_rep_matrix, and e^{tA} = rho(t)
+ * at a finite angle (Taylor series), for SO(2) and O(2) types. */
+static void test_generators_match_fd(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(1);
+    eqr_rep *reps[3] = {rep_so2_a(ctx), rep_so2_b(ctx), rep_o2(ctx)};
+    for (int k = 0; k < 3; k++) {
+        int d = reps[k]->dim;
+        float *g = malloc(sizeof(float) * (size_t)(d * d));
+        double *P = malloc(sizeof(double) * (size_t)(d * d)), *Mm = malloc(sizeof(double) * (size_t)(d * d));
+        double *E = calloc((size_t)(d * d), sizeof(double)), *T = malloc(sizeof(double) * (size_t)(d * d));
+        double *T2 = malloc(sizeof(double) * (size_t)(d * d));
+        assert_true(g && P && Mm && E && T && T2);
+        assert_int_equal(eqr_rep_lie_generator(ctx, reps[k], g), EQR_OK);
+        const double h = 1e-5;
+        eqr_rep_matrix(reps[k], eqr_gelem_make(0, h), P);
+        eqr_rep_matrix(reps[k], eqr_gelem_make(0, -h), Mm);
+        double maxdiff = 0;
+        for (int i = 0; i < d * d; i++) maxdiff = fmax(maxdiff, fabs(g[i] - (P[i] - Mm[i]) / (2 * h)));
+        assert_true(maxdiff < 1e-6);
+        assert_true(max_abs(g, d * d) >= 1.0); /* not the zero matrix */
+        /* e^{tA} by its series equals rho(rotation by t) */
+        const double t = 0.9;
+        for (int i = 0; i < d * d; i++) T[i] = (i % (d + 1) == 0) ? 1.0 : 0.0;
+        for (int i = 0; i < d * d; i++) E[i] = T[i];
+        for (int n = 1; n < 60; n++) {
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < d; j++) {
+                    double s = 0;
+                    for (int l = 0; l < d; l++) s += T[i * d + l] * g[l * d + j];
+                    T2[i * d + j] = s * t / n;
+                }
+            for (int i = 0; i < d * d; i++) T[i] = T2[i], E[i] += T2[i];
+        }
+        eqr_rep_matrix(reps[k], eqr_gelem_make(0, t), P);
+        for (int i = 0; i < d * d; i++) assert_true(fabs(E[i] - P[i]) < 1e-9);
+        free(g), free(P), free(Mm), free(E), free(T), free(T2);
+    }
+    for (int k = 0; k < 3; k++) eqr_rep_destroy(reps[k]);
+    eqr_ctx_destroy(ctx);
+}
+
+/* ----------------------------------------------- (2) closed form vs FD */
+
+static void test_lie_derivative_matches_fd_so2(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(2);
+    eqr_rep *ra = rep_so2_a(ctx), *rb = rep_so2_b(ctx), *ro = rep_o2(ctx);
+    float ga[100], gb[81], go[81], W[100];
+    assert_int_equal(eqr_rep_lie_generator(ctx, ra, ga), EQR_OK);
+    assert_int_equal(eqr_rep_lie_generator(ctx, rb, gb), EQR_OK);
+    assert_int_equal(eqr_rep_lie_generator(ctx, ro, go), EQR_OK);
+    eqr_lie_rep la = {10, 1, ga}, lb = {9, 1, gb}, lo = {9, 1, go};
+    double worst = 0;
+    for (uint64_t s = 0; s < 3; s++) {
+        tu_fill_uniform(W, 90, 10 + s); /* a -> b: W [9, 10] */
+        worst = fmax(worst, fd_lie_check(ctx, W, &la, &lb, expo_planar, ra, expo_planar, rb, 20 + s));
+        tu_fill_uniform(W, 90, 30 + s); /* b -> a: W [10, 9] */
+        worst = fmax(worst, fd_lie_check(ctx, W, &lb, &la, expo_planar, rb, expo_planar, ra, 40 + s));
+        tu_fill_uniform(W, 100, 50 + s); /* a -> a */
+        worst = fmax(worst, fd_lie_check(ctx, W, &la, &la, expo_planar, ra, expo_planar, ra, 60 + s));
+        tu_fill_uniform(W, 81, 70 + s); /* O(2) -> O(2), rotations */
+        worst = fmax(worst, fd_lie_check(ctx, W, &lo, &lo, expo_planar, ro, expo_planar, ro, 80 + s));
+    }
+    printf("SO(2)/O(2): max |closed - FD| / max |closed| = %.3g\n", worst);
+    assert_true(worst < 1e-5);
+
+    /* the check has teeth: transposed generators (the other rotation sense,
+     * i.e. scrambled axes) disagree with the measurement */
+    float gat[100], gbt[81];
+    for (int i = 0; i < 10; i++)
+        for (int j = 0; j < 10; j++) gat[i * 10 + j] = ga[j * 10 + i];
+    for (int i = 0; i < 9; i++)
+        for (int j = 0; j < 9; j++) gbt[i * 9 + j] = gb[j * 9 + i];
+    eqr_lie_rep lat = {10, 1, gat}, lbt = {9, 1, gbt};
+    tu_fill_uniform(W, 90, 10);
+    double bad = fd_lie_check(ctx, W, &lat, &lbt, expo_planar, ra, expo_planar, rb, 20);
+    assert_true(bad > 0.1);
+    eqr_rep_destroy(ra), eqr_rep_destroy(rb), eqr_rep_destroy(ro);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_lie_derivative_matches_fd_so3(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(3);
+    rep3 ri = {2, 2}, ro = {1, 3}; /* dims 8 and 10 */
+    float gi[3 * 64], go[3 * 100], W[80];
+    rep3_gens(&ri, gi);
+    rep3_gens(&ro, go);
+    /* the hand-written generators are the derivatives of the Rodrigues maps */
+    double P[100], M[100];
+    for (int a = 0; a < 3; a++) {
+        expo_so3(&ro, a, 1e-5, P);
+        expo_so3(&ro, a, -1e-5, M);
+        for (int i = 0; i < 100; i++) assert_true(fabs(go[a * 100 + i] - (P[i] - M[i]) / 2e-5) < 1e-6);
+    }
+    eqr_lie_rep li = {8, 3, gi}, lo = {10, 3, go};
+    double worst = 0;
+    for (uint64_t s = 0; s < 3; s++) {
+        tu_fill_uniform(W, 80, 100 + s);
+        worst = fmax(worst, fd_lie_check(ctx, W, &li, &lo, expo_so3, &ri, expo_so3, &ro, 200 + s));
+        worst = fmax(worst, fd_lie_check(ctx, W, &lo, &li, expo_so3, &ro, expo_so3, &ri, 300 + s));
+    }
+    printf("so(3) scalars+vectors: max |closed - FD| / max |closed| = %.3g\n", worst);
+    assert_true(worst < 1e-5);
+    eqr_ctx_destroy(ctx);
+}
+
+/* ------------------------------------------------- relaxed-layer setup */
+
+typedef struct fixture {
+    eqr_ctx *ctx;
+    eqr_relax *r;
+    eqr_rlayer *l;
+    eqr_rep *rin, *rout;
+    float gin[100], gout[100];
+    eqr_lie_rep lin, lout;
+} fixture;
+
+/* SO(2) relaxed linear rep_so2_a -> rep_so2_b with the given opts. */
+static void fixture_make(fixture *f, const eqr_relax_opts *o, uint64_t seed) {
+    f->ctx = tu_ctx(seed);
+    f->rin = rep_so2_a(f->ctx);
+    f->rout = rep_so2_b(f->ctx);
+    assert_int_equal(eqr_rep_lie_generator(f->ctx, f->rin, f->gin), EQR_OK);
+    assert_int_equal(eqr_rep_lie_generator(f->ctx, f->rout, f->gout), EQR_OK);
+    f->lin = (eqr_lie_rep){10, 1, f->gin};
+    f->lout = (eqr_lie_rep){9, 1, f->gout};
+    f->r = eqr_relax_create(f->ctx, "rx", o);
+    assert_non_null(f->r);
+    f->l = eqr_relax_linear(f->ctx, f->r, "lin", &f->lin, &f->lout, NULL);
+    if (!f->l) fail_msg("eqr_relax_linear: %s", eqr_error_message(f->ctx));
+    eqr_tensor *wr = eqr_rlayer_wr(f->l);
+    assert_int_equal(wr->ndim, 2);
+    assert_int_equal(wr->shape[0], 9);
+    assert_int_equal(wr->shape[1], 10);
+}
+
+static void fixture_free(fixture *f) {
+    eqr_relax_destroy(f->r);
+    eqr_rep_destroy(f->rin), eqr_rep_destroy(f->rout);
+    eqr_ctx_destroy(f->ctx);
+}
+
+/* sum_A sum_rows ||LD_A x_row||^2 in double */
+static double ref_act_defect(const float *W, const eqr_lie_rep *in, const eqr_lie_rep *out,
+                             const float *x, int64_t rows) {
+    int di = in->dim, dout = out->dim;
+    double *ld = malloc(sizeof(double) * (size_t)(in->ngen * di * dout));
+    assert_non_null(ld);
+    ref_ld(W, in, out, ld);
+    double s = 0;
+    for (int a = 0; a < in->ngen; a++)
+        for (int64_t r = 0; r < rows; r++)
+            for (int i = 0; i < dout; i++) {
+                double v = 0;
+                for (int j = 0; j < di; j++) v += ld[(size_t)a * dout * di + i * di + j] * x[r * di + j];
+                s += v * v;
+            }
+    free(ld);
+    return s;
+}
+
+/* ------------------------------------------ (3) zero on equivariant W */
+
+static void test_ld_zero_on_equivariant(void **state) {
+    (void)state;
+    eqr_relax_opts o = {0};
+    o.lambda_defect = 1.0f;
+    o.lie_form = EQR_LIE_ACTIVATION;
+    o.theta = 0.5f;
+    fixture f;
+    fixture_make(&f, &o, 4);
+    eqr_ctx *ctx = f.ctx;
+    float W[90], ld[90];
+    /* closed form on an equivariant SO(2) map: exactly zero */
+    equivariant_planar_W(f.rin, f.rout, W, 7);
+    assert_true(max_abs(W, 90) > 0.5);
+    assert_int_equal(eqr_lie_derivative(ctx, W, &f.lin, &f.lout, ld), EQR_OK);
+    assert_true(max_abs(ld, 90) <= 1e-6);
+
+    /* weight form through the relaxed layer */
+    eqr_tensor *wr = eqr_rlayer_wr(f.l);
+    memcpy(wr->data, W, sizeof W);
+    eqr_tensor *d = f.l->ops->defect(ctx, f.l);
+    assert_non_null(d);
+    assert_int_equal(d->numel, 1);
+    assert_true(d->data[0] <= 1e-6f);
+    /* activation form: (W dA_in - dA_out W) x recorded by the forward */
+    int64_t xs[3] = {2, 3, 10};
+    eqr_tensor *x = eqr_tensor_zeros(ctx, 3, xs);
+    tu_fill_uniform(x->data, x->numel, 8);
+    f.l->lie_act_term = NULL;
+    assert_non_null(eqr_rlayer_forward(ctx, f.l, x));
+    assert_non_null(f.l->lie_act_term);
+    assert_true(f.l->lie_act_term->data[0] <= 1e-6f);
+    eqr_step_reset(ctx);
+
+    /* random W: positive, and equal to the double reference */
+    tu_fill_uniform(W, 90, 9);
+    memcpy(wr->data, W, sizeof W);
+    double ldd[90], ref = 0;
+    ref_ld(W, &f.lin, &f.lout, ldd);
+    for (int i = 0; i < 90; i++) ref += ldd[i] * ldd[i];
+    d = f.l->ops->defect(ctx, f.l);
+    assert_non_null(d);
+    assert_true(ref > 1.0);
+    tu_assert_close("weight-form LD", d->data, &ref, 1, 1e-4, 1e-5);
+    x = eqr_tensor_zeros(ctx, 3, xs);
+    tu_fill_uniform(x->data, x->numel, 8);
+    assert_non_null(eqr_rlayer_forward(ctx, f.l, x));
+    double aref = ref_act_defect(W, &f.lin, &f.lout, x->data, 6);
+    assert_true(aref > 1.0);
+    tu_assert_close("activation-form LD", f.l->lie_act_term->data, &aref, 1, 1e-4, 1e-5);
+    /* eqr_relax_defect uses the activation form's recorded term */
+    eqr_tensor *td = eqr_relax_defect(ctx, f.r);
+    if (!td) fail_msg("eqr_relax_defect: %s", eqr_error_message(ctx));
+    tu_assert_close("eqr_relax_defect (activation)", td->data, &aref, 1, 1e-4, 1e-5);
+    fixture_free(&f);
+
+    /* so(3): scalar block + M (x) I3 on vectors is exactly invariant */
+    ctx = tu_ctx(5);
+    rep3 ri = {2, 2}, ro = {1, 3};
+    float gi[3 * 64], go[3 * 100], W3[80], ld3[240];
+    rep3_gens(&ri, gi);
+    rep3_gens(&ro, go);
+    eqr_lie_rep li = {8, 3, gi}, lo = {10, 3, go};
+    equivariant_so3_W(&ri, &ro, W3, 11);
+    assert_int_equal(eqr_lie_derivative(ctx, W3, &li, &lo, ld3), EQR_OK);
+    assert_true(max_abs(ld3, 240) <= 1e-6);
+    tu_fill_uniform(W3, 80, 12);
+    assert_int_equal(eqr_lie_derivative(ctx, W3, &li, &lo, ld3), EQR_OK);
+    assert_true(max_abs(ld3, 240) > 0.1);
+    /* through a relaxed layer, both forms */
+    eqr_relax_opts o3 = {0};
+    o3.lambda_defect = 1.0f;
+    o3.lie_form = EQR_LIE_ACTIVATION;
+    eqr_relax *r = eqr_relax_create(ctx, "r3", &o3);
+    assert_non_null(r);
+    eqr_rlayer *l = eqr_relax_linear(ctx, r, "vn", &li, &lo, NULL);
+    assert_non_null(l);
+    int64_t xs3[2] = {4, 8};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) equivariant_so3_W(&ri, &ro, eqr_rlayer_wr(l)->data, 11);
+        else tu_fill_uniform(eqr_rlayer_wr(l)->data, 80, 12);
+        eqr_tensor *x3 = eqr_tensor_zeros(ctx, 2, xs3);
+        tu_fill_uniform(x3->data, x3->numel, 13);
+        eqr_tensor *dw = l->ops->defect(ctx, l);
+        assert_non_null(eqr_rlayer_forward(ctx, l, x3));
+        assert_true(dw && l->lie_act_term);
+        if (pass == 0) {
+            assert_true(dw->data[0] <= 1e-6f);
+            assert_true(l->lie_act_term->data[0] <= 1e-6f);
+        } else {
+            double a3 = ref_act_defect(eqr_rlayer_wr(l)->data, &li, &lo, x3->data, 4);
+            assert_true(dw->data[0] > 1.0f);
+            assert_true(a3 > 1.0);
+            tu_assert_close("so(3) activation LD", l->lie_act_term->data, &a3, 1, 1e-4, 1e-5);
+        }
+        eqr_step_reset(ctx);
+    }
+    eqr_relax_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
+/* ------------------------------------ forward values and norm estimator */
+
+static void test_forward_and_norm(void **state) {
+    (void)state;
+    for (int sub = 0; sub < 2; sub++) {
+        eqr_relax_opts o = {0};
+        o.init = EQR_RELAX_INIT_NORMAL;
+        o.init_std = 0.5f;
+        o.theta = 0.7f;
+        o.lambda_norm = 1.0f;
+        o.norm_subsample = sub; /* 0 exact; 1 = first image of 3, times 3 */
+        fixture f;
+        fixture_make(&f, &o, 6);
+        eqr_ctx *ctx = f.ctx;
+        const float *W = eqr_rlayer_wr(f.l)->data;
+        assert_true(max_abs(W, 90) > 0.1);
+        int64_t xs[3] = {3, 2, 10};
+        eqr_tensor *x = eqr_tensor_zeros(ctx, 3, xs);
+        tu_fill_uniform(x->data, x->numel, 14);
+        eqr_tensor *y = eqr_rlayer_forward(ctx, f.l, x);
+        if (!y) fail_msg("forward: %s", eqr_error_message(ctx));
+        assert_int_equal(y->ndim, 3);
+        assert_int_equal(y->shape[0], 3);
+        assert_int_equal(y->shape[1], 2);
+        assert_int_equal(y->shape[2], 9);
+        double ref[54], nfull = 0, nfirst = 0;
+        for (int r = 0; r < 6; r++)
+            for (int i = 0; i < 9; i++) {
+                double s = 0;
+                for (int j = 0; j < 10; j++) s += (double)W[i * 10 + j] * x->data[r * 10 + j];
+                ref[r * 9 + i] = 0.7 * s;
+                nfull += s * s;
+                if (r < 2) nfirst += s * s;
+            }
+        tu_assert_close("theta W_r x", y->data, ref, 54, 1e-5, 1e-5);
+        assert_non_null(f.l->norm_term);
+        double nref = sub ? 3.0 * nfirst : nfull;
+        tu_assert_close(sub ? "N estimate" : "N exact", f.l->norm_term->data, &nref, 1, 1e-4, 1e-5);
+        /* a 1-D x is one sample */
+        int64_t x1s[1] = {10};
+        eqr_tensor *y1 = eqr_rlayer_forward(ctx, f.l, eqr_tensor_from(ctx, 1, x1s, x->data));
+        assert_non_null(y1);
+        assert_int_equal(y1->ndim, 1);
+        assert_int_equal(y1->shape[0], 9);
+        tu_assert_close("1-D forward", y1->data, ref, 9, 1e-5, 1e-5);
+        fixture_free(&f);
+    }
+}
+
+/* --------------------------------------------------- (4) gradient checks */
+
+typedef struct gc_user {
+    eqr_rlayer *l;
+    int what; /* 0 output, 1 norm term, 2 activation LD term */
+} gc_user;
+
+static eqr_tensor *gc_defect(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    (void)in;
+    eqr_rlayer *l = user;
+    return l->ops->defect(ctx, l);
+}
+
+static eqr_tensor *gc_forward(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    gc_user *u = user;
+    u->l->norm_term = u->l->lie_act_term = NULL;
+    /* the penalty terms are recorded only with gradients on; the FD
+     * evaluations of tu_gradcheck run with them off */
+    int prev = eqr_set_grad_enabled(ctx, 1);
+    eqr_tensor *y = eqr_rlayer_forward(ctx, u->l, in[1]);
+    eqr_set_grad_enabled(ctx, prev);
+    if (u->what == 1) return u->l->norm_term;
+    if (u->what == 2) return u->l->lie_act_term;
+    return y;
+}
+
+static void test_gradcheck(void **state) {
+    (void)state;
+    eqr_relax_opts o = {0};
+    o.init = EQR_RELAX_INIT_NORMAL;
+    o.init_std = 0.3f;
+    o.theta = 0.7f;
+    o.lambda_norm = 1.0f;
+    o.lambda_defect = 1.0f;
+    o.norm_subsample = 1;
+    o.lie_form = EQR_LIE_ACTIVATION;
+    fixture f;
+    fixture_make(&f, &o, 7);
+    eqr_ctx *ctx = f.ctx;
+    int64_t xs[3] = {2, 2, 10};
+    eqr_tensor *x = tu_input(ctx, "x", 3, xs, 0.5f);
+    eqr_tensor *in[2] = {eqr_rlayer_wr(f.l), x};
+    assert_true(in[0]->flags & EQR_T_REQUIRES_GRAD);
+    tu_gradcheck(ctx, gc_defect, in, 1, f.l, 1e-2, 1e-2, 1e-2);
+    for (int what = 0; what < 3; what++) {
+        gc_user u = {f.l, what};
+        tu_gradcheck(ctx, gc_forward, in, 2, &u, 1e-2, 1e-2, 1e-2);
+    }
+    fixture_free(&f);
+
+    /* so(3) weight-form defect */
+    ctx = tu_ctx(8);
+    rep3 ri = {1, 2}, ro = {2, 1};
+    float gi[3 * 49], go[3 * 25];
+    rep3_gens(&ri, gi);
+    rep3_gens(&ro, go);
+    eqr_lie_rep li = {7, 3, gi}, lo = {5, 3, go};
+    eqr_relax_opts o3 = {0};
+    o3.init = EQR_RELAX_INIT_NORMAL;
+    o3.init_std = 0.5f;
+    eqr_relax *r = eqr_relax_create(ctx, "r3", &o3);
+    eqr_rlayer *l = eqr_relax_linear(ctx, r, "vn", &li, &lo, NULL);
+    assert_non_null(l);
+    eqr_tensor *w3 = eqr_rlayer_wr(l);
+    tu_gradcheck(ctx, gc_defect, &w3, 1, l, 1e-2, 1e-2, 1e-2);
+    eqr_relax_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
+/* ------------------------------------------- (5) theta = 0 costs nothing */
+
+static void test_theta_zero_is_free(void **state) {
+    (void)state;
+    for (int form = 0; form < 2; form++) {
+        eqr_relax_opts o = {0};
+        o.init = EQR_RELAX_INIT_NORMAL;
+        o.lie_form = form ? EQR_LIE_ACTIVATION : EQR_LIE_WEIGHT;
+        fixture f;
+        fixture_make(&f, &o, 9);
+        eqr_ctx *ctx = f.ctx;
+        int64_t xs[2] = {4, 10};
+        eqr_tensor *x = tu_input(ctx, "x", 2, xs, 1.0f);
+        int64_t tape0 = eqr_tape_size(ctx);
+        eqr_tensor *y = eqr_rlayer_forward(ctx, f.l, x);
+        assert_non_null(y);
+        assert_int_equal(y->shape[0], 4);
+        assert_int_equal(y->shape[1], 9);
+        for (int64_t i = 0; i < y->numel; i++) assert_true(y->data[i] == 0.0f);
+        assert_int_equal(eqr_tape_size(ctx), tape0);
+        assert_null(f.l->norm_term);
+        assert_null(f.l->lie_act_term);
+        /* penalties on but gradients off: still nothing recorded */
+        eqr_relax_set_lambdas(f.r, 1.0f, 1.0f);
+        eqr_set_grad_enabled(ctx, 0);
+        y = eqr_rlayer_forward(ctx, f.l, x);
+        assert_non_null(y);
+        for (int64_t i = 0; i < y->numel; i++) assert_true(y->data[i] == 0.0f);
+        assert_null(f.l->norm_term);
+        assert_null(f.l->lie_act_term);
+        eqr_set_grad_enabled(ctx, 1);
+        /* and with gradients on the terms appear (the test can fail) */
+        y = eqr_rlayer_forward(ctx, f.l, x);
+        assert_non_null(y);
+        for (int64_t i = 0; i < y->numel; i++) assert_true(y->data[i] == 0.0f);
+        assert_non_null(f.l->norm_term);
+        if (form) assert_non_null(f.l->lie_act_term);
+        else assert_null(f.l->lie_act_term);
+        fixture_free(&f);
+    }
+}
+
+/* ------------------------------------------------------ (6) error paths */
+
+static void test_errors(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(10);
+    float g[400];
+    /* groups without a continuous rotation */
+    eqr_group C4 = eqr_group_cyclic(4), D4 = eqr_group_dihedral(4);
+    eqr_rep_part pc = eqr_part_irrep(eqr_irrep_of(&C4, 0, 1), 1);
+    eqr_rep_part pr = eqr_part_regular(1);
+    eqr_rep *rc = eqr_rep_create(ctx, &C4, 1, &pc), *rd = eqr_rep_create(ctx, &D4, 1, &pr);
+    assert_true(rc && rd);
+    assert_int_equal(eqr_rep_lie_generator(ctx, rc, g), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "C4 has no continuous rotation");
+    assert_int_equal(eqr_rep_lie_generator(ctx, rd, g), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "D4");
+    assert_int_equal(eqr_rep_lie_generator(ctx, NULL, g), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
+    assert_int_equal(eqr_rep_lie_generator(NULL, rc, g), EQR_ERR_ARG);
+    eqr_rep_destroy(rc), eqr_rep_destroy(rd);
+
+    /* closed form: mismatched ngen, bad dims, NULL */
+    float W[100], ld[300];
+    memset(g, 0, sizeof g);
+    memset(W, 0, sizeof W);
+    eqr_lie_rep a1 = {4, 1, g}, a3 = {4, 3, g}, a0 = {0, 1, g}, an = {4, 1, NULL};
+    assert_int_equal(eqr_lie_derivative(ctx, W, &a1, &a3, ld), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "same ngen");
+    assert_int_equal(eqr_lie_derivative(ctx, W, &a0, &a1, ld), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "dims must be >= 1");
+    assert_int_equal(eqr_lie_derivative(ctx, W, &an, &a1, ld), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "gens is NULL");
+    assert_int_equal(eqr_lie_derivative(ctx, NULL, &a1, &a1, ld), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "W or out_ld");
+    assert_int_equal(eqr_lie_derivative(NULL, W, &a1, &a1, ld), EQR_ERR_ARG);
+
+    /* relaxed linear: same checks, nothing registered */
+    eqr_relax *r = eqr_relax_create(ctx, "rx", NULL);
+    assert_non_null(r);
+    int np = eqr_param_count(ctx);
+    assert_null(eqr_relax_linear(ctx, r, "l", &a1, &a3, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "eqr_relax_linear: in and out need the same ngen");
+    assert_null(eqr_relax_linear(ctx, r, "l", &a1, &a0, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "dims must be >= 1");
+    assert_null(eqr_relax_linear(ctx, r, "l", &a1, &an, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "gens is NULL");
+    assert_null(eqr_relax_linear(ctx, NULL, "l", &a1, &a1, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "relaxation is NULL");
+    assert_int_equal(eqr_param_count(ctx), np);
+    assert_int_equal(eqr_relax_num_layers(r), 0);
+
+    /* forward: x whose last dim is not in->dim */
+    eqr_relax_set_theta(r, 1.0f);
+    eqr_lie_rep b1 = {5, 1, g};
+    eqr_rlayer *l = eqr_relax_linear(ctx, r, "l", &a1, &b1, NULL);
+    assert_non_null(l);
+    int64_t xs[2] = {3, 5};
+    assert_null(eqr_rlayer_forward(ctx, l, eqr_tensor_zeros(ctx, 2, xs)));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "needs x [..., 4], got [3,5]");
+    assert_null(eqr_rlayer_forward(ctx, l, eqr_tensor_scalar(ctx, 1.0f)));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "[..., 4]");
+    eqr_relax_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_generators_match_fd),
+        cmocka_unit_test(test_lie_derivative_matches_fd_so2),
+        cmocka_unit_test(test_lie_derivative_matches_fd_so3),
+        cmocka_unit_test(test_ld_zero_on_equivariant),
+        cmocka_unit_test(test_forward_and_norm),
+        cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_theta_zero_is_free),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,543 @@
+/* Relaxation penalties (relax.h): the generator defect of group convs is
+ * exactly 0 on equivariant banks (the layer's own exported bank) for C1..D4
+ * and > 0 otherwise, and equals a naive double reference of the PyTorch
+ * peer's act_on_filters semantic (rotate the kernel AND roll the output and
+ * input rotation channels; D4 adds the flip); the paper's rotate-only C4
+ * penalty is shown NOT to vanish on an equivariant bank; the steerable
+ * defect ||W_r - P W_r||^2 against sum-of-coefficients in double; the
+ * activation norm against a naive conv, the subsample estimator (equal to
+ * exact for m = B, unbiased over a partition of the batch); the safe sqrt
+ * (finite, zero gradient at W_r = 0); finite-difference gradients of the
+ * whole penalty; consumption of per-step terms and stale terms; telemetry. */
+#include "testutil.h"
+#include "relax_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static eqr_rep *trivial_rep(eqr_ctx *ctx, const eqr_group *G, int c) {
+    eqr_rep_part p = eqr_part_irrep(eqr_irrep_of(G, 0, 0), c);
+    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
+    assert_non_null(r);
+    return r;
+}
+
+static eqr_rep *regular_rep(eqr_ctx *ctx, const eqr_group *G, int f) {
+    eqr_rep_part p = eqr_part_regular(f);
+    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
+    assert_non_null(r);
+    return r;
+}
+
+static eqr_rep *irreps_rep(eqr_ctx *ctx, const eqr_group *G, int n, const int *freqs) {
+    eqr_rep_part p[4];
+    for (int i = 0; i < n; i++) p[i] = eqr_part_irrep(eqr_irrep_of(G, 0, freqs[i]), 1);
+    eqr_rep *r = eqr_rep_create(ctx, G, n, p);
+    if (!r) fail_msg("irreps_rep: %s", eqr_error_message(ctx));
+    return r;
+}
+
+static eqr_gconv *mk_gconv(eqr_ctx *ctx, const char *name, const eqr_rep *in, const eqr_rep *out,
+                           int k) {
+    eqr_gconv_opts o = {0};
+    o.geom = EQR_CONV2D(1, k / 2, 1);
+    eqr_gconv *L = eqr_gconv_create(ctx, name, in, out, k, &o);
+    if (!L) fail_msg("gconv %s: %s", name, eqr_error_message(ctx));
+    return L;
+}
+
+static eqr_relax *mk_relax(eqr_ctx *ctx, const char *name, float theta, float std, float ld,
+                           float ln, int sub) {
+    eqr_relax_opts o = {0};
+    o.theta = theta;
+    o.init = std > 0 ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO;
+    o.init_std = std;
+    o.lambda_defect = ld;
+    o.lambda_norm = ln;
+    o.norm_subsample = sub;
+    eqr_relax *r = eqr_relax_create(ctx, name, &o);
+    if (!r) fail_msg("relax: %s", eqr_error_message(ctx));
+    return r;
+}
+
+static eqr_tensor *rand_x(eqr_ctx *ctx, int n, int c, int hw) {
+    int64_t s[4] = {n, c, hw, hw};
+    eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
+    assert_non_null(x);
+    eqr_tensor_normal(x, eqr_ctx_rng(ctx), 1.0f);
+    return x;
+}
+
+static double value_of(eqr_tensor *t) {
+    if (!t) fail_msg("NULL tensor");
+    return t->data[0];
+}
+
+/* ------------------------------------------- naive generator defect */
+
+/* One generator of C4 / D4 applied to a bank [F*ord, C, k, k] (out) in
+ * double, written from the PyTorch peer's act_on_filters: the kernel turns
+ * by np.rot90 (out[a][b] = in[b][k-1-a]) or flips by np.fliplr
+ * (out[a][b] = in[a][k-1-b]), and each orientation axis is permuted by the
+ * generator: rotation = roll by one within each half (h -> h-1 as source),
+ * flip = (fl, j) -> (1-fl, -j). */
+static int src_elem(int ord, int flip_gen, int h) {
+    const int n = ord > 4 ? 4 : ord, fl = h / n, j = h % n;
+    if (!flip_gen) return fl * n + (j + n - 1) % n;
+    return (1 - fl) * n + (n - j) % n;
+}
+
+static double naive_defect(const float *w, int O, int C, int k, int ord, int lifting, int ngen,
+                           int rotate_only) {
+    double s = 0;
+    for (int gen = 0; gen < ngen; gen++) {
+        const int flip = gen == 1;
+        for (int o = 0; o < O; o++)
+            for (int c = 0; c < C; c++)
+                for (int a = 0; a < k; a++)
+                    for (int b = 0; b < k; b++) {
+                        int os = rotate_only ? o : o / ord * ord + src_elem(ord, flip, o % ord);
+                        int cs = lifting || rotate_only ? c : c / ord * ord + src_elem(ord, flip, c % ord);
+                        int sa = flip ? a : b, sb = flip ? k - 1 - b : k - 1 - a;
+                        double g = w[(((int64_t)os * C + cs) * k + sa) * k + sb];
+                        double d = w[(((int64_t)o * C + c) * k + a) * k + b] - g;
+                        s += d * d;
+                    }
+    }
+    return s;
+}
+
+static void test_gconv_defect_zero_iff_equivariant(void **state) {
+    (void)state;
+    const eqr_group groups[6] = {eqr_group_cyclic(1), eqr_group_cyclic(2), eqr_group_cyclic(4),
+                                 eqr_group_dihedral(1), eqr_group_dihedral(2), eqr_group_dihedral(4)};
+    for (int gi = 0; gi < 6; gi++)
+        for (int lifting = 0; lifting < 2; lifting++) {
+            eqr_ctx *ctx = tu_ctx(100 + gi);
+            const eqr_group *G = &groups[gi];
+            eqr_rep *in = lifting ? trivial_rep(ctx, G, 2) : regular_rep(ctx, G, 2);
+            eqr_rep *out = regular_rep(ctx, G, 2);
+            eqr_gconv *g = mk_gconv(ctx, "g", in, out, 3);
+            eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 0.5f, 1.0f, 0.0f, 0);
+            eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
+            assert_non_null(l);
+            eqr_tensor *wr = eqr_rlayer_wr(l);
+            double rnd = value_of(eqr_relax_defect(ctx, r));
+            assert_int_equal(eqr_gconv_export(ctx, g, wr->data, NULL), EQR_OK);
+            double eq = value_of(eqr_relax_defect(ctx, r));
+            if (eqr_group_order(G) > 1)
+                assert_true(rnd > 1.0);
+            else
+                assert_true(rnd == 0.0); /* C1: every bank is equivariant */
+            assert_true(eq == 0.0);
+            eqr_relax_destroy(r);
+            eqr_gconv_destroy(g);
+            eqr_rep_destroy(in);
+            eqr_rep_destroy(out);
+            eqr_ctx_destroy(ctx);
+        }
+}
+
+static void test_defect_matches_act_on_filters(void **state) {
+    (void)state;
+    const eqr_group groups[2] = {eqr_group_cyclic(4), eqr_group_dihedral(4)};
+    for (int gi = 0; gi < 2; gi++)
+        for (int lifting = 0; lifting < 2; lifting++) {
+            eqr_ctx *ctx = tu_ctx(200 + gi);
+            const eqr_group *G = &groups[gi];
+            const int ord = eqr_group_order(G), k = 3;
+            eqr_rep *in = lifting ? trivial_rep(ctx, G, 3) : regular_rep(ctx, G, 2);
+            eqr_rep *out = regular_rep(ctx, G, 2);
+            eqr_gconv *g = mk_gconv(ctx, "g", in, out, k);
+            eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 1.0f, 1.0f, 0.0f, 0);
+            eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
+            assert_non_null(l);
+            const float *w = eqr_rlayer_wr(l)->data;
+            const int O = out->dim, C = in->dim;
+            double ref = naive_defect(w, O, C, k, ord, lifting, gi ? 2 : 1, 0);
+            double got = value_of(eqr_relax_defect(ctx, r));
+            print_message("%s %s: defect %.6g, act_on_filters reference %.6g\n", gi ? "D4" : "C4",
+                          lifting ? "lifting" : "group", got, ref);
+            assert_true(fabs(got - ref) <= 1e-5 * ref);
+            /* the paper's C4 penalty rotates the kernel only: it does not
+             * vanish on an exactly equivariant bank, ours does */
+            assert_int_equal(eqr_gconv_export(ctx, g, eqr_rlayer_wr(l)->data, NULL), EQR_OK);
+            assert_true(naive_defect(w, O, C, k, ord, lifting, gi ? 2 : 1, 0) == 0.0);
+            assert_true(naive_defect(w, O, C, k, ord, lifting, 1, 1) > 1e-2);
+            assert_true(value_of(eqr_relax_defect(ctx, r)) == 0.0);
+            eqr_relax_destroy(r);
+            eqr_gconv_destroy(g);
+            eqr_rep_destroy(in);
+            eqr_rep_destroy(out);
+            eqr_ctx_destroy(ctx);
+        }
+}
+
+/* ||W - P W||^2 = ||W||^2 - sum_t <W, e_t>^2 for the orthonormal basis e_t. */
+static double naive_steer_defect(const eqr_steer_basis *b, const float *w, int64_t n) {
+    int64_t nb = eqr_steer_basis_size(b);
+    float *e = malloc((size_t)n * sizeof(float));
+    double ww = 0, pp = 0;
+    for (int64_t i = 0; i < n; i++) ww += (double)w[i] * w[i];
+    for (int64_t t = 0; t < nb; t++) {
+        assert_int_equal(eqr_steer_basis_sample(b, t, e), 1);
+        double c = 0;
+        for (int64_t i = 0; i < n; i++) c += (double)w[i] * e[i];
+        pp += c * c;
+    }
+    free(e);
+    return ww - pp;
+}
+
+static void test_steer_defect(void **state) {
+    (void)state;
+    const eqr_group groups[3] = {eqr_group_cyclic(8), eqr_group_dihedral(4), eqr_group_so2(3)};
+    for (int gi = 0; gi < 3; gi++) {
+        eqr_ctx *ctx = tu_ctx(300 + gi);
+        const eqr_group *G = &groups[gi];
+        const int f2[2] = {0, 1}, f3[3] = {0, 1, 2};
+        eqr_rep *in = irreps_rep(ctx, G, 2, f2);
+        eqr_rep *out = eqr_group_is_finite(G) ? regular_rep(ctx, G, 1) : irreps_rep(ctx, G, 3, f3);
+        eqr_steer_conv *s = eqr_steer_conv_create(ctx, "s", in, out, 5, NULL);
+        assert_non_null(s);
+        eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 1.0f, 1.0f, 0.0f, 0);
+        eqr_rlayer *l = eqr_relax_steer_conv(ctx, r, "s", s, NULL);
+        assert_non_null(l);
+        eqr_tensor *wr = eqr_rlayer_wr(l);
+        double got = value_of(eqr_relax_defect(ctx, r));
+        double ref = naive_steer_defect(eqr_steer_conv_basis(s), wr->data, wr->numel);
+        double ww = 0;
+        for (int64_t i = 0; i < wr->numel; i++) ww += (double)wr->data[i] * wr->data[i];
+        assert_int_equal(eqr_steer_conv_export(ctx, s, wr->data, NULL), EQR_OK);
+        double eq = value_of(eqr_relax_defect(ctx, r)), we = 0;
+        for (int64_t i = 0; i < wr->numel; i++) we += (double)wr->data[i] * wr->data[i];
+        print_message("steer group %d: random defect %.6g (ref %.6g, ||W_r||^2 %.6g), "
+                      "equivariant %.3g of %.6g\n", gi, got, ref, ww, eq, we);
+        assert_true(fabs(got - ref) <= 1e-4 * ww);
+        assert_true(got > 0.1 * ww);
+        assert_true(eq <= 1e-10 * we);
+        eqr_relax_destroy(r);
+        eqr_steer_conv_destroy(s);
+        eqr_rep_destroy(in);
+        eqr_rep_destroy(out);
+        eqr_ctx_destroy(ctx);
+    }
+}
+
+/* ------------------------------------------------------ activation norm */
+
+/* sum over images [0, n) of ||conv(x_i, w)||^2, stride 1, pad p, double. */
+static double naive_norm(const float *x, int n, int C, int H, const float *w, int O, int k, int p) {
+    const int OH = H + 2 * p - k + 1;
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < O; o++)
+            for (int a = 0; a < OH; a++)
+                for (int b = 0; b < OH; b++) {
+                    double acc = 0;
+                    for (int c = 0; c < C; c++)
+                        for (int u = 0; u < k; u++)
+                            for (int v = 0; v < k; v++) {
+                                int ya = a + u - p, yb = b + v - p;
+                                if (ya < 0 || yb < 0 || ya >= H || yb >= H) continue;
+                                acc += (double)x[(((int64_t)i * C + c) * H + ya) * H + yb] *
+                                       w[(((int64_t)o * C + c) * k + u) * k + v];
+                            }
+                    s += acc * acc;
+                }
+    return s;
+}
+
+static void test_norm_exact(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(400);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 2);
+    eqr_gconv *g1 = mk_gconv(ctx, "a", T, R, 3), *g2 = mk_gconv(ctx, "b", R, R, 3);
+    eqr_relax *r = mk_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 2.0f, 0);
+    eqr_rlayer *l1 = eqr_relax_gconv(ctx, r, "a", g1, NULL), *l2 = eqr_relax_gconv(ctx, r, "b", g2, NULL);
+    eqr_tensor *x = rand_x(ctx, 3, 1, 6);
+    eqr_tensor *h = eqr_relu(ctx, eqr_rlayer_forward(ctx, l1, x));
+    assert_non_null(eqr_rlayer_forward(ctx, l2, h));
+    double n1 = naive_norm(x->data, 3, 1, 6, eqr_rlayer_wr(l1)->data, 8, 3, 1);
+    double n2 = naive_norm(h->data, 3, 8, 6, eqr_rlayer_wr(l2)->data, 8, 3, 1);
+    eqr_rlayer_stats s1, s2;
+    assert_int_equal(eqr_rlayer_get_stats(ctx, l1, &s1), EQR_OK);
+    assert_int_equal(eqr_rlayer_get_stats(ctx, l2, &s2), EQR_OK);
+    double pen = value_of(eqr_relax_penalty(ctx, r));
+    print_message("norm: penalty %.7g, 2 sqrt(N1 + N2) naive %.7g\n", pen, 2 * sqrt(n1 + n2));
+    assert_true(fabs(pen - 2 * sqrt(n1 + n2)) <= 1e-5 * pen);
+    assert_true(fabs(s1.act_norm - sqrt(n1)) <= 1e-5 * sqrt(n1));
+    assert_true(fabs(s2.act_norm - sqrt(n2)) <= 1e-5 * sqrt(n2));
+    /* the penalty consumed the terms: a second call has nothing to add */
+    assert_true(value_of(eqr_relax_penalty(ctx, r)) == 0.0);
+    /* a term left from a step whose arena was reset is never used */
+    assert_non_null(eqr_rlayer_forward(ctx, l1, x));
+    eqr_step_reset(ctx);
+    assert_true(value_of(eqr_relax_penalty(ctx, r)) == 0.0);
+    eqr_relax_destroy(r);
+    eqr_gconv_destroy(g1);
+    eqr_gconv_destroy(g2);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
+}
+
+/* N of one forward of l on x through the penalty (lambda_norm = 1). */
+static double norm_of(eqr_ctx *ctx, eqr_relax *r, eqr_rlayer *l, eqr_tensor *x) {
+    assert_non_null(eqr_rlayer_forward(ctx, l, x));
+    double p = value_of(eqr_relax_penalty(ctx, r));
+    return p * p;
+}
+
+static void test_norm_estimator(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(500);
+    eqr_group G = eqr_group_dihedral(2);
+    eqr_rep *T = trivial_rep(ctx, &G, 2), *R = regular_rep(ctx, &G, 2);
+    eqr_gconv *g = mk_gconv(ctx, "g", T, R, 3);
+    eqr_relax *rex = mk_relax(ctx, "exact", 0.0f, 0.0f, 0.0f, 1.0f, 0);
+    eqr_relax *rfull = mk_relax(ctx, "full", 0.0f, 0.0f, 0.0f, 1.0f, 6);
+    eqr_relax *rsub = mk_relax(ctx, "sub", 0.0f, 0.0f, 0.0f, 1.0f, 2);
+    eqr_rlayer *le = eqr_relax_gconv(ctx, rex, "ge", g, NULL);
+    eqr_rlayer *lf = eqr_relax_gconv(ctx, rfull, "gf", g, NULL);
+    eqr_rlayer *ls = eqr_relax_gconv(ctx, rsub, "gs", g, NULL);
+    assert_non_null(le);
+    assert_non_null(lf);
+    assert_non_null(ls);
+    eqr_tensor *w = eqr_rlayer_wr(le);
+    eqr_tensor_normal(w, eqr_ctx_rng(ctx), 0.5f);
+    memcpy(eqr_rlayer_wr(lf)->data, w->data, (size_t)w->numel * sizeof(float));
+    memcpy(eqr_rlayer_wr(ls)->data, w->data, (size_t)w->numel * sizeof(float));
+    const int B = 6, C = 2, H = 5, img = C * H * H;
+    eqr_tensor *x = rand_x(ctx, B, C, H);
+    double exact = norm_of(ctx, rex, le, x), full = norm_of(ctx, rfull, lf, x);
+    double naive = naive_norm(x->data, B, C, H, w->data, 8, 3, 1);
+    assert_true(fabs(exact - naive) <= 1e-5 * naive);
+    assert_true(full == exact); /* m = B is the exact mode */
+    /* m = 2: B/m times the first two images; over the 3 shifts that bring
+     * every pair of the batch first, the estimates average to the exact N */
+    double mean = 0, spread = 0;
+    int64_t xs[4] = {B, C, H, H};
+    for (int s = 0; s < 3; s++) {
+        eqr_tensor *xr = eqr_tensor_zeros(ctx, 4, xs);
+        for (int i = 0; i < B; i++)
+            memcpy(xr->data + (int64_t)i * img, x->data + (int64_t)((i + 2 * s) % B) * img,
+                   (size_t)img * sizeof(float));
+        double est = norm_of(ctx, rsub, ls, xr);
+        double first2 = naive_norm(xr->data, 2, C, H, w->data, 8, 3, 1);
+        assert_true(fabs(est - 3.0 * first2) <= 1e-5 * est);
+        mean += est / 3;
+        spread = fmax(spread, fabs(est - exact));
+    }
+    print_message("norm estimator m=2 of B=6: exact %.6g, mean of 3 estimates %.6g, max dev %.3g\n",
+                  exact, mean, spread);
+    assert_true(fabs(mean - exact) <= 1e-5 * exact);
+    assert_true(spread > 1e-3 * exact); /* the estimates differ: it is a real subsample */
+    eqr_relax_destroy(rex);
+    eqr_relax_destroy(rfull);
+    eqr_relax_destroy(rsub);
+    eqr_gconv_destroy(g);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
+}
+
+/* -------------------------------------------------------- safe sqrt */
+
+static void test_ssqrt_zero(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(600);
+    /* the op itself */
+    int64_t one = 1;
+    eqr_tensor *z = eqr_param_new(ctx, "z", 1, &one, 0), *f = eqr_param_new(ctx, "f", 1, &one, 0);
+    f->data[0] = 4.0f;
+    eqr_tensor *y = eqr_add(ctx, eqr__ssqrt(ctx, z), eqr__ssqrt(ctx, f));
+    assert_true(y->data[0] == 2.0f);
+    tu_backward_ones(ctx, y);
+    assert_true(z->grad[0] == 0.0f);
+    assert_true(fabs(f->grad[0] - 0.25f) < 1e-7);
+    eqr_step_reset(ctx);
+
+    /* the penalty of a zero-initialised W_r: finite gradients, and the same
+     * as without penalties (its gradient at W_r = 0 is 0) */
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 2);
+    eqr_gconv *g = mk_gconv(ctx, "g", T, R, 3);
+    eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 0.0f, 0.01f, 0.01f, 0);
+    eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
+    assert_non_null(l);
+    int64_t xs[4] = {2, 1, 6, 6};
+    eqr_tensor *x = tu_input(ctx, "x", 4, xs, 1.0f);
+    eqr_tensor *wr = eqr_rlayer_wr(l);
+    float *ref = malloc((size_t)wr->numel * sizeof(float));
+    for (int pass = 0; pass < 2; pass++) {
+        eqr_relax_set_lambdas(r, pass ? 0.0f : 0.01f, pass ? 0.0f : 0.01f);
+        eqr_zero_grad(ctx);
+        eqr_step_reset(ctx);
+        eqr_tensor *loss = eqr_add(ctx, eqr_sum_all(ctx, eqr_rlayer_forward(ctx, l, x)),
+                                   eqr_sum_all(ctx, eqr_relax_penalty(ctx, r)));
+        assert_non_null(loss);
+        assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
+        double nrm = 0;
+        for (int64_t i = 0; i < wr->numel; i++) {
+            assert_true(isfinite(wr->grad[i]));
+            nrm += fabs(wr->grad[i]);
+        }
+        assert_true(nrm > 0); /* theta * dBank */
+        for (int64_t i = 0; i < x->numel; i++) assert_true(isfinite(x->grad[i]));
+        if (pass == 0)
+            memcpy(ref, wr->grad, (size_t)wr->numel * sizeof(float));
+        else
+            assert_memory_equal(ref, wr->grad, (size_t)wr->numel * sizeof(float));
+    }
+    free(ref);
+    eqr_relax_destroy(r);
+    eqr_gconv_destroy(g);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
+}
+
+/* ------------------------------------------------ penalty gradients */
+
+/* Central differences of sum(f * r) with gradients ENABLED (the norm term
+ * is recorded only then, so tu_gradcheck's no-grad objective cannot be
+ * used). */
+static void fd_check(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, double h,
+                     double atol, double rtol) {
+    eqr_zero_grad(ctx);
+    eqr_step_reset(ctx);
+    eqr_tensor *y = f(ctx, in, user);
+    if (!y) fail_msg("forward: %s", eqr_error_message(ctx));
+    int64_t n = y->numel;
+    float *r = malloc((size_t)n * sizeof(float));
+    tu_fill_uniform(r, n, 7);
+    assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, y->ndim, y->shape, r)), EQR_OK);
+    eqr_step_reset(ctx);
+    for (int k = 0; k < nin; k++) {
+        eqr_tensor *x = in[k];
+        float *ana = malloc((size_t)x->numel * sizeof(float));
+        memcpy(ana, x->grad, (size_t)x->numel * sizeof(float));
+        for (int64_t i = 0; i < x->numel; i++) {
+            double v[2];
+            float x0 = x->data[i];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                x->data[i] = (float)(x0 + (sgn ? -h : h));
+                eqr_tensor *yy = f(ctx, in, user);
+                if (!yy) fail_msg("forward: %s", eqr_error_message(ctx));
+                v[sgn] = 0;
+                for (int64_t j = 0; j < n; j++) v[sgn] += (double)yy->data[j] * r[j];
+                eqr_step_reset(ctx);
+            }
+            x->data[i] = x0;
+            double num = (v[0] - v[1]) / (2 * h);
+            if (!(fabs(num - ana[i]) <= atol + rtol * fmax(fabs(num), fabs(ana[i]))))
+                fail_msg("penalty gradient: input %d element %lld: analytic %.8g numeric %.8g", k,
+                         (long long)i, ana[i], num);
+        }
+        free(ana);
+    }
+    free(r);
+}
+
+typedef struct pen_case {
+    eqr_relax *r;
+    eqr_rlayer *l;
+} pen_case;
+
+static eqr_tensor *pen_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    pen_case *c = user;
+    eqr_tensor *y = eqr_rlayer_forward(ctx, c->l, in[0]);
+    /* the layer output too, so x, W, W_r all meet the check */
+    return eqr_add(ctx, eqr_scale(ctx, eqr_sum_all(ctx, y), 0.01f), eqr_sum_all(ctx, eqr_relax_penalty(ctx, c->r)));
+}
+
+static void test_penalty_gradcheck(void **state) {
+    (void)state;
+    for (int kind = 0; kind < 2; kind++) {
+        eqr_ctx *ctx = tu_ctx(700 + kind);
+        eqr_group G = eqr_group_cyclic(4), S = eqr_group_so2(2);
+        eqr_rep *in = NULL, *out = NULL;
+        eqr_gconv *g = NULL;
+        eqr_steer_conv *s = NULL;
+        pen_case c;
+        c.r = mk_relax(ctx, "relax", 0.4f, 0.5f, 0.3f, 0.7f, 1);
+        if (kind == 0) {
+            in = regular_rep(ctx, &G, 1);
+            out = regular_rep(ctx, &G, 1);
+            g = mk_gconv(ctx, "g", in, out, 3);
+            c.l = eqr_relax_gconv(ctx, c.r, "g", g, NULL);
+        } else {
+            const int f1[1] = {1}, f2[2] = {0, 2};
+            in = irreps_rep(ctx, &S, 1, f1);
+            out = irreps_rep(ctx, &S, 2, f2);
+            eqr_steer_conv_opts so = {0};
+            so.geom = EQR_CONV2D(1, 1, 1);
+            s = eqr_steer_conv_create(ctx, "s", in, out, 3, &so);
+            assert_non_null(s);
+            c.l = eqr_relax_steer_conv(ctx, c.r, "s", s, NULL);
+        }
+        assert_non_null(c.l);
+        int64_t xs[4] = {2, in->dim, 4, 4};
+        eqr_tensor *ins[3] = {tu_input(ctx, "x", 4, xs, 1.0f), eqr_rlayer_wr(c.l),
+                              g ? eqr_gconv_weight(g) : eqr_steer_conv_weight(s)};
+        fd_check(ctx, pen_fn, ins, 3, &c, 1e-2, 2e-3, 1e-2);
+        eqr_relax_destroy(c.r);
+        eqr_gconv_destroy(g);
+        eqr_steer_conv_destroy(s);
+        eqr_rep_destroy(in);
+        eqr_rep_destroy(out);
+        eqr_ctx_destroy(ctx);
+    }
+}
+
+/* ------------------------------------------------------------ telemetry */
+
+static void test_stats(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(800);
+    eqr_group G = eqr_group_dihedral(4);
+    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 1);
+    eqr_gconv *g = mk_gconv(ctx, "g", T, R, 3);
+    eqr_relax *r = mk_relax(ctx, "relax", 0.25f, 0.5f, 1.0f, 0.0f, 0);
+    eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
+    assert_non_null(l);
+    eqr_tensor *wr = eqr_rlayer_wr(l);
+    double n2 = 0;
+    for (int64_t i = 0; i < wr->numel; i++) n2 += (double)wr->data[i] * wr->data[i];
+    eqr_tensor *d = eqr_relax_defect(ctx, r);
+    size_t used = eqr_arena_used(ctx);
+    int64_t tape = eqr_tape_size(ctx);
+    eqr_rlayer_stats st;
+    assert_int_equal(eqr_rlayer_get_stats(ctx, l, &st), EQR_OK);
+    assert_true(eqr_arena_used(ctx) == used && eqr_tape_size(ctx) == tape);
+    assert_true(st.theta == 0.25f);
+    assert_true(fabs(st.wr_norm - sqrt(n2)) <= 1e-6 * sqrt(n2));
+    assert_true(st.act_norm == -1.0f);
+    assert_true(fabs(st.defect - d->data[0]) <= 1e-6 * d->data[0] && st.defect > 0);
+    /* the penalty with lambda_norm = 0 is lambda_defect * sqrt(LD) */
+    assert_true(fabs(value_of(eqr_relax_penalty(ctx, r)) - sqrt(d->data[0])) <= 1e-6 * sqrt(d->data[0]));
+    assert_int_equal(eqr_rlayer_get_stats(ctx, NULL, &st), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
+    eqr_relax_destroy(r);
+    eqr_gconv_destroy(g);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gconv_defect_zero_iff_equivariant),
+        cmocka_unit_test(test_defect_matches_act_on_filters),
+        cmocka_unit_test(test_steer_defect),
+        cmocka_unit_test(test_norm_exact),
+        cmocka_unit_test(test_norm_estimator),
+        cmocka_unit_test(test_ssqrt_zero),
+        cmocka_unit_test(test_penalty_gradcheck),
+        cmocka_unit_test(test_stats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

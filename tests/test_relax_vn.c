@@ -1,0 +1,464 @@
+/* Relaxed VN-Linear (eqr_vn_linear_relax, kind "vn_linear"): exact
+ * equivariance at theta = 0, the fused forward, the blockwise Lie
+ * derivative (weight and activation form) against the generic closed form
+ * and finite differences of rotations, the activation norm, fold vs drop
+ * projection, gradients. */
+#include "testutil.h"
+
+#include "vn_internal.h" /* the kernels, for gradchecks of the penalty terms */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+enum { CI = 3, CO = 4, NB = 3, NP = 5 };
+
+typedef struct fixture {
+    eqr_ctx *ctx;
+    eqr_relax *r;
+    eqr_vn_linear *lin;
+    eqr_rlayer *rl;
+    eqr_tensor *x, *w, *wr;
+} fixture;
+
+static void setup(fixture *f, uint64_t seed, const eqr_relax_opts *o) {
+    f->ctx = tu_ctx(seed);
+    f->r = eqr_relax_create(f->ctx, "relax", o);
+    assert_non_null(f->r);
+    f->lin = eqr_vn_linear_create(f->ctx, "lin", CI, CO);
+    assert_non_null(f->lin);
+    f->rl = eqr_vn_linear_relax(f->ctx, f->r, "lin", f->lin, NULL);
+    if (!f->rl) fail_msg("relax failed: %s", eqr_error_message(f->ctx));
+    f->w = eqr_vn_linear_weight(f->lin);
+    f->wr = eqr_rlayer_wr(f->rl);
+    assert_ptr_equal(eqr_param_find(f->ctx, "lin.wr"), f->wr);
+    assert_int_equal(f->wr->shape[0], 3 * CO);
+    assert_int_equal(f->wr->shape[1], 3 * CI);
+    int64_t s[4] = {NB, CI, 3, NP};
+    f->x = tu_input(f->ctx, "x", 4, s, 1.0f);
+}
+
+static void teardown(fixture *f) {
+    eqr_relax_destroy(f->r);
+    eqr_vn_linear_destroy(f->lin);
+    eqr_ctx_destroy(f->ctx);
+}
+
+static eqr_relax_opts normal_opts(void) {
+    eqr_relax_opts o = {0};
+    o.init = EQR_RELAX_INIT_NORMAL;
+    o.init_std = 0.5f;
+    return o;
+}
+
+/* W_r = M (x) I3 for M [CO, CI] */
+static void set_kron(eqr_tensor *wr, const float *M) {
+    for (int r = 0; r < 3 * CO; r++)
+        for (int c = 0; c < 3 * CI; c++)
+            wr->data[r * 3 * CI + c] = (r % 3 == c % 3) ? M[(r / 3) * CI + c / 3] : 0.0f;
+}
+
+/* ||f(R x) - R f(x)|| / ||f(x)||, max over 10 random rotations */
+static double equiv_err(fixture *f) {
+    eqr_ctx *ctx = f->ctx;
+    double worst = 0;
+    int ge = eqr_set_grad_enabled(ctx, 0);
+    for (int t = 0; t < 10; t++) {
+        float R[9];
+        eqr_so3_random(eqr_ctx_rng(ctx), R, NULL);
+        eqr_tensor *y = eqr_rlayer_forward(ctx, f->rl, f->x);
+        eqr_tensor *yr = eqr_rlayer_forward(ctx, f->rl, eqr_so3_rotate(ctx, R, f->x, 2));
+        eqr_tensor *ry = eqr_so3_rotate(ctx, R, y, 2);
+        if (!yr || !ry) fail_msg("forward failed: %s", eqr_error_message(ctx));
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < y->numel; i++) {
+            num += pow((double)yr->data[i] - ry->data[i], 2);
+            den += (double)y->data[i] * y->data[i];
+        }
+        worst = fmax(worst, sqrt(num / den));
+        eqr_step_reset(ctx);
+    }
+    eqr_set_grad_enabled(ctx, ge);
+    return worst;
+}
+
+/* reference y = (W (x) I3 + theta W_r) x in double */
+static void ref_forward(const fixture *f, double theta, double *ref) {
+    const float *x = f->x->data, *w = f->w->data, *wr = f->wr->data;
+    for (int n = 0; n < NB; n++)
+        for (int o = 0; o < CO; o++)
+            for (int i = 0; i < 3; i++)
+                for (int p = 0; p < NP; p++) {
+                    double s = 0;
+                    for (int c = 0; c < CI; c++) {
+                        s += (double)w[o * CI + c] * x[((n * CI + c) * 3 + i) * NP + p];
+                        for (int j = 0; j < 3; j++)
+                            s += theta * wr[(3 * o + i) * 3 * CI + 3 * c + j] *
+                                 x[((n * CI + c) * 3 + j) * NP + p];
+                    }
+                    ref[((n * CO + o) * 3 + i) * NP + p] = s;
+                }
+}
+
+static void test_theta_zero_equivariant(void **state) {
+    (void)state;
+    eqr_relax_opts o = normal_opts();
+    fixture f;
+    setup(&f, 21, &o);
+    eqr_ctx *ctx = f.ctx;
+    eqr_relax_set_theta(f.r, 0.0f);
+    eqr_tensor *y = eqr_rlayer_forward(ctx, f.rl, f.x);
+    eqr_tensor *yp = eqr_vn_linear_forward(ctx, f.lin, f.x);
+    assert_non_null(y);
+    assert_non_null(yp);
+    assert_memory_equal(y->data, yp->data, (size_t)y->numel * sizeof(float));
+    /* W_r takes no part: it gets no gradient */
+    eqr_zero_grad(ctx);
+    assert_int_equal(eqr_backward(ctx, eqr_sum_all(ctx, y)), EQR_OK);
+    for (int64_t i = 0; i < f.wr->numel; i++) assert_true(f.wr->grad[i] == 0.0f);
+    eqr_step_reset(ctx);
+    double e0 = equiv_err(&f);
+    assert_true(e0 <= 1e-5);
+    /* theta > 0 with a random W_r: fused forward as the reference, not equivariant */
+    eqr_relax_set_theta(f.r, 0.5f);
+    y = eqr_rlayer_forward(ctx, f.rl, f.x);
+    assert_non_null(y);
+    double *ref = malloc(sizeof(double) * NB * CO * 3 * NP);
+    ref_forward(&f, 0.5, ref);
+    tu_assert_close("relaxed forward", y->data, ref, y->numel, 1e-5, 1e-4);
+    free(ref);
+    /* the point-less form [N, C, 3] */
+    int64_t s3[3] = {NB, CI, 3};
+    eqr_tensor *y3 = eqr_rlayer_forward(ctx, f.rl, eqr_reshape(ctx, eqr_slice(ctx, f.x, 3, 0, 1), 3, s3));
+    assert_non_null(y3);
+    assert_int_equal(y3->ndim, 3);
+    for (int n = 0; n < NB; n++)
+        for (int k = 0; k < CO * 3; k++)
+            assert_true(fabs(y3->data[n * CO * 3 + k] - y->data[(n * CO * 3 + k) * NP]) < 1e-5);
+    eqr_step_reset(ctx);
+    double e1 = equiv_err(&f);
+    print_message("vn_linear relaxed: equivariance error theta=0 %.3g, theta=0.5 %.3g\n", e0, e1);
+    assert_true(e1 > 1e-2);
+    /* W_r = M (x) I3 keeps it equivariant at theta > 0 */
+    float M[CO * CI];
+    tu_fill_uniform(M, CO * CI, 5);
+    set_kron(f.wr, M);
+    assert_true(equiv_err(&f) <= 1e-5);
+    teardown(&f);
+}
+
+/* weight-form LD in double from the generic closed form (relax.h) */
+static double generic_ld(fixture *f) {
+    eqr_so3_rep rin = {0, CI}, rout = {0, CO};
+    float *gi = malloc(sizeof(float) * 3 * 9 * CI * CI), *go = malloc(sizeof(float) * 3 * 9 * CO * CO),
+          *ld = malloc(sizeof(float) * 3 * 9 * CO * CI);
+    assert_true(gi && go && ld);
+    eqr_lie_rep li, lo;
+    assert_int_equal(eqr_so3_rep_lie(f->ctx, &rin, gi, &li), EQR_OK);
+    assert_int_equal(eqr_so3_rep_lie(f->ctx, &rout, go, &lo), EQR_OK);
+    assert_int_equal(eqr_lie_derivative(f->ctx, f->wr->data, &li, &lo, ld), EQR_OK);
+    double s = 0;
+    for (int i = 0; i < 3 * 9 * CO * CI; i++) s += (double)ld[i] * ld[i];
+    free(gi), free(go), free(ld);
+    return s;
+}
+
+static float defect_now(fixture *f) {
+    eqr_tensor *d = eqr_relax_defect(f->ctx, f->r);
+    if (!d) fail_msg("defect failed: %s", eqr_error_message(f->ctx));
+    float v = d->data[0];
+    eqr_step_reset(f->ctx);
+    return v;
+}
+
+static void test_defect(void **state) {
+    (void)state;
+    eqr_relax_opts o = normal_opts();
+    fixture f;
+    setup(&f, 22, &o);
+    eqr_ctx *ctx = f.ctx;
+    /* equivariant W_r: exactly zero */
+    float M[CO * CI];
+    tu_fill_uniform(M, CO * CI, 6);
+    set_kron(f.wr, M);
+    assert_true(defect_now(&f) == 0.0f);
+    eqr_rlayer_stats st;
+    assert_int_equal(eqr_rlayer_get_stats(ctx, f.rl, &st), EQR_OK);
+    assert_true(st.defect == 0.0f);
+    /* random W_r: positive, equal to the generic closed form */
+    tu_fill_uniform(f.wr->data, f.wr->numel, 7);
+    double g = generic_ld(&f);
+    float d = defect_now(&f);
+    print_message("vn_linear LD random W_r: blockwise %.6g, generic %.6g\n", (double)d, g);
+    assert_true(g > 1.0);
+    assert_true(fabs(d - g) <= 1e-5 * g);
+    /* and equal to a finite-difference measurement of the same quantity:
+     * D_a = d/dt rho_out(e^{-t L_a}) W_r rho_in(e^{t L_a}) at 0 */
+    const float e[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
+    const float h = 1e-2f;
+    double fd_ld = 0;
+    int64_t rows = 3 * CO, cols = 3 * CI;
+    for (int a = 0; a < 3; a++) {
+        float Rp[9], Rm[9];
+        assert_int_equal(eqr_so3_from_axis_angle(ctx, e[a], h, Rp), EQR_OK);
+        assert_int_equal(eqr_so3_from_axis_angle(ctx, e[a], -h, Rm), EQR_OK);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) {
+                /* (Rout^T(t) W Rin(t))[r, c] blockwise, t = +h and -h */
+                double v[2];
+                for (int sgn = 0; sgn < 2; sgn++) {
+                    const float *R = sgn ? Rm : Rp;
+                    int64_t ob = r / 3, i = r % 3, ci = c / 3, j = c % 3;
+                    double s = 0;
+                    for (int k = 0; k < 3; k++)
+                        for (int l = 0; l < 3; l++)
+                            s += (double)R[3 * k + i] * f.wr->data[(3 * ob + k) * cols + 3 * ci + l] *
+                                 R[3 * l + j];
+                    v[sgn] = s;
+                }
+                double dd = (v[0] - v[1]) / (2.0 * h);
+                fd_ld += dd * dd;
+            }
+    }
+    assert_true(fabs(fd_ld - g) <= 1e-3 * g);
+    assert_int_equal(eqr_rlayer_get_stats(ctx, f.rl, &st), EQR_OK);
+    assert_true(fabs(st.defect - g) <= 1e-5 * g);
+    teardown(&f);
+}
+
+/* sum_a ||D_a x||^2 over the batch, D_a from the blockwise kernel */
+static eqr_tensor *lie_act_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    (void)user;
+    int64_t fs[3] = {NB, 3 * CI, NP}, ds[2] = {3 * CO, 3 * CI};
+    eqr_tensor *d = eqr__vn_lie_blocks(ctx, in[1]), *xf = eqr_reshape(ctx, in[0], 3, fs), *tot = NULL;
+    for (int a = 0; a < 3; a++) {
+        eqr_tensor *s = eqr__sumsq(ctx, eqr__vn_mix(ctx, eqr_reshape(ctx, eqr_slice(ctx, d, 0, a, 1), 2, ds), xf));
+        tot = tot ? eqr_add(ctx, tot, s) : s;
+    }
+    return tot;
+}
+
+static void test_activation_form_and_norm(void **state) {
+    (void)state;
+    eqr_relax_opts o = normal_opts();
+    o.lambda_defect = 0.3f;
+    o.lambda_norm = 0.2f;
+    o.lie_form = EQR_LIE_ACTIVATION;
+    fixture f;
+    setup(&f, 23, &o);
+    eqr_ctx *ctx = f.ctx;
+    eqr_relax_set_theta(f.r, 0.25f);
+    /* references in double: D_a x and W_r x */
+    float L[27];
+    eqr_so3_generators(L);
+    double act = 0, nrm = 0;
+    int64_t cols = 3 * CI;
+    const float *wr = f.wr->data, *x = f.x->data;
+    for (int n = 0; n < NB; n++)
+        for (int p = 0; p < NP; p++)
+            for (int64_t r = 0; r < 3 * CO; r++) {
+                double z = 0, da[3] = {0, 0, 0};
+                for (int64_t c = 0; c < cols; c++) {
+                    double xv = x[(n * cols + c) * NP + p];
+                    z += wr[r * cols + c] * xv;
+                    /* D_a[r, c] = sum_k W[r, 3ci+k] L[k, j] - sum_k L[i, k] W[3o+k, c] */
+                    int64_t o3 = r - r % 3, i = r % 3, c3 = c - c % 3, j = c % 3;
+                    for (int a = 0; a < 3; a++) {
+                        double s = 0;
+                        for (int k = 0; k < 3; k++)
+                            s += wr[r * cols + c3 + k] * L[9 * a + 3 * k + j] -
+                                 L[9 * a + 3 * i + k] * wr[(o3 + k) * cols + c];
+                        da[a] += s * xv;
+                    }
+                }
+                nrm += z * z;
+                for (int a = 0; a < 3; a++) act += da[a] * da[a];
+            }
+    eqr_tensor *y = eqr_rlayer_forward(ctx, f.rl, f.x);
+    assert_non_null(y);
+    eqr_tensor *d = eqr_relax_defect(ctx, f.r);
+    assert_non_null(d);
+    assert_true(fabs(d->data[0] - act) <= 1e-4 * act);
+    eqr_tensor *pen = eqr_relax_penalty(ctx, f.r);
+    assert_non_null(pen);
+    double pref = 0.3 * sqrt(act) + 0.2 * sqrt(nrm);
+    assert_true(fabs(pen->data[0] - pref) <= 1e-4 * pref);
+    eqr_rlayer_stats st;
+    assert_int_equal(eqr_rlayer_get_stats(ctx, f.rl, &st), EQR_OK);
+    assert_true(fabs(st.act_norm - sqrt(nrm)) <= 1e-4 * sqrt(nrm));
+    eqr_step_reset(ctx);
+
+    /* subsampled norm: first m = 1 item times NB */
+    eqr_relax_destroy(f.r);
+    eqr_relax_opts o2 = o;
+    o2.lambda_defect = 0;
+    o2.norm_subsample = 1;
+    f.r = eqr_relax_create(ctx, "relax2", &o2);
+    assert_non_null(f.r);
+    float keep[3 * CO * 3 * CI];
+    memcpy(keep, f.wr->data, sizeof keep);
+    f.rl = eqr_vn_linear_relax(ctx, f.r, "lin2", f.lin, NULL);
+    assert_non_null(f.rl);
+    f.wr = eqr_rlayer_wr(f.rl);
+    memcpy(f.wr->data, keep, sizeof keep);
+    double n0 = 0;
+    for (int p = 0; p < NP; p++)
+        for (int64_t r = 0; r < 3 * CO; r++) {
+            double z = 0;
+            for (int64_t c = 0; c < cols; c++) z += (double)keep[r * cols + c] * x[c * NP + p];
+            n0 += z * z;
+        }
+    y = eqr_rlayer_forward(ctx, f.rl, f.x);
+    pen = eqr_relax_penalty(ctx, f.r);
+    assert_non_null(pen);
+    assert_true(fabs(pen->data[0] - 0.2 * sqrt(NB * n0)) <= 1e-4 * sqrt(NB * n0));
+    eqr_step_reset(ctx);
+    /* the activation-form term from the kernels: gradient check */
+    eqr_tensor *in[2] = {f.x, f.wr};
+    tu_gradcheck(ctx, lie_act_fn, in, 2, NULL, 1e-2, 1e-2, 1e-2);
+    teardown(&f);
+}
+
+/* forward of the relaxed layer, for gradchecks */
+static eqr_tensor *fwd_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    return eqr_rlayer_forward(ctx, (eqr_rlayer *)user, in[0]);
+}
+static eqr_tensor *defect_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    (void)in;
+    return eqr_relax_defect(ctx, (eqr_relax *)user);
+}
+
+static void test_gradients(void **state) {
+    (void)state;
+    eqr_relax_opts o = normal_opts();
+    fixture f;
+    setup(&f, 24, &o);
+    eqr_ctx *ctx = f.ctx;
+    eqr_relax_set_theta(f.r, 0.6f);
+    eqr_tensor *in[3] = {f.x, f.w, f.wr};
+    tu_gradcheck(ctx, fwd_fn, in, 3, f.rl, 1e-2, 1e-3, 1e-2);
+    tu_gradcheck(ctx, defect_fn, in + 2, 1, f.r, 1e-2, 1e-2, 1e-2);
+    /* the norm penalty through forward + penalty (recorded only with
+     * gradients on): central differences on a few entries of W_r */
+    eqr_relax_set_lambdas(f.r, 0.0f, 0.5f);
+    eqr_zero_grad(ctx);
+    assert_non_null(eqr_rlayer_forward(ctx, f.rl, f.x));
+    eqr_tensor *pen = eqr_relax_penalty(ctx, f.r);
+    assert_non_null(pen);
+    assert_int_equal(eqr_backward(ctx, pen), EQR_OK);
+    eqr_step_reset(ctx);
+    for (int k = 0; k < 12; k++) {
+        int64_t i = (k * 37) % f.wr->numel;
+        float w0 = f.wr->data[i];
+        double v[2];
+        for (int s = 0; s < 2; s++) {
+            f.wr->data[i] = w0 + (s ? -1e-2f : 1e-2f);
+            eqr_rlayer_forward(ctx, f.rl, f.x);
+            eqr_tensor *p = eqr_relax_penalty(ctx, f.r);
+            assert_non_null(p);
+            v[s] = p->data[0];
+            eqr_step_reset(ctx);
+        }
+        f.wr->data[i] = w0;
+        double num = (v[0] - v[1]) / 2e-2, ana = f.wr->grad[i];
+        if (fabs(num - ana) > 1e-3 + 1e-2 * fmax(fabs(num), fabs(ana)))
+            fail_msg("norm penalty grad %lld: analytic %g numeric %g", (long long)i, ana, num);
+    }
+    /* W_r = 0 (the default init): penalties finite, gradients finite */
+    memset(f.wr->data, 0, (size_t)f.wr->numel * sizeof(float));
+    eqr_relax_set_lambdas(f.r, 0.1f, 0.1f);
+    eqr_zero_grad(ctx);
+    assert_non_null(eqr_rlayer_forward(ctx, f.rl, f.x));
+    pen = eqr_relax_penalty(ctx, f.r);
+    assert_non_null(pen);
+    assert_int_equal(eqr_backward(ctx, pen), EQR_OK);
+    for (int64_t i = 0; i < f.wr->numel; i++) assert_true(isfinite(f.wr->grad[i]));
+    eqr_step_reset(ctx);
+    teardown(&f);
+}
+
+static void test_projection(void **state) {
+    (void)state;
+    eqr_relax_opts o = normal_opts();
+    o.init_std = 0.1f;
+    fixture f;
+    setup(&f, 25, &o);
+    eqr_ctx *ctx = f.ctx;
+    const float theta = 0.7f;
+    eqr_relax_set_theta(f.r, theta);
+    /* W_r with a large equivariant part: A (x) I3 + the small random init */
+    float A[CO * CI];
+    tu_fill_uniform(A, CO * CI, 8);
+    for (int r = 0; r < 3 * CO; r++)
+        for (int c = r % 3; c < 3 * CI; c += 3) f.wr->data[r * 3 * CI + c] += A[(r / 3) * CI + c / 3];
+    /* expected folded W: W + theta tr(block) / 3 */
+    double wexp[CO * CI];
+    for (int a = 0; a < CO; a++)
+        for (int c = 0; c < CI; c++) {
+            double tr = 0;
+            for (int i = 0; i < 3; i++) tr += f.wr->data[(3 * a + i) * 3 * CI + 3 * c + i];
+            wexp[a * CI + c] = f.w->data[a * CI + c] + theta * tr / 3;
+        }
+    int64_t total = eqr_param_total(ctx);
+    float *saved = malloc(sizeof(float) * total);
+    assert_non_null(saved);
+    memcpy(saved, eqr_param_data_block(ctx), sizeof(float) * total);
+    int ge = eqr_set_grad_enabled(ctx, 0);
+    eqr_tensor *y = eqr_rlayer_forward(ctx, f.rl, f.x);
+    assert_non_null(y);
+    int64_t n = y->numel;
+    double *yrel = malloc(sizeof(double) * n);
+    for (int64_t i = 0; i < n; i++) yrel[i] = y->data[i];
+    eqr_step_reset(ctx);
+    double dist[2], err[2];
+    for (int mode = 0; mode < 2; mode++) {
+        memcpy(eqr_param_data_block(ctx), saved, sizeof(float) * total);
+        assert_int_equal(eqr_relax_project(ctx, f.r, mode ? EQR_PROJECT_FOLD : EQR_PROJECT_DROP), EQR_OK);
+        assert_true(eqr_relax_theta(f.r)->data[0] == 0.0f);
+        for (int64_t i = 0; i < f.wr->numel; i++) assert_true(f.wr->data[i] == 0.0f);
+        if (mode) tu_assert_close("folded W", f.w->data, wexp, CO * CI, 1e-6, 1e-6);
+        y = eqr_rlayer_forward(ctx, f.rl, f.x);
+        assert_non_null(y);
+        double s = 0;
+        for (int64_t i = 0; i < n; i++) s += pow(y->data[i] - yrel[i], 2);
+        dist[mode] = sqrt(s);
+        eqr_step_reset(ctx);
+        err[mode] = equiv_err(&f);
+        assert_true(err[mode] <= 1e-5);
+    }
+    print_message("vn_linear projection: ||y_proj - y_relaxed|| drop %.4g, fold %.4g; equiv err %.2g / %.2g\n",
+                  dist[0], dist[1], err[0], err[1]);
+    assert_true(dist[1] < 0.5 * dist[0]);
+    eqr_set_grad_enabled(ctx, ge);
+    free(saved), free(yrel);
+    teardown(&f);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    eqr_relax_opts o = normal_opts();
+    fixture f;
+    setup(&f, 26, &o);
+    eqr_ctx *ctx = f.ctx;
+    assert_null(eqr_vn_linear_relax(ctx, f.r, "other", NULL, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
+    assert_null(eqr_vn_linear_relax(ctx, f.r, "lin", f.lin, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "'lin.wr' already exists");
+    int64_t s[4] = {2, CI + 1, 3, 4};
+    assert_null(eqr_rlayer_forward(ctx, f.rl, eqr_tensor_zeros(ctx, 4, s)));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "vn_linear");
+    assert_int_equal(eqr_relax_num_layers(f.r), 1);
+    teardown(&f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_theta_zero_equivariant),
+        cmocka_unit_test(test_defect),
+        cmocka_unit_test(test_activation_form_and_norm),
+        cmocka_unit_test(test_gradients),
+        cmocka_unit_test(test_projection),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
