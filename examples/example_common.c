@@ -247,15 +247,20 @@ ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch) {
     progress p = {.tty = bar_on_tty(t), .epoch = epoch, .epochs = t->epochs, .t0 = ex_now(),
                   .total = ds->n};
     if (t->progress == EX_PROGRESS_TENTHS) p.next_line = ds->n / 10;
-    double lsum = 0;
+    double lsum = 0, esum = 0;
     int64_t seen = 0, correct = 0, steps = 0, cnt;
     while (eqr_batcher_next(t->bt, xb, yb, &cnt)) {
         int64_t shape[4] = {cnt, ds->c, ds->h, ds->w};
         eqr_tensor *x = eqr_tensor_wrap(ctx, xb, 4, shape);
         eqr_tensor *logits = x ? t->forward(ctx, t->model, x, 1) : NULL;
-        eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, logits, yb);
+        eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, logits, yb), *total = loss;
+        if (loss && t->extra_loss) {
+            eqr_tensor *extra = t->extra_loss(ctx, t->extra_user);
+            total = eqr_add(ctx, loss, extra);
+            if (total) esum += (double)extra->data[0];
+        }
         eqr_zero_grad(ctx);
-        if (!loss || eqr_backward(ctx, loss) != EQR_OK) ex_die_ctx(ctx, "training step");
+        if (!total || eqr_backward(ctx, total) != EQR_OK) ex_die_ctx(ctx, "training step");
         if (eqr_optim_step(t->opt) != EQR_OK) ex_die_ctx(ctx, "optimizer step");
         if (t->sched && eqr_scheduler_step(t->sched) != EQR_OK) ex_die_ctx(ctx, "scheduler step");
         lsum += (double)loss->data[0] * (double)cnt;
@@ -268,6 +273,7 @@ ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch) {
     ex_epoch_stats st = {.seen = seen, .steps = steps, .secs = ex_now() - p.t0};
     st.loss = lsum / (double)seen;
     st.acc = (double)correct / (double)seen;
+    st.extra = steps > 0 ? esum / (double)steps : 0;
     free(xb);
     free(yb);
     return st;

@@ -109,6 +109,11 @@ typedef enum ex_progress_style {
     EX_PROGRESS_TENTHS
 } ex_progress_style;
 
+/* An extra loss term of one training step (e.g. a relaxation penalty),
+ * called after the forward pass: a differentiable scalar [1] added to the
+ * task loss before backward, NULL on error (reported on the context). */
+typedef eqr_tensor *(*ex_extra_loss_fn)(eqr_ctx *ctx, void *user);
+
 /* What ex_train_epoch works with. */
 typedef struct ex_train {
     eqr_ctx *ctx;
@@ -119,18 +124,21 @@ typedef struct ex_train {
     void *model;
     int64_t epochs;               /* the planned number, shown as "epoch e/epochs" */
     ex_progress_style progress;
+    ex_extra_loss_fn extra_loss;  /* NULL: the task loss alone */
+    void *extra_user;             /* handed to extra_loss */
 } ex_train;
 
 /* Summary of one training epoch: mean loss and accuracy over its samples. */
 typedef struct ex_epoch_stats {
     int64_t seen, steps;
-    double loss, acc;
+    double loss, acc;  /* task loss (the extra term not included) */
+    double extra;      /* mean of the extra loss term per step (0 without one) */
     double secs; /* wall time of the epoch */
 } ex_epoch_stats;
 
 /* One pass over the batcher's epoch (epoch counts from 1): per batch the
- * forward pass in training mode, softmax cross-entropy, backward, the
- * optimizer step and the scheduler step.
+ * forward pass in training mode, softmax cross-entropy (plus the extra loss
+ * term if any), backward, the optimizer step and the scheduler step.
  * Dies on an error. */
 ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch);
 /* On a terminal with EX_PROGRESS_BAR, replace the progress line by a note,

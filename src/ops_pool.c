@@ -52,9 +52,13 @@ static int pool_check(eqr_ctx *ctx, const char *op, const eqr_tensor *x, int k, 
     return 1;
 }
 
-static int pool_threads(const eqr_ctx *ctx, int64_t planes) {
-    int t = eqr_ctx_threads(ctx);
-    return planes >= 2 * (int64_t)t ? t : 1;
+/* Threads for a pooling call: one unless every thread gets at least two
+ * planes and 64 Ki input cells; a parallel region costs more than pooling a
+ * small tensor (e.g. one image) takes, and makes the threads of OpenMP and of
+ * a multi-threaded BLAS compete for the cores. */
+static int pool_threads(const eqr_ctx *ctx, const pool_dims *d) {
+    const int64_t t = eqr_ctx_threads(ctx), cells = d->planes * d->H * d->W;
+    return d->planes >= 2 * t && cells >= t * ((int64_t)1 << 16) ? (int)t : 1;
 }
 
 /* One pooling call, kept in the arena as the node's saved data. Window of
@@ -122,13 +126,40 @@ static inline void pool_plane(const pool_job *j, int is_max, const float *xp, fl
     }
 }
 
+/* Max pooling with 2x2 windows, stride 2, no padding (the common case):
+ * the window table is not needed and the four cells are compared in the
+ * order of pool_plane (row-major, first maximal cell wins), so the results,
+ * ties included, are those of the general loop. */
+static void maxpool2_plane(const pool_job *j, const float *xp, float *yp, int32_t *ap) {
+    const int OH = j->d.OH, OW = j->d.OW, W = j->d.W;
+    for (int oh = 0; oh < OH; oh++) {
+        const float *r0 = xp + (int64_t)2 * oh * W, *r1 = r0 + W;
+        const int base = 2 * oh * W;
+        float *yr = yp + (int64_t)oh * OW;
+        int32_t *ar = ap + (int64_t)oh * OW;
+        for (int ow = 0; ow < OW; ow++) {
+            const int c = 2 * ow;
+            float bv = r0[c];
+            int best = base + c;
+            if (r0[c + 1] > bv) bv = r0[c + 1], best = base + c + 1;
+            if (r1[c] > bv) bv = r1[c], best = base + W + c;
+            if (r1[c + 1] > bv) bv = r1[c + 1], best = base + W + c + 1;
+            yr[ow] = bv;
+            ar[ow] = best;
+        }
+    }
+}
+
 static void pool_forward_task(const void *job, int k) {
     const pool_job *j = job;
     const int64_t HW = (int64_t)j->d.H * j->d.W, OP = (int64_t)j->d.OH * j->d.OW;
+    const int two = j->d.k == 2 && j->d.s == 2 && j->d.p == 0;
     int64_t pl0, pl1;
     plane_range(j->d.planes, j->threads, k, &pl0, &pl1);
     for (int64_t pl = pl0; pl < pl1; pl++) {
-        if (j->arg)
+        if (j->arg && two)
+            maxpool2_plane(j, j->x + pl * HW, j->y + pl * OP, j->arg + pl * OP);
+        else if (j->arg)
             pool_plane(j, 1, j->x + pl * HW, j->y + pl * OP, j->arg + pl * OP);
         else
             pool_plane(j, 0, j->x + pl * HW, j->y + pl * OP, NULL);
@@ -181,7 +212,7 @@ static void pool_backward(eqr_ctx *ctx, eqr_node *n) {
     pool_job *j = n->saved;
     j->gx = gx;
     j->gy = n->out->grad;
-    j->threads = pool_threads(ctx, j->d.planes);
+    j->threads = pool_threads(ctx, &j->d);
     eqr__parallel(j->threads, j->arg ? maxpool_backward_task : avgpool_backward_task, j);
 }
 
@@ -213,7 +244,7 @@ static eqr_tensor *pool2d(eqr_ctx *ctx, const char *op, eqr_tensor *x, int k, in
     }
     j->x = x->data;
     j->y = y->data;
-    j->threads = pool_threads(ctx, d.planes);
+    j->threads = pool_threads(ctx, &d);
     eqr__parallel(j->threads, pool_forward_task, j);
     eqr_node *n = eqr__record(ctx, y, pool_backward, 1, &x);
     if (n) n->saved = j;

@@ -14,50 +14,10 @@
 
 #define EQ_TOL 1e-5
 
-static eqr_group group_of(int i) {
-    switch (i) {
-    case 0: return eqr_group_cyclic(1);
-    case 1: return eqr_group_cyclic(2);
-    case 2: return eqr_group_cyclic(4);
-    case 3: return eqr_group_dihedral(1);
-    case 4: return eqr_group_dihedral(2);
-    default: return eqr_group_dihedral(4);
-    }
-}
-#define NGROUPS 6
-
-static eqr_rep *trivial_rep(eqr_ctx *ctx, const eqr_group *G, int c) {
-    eqr_rep_part p = eqr_part_irrep(eqr_irrep_of(G, 0, 0), c);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
-static eqr_rep *regular_rep(eqr_ctx *ctx, const eqr_group *G, int f) {
-    eqr_rep_part p = eqr_part_regular(f);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
+/* random bias (std 0.5) so that its equivariance is tested too */
 static eqr_gconv *make(eqr_ctx *ctx, const char *name, const eqr_rep *in, const eqr_rep *out,
                        int k, eqr_conv2d_geom geom) {
-    eqr_gconv_opts o = {0};
-    o.geom = geom;
-    eqr_gconv *L = eqr_gconv_create(ctx, name, in, out, k, &o);
-    if (!L) fail_msg("eqr_gconv_create(%s): %s", name, eqr_error_message(ctx));
-    /* random bias so that its equivariance is tested too */
-    eqr_tensor *b = eqr_gconv_bias(L);
-    if (b) eqr_tensor_normal(b, eqr_ctx_rng(ctx), 0.5f);
-    return L;
-}
-
-static eqr_tensor *rand_input(eqr_ctx *ctx, int n, int c, int h, int w) {
-    int64_t s[4] = {n, c, h, w};
-    eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
-    assert_non_null(x);
-    eqr_tensor_normal(x, eqr_ctx_rng(ctx), 1.0f);
-    return x;
+    return tu_gconv(ctx, name, in, out, k, geom, 0.5f);
 }
 
 static int out_size(int n, int k, int s, int p, int d) { return (n + 2 * p - d * (k - 1) - 1) / s + 1; }
@@ -159,17 +119,17 @@ static void test_forward_reference(void **state) {
         {0, 0, 1, 2, 3, 9, 9, {2, 2, 1, 1, 1, 1}}, /* stride 2 */
         {0, 0, 2, 1, 3, 9, 9, {1, 1, 2, 2, 2, 2}}, /* dilation 2 */
     };
-    for (int gi = 0; gi < NGROUPS; gi++)
+    for (int gi = 0; gi < TU_NSMALL_GROUPS; gi++)
         for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
             eqr_ctx *ctx = tu_ctx(100 + gi);
             const fcase *c = &cases[ci];
-            eqr_group G = group_of(gi);
+            eqr_group G = tu_small_group(gi);
             int ord = eqr_group_order(&G);
-            eqr_rep *in = c->lifting ? trivial_rep(ctx, &G, c->cin) : regular_rep(ctx, &G, c->fin);
-            eqr_rep *out = regular_rep(ctx, &G, c->fout);
+            eqr_rep *in = c->lifting ? tu_trivial_rep(ctx, &G, c->cin) : tu_regular_rep(ctx, &G, c->fin);
+            eqr_rep *out = tu_regular_rep(ctx, &G, c->fout);
             eqr_gconv *L = make(ctx, "g", in, out, c->k, c->g);
             assert_int_equal(eqr_gconv_get_kind(L), c->lifting ? EQR_GCONV_LIFTING : EQR_GCONV_GROUP);
-            eqr_tensor *x = rand_input(ctx, 2, in->dim, c->H, c->W);
+            eqr_tensor *x = tu_randn(ctx, 2, in->dim, c->H, c->W);
             eqr_tensor *y = eqr_gconv_forward(ctx, L, x);
             if (!y) fail_msg("forward: %s", eqr_error_message(ctx));
             int OH = out_size(c->H, c->k, c->g.stride_h, c->g.pad_h, c->g.dil_h);
@@ -194,16 +154,16 @@ static void test_forward_reference(void **state) {
 
 static void test_layer_equivariance(void **state) {
     (void)state;
-    for (int gi = 0; gi < NGROUPS; gi++) {
+    for (int gi = 0; gi < TU_NSMALL_GROUPS; gi++) {
         eqr_ctx *ctx = tu_ctx(200 + gi);
-        eqr_group G = group_of(gi);
-        eqr_rep *t2 = trivial_rep(ctx, &G, 2), *r3 = regular_rep(ctx, &G, 3);
-        eqr_rep *r2 = regular_rep(ctx, &G, 2);
+        eqr_group G = tu_small_group(gi);
+        eqr_rep *t2 = tu_trivial_rep(ctx, &G, 2), *r3 = tu_regular_rep(ctx, &G, 3);
+        eqr_rep *r2 = tu_regular_rep(ctx, &G, 2);
         eqr_gconv *lift = make(ctx, "lift", t2, r3, 5, EQR_CONV2D(1, 2, 1));
         eqr_gconv *lift0 = make(ctx, "lift0", t2, r3, 3, EQR_CONV2D(1, 0, 1));
         eqr_gconv *grp = make(ctx, "grp", r3, r2, 3, EQR_CONV2D(1, 1, 1));
         eqr_gconv *grp0 = make(ctx, "grp0", r3, r2, 5, EQR_CONV2D(1, 0, 1));
-        eqr_tensor *x = rand_input(ctx, 2, 2, 9, 9), *h = rand_input(ctx, 2, r3->dim, 9, 9);
+        eqr_tensor *x = tu_randn(ctx, 2, 2, 9, 9), *h = tu_randn(ctx, 2, r3->dim, 9, 9);
         double e;
         e = equiv_err(ctx, fwd_layer, lift, t2, r3, x);
         if (e > EQ_TOL) fail_msg("group %d lifting conv: error %g", gi, e);
@@ -263,22 +223,22 @@ static eqr_tensor *fwd_invariant(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
 
 static void test_model_equivariance(void **state) {
     (void)state;
-    for (int gi = 0; gi < NGROUPS; gi++) {
+    for (int gi = 0; gi < TU_NSMALL_GROUPS; gi++) {
         eqr_ctx *ctx = tu_ctx(300 + gi);
-        eqr_group G = group_of(gi);
-        eqr_rep *t1 = trivial_rep(ctx, &G, 1), *r3 = regular_rep(ctx, &G, 3);
-        eqr_rep *r4 = regular_rep(ctx, &G, 4), *r2 = regular_rep(ctx, &G, 2);
+        eqr_group G = tu_small_group(gi);
+        eqr_rep *t1 = tu_trivial_rep(ctx, &G, 1), *r3 = tu_regular_rep(ctx, &G, 3);
+        eqr_rep *r4 = tu_regular_rep(ctx, &G, 4), *r2 = tu_regular_rep(ctx, &G, 2);
         model3 m = {make(ctx, "m.l1", t1, r3, 5, EQR_CONV2D(1, 2, 1)),
                     make(ctx, "m.l2", r3, r4, 3, EQR_CONV2D(1, 1, 1)),
                     make(ctx, "m.l3", r4, r2, 3, EQR_CONV2D(1, 1, 1)), &G};
-        eqr_tensor *x = rand_input(ctx, 2, 1, 11, 11);
+        eqr_tensor *x = tu_randn(ctx, 2, 1, 11, 11);
         double e = equiv_err(ctx, fwd_model3, &m, t1, r2, x);
         if (e > EQ_TOL) fail_msg("group %d: 3-layer model error %g", gi, e);
 
         /* invariant head: even size before the max-pool (12 -> 6) */
         model3 inv = {make(ctx, "inv.l1", t1, r3, 3, EQR_CONV2D(1, 1, 1)),
                       make(ctx, "inv.l2", r3, r4, 3, EQR_CONV2D(1, 1, 1)), NULL, &G};
-        eqr_tensor *x12 = rand_input(ctx, 3, 1, 12, 12);
+        eqr_tensor *x12 = tu_randn(ctx, 3, 1, 12, 12);
         e = equiv_err(ctx, fwd_invariant, &inv, t1, NULL, x12);
         if (e > EQ_TOL) fail_msg("group %d: invariant model error %g", gi, e);
         eqr_tensor *y = fwd_invariant(ctx, &inv, x12);
@@ -335,15 +295,15 @@ static void test_geometry_condition(void **state) {
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const gcase *c = &cases[ci];
         eqr_ctx *ctx = tu_ctx(400 + ci);
-        eqr_group G = group_of(c->gi);
-        eqr_rep *in = c->lifting ? trivial_rep(ctx, &G, 2) : regular_rep(ctx, &G, 2);
-        eqr_rep *out = regular_rep(ctx, &G, 2);
+        eqr_group G = tu_small_group(c->gi);
+        eqr_rep *in = c->lifting ? tu_trivial_rep(ctx, &G, 2) : tu_regular_rep(ctx, &G, 2);
+        eqr_rep *out = tu_regular_rep(ctx, &G, 2);
         eqr_gconv *L = make(ctx, "geo", in, out, c->k, c->g);
         if (eqr_gconv_exact_on(L, c->H, c->W) != c->exact)
             fail_msg("case %zu: eqr_gconv_exact_on says %d", ci, !c->exact);
         if (c->H == c->W || G.n % 4 != 0) {
             /* measure it (the group action needs a square grid for 90 degrees) */
-            eqr_tensor *x = rand_input(ctx, 2, in->dim, c->H, c->W);
+            eqr_tensor *x = tu_randn(ctx, 2, in->dim, c->H, c->W);
             double e = equiv_err(ctx, fwd_layer, L, in, out, x);
             if (c->exact && e > EQ_TOL) fail_msg("case %zu: exact geometry, error %g", ci, e);
             if (!c->exact && e < 0.05) fail_msg("case %zu: inexact geometry, error only %g", ci, e);
@@ -363,9 +323,9 @@ static eqr_tensor *grad_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
 
 static void check_grads(int gi, int lifting, eqr_conv2d_geom geom) {
     eqr_ctx *ctx = tu_ctx(500 + gi);
-    eqr_group G = group_of(gi);
-    eqr_rep *in = lifting ? trivial_rep(ctx, &G, 2) : regular_rep(ctx, &G, 2);
-    eqr_rep *out = regular_rep(ctx, &G, 2);
+    eqr_group G = tu_small_group(gi);
+    eqr_rep *in = lifting ? tu_trivial_rep(ctx, &G, 2) : tu_regular_rep(ctx, &G, 2);
+    eqr_rep *out = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *L = make(ctx, "gc", in, out, 3, geom);
     int64_t xs[4] = {1, in->dim, 5, 5};
     eqr_tensor *x = tu_input(ctx, "x", 4, xs, 1.0f);
@@ -391,7 +351,7 @@ static void test_bank_gradient_sums_copies(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(550);
     eqr_group G = eqr_group_dihedral(4);
-    eqr_rep *in = regular_rep(ctx, &G, 2), *out = regular_rep(ctx, &G, 3);
+    eqr_rep *in = tu_regular_rep(ctx, &G, 2), *out = tu_regular_rep(ctx, &G, 3);
     eqr_gconv *L = make(ctx, "bk", in, out, 3, EQR_CONV2D(1, 1, 1));
     eqr_tensor *bank = eqr_gconv_filter_bank(ctx, L);
     assert_non_null(bank);
@@ -446,11 +406,11 @@ static void assert_rel_equal(const eqr_tensor *a, const eqr_tensor *b, double to
 
 static void test_export(void **state) {
     (void)state;
-    for (int gi = 2; gi < NGROUPS; gi += 3) { /* C4, D4 */
+    for (int gi = 2; gi < TU_NSMALL_GROUPS; gi += 3) { /* C4, D4 */
         eqr_ctx *ctx = tu_ctx(600 + gi);
-        eqr_group G = group_of(gi);
-        eqr_rep *t1 = trivial_rep(ctx, &G, 1), *r3 = regular_rep(ctx, &G, 3);
-        eqr_rep *r4 = regular_rep(ctx, &G, 4), *r2 = regular_rep(ctx, &G, 2);
+        eqr_group G = tu_small_group(gi);
+        eqr_rep *t1 = tu_trivial_rep(ctx, &G, 1), *r3 = tu_regular_rep(ctx, &G, 3);
+        eqr_rep *r4 = tu_regular_rep(ctx, &G, 4), *r2 = tu_regular_rep(ctx, &G, 2);
         model3 m = {make(ctx, "e.l1", t1, r3, 5, EQR_CONV2D(1, 2, 1)),
                     make(ctx, "e.l2", r3, r4, 3, EQR_CONV2D(2, 1, 1)),
                     NULL, &G};
@@ -460,7 +420,7 @@ static void test_export(void **state) {
         assert_null(eqr_gconv_bias(m.l3));
         assert_null(eqr_gconv_bias_vector(ctx, m.l3));
         assert_int_equal(eqr_status_get(ctx), EQR_OK);
-        eqr_tensor *x = rand_input(ctx, 2, 1, 11, 11);
+        eqr_tensor *x = tu_randn(ctx, 2, 1, 11, 11);
         eqr_tensor *y = fwd_model3(ctx, &m, x);
         assert_non_null(y);
         /* the same model as plain convs with the exported banks */
@@ -516,8 +476,8 @@ static void test_init(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(700);
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *t1 = trivial_rep(ctx, &G, 1), *r16 = regular_rep(ctx, &G, 16);
-    eqr_rep *r64 = regular_rep(ctx, &G, 64);
+    eqr_rep *t1 = tu_trivial_rep(ctx, &G, 1), *r16 = tu_regular_rep(ctx, &G, 16);
+    eqr_rep *r64 = tu_regular_rep(ctx, &G, 64);
     eqr_gconv *gc = eqr_gconv_create(ctx, "gc", r16, r16, 5, NULL);
     eqr_gconv *lc = eqr_gconv_create(ctx, "lc", t1, r64, 5, NULL);
     eqr_gconv_opts o1 = {.init_gain = 1.0f};
@@ -562,10 +522,10 @@ static void test_errors(void **state) {
     eqr_ctx *ctx = tu_ctx(800);
     eqr_group C4 = eqr_group_cyclic(4), D4 = eqr_group_dihedral(4), C8 = eqr_group_cyclic(8);
     eqr_group SO2 = eqr_group_so2(3), C3 = eqr_group_cyclic(3);
-    eqr_rep *t1 = trivial_rep(ctx, &C4, 1), *r2 = regular_rep(ctx, &C4, 2);
-    eqr_rep *r3 = regular_rep(ctx, &C4, 3), *d2 = regular_rep(ctx, &D4, 2);
-    eqr_rep *c8t = trivial_rep(ctx, &C8, 1), *c8r = regular_rep(ctx, &C8, 2);
-    eqr_rep *c3t = trivial_rep(ctx, &C3, 1), *c3r = regular_rep(ctx, &C3, 2);
+    eqr_rep *t1 = tu_trivial_rep(ctx, &C4, 1), *r2 = tu_regular_rep(ctx, &C4, 2);
+    eqr_rep *r3 = tu_regular_rep(ctx, &C4, 3), *d2 = tu_regular_rep(ctx, &D4, 2);
+    eqr_rep *c8t = tu_trivial_rep(ctx, &C8, 1), *c8r = tu_regular_rep(ctx, &C8, 2);
+    eqr_rep *c3t = tu_trivial_rep(ctx, &C3, 1), *c3r = tu_regular_rep(ctx, &C3, 2);
     eqr_rep_part sp = eqr_part_irrep(eqr_irrep_of(&SO2, 0, 0), 1);
     eqr_rep *so2t = eqr_rep_create(ctx, &SO2, 1, &sp);
     eqr_rep_part vp = eqr_part_irrep(eqr_irrep_of(&C4, 0, 1), 1);
@@ -622,10 +582,10 @@ static void test_errors(void **state) {
     assert_null(eqr_gconv_create(ctx, "lift", t1, r3, 3, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "already exists");
     /* lifting conv given regular fields, group conv given the wrong field count */
-    eqr_tensor *xr = rand_input(ctx, 1, 12, 7, 7);
+    eqr_tensor *xr = tu_randn(ctx, 1, 12, 7, 7);
     assert_null(eqr_gconv_forward(ctx, L, xr));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "[N,1,H,W]");
-    eqr_tensor *x2 = rand_input(ctx, 1, 8, 7, 7);
+    eqr_tensor *x2 = tu_randn(ctx, 1, 8, 7, 7);
     assert_null(eqr_gconv_forward(ctx, G, x2));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "[N,12,H,W]");
     int64_t s3[3] = {12, 7, 7};
@@ -636,7 +596,7 @@ static void test_errors(void **state) {
     eqr_gconv_opts valid = {.geom = EQR_CONV2D(1, 0, 1)};
     eqr_gconv *V = eqr_gconv_create(ctx, "valid", t1, r3, 5, &valid);
     assert_non_null(V);
-    eqr_tensor *tiny = rand_input(ctx, 1, 1, 3, 3);
+    eqr_tensor *tiny = tu_randn(ctx, 1, 1, 3, 3);
     assert_null(eqr_gconv_forward(ctx, V, tiny));
     assert_int_not_equal(eqr_status_get(ctx), EQR_OK);
     eqr_clear_error(ctx);
@@ -665,7 +625,7 @@ static void test_group_literal(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(900);
     eqr_group lit = {EQR_GROUP_CYCLIC, 4, 0}, C4 = eqr_group_cyclic(4);
-    eqr_rep *t = trivial_rep(ctx, &lit, 1), *r = regular_rep(ctx, &C4, 2);
+    eqr_rep *t = tu_trivial_rep(ctx, &lit, 1), *r = tu_regular_rep(ctx, &C4, 2);
     assert_int_equal(t->group.max_freq, 2); /* normalised by eqr_rep_create */
     eqr_gconv *L = eqr_gconv_create(ctx, "lit", t, r, 3, NULL);
     if (!L) fail_msg("%s", eqr_error_message(ctx));
@@ -681,7 +641,7 @@ static void test_no_partial_registration(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(901);
     eqr_group C4 = eqr_group_cyclic(4);
-    eqr_rep *t = trivial_rep(ctx, &C4, 1), *r = regular_rep(ctx, &C4, 1);
+    eqr_rep *t = tu_trivial_rep(ctx, &C4, 1), *r = tu_regular_rep(ctx, &C4, 1);
     int64_t one = 1;
     assert_non_null(eqr_param_new(ctx, "g.bias", 1, &one, 0));
     assert_null(eqr_gconv_create(ctx, "g", t, r, 3, NULL));

@@ -18,7 +18,8 @@ typedef struct vn_model {
     eqr_vn_invariant *inv;
 } vn_model;
 
-static eqr_tensor *model_fwd(eqr_ctx *ctx, vn_model *m, eqr_tensor *x) {
+static eqr_tensor *model_fwd(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
+    vn_model *m = mm;
     switch (m->kind) {
     case 0: return eqr_vn_linear_forward(ctx, m->lin, x);
     case 1: return eqr_vn_leaky_relu_forward(ctx, m->relu, x);
@@ -46,24 +47,7 @@ static eqr_tensor *grad_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
 /* max over NROT random rotations of ||f(R x) - R f(x)|| / ||f(x)||
  * (invariant: R f(x) replaced by f(x)) */
 static double equiv_err(eqr_ctx *ctx, vn_model *m, eqr_tensor *x, int invariant) {
-    double worst = 0;
-    for (int t = 0; t < NROT; t++) {
-        float R[9];
-        eqr_so3_random(eqr_ctx_rng(ctx), R, NULL);
-        eqr_tensor *y = model_fwd(ctx, m, x);
-        eqr_tensor *yr = model_fwd(ctx, m, eqr_so3_rotate(ctx, R, x, 2));
-        if (!y || !yr) fail_msg("forward failed: %s", eqr_error_message(ctx));
-        eqr_tensor *ry = invariant ? y : eqr_so3_rotate(ctx, R, y, 2);
-        assert_non_null(ry);
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < y->numel; i++) {
-            num += pow((double)yr->data[i] - ry->data[i], 2);
-            den += (double)y->data[i] * y->data[i];
-        }
-        assert_true(den > 0);
-        worst = fmax(worst, sqrt(num / den));
-        eqr_step_reset(ctx);
-    }
+    double worst = tu_so3_equiv_err(ctx, model_fwd, m, x, NROT, invariant);
     print_message("vn kind %d: max relative %s error over %d rotations %.3g\n", m->kind,
                   invariant ? "invariance" : "equivariance", NROT, worst);
     return worst;

@@ -15,43 +15,9 @@
 #define EQ_TOL 1e-5
 #define HALF_PI 1.5707963267948966192313216916398
 
-static eqr_rep *trivial_rep(eqr_ctx *ctx, const eqr_group *G, int c) {
-    eqr_rep_part p = eqr_part_irrep(eqr_irrep_of(G, 0, 0), c);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
-static eqr_rep *regular_rep(eqr_ctx *ctx, const eqr_group *G, int f) {
-    eqr_rep_part p = eqr_part_regular(f);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
-static eqr_rep *irreps_rep(eqr_ctx *ctx, const eqr_group *G, int n, const int *freqs) {
-    eqr_rep_part p[4];
-    for (int i = 0; i < n; i++) p[i] = eqr_part_irrep(eqr_irrep_of(G, 0, freqs[i]), 1);
-    eqr_rep *r = eqr_rep_create(ctx, G, n, p);
-    if (!r) fail_msg("irreps_rep: %s", eqr_error_message(ctx));
-    return r;
-}
-
-static eqr_tensor *rand_x(eqr_ctx *ctx, int n, int c, int hw) {
-    int64_t s[4] = {n, c, hw, hw};
-    eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
-    assert_non_null(x);
-    eqr_tensor_normal(x, eqr_ctx_rng(ctx), 1.0f);
-    return x;
-}
-
+/* 3x3, pad 1, bias ~ N(0, 0.25) */
 static eqr_gconv *mk_gconv(eqr_ctx *ctx, const char *name, const eqr_rep *in, const eqr_rep *out) {
-    eqr_gconv_opts o = {0};
-    o.geom = EQR_CONV2D(1, 1, 1);
-    eqr_gconv *L = eqr_gconv_create(ctx, name, in, out, 3, &o);
-    if (!L) fail_msg("gconv %s: %s", name, eqr_error_message(ctx));
-    eqr_tensor_normal(eqr_gconv_bias(L), eqr_ctx_rng(ctx), 0.5f);
-    return L;
+    return tu_gconv(ctx, name, in, out, 3, EQR_CONV2D(1, 1, 1), 0.5f);
 }
 
 static eqr_steer_conv *mk_steer(eqr_ctx *ctx, const char *name, const eqr_rep *in,
@@ -64,16 +30,6 @@ static eqr_steer_conv *mk_steer(eqr_ctx *ctx, const char *name, const eqr_rep *i
     return L;
 }
 
-static eqr_relax *mk_relax(eqr_ctx *ctx, float theta, float std) {
-    eqr_relax_opts o = {0};
-    o.theta = theta;
-    o.init = std > 0 ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO;
-    o.init_std = std;
-    eqr_relax *r = eqr_relax_create(ctx, "relax", &o);
-    if (!r) fail_msg("relax: %s", eqr_error_message(ctx));
-    return r;
-}
-
 typedef struct model2 {
     eqr_rlayer *a, *b;
 } model2;
@@ -83,11 +39,30 @@ static eqr_tensor *fwd2(eqr_ctx *ctx, void *m, eqr_tensor *x) {
     return eqr_rlayer_forward(ctx, M->b, eqr_relu(ctx, eqr_rlayer_forward(ctx, M->a, x)));
 }
 
-static eqr_tensor *fwd1(eqr_ctx *ctx, void *m, eqr_tensor *x) {
-    return eqr_rlayer_forward(ctx, (eqr_rlayer *)m, x);
-}
-
 /* --------------------------------------------- equivariance at theta = 0 */
+
+/* Over the n elements gs (gs[0] the identity): the largest equivariance
+ * error of f at theta = 0 must be <= EQ_TOL and the smallest over g != e
+ * at theta = 0.5 must exceed 1e-2 (what: the label printed). */
+static void check_theta_sweep(eqr_ctx *ctx, eqr_forward_fn f, void *m, eqr_relax *r,
+                              const eqr_rep *in, const eqr_rep *out, const eqr_gelem *gs, int n,
+                              eqr_tensor *x, const char *what) {
+    double worst0 = 0, least1 = 1e30;
+    for (int e = 0; e < n; e++) {
+        double err;
+        eqr_relax_set_theta(r, 0.0f);
+        assert_int_equal(eqr_equivariance_error(ctx, f, m, in, out, gs[e], x, NULL, &err), EQR_OK);
+        worst0 = fmax(worst0, err);
+        if (e == 0) continue;
+        eqr_relax_set_theta(r, 0.5f);
+        assert_int_equal(eqr_equivariance_error(ctx, f, m, in, out, gs[e], x, NULL, &err), EQR_OK);
+        least1 = fmin(least1, err);
+    }
+    print_message("relaxed %s: max error theta=0 %.3g, min over g != e theta=0.5 %.3g\n", what,
+                  worst0, least1);
+    assert_true(worst0 <= EQ_TOL);
+    assert_true(least1 > 1e-2);
+}
 
 static void test_gconv_theta_zero_exact(void **state) {
     (void)state;
@@ -95,30 +70,18 @@ static void test_gconv_theta_zero_exact(void **state) {
     for (int gi = 0; gi < 2; gi++) {
         eqr_ctx *ctx = tu_ctx(11 + gi);
         const eqr_group *G = &groups[gi];
-        eqr_rep *T = trivial_rep(ctx, G, 2), *R2 = regular_rep(ctx, G, 2), *R3 = regular_rep(ctx, G, 3);
+        eqr_rep *T = tu_trivial_rep(ctx, G, 2), *R2 = tu_regular_rep(ctx, G, 2), *R3 = tu_regular_rep(ctx, G, 3);
         eqr_gconv *g1 = mk_gconv(ctx, "l1", T, R2), *g2 = mk_gconv(ctx, "l2", R2, R3);
-        eqr_relax *r = mk_relax(ctx, 0.0f, 0.5f);
+        eqr_relax *r = tu_relax(ctx, "relax", 0.0f, 0.5f, 0, 0, 0);
         model2 m = {eqr_relax_gconv(ctx, r, "l1", g1, NULL), eqr_relax_gconv(ctx, r, "l2", g2, NULL)};
         assert_non_null(m.a);
         assert_non_null(m.b);
-        eqr_tensor *x = rand_x(ctx, 2, 2, 7);
+        eqr_tensor *x = tu_randn(ctx, 2, 2, 7, 7);
+        eqr_gelem gs[8];
         const int ord = eqr_group_order(G);
-        double worst0 = 0, least1 = 1e30;
-        for (int e = 0; e < ord; e++) {
-            eqr_gelem g = eqr_group_element(G, e);
-            double err;
-            eqr_relax_set_theta(r, 0.0f);
-            assert_int_equal(eqr_equivariance_error(ctx, fwd2, &m, T, R3, g, x, NULL, &err), EQR_OK);
-            worst0 = fmax(worst0, err);
-            if (e == 0) continue;
-            eqr_relax_set_theta(r, 0.5f);
-            assert_int_equal(eqr_equivariance_error(ctx, fwd2, &m, T, R3, g, x, NULL, &err), EQR_OK);
-            least1 = fmin(least1, err);
-        }
-        print_message("relaxed gconv %s: max error theta=0 %.3g, min over g != e theta=0.5 %.3g\n",
-                      gi ? "D4" : "C4", worst0, least1);
-        assert_true(worst0 <= EQ_TOL);
-        assert_true(least1 > 1e-2);
+        assert_true(ord <= 8);
+        for (int e = 0; e < ord; e++) gs[e] = eqr_group_element(G, e);
+        check_theta_sweep(ctx, fwd2, &m, r, T, R3, gs, ord, x, gi ? "gconv D4" : "gconv C4");
         eqr_relax_destroy(r);
         eqr_gconv_destroy(g1);
         eqr_gconv_destroy(g2);
@@ -136,36 +99,24 @@ static void test_steer_theta_zero_exact(void **state) {
         eqr_ctx *ctx = tu_ctx(21 + gi);
         const eqr_group *G = &groups[gi];
         const int fin[2] = {0, 1}, fout[3] = {0, 1, 2};
-        eqr_rep *in = irreps_rep(ctx, G, 2, fin);
+        eqr_rep *in = tu_irreps_rep(ctx, G, 2, fin);
         eqr_rep *out;
         if (gi == 0) {
             eqr_rep_part p[2] = {eqr_part_regular(1), eqr_part_irrep(eqr_irrep_of(G, 0, 2), 1)};
             out = eqr_rep_create(ctx, G, 2, p);
             assert_non_null(out);
         } else {
-            out = irreps_rep(ctx, G, 3, fout);
+            out = tu_irreps_rep(ctx, G, 3, fout);
         }
         eqr_steer_conv *s = mk_steer(ctx, "s", in, out);
-        eqr_relax *r = mk_relax(ctx, 0.0f, 0.3f);
+        eqr_relax *r = tu_relax(ctx, "relax", 0.0f, 0.3f, 0, 0, 0);
         eqr_rlayer *l = eqr_relax_steer_conv(ctx, r, "s", s, NULL);
         assert_non_null(l);
-        eqr_tensor *x = rand_x(ctx, 2, in->dim, 9);
-        double worst0 = 0, least1 = 1e30;
-        for (int q = 0; q < 4; q++) {
-            eqr_gelem g = eqr_gelem_make(0, q * HALF_PI);
-            double err;
-            eqr_relax_set_theta(r, 0.0f);
-            assert_int_equal(eqr_equivariance_error(ctx, fwd1, l, in, out, g, x, NULL, &err), EQR_OK);
-            worst0 = fmax(worst0, err);
-            if (q == 0) continue;
-            eqr_relax_set_theta(r, 0.5f);
-            assert_int_equal(eqr_equivariance_error(ctx, fwd1, l, in, out, g, x, NULL, &err), EQR_OK);
-            least1 = fmin(least1, err);
-        }
-        print_message("relaxed steer %s: max error theta=0 %.3g, min over g != e theta=0.5 %.3g\n",
-                      gi ? "SO(2)" : "C8", worst0, least1);
-        assert_true(worst0 <= EQ_TOL);
-        assert_true(least1 > 1e-2);
+        eqr_tensor *x = tu_randn(ctx, 2, in->dim, 9, 9);
+        eqr_gelem gs[4];
+        for (int q = 0; q < 4; q++) gs[q] = eqr_gelem_make(0, q * HALF_PI);
+        check_theta_sweep(ctx, tu_rlayer_forward, l, r, in, out, gs, 4, x,
+                          gi ? "steer SO(2)" : "steer C8");
         eqr_relax_destroy(r);
         eqr_steer_conv_destroy(s);
         eqr_rep_destroy(in);
@@ -180,9 +131,9 @@ static void test_own_theta(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(31);
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 1);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
     eqr_gconv *g1 = mk_gconv(ctx, "a", T, R), *g2 = mk_gconv(ctx, "b", T, R);
-    eqr_relax *r = mk_relax(ctx, 0.0f, 0.5f);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.0f, 0.5f, 0, 0, 0);
     eqr_rlayer_opts lo = {1};
     eqr_rlayer *la = eqr_relax_gconv(ctx, r, "a", g1, &lo), *lb = eqr_relax_gconv(ctx, r, "b", g2, NULL);
     assert_non_null(la);
@@ -195,11 +146,11 @@ static void test_own_theta(void **state) {
     assert_null(eqr_relax_layer(r, 2));
     assert_string_equal(eqr_rlayer_name(la), "a");
     eqr_relax_theta(r)->data[0] = 0.7f; /* as a scheduler would */
-    eqr_tensor *x = rand_x(ctx, 1, 1, 7);
+    eqr_tensor *x = tu_randn(ctx, 1, 1, 7, 7);
     double ea, eb;
     eqr_gelem g = eqr_group_element(&G, 1);
-    assert_int_equal(eqr_equivariance_error(ctx, fwd1, la, T, R, g, x, NULL, &ea), EQR_OK);
-    assert_int_equal(eqr_equivariance_error(ctx, fwd1, lb, T, R, g, x, NULL, &eb), EQR_OK);
+    assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, la, T, R, g, x, NULL, &ea), EQR_OK);
+    assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, lb, T, R, g, x, NULL, &eb), EQR_OK);
     assert_true(ea <= EQ_TOL);
     assert_true(eb > 1e-2);
     eqr_relax_set_theta(r, 0.25f);
@@ -282,12 +233,12 @@ static void test_fused_matches_unfused(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(41);
     eqr_group G = eqr_group_dihedral(4), C8 = eqr_group_cyclic(8);
-    eqr_rep *R1 = regular_rep(ctx, &G, 1), *R2 = regular_rep(ctx, &G, 2);
+    eqr_rep *R1 = tu_regular_rep(ctx, &G, 1), *R2 = tu_regular_rep(ctx, &G, 2);
     const int fin[2] = {0, 1};
-    eqr_rep *sin = irreps_rep(ctx, &C8, 2, fin), *sout = regular_rep(ctx, &C8, 1);
+    eqr_rep *sin = tu_irreps_rep(ctx, &C8, 2, fin), *sout = tu_regular_rep(ctx, &C8, 1);
     eqr_gconv *g = mk_gconv(ctx, "g", R1, R2);
     eqr_steer_conv *s = mk_steer(ctx, "s", sin, sout);
-    eqr_relax *r = mk_relax(ctx, 0.7f, 0.3f);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.7f, 0.3f, 0, 0, 0);
     fused_case cg = {g, NULL, eqr_relax_gconv(ctx, r, "g", g, NULL)};
     fused_case cs = {NULL, s, eqr_relax_steer_conv(ctx, r, "s", s, NULL)};
     assert_non_null(cg.l);
@@ -308,33 +259,29 @@ static void test_fused_matches_unfused(void **state) {
 
 /* ------------------------------------------------------------ gradients */
 
-static eqr_tensor *gc_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
-    return eqr_rlayer_forward(ctx, (eqr_rlayer *)user, in[0]);
-}
-
 static void test_gradcheck(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(51);
     eqr_group G = eqr_group_cyclic(4), S = eqr_group_so2(2);
-    eqr_rep *R = regular_rep(ctx, &G, 1);
+    eqr_rep *R = tu_regular_rep(ctx, &G, 1);
     const int fin[1] = {1}, fout[2] = {0, 2};
-    eqr_rep *sin = irreps_rep(ctx, &S, 1, fin), *sout = irreps_rep(ctx, &S, 2, fout);
+    eqr_rep *sin = tu_irreps_rep(ctx, &S, 1, fin), *sout = tu_irreps_rep(ctx, &S, 2, fout);
     eqr_gconv *g = mk_gconv(ctx, "g", R, R);
     eqr_steer_conv_opts so = {0};
     so.geom = EQR_CONV2D(1, 1, 1);
     eqr_steer_conv *s = eqr_steer_conv_create(ctx, "s", sin, sout, 3, &so);
     assert_non_null(s);
-    eqr_relax *r = mk_relax(ctx, 0.6f, 0.5f);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.6f, 0.5f, 0, 0, 0);
     eqr_rlayer *lg = eqr_relax_gconv(ctx, r, "g", g, NULL), *ls = eqr_relax_steer_conv(ctx, r, "s", s, NULL);
     assert_non_null(lg);
     assert_non_null(ls);
     int64_t xs1[4] = {1, 4, 5, 5}, xs2[4] = {1, 2, 5, 5};
     eqr_tensor *in1[4] = {tu_input(ctx, "x1", 4, xs1, 1.0f), eqr_gconv_weight(g), eqr_rlayer_wr(lg),
                           eqr_gconv_bias(g)};
-    tu_gradcheck(ctx, gc_fn, in1, 4, lg, 1e-2, 2e-3, 1e-2);
+    tu_gradcheck(ctx, tu_rlayer_fn, in1, 4, lg, 1e-2, 2e-3, 1e-2);
     eqr_tensor *in2[4] = {tu_input(ctx, "x2", 4, xs2, 1.0f), eqr_steer_conv_weight(s),
                           eqr_rlayer_wr(ls), eqr_steer_conv_bias(s)};
-    tu_gradcheck(ctx, gc_fn, in2, in2[3] ? 4 : 3, ls, 1e-2, 2e-3, 1e-2);
+    tu_gradcheck(ctx, tu_rlayer_fn, in2, in2[3] ? 4 : 3, ls, 1e-2, 2e-3, 1e-2);
     eqr_relax_destroy(r);
     eqr_gconv_destroy(g);
     eqr_steer_conv_destroy(s);
@@ -350,7 +297,7 @@ static void test_theta_zero_untouched(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(61);
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 2);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *g = mk_gconv(ctx, "g", T, R);
     eqr_relax_opts o = {0};
     o.lambda_norm = 0.5f; /* off below via set_lambdas, on in no-grad mode */
@@ -411,7 +358,7 @@ static void test_errors(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(71);
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 1);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
     eqr_gconv *g = mk_gconv(ctx, "g", T, R);
     eqr_relax_opts o = {0};
     o.lambda_norm = -1.0f;
@@ -445,7 +392,7 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "g.wr");
     assert_int_equal(eqr_relax_num_layers(r), 1);
 
-    eqr_tensor *x = rand_x(ctx, 1, 4, 5); /* regular fields into a lifting conv */
+    eqr_tensor *x = tu_randn(ctx, 1, 4, 5, 5); /* regular fields into a lifting conv */
     assert_null(eqr_rlayer_forward(ctx, l, x));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "expected [N, 1, H, W]");
     assert_null(eqr_rlayer_forward(ctx, NULL, x));

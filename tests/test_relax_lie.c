@@ -17,43 +17,33 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* SO(2), L = 3: 2 trivial, 2 x freq 1, freq 2, freq 3 (dim 10). */
-static eqr_rep *rep_so2_a(eqr_ctx *ctx) {
-    eqr_group G = eqr_group_so2(3);
-    eqr_rep_part p[4] = {eqr_part_irrep(eqr_irrep_of(&G, 0, 0), 2),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 1), 2),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 2), 1),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 3), 1)};
+/* A type of G with four irrep parts, part[k] = {j, freq, mult}; asserts
+ * its dimension. */
+static eqr_rep *rep4(eqr_ctx *ctx, eqr_group G, const int part[4][3], int dim) {
+    eqr_rep_part p[4];
+    for (int k = 0; k < 4; k++) p[k] = eqr_part_irrep(eqr_irrep_of(&G, part[k][0], part[k][1]), part[k][2]);
     eqr_rep *r = eqr_rep_create(ctx, &G, 4, p);
     assert_non_null(r);
-    assert_int_equal(r->dim, 10);
+    assert_int_equal(r->dim, dim);
     return r;
+}
+
+/* SO(2), L = 3: 2 trivial, 2 x freq 1, freq 2, freq 3 (dim 10). */
+static eqr_rep *rep_so2_a(eqr_ctx *ctx) {
+    static const int part[4][3] = {{0, 0, 2}, {0, 1, 2}, {0, 2, 1}, {0, 3, 1}};
+    return rep4(ctx, eqr_group_so2(3), part, 10);
 }
 
 /* SO(2), L = 3: trivial, freq 1, 2 x freq 2, freq 3 (dim 9). */
 static eqr_rep *rep_so2_b(eqr_ctx *ctx) {
-    eqr_group G = eqr_group_so2(3);
-    eqr_rep_part p[4] = {eqr_part_irrep(eqr_irrep_of(&G, 0, 0), 1),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 1), 1),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 2), 2),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 3), 1)};
-    eqr_rep *r = eqr_rep_create(ctx, &G, 4, p);
-    assert_non_null(r);
-    assert_int_equal(r->dim, 9);
-    return r;
+    static const int part[4][3] = {{0, 0, 1}, {0, 1, 1}, {0, 2, 2}, {0, 3, 1}};
+    return rep4(ctx, eqr_group_so2(3), part, 9);
 }
 
 /* O(2), L = 2: trivial, 2 x sign, freq 1, 2 x freq 2 (dim 9). */
 static eqr_rep *rep_o2(eqr_ctx *ctx) {
-    eqr_group G = eqr_group_o2(2);
-    eqr_rep_part p[4] = {eqr_part_irrep(eqr_irrep_of(&G, 0, 0), 1),
-                         eqr_part_irrep(eqr_irrep_of(&G, 1, 0), 2),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 1), 1),
-                         eqr_part_irrep(eqr_irrep_of(&G, 0, 2), 2)};
-    eqr_rep *r = eqr_rep_create(ctx, &G, 4, p);
-    assert_non_null(r);
-    assert_int_equal(r->dim, 9);
-    return r;
+    static const int part[4][3] = {{0, 0, 1}, {1, 0, 2}, {0, 1, 1}, {0, 2, 2}};
+    return rep4(ctx, eqr_group_o2(2), part, 9);
 }
 
 /* rho(e^{t A_a}) of a test representation, dim x dim row-major double. */

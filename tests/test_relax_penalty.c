@@ -16,57 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static eqr_rep *trivial_rep(eqr_ctx *ctx, const eqr_group *G, int c) {
-    eqr_rep_part p = eqr_part_irrep(eqr_irrep_of(G, 0, 0), c);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
-static eqr_rep *regular_rep(eqr_ctx *ctx, const eqr_group *G, int f) {
-    eqr_rep_part p = eqr_part_regular(f);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
-static eqr_rep *irreps_rep(eqr_ctx *ctx, const eqr_group *G, int n, const int *freqs) {
-    eqr_rep_part p[4];
-    for (int i = 0; i < n; i++) p[i] = eqr_part_irrep(eqr_irrep_of(G, 0, freqs[i]), 1);
-    eqr_rep *r = eqr_rep_create(ctx, G, n, p);
-    if (!r) fail_msg("irreps_rep: %s", eqr_error_message(ctx));
-    return r;
-}
-
+/* k x k, "same" padding, the bias left at its init */
 static eqr_gconv *mk_gconv(eqr_ctx *ctx, const char *name, const eqr_rep *in, const eqr_rep *out,
                            int k) {
-    eqr_gconv_opts o = {0};
-    o.geom = EQR_CONV2D(1, k / 2, 1);
-    eqr_gconv *L = eqr_gconv_create(ctx, name, in, out, k, &o);
-    if (!L) fail_msg("gconv %s: %s", name, eqr_error_message(ctx));
-    return L;
-}
-
-static eqr_relax *mk_relax(eqr_ctx *ctx, const char *name, float theta, float std, float ld,
-                           float ln, int sub) {
-    eqr_relax_opts o = {0};
-    o.theta = theta;
-    o.init = std > 0 ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO;
-    o.init_std = std;
-    o.lambda_defect = ld;
-    o.lambda_norm = ln;
-    o.norm_subsample = sub;
-    eqr_relax *r = eqr_relax_create(ctx, name, &o);
-    if (!r) fail_msg("relax: %s", eqr_error_message(ctx));
-    return r;
-}
-
-static eqr_tensor *rand_x(eqr_ctx *ctx, int n, int c, int hw) {
-    int64_t s[4] = {n, c, hw, hw};
-    eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
-    assert_non_null(x);
-    eqr_tensor_normal(x, eqr_ctx_rng(ctx), 1.0f);
-    return x;
+    return tu_gconv(ctx, name, in, out, k, EQR_CONV2D(1, k / 2, 1), 0.0f);
 }
 
 static double value_of(eqr_tensor *t) {
@@ -110,16 +63,14 @@ static double naive_defect(const float *w, int O, int C, int k, int ord, int lif
 
 static void test_gconv_defect_zero_iff_equivariant(void **state) {
     (void)state;
-    const eqr_group groups[6] = {eqr_group_cyclic(1), eqr_group_cyclic(2), eqr_group_cyclic(4),
-                                 eqr_group_dihedral(1), eqr_group_dihedral(2), eqr_group_dihedral(4)};
-    for (int gi = 0; gi < 6; gi++)
+    for (int gi = 0; gi < TU_NSMALL_GROUPS; gi++)
         for (int lifting = 0; lifting < 2; lifting++) {
             eqr_ctx *ctx = tu_ctx(100 + gi);
-            const eqr_group *G = &groups[gi];
-            eqr_rep *in = lifting ? trivial_rep(ctx, G, 2) : regular_rep(ctx, G, 2);
-            eqr_rep *out = regular_rep(ctx, G, 2);
+            const eqr_group grp = tu_small_group(gi), *G = &grp;
+            eqr_rep *in = lifting ? tu_trivial_rep(ctx, G, 2) : tu_regular_rep(ctx, G, 2);
+            eqr_rep *out = tu_regular_rep(ctx, G, 2);
             eqr_gconv *g = mk_gconv(ctx, "g", in, out, 3);
-            eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 0.5f, 1.0f, 0.0f, 0);
+            eqr_relax *r = tu_relax(ctx, "relax", 0.5f, 0.5f, 1.0f, 0.0f, 0);
             eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
             assert_non_null(l);
             eqr_tensor *wr = eqr_rlayer_wr(l);
@@ -147,10 +98,10 @@ static void test_defect_matches_act_on_filters(void **state) {
             eqr_ctx *ctx = tu_ctx(200 + gi);
             const eqr_group *G = &groups[gi];
             const int ord = eqr_group_order(G), k = 3;
-            eqr_rep *in = lifting ? trivial_rep(ctx, G, 3) : regular_rep(ctx, G, 2);
-            eqr_rep *out = regular_rep(ctx, G, 2);
+            eqr_rep *in = lifting ? tu_trivial_rep(ctx, G, 3) : tu_regular_rep(ctx, G, 2);
+            eqr_rep *out = tu_regular_rep(ctx, G, 2);
             eqr_gconv *g = mk_gconv(ctx, "g", in, out, k);
-            eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 1.0f, 1.0f, 0.0f, 0);
+            eqr_relax *r = tu_relax(ctx, "relax", 0.5f, 1.0f, 1.0f, 0.0f, 0);
             eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
             assert_non_null(l);
             const float *w = eqr_rlayer_wr(l)->data;
@@ -197,11 +148,11 @@ static void test_steer_defect(void **state) {
         eqr_ctx *ctx = tu_ctx(300 + gi);
         const eqr_group *G = &groups[gi];
         const int f2[2] = {0, 1}, f3[3] = {0, 1, 2};
-        eqr_rep *in = irreps_rep(ctx, G, 2, f2);
-        eqr_rep *out = eqr_group_is_finite(G) ? regular_rep(ctx, G, 1) : irreps_rep(ctx, G, 3, f3);
+        eqr_rep *in = tu_irreps_rep(ctx, G, 2, f2);
+        eqr_rep *out = eqr_group_is_finite(G) ? tu_regular_rep(ctx, G, 1) : tu_irreps_rep(ctx, G, 3, f3);
         eqr_steer_conv *s = eqr_steer_conv_create(ctx, "s", in, out, 5, NULL);
         assert_non_null(s);
-        eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 1.0f, 1.0f, 0.0f, 0);
+        eqr_relax *r = tu_relax(ctx, "relax", 0.5f, 1.0f, 1.0f, 0.0f, 0);
         eqr_rlayer *l = eqr_relax_steer_conv(ctx, r, "s", s, NULL);
         assert_non_null(l);
         eqr_tensor *wr = eqr_rlayer_wr(l);
@@ -253,11 +204,11 @@ static void test_norm_exact(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(400);
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 2);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *g1 = mk_gconv(ctx, "a", T, R, 3), *g2 = mk_gconv(ctx, "b", R, R, 3);
-    eqr_relax *r = mk_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 2.0f, 0);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 2.0f, 0);
     eqr_rlayer *l1 = eqr_relax_gconv(ctx, r, "a", g1, NULL), *l2 = eqr_relax_gconv(ctx, r, "b", g2, NULL);
-    eqr_tensor *x = rand_x(ctx, 3, 1, 6);
+    eqr_tensor *x = tu_randn(ctx, 3, 1, 6, 6);
     eqr_tensor *h = eqr_relu(ctx, eqr_rlayer_forward(ctx, l1, x));
     assert_non_null(eqr_rlayer_forward(ctx, l2, h));
     double n1 = naive_norm(x->data, 3, 1, 6, eqr_rlayer_wr(l1)->data, 8, 3, 1);
@@ -295,11 +246,11 @@ static void test_norm_estimator(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(500);
     eqr_group G = eqr_group_dihedral(2);
-    eqr_rep *T = trivial_rep(ctx, &G, 2), *R = regular_rep(ctx, &G, 2);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 2), *R = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *g = mk_gconv(ctx, "g", T, R, 3);
-    eqr_relax *rex = mk_relax(ctx, "exact", 0.0f, 0.0f, 0.0f, 1.0f, 0);
-    eqr_relax *rfull = mk_relax(ctx, "full", 0.0f, 0.0f, 0.0f, 1.0f, 6);
-    eqr_relax *rsub = mk_relax(ctx, "sub", 0.0f, 0.0f, 0.0f, 1.0f, 2);
+    eqr_relax *rex = tu_relax(ctx, "exact", 0.0f, 0.0f, 0.0f, 1.0f, 0);
+    eqr_relax *rfull = tu_relax(ctx, "full", 0.0f, 0.0f, 0.0f, 1.0f, 6);
+    eqr_relax *rsub = tu_relax(ctx, "sub", 0.0f, 0.0f, 0.0f, 1.0f, 2);
     eqr_rlayer *le = eqr_relax_gconv(ctx, rex, "ge", g, NULL);
     eqr_rlayer *lf = eqr_relax_gconv(ctx, rfull, "gf", g, NULL);
     eqr_rlayer *ls = eqr_relax_gconv(ctx, rsub, "gs", g, NULL);
@@ -311,7 +262,7 @@ static void test_norm_estimator(void **state) {
     memcpy(eqr_rlayer_wr(lf)->data, w->data, (size_t)w->numel * sizeof(float));
     memcpy(eqr_rlayer_wr(ls)->data, w->data, (size_t)w->numel * sizeof(float));
     const int B = 6, C = 2, H = 5, img = C * H * H;
-    eqr_tensor *x = rand_x(ctx, B, C, H);
+    eqr_tensor *x = tu_randn(ctx, B, C, H, H);
     double exact = norm_of(ctx, rex, le, x), full = norm_of(ctx, rfull, lf, x);
     double naive = naive_norm(x->data, B, C, H, w->data, 8, 3, 1);
     assert_true(fabs(exact - naive) <= 1e-5 * naive);
@@ -363,9 +314,9 @@ static void test_ssqrt_zero(void **state) {
     /* the penalty of a zero-initialised W_r: finite gradients, and the same
      * as without penalties (its gradient at W_r = 0 is 0) */
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 2);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *g = mk_gconv(ctx, "g", T, R, 3);
-    eqr_relax *r = mk_relax(ctx, "relax", 0.5f, 0.0f, 0.01f, 0.01f, 0);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.5f, 0.0f, 0.01f, 0.01f, 0);
     eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
     assert_non_null(l);
     int64_t xs[4] = {2, 1, 6, 6};
@@ -402,46 +353,6 @@ static void test_ssqrt_zero(void **state) {
 
 /* ------------------------------------------------ penalty gradients */
 
-/* Central differences of sum(f * r) with gradients ENABLED (the norm term
- * is recorded only then, so tu_gradcheck's no-grad objective cannot be
- * used). */
-static void fd_check(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, double h,
-                     double atol, double rtol) {
-    eqr_zero_grad(ctx);
-    eqr_step_reset(ctx);
-    eqr_tensor *y = f(ctx, in, user);
-    if (!y) fail_msg("forward: %s", eqr_error_message(ctx));
-    int64_t n = y->numel;
-    float *r = malloc((size_t)n * sizeof(float));
-    tu_fill_uniform(r, n, 7);
-    assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, y->ndim, y->shape, r)), EQR_OK);
-    eqr_step_reset(ctx);
-    for (int k = 0; k < nin; k++) {
-        eqr_tensor *x = in[k];
-        float *ana = malloc((size_t)x->numel * sizeof(float));
-        memcpy(ana, x->grad, (size_t)x->numel * sizeof(float));
-        for (int64_t i = 0; i < x->numel; i++) {
-            double v[2];
-            float x0 = x->data[i];
-            for (int sgn = 0; sgn < 2; sgn++) {
-                x->data[i] = (float)(x0 + (sgn ? -h : h));
-                eqr_tensor *yy = f(ctx, in, user);
-                if (!yy) fail_msg("forward: %s", eqr_error_message(ctx));
-                v[sgn] = 0;
-                for (int64_t j = 0; j < n; j++) v[sgn] += (double)yy->data[j] * r[j];
-                eqr_step_reset(ctx);
-            }
-            x->data[i] = x0;
-            double num = (v[0] - v[1]) / (2 * h);
-            if (!(fabs(num - ana[i]) <= atol + rtol * fmax(fabs(num), fabs(ana[i]))))
-                fail_msg("penalty gradient: input %d element %lld: analytic %.8g numeric %.8g", k,
-                         (long long)i, ana[i], num);
-        }
-        free(ana);
-    }
-    free(r);
-}
-
 typedef struct pen_case {
     eqr_relax *r;
     eqr_rlayer *l;
@@ -463,16 +374,16 @@ static void test_penalty_gradcheck(void **state) {
         eqr_gconv *g = NULL;
         eqr_steer_conv *s = NULL;
         pen_case c;
-        c.r = mk_relax(ctx, "relax", 0.4f, 0.5f, 0.3f, 0.7f, 1);
+        c.r = tu_relax(ctx, "relax", 0.4f, 0.5f, 0.3f, 0.7f, 1);
         if (kind == 0) {
-            in = regular_rep(ctx, &G, 1);
-            out = regular_rep(ctx, &G, 1);
+            in = tu_regular_rep(ctx, &G, 1);
+            out = tu_regular_rep(ctx, &G, 1);
             g = mk_gconv(ctx, "g", in, out, 3);
             c.l = eqr_relax_gconv(ctx, c.r, "g", g, NULL);
         } else {
             const int f1[1] = {1}, f2[2] = {0, 2};
-            in = irreps_rep(ctx, &S, 1, f1);
-            out = irreps_rep(ctx, &S, 2, f2);
+            in = tu_irreps_rep(ctx, &S, 1, f1);
+            out = tu_irreps_rep(ctx, &S, 2, f2);
             eqr_steer_conv_opts so = {0};
             so.geom = EQR_CONV2D(1, 1, 1);
             s = eqr_steer_conv_create(ctx, "s", in, out, 3, &so);
@@ -483,7 +394,8 @@ static void test_penalty_gradcheck(void **state) {
         int64_t xs[4] = {2, in->dim, 4, 4};
         eqr_tensor *ins[3] = {tu_input(ctx, "x", 4, xs, 1.0f), eqr_rlayer_wr(c.l),
                               g ? eqr_gconv_weight(g) : eqr_steer_conv_weight(s)};
-        fd_check(ctx, pen_fn, ins, 3, &c, 1e-2, 2e-3, 1e-2);
+        /* the norm term is recorded only with gradients on */
+        tu_gradcheck_recorded(ctx, pen_fn, ins, 3, &c, 7, 1e-2, 2e-3, 1e-2);
         eqr_relax_destroy(c.r);
         eqr_gconv_destroy(g);
         eqr_steer_conv_destroy(s);
@@ -499,9 +411,9 @@ static void test_stats(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(800);
     eqr_group G = eqr_group_dihedral(4);
-    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 1);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
     eqr_gconv *g = mk_gconv(ctx, "g", T, R, 3);
-    eqr_relax *r = mk_relax(ctx, "relax", 0.25f, 0.5f, 1.0f, 0.0f, 0);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.25f, 0.5f, 1.0f, 0.0f, 0);
     eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
     assert_non_null(l);
     eqr_tensor *wr = eqr_rlayer_wr(l);

@@ -17,46 +17,9 @@
 #define EQ_TOL 1e-5
 #define HALF_PI 1.5707963267948966192313216916398
 
-static eqr_rep *trivial_rep(eqr_ctx *ctx, const eqr_group *G, int c) {
-    eqr_rep_part p = eqr_part_irrep(eqr_irrep_of(G, 0, 0), c);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
-static eqr_rep *regular_rep(eqr_ctx *ctx, const eqr_group *G, int f) {
-    eqr_rep_part p = eqr_part_regular(f);
-    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
-    assert_non_null(r);
-    return r;
-}
-
+/* 3x3, pad 1, bias ~ N(0, 0.09) */
 static eqr_gconv *mk_gconv(eqr_ctx *ctx, const char *name, const eqr_rep *in, const eqr_rep *out) {
-    eqr_gconv_opts o = {0};
-    o.geom = EQR_CONV2D(1, 1, 1);
-    eqr_gconv *L = eqr_gconv_create(ctx, name, in, out, 3, &o);
-    if (!L) fail_msg("gconv %s: %s", name, eqr_error_message(ctx));
-    eqr_tensor_normal(eqr_gconv_bias(L), eqr_ctx_rng(ctx), 0.3f);
-    return L;
-}
-
-static eqr_relax *mk_relax(eqr_ctx *ctx, float theta, float std, float lambda) {
-    eqr_relax_opts o = {0};
-    o.theta = theta;
-    o.init = std > 0 ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO;
-    o.init_std = std;
-    o.lambda_defect = o.lambda_norm = lambda;
-    eqr_relax *r = eqr_relax_create(ctx, "relax", &o);
-    if (!r) fail_msg("relax: %s", eqr_error_message(ctx));
-    return r;
-}
-
-static eqr_tensor *rand_x(eqr_ctx *ctx, int n, int c, int hw) {
-    int64_t s[4] = {n, c, hw, hw};
-    eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
-    assert_non_null(x);
-    eqr_tensor_normal(x, eqr_ctx_rng(ctx), 1.0f);
-    return x;
+    return tu_gconv(ctx, name, in, out, 3, EQR_CONV2D(1, 1, 1), 0.3f);
 }
 
 /* A 2-layer relaxed model: lifting conv, ReLU, group conv. */
@@ -69,11 +32,11 @@ typedef struct model {
 
 static void model_init(eqr_ctx *ctx, model *m, const eqr_group *G, float theta, float std,
                        float lambda) {
-    m->T = trivial_rep(ctx, G, 1);
-    m->R = regular_rep(ctx, G, 2);
+    m->T = tu_trivial_rep(ctx, G, 1);
+    m->R = tu_regular_rep(ctx, G, 2);
     m->g1 = mk_gconv(ctx, "c1", m->T, m->R);
     m->g2 = mk_gconv(ctx, "c2", m->R, m->R);
-    m->r = mk_relax(ctx, theta, std, lambda);
+    m->r = tu_relax(ctx, "relax", theta, std, lambda, lambda, 0);
     m->l1 = eqr_relax_gconv(ctx, m->r, "c1", m->g1, NULL);
     m->l2 = eqr_relax_gconv(ctx, m->r, "c2", m->g2, NULL);
     assert_non_null(m->l1);
@@ -123,7 +86,7 @@ static void test_project_equivariant_exportable(void **state) {
             eqr_ctx *ctx = tu_ctx(10 + 2 * gi + mode);
             model m;
             model_init(ctx, &m, &groups[gi], 0.5f, 0.3f, 0.0f);
-            eqr_tensor *x = rand_x(ctx, 2, 1, 7);
+            eqr_tensor *x = tu_randn(ctx, 2, 1, 7, 7);
             double before, after;
             assert_int_equal(eqr_equivariance_error_max(ctx, model_fwd, &m, m.T, m.R, x, NULL, 0, &before), EQR_OK);
             assert_int_equal(eqr_relax_project(ctx, m.r, (eqr_project_mode)mode), EQR_OK);
@@ -148,22 +111,18 @@ static void test_project_equivariant_exportable(void **state) {
         }
 }
 
-static eqr_tensor *steer_fwd(eqr_ctx *ctx, void *l, eqr_tensor *x) {
-    return eqr_rlayer_forward(ctx, (eqr_rlayer *)l, x);
-}
-
 static void test_project_steer(void **state) {
     (void)state;
     for (int mode = 0; mode < 2; mode++) {
         eqr_ctx *ctx = tu_ctx(20 + mode);
         eqr_group G = eqr_group_cyclic(8);
-        eqr_rep *in = trivial_rep(ctx, &G, 2), *out = regular_rep(ctx, &G, 1);
+        eqr_rep *in = tu_trivial_rep(ctx, &G, 2), *out = tu_regular_rep(ctx, &G, 1);
         eqr_steer_conv_opts so = {0};
         so.geom = EQR_CONV2D(1, 2, 1);
         eqr_steer_conv *s = eqr_steer_conv_create(ctx, "s", in, out, 5, &so);
         assert_non_null(s);
         eqr_tensor_normal(eqr_steer_conv_bias(s), eqr_ctx_rng(ctx), 0.3f);
-        eqr_relax *r = mk_relax(ctx, 0.5f, 0.3f, 0.0f);
+        eqr_relax *r = tu_relax(ctx, "relax", 0.5f, 0.3f, 0.0f, 0.0f, 0);
         eqr_rlayer *l = eqr_relax_steer_conv(ctx, r, "s", s, NULL);
         assert_non_null(l);
         int64_t bs[4];
@@ -196,17 +155,17 @@ static void test_project_steer(void **state) {
         } else {
             assert_true(dn == 0.0);
         }
-        eqr_tensor *x = rand_x(ctx, 2, 2, 9);
+        eqr_tensor *x = tu_randn(ctx, 2, 2, 9, 9);
         double err = 0;
         for (int q = 1; q < 4; q++) {
             double eg;
-            assert_int_equal(eqr_equivariance_error(ctx, steer_fwd, l, in, out,
+            assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, l, in, out,
                                                     eqr_gelem_make(0, q * HALF_PI), x, NULL, &eg),
                              EQR_OK);
             err = fmax(err, eg);
         }
         assert_true(err <= EQ_TOL);
-        eqr_tensor *y = steer_fwd(ctx, l, x);
+        eqr_tensor *y = tu_rlayer_forward(ctx, l, x);
         eqr_tensor *w = eqr_tensor_from(ctx, 4, bs, b1), *bb = eqr_tensor_zeros(ctx, 1, bs);
         assert_int_equal(eqr_steer_conv_export(ctx, s, w->data, bb->data), EQR_OK);
         eqr_tensor *yp = eqr_conv2d(ctx, x, w, bb, eqr_steer_conv_geom(s));
@@ -261,10 +220,10 @@ static void test_fold_least_squares(void **state) {
         for (int lifting = 0; lifting < 2; lifting++) {
             eqr_ctx *ctx = tu_ctx(30 + 2 * gi + lifting);
             const eqr_group *G = &groups[gi];
-            eqr_rep *in = lifting ? trivial_rep(ctx, G, 2) : regular_rep(ctx, G, 2);
-            eqr_rep *out = regular_rep(ctx, G, 1);
+            eqr_rep *in = lifting ? tu_trivial_rep(ctx, G, 2) : tu_regular_rep(ctx, G, 2);
+            eqr_rep *out = tu_regular_rep(ctx, G, 1);
             eqr_gconv *g = mk_gconv(ctx, "g", in, out);
-            eqr_relax *r = mk_relax(ctx, 0.5f, 1.0f, 0.0f);
+            eqr_relax *r = tu_relax(ctx, "relax", 0.5f, 1.0f, 0.0f, 0.0f, 0);
             eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", g, NULL);
             assert_non_null(l);
             int64_t bs[4];
@@ -399,9 +358,9 @@ static void test_checkpoint_roundtrip(void **state) {
     tu_tmp_path(path, "relax.ckpt");
     eqr_ctx *ctx = tu_ctx(50);
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = trivial_rep(ctx, &G, 1), *R = regular_rep(ctx, &G, 1);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
     eqr_gconv *g1 = mk_gconv(ctx, "a", T, R), *g2 = mk_gconv(ctx, "b", R, R);
-    eqr_relax *r = mk_relax(ctx, 0.3f, 0.5f, 0.0f);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 0.0f, 0);
     eqr_rlayer_opts own = {1};
     eqr_rlayer *la = eqr_relax_gconv(ctx, r, "a", g1, &own), *lb = eqr_relax_gconv(ctx, r, "b", g2, NULL);
     assert_non_null(la);

@@ -25,68 +25,76 @@ static void check_exact(const eqr_schedule *s, int64_t t, float want) {
                  eqr_sched_kind_name(s->kind), (long long)t, (double)got, (double)want);
 }
 
+/* One expected value of a schedule: at step t, want (bit for bit if EXACT,
+ * which is given as a float literal so that it converts back unchanged). */
+typedef struct point {
+    int64_t t;
+    double want;
+    int exact;
+} point;
+enum { NEAR = 0, EXACT = 1 };
+
+static void check_points(const eqr_schedule *s, const point *pts, int n) {
+    for (int i = 0; i < n; i++) {
+        if (pts[i].exact)
+            check_exact(s, pts[i].t, (float)pts[i].want);
+        else
+            check(s, pts[i].t, pts[i].want);
+    }
+}
+
+/* check_points over a literal list of points */
+#define CHECK_POINTS(s, ...)                                                                   \
+    check_points((s), (const point[]){__VA_ARGS__},                                            \
+                 (int)(sizeof((const point[]){__VA_ARGS__}) / sizeof(point)))
+
 static void test_constant(void **state) {
     (void)state;
     eqr_schedule c = {.kind = EQR_SCHED_CONSTANT, .start = 0.1f};
-    check_exact(&c, 0, 0.1f);
-    check_exact(&c, 1000, 0.1f);
-    check_exact(&c, -5, 0.1f);
+    CHECK_POINTS(&c, {0, 0.1f, EXACT}, {1000, 0.1f, EXACT}, {-5, 0.1f, EXACT});
     c.warmup = 4; /* 0.025, 0.05, 0.075, 0.1, then 0.1 */
-    check(&c, 0, 0.025);
-    check(&c, -1, 0.025); /* t < 0 counts as 0 */
-    check(&c, 1, 0.05);
-    check(&c, 2, 0.075);
-    check(&c, 3, 0.1);
-    check_exact(&c, 4, 0.1f);
-    check_exact(&c, 99, 0.1f);
+    CHECK_POINTS(&c,
+                 {0, 0.025, NEAR},
+                 {-1, 0.025, NEAR}, /* t < 0 counts as 0 */
+                 {1, 0.05, NEAR},
+                 {2, 0.075, NEAR},
+                 {3, 0.1, NEAR},
+                 {4, 0.1f, EXACT},
+                 {99, 0.1f, EXACT});
 }
 
 static void test_linear(void **state) {
     (void)state;
     eqr_schedule l = {.kind = EQR_SCHED_LINEAR, .start = 1.0f, .end = 0.0f, .total = 10};
-    check_exact(&l, 0, 1.0f);
-    check(&l, 5, 0.5);
-    check(&l, 9, 0.1);
-    check_exact(&l, 10, 0.0f);
-    check_exact(&l, 11, 0.0f);
-    check_exact(&l, 1000000000000LL, 0.0f);
+    CHECK_POINTS(&l, {0, 1.0f, EXACT}, {5, 0.5, NEAR}, {9, 0.1, NEAR}, {10, 0.0f, EXACT},
+                 {11, 0.0f, EXACT}, {1000000000000LL, 0.0f, EXACT});
     l.end = 0.2f;
-    check(&l, 5, 0.6);
-    check(&l, 9, 0.28);
-    check_exact(&l, 10, 0.2f);
+    CHECK_POINTS(&l, {5, 0.6, NEAR}, {9, 0.28, NEAR}, {10, 0.2f, EXACT});
     /* warm-up 4 of total 12: 0.25 .. 1 at t = 3, then 1 -> 0 over t = 4..12 */
     l = (eqr_schedule){.kind = EQR_SCHED_LINEAR, .start = 1.0f, .total = 12, .warmup = 4};
-    check(&l, 0, 0.25);
-    check(&l, 1, 0.5);
-    check(&l, 3, 1.0);
-    check_exact(&l, 4, 1.0f);
-    check(&l, 8, 0.5);
-    check(&l, 11, 0.125);
-    check_exact(&l, 12, 0.0f);
-    check_exact(&l, 13, 0.0f);
+    CHECK_POINTS(&l, {0, 0.25, NEAR}, {1, 0.5, NEAR}, {3, 1.0, NEAR}, {4, 1.0f, EXACT},
+                 {8, 0.5, NEAR}, {11, 0.125, NEAR}, {12, 0.0f, EXACT}, {13, 0.0f, EXACT});
 }
 
 static void test_cosine(void **state) {
     (void)state;
     eqr_schedule k = {.kind = EQR_SCHED_COSINE, .start = 1.0f, .end = 0.1f, .total = 100};
-    check_exact(&k, 0, 1.0f);
-    check(&k, 25, 0.1 + 0.9 * (1 + sqrt(0.5)) / 2);
-    check(&k, 50, 0.55);
-    check(&k, 99, 0.1 + 0.9 * (1 + cos(PI * 0.99)) / 2);
-    check_exact(&k, 100, 0.1f);
-    check_exact(&k, 5000, 0.1f);
+    CHECK_POINTS(&k, {0, 1.0f, EXACT}, {25, 0.1 + 0.9 * (1 + sqrt(0.5)) / 2, NEAR},
+                 {50, 0.55, NEAR}, {99, 0.1 + 0.9 * (1 + cos(PI * 0.99)) / 2, NEAR},
+                 {100, 0.1f, EXACT}, {5000, 0.1f, EXACT});
     /* warm-up 10 of 110: 0.1, 0.2, .. 1.0 at t = 9, then the cosine over 100 */
     k.warmup = 10;
     k.total = 110;
-    check(&k, 0, 0.1);
-    check(&k, 4, 0.5);
-    check(&k, 9, 1.0);
-    check_exact(&k, 10, 1.0f);
-    check(&k, 35, 0.1 + 0.9 * (1 + sqrt(0.5)) / 2); /* a quarter of the way */
-    check(&k, 60, 0.55);                             /* half-way */
-    check(&k, 109, 0.1 + 0.9 * (1 + cos(PI * 0.99)) / 2);
-    check_exact(&k, 110, 0.1f);
-    check_exact(&k, 111, 0.1f);
+    CHECK_POINTS(&k,
+                 {0, 0.1, NEAR},
+                 {4, 0.5, NEAR},
+                 {9, 1.0, NEAR},
+                 {10, 1.0f, EXACT},
+                 {35, 0.1 + 0.9 * (1 + sqrt(0.5)) / 2, NEAR}, /* a quarter of the way */
+                 {60, 0.55, NEAR}, /* half-way */
+                 {109, 0.1 + 0.9 * (1 + cos(PI * 0.99)) / 2, NEAR},
+                 {110, 0.1f, EXACT},
+                 {111, 0.1f, EXACT});
     /* the learning rate of the examples' former cosine-with-warm-up formula,
      * bit for bit at every step */
     const double base = 3e-3f, lo = 1e-5f;
@@ -109,71 +117,52 @@ static void test_cosine(void **state) {
 static void test_exp(void **state) {
     (void)state;
     eqr_schedule e = {.kind = EQR_SCHED_EXP, .start = 2.0f, .gamma = 0.5f, .total = 5};
-    check_exact(&e, 0, 2.0f);
-    check(&e, 1, 1.0);
-    check(&e, 2, 0.5);
-    check(&e, 4, 0.125);
-    check_exact(&e, 5, 0.0f); /* then end */
-    check_exact(&e, 6, 0.0f);
+    CHECK_POINTS(&e,
+                 {0, 2.0f, EXACT},
+                 {1, 1.0, NEAR},
+                 {2, 0.5, NEAR},
+                 {4, 0.125, NEAR},
+                 {5, 0.0f, EXACT}, /* then end */
+                 {6, 0.0f, EXACT});
     e = (eqr_schedule){.kind = EQR_SCHED_EXP, .start = 1.0f, .end = 0.01f, .gamma = 0.9f,
                        .total = 40, .warmup = 2};
-    check(&e, 0, 0.5);
-    check(&e, 1, 1.0);
-    check_exact(&e, 2, 1.0f);
-    check(&e, 5, 0.729);
-    check(&e, 39, pow(0.9, 37));
-    check_exact(&e, 40, 0.01f);
-    check_exact(&e, 400, 0.01f);
+    CHECK_POINTS(&e, {0, 0.5, NEAR}, {1, 1.0, NEAR}, {2, 1.0f, EXACT}, {5, 0.729, NEAR},
+                 {39, pow(0.9, 37), NEAR}, {40, 0.01f, EXACT}, {400, 0.01f, EXACT});
 }
 
 static void test_step(void **state) {
     (void)state;
     eqr_schedule s = {.kind = EQR_SCHED_STEP, .start = 1.0f, .gamma = 0.5f, .step_size = 10,
                       .total = 40};
-    check_exact(&s, 0, 1.0f);
-    check(&s, 9, 1.0);
-    check(&s, 10, 0.5);
-    check(&s, 25, 0.25);
-    check(&s, 39, 0.125);
-    check_exact(&s, 40, 0.0f);
-    check_exact(&s, 41, 0.0f);
+    CHECK_POINTS(&s, {0, 1.0f, EXACT}, {9, 1.0, NEAR}, {10, 0.5, NEAR}, {25, 0.25, NEAR},
+                 {39, 0.125, NEAR}, {40, 0.0f, EXACT}, {41, 0.0f, EXACT});
     s.warmup = 5; /* decay counts from the end of warm-up */
     s.total = 45;
-    check(&s, 0, 0.2);
-    check(&s, 4, 1.0);
-    check(&s, 14, 1.0);
-    check(&s, 15, 0.5);
-    check(&s, 35, 0.125);
-    check(&s, 44, 0.125);
-    check_exact(&s, 45, 0.0f);
+    CHECK_POINTS(&s, {0, 0.2, NEAR}, {4, 1.0, NEAR}, {14, 1.0, NEAR}, {15, 0.5, NEAR},
+                 {35, 0.125, NEAR}, {44, 0.125, NEAR}, {45, 0.0f, EXACT});
 }
 
 static void test_triangle(void **state) {
     (void)state;
     eqr_schedule r = {.kind = EQR_SCHED_TRIANGLE, .start = 1.0f, .total = 10};
-    check_exact(&r, 0, 0.0f);
-    check(&r, 1, 0.2);
-    check(&r, 4, 0.8);
-    check_exact(&r, 5, 1.0f); /* peak at total / 2 */
-    check(&r, 7, 0.6);
-    check(&r, 9, 0.2);
-    check_exact(&r, 10, 0.0f);
-    check_exact(&r, 11, 0.0f);
-    check_exact(&r, 1000000, 0.0f);
+    CHECK_POINTS(&r,
+                 {0, 0.0f, EXACT},
+                 {1, 0.2, NEAR},
+                 {4, 0.8, NEAR},
+                 {5, 1.0f, EXACT}, /* peak at total / 2 */
+                 {7, 0.6, NEAR},
+                 {9, 0.2, NEAR},
+                 {10, 0.0f, EXACT},
+                 {11, 0.0f, EXACT},
+                 {1000000, 0.0f, EXACT});
     /* odd total: the peak lies between two steps */
     r.total = 5;
-    check(&r, 1, 0.4);
-    check(&r, 2, 0.8);
-    check(&r, 3, 0.8);
-    check(&r, 4, 0.4);
-    check_exact(&r, 5, 0.0f);
+    CHECK_POINTS(&r, {1, 0.4, NEAR}, {2, 0.8, NEAR}, {3, 0.8, NEAR}, {4, 0.4, NEAR},
+                 {5, 0.0f, EXACT});
     /* a non-zero floor */
     r = (eqr_schedule){.kind = EQR_SCHED_TRIANGLE, .start = 1.0f, .end = 0.1f, .total = 4};
-    check_exact(&r, 0, 0.1f);
-    check(&r, 1, 0.55);
-    check_exact(&r, 2, 1.0f);
-    check(&r, 3, 0.55);
-    check_exact(&r, 4, 0.1f);
+    CHECK_POINTS(&r, {0, 0.1f, EXACT}, {1, 0.55, NEAR}, {2, 1.0f, EXACT}, {3, 0.55, NEAR},
+                 {4, 0.1f, EXACT});
     /* the peak is exact for awkward values */
     const float peaks[] = {0.3f, 1e-3f, 7.77f};
     const int64_t totals[] = {2, 10, 1000002};
@@ -221,9 +210,10 @@ static void test_callback(void **state) {
     (void)state;
     float base = 0.25f;
     eqr_schedule c = {.kind = EQR_SCHED_CALLBACK, .fn = cb_fn, .user = &base};
-    check_exact(&c, 0, 0.25f);
-    check_exact(&c, -3, 0.25f); /* t < 0 counts as 0 */
-    check_exact(&c, 3, 1.75f);
+    CHECK_POINTS(&c,
+                 {0, 0.25f, EXACT},
+                 {-3, 0.25f, EXACT}, /* t < 0 counts as 0 */
+                 {3, 1.75f, EXACT});
     base = 1.0f; /* user data is read at every call */
     check_exact(&c, 2, 2.0f);
 

@@ -58,27 +58,12 @@ static void set_kron(eqr_tensor *wr, const float *M) {
             wr->data[r * 3 * CI + c] = (r % 3 == c % 3) ? M[(r / 3) * CI + c / 3] : 0.0f;
 }
 
-/* ||f(R x) - R f(x)|| / ||f(x)||, max over 10 random rotations */
+/* ||f(R x) - R f(x)|| / ||f(x)||, max over 10 random rotations, without
+ * gradients */
 static double equiv_err(fixture *f) {
-    eqr_ctx *ctx = f->ctx;
-    double worst = 0;
-    int ge = eqr_set_grad_enabled(ctx, 0);
-    for (int t = 0; t < 10; t++) {
-        float R[9];
-        eqr_so3_random(eqr_ctx_rng(ctx), R, NULL);
-        eqr_tensor *y = eqr_rlayer_forward(ctx, f->rl, f->x);
-        eqr_tensor *yr = eqr_rlayer_forward(ctx, f->rl, eqr_so3_rotate(ctx, R, f->x, 2));
-        eqr_tensor *ry = eqr_so3_rotate(ctx, R, y, 2);
-        if (!yr || !ry) fail_msg("forward failed: %s", eqr_error_message(ctx));
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < y->numel; i++) {
-            num += pow((double)yr->data[i] - ry->data[i], 2);
-            den += (double)y->data[i] * y->data[i];
-        }
-        worst = fmax(worst, sqrt(num / den));
-        eqr_step_reset(ctx);
-    }
-    eqr_set_grad_enabled(ctx, ge);
+    int ge = eqr_set_grad_enabled(f->ctx, 0);
+    double worst = tu_so3_equiv_err(f->ctx, tu_rlayer_forward, f->rl, f->x, 10, 0);
+    eqr_set_grad_enabled(f->ctx, ge);
     return worst;
 }
 
@@ -319,10 +304,6 @@ static void test_activation_form_and_norm(void **state) {
     teardown(&f);
 }
 
-/* forward of the relaxed layer, for gradchecks */
-static eqr_tensor *fwd_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
-    return eqr_rlayer_forward(ctx, (eqr_rlayer *)user, in[0]);
-}
 static eqr_tensor *defect_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     (void)in;
     return eqr_relax_defect(ctx, (eqr_relax *)user);
@@ -336,7 +317,7 @@ static void test_gradients(void **state) {
     eqr_ctx *ctx = f.ctx;
     eqr_relax_set_theta(f.r, 0.6f);
     eqr_tensor *in[3] = {f.x, f.w, f.wr};
-    tu_gradcheck(ctx, fwd_fn, in, 3, f.rl, 1e-2, 1e-3, 1e-2);
+    tu_gradcheck(ctx, tu_rlayer_fn, in, 3, f.rl, 1e-2, 1e-3, 1e-2);
     tu_gradcheck(ctx, defect_fn, in + 2, 1, f.r, 1e-2, 1e-2, 1e-2);
     /* the norm penalty through forward + penalty (recorded only with
      * gradients on): central differences on a few entries of W_r */

@@ -48,21 +48,28 @@ void tu_assert_close(const char *what, const float *got, const double *ref, int6
     }
 }
 
+/* sum(f(in) * r) over the n outputs, with gradients on (record) or off. */
 static double objective(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, void *user, const float *r,
-                        int64_t *n_out) {
-    int prev = eqr_set_grad_enabled(ctx, 0);
+                        int64_t n, int record) {
+    int prev = eqr_set_grad_enabled(ctx, record);
     eqr_tensor *y = f(ctx, in, user);
     eqr_set_grad_enabled(ctx, prev);
     if (!y) fail_msg("gradcheck forward failed: %s", eqr_error_message(ctx));
+    if (y->numel != n)
+        fail_msg("gradcheck: output size changed (%lld, was %lld)", (long long)y->numel,
+                 (long long)n);
     double s = 0;
-    for (int64_t i = 0; i < y->numel; i++) s += (double)y->data[i] * r[i];
-    if (n_out) *n_out = y->numel;
+    for (int64_t i = 0; i < n; i++) s += (double)y->data[i] * r[i];
     eqr_step_reset(ctx);
     return s;
 }
 
-void tu_gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, double h,
-                  double atol, double rtol) {
+/* The central-difference check behind tu_gradcheck (record = 0: weights
+ * N(0, 1) from seed 12345, inputs without a gradient skipped) and
+ * tu_gradcheck_recorded (record = 1: weights from tu_fill_uniform(seed),
+ * every input must have a gradient). */
+static void gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, int record,
+                      uint64_t seed, double h, double atol, double rtol) {
     eqr_zero_grad(ctx);
     eqr_step_reset(ctx);
     eqr_tensor *y = f(ctx, in, user);
@@ -70,34 +77,55 @@ void tu_gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, d
     int64_t n = y->numel;
     float *r = malloc((size_t)n * sizeof(float));
     assert_non_null(r);
-    eqr_rng rng;
-    eqr_rng_seed(&rng, 12345);
-    for (int64_t i = 0; i < n; i++) r[i] = eqr_rng_normal(&rng);
-    eqr_tensor *seed = eqr_tensor_from(ctx, y->ndim, y->shape, r);
-    assert_non_null(seed);
-    if (eqr_backward_from(ctx, y, seed) != EQR_OK)
+    if (record) {
+        tu_fill_uniform(r, n, seed);
+    } else {
+        eqr_rng rng;
+        eqr_rng_seed(&rng, 12345);
+        for (int64_t i = 0; i < n; i++) r[i] = eqr_rng_normal(&rng);
+    }
+    eqr_tensor *rt = eqr_tensor_from(ctx, y->ndim, y->shape, r);
+    assert_non_null(rt);
+    if (eqr_backward_from(ctx, y, rt) != EQR_OK)
         fail_msg("gradcheck backward failed: %s", eqr_error_message(ctx));
     eqr_step_reset(ctx);
     for (int k = 0; k < nin; k++) {
         eqr_tensor *x = in[k];
-        if (!x->grad) continue; /* not differentiable input (buffer/frozen) */
+        if (!x->grad) {
+            if (record) fail_msg("gradcheck: input %d has no gradient", k);
+            continue; /* not differentiable input (buffer/frozen) */
+        }
+        /* the analytic gradient, kept apart from the forwards below */
+        float *ana = malloc((size_t)x->numel * sizeof(float));
+        assert_non_null(ana);
+        memcpy(ana, x->grad, (size_t)x->numel * sizeof(float));
         for (int64_t i = 0; i < x->numel; i++) {
             float x0 = x->data[i];
             x->data[i] = (float)(x0 + h);
-            double lp = objective(ctx, f, in, user, r, NULL);
+            double lp = objective(ctx, f, in, user, r, n, record);
             x->data[i] = (float)(x0 - h);
-            double lm = objective(ctx, f, in, user, r, NULL);
+            double lm = objective(ctx, f, in, user, r, n, record);
             x->data[i] = x0;
             double num = (lp - lm) / (2 * h);
-            double ana = x->grad[i];
-            double tol = atol + rtol * fmax(fabs(num), fabs(ana));
-            if (!(fabs(num - ana) <= tol))
-                fail_msg("gradcheck: input %d element %lld: analytic %.8g, numeric %.8g (tol %.3g)",
-                         k, (long long)i, ana, num, tol);
+            double tol = atol + rtol * fmax(fabs(num), fabs(ana[i]));
+            if (!(fabs(num - ana[i]) <= tol))
+                fail_msg("gradcheck%s: input %d element %lld: analytic %.8g, numeric %.8g (tol %.3g)",
+                         record ? " (recorded)" : "", k, (long long)i, (double)ana[i], num, tol);
         }
+        free(ana);
     }
     free(r);
     if (eqr_status_get(ctx) != EQR_OK) fail_msg("gradcheck: context error: %s", eqr_error_message(ctx));
+}
+
+void tu_gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, double h,
+                  double atol, double rtol) {
+    gradcheck(ctx, f, in, nin, user, 0, 0, h, atol, rtol);
+}
+
+void tu_gradcheck_recorded(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user,
+                           uint64_t seed, double h, double atol, double rtol) {
+    gradcheck(ctx, f, in, nin, user, 1, seed, h, atol, rtol);
 }
 
 void tu_assert_error(eqr_ctx *ctx, eqr_status st, const char *needle) {
@@ -115,4 +143,103 @@ char *tu_tmp_path(char *buf, const char *name) {
     if (!dir || !*dir) dir = "/tmp";
     snprintf(buf, 512, "%s/eqr_%ld_%s", dir, (long)getpid(), name);
     return buf;
+}
+
+eqr_group tu_small_group(int i) {
+    switch (i) {
+    case 0: return eqr_group_cyclic(1);
+    case 1: return eqr_group_cyclic(2);
+    case 2: return eqr_group_cyclic(4);
+    case 3: return eqr_group_dihedral(1);
+    case 4: return eqr_group_dihedral(2);
+    default: return eqr_group_dihedral(4);
+    }
+}
+
+eqr_rep *tu_trivial_rep(eqr_ctx *ctx, const eqr_group *G, int c) {
+    eqr_rep_part p = eqr_part_irrep(eqr_irrep_of(G, 0, 0), c);
+    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
+    if (!r) fail_msg("tu_trivial_rep: %s", eqr_error_message(ctx));
+    return r;
+}
+
+eqr_rep *tu_regular_rep(eqr_ctx *ctx, const eqr_group *G, int f) {
+    eqr_rep_part p = eqr_part_regular(f);
+    eqr_rep *r = eqr_rep_create(ctx, G, 1, &p);
+    if (!r) fail_msg("tu_regular_rep: %s", eqr_error_message(ctx));
+    return r;
+}
+
+eqr_rep *tu_irreps_rep(eqr_ctx *ctx, const eqr_group *G, int n, const int *freqs) {
+    eqr_rep_part p[4];
+    assert_true(n >= 1 && n <= 4);
+    for (int i = 0; i < n; i++) p[i] = eqr_part_irrep(eqr_irrep_of(G, 0, freqs[i]), 1);
+    eqr_rep *r = eqr_rep_create(ctx, G, n, p);
+    if (!r) fail_msg("tu_irreps_rep: %s", eqr_error_message(ctx));
+    return r;
+}
+
+eqr_tensor *tu_randn(eqr_ctx *ctx, int n, int c, int h, int w) {
+    int64_t s[4] = {n, c, h, w};
+    eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
+    assert_non_null(x);
+    eqr_tensor_normal(x, eqr_ctx_rng(ctx), 1.0f);
+    return x;
+}
+
+eqr_gconv *tu_gconv(eqr_ctx *ctx, const char *name, const eqr_rep *in, const eqr_rep *out, int k,
+                    eqr_conv2d_geom geom, float bias_std) {
+    eqr_gconv_opts o = {0};
+    o.geom = geom;
+    eqr_gconv *L = eqr_gconv_create(ctx, name, in, out, k, &o);
+    if (!L) fail_msg("eqr_gconv_create(%s): %s", name, eqr_error_message(ctx));
+    /* a random bias, so that it takes part in what is checked */
+    eqr_tensor *b = eqr_gconv_bias(L);
+    if (b && bias_std > 0) eqr_tensor_normal(b, eqr_ctx_rng(ctx), bias_std);
+    return L;
+}
+
+eqr_relax *tu_relax(eqr_ctx *ctx, const char *name, float theta, float std, float lambda_defect,
+                    float lambda_norm, int norm_subsample) {
+    eqr_relax_opts o = {0};
+    o.theta = theta;
+    o.init = std > 0 ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO;
+    o.init_std = std;
+    o.lambda_defect = lambda_defect;
+    o.lambda_norm = lambda_norm;
+    o.norm_subsample = norm_subsample;
+    eqr_relax *r = eqr_relax_create(ctx, name, &o);
+    if (!r) fail_msg("tu_relax(%s): %s", name, eqr_error_message(ctx));
+    return r;
+}
+
+eqr_tensor *tu_rlayer_forward(eqr_ctx *ctx, void *layer, eqr_tensor *x) {
+    return eqr_rlayer_forward(ctx, (eqr_rlayer *)layer, x);
+}
+
+eqr_tensor *tu_rlayer_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    return eqr_rlayer_forward(ctx, (eqr_rlayer *)user, in[0]);
+}
+
+double tu_so3_equiv_err(eqr_ctx *ctx, eqr_forward_fn f, void *model, eqr_tensor *x, int nrot,
+                        int invariant) {
+    double worst = 0;
+    for (int t = 0; t < nrot; t++) {
+        float R[9];
+        eqr_so3_random(eqr_ctx_rng(ctx), R, NULL);
+        eqr_tensor *y = f(ctx, model, x);
+        eqr_tensor *yr = f(ctx, model, eqr_so3_rotate(ctx, R, x, 2));
+        if (!y || !yr) fail_msg("forward failed: %s", eqr_error_message(ctx));
+        eqr_tensor *ry = invariant ? y : eqr_so3_rotate(ctx, R, y, 2);
+        if (!ry) fail_msg("rotate failed: %s", eqr_error_message(ctx));
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < y->numel; i++) {
+            num += pow((double)yr->data[i] - ry->data[i], 2);
+            den += (double)y->data[i] * y->data[i];
+        }
+        assert_true(den > 0);
+        worst = fmax(worst, sqrt(num / den));
+        eqr_step_reset(ctx);
+    }
+    return worst;
 }

@@ -49,4 +49,56 @@ void tu_assert_error(eqr_ctx *ctx, eqr_status st, const char *needle);
  * /tmp), unique per process; buf must hold 512 bytes. */
 char *tu_tmp_path(char *buf, const char *name);
 
+/* ---- helpers shared by the equivariance and relaxation tests ---- */
+
+/* Number of groups tu_small_group enumerates. */
+#define TU_NSMALL_GROUPS 6
+
+/* The i-th of C1, C2, C4, D1, D2, D4 (i >= 5 gives D4). */
+eqr_group tu_small_group(int i);
+
+/* c copies of G's trivial irrep; asserts success. */
+eqr_rep *tu_trivial_rep(eqr_ctx *ctx, const eqr_group *G, int c);
+
+/* f copies of G's regular representation; asserts success. */
+eqr_rep *tu_regular_rep(eqr_ctx *ctx, const eqr_group *G, int f);
+
+/* One copy each of G's irreps (j = 0) of the n (<= 4) given frequencies;
+ * asserts success. */
+eqr_rep *tu_irreps_rep(eqr_ctx *ctx, const eqr_group *G, int n, const int *freqs);
+
+/* A plain (non-trainable) [n, c, h, w] tensor of N(0, 1) samples from the
+ * context RNG; asserts success. */
+eqr_tensor *tu_randn(eqr_ctx *ctx, int n, int c, int h, int w);
+
+/* Group conv in -> out, k x k, with geometry geom; a bias (if any) is
+ * filled with N(0, bias_std^2) from the context RNG when bias_std > 0.
+ * Asserts success. */
+eqr_gconv *tu_gconv(eqr_ctx *ctx, const char *name, const eqr_rep *in, const eqr_rep *out, int k,
+                    eqr_conv2d_geom geom, float bias_std);
+
+/* Relaxation set with global theta, W_r ~ N(0, std^2) (zero when std <= 0),
+ * the given penalty weights and norm subsample; asserts success. */
+eqr_relax *tu_relax(eqr_ctx *ctx, const char *name, float theta, float std, float lambda_defect,
+                    float lambda_norm, int norm_subsample);
+
+/* eqr_forward_fn of one relaxed layer (model = the eqr_rlayer). */
+eqr_tensor *tu_rlayer_forward(eqr_ctx *ctx, void *layer, eqr_tensor *x);
+
+/* tu_fn of one relaxed layer (user = the eqr_rlayer) applied to in[0]. */
+eqr_tensor *tu_rlayer_fn(eqr_ctx *ctx, eqr_tensor **in, void *user);
+
+/* Max over nrot rotations R drawn from the context RNG of
+ * ||f(R x) - R f(x)|| / ||f(x)|| (R f(x) replaced by f(x) when invariant),
+ * rotating axis 2 of x and f(x); resets the step arena after each. */
+double tu_so3_equiv_err(eqr_ctx *ctx, eqr_forward_fn f, void *model, eqr_tensor *x, int nrot,
+                        int invariant);
+
+/* Like tu_gradcheck, but the finite-difference forwards run with gradients
+ * ENABLED (for terms recorded only then, e.g. relaxation penalties), the
+ * output weights r are U(-1, 1) from tu_fill_uniform(seed), and every
+ * input must have a gradient. */
+void tu_gradcheck_recorded(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user,
+                           uint64_t seed, double h, double atol, double rtol);
+
 #endif

@@ -41,8 +41,9 @@
  * equivariant maps). The messages, node features and phi_* are never
  * relaxed. Projection (eqr_relax_project) drops the term (fold acts as
  * drop: the equivariant part a (x_i - c) + b v_i has no counterpart among
- * the layer's weights). Parameters: W_r is "<relax name>.wr" as given to
- * eqr_egnn_relax; theta is the relaxation's (or the layer's own). */
+ * the layer's weights). Parameters: W_r is "<name>.wr", name as given to
+ * eqr_egnn_relax; theta is the relaxation's (or the term's own with
+ * opts->own_theta). */
 #ifndef EQUIRELAX_EGNN_H
 #define EQUIRELAX_EGNN_H
 

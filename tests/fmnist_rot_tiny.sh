@@ -1,0 +1,88 @@
+#!/bin/sh
+# Tiny end-to-end runs of fmnist_rot (a few batches each): the last line of
+# stdout is the result line; relaxed and strict equivariant runs end
+# projected=1 with equiv_err <= 1e-5, the plain CNN projected=0; test_acc in
+# [0, 1]; the metrics CSV and the SVG plot are written; and a run stopped
+# after epoch 1 and resumed from its checkpoint ends exactly like the
+# uninterrupted run. Usage: fmnist_rot_tiny.sh PATH/TO/fmnist_rot WORKDIR
+bin=$1
+dir=$2
+fail=0
+rm -rf "$dir" && mkdir -p "$dir" || exit 1
+tiny="--train-size 256 --test-size 200 --batch 32 --width 8 --equiv-images 50 --threads 1"
+
+# run NAME EXPECT_PROJECTED CHECK_EQUIV args... : run, check the result line.
+run() {
+    name=$1
+    want_proj=$2
+    check_eq=$3
+    shift 3
+    if ! "$bin" $tiny "$@" >"$dir/$name.out" 2>"$dir/$name.err"; then
+        echo "FAIL $name: exit status $?"
+        sed 's/^/    /' "$dir/$name.err"
+        fail=1
+        return
+    fi
+    last=$(tail -n 1 "$dir/$name.out")
+    if ! echo "$last" | grep -Eq '^result test_acc=[0-9.]+ equiv_err=[0-9.e+-]+ projected=[01] seconds=[0-9.]+$'; then
+        echo "FAIL $name: last line is not a result line: $last"
+        fail=1
+        return
+    fi
+    if ! echo "$last" | awk -v wp="$want_proj" -v ce="$check_eq" '{
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] + 0 }
+        ok = v["test_acc"] >= 0 && v["test_acc"] <= 1 && v["projected"] == wp
+        if (ce) ok = ok && v["equiv_err"] <= 1e-5
+        exit !ok }'; then
+        echo "FAIL $name: $last (want projected=$want_proj, equiv_err <= 1e-5: $check_eq)"
+        fail=1
+        return
+    fi
+    echo "ok $name: $last"
+}
+
+run c4_triangle 1 1 --epochs 1 --metrics "$dir/m.csv" --plot "$dir/p.svg"
+run c4_strict 1 1 --epochs 1 --relax off
+run c4_constant_fold 1 1 --epochs 1 --relax constant --theta-max 0.5 --projection fold
+run c4_constant_drop 1 1 --epochs 1 --relax constant --theta-max 0.5 --projection drop --wr-init normal
+run d4_linear 1 1 --epochs 1 --group d4 --relax linear
+run c8_cosine 1 1 --epochs 1 --group c8 --relax cosine
+run plain 0 0 --epochs 1 --group none
+run c4_continuous 1 1 --epochs 1 --rotate continuous --train-size 64 --test-size 100
+
+# Metrics: a header and one row; plot: an SVG document.
+if [ "$(wc -l <"$dir/m.csv")" -ne 2 ] || ! head -n 1 "$dir/m.csv" | grep -q '^epoch,steps,train_loss'; then
+    echo "FAIL metrics: $dir/m.csv"
+    fail=1
+fi
+if ! head -c 4 "$dir/p.svg" | grep -q '<svg' || ! tail -n 1 "$dir/p.svg" | grep -q '</svg>'; then
+    echo "FAIL plot: $dir/p.svg"
+    fail=1
+fi
+
+# Resume: 2 epochs straight vs stopped after 1 and resumed; same numbers.
+run straight 1 1 --epochs 2 --checkpoint "$dir/a.ckpt" --metrics "$dir/a.csv"
+"$bin" $tiny --epochs 2 --checkpoint "$dir/b.ckpt" --metrics "$dir/b.csv" --stop-after 1 \
+    >"$dir/stop.out" 2>&1 || { echo "FAIL stop-after: exit $?"; fail=1; }
+run resumed 1 1 --epochs 2 --checkpoint "$dir/b.ckpt" --metrics "$dir/b.csv" --resume
+grep -q '^# resumed from .* after epoch 1 ' "$dir/resumed.out" || { echo "FAIL resume: no resume note"; fail=1; }
+a=$(tail -n 1 "$dir/straight.out" | sed 's/ seconds=.*//')
+b=$(tail -n 1 "$dir/resumed.out" | sed 's/ seconds=.*//')
+# Every metrics column but the wall time must agree.
+ca=$(cut -d, -f1-14 "$dir/a.csv")
+cb=$(cut -d, -f1-14 "$dir/b.csv")
+if [ "$a" != "$b" ] || [ "$ca" != "$cb" ]; then
+    echo "FAIL resume: straight '$a' vs resumed '$b'"
+    diff "$dir/a.csv" "$dir/b.csv"
+    fail=1
+else
+    echo "ok resume: $b, metrics identical"
+fi
+# A checkpoint with other settings is refused.
+if "$bin" $tiny --epochs 3 --checkpoint "$dir/b.ckpt" --resume >/dev/null 2>"$dir/mismatch.err" ||
+    ! grep -q 'other settings' "$dir/mismatch.err"; then
+    echo "FAIL resume with other settings was not refused"
+    fail=1
+fi
+[ "$fail" -eq 0 ] && echo "all tiny runs passed"
+exit "$fail"
