@@ -196,34 +196,42 @@ static void train_step(eqr_ctx *ctx, model *m, eqr_optim *opt, eqr_tensor *x,
 
 /* ---- profile: each op alone ---- */
 
-/* The GEMMs eqr_conv2d issues for one conv layer (see src/ops_conv.c),
- * run alone on this thread for images images: forward Y = W col; backward
- * dW += dY col^T and dX by the transposed conv (stride 1), i.e. another
- * forward-shaped GEMM of W' [C, O k^2] with the im2col of dY. */
+/* The GEMMs eqr_conv2d issues for one conv layer (src/ops_conv.c), run
+ * alone on this thread for `images` images: per image and tile of TR output
+ * rows (tiles of at most 2^19 col floats, balanced, as there), forward
+ * Y_t = W col_t; backward dW += dY_t col_t^T and dcol_t = W^T dY_t (no dX
+ * for l1, whose input is the data). Same shapes, transposes and strides. */
 static void conv_gemms(int images, int C, int S, int O, int k, double *fwd_ms, double *bwd_ms,
                        int reps) {
-    const int P = S * S, CK = C * k * k, OK = O * k * k;
+    const int P = S * S, CK = C * k * k;
+    const long maxrows = (long)CK * S >= (1L << 19) ? 1 : (1L << 19) / ((long)CK * S);
+    const long ntiles = (S + maxrows - 1) / maxrows;
+    const int TR = (int)((S + ntiles - 1) / ntiles);
     float *w = calloc((size_t)O * CK, sizeof(float)), *col = calloc((size_t)CK * P, sizeof(float));
     float *y = calloc((size_t)O * P, sizeof(float)), *dw = calloc((size_t)O * CK, sizeof(float));
-    float *dcol = calloc((size_t)OK * P, sizeof(float)), *dx = calloc((size_t)C * P, sizeof(float));
     double *tf = malloc(sizeof(double) * (size_t)reps), *tb = malloc(sizeof(double) * (size_t)reps);
-    if (!w || !col || !y || !dw || !dcol || !dx || !tf || !tb) {
+    if (!w || !col || !y || !dw || !tf || !tb) {
         fprintf(stderr, "bench_p4cnn: out of memory\n");
         exit(1);
     }
     for (int r = -1; r < reps; r++) {
         double t0 = now_ms();
         for (int n = 0; n < images; n++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, P, CK, 1.0f, w, CK, col, P,
-                        0.0f, y, P);
+            for (int oh0 = 0; oh0 < S; oh0 += TR) {
+                const int cols = (oh0 + TR < S ? TR : S - oh0) * S;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, cols, CK, 1.0f, w, CK,
+                            col, cols, 0.0f, y + (size_t)oh0 * S, P);
+            }
         double t1 = now_ms();
-        for (int n = 0; n < images; n++) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, CK, P, 1.0f, y, P, col, P,
-                        1.0f, dw, CK);
-            if (C > 1) /* l1's input needs no gradient */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, P, OK, 1.0f, w, OK,
-                            dcol, P, 0.0f, dx, P);
-        }
+        for (int n = 0; n < images; n++)
+            for (int oh0 = 0; oh0 < S; oh0 += TR) {
+                const int cols = (oh0 + TR < S ? TR : S - oh0) * S;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, CK, cols, 1.0f,
+                            y + (size_t)oh0 * S, P, col, cols, 1.0f, dw, CK);
+                if (C > 1)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, cols, O, 1.0f, w, CK,
+                                y + (size_t)oh0 * S, P, 0.0f, col, cols);
+            }
         double t2 = now_ms();
         if (r >= 0) {
             tf[r] = t1 - t0;
@@ -232,7 +240,7 @@ static void conv_gemms(int images, int C, int S, int O, int k, double *fwd_ms, d
     }
     *fwd_ms = median(tf, reps);
     *bwd_ms = median(tb, reps);
-    free(w), free(col), free(y), free(dw), free(dcol), free(dx), free(tf), free(tb);
+    free(w), free(col), free(y), free(dw), free(tf), free(tb);
 }
 
 static void profile(const options *o) {

@@ -415,8 +415,8 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
             return;
     }
     blas_single(chunks);
-    conv_bwd_job job = {&d,   r,    chunks, xt->data, wt->data, gy,  gx,
-                        gw, gb, cols, wacc, bacc, pads, ones};
+    conv_bwd_job job = {&d, r, chunks, xt->data, wt->data, gy, gx, gw, gb, cols, wacc, bacc, pads,
+                        ones};
     eqr__parallel(chunks, conv_backward_chunk, &job);
 
     for (int k = 0; k < chunks && chunks > 1; k++) {
