@@ -27,7 +27,10 @@
  * PROJECTED model (parameters snapshotted, projected, evaluated, restored),
  * theta at the end of the epoch, the mean penalty per step, LD and N, and
  * the invariance error of the relaxed and of the projected model on the
- * first --equiv-images test images. The last line of stdout is
+ * first --equiv-images test images (test figures every --eval-every epochs
+ * and after the last, nan in between; also in the --metrics CSV and the
+ * --plot SVG). A checkpoint is saved after every epoch; --resume continues
+ * from it bit for bit (same thread count). The last line of stdout is
  *     result test_acc=<f> equiv_err=<f> projected=<0|1> seconds=<f>
  * with equiv_err the largest relative change ||f(g.x) - f(x)|| / ||f(x)||
  * of the final logits over every test image (of --test-size) and every
@@ -89,7 +92,8 @@ static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .rotate = "c4",
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
                    .train_size = 60000, .batch = 64, .threads = 2, .width = 32,
-                   .norm_subsample = 16, .equiv_images = 200, .eval_every = 1, .seed = 1, .lr = 3e-3f,
+                   .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
+                   .lr = 3e-3f,
                    .theta_max = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f};
     const ex_flag flags[] = {
         EX_FLAG_STR("--group", "G", &o->group,
@@ -105,8 +109,10 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_FLOAT("--lambda-norm", &o->lambda_norm, 0.0f, 1e6f,
                       "weight of the activation-norm penalty ssqrt(N) (default 0.01)"),
         EX_FLAG_INT("--norm-subsample", &o->norm_subsample, 0, 1 << 20,
-                    "estimate N from the first M images of each batch, 0 = exact (default 16)"),
-        EX_FLAG_STR("--wr-init", "I", &o->wr_init, "zero | normal: W_r initialisation (default zero)"),
+                    "estimate the norm penalty from the first N images of each batch, 0 = "
+                    "the whole batch (default 8)"),
+        EX_FLAG_STR("--wr-init", "I", &o->wr_init,
+                    "zero | normal: W_r initialisation (default zero)"),
         EX_FLAG_STR("--projection", "P", &o->projection,
                     "drop | fold: projection at the end and for the per-epoch test accuracy "
                     "(default fold; the same as drop once theta is 0)"),
@@ -427,13 +433,15 @@ typedef struct rec {
 
 static void write_metrics(const char *path, const rec *r, int64_t n) {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) ex_die("--metrics: path too long");
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        ex_die("--metrics: path too long");
     FILE *f = fopen(tmp, "w");
     if (!f) ex_die("cannot write %s: %s", tmp, strerror(errno));
     for (int c = 0; c < NCOL; c++) fprintf(f, "%s%s", col_names[c], c + 1 < NCOL ? "," : "\n");
     for (int64_t e = 0; e < n; e++)
         for (int c = 0; c < NCOL; c++) fprintf(f, "%.8g%s", r[e].v[c], c + 1 < NCOL ? "," : "\n");
-    if (fclose(f) != 0 || rename(tmp, path) != 0) ex_die("cannot write %s: %s", path, strerror(errno));
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        ex_die("cannot write %s: %s", path, strerror(errno));
 }
 
 /* Earlier epochs from a metrics file (after --resume); returns how many of
@@ -570,7 +578,8 @@ int main(int argc, char **argv) {
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
     eqr_batcher bt;
-    if (eqr_batcher_init(ctx, &bt, &train, o.batch, 1, o.seed) != EQR_OK) ex_die_ctx(ctx, "batcher");
+    if (eqr_batcher_init(ctx, &bt, &train, o.batch, 1, o.seed) != EQR_OK)
+        ex_die_ctx(ctx, "batcher");
 
     /* Learning rate and theta per optimizer step over the whole run. */
     const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
@@ -579,7 +588,8 @@ int main(int argc, char **argv) {
     if (!sched) ex_die_ctx(ctx, "creating the scheduler");
     if (o.lr_cosine) {
         eqr_schedule s = {.kind = EQR_SCHED_COSINE, .start = o.lr, .end = 0, .total = total_steps};
-        if (eqr_scheduler_add_lr(sched, opt, &s) != EQR_OK) ex_die_ctx(ctx, "learning-rate schedule");
+        if (eqr_scheduler_add_lr(sched, opt, &s) != EQR_OK)
+            ex_die_ctx(ctx, "learning-rate schedule");
     }
     if (m.relax) {
         eqr_schedule s = {.kind = (eqr_sched_kind)o.relax_kind, .start = o.theta_max, .end = 0,

@@ -69,7 +69,9 @@ static void draw_panel(FILE *f, const svg_panel *p, const char *x_label, const d
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-weight=\"bold\">", x0, oy + 20);
     put_text(f, p->title);
     fprintf(f, "%s</text>\n", p->log_y ? " (log scale)" : "");
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n",
+    fprintf(f,
+            "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+            "stroke=\"#444\"/>\n",
             x0, y0, pw, ph);
     double xmin = n > 0 ? x[0] : 0, xmax = n > 0 ? x[n - 1] : 1;
     if (xmax <= xmin) xmax = xmin + 1;
