@@ -6,7 +6,7 @@
  *               [--warmup W] [--norm-subsample M] [--profile]
  *
  * Model (input [B,1,28,28], C4 regular fields, channel = field*4 + rotation):
- *   l1 C4 lifting conv 1 -> 16 fields, 5x5 pad 2, ReLU
+ *   l1 C4 lifting conv 1 -> 16 fields, 5x5 pad 2, ReLU (every ReLU in place)
  *   l2 C4 group conv 16 -> 16 fields, 5x5 pad 2, ReLU, max-pool 2
  *   l3 C4 group conv 16 -> 32 fields, 3x3 pad 1, ReLU, max-pool 2
  *   l4 C4 group conv 32 -> 32 fields, 3x3 pad 1, ReLU
@@ -20,6 +20,8 @@
  * Prints, like the peer (median over the timed steps, peak RSS from
  * getrusage):
  *   equirelax relax=R threads=T batch=B ms_per_step=X peak_rss_mb=Y
+ * and, for relaxed runs, which norm at the end: " norm=exact", or
+ * " norm=est norm_m=M" with --norm-subsample M (< B).
  * --profile adds the median forward / backward / optimizer split of the
  * step and a per-op table: each op of the model run alone (same shapes, own
  * context, input as a leaf that needs a gradient, as inside the model) for
@@ -125,7 +127,13 @@ static eqr_tensor *st_conv1(eqr_ctx *c, model *m, eqr_tensor *x) { return conv_i
 static eqr_tensor *st_conv2(eqr_ctx *c, model *m, eqr_tensor *x) { return conv_i(c, m, 1, x); }
 static eqr_tensor *st_conv3(eqr_ctx *c, model *m, eqr_tensor *x) { return conv_i(c, m, 2, x); }
 static eqr_tensor *st_conv4(eqr_ctx *c, model *m, eqr_tensor *x) { return conv_i(c, m, 3, x); }
-static eqr_tensor *st_relu(eqr_ctx *c, model *m, eqr_tensor *x) { (void)m; return eqr_relu(c, x); }
+/* In the model every ReLU follows a conv and is its only consumer, so it
+ * runs in place (no second map, no second gradient buffer). The profile
+ * feeds each op a parameter, which may not be overwritten: plain ReLU there. */
+static eqr_tensor *st_relu(eqr_ctx *c, model *m, eqr_tensor *x) {
+    (void)m;
+    return x && (x->flags & EQR_T_PARAM) ? eqr_relu(c, x) : eqr_relu_inplace(c, x);
+}
 static eqr_tensor *st_pool(eqr_ctx *c, model *m, eqr_tensor *x) {
     (void)m;
     return eqr_maxpool2d(c, x, 2, 2, 0);
@@ -378,8 +386,15 @@ int main(int argc, char **argv) {
     const double ms = median(v, o.steps);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("equirelax relax=%d threads=%d batch=%d ms_per_step=%.2f peak_rss_mb=%.0f\n", o.relax,
-           o.threads, o.batch, ms, (double)ru.ru_maxrss / 1024.0);
+    /* relaxed runs add which activation norm they computed at the end of
+     * the line: the exact one (as the peer) or the estimate from M images */
+    char norm[48] = "";
+    if (o.relax && o.norm_subsample > 0 && o.norm_subsample < o.batch)
+        snprintf(norm, sizeof norm, " norm=est norm_m=%d", o.norm_subsample);
+    else if (o.relax)
+        snprintf(norm, sizeof norm, " norm=exact");
+    printf("equirelax relax=%d threads=%d batch=%d ms_per_step=%.2f peak_rss_mb=%.0f%s\n", o.relax,
+           o.threads, o.batch, ms, (double)ru.ru_maxrss / 1024.0, norm);
     if (o.profile) {
         double f[4];
         for (int k = 0; k < 4; k++) {

@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --peer) PEER=$2; shift 2 ;;
     --log) LOG=$2; shift 2 ;;
     --report) REPORT=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "compare_p4cnn.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -70,12 +70,21 @@ run_all() {
       for rx in 0 1; do
         for t in 1 2; do
           args=(--relax "$rx" --threads "$t" --batch "$b" --steps "$s" --warmup "$w")
-          if [ $(( (r + rx + t) % 2 )) = 0 ]; then
+          # relaxed: ours with the exact norm (as the peer) and, at batch >= 8,
+          # with the documented estimator from m = batch/8 images
+          m=$(( b / 8 ))
+          ours() {
             echo "round=$r $(clean "$OURS" "${args[@]}")" | tee -a "$LOG"
+            if [ "$rx" = 1 ] && [ "$m" -ge 1 ] && [ "$m" -lt "$b" ]; then
+              echo "round=$r $(clean "$OURS" "${args[@]}" --norm-subsample "$m")" | tee -a "$LOG"
+            fi
+          }
+          if [ $(( (r + rx + t) % 2 )) = 0 ]; then
+            ours
             echo "round=$r $(clean "$PY" "$PEER" "${args[@]}")" | tee -a "$LOG"
           else
             echo "round=$r $(clean "$PY" "$PEER" "${args[@]}")" | tee -a "$LOG"
-            echo "round=$r $(clean "$OURS" "${args[@]}")" | tee -a "$LOG"
+            ours
           fi
         done
       done
@@ -102,7 +111,12 @@ for line in open(sys.argv[1]):
         gemm[(r, int(kv['threads']))] = float(kv['gflops_median'])
         continue
     name = line.split()[1]
-    key = (name, int(kv['relax']), int(kv['threads']), int(kv['batch']))
+    # relaxed rows of ours: 'x' = exact norm (also logs without a norm field),
+    # 'e' = the estimator (norm=est)
+    rx = int(kv['relax'])
+    if rx and name == 'equirelax' and kv.get('norm') == 'est':
+        rx = 'e'
+    key = (name, rx, int(kv['threads']), int(kv['batch']))
     runs.setdefault(key, {})[r] = (float(kv['ms_per_step']), float(kv['peak_rss_mb']))
 
 def flops(batch, relax):
@@ -125,31 +139,36 @@ def fmt(v, p=2):
     m, lo, hi = stat(v)
     return f"{m:.{p}f} [{lo:.{p}f}, {hi:.{p}f}]"
 
+LABEL = {0: 'relax=0  ', 1: 'relax=1x ', 'e': 'relax=1e '}
 print()
-print("config                      ours ms   peer ms   ours/peer time        ours/peer RSS"
+print("relax=1x: our relaxed step with the exact activation norm (as the peer);")
+print("relax=1e: with the estimator from m = batch/8 images (--norm-subsample); both")
+print("          against the same peer run (exact norm)")
+print("config                       ours ms   peer ms   ours/peer time        ours/peer RSS"
       "        ours MB  peer MB")
 for b in (64, 1):
-    for rx in (0, 1):
+    for rx in (0, 1, 'e'):
         for t in (1, 2):
             o = runs.get(('equirelax', rx, t, b), {})
-            p = runs.get(('torch', rx, t, b), {})
+            p = runs.get(('torch', 1 if rx == 'e' else rx, t, b), {})
             rs = sorted(set(o) & set(p))
             if not rs:
                 continue
             tr = [o[r][0] / p[r][0] for r in rs]
             mr = [o[r][1] / p[r][1] for r in rs]
-            print(f"relax={rx} threads={t} batch={b:<3d}   {statistics.median(o[r][0] for r in rs):8.2f}"
+            print(f"{LABEL[rx]}threads={t} batch={b:<3d}   {statistics.median(o[r][0] for r in rs):8.2f}"
                   f"  {statistics.median(p[r][0] for r in rs):8.2f}   {fmt(tr):20s}  {fmt(mr):20s}"
                   f" {statistics.median(o[r][1] for r in rs):6.0f}   {statistics.median(p[r][1] for r in rs):6.0f}")
 print()
 print("ours relaxed/strict (per round)")
-for b in (64, 1):
-    for t in (1, 2):
-        s0 = runs.get(('equirelax', 0, t, b), {})
-        s1 = runs.get(('equirelax', 1, t, b), {})
-        rs = sorted(set(s0) & set(s1))
-        if rs:
-            print(f"  threads={t} batch={b:<3d} {fmt([s1[r][0] / s0[r][0] for r in rs])}")
+for rx in (1, 'e'):
+    for b in (64, 1):
+        for t in (1, 2):
+            s0 = runs.get(('equirelax', 0, t, b), {})
+            s1 = runs.get(('equirelax', rx, t, b), {})
+            rs = sorted(set(s0) & set(s1))
+            if rs:
+                print(f"  {LABEL[rx]}threads={t} batch={b:<3d} {fmt([s1[r][0] / s0[r][0] for r in rs])}")
 print()
 print("GFLOP/s of our strict step vs a large sgemm (n=2048) in the same round")
 for t in (1, 2):

@@ -70,17 +70,30 @@ static eqr_status run_backward(eqr_ctx *ctx, eqr_tensor *out, const float *seed)
     float *g = eqr__grad(ctx, out);
     if (!g) return ctx->status;
     for (int64_t i = 0; i < out->numel; i++) g[i] += seed ? seed[i] : 1.0f;
-    /* The node that produced out (or out's base) bounds the walk. */
+    /* The latest node that produced out, a view of it or its root bounds the
+     * walk (an in-place op's output is a view whose node is newer than its
+     * root's). */
     const eqr_tensor *o = out;
-    while (o->base) o = o->base;
-    int64_t last = o->node;
+    int64_t last = out->node;
+    while (o->base) {
+        o = o->base;
+        if (o->node > last) last = o->node;
+    }
     if (last < 0) { /* a parameter itself: its gradient is the seed */
         ctx->tape_consumed = 1;
         return EQR_OK;
     }
     for (int64_t k = last; k >= 0; k--) {
         eqr_node *n = &ctx->tape[k];
-        if (!n->out->grad) continue; /* nothing flowed into this node */
+        if (!n->out->grad) {
+            /* A node whose output is a view (eqr_relu_inplace) gets its
+             * gradient through its root's buffer when a consumer took the
+             * gradient of another view of that root (e.g. a reshape). */
+            const eqr_tensor *r = n->out;
+            while (r->base && !r->grad) r = r->base;
+            if (!r->grad) continue; /* nothing flowed into this node */
+            if (!eqr__grad(ctx, n->out)) return ctx->status; /* resolves, no allocation */
+        }
         n->backward(ctx, n);
         if (ctx->status != EQR_OK) return ctx->status;
     }

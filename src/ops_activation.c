@@ -116,6 +116,100 @@ eqr_tensor *eqr_leaky_relu(eqr_ctx *ctx, eqr_tensor *x, float slope) {
     return leaky(ctx, x, slope);
 }
 
+/* ---- in-place relu (ops.h has the contract) ----
+ * The output y is a view of x, so x's gradient buffer is y's: when the
+ * backward runs, it holds dL/dy and nothing else (x has no other consumer,
+ * and consumers of x recorded later read y's values, so their gradient is
+ * dL/dy too). Masking it in place turns it into dL/dx for x's producer,
+ * whose node comes earlier on the tape. y > 0 exactly where x was > 0. */
+
+typedef struct mask_job {
+    const float *y;
+    float *g;
+    int64_t n;
+    int parts;
+} mask_job;
+
+static void mask_part(const void *job, int k) {
+    const mask_job *j = job;
+    const int64_t i0 = j->n * k / j->parts, i1 = j->n * (k + 1) / j->parts;
+    const float *restrict y = j->y;
+    float *restrict g = j->g;
+    for (int64_t i = i0; i < i1; i++) {
+        const float v = g[i];
+        g[i] = y[i] > 0.0f ? v : 0.0f;
+    }
+}
+
+static void relu_inplace_backward(eqr_ctx *ctx, eqr_node *nd) {
+    float *g = eqr__grad(ctx, nd->out); /* x's buffer */
+    if (!g) return;
+    const int64_t n = nd->out->numel;
+    mask_job j = {nd->out->data, g, n, leaky_parts(ctx, n)};
+    eqr__parallel(j.parts, mask_part, &j);
+}
+
+static void relu_inplace_fwd_part(const void *job, int k) {
+    const mask_job *j = job;
+    const int64_t i0 = j->n * k / j->parts, i1 = j->n * (k + 1) / j->parts;
+    float *restrict x = j->g;
+    for (int64_t i = i0; i < i1; i++) {
+        const float v = x[i];
+        x[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+eqr_tensor *eqr_relu_inplace(eqr_ctx *ctx, eqr_tensor *x) {
+    static const char *fn = "eqr_relu_inplace";
+    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (x->base) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: x is a view (reshape / slice); pass the op output "
+                  "itself", fn);
+        return NULL;
+    }
+    if (x->flags & (EQR_T_PARAM | EQR_T_BUFFER)) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: x is a parameter or buffer; only intermediate "
+                  "results may be overwritten", fn);
+        return NULL;
+    }
+    const int rec = ctx->grad_enabled;
+    if (rec != eqr__needs_grad(x)) {
+        eqr__fail(ctx, EQR_ERR_ARG, rec ? "%s: x does not require grad (data or a wrapped buffer?); "
+                  "use eqr_relu" : "%s: x was recorded for backward but recording is off now; "
+                  "use eqr_relu", fn);
+        return NULL;
+    }
+    /* Recording off (evaluation): a plain in-place relu, nothing to record. */
+    if (rec && (ctx->tape_consumed || x->node < 0 || x->node >= ctx->tape_len ||
+                ctx->tape[x->node].out != x)) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: x is not the output of an op recorded in this step", fn);
+        return NULL;
+    }
+    /* An op recorded after x that reads x (or a view of it) would see the
+     * overwritten values in its backward. */
+    for (int64_t k = rec ? x->node + 1 : ctx->tape_len; k < ctx->tape_len; k++) {
+        const eqr_node *nd = &ctx->tape[k];
+        for (int i = 0; i < nd->nin; i++) {
+            const eqr_tensor *in = nd->in[i];
+            if (in && (in == x || in->base == x)) {
+                eqr__fail(ctx, EQR_ERR_ARG, "%s: x is already an input of another op (tape "
+                          "node %lld); it must have no other consumer", fn, (long long)k);
+                return NULL;
+            }
+        }
+    }
+    eqr_tensor *y = eqr__arena_alloc(ctx, sizeof *y);
+    if (!y) return NULL;
+    *y = *x;
+    y->grad = NULL;
+    y->base = x;
+    y->offset = 0;
+    mask_job j = {NULL, x->data, x->numel, leaky_parts(ctx, x->numel)};
+    eqr__parallel(j.parts, relu_inplace_fwd_part, &j);
+    if (rec) eqr__record(ctx, y, relu_inplace_backward, 1, &x);
+    return ctx->status == EQR_OK ? y : NULL;
+}
+
 /* ---- sigmoid: dy/dx = y (1 - y) ---- */
 
 static void sigmoid_backward(eqr_ctx *ctx, eqr_node *nd) {

@@ -29,7 +29,7 @@
  * So a process with a multi-threaded context runs all BLAS calls
  * single-threaded; its parallelism comes from the library's own threads.
  * With fewer images than threads the images run one after another. */
-#include "internal.h"
+#include "conv_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -236,6 +236,17 @@ static void sgemm_rm(int ta, int tb, int m, int n, int k, const float *a, int ld
                 n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* Give the scratch allocated since m (col / pad buffers, per-chunk
+ * accumulators) back to the arena, so the next conv reuses the same memory
+ * instead of touching new pages: the scratch would otherwise stay live until
+ * the step ends. Only when no block was chained after the mark (rewinding
+ * would free it, and a block freed every step would mean a malloc every
+ * step); then the next steps, in the coalesced arena, rewind. Nothing
+ * allocated after the mark may outlive the call. */
+static void scratch_release(eqr_ctx *ctx, eqr__arena_mark m) {
+    if (ctx->status == EQR_OK && ctx->arena.head == m.head) eqr__arena_rewind(ctx, m);
+}
+
 /* Number of image chunks (= OpenMP threads) for a batch of N. */
 static int conv_chunks(const eqr_ctx *ctx, int N) {
     int t = eqr_ctx_threads(ctx);
@@ -395,6 +406,7 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
     if (need_b && !(gb = eqr__grad(ctx, bt))) return;
     const int chunks = conv_chunks(ctx, d.N);
     const size_t wsz = (size_t)d.O * d.CK;
+    const eqr__arena_mark mark = eqr__arena_save(ctx);
     float *cols = NULL, *wacc = NULL, *bacc = NULL;
     if ((need_w || need_x) && !d.direct && d.N > 0) {
         cols = eqr__arena_alloc(ctx, (size_t)chunks * col_floats(&d) * sizeof(float));
@@ -429,82 +441,98 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
             for (int o = 0; o < d.O; o++) gb[o] += a[o];
         }
     }
+    scratch_release(ctx, mark);
 }
 
-eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b,
-                       const eqr_conv2d_geom *geom) {
-    if (!eqr__ok(ctx, 2, x, w)) return NULL;
+/* Checks shared by the conv ops: shapes of x, w, b and the geometry (fn
+ * names the op in messages). Fills g (stride, pad, dilation with 0 -> 1) and
+ * d. 0 with the error recorded on bad arguments. */
+static int conv_setup(eqr_ctx *ctx, const char *fn, const eqr_tensor *x, const eqr_tensor *w,
+                      const eqr_tensor *b, const eqr_conv2d_geom *geom, int *g, conv_dims *d) {
     char sx[EQR_SHAPE_BUF], sw[EQR_SHAPE_BUF], sb[EQR_SHAPE_BUF];
     eqr_conv2d_geom gm = geom ? *geom : (eqr_conv2d_geom){1, 1, 0, 0, 1, 1};
     if (gm.stride_h < 0 || gm.stride_w < 0 || gm.dil_h < 0 || gm.dil_w < 0 || gm.pad_h < 0 ||
         gm.pad_w < 0) {
         eqr__fail(ctx, EQR_ERR_ARG,
-                  "eqr_conv2d: stride (%d,%d) and dilation (%d,%d) must be >= 0 (0 means 1), "
-                  "padding (%d,%d) >= 0",
+                  "%s: stride (%d,%d) and dilation (%d,%d) must be >= 0 (0 means 1), "
+                  "padding (%d,%d) >= 0", fn,
                   gm.stride_h, gm.stride_w, gm.dil_h, gm.dil_w, gm.pad_h, gm.pad_w);
-        return NULL;
+        return 0;
     }
-    int g[6] = {gm.stride_h ? gm.stride_h : 1, gm.stride_w ? gm.stride_w : 1, gm.pad_h, gm.pad_w,
-                gm.dil_h ? gm.dil_h : 1, gm.dil_w ? gm.dil_w : 1};
+    g[0] = gm.stride_h ? gm.stride_h : 1;
+    g[1] = gm.stride_w ? gm.stride_w : 1;
+    g[2] = gm.pad_h;
+    g[3] = gm.pad_w;
+    g[4] = gm.dil_h ? gm.dil_h : 1;
+    g[5] = gm.dil_w ? gm.dil_w : 1;
     if (x->ndim != 4 || w->ndim != 4) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: need x [N,C,H,W] and w [O,C,kh,kw], got x %s and w %s",
+        eqr__fail(ctx, EQR_ERR_SHAPE, "%s: need x [N,C,H,W] and w [O,C,kh,kw], got x %s and w %s", fn,
                   EQR_SHAPE(x, sx), EQR_SHAPE(w, sw));
-        return NULL;
+        return 0;
     }
     if (x->shape[1] != w->shape[1]) {
         eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "eqr_conv2d: x %s has %lld channels but w %s expects %lld",
+                  "%s: x %s has %lld channels but w %s expects %lld", fn,
                   EQR_SHAPE(x, sx), (long long)x->shape[1], EQR_SHAPE(w, sw),
                   (long long)w->shape[1]);
-        return NULL;
+        return 0;
     }
     if (w->shape[0] < 1 || w->shape[1] < 1 || w->shape[2] < 1 || w->shape[3] < 1) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: w %s must have nonzero dimensions",
+        eqr__fail(ctx, EQR_ERR_SHAPE, "%s: w %s must have nonzero dimensions", fn,
                   EQR_SHAPE(w, sw));
-        return NULL;
+        return 0;
     }
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: bias must be [%lld] for w %s, got %s",
+        eqr__fail(ctx, EQR_ERR_SHAPE, "%s: bias must be [%lld] for w %s, got %s", fn,
                   (long long)w->shape[0], EQR_SHAPE(w, sw), EQR_SHAPE(b, sb));
-        return NULL;
+        return 0;
     }
     /* Extent of the dilated kernel against the padded input, in 64 bits. */
     int64_t ekh = (int64_t)g[4] * (w->shape[2] - 1) + 1, ekw = (int64_t)g[5] * (w->shape[3] - 1) + 1;
     int64_t phh = x->shape[2] + 2 * (int64_t)g[2], pww = x->shape[3] + 2 * (int64_t)g[3];
     if (ekh > phh || ekw > pww) {
         eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "eqr_conv2d: kernel %s with dilation (%d,%d) spans %lldx%lld, larger than the "
-                  "padded input %lldx%lld of x %s",
+                  "%s: kernel %s with dilation (%d,%d) spans %lldx%lld, larger than the "
+                  "padded input %lldx%lld of x %s", fn,
                   EQR_SHAPE(w, sw), g[4], g[5], (long long)ekh, (long long)ekw, (long long)phh,
                   (long long)pww, EQR_SHAPE(x, sx));
-        return NULL;
+        return 0;
     }
     int64_t OH = (phh - ekh) / g[0] + 1, OW = (pww - ekw) / g[1] + 1;
     int64_t CK = w->shape[1] * w->shape[2] * w->shape[3];
     int64_t lim = INT_MAX;
     if (phh > lim || pww > lim || ekh > lim || ekw > lim || CK > lim || OH * OW > lim ||
         x->shape[0] > lim || w->shape[0] > lim) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_conv2d: sizes of x %s / w %s exceed INT_MAX",
+        eqr__fail(ctx, EQR_ERR_SHAPE, "%s: sizes of x %s / w %s exceed INT_MAX", fn,
                   EQR_SHAPE(x, sx), EQR_SHAPE(w, sw));
-        return NULL;
+        return 0;
     }
+    fill_dims(d, x, w, g);
+    /* CK and P are each below 2^31, so their product is exact, but the byte
+     * count of the col buffers (per thread) could wrap size_t */
+    if (!d->direct && (uint64_t)d->CK * (uint64_t)d->P > SIZE_MAX / 8 / sizeof(float) / 64) {
+        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: im2col buffer of %d x %d floats is too large", fn,
+                  d->CK, d->P);
+        return 0;
+    }
+    return 1;
+}
+
+eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b,
+                       const eqr_conv2d_geom *geom) {
+    if (!eqr__ok(ctx, 2, x, w)) return NULL;
+    int g[6];
     conv_dims d;
-    fill_dims(&d, x, w, g);
+    if (!conv_setup(ctx, "eqr_conv2d", x, w, b, geom, g, &d)) return NULL;
     int64_t shape[4] = {d.N, d.O, d.OH, d.OW};
     eqr_tensor *y = eqr__tensor_empty(ctx, 4, shape);
     if (!y) return NULL;
     conv_runs *r = eqr__arena_alloc(ctx, sizeof *r);
     if (!r || !runs_init(ctx, &d, r)) return NULL;
     const int chunks = conv_chunks(ctx, d.N);
+    const eqr__arena_mark mark = eqr__arena_save(ctx);
     float *cols = NULL;
     if (!d.direct && d.N > 0) {
-        /* CK and P are each below 2^31, so their product is exact, but the
-         * byte count could wrap size_t (backward allocates the same size) */
-        if ((uint64_t)d.CK * (uint64_t)d.P > SIZE_MAX / 2 / sizeof(float) / (size_t)chunks) {
-            eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_conv2d: im2col buffer of %d x %d floats is too large",
-                      d.CK, d.P);
-            return NULL;
-        }
         cols = eqr__arena_alloc(ctx, (size_t)chunks * col_floats(&d) * sizeof(float));
         if (!cols) return NULL;
     }
@@ -515,6 +543,7 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
     blas_single(chunks);
     conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols, pads};
     eqr__parallel(chunks, conv_forward_chunk, &job);
+    scratch_release(ctx, mark);
 
     eqr_tensor *in[3] = {x, w, b};
     eqr_node *n = eqr__record(ctx, y, conv_backward, 3, in);
@@ -523,4 +552,282 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
         for (int k = 0; k < 6; k++) n->i[k] = g[k];
     }
     return y;
+}
+
+/* ---- conv with a stacked norm bank (conv_internal.h) ----
+ * Wc = [w; wr] is [2O, CK]; per image and tile, T = Wc col is [2O, cols]:
+ * its first O rows (+ bias) are y's tile, the last O rows R's. Backward
+ * stacks S = [dY; 2 dnorm R] per tile: dWc += S col^T, dcol = Wc^T S. */
+
+typedef struct convn_saved {
+    conv_runs *r;
+    const float *rmap; /* R [N, O, P] */
+    float *wc;         /* [2O, CK] stacked banks, as used in forward */
+    eqr_tensor *y;
+    float ds;          /* dL/dnorm, set by the norm node's backward */
+} convn_saved;
+
+/* Sum of squares of n floats in double, 8 independent partial sums. */
+static double sumsq8(const float *restrict x, size_t n) {
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) a[j] += (double)x[i + j] * x[i + j];
+    for (; i < n; i++) a[i & 7] += (double)x[i] * x[i];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* Floats of one chunk's [2O, tile] buffer. */
+static size_t stack_floats(const conv_dims *d) { return (size_t)2 * d->O * d->TR * d->OW; }
+
+/* col of tile [oh0, oh1) and its row stride: x_n itself for a direct conv. */
+static const float *tile_col(const conv_dims *d, const conv_runs *r, const float *xn,
+                             const float *pad, float *col, int oh0, int oh1, int *ld) {
+    if (d->direct) {
+        *ld = d->P;
+        return xn + (size_t)oh0 * d->OW;
+    }
+    *ld = (oh1 - oh0) * d->OW;
+    im2col_any(d, r, xn, pad, col, oh0, oh1);
+    return col;
+}
+
+typedef struct convn_fwd_job {
+    const conv_dims *d;
+    const conv_runs *r;
+    int chunks;
+    const float *x, *wc, *b;
+    float *y, *rmap, *cols, *pads, *stacks;
+    double *part;
+} convn_fwd_job;
+
+static void convn_forward_chunk(const void *job, int k) {
+    const convn_fwd_job *j = job;
+    const conv_dims *d = j->d;
+    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
+    int n0, n1;
+    chunk_range(d->N, j->chunks, k, &n0, &n1);
+    float *col = j->cols ? j->cols + (size_t)k * col_floats(d) : NULL;
+    float *pad = j->pads ? j->pads + (size_t)k * pad_floats(d) : NULL;
+    float *t = j->stacks + (size_t)k * stack_floats(d);
+    for (int n = n0; n < n1; n++) {
+        const float *xn = j->x + (size_t)n * xs;
+        float *yn = j->y + (size_t)n * ys, *rn = j->rmap + (size_t)n * ys;
+        if (pad) pad_image(d, xn, pad);
+        for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
+            const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
+            int ld;
+            const float *c = tile_col(d, j->r, xn, pad, col, oh0, oh1, &ld);
+            sgemm_rm(0, 0, 2 * d->O, cols, d->CK, j->wc, d->CK, c, ld, 0.0f, t, cols);
+            const size_t off = (size_t)oh0 * d->OW;
+            for (int o = 0; o < d->O; o++) {
+                const float *src = t + (size_t)o * cols, bo = j->b ? j->b[o] : 0.0f;
+                float *dst = yn + (size_t)o * d->P + off;
+                for (int p = 0; p < cols; p++) dst[p] = src[p] + bo;
+                memcpy(rn + (size_t)o * d->P + off, t + (size_t)(d->O + o) * cols,
+                       (size_t)cols * sizeof(float));
+            }
+        }
+        j->part[n] = sumsq8(rn, ys);
+    }
+}
+
+typedef struct convn_bwd_job {
+    const conv_dims *d;
+    const conv_runs *r;
+    int chunks, need_w;
+    const float *x, *wc, *gy, *rmap, *ones;
+    float two_ds;
+    float *gx, *gb, *wacc, *bacc, *cols, *pads, *stacks;
+} convn_bwd_job;
+
+static void convn_backward_chunk(const void *job, int k) {
+    const convn_bwd_job *j = job;
+    const conv_dims *d = j->d;
+    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
+    int n0, n1;
+    chunk_range(d->N, j->chunks, k, &n0, &n1);
+    float *col = j->cols ? j->cols + (size_t)k * col_floats(d) : NULL;
+    float *pad = j->pads ? j->pads + (size_t)k * pad_floats(d) : NULL;
+    float *st = j->stacks + (size_t)k * stack_floats(d);
+    float *dw = j->need_w ? j->wacc + (size_t)k * 2 * d->O * d->CK : NULL;
+    float *db = j->chunks > 1 ? (j->bacc ? j->bacc + (size_t)k * d->O : NULL) : j->gb;
+    for (int n = n0; n < n1; n++) {
+        const float *xn = j->x + (size_t)n * xs;
+        const float *dyn = j->gy + (size_t)n * ys, *rn = j->rmap + (size_t)n * ys;
+        if (db)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, d->O, d->P, 1.0f, dyn, d->P, j->ones, 1,
+                        1.0f, db, 1);
+        float *gxn = j->gx ? j->gx + (size_t)n * xs : NULL;
+        if (dw && pad) pad_image(d, xn, pad);
+        for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
+            const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
+            const size_t off = (size_t)oh0 * d->OW;
+            if (j->two_ds == 0.0f) {
+                /* no gradient through the norm (unused, lambda 0, or W_r = 0
+                 * under the safe sqrt): the plain conv's GEMMs, half the work */
+                if (dw) {
+                    int ld;
+                    const float *c = tile_col(d, j->r, xn, pad, col, oh0, oh1, &ld);
+                    sgemm_rm(0, 1, d->O, d->CK, cols, dyn + off, d->P, c, ld, 1.0f, dw, d->CK);
+                }
+                if (gxn && d->direct) {
+                    sgemm_rm(1, 0, d->CK, cols, d->O, j->wc, d->CK, dyn + off, d->P, 1.0f,
+                             gxn + off, d->P);
+                } else if (gxn) {
+                    sgemm_rm(1, 0, d->CK, cols, d->O, j->wc, d->CK, dyn + off, d->P, 0.0f, col,
+                             cols);
+                    col2im_add(d, j->r, col, gxn, oh0, oh1);
+                }
+                continue;
+            }
+            for (int o = 0; o < d->O; o++) { /* S = [dY; 2 dnorm R] for this tile */
+                memcpy(st + (size_t)o * cols, dyn + (size_t)o * d->P + off,
+                       (size_t)cols * sizeof(float));
+                const float *src = rn + (size_t)o * d->P + off;
+                float *dst = st + (size_t)(d->O + o) * cols;
+                for (int p = 0; p < cols; p++) dst[p] = j->two_ds * src[p];
+            }
+            if (dw) {
+                int ld;
+                const float *c = tile_col(d, j->r, xn, pad, col, oh0, oh1, &ld);
+                sgemm_rm(0, 1, 2 * d->O, d->CK, cols, st, cols, c, ld, 1.0f, dw, d->CK);
+            }
+            if (gxn) {
+                if (d->direct) {
+                    sgemm_rm(1, 0, d->CK, cols, 2 * d->O, j->wc, d->CK, st, cols, 1.0f, gxn + off,
+                             d->P);
+                } else {
+                    sgemm_rm(1, 0, d->CK, cols, 2 * d->O, j->wc, d->CK, st, cols, 0.0f, col, cols);
+                    col2im_add(d, j->r, col, gxn, oh0, oh1);
+                }
+            }
+        }
+    }
+}
+
+static void convn_backward(eqr_ctx *ctx, eqr_node *node) {
+    eqr_tensor *xt = node->in[0], *wt = node->in[1], *bt = node->in[2], *wrt = node->in[3];
+    const convn_saved *sv = node->saved;
+    int g[6];
+    for (int k = 0; k < 6; k++) g[k] = (int)node->i[k];
+    conv_dims d;
+    fill_dims(&d, xt, wt, g);
+    const float *gy = node->out->grad;
+    const int need_x = eqr__needs_grad(xt), need_w = eqr__needs_grad(wt);
+    const int need_b = eqr__needs_grad(bt), need_wr = eqr__needs_grad(wrt);
+    float *gx = NULL, *gw = NULL, *gb = NULL, *gwr = NULL;
+    if (need_x && !(gx = eqr__grad(ctx, xt))) return;
+    if (need_w && !(gw = eqr__grad(ctx, wt))) return;
+    if (need_b && !(gb = eqr__grad(ctx, bt))) return;
+    if (need_wr && !(gwr = eqr__grad(ctx, wrt))) return;
+    if (d.N == 0) return;
+    const int chunks = conv_chunks(ctx, d.N), any_w = need_w || need_wr;
+    const size_t wsz = (size_t)d.O * d.CK;
+    const eqr__arena_mark mark = eqr__arena_save(ctx);
+    float *cols = NULL, *pads = NULL, *ones = NULL, *wacc = NULL, *bacc = NULL;
+    float *stacks = eqr__arena_alloc(ctx, (size_t)chunks * stack_floats(&d) * sizeof(float));
+    if (!stacks) return;
+    if ((any_w || need_x) && !d.direct &&
+        !(cols = eqr__arena_alloc(ctx, (size_t)chunks * col_floats(&d) * sizeof(float))))
+        return;
+    if (any_w && pad_floats(&d) &&
+        !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
+        return;
+    if (need_b) {
+        if (!(ones = eqr__arena_alloc(ctx, (size_t)d.P * sizeof(float)))) return;
+        for (int p = 0; p < d.P; p++) ones[p] = 1.0f;
+        if (chunks > 1 && !(bacc = eqr__arena_calloc(ctx, (size_t)chunks * d.O * sizeof(float))))
+            return;
+    }
+    if (any_w && !(wacc = eqr__arena_calloc(ctx, (size_t)chunks * 2 * wsz * sizeof(float))))
+        return;
+    blas_single(chunks);
+    convn_bwd_job job = {&d, sv->r, chunks, any_w, xt->data, sv->wc, gy, sv->rmap, ones,
+                         2.0f * sv->ds, gx, gb, wacc, bacc, cols, pads, stacks};
+    eqr__parallel(chunks, convn_backward_chunk, &job);
+    for (int k = 0; k < chunks; k++) { /* in chunk order: independent of timing */
+        if (wacc) {
+            const float *a = wacc + (size_t)k * 2 * wsz;
+            if (gw)
+                for (size_t q = 0; q < wsz; q++) gw[q] += a[q];
+            if (gwr)
+                for (size_t q = 0; q < wsz; q++) gwr[q] += a[wsz + q];
+        }
+        if (bacc) {
+            const float *a = bacc + (size_t)k * d.O;
+            for (int o = 0; o < d.O; o++) gb[o] += a[o];
+        }
+    }
+    scratch_release(ctx, mark);
+}
+
+/* The norm's node: its gradient is consumed by y's node (recorded before it,
+ * so run after it); make sure y's node runs even if y got no gradient. */
+static void convn_norm_backward(eqr_ctx *ctx, eqr_node *node) {
+    convn_saved *sv = node->saved;
+    sv->ds += node->out->grad[0];
+    (void)eqr__grad(ctx, sv->y);
+}
+
+eqr_tensor *eqr__conv2d_norm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b,
+                             eqr_tensor *wr, const eqr_conv2d_geom *geom, eqr_tensor **norm) {
+    static const char *fn = "eqr_conv2d (stacked norm bank)";
+    if (norm) *norm = NULL;
+    if (!eqr__ok(ctx, 3, x, w, wr)) return NULL;
+    if (!norm) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: norm output pointer is NULL", fn);
+        return NULL;
+    }
+    int g[6];
+    conv_dims d;
+    if (!conv_setup(ctx, fn, x, w, b, geom, g, &d)) return NULL;
+    if (!eqr_tensor_same_shape(w, wr)) {
+        char s1[EQR_SHAPE_BUF], s2[EQR_SHAPE_BUF];
+        eqr__fail(ctx, EQR_ERR_SHAPE, "%s: wr %s must have w's shape %s", fn, EQR_SHAPE(wr, s1),
+                  EQR_SHAPE(w, s2));
+        return NULL;
+    }
+    int64_t shape[4] = {d.N, d.O, d.OH, d.OW}, one = 1;
+    const size_t wsz = (size_t)d.O * d.CK, ys = (size_t)d.N * d.O * d.P;
+    eqr_tensor *y = eqr__tensor_empty(ctx, 4, shape), *s = eqr__tensor_empty(ctx, 1, &one);
+    convn_saved *sv = eqr__arena_alloc(ctx, sizeof *sv);
+    conv_runs *r = eqr__arena_alloc(ctx, sizeof *r);
+    float *rmap = eqr__arena_alloc(ctx, ys * sizeof(float));
+    float *wc = eqr__arena_alloc(ctx, 2 * wsz * sizeof(float));
+    double *part = eqr__arena_alloc(ctx, (size_t)(d.N ? d.N : 1) * sizeof(double));
+    if (!y || !s || !sv || !r || !rmap || !wc || !part || !runs_init(ctx, &d, r)) return NULL;
+    memcpy(wc, w->data, wsz * sizeof(float));
+    memcpy(wc + wsz, wr->data, wsz * sizeof(float));
+    *sv = (convn_saved){r, rmap, wc, y, 0.0f};
+    double acc = 0.0;
+    if (d.N > 0) {
+        const int chunks = conv_chunks(ctx, d.N);
+        const eqr__arena_mark mark = eqr__arena_save(ctx);
+        float *cols = NULL, *pads = NULL;
+        float *stacks = eqr__arena_alloc(ctx, (size_t)chunks * stack_floats(&d) * sizeof(float));
+        if (!stacks) return NULL;
+        if (!d.direct && !(cols = eqr__arena_alloc(ctx, (size_t)chunks * col_floats(&d) * sizeof(float))))
+            return NULL;
+        if (pad_floats(&d) &&
+            !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
+            return NULL;
+        blas_single(chunks);
+        convn_fwd_job job = {&d, r, chunks, x->data, wc, b ? b->data : NULL, y->data, rmap,
+                             cols, pads, stacks, part};
+        eqr__parallel(chunks, convn_forward_chunk, &job);
+        scratch_release(ctx, mark);
+        for (int n = 0; n < d.N; n++) acc += part[n];
+    }
+    s->data[0] = (float)acc;
+    eqr_tensor *in[4] = {x, w, b, wr};
+    eqr_node *n = eqr__record(ctx, y, convn_backward, 4, in);
+    if (n) {
+        n->saved = sv;
+        for (int k = 0; k < 6; k++) n->i[k] = g[k];
+        eqr_node *m = eqr__record(ctx, s, convn_norm_backward, 4, in);
+        if (m) m->saved = sv;
+    }
+    *norm = s;
+    return ctx->status == EQR_OK ? y : NULL;
 }

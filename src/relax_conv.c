@@ -4,6 +4,9 @@
  * Forward, fused: y = conv2d(x, T(W) + theta W_r, bias): one conv, whose
  * backward splits the bank gradient into T^*(dBank) for W and theta dBank
  * for W_r. theta == 0 with the norm penalty off leaves W_r out entirely.
+ * The exact activation norm ||W_r x||^2 comes from the same conv with W_r
+ * stacked under the bank (eqr__conv2d_norm: one im2col / col2im for both);
+ * the subsampled estimate convolves only its m images, separately.
  *
  * Defects (LD):
  *   gconv  sum over the generators g of G of ||W_r - g.W_r||^2, g acting on
@@ -25,6 +28,7 @@
  *          T T^* B / |G| is the group (Reynolds) average of B.
  *   steer  W += theta project(W_r), the least-squares fit in the basis. */
 #include "relax_internal.h"
+#include "conv_internal.h"
 
 #include <stdlib.h>
 
@@ -100,12 +104,24 @@ static eqr_tensor *conv_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     if (ctx->status != EQR_OK) return NULL;
     const float th = eqr__rlayer_theta(l);
     if (th != 0.0f) bank = eqr_add(ctx, bank, eqr_scale(ctx, l->wr, th));
+    if (!eqr__rlayer_wants_norm(ctx, l)) {
+        eqr_tensor *y = eqr_conv2d(ctx, x, bank, bias, c->geom);
+        return ctx->status == EQR_OK ? y : NULL;
+    }
+    /* N = ||W_r x||^2 over the first m images, scaled by B / m */
+    float sc;
+    int64_t rows = eqr__rlayer_norm_rows(l, x->shape[0], &sc);
+    if (rows == x->shape[0]) {
+        /* exact norm: W_r x from the same conv as y, the banks stacked */
+        eqr_tensor *n = NULL;
+        eqr_tensor *y = eqr__conv2d_norm(ctx, x, bank, bias, l->wr, c->geom, &n);
+        if (n && sc != 1.0f) n = eqr_scale(ctx, n, sc);
+        if (y && n) eqr__rlayer_set_norm(l, n);
+        return ctx->status == EQR_OK ? y : NULL;
+    }
     eqr_tensor *y = eqr_conv2d(ctx, x, bank, bias, c->geom);
-    if (y && eqr__rlayer_wants_norm(ctx, l)) {
-        /* N = ||W_r x||^2 over the first m images, scaled by B / m */
-        float sc;
-        int64_t rows = eqr__rlayer_norm_rows(l, x->shape[0], &sc);
-        eqr_tensor *xs = rows < x->shape[0] ? eqr_slice(ctx, x, 0, 0, rows) : x;
+    if (y) {
+        eqr_tensor *xs = eqr_slice(ctx, x, 0, 0, rows);
         eqr_tensor *n = eqr__sumsq(ctx, eqr_conv2d(ctx, xs, l->wr, NULL, c->geom));
         if (n && sc != 1.0f) n = eqr_scale(ctx, n, sc);
         if (n) eqr__rlayer_set_norm(l, n);

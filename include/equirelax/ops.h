@@ -57,6 +57,22 @@ eqr_tensor *eqr_global_avgpool(eqr_ctx *ctx, eqr_tensor *x);
 /* ---- activations ---- */
 eqr_tensor *eqr_relu(eqr_ctx *ctx, eqr_tensor *x);
 eqr_tensor *eqr_leaky_relu(eqr_ctx *ctx, eqr_tensor *x, float slope);
+/* ReLU that overwrites x, to save the memory of a second map and of its
+ * gradient. The result is a view of x (same storage, and so the same
+ * gradient buffer); its backward zeroes that gradient in place where the
+ * output is 0. Contract: x must be an intermediate result of this step that
+ *   - is consumed by nothing but this call: pass the result on, not x (x's
+ *     values are the result's afterwards);
+ *   - comes from an op whose backward does not read its own output: conv2d,
+ *     the group / steerable / relaxed convs, linear, add, matmul, pooling
+ *     are fine; sigmoid, tanh, exp, softmax outputs are not.
+ * With recording off (evaluation) it is a plain in-place relu of x.
+ * Rejected (NULL, EQR_ERR_ARG, message) when detectable: x a view, a
+ * parameter or buffer; with recording on, a tensor that does not require
+ * grad (data, a wrapped buffer: use eqr_relu), one not produced by an op
+ * recorded in the current step, or one that an op recorded after x already
+ * reads; with recording off, a tensor recorded for backward earlier. */
+eqr_tensor *eqr_relu_inplace(eqr_ctx *ctx, eqr_tensor *x);
 eqr_tensor *eqr_sigmoid(eqr_ctx *ctx, eqr_tensor *x);
 eqr_tensor *eqr_tanh(eqr_ctx *ctx, eqr_tensor *x);
 /* Exact GELU: x * Phi(x) with the normal CDF via erf. */

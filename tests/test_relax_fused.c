@@ -1,0 +1,269 @@
+/* Relaxation fast paths:
+ *   eqr__conv2d_norm (y = conv(x, w, b) and ||conv(x, wr)||^2 from one conv
+ *     with stacked banks): forward against a naive double reference on the
+ *     padded row-copy path with several im2col tiles, the general path
+ *     (stride 2), a 1x1 direct conv and no bias; gradients by finite
+ *     differences for y and norm together, y alone (the dnorm == 0 path) and
+ *     the norm alone (y unused); against the unfused ops (conv2d + sumsq of
+ *     a second conv2d); one vs two threads (same forward bits, gradients
+ *     within rounding); bad arguments rejected;
+ *   eqr__sumsq: a large input against a double reference, one vs two
+ *     threads give identical bits, gradient by finite differences. */
+#include "testutil.h"
+#include "conv_internal.h"
+#include "relax_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static eqr_ctx *mkctx(int threads) {
+    eqr_ctx_opts o = {0};
+    o.seed = 21;
+    o.threads = threads;
+    o.arena_bytes = 1 << 20;
+    eqr_ctx *ctx = eqr_ctx_create(&o);
+    assert_non_null(ctx);
+    return ctx;
+}
+
+typedef struct cfg {
+    int N, C, H, W, O, k, stride, pad, bias;
+} cfg;
+
+/* Naive double conv, square kernel, same stride / padding on both axes. */
+static void ref_conv(const cfg *c, const float *x, const float *w, const float *b, double *y) {
+    const int OH = (c->H + 2 * c->pad - c->k) / c->stride + 1;
+    const int OW = (c->W + 2 * c->pad - c->k) / c->stride + 1;
+    for (int n = 0; n < c->N; n++)
+        for (int o = 0; o < c->O; o++)
+            for (int i = 0; i < OH; i++)
+                for (int j = 0; j < OW; j++) {
+                    double acc = b ? b[o] : 0.0;
+                    for (int ci = 0; ci < c->C; ci++)
+                        for (int u = 0; u < c->k; u++)
+                            for (int v = 0; v < c->k; v++) {
+                                int h = i * c->stride + u - c->pad, q = j * c->stride + v - c->pad;
+                                if (h < 0 || h >= c->H || q < 0 || q >= c->W) continue;
+                                acc += (double)x[((n * c->C + ci) * c->H + h) * c->W + q] *
+                                       w[((o * c->C + ci) * c->k + u) * c->k + v];
+                            }
+                    y[((n * c->O + o) * OH + i) * OW + j] = acc;
+                }
+}
+
+static void make(eqr_ctx *ctx, const cfg *c, eqr_tensor **in) {
+    int64_t sx[4] = {c->N, c->C, c->H, c->W}, sw[4] = {c->O, c->C, c->k, c->k}, sb[1] = {c->O};
+    in[0] = tu_input(ctx, "x", 4, sx, 1.0f);
+    in[1] = tu_input(ctx, "w", 4, sw, 0.3f);
+    in[2] = c->bias ? tu_input(ctx, "b", 1, sb, 0.5f) : NULL;
+    in[3] = tu_input(ctx, "wr", 4, sw, 0.2f);
+}
+
+static eqr_conv2d_geom geom_of(const cfg *c) { return EQR_CONV2D(c->stride, c->pad, 1); }
+
+static void check_forward(const cfg *c) {
+    eqr_ctx *ctx = mkctx(1);
+    eqr_tensor *in[4], *nrm = NULL;
+    make(ctx, c, in);
+    const eqr_conv2d_geom g = geom_of(c);
+    eqr_tensor *y = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, &nrm);
+    assert_non_null(y);
+    assert_non_null(nrm);
+    double *yr = malloc((size_t)y->numel * sizeof(double)), *rr = malloc((size_t)y->numel * sizeof(double));
+    assert_non_null(yr);
+    assert_non_null(rr);
+    ref_conv(c, in[0]->data, in[1]->data, in[2] ? in[2]->data : NULL, yr);
+    ref_conv(c, in[0]->data, in[3]->data, NULL, rr);
+    tu_assert_close("y", y->data, yr, y->numel, 1e-4, 1e-4);
+    double s = 0;
+    for (int64_t i = 0; i < y->numel; i++) s += rr[i] * rr[i];
+    tu_assert_close("norm", nrm->data, &s, 1, 0.0, 1e-5);
+    free(yr), free(rr);
+    eqr_ctx_destroy(ctx);
+}
+
+static void test_forward(void **state) {
+    (void)state;
+    const cfg cs[] = {
+        {2, 64, 28, 28, 4, 5, 1, 2, 1}, /* padded path, 3 tiles of rows */
+        {2, 3, 9, 8, 5, 3, 2, 1, 1},    /* general im2col (stride 2) */
+        {3, 4, 5, 6, 3, 1, 1, 0, 0},    /* 1x1 direct, no bias */
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_forward(&cs[i]);
+}
+
+/* ---- gradients ---- */
+
+static const cfg GC = {2, 3, 6, 5, 4, 3, 1, 1, 1};
+static int g_mode; /* 0: y and norm, 1: y only, 2: norm only */
+
+static eqr_tensor *fused_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    const cfg *c = user;
+    const eqr_conv2d_geom g = geom_of(c);
+    eqr_tensor *nrm = NULL;
+    eqr_tensor *y = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, &nrm);
+    if (!y) return NULL;
+    if (g_mode == 1) return y;
+    if (g_mode == 2) return nrm;
+    return eqr_add(ctx, eqr_sum_all(ctx, eqr_mul(ctx, y, y)), eqr_scale(ctx, nrm, 0.7f));
+}
+
+static eqr_tensor *unfused_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    const cfg *c = user;
+    const eqr_conv2d_geom g = geom_of(c);
+    eqr_tensor *y = eqr_conv2d(ctx, in[0], in[1], in[2], &g);
+    eqr_tensor *nrm = eqr__sumsq(ctx, eqr_conv2d(ctx, in[0], in[3], NULL, &g));
+    return eqr_add(ctx, eqr_sum_all(ctx, eqr_mul(ctx, y, y)), eqr_scale(ctx, nrm, 0.7f));
+}
+
+static void test_gradcheck(void **state) {
+    (void)state;
+    for (g_mode = 0; g_mode < 3; g_mode++) {
+        eqr_ctx *ctx = mkctx(1);
+        eqr_tensor *in[4];
+        make(ctx, &GC, in);
+        tu_gradcheck(ctx, fused_fn, in, 4, (void *)&GC, 1e-2, 1e-2, 2e-2);
+        eqr_ctx_destroy(ctx);
+    }
+}
+
+/* Gradients of x, w, b, wr (concatenated) after backward of f. */
+static int64_t grads(int threads, tu_fn f, const cfg *c, float *out, float *y0) {
+    eqr_ctx *ctx = mkctx(threads);
+    eqr_tensor *in[4];
+    make(ctx, c, in);
+    g_mode = 0;
+    eqr_tensor *loss = f(ctx, in, (void *)c);
+    assert_non_null(loss);
+    if (y0) y0[0] = loss->data[0];
+    assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
+    int64_t k = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!in[i]) continue;
+        assert_non_null(in[i]->grad);
+        memcpy(out + k, in[i]->grad, (size_t)in[i]->numel * sizeof(float));
+        k += in[i]->numel;
+    }
+    eqr_ctx_destroy(ctx);
+    return k;
+}
+
+static void test_against_unfused(void **state) {
+    (void)state;
+    static float a[1 << 16], b[1 << 16];
+    const cfg c = {4, 8, 12, 12, 8, 3, 1, 1, 1};
+    float la, lb;
+    int64_t na = grads(1, fused_fn, &c, a, &la), nb = grads(1, unfused_fn, &c, b, &lb);
+    assert_int_equal(na, nb);
+    double ref = lb;
+    tu_assert_close("loss", &la, &ref, 1, 0.0, 1e-5);
+    double *rb = malloc((size_t)nb * sizeof(double));
+    assert_non_null(rb);
+    for (int64_t i = 0; i < nb; i++) rb[i] = b[i];
+    tu_assert_close("gradients vs unfused", a, rb, na, 1e-4, 1e-4);
+
+    /* two threads (images split in chunks): same loss bits, gradients
+     * within rounding of the chunk-ordered reduction */
+    float l2;
+    int64_t n2 = grads(2, fused_fn, &c, b, &l2);
+    assert_int_equal(n2, na);
+    assert_true(l2 == la);
+    for (int64_t i = 0; i < na; i++) rb[i] = a[i];
+    tu_assert_close("two threads vs one", b, rb, na, 1e-5, 1e-5);
+    free(rb);
+}
+
+static void test_forward_threads(void **state) {
+    (void)state;
+    const cfg c = {5, 16, 14, 14, 8, 3, 1, 1, 1};
+    float *y[2], nv[2];
+    int64_t n = 0;
+    for (int t = 0; t < 2; t++) {
+        eqr_ctx *ctx = mkctx(t + 1);
+        eqr_tensor *in[4], *nrm = NULL;
+        make(ctx, &c, in);
+        const eqr_conv2d_geom g = geom_of(&c);
+        eqr_tensor *out = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, &nrm);
+        assert_non_null(out);
+        n = out->numel;
+        y[t] = malloc((size_t)n * sizeof(float));
+        assert_non_null(y[t]);
+        memcpy(y[t], out->data, (size_t)n * sizeof(float));
+        nv[t] = nrm->data[0];
+        eqr_ctx_destroy(ctx);
+    }
+    assert_memory_equal(y[0], y[1], (size_t)n * sizeof(float));
+    assert_true(nv[0] == nv[1]);
+    free(y[0]), free(y[1]);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    eqr_ctx *ctx = mkctx(1);
+    eqr_tensor *in[4], *nrm = (eqr_tensor *)1;
+    make(ctx, &GC, in);
+    int64_t sw[4] = {GC.O + 1, GC.C, GC.k, GC.k};
+    eqr_tensor *bad = tu_input(ctx, "bad", 4, sw, 1.0f);
+    const eqr_conv2d_geom g = geom_of(&GC);
+    assert_null(eqr__conv2d_norm(ctx, in[0], in[1], in[2], bad, &g, &nrm));
+    assert_null(nrm);
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "must have w's shape");
+    assert_null(eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
+    int64_t sx[4] = {1, GC.C + 1, 5, 5};
+    eqr_tensor *x2 = tu_input(ctx, "x2", 4, sx, 1.0f);
+    assert_null(eqr__conv2d_norm(ctx, x2, in[1], in[2], in[3], &g, &nrm));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "channels");
+    eqr_ctx_destroy(ctx);
+}
+
+/* ---- eqr__sumsq ---- */
+
+#define SQ_N 700001 /* over two threads' minimum share, not a multiple of 8 */
+
+static void test_sumsq(void **state) {
+    (void)state;
+    float v[2];
+    for (int t = 0; t < 2; t++) {
+        eqr_ctx *ctx = mkctx(t + 1);
+        int64_t s = SQ_N;
+        eqr_tensor *x = eqr_param_new(ctx, "x", 1, &s, 0);
+        assert_non_null(x);
+        tu_fill_uniform(x->data, SQ_N, 3);
+        eqr_tensor *y = eqr__sumsq(ctx, x);
+        assert_non_null(y);
+        double ref = 0;
+        for (int64_t i = 0; i < SQ_N; i++) ref += (double)x->data[i] * x->data[i];
+        tu_assert_close("sumsq", y->data, &ref, 1, 0.0, 1e-6);
+        v[t] = y->data[0];
+        tu_backward_ones(ctx, y);
+        for (int64_t i = 0; i < SQ_N; i += 997) assert_true(x->grad[i] == 2.0f * x->data[i]);
+        eqr_ctx_destroy(ctx);
+    }
+    assert_true(v[0] == v[1]);
+}
+
+static eqr_tensor *sumsq_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    (void)user;
+    return eqr__sumsq(ctx, in[0]);
+}
+
+static void test_sumsq_gradcheck(void **state) {
+    (void)state;
+    eqr_ctx *ctx = mkctx(1);
+    int64_t s[2] = {3, 7};
+    eqr_tensor *x = tu_input(ctx, "x", 2, s, 1.0f);
+    tu_gradcheck(ctx, sumsq_fn, &x, 1, NULL, 1e-2, 1e-3, 1e-2);
+    eqr_ctx_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward),         cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_against_unfused), cmocka_unit_test(test_forward_threads),
+        cmocka_unit_test(test_errors),          cmocka_unit_test(test_sumsq),
+        cmocka_unit_test(test_sumsq_gradcheck),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
