@@ -420,12 +420,15 @@ static double max_invariance_error(eqr_ctx *ctx, model *m, const eqr_dataset *ds
 
 enum {
     C_EPOCH, C_STEPS, C_LOSS, C_ACC, C_PEN, C_LD, C_N, C_WR, C_THETA, C_LR,
-    C_TLOSS, C_TACC, C_EQ_R, C_EQ_P, C_SECS, NCOL
+    C_TLOSS, C_TACC, C_EQ_R, C_EQ_P, C_SECS,
+    C_WR1, C_WR2, C_WR3, C_AN1, C_AN2, C_AN3, /* per relaxed layer */
+    NCOL
 };
 static const char *const col_names[NCOL] = {
     "epoch", "steps", "train_loss", "train_acc", "penalty", "defect", "act_norm_sq", "wr_norm",
     "theta", "lr", "test_loss_projected", "test_acc_projected", "equiv_err_relaxed",
-    "equiv_err_projected", "seconds"};
+    "equiv_err_projected", "seconds", "wr_norm_l1", "wr_norm_l2", "wr_norm_l3",
+    "act_norm_l1", "act_norm_l2", "act_norm_l3"};
 
 typedef struct rec {
     double v[NCOL];
@@ -538,10 +541,13 @@ static evalres evaluate_projected(eqr_ctx *ctx, model *m, const options *o,
     return r;
 }
 
-/* Relaxation telemetry summed over layers: LD, N = sum ||W_r x||^2 of the
- * last recorded forwards, and the total ||W_r||. */
-static void relax_stats(eqr_ctx *ctx, model *m, double *ld, double *nsq, double *wr) {
+/* Relaxation telemetry: LD and N = sum ||W_r x||^2 (last recorded forwards)
+ * summed over layers, the total ||W_r||, and per layer ||W_r|| and
+ * ||W_r x|| (-1: not recorded) into r's per-layer columns. */
+static void relax_stats(eqr_ctx *ctx, model *m, rec *r) {
+    double *ld = &r->v[C_LD], *nsq = &r->v[C_N], *wr = &r->v[C_WR];
     *ld = *nsq = *wr = NAN;
+    for (int l = 0; l < 3; l++) r->v[C_WR1 + l] = r->v[C_AN1 + l] = NAN;
     if (!m->relax) return;
     *ld = *nsq = *wr = 0;
     int prev = eqr_set_grad_enabled(ctx, 0);
@@ -551,6 +557,8 @@ static void relax_stats(eqr_ctx *ctx, model *m, double *ld, double *nsq, double 
         *ld += st.defect;
         if (st.act_norm >= 0) *nsq += (double)st.act_norm * st.act_norm;
         *wr += (double)st.wr_norm * st.wr_norm;
+        r->v[C_WR1 + l] = st.wr_norm;
+        r->v[C_AN1 + l] = st.act_norm;
     }
     *wr = sqrt(*wr);
     eqr_set_grad_enabled(ctx, prev);
@@ -663,7 +671,7 @@ int main(int argc, char **argv) {
         r->v[C_LOSS] = st.loss;
         r->v[C_ACC] = st.acc;
         r->v[C_PEN] = tr.extra_loss ? st.extra : NAN;
-        relax_stats(ctx, &m, &r->v[C_LD], &r->v[C_N], &r->v[C_WR]);
+        relax_stats(ctx, &m, r);
         r->v[C_THETA] = m.relax ? eqr_relax_theta(m.relax)->data[0] : NAN;
         r->v[C_LR] = eqr_optim_lr(opt);
         if (o.checkpoint) {

@@ -116,3 +116,4 @@ baselines=$(grep '^# baselines' "$first_log" | sed 's/^# baselines MSE *//')
   echo "\`\`\`"
 } > "$DOC"
 echo "wrote $DOC ($elapsed s)" >&2
+if [ "$DOC" = docs/results_nbody.md ]; then bash scripts/results_page.sh; fi
