@@ -45,6 +45,22 @@ void ex_usage_error(const ex_flag *flags, const char *fmt, ...) {
     exit(2);
 }
 
+int ex_relax_kind(const ex_flag *flags, const char *value) {
+    static const char *const names[] = {"triangle", "linear", "cosine", "constant"};
+    if (!strcmp(value, "off")) return -1;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(value, names[i])) return eqr_sched_kind_parse(value);
+    ex_usage_error(flags,
+                   "bad value '%s' for --relax: expected off, triangle, linear, cosine or constant",
+                   value);
+}
+
+eqr_project_mode ex_projection(const ex_flag *flags, const char *value) {
+    if (!strcmp(value, "drop")) return EQR_PROJECT_DROP;
+    if (!strcmp(value, "fold")) return EQR_PROJECT_FOLD;
+    ex_usage_error(flags, "bad value '%s' for --projection: expected drop or fold", value);
+}
+
 static int64_t parse_int(const ex_flag *flags, const ex_flag *f, const char *s) {
     char *end;
     errno = 0;

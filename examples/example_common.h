@@ -71,6 +71,12 @@ void ex_usage(const ex_flag *flags, FILE *f);
  * involve several flags, after ex_parse_args). */
 _Noreturn void ex_usage_error(const ex_flag *flags, const char *fmt, ...) EX_PRINTF(2, 3);
 
+/* The flags the relaxed examples share. --relax: "off" gives -1, otherwise
+ * the theta schedule kind (triangle, linear, cosine, constant);
+ * --projection: drop | fold. A bad value is a usage error (exit status 2). */
+int ex_relax_kind(const ex_flag *flags, const char *value);
+eqr_project_mode ex_projection(const ex_flag *flags, const char *value);
+
 /* ---- runtime errors and timing ---- */
 
 const char *ex_prog(void);

@@ -154,10 +154,6 @@ static void parse_args(int argc, char **argv, options *o) {
     ex_parse_args("fmnist_rot", flags, argc, argv);
 
     static const char *const groups[] = {"c4", "d4", "c8", "none"};
-    static const char *const relaxes[] = {"off", "triangle", "linear", "cosine", "constant"};
-    static const int relax_kinds[] = {-1, EQR_SCHED_TRIANGLE, EQR_SCHED_LINEAR,
-                                      EQR_SCHED_COSINE, EQR_SCHED_CONSTANT};
-    static const char *const projs[] = {"drop", "fold"};
     static const char *const rots[] = {"c4", "continuous"};
     static const char *const inits[] = {"zero", "normal"};
     static const char *const lrs[] = {"constant", "cosine"};
@@ -165,16 +161,8 @@ static void parse_args(int argc, char **argv, options *o) {
     if ((i = pick(o->group, groups, 4)) < 0)
         ex_usage_error(flags, "bad value '%s' for --group: expected c4, d4, c8 or none", o->group);
     o->gk = (gkind)i;
-    if ((i = pick(o->relax, relaxes, 5)) < 0)
-        ex_usage_error(flags,
-                       "bad value '%s' for --relax: expected off, triangle, linear, cosine or "
-                       "constant",
-                       o->relax);
-    o->relax_kind = relax_kinds[i];
-    if ((i = pick(o->projection, projs, 2)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --projection: expected drop or fold",
-                       o->projection);
-    o->proj = i == 1 ? EQR_PROJECT_FOLD : EQR_PROJECT_DROP;
+    o->relax_kind = ex_relax_kind(flags, o->relax);
+    o->proj = ex_projection(flags, o->projection);
     if ((i = pick(o->rotate, rots, 2)) < 0)
         ex_usage_error(flags, "bad value '%s' for --rotate: expected c4 or continuous", o->rotate);
     o->rotate_cont = i;

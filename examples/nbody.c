@@ -112,19 +112,8 @@ static void parse_args(int argc, char **argv, options *o) {
     if (!strcmp(o->model, "egnn")) o->vn = 0;
     else if (!strcmp(o->model, "vn")) o->vn = 1;
     else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn or vn", o->model);
-    if (!strcmp(o->relax, "off")) o->relax_kind = -1;
-    else if (!strcmp(o->relax, "triangle")) o->relax_kind = EQR_SCHED_TRIANGLE;
-    else if (!strcmp(o->relax, "linear")) o->relax_kind = EQR_SCHED_LINEAR;
-    else if (!strcmp(o->relax, "cosine")) o->relax_kind = EQR_SCHED_COSINE;
-    else if (!strcmp(o->relax, "constant")) o->relax_kind = EQR_SCHED_CONSTANT;
-    else
-        ex_usage_error(FLAGS,
-                       "bad value '%s' for --relax: expected off, triangle, linear, cosine or "
-                       "constant", o->relax);
-    if (!strcmp(o->projection, "drop")) o->proj = EQR_PROJECT_DROP;
-    else if (!strcmp(o->projection, "fold")) o->proj = EQR_PROJECT_FOLD;
-    else ex_usage_error(FLAGS, "bad value '%s' for --projection: expected drop or fold",
-                        o->projection);
+    o->relax_kind = ex_relax_kind(FLAGS, o->relax);
+    o->proj = ex_projection(FLAGS, o->projection);
 }
 
 /* ---- batches ---- */
