@@ -16,6 +16,14 @@
  * row runs over the same intervals. There is no bounds check per element.
  * The bias gradient is one sgemv per image (dY_n times a vector of ones).
  *
+ * Stride 1 with kh > 1 (every conv of the benchmark model) takes the
+ * row-shift path instead (see rowcol_padded): only the kw horizontal shifts
+ * of the zero-bordered image are copied, and the kh vertical taps are kh
+ * GEMMs of K = C*kw at column offsets into that copy. Against im2col + one
+ * GEMM of K = C*kh*kw this made the strict P4CNN step ~8% faster (1 and 2
+ * threads, batch 64; batch 1 ~5% faster): ~kh times less copying in im2col /
+ * col2im at the same GEMM rate. The stacked norm conv takes it too.
+ *
  * Threads: with a context of t > 1 threads and at least t images, the batch
  * is cut into t fixed contiguous chunks run by OpenMP, each with its own col
  * buffer (and, in backward, its own dW/db accumulators, added to the weight
@@ -53,6 +61,7 @@ typedef struct conv_dims {
     int CK, P;   /* rows (C*kh*kw) and columns (OH*OW) of col */
     int TR;      /* output rows per im2col tile (col holds CK x TR*OW) */
     int direct;  /* 1x1, stride 1, no padding: col_n is x_n itself */
+    int rowshift; /* stride 1, kh > 1, padded path: row-shift GEMMs (see rowcol) */
 } conv_dims;
 
 /* An image's col is built and consumed in tiles of whole output rows of at
@@ -178,6 +187,91 @@ static void im2col_padded(const conv_dims *d, const float *pad, float *col, int 
     }
 }
 
+/* Row-shift layout (stride 1 both ways, kh > 1). Instead of the full col
+ * [C*kh*kw, P], only the kw horizontal shifts are materialised, for every
+ * padded row the tile needs: rc [C*kw, NR*OW] with row (c, j) holding padded
+ * rows oh0 .. oh0+NR-1 of channel c from column j*dw on (NR = tile rows +
+ * (kh-1)*dh). With rows of exactly OW floats, vertical tap i is then the
+ * column offset i*dh*OW into rc, so the conv is a sum of kh GEMMs of K =
+ * C*kw against W_i = w[:, :, i, :] (no thrown-away columns):
+ *   Y_tile = sum_i W_i rc[:, i*dh*OW ...],  dW_i += dY_tile rc[:, i*dh*OW ...]^T,
+ *   drc[:, i*dh*OW ...] += W_i^T dY_tile, then drc is added back row-wise.
+ * Building / scattering rc moves ~kh times fewer floats than im2col /
+ * col2im, and OpenBLAS splits K = C*kh*kw into blocks of a few hundred
+ * anyway, so the GEMMs run at the same rate. */
+EQR_COPY_CLONES
+static void rowcol_padded(const conv_dims *d, const float *pad, float *rc, int oh0, int oh1) {
+    const int Hp = d->H + 2 * d->ph, Wp = d->W + 2 * d->pw, OW = d->OW;
+    const int nr = oh1 - oh0 + (d->kh - 1) * d->dh;
+    const size_t cols = (size_t)nr * OW;
+    float *dst = rc;
+    for (int c = 0; c < d->C; c++) {
+        const float *pc = pad + (size_t)c * Hp * Wp + (size_t)oh0 * Wp;
+        for (int j = 0; j < d->kw; j++, dst += cols) {
+            const float *src = pc + (size_t)j * d->dw;
+            for (int r = 0; r < nr; r++) copy_row(dst + (size_t)r * OW, src + (size_t)r * Wp, OW);
+        }
+    }
+}
+
+/* gx [C, H, W] += the rc-layout gradient drc of tile [oh0, oh1) (padded
+ * positions dropped). */
+EQR_COPY_CLONES
+static void rowcol_add(const conv_dims *d, const conv_runs *r, const float *drc, float *gx,
+                       int oh0, int oh1) {
+    const int OW = d->OW, W = d->W;
+    const int nr = oh1 - oh0 + (d->kh - 1) * d->dh;
+    const size_t cols = (size_t)nr * OW;
+    /* padded rows oh0 + q with an image row: q in [q0, q1) */
+    const int q0 = d->ph - oh0 > 0 ? d->ph - oh0 : 0;
+    const int q1 = d->ph + d->H - oh0 < nr ? d->ph + d->H - oh0 : nr;
+    const float *src = drc;
+    for (int c = 0; c < d->C; c++) {
+        float *gc = gx + (size_t)c * d->H * W;
+        for (int j = 0; j < d->kw; j++, src += cols) {
+            const int w0 = r->wlo[j], len = r->whi[j] - w0;
+            if (len <= 0) continue;
+            const int iw0 = w0 + j * d->dw - d->pw;
+            for (int q = q0; q < q1; q++) {
+                const float *srow = src + (size_t)q * OW + w0;
+                float *g = gc + (size_t)(oh0 + q - d->ph) * W + iw0;
+                for (int e = 0; e < len; e++) g[e] += srow[e];
+            }
+        }
+    }
+}
+
+/* wp [kh][rows][C*kw] (rows >= O: the stacked conv keeps w and wr in one
+ * slab per tap) = w [O][C][kh][kw] regrouped per vertical tap (add = 0), or
+ * w += wp regrouped back (add = 1, for dW). Once per conv call, but at batch
+ * 1 a generic loop (or a memcpy per kw floats) cost ~5% of the step: the
+ * common kw get their own unrolled copies. */
+static inline __attribute__((always_inline)) void regroup_kw(const conv_dims *d, float *restrict w,
+                                                             float *restrict wp, size_t rows,
+                                                             int add, const int kw) {
+    const size_t CKW = (size_t)d->C * kw, slab = rows * CKW, step = (size_t)d->kh * kw;
+    for (int i = 0; i < d->kh; i++)
+        for (int o = 0; o < d->O; o++) {
+            float *t = wp + i * slab + o * CKW;
+            float *s = w + (size_t)o * d->CK + (size_t)i * kw;
+            if (add)
+                for (int c = 0; c < d->C; c++)
+                    for (int q = 0; q < kw; q++) s[c * step + q] += t[(size_t)c * kw + q];
+            else
+                for (int c = 0; c < d->C; c++)
+                    for (int q = 0; q < kw; q++) t[(size_t)c * kw + q] = s[c * step + q];
+        }
+}
+
+static void regroup(const conv_dims *d, float *w, float *wp, size_t rows, int add) {
+    if (d->kw == 3)
+        regroup_kw(d, w, wp, rows, add, 3);
+    else if (d->kw == 5)
+        regroup_kw(d, w, wp, rows, add, 5);
+    else
+        regroup_kw(d, w, wp, rows, add, d->kw);
+}
+
 /* Floats of one chunk's zero-bordered image buffer (0: general im2col). */
 static size_t pad_floats(const conv_dims *d) {
     if (d->direct || d->sw != 1) return 0;
@@ -291,10 +385,32 @@ static void fill_dims(conv_dims *d, const eqr_tensor *x, const eqr_tensor *w, co
     const size_t maxrows = row >= CONV_TILE_FLOATS ? 1 : CONV_TILE_FLOATS / row;
     const size_t ntiles = d->OH > 0 ? ((size_t)d->OH + maxrows - 1) / maxrows : 1;
     d->TR = d->OH > 0 ? (int)(((size_t)d->OH + ntiles - 1) / ntiles) : 1;
+    d->rowshift = d->sh == 1 && d->sw == 1 && d->kh > 1 && pad_floats(d) > 0;
+    if (d->rowshift && d->OH > 0) { /* tiles of rc of at most CONV_TILE_FLOATS */
+        const size_t rrow = (size_t)d->C * d->kw * d->OW, halo = (size_t)(d->kh - 1) * d->dh;
+        const size_t fit = CONV_TILE_FLOATS / rrow;
+        const size_t mr = fit > halo ? fit - halo : 1;
+        const size_t nt = ((size_t)d->OH + mr - 1) / mr;
+        d->TR = (int)(((size_t)d->OH + nt - 1) / nt);
+    }
 }
 
-/* Floats of one chunk's col buffer: one tile. */
-static size_t col_floats(const conv_dims *d) { return (size_t)d->CK * d->TR * d->OW; }
+/* What a conv node keeps for backward: the tap intervals and, on the
+ * row-shift path, the regrouped weights of the forward (else NULL). */
+typedef struct conv_saved {
+    const conv_runs *r;
+    const float *wp;
+} conv_saved;
+
+/* Floats of one chunk's col buffer: one tile of col, or of rc (rowcol). */
+static size_t col_floats(const conv_dims *d) {
+    size_t n = (size_t)d->CK * d->TR * d->OW;
+    if (d->rowshift) {
+        size_t m = (size_t)d->C * d->kw * ((size_t)d->TR + (size_t)(d->kh - 1) * d->dh) * d->OW;
+        if (m > n) n = m;
+    }
+    return n;
+}
 
 /* Forward of one chunk of images, with the chunk's own col buffer. */
 typedef struct conv_fwd_job {
@@ -303,6 +419,7 @@ typedef struct conv_fwd_job {
     int chunks;
     const float *x, *w, *b;
     float *y, *cols, *pads;
+    const float *wp; /* rowshift_weights(w) on the row-shift path */
 } conv_fwd_job;
 
 static void conv_forward_chunk(const void *job, int k) {
@@ -331,6 +448,15 @@ static void conv_forward_chunk(const void *job, int k) {
         if (pad) pad_image(d, xn, pad);
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) { /* Y[:, tile] = W col_tile */
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
+            if (d->rowshift) { /* Y[:, tile] = sum_i W_i rc[:, i*dh*OW ...] */
+                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
+                rowcol_padded(d, pad, col, oh0, oh1);
+                for (int i = 0; i < d->kh; i++)
+                    sgemm_rm(0, 0, d->O, cols, ckw, j->wp + (size_t)i * d->O * ckw, ckw,
+                             col + (size_t)i * d->dh * d->OW, ld, i ? 1.0f : beta,
+                             yn + (size_t)oh0 * d->OW, d->P);
+                continue;
+            }
             im2col_any(d, j->r, xn, pad, col, oh0, oh1);
             sgemm_rm(0, 0, d->O, cols, d->CK, j->w, d->CK, col, cols, beta, yn + (size_t)oh0 * d->OW,
                      d->P);
@@ -347,6 +473,8 @@ typedef struct conv_bwd_job {
     const float *x, *w, *gy;
     float *gx, *gw, *gb, *cols, *wacc, *bacc, *pads;
     const float *ones; /* P ones, for the bias gradient */
+    const float *wp;   /* row-shift path: rowshift_weights(w); wacc is then */
+                       /* per chunk in its [kh][O][C*kw] layout */
 } conv_bwd_job;
 
 static void conv_backward_chunk(const void *job, int k) {
@@ -358,7 +486,8 @@ static void conv_backward_chunk(const void *job, int k) {
     chunk_range(d->N, j->chunks, k, &n0, &n1);
     float *col = j->cols ? j->cols + (size_t)k * col_floats(d) : NULL;
     float *pad = j->pads ? j->pads + (size_t)k * pad_floats(d) : NULL;
-    float *dw = j->chunks > 1 ? (j->wacc ? j->wacc + (size_t)k * wsz : NULL) : j->gw;
+    float *dw = (j->chunks > 1 || d->rowshift) ? (j->wacc ? j->wacc + (size_t)k * wsz : NULL)
+                                               : j->gw;
     float *db = j->chunks > 1 ? (j->bacc ? j->bacc + (size_t)k * d->O : NULL) : j->gb;
     for (int n = n0; n < n1; n++) {
         const float *xn = j->x + (size_t)n * xs;
@@ -376,6 +505,25 @@ static void conv_backward_chunk(const void *job, int k) {
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
             const float *dyt = dyn + (size_t)oh0 * d->OW; /* dY_n[:, tile], row stride P */
+            if (d->rowshift) {
+                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
+                if (dw) { /* dW_i += dY_tile rc_i^T */
+                    rowcol_padded(d, pad, col, oh0, oh1);
+                    for (int i = 0; i < d->kh; i++)
+                        sgemm_rm(0, 1, d->O, ckw, cols, dyt, d->P, col + (size_t)i * d->dh * d->OW,
+                                 ld, 1.0f, dw + (size_t)i * d->O * ckw, ckw);
+                }
+                if (gxn) { /* drc = sum_i W_i^T dY_tile at offset i*dh*OW: the first
+                            * GEMM writes columns [0, cols), the rest start at 0 */
+                    for (int c = 0; c < ckw; c++)
+                        memset(col + (size_t)c * ld + cols, 0, (size_t)(ld - cols) * sizeof(float));
+                    for (int i = 0; i < d->kh; i++)
+                        sgemm_rm(1, 0, ckw, cols, d->O, j->wp + (size_t)i * d->O * ckw, ckw, dyt,
+                                 d->P, i ? 1.0f : 0.0f, col + (size_t)i * d->dh * d->OW, ld);
+                    rowcol_add(d, j->r, col, gxn, oh0, oh1);
+                }
+                continue;
+            }
             if (dw) { /* dW [O,CK] += dY_tile col_tile^T */
                 im2col_any(d, j->r, xn, pad, col, oh0, oh1);
                 sgemm_rm(0, 1, d->O, d->CK, cols, dyt, d->P, col, cols, 1.0f, dw, d->CK);
@@ -394,7 +542,8 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
     for (int k = 0; k < 6; k++) g[k] = (int)node->i[k];
     conv_dims d;
     fill_dims(&d, xt, wt, g);
-    const conv_runs *r = node->saved;
+    const conv_saved *sv = node->saved;
+    const conv_runs *r = sv->r;
     const float *gy = node->out->grad;
     const int need_x = eqr__needs_grad(xt), need_w = eqr__needs_grad(wt);
     const int need_b = eqr__needs_grad(bt);
@@ -420,6 +569,10 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
     if (need_w && pad_floats(&d) && d.N > 0 &&
         !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
         return;
+    const float *wp = sv->wp; /* regrouped in forward */
+    if (d.rowshift && chunks == 1 && need_w && d.N > 0 &&
+        !(wacc = eqr__arena_calloc(ctx, wsz * sizeof(float))))
+        return;
     if (chunks > 1) { /* per-chunk accumulators, reduced in chunk order */
         if (need_w && !(wacc = eqr__arena_calloc(ctx, (size_t)chunks * wsz * sizeof(float))))
             return;
@@ -428,13 +581,16 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
     }
     blas_single(chunks);
     conv_bwd_job job = {&d, r, chunks, xt->data, wt->data, gy, gx, gw, gb, cols, wacc, bacc, pads,
-                        ones};
+                        ones, wp};
     eqr__parallel(chunks, conv_backward_chunk, &job);
 
-    for (int k = 0; k < chunks && chunks > 1; k++) {
+    for (int k = 0; k < chunks && (chunks > 1 || d.rowshift); k++) {
         if (wacc) {
             const float *a = wacc + (size_t)k * wsz;
-            for (size_t q = 0; q < wsz; q++) gw[q] += a[q];
+            if (d.rowshift)
+                regroup(&d, gw, (float *)a, (size_t)d.O, 1);
+            else
+                for (size_t q = 0; q < wsz; q++) gw[q] += a[q];
         }
         if (bacc) {
             const float *a = bacc + (size_t)k * d.O;
@@ -528,7 +684,14 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
     eqr_tensor *y = eqr__tensor_empty(ctx, 4, shape);
     if (!y) return NULL;
     conv_runs *r = eqr__arena_alloc(ctx, sizeof *r);
-    if (!r || !runs_init(ctx, &d, r)) return NULL;
+    conv_saved *sv = eqr__arena_alloc(ctx, sizeof *sv);
+    if (!r || !sv || !runs_init(ctx, &d, r)) return NULL;
+    float *wp = NULL; /* kept for backward, so allocated before the scratch mark */
+    if (d.rowshift && d.N > 0) {
+        if (!(wp = eqr__arena_alloc(ctx, (size_t)d.O * d.CK * sizeof(float)))) return NULL;
+        regroup(&d, w->data, wp, (size_t)d.O, 0);
+    }
+    *sv = (conv_saved){r, wp};
     const int chunks = conv_chunks(ctx, d.N);
     const eqr__arena_mark mark = eqr__arena_save(ctx);
     float *cols = NULL;
@@ -541,14 +704,15 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
         !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
         return NULL;
     blas_single(chunks);
-    conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols, pads};
+    conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols, pads,
+                        wp};
     eqr__parallel(chunks, conv_forward_chunk, &job);
     scratch_release(ctx, mark);
 
     eqr_tensor *in[3] = {x, w, b};
     eqr_node *n = eqr__record(ctx, y, conv_backward, 3, in);
     if (n) {
-        n->saved = r;
+        n->saved = sv;
         for (int k = 0; k < 6; k++) n->i[k] = g[k];
     }
     return y;
@@ -563,6 +727,7 @@ typedef struct convn_saved {
     conv_runs *r;
     const float *rmap; /* R [N, O, P] */
     float *wc;         /* [2O, CK] stacked banks, as used in forward */
+    float *wcp;        /* row-shift path: [kh][2O][C*kw], both banks regrouped */
     eqr_tensor *y;
     float ds;          /* dL/dnorm, set by the norm node's backward */
 } convn_saved;
@@ -599,6 +764,7 @@ typedef struct convn_fwd_job {
     const float *x, *wc, *b;
     float *y, *rmap, *cols, *pads, *stacks;
     double *part;
+    const float *wcp;
 } convn_fwd_job;
 
 static void convn_forward_chunk(const void *job, int k) {
@@ -616,9 +782,17 @@ static void convn_forward_chunk(const void *job, int k) {
         if (pad) pad_image(d, xn, pad);
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
-            int ld;
-            const float *c = tile_col(d, j->r, xn, pad, col, oh0, oh1, &ld);
-            sgemm_rm(0, 0, 2 * d->O, cols, d->CK, j->wc, d->CK, c, ld, 0.0f, t, cols);
+            if (d->rowshift) { /* as the plain conv, with M = 2O */
+                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
+                rowcol_padded(d, pad, col, oh0, oh1);
+                for (int i = 0; i < d->kh; i++)
+                    sgemm_rm(0, 0, 2 * d->O, cols, ckw, j->wcp + (size_t)i * 2 * d->O * ckw, ckw,
+                             col + (size_t)i * d->dh * d->OW, ld, i ? 1.0f : 0.0f, t, cols);
+            } else {
+                int ld;
+                const float *c = tile_col(d, j->r, xn, pad, col, oh0, oh1, &ld);
+                sgemm_rm(0, 0, 2 * d->O, cols, d->CK, j->wc, d->CK, c, ld, 0.0f, t, cols);
+            }
             const size_t off = (size_t)oh0 * d->OW;
             for (int o = 0; o < d->O; o++) {
                 const float *src = t + (size_t)o * cols, bo = j->b ? j->b[o] : 0.0f;
@@ -639,6 +813,7 @@ typedef struct convn_bwd_job {
     const float *x, *wc, *gy, *rmap, *ones;
     float two_ds;
     float *gx, *gb, *wacc, *bacc, *cols, *pads, *stacks;
+    const float *wcp;
 } convn_bwd_job;
 
 static void convn_backward_chunk(const void *job, int k) {
@@ -663,6 +838,40 @@ static void convn_backward_chunk(const void *job, int k) {
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
             const size_t off = (size_t)oh0 * d->OW;
+            if (d->rowshift) {
+                /* S = dY (two_ds == 0: exactly the plain conv's GEMMs, whose
+                 * W_i are the first O rows of each slab of wcp) or [dY; 2 dnorm R] */
+                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
+                const int m = j->two_ds == 0.0f ? d->O : 2 * d->O;
+                const float *sm = dyn + off;
+                int lds = d->P;
+                if (m > d->O) {
+                    for (int o = 0; o < d->O; o++) {
+                        memcpy(st + (size_t)o * cols, dyn + (size_t)o * d->P + off,
+                               (size_t)cols * sizeof(float));
+                        const float *src = rn + (size_t)o * d->P + off;
+                        float *dst = st + (size_t)(d->O + o) * cols;
+                        for (int p = 0; p < cols; p++) dst[p] = j->two_ds * src[p];
+                    }
+                    sm = st;
+                    lds = cols;
+                }
+                if (dw) {
+                    rowcol_padded(d, pad, col, oh0, oh1);
+                    for (int i = 0; i < d->kh; i++)
+                        sgemm_rm(0, 1, m, ckw, cols, sm, lds, col + (size_t)i * d->dh * d->OW, ld,
+                                 1.0f, dw + (size_t)i * 2 * d->O * ckw, ckw);
+                }
+                if (gxn) {
+                    for (int c = 0; c < ckw; c++)
+                        memset(col + (size_t)c * ld + cols, 0, (size_t)(ld - cols) * sizeof(float));
+                    for (int i = 0; i < d->kh; i++)
+                        sgemm_rm(1, 0, ckw, cols, m, j->wcp + (size_t)i * 2 * d->O * ckw, ckw, sm,
+                                 lds, i ? 1.0f : 0.0f, col + (size_t)i * d->dh * d->OW, ld);
+                    rowcol_add(d, j->r, col, gxn, oh0, oh1);
+                }
+                continue;
+            }
             if (j->two_ds == 0.0f) {
                 /* no gradient through the norm (unused, lambda 0, or W_r = 0
                  * under the safe sqrt): the plain conv's GEMMs, half the work */
@@ -744,10 +953,14 @@ static void convn_backward(eqr_ctx *ctx, eqr_node *node) {
         return;
     blas_single(chunks);
     convn_bwd_job job = {&d, sv->r, chunks, any_w, xt->data, sv->wc, gy, sv->rmap, ones,
-                         2.0f * sv->ds, gx, gb, wacc, bacc, cols, pads, stacks};
+                         2.0f * sv->ds, gx, gb, wacc, bacc, cols, pads, stacks, sv->wcp};
     eqr__parallel(chunks, convn_backward_chunk, &job);
     for (int k = 0; k < chunks; k++) { /* in chunk order: independent of timing */
-        if (wacc) {
+        if (wacc && d.rowshift) { /* [kh][2O][C*kw]: w's rows, then wr's, per slab */
+            float *a = wacc + (size_t)k * 2 * wsz;
+            if (gw) regroup(&d, gw, a, 2 * (size_t)d.O, 1);
+            if (gwr) regroup(&d, gwr, a + (size_t)d.O * d.C * d.kw, 2 * (size_t)d.O, 1);
+        } else if (wacc) {
             const float *a = wacc + (size_t)k * 2 * wsz;
             if (gw)
                 for (size_t q = 0; q < wsz; q++) gw[q] += a[q];
@@ -799,7 +1012,13 @@ eqr_tensor *eqr__conv2d_norm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_ten
     if (!y || !s || !sv || !r || !rmap || !wc || !part || !runs_init(ctx, &d, r)) return NULL;
     memcpy(wc, w->data, wsz * sizeof(float));
     memcpy(wc + wsz, wr->data, wsz * sizeof(float));
-    *sv = (convn_saved){r, rmap, wc, y, 0.0f};
+    float *wcp = NULL;
+    if (d.rowshift && d.N > 0) {
+        if (!(wcp = eqr__arena_alloc(ctx, 2 * wsz * sizeof(float)))) return NULL;
+        regroup(&d, w->data, wcp, 2 * (size_t)d.O, 0);
+        regroup(&d, wr->data, wcp + (size_t)d.O * d.C * d.kw, 2 * (size_t)d.O, 0);
+    }
+    *sv = (convn_saved){r, rmap, wc, wcp, y, 0.0f};
     double acc = 0.0;
     if (d.N > 0) {
         const int chunks = conv_chunks(ctx, d.N);
@@ -814,7 +1033,7 @@ eqr_tensor *eqr__conv2d_norm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_ten
             return NULL;
         blas_single(chunks);
         convn_fwd_job job = {&d, r, chunks, x->data, wc, b ? b->data : NULL, y->data, rmap,
-                             cols, pads, stacks, part};
+                             cols, pads, stacks, part, wcp};
         eqr__parallel(chunks, convn_forward_chunk, &job);
         scratch_release(ctx, mark);
         for (int n = 0; n < d.N; n++) acc += part[n];

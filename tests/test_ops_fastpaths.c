@@ -229,7 +229,11 @@ static void check_conv(const cv *c, int threads) {
                             }
                     ry[yi] = s;
                 }
-    tu_assert_close("conv forward", y->data, ry, ny, 1e-5, 1e-5);
+    /* float32 rounding over C*k*k = 1600 terms: on the large-map cases (4k+
+     * outputs per channel) the largest error reaches ~1.6e-5 on the old
+     * im2col path too; every other case keeps 1e-5 */
+    const double ftol = c->C * c->k * c->k > 1000 && c->H * c->W >= 2048 ? 4e-5 : 1e-5;
+    tu_assert_close("conv forward", y->data, ry, ny, ftol, ftol);
     int64_t ys[4] = {c->N, c->O, OH, OW};
     assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, 4, ys, rv)), EQR_OK);
     tu_assert_close("conv dx", x->grad, gx, nx, 1e-5, 1e-5);
@@ -246,10 +250,19 @@ static void test_conv_rows(void **state) {
         {2, 3, 9, 6, 5, 5, 1, 2, 2, 1, 1},   /* rows of 6 (4..7 path) */
         {2, 2, 8, 7, 3, 3, 2, 1, 0, 2, 1},   /* vertical stride 2, dilation 2, rows of 3 */
         {4, 3, 12, 20, 6, 3, 1, 0, 2, 1, 1}, /* pad on one axis only, rows of 20 */
-        /* col of 1600 x 784 floats: built in 3 tiles of output rows */
+        /* the model's 5x5 64-channel layer: row-shift path (stride 1), rc
+         * of 320 x 32*28 floats in one tile */
         {2, 64, 28, 28, 3, 5, 1, 2, 2, 1, 1},
         /* the same with horizontal stride 2 (general im2col): 2 tiles */
         {2, 64, 28, 28, 3, 5, 1, 2, 2, 1, 2},
+        /* row-shift path in 4 tiles of 16 rows (rc rows of 64*5*64 floats),
+         * each reading a 4-row halo below it */
+        {1, 64, 64, 64, 2, 5, 1, 2, 2, 1, 1},
+        /* row-shift path with dilation 2 (taps 2 rows apart, 8-row halo):
+         * 3 tiles of 16 rows */
+        {1, 64, 48, 64, 2, 5, 1, 4, 4, 2, 1},
+        /* row-shift path with a single input channel (K = kw = 3) */
+        {3, 1, 10, 9, 4, 3, 1, 1, 1, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int t = 1; t <= 2; t++) check_conv(&cases[i], t);
