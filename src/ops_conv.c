@@ -330,6 +330,47 @@ static void sgemm_rm(int ta, int tb, int m, int n, int k, const float *a, int ld
                 n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* The three row-shift GEMM stages of one tile of output rows [oh0, oh1),
+ * shared by the plain and the stacked (norm) conv. The weights are kh slabs
+ * of srows rows x C*kw (slab i = W_i), of which the first M rows are used;
+ * dY / Y tiles have row stride ldy. */
+static int rs_ld(const conv_dims *d, int oh0, int oh1) {
+    return (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
+}
+
+/* Y_tile = beta Y_tile + sum_i W_i rc_i */
+static void rs_forward(const conv_dims *d, const float *pad, float *rc, int oh0, int oh1, int M,
+                       const float *wp, int srows, float beta, float *y, int ldy) {
+    const int ckw = d->C * d->kw, ld = rs_ld(d, oh0, oh1), cols = (oh1 - oh0) * d->OW;
+    rowcol_padded(d, pad, rc, oh0, oh1);
+    for (int i = 0; i < d->kh; i++)
+        sgemm_rm(0, 0, M, cols, ckw, wp + (size_t)i * srows * ckw, ckw,
+                 rc + (size_t)i * d->dh * d->OW, ld, i ? 1.0f : beta, y, ldy);
+}
+
+/* dW_i += dY_tile rc_i^T */
+static void rs_dw(const conv_dims *d, const float *pad, float *rc, int oh0, int oh1, int M,
+                  const float *dy, int ldy, float *dw, int srows) {
+    const int ckw = d->C * d->kw, ld = rs_ld(d, oh0, oh1), cols = (oh1 - oh0) * d->OW;
+    rowcol_padded(d, pad, rc, oh0, oh1);
+    for (int i = 0; i < d->kh; i++)
+        sgemm_rm(0, 1, M, ckw, cols, dy, ldy, rc + (size_t)i * d->dh * d->OW, ld, 1.0f,
+                 dw + (size_t)i * srows * ckw, ckw);
+}
+
+/* drc = sum_i W_i^T dY_tile at offset i*dh*OW (the first GEMM writes
+ * columns [0, cols), the rest start at 0), then added back into gx. */
+static void rs_dx(const conv_dims *d, const conv_runs *r, float *rc, int oh0, int oh1, int M,
+                  const float *wp, int srows, const float *dy, int ldy, float *gx) {
+    const int ckw = d->C * d->kw, ld = rs_ld(d, oh0, oh1), cols = (oh1 - oh0) * d->OW;
+    for (int c = 0; c < ckw; c++)
+        memset(rc + (size_t)c * ld + cols, 0, (size_t)(ld - cols) * sizeof(float));
+    for (int i = 0; i < d->kh; i++)
+        sgemm_rm(1, 0, ckw, cols, M, wp + (size_t)i * srows * ckw, ckw, dy, ldy,
+                 i ? 1.0f : 0.0f, rc + (size_t)i * d->dh * d->OW, ld);
+    rowcol_add(d, r, rc, gx, oh0, oh1);
+}
+
 /* Give the scratch allocated since m (col / pad buffers, per-chunk
  * accumulators) back to the arena, so the next conv reuses the same memory
  * instead of touching new pages: the scratch would otherwise stay live until
@@ -448,13 +489,9 @@ static void conv_forward_chunk(const void *job, int k) {
         if (pad) pad_image(d, xn, pad);
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) { /* Y[:, tile] = W col_tile */
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
-            if (d->rowshift) { /* Y[:, tile] = sum_i W_i rc[:, i*dh*OW ...] */
-                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
-                rowcol_padded(d, pad, col, oh0, oh1);
-                for (int i = 0; i < d->kh; i++)
-                    sgemm_rm(0, 0, d->O, cols, ckw, j->wp + (size_t)i * d->O * ckw, ckw,
-                             col + (size_t)i * d->dh * d->OW, ld, i ? 1.0f : beta,
-                             yn + (size_t)oh0 * d->OW, d->P);
+            if (d->rowshift) {
+                rs_forward(d, pad, col, oh0, oh1, d->O, j->wp, d->O, beta, yn + (size_t)oh0 * d->OW,
+                           d->P);
                 continue;
             }
             im2col_any(d, j->r, xn, pad, col, oh0, oh1);
@@ -506,22 +543,8 @@ static void conv_backward_chunk(const void *job, int k) {
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
             const float *dyt = dyn + (size_t)oh0 * d->OW; /* dY_n[:, tile], row stride P */
             if (d->rowshift) {
-                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
-                if (dw) { /* dW_i += dY_tile rc_i^T */
-                    rowcol_padded(d, pad, col, oh0, oh1);
-                    for (int i = 0; i < d->kh; i++)
-                        sgemm_rm(0, 1, d->O, ckw, cols, dyt, d->P, col + (size_t)i * d->dh * d->OW,
-                                 ld, 1.0f, dw + (size_t)i * d->O * ckw, ckw);
-                }
-                if (gxn) { /* drc = sum_i W_i^T dY_tile at offset i*dh*OW: the first
-                            * GEMM writes columns [0, cols), the rest start at 0 */
-                    for (int c = 0; c < ckw; c++)
-                        memset(col + (size_t)c * ld + cols, 0, (size_t)(ld - cols) * sizeof(float));
-                    for (int i = 0; i < d->kh; i++)
-                        sgemm_rm(1, 0, ckw, cols, d->O, j->wp + (size_t)i * d->O * ckw, ckw, dyt,
-                                 d->P, i ? 1.0f : 0.0f, col + (size_t)i * d->dh * d->OW, ld);
-                    rowcol_add(d, j->r, col, gxn, oh0, oh1);
-                }
+                if (dw) rs_dw(d, pad, col, oh0, oh1, d->O, dyt, d->P, dw, d->O);
+                if (gxn) rs_dx(d, j->r, col, oh0, oh1, d->O, j->wp, d->O, dyt, d->P, gxn);
                 continue;
             }
             if (dw) { /* dW [O,CK] += dY_tile col_tile^T */
@@ -783,11 +806,7 @@ static void convn_forward_chunk(const void *job, int k) {
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
             if (d->rowshift) { /* as the plain conv, with M = 2O */
-                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
-                rowcol_padded(d, pad, col, oh0, oh1);
-                for (int i = 0; i < d->kh; i++)
-                    sgemm_rm(0, 0, 2 * d->O, cols, ckw, j->wcp + (size_t)i * 2 * d->O * ckw, ckw,
-                             col + (size_t)i * d->dh * d->OW, ld, i ? 1.0f : 0.0f, t, cols);
+                rs_forward(d, pad, col, oh0, oh1, 2 * d->O, j->wcp, 2 * d->O, 0.0f, t, cols);
             } else {
                 int ld;
                 const float *c = tile_col(d, j->r, xn, pad, col, oh0, oh1, &ld);
@@ -841,7 +860,6 @@ static void convn_backward_chunk(const void *job, int k) {
             if (d->rowshift) {
                 /* S = dY (two_ds == 0: exactly the plain conv's GEMMs, whose
                  * W_i are the first O rows of each slab of wcp) or [dY; 2 dnorm R] */
-                const int ckw = d->C * d->kw, ld = (oh1 - oh0 + (d->kh - 1) * d->dh) * d->OW;
                 const int m = j->two_ds == 0.0f ? d->O : 2 * d->O;
                 const float *sm = dyn + off;
                 int lds = d->P;
@@ -856,20 +874,8 @@ static void convn_backward_chunk(const void *job, int k) {
                     sm = st;
                     lds = cols;
                 }
-                if (dw) {
-                    rowcol_padded(d, pad, col, oh0, oh1);
-                    for (int i = 0; i < d->kh; i++)
-                        sgemm_rm(0, 1, m, ckw, cols, sm, lds, col + (size_t)i * d->dh * d->OW, ld,
-                                 1.0f, dw + (size_t)i * 2 * d->O * ckw, ckw);
-                }
-                if (gxn) {
-                    for (int c = 0; c < ckw; c++)
-                        memset(col + (size_t)c * ld + cols, 0, (size_t)(ld - cols) * sizeof(float));
-                    for (int i = 0; i < d->kh; i++)
-                        sgemm_rm(1, 0, ckw, cols, m, j->wcp + (size_t)i * 2 * d->O * ckw, ckw, sm,
-                                 lds, i ? 1.0f : 0.0f, col + (size_t)i * d->dh * d->OW, ld);
-                    rowcol_add(d, j->r, col, gxn, oh0, oh1);
-                }
+                if (dw) rs_dw(d, pad, col, oh0, oh1, m, sm, lds, dw, 2 * d->O);
+                if (gxn) rs_dx(d, j->r, col, oh0, oh1, m, j->wcp, 2 * d->O, sm, lds, gxn);
                 continue;
             }
             if (j->two_ds == 0.0f) {
