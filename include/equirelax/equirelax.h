@@ -24,6 +24,7 @@
 #include "relax.h"
 #include "so3.h"
 #include "o3.h"
+#include "irreps_nn.h"
 #include "vn.h"
 #include "nbody.h"
 #include "egnn.h"
