@@ -1,0 +1,99 @@
+/* Equivariant linear layer between irreps: forward vs a naive double
+ * reference, gradcheck, equivariance under random rotations and parity,
+ * and the mismatched-irreps error. */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+static eqr_irreps_linear *g_lin;
+static eqr_tensor *f_lin(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    (void)user;
+    (void)in;
+    return eqr_irreps_linear_forward(ctx, g_lin, in[0]);
+}
+
+static void test_irreps_linear(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(13);
+    eqr_irreps a, b;
+    assert_int_equal(eqr_irreps_parse(ctx, "3x0e+2x1o+1x1e+2x2e+1x3o", &a), EQR_OK);
+    assert_int_equal(eqr_irreps_parse(ctx, "2x0e+3x1o+1x2e+1x0o", &b), EQR_OK);
+    g_lin = eqr_irreps_linear_create(ctx, "lin", &a, &b);
+    assert_non_null(g_lin);
+    enum { N = 4 };
+    int din = (int)eqr_irreps_dim(&a), dout = (int)eqr_irreps_dim(&b);
+    int64_t shape[2] = {N, din};
+    eqr_tensor *x = tu_input(ctx, "x", 2, shape, 1.0f);
+    eqr_tensor *y = eqr_irreps_linear_forward(ctx, g_lin, x);
+    assert_non_null(y);
+    /* naive reference: block by block from the documented weight layout */
+    const float *W = eqr_irreps_linear_weight(g_lin)->data;
+    double ref[N * 64], bound[N * 64];
+    memset(ref, 0, sizeof ref);
+    memset(bound, 0, sizeof bound);
+    int64_t woff = 0;
+    for (int eb = 0; eb < b.n; eb++) {
+        int fan = 0;
+        for (int ea = 0; ea < a.n; ea++)
+            if (a.e[ea].l == b.e[eb].l && a.e[ea].p == b.e[eb].p) fan += a.e[ea].mul;
+        for (int ea = 0; ea < a.n; ea++) {
+            if (a.e[ea].l != b.e[eb].l || a.e[ea].p != b.e[eb].p) continue;
+            int d = 2 * a.e[ea].l + 1, mu = a.e[ea].mul, mw = b.e[eb].mul;
+            int64_t oa = eqr_irreps_offset(&a, ea), ob = eqr_irreps_offset(&b, eb);
+            for (int r = 0; r < N; r++)
+                for (int w = 0; w < mw; w++)
+                    for (int m = 0; m < d; m++)
+                        for (int u = 0; u < mu; u++) {
+                            double t = W[woff + w * mu + u] * (double)x->data[r * din + oa + u * d + m] / sqrt((double)fan);
+                            ref[r * dout + ob + w * d + m] += t;
+                            bound[r * dout + ob + w * d + m] += fabs(t);
+                        }
+            woff += mu * mw;
+        }
+    }
+    assert_int_equal(woff, eqr_irreps_linear_weight(g_lin)->numel);
+    for (int i = 0; i < N * dout; i++) /* float sums: <= (k+2) eps sum |terms|, k <= 4 */
+        if (!(fabs(y->data[i] - ref[i]) <= 6 * 1.2e-7 * bound[i] + 1e-30)) fail_msg("forward %d", i);
+    /* the 0o output has no matching input: zero */
+    assert_true(y->data[dout - 1] == 0);
+    eqr_tensor *in[1] = {x};
+    tu_gradcheck(ctx, f_lin, in, 1, NULL, 1e-2, 1e-3, 1e-3);
+    /* equivariance: f(g x) = g f(x) for random rotations, proper and improper */
+    eqr_rng *rng = eqr_ctx_rng(ctx);
+    for (int it = 0; it < 6; it++) {
+        eqr_step_reset(ctx);
+        float Rf[9];
+        double R[9];
+        eqr_so3_random(rng, Rf, NULL);
+        for (int k = 0; k < 9; k++) R[k] = Rf[k];
+        /* re-orthonormalise the float rotation in double (Gram-Schmidt) */
+        for (int i = 0; i < 3; i++) {
+            for (int j = 0; j < i; j++) { double t = 0; for (int k = 0; k < 3; k++) t += R[3*i+k]*R[3*j+k]; for (int k = 0; k < 3; k++) R[3*i+k] -= t*R[3*j+k]; }
+            double nn = sqrt(R[3*i]*R[3*i]+R[3*i+1]*R[3*i+1]+R[3*i+2]*R[3*i+2]);
+            for (int k = 0; k < 3; k++) R[3*i+k] /= nn;
+        }
+        int s = (it & 1) ? -1 : 1;
+        eqr_tensor *gx = eqr_tensor_zeros(ctx, 2, shape);
+        assert_int_equal(eqr_irreps_act(ctx, &a, R, s, x->data, gx->data, N), EQR_OK);
+        eqr_tensor *y1 = eqr_irreps_linear_forward(ctx, g_lin, x), *y2 = eqr_irreps_linear_forward(ctx, g_lin, gx);
+        float gy[N * 64];
+        assert_int_equal(eqr_irreps_act(ctx, &b, R, s, y1->data, gy, N), EQR_OK);
+        double d2[N * 64];
+        for (int i = 0; i < N * dout; i++) d2[i] = gy[i];
+        /* three float passes over sums of <= 7 terms of size ~|x| */
+        tu_assert_close("linear equivariance", y2->data, d2, N * dout, 1e-5, 1e-5);
+    }
+    /* mismatched irreps: clear error naming both */
+    int64_t bad[2] = {N, din + 1};
+    eqr_tensor *xb = eqr_tensor_zeros(ctx, 2, bad);
+    assert_null(eqr_irreps_linear_forward(ctx, g_lin, xb));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "layer 3x0e+2x1o+1x1e+2x2e+1x3o -> 2x0e+3x1o+1x2e+1x0o");
+    eqr_irreps_linear_destroy(g_lin);
+    eqr_ctx_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_irreps_linear)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
