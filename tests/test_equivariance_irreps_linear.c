@@ -93,7 +93,64 @@ static void test_irreps_linear(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* A linear layer plus the first position's vector relative to the mean
+ * position added to the first 1o output: equivariant and translation
+ * invariant. The broken variant uses the absolute position (not
+ * translation invariant) and, with flip, swaps two 1o components. */
+typedef struct { eqr_irreps_linear *lin; int broken; } model;
+static eqr_tensor *f_model(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *pos, void *user) {
+    model *m = user;
+    eqr_tensor *y = eqr_irreps_linear_forward(ctx, m->lin, x);
+    if (!y) return NULL;
+    int64_t P = pos->shape[0], dout = y->shape[1];
+    float c[3] = {0, 0, 0};
+    for (int64_t p = 0; p < P; p++)
+        for (int k = 0; k < 3; k++) c[k] += pos->data[3 * p + k] / (float)P;
+    for (int64_t r = 0; r < y->shape[0]; r++)
+        for (int k = 0; k < 3; k++)
+            y->data[r * dout + 2 + k] += pos->data[k] - (m->broken == 1 ? 0 : c[k]);
+    if (m->broken == 2)
+        for (int64_t r = 0; r < y->shape[0]; r++) {
+            float t = y->data[r * dout + 2];
+            y->data[r * dout + 2] = y->data[r * dout + 3];
+            y->data[r * dout + 3] = t;
+        }
+    return y;
+}
+
+static void test_measure(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(17);
+    eqr_irreps a, b;
+    eqr_irreps_parse(ctx, "2x0e+2x1o+1x2e+1x1e", &a);
+    eqr_irreps_parse(ctx, "2x0e+1x1o+1x2e+1x1e", &b);
+    model m = {eqr_irreps_linear_create(ctx, "lin", &a, &b), 0};
+    int64_t sx[2] = {5, eqr_irreps_dim(&a)}, sp[2] = {4, 3};
+    eqr_tensor *x = tu_input(ctx, "x", 2, sx, 1.0f), *pos = tu_input(ctx, "pos", 2, sp, 1.0f);
+    float keep[128];
+    memcpy(keep, x->data, sizeof(float) * x->numel);
+    double rel = -1;
+    unsigned all = EQR_EQ_PARITY | EQR_EQ_TRANSLATION;
+    assert_int_equal(eqr_irreps_equivariance(ctx, f_model, &m, &a, &b, x, pos, 8, all, &rel), EQR_OK);
+    /* float error of the three passes, relative: a few eps * sqrt(terms) */
+    assert_true(rel >= 0 && rel < 1e-5);
+    assert_memory_equal(keep, x->data, sizeof(float) * x->numel);
+    m.broken = 1;
+    assert_int_equal(eqr_irreps_equivariance(ctx, f_model, &m, &a, &b, x, pos, 8, all, &rel), EQR_OK);
+    assert_true(rel > 1e-2);
+    /* without translations the absolute position is still rotation-equivariant */
+    assert_int_equal(eqr_irreps_equivariance(ctx, f_model, &m, &a, &b, x, pos, 8, EQR_EQ_PARITY, &rel), EQR_OK);
+    assert_true(rel >= 0 && rel < 1e-5);
+    m.broken = 2;
+    assert_int_equal(eqr_irreps_equivariance(ctx, f_model, &m, &a, &b, x, pos, 8, 0, &rel), EQR_OK);
+    assert_true(rel > 1e-2);
+    assert_int_equal(eqr_irreps_equivariance(ctx, f_model, &m, &b, &b, x, pos, 8, 0, &rel), EQR_ERR_SHAPE);
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "must end in dim(in)");
+    eqr_irreps_linear_destroy(m.lin);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_irreps_linear)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_irreps_linear), cmocka_unit_test(test_measure)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
