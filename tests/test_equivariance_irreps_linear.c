@@ -63,16 +63,9 @@ static void test_irreps_linear(void **state) {
     eqr_rng *rng = eqr_ctx_rng(ctx);
     for (int it = 0; it < 6; it++) {
         eqr_step_reset(ctx);
-        float Rf[9];
-        double R[9];
-        eqr_so3_random(rng, Rf, NULL);
-        for (int k = 0; k < 9; k++) R[k] = Rf[k];
-        /* re-orthonormalise the float rotation in double (Gram-Schmidt) */
-        for (int i = 0; i < 3; i++) {
-            for (int j = 0; j < i; j++) { double t = 0; for (int k = 0; k < 3; k++) t += R[3*i+k]*R[3*j+k]; for (int k = 0; k < 3; k++) R[3*i+k] -= t*R[3*j+k]; }
-            double nn = sqrt(R[3*i]*R[3*i]+R[3*i+1]*R[3*i+1]+R[3*i+2]*R[3*i+2]);
-            for (int k = 0; k < 3; k++) R[3*i+k] /= nn;
-        }
+        /* a random rotation in double: D^1 of a random axis and angle is R */
+        double R[9], axis[3] = {eqr_rng_normal(rng), eqr_rng_normal(rng), eqr_rng_normal(rng)};
+        assert_int_equal(eqr_o3_wigner_d_axis_angle(ctx, 1, axis, 3.0 * eqr_rng_uniform(rng), R), EQR_OK);
         int s = (it & 1) ? -1 : 1;
         eqr_tensor *gx = eqr_tensor_zeros(ctx, 2, shape);
         assert_int_equal(eqr_irreps_act(ctx, &a, R, s, x->data, gx->data, N), EQR_OK);
