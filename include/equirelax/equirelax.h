@@ -12,6 +12,7 @@
 #include "autodiff.h"
 #include "param.h"
 #include "ops.h"
+#include "graph.h"
 #include "optim.h"
 #include "checkpoint.h"
 #include "data.h"
