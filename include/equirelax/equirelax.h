@@ -13,6 +13,7 @@
 #include "param.h"
 #include "ops.h"
 #include "graph.h"
+#include "gate.h"
 #include "optim.h"
 #include "checkpoint.h"
 #include "data.h"
