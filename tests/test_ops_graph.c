@@ -22,7 +22,9 @@ static const int64_t DST[NE] = {0, 2, 1, 2, 3, 4, 2, 6, 0, 2, 3, 1};
 static void scatter_ref(const float *src, const int64_t *idx, int64_t E, int64_t N, int64_t F,
                         int mean, double *ref, double *abs_sum) {
     for (int64_t i = 0; i < N * F; i++) ref[i] = abs_sum[i] = 0.0;
-    int64_t cnt[64] = {0};
+    static int64_t cnt[512];
+    assert_true(N <= 512);
+    memset(cnt, 0, sizeof cnt);
     for (int64_t e = 0; e < E; e++) {
         cnt[idx[e]]++;
         for (int64_t q = 0; q < F; q++) {
