@@ -1,7 +1,7 @@
 /* Tensor-product path kernel (nn3d/tp_internal.h) with arbitrary dense
  * coupling tensors: forward against the explicit double sum over C entries,
  * gradients of x1, x2 and the weights by finite differences, no paths, an
- * output entry no path reaches. (Equivariance needs the real CG tables and
+ * output entry no path reaches; weights shared or given per sample. (Equivariance needs the real CG tables and
  * belongs to the public tensor-product layer's tests.) */
 #include "testutil.h"
 
@@ -57,12 +57,13 @@ static void make_paths(fixture *f) {
 }
 
 /* explicit sum over every C entry, in double; abs: sum of |terms| */
-static void tp_ref(const fixture *f, const float *x1, const float *x2, const float *w, int64_t N,
-                   double *ref, double *abs) {
+static void tp_ref(const fixture *f, const float *x1, const float *x2, const float *w0,
+                   int64_t wstride, int64_t N, double *ref, double *abs) {
     for (int64_t i = 0; i < N * D3; i++) ref[i] = abs[i] = 0;
     for (int64_t n = 0; n < N; n++)
         for (int q = 0; q < NP; q++) {
             const eqr__tp_path *p = &f->p[q];
+            const float *w = w0 + n * wstride;
             for (int64_t u = 0; u < p->m1; u++)
                 for (int64_t v = 0; v < p->m2; v++)
                     for (int64_t c = 0; c < p->m3; c++)
@@ -86,18 +87,17 @@ static eqr_tensor *f_tp(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     return eqr__tp_forward(ctx, in[0], in[1], in[2], NP, f->p, D3);
 }
 
-static void test_forward(void **state) {
-    (void)state;
+static void check_forward(int per_sample) {
     make_paths(&FX);
     eqr_ctx *ctx = tu_ctx(1);
     enum { N = 13 };
-    const int64_t s1[2] = {N, D1}, s2[2] = {N, D2}, sw[1] = {FX.nw};
+    const int64_t s1[2] = {N, D1}, s2[2] = {N, D2}, sw[2] = {N, FX.nw}, sw1[1] = {FX.nw};
     eqr_tensor *x1 = tu_input(ctx, "x1", 2, s1, 1.0f), *x2 = tu_input(ctx, "x2", 2, s2, 1.0f);
-    eqr_tensor *w = tu_input(ctx, "w", 1, sw, 1.0f);
+    eqr_tensor *w = per_sample ? tu_input(ctx, "w", 2, sw, 1.0f) : tu_input(ctx, "w", 1, sw1, 1.0f);
     eqr_tensor *y = eqr__tp_forward(ctx, x1, x2, w, NP, FX.p, D3);
     assert_non_null(y);
     static double ref[N * D3], abs[N * D3];
-    tp_ref(&FX, x1->data, x2->data, w->data, N, ref, abs);
+    tp_ref(&FX, x1->data, x2->data, w->data, per_sample ? FX.nw : 0, N, ref, abs);
     /* each output sums at most K = 2 paths * m1 m2 d1 d2 (<= 36) products
      * of 4 factors, in float: |err| <= (K + 4) eps sum |terms| */
     for (int64_t i = 0; i < N * D3; i++) {
@@ -113,13 +113,21 @@ static void test_forward(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+static void test_forward(void **state) {
+    (void)state;
+    check_forward(0);
+    check_forward(1);
+}
+
 static void test_gradcheck(void **state) {
     (void)state;
     make_paths(&FX);
     eqr_ctx *ctx = tu_ctx(2);
-    const int64_t s1[2] = {3, D1}, s2[2] = {3, D2}, sw[1] = {FX.nw};
+    const int64_t s1[2] = {3, D1}, s2[2] = {3, D2}, sw[1] = {FX.nw}, sw2[2] = {3, FX.nw};
     eqr_tensor *in[3] = {tu_input(ctx, "x1", 2, s1, 1.0f), tu_input(ctx, "x2", 2, s2, 1.0f),
                          tu_input(ctx, "w", 1, sw, 1.0f)};
+    tu_gradcheck(ctx, f_tp, in, 3, &FX, H, ATOL, RTOL);
+    in[2] = tu_input(ctx, "w_per_sample", 2, sw2, 1.0f);
     tu_gradcheck(ctx, f_tp, in, 3, &FX, H, ATOL, RTOL);
     eqr_ctx_destroy(ctx);
 }

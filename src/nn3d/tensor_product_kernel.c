@@ -66,6 +66,48 @@ static void path_tz(const eqr__tp_path *p, int64_t N, const float *x1, int64_t D
     }
 }
 
+/* Y = Z W (forward), gW += Z^T gY, gZ = gY W^T for one path; the weights are
+ * one [mm, m3] block shared by all samples (w 1-D) or one per sample (w
+ * [N, nw]: a small GEMM per sample). */
+static void w_apply(int64_t N, int64_t d3, int64_t mm, int64_t m3, const float *w, int64_t wstride,
+                    const float *z, float *y) {
+    if (!wstride) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(N * d3), (int)m3, (int)mm,
+                    1.0f, z, (int)mm, w, (int)m3, 0.0f, y, (int)m3);
+        return;
+    }
+    for (int64_t n = 0; n < N; n++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d3, (int)m3, (int)mm, 1.0f,
+                    z + n * d3 * mm, (int)mm, w + n * wstride, (int)m3, 0.0f, y + n * d3 * m3,
+                    (int)m3);
+}
+
+static void w_grad(int64_t N, int64_t d3, int64_t mm, int64_t m3, float *gw, int64_t wstride,
+                   const float *z, const float *gy) {
+    if (!wstride) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mm, (int)m3, (int)(N * d3),
+                    1.0f, z, (int)mm, gy, (int)m3, 1.0f, gw, (int)m3);
+        return;
+    }
+    for (int64_t n = 0; n < N; n++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mm, (int)m3, (int)d3, 1.0f,
+                    z + n * d3 * mm, (int)mm, gy + n * d3 * m3, (int)m3, 1.0f, gw + n * wstride,
+                    (int)m3);
+}
+
+static void z_grad(int64_t N, int64_t d3, int64_t mm, int64_t m3, const float *w, int64_t wstride,
+                   const float *gy, float *gz) {
+    if (!wstride) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(N * d3), (int)mm, (int)m3,
+                    1.0f, gy, (int)m3, w, (int)m3, 0.0f, gz, (int)mm);
+        return;
+    }
+    for (int64_t n = 0; n < N; n++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d3, (int)mm, (int)m3, 1.0f,
+                    gy + n * d3 * m3, (int)m3, w + n * wstride, (int)m3, 0.0f, gz + n * d3 * mm,
+                    (int)mm);
+}
+
 static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
     eqr_tensor *x1 = nd->in[0], *x2 = nd->in[1], *w = nd->in[2];
     const tp_saved *sv = nd->saved;
@@ -77,6 +119,7 @@ static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
     tp_scratch s;
     if (!scratch_alloc(ctx, N, sv->npaths, sv->paths, &s)) return;
     const float *gout = nd->out->grad;
+    const int64_t ws = w->ndim == 2 ? w->shape[1] : 0;
     for (int q = 0; q < sv->npaths; q++) {
         const eqr__tp_path *p = &sv->paths[q];
         const int64_t m1 = p->m1, m2 = p->m2, m3 = p->m3, d1 = p->d1, d2 = p->d2, d3 = p->d3;
@@ -87,13 +130,10 @@ static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
             for (int64_t k = 0; k < d3; k++)
                 for (int64_t c = 0; c < m3; c++)
                     s.y[(n * d3 + k) * m3 + c] = gout[n * D3 + p->off3 + c * d3 + k];
-        if (gw)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mm, (int)m3, (int)(N * d3),
-                        1.0f, s.z, (int)mm, s.y, (int)m3, 1.0f, gw + p->woff, (int)m3);
+        if (gw) w_grad(N, d3, mm, m3, gw + p->woff, ws, s.z, s.y);
         if (!g1 && !g2) continue;
         /* gZ = gY W^T overwrites Z */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(N * d3), (int)mm, (int)m3,
-                    1.0f, s.y, (int)m3, w->data + p->woff, (int)m3, 0.0f, s.z, (int)mm);
+        z_grad(N, d3, mm, m3, w->data + p->woff, ws, s.y, s.z);
         for (int64_t n = 0; n < N; n++) {
             const float *a = x1->data + n * D1 + p->off1;
             float *t = s.t + n * m2 * d1 * d3;
@@ -134,7 +174,7 @@ static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
 eqr_tensor *eqr__tp_forward(eqr_ctx *ctx, eqr_tensor *x1, eqr_tensor *x2, eqr_tensor *w,
                             int npaths, const eqr__tp_path *paths, int64_t D3) {
     const int64_t N = x1->shape[0], D1 = x1->shape[1], D2 = x2->shape[1];
-    const int64_t shape[2] = {N, D3};
+    const int64_t shape[2] = {N, D3}, ws = w->ndim == 2 ? w->shape[1] : 0;
     eqr_tensor *out = eqr_tensor_zeros(ctx, 2, shape);
     if (!out) return NULL;
     tp_scratch s;
@@ -143,8 +183,7 @@ eqr_tensor *eqr__tp_forward(eqr_ctx *ctx, eqr_tensor *x1, eqr_tensor *x2, eqr_te
         const eqr__tp_path *p = &paths[q];
         const int64_t mm = p->m1 * p->m2, d3 = p->d3, m3 = p->m3;
         path_tz(p, N, x1->data, D1, x2->data, D2, &s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(N * d3), (int)m3, (int)mm,
-                    1.0f, s.z, (int)mm, w->data + p->woff, (int)m3, 0.0f, s.y, (int)m3);
+        w_apply(N, d3, mm, m3, w->data + p->woff, ws, s.z, s.y);
         for (int64_t n = 0; n < N; n++)
             for (int64_t k = 0; k < d3; k++)
                 for (int64_t c = 0; c < m3; c++)

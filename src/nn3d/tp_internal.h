@@ -16,7 +16,8 @@ typedef struct eqr__tp_path {
     const float *C; /* [d1][d2][d3], must outlive the step's backward */
 } eqr__tp_path;
 
-/* x1 [N, D1], x2 [N, D2], w [nw] shared by all samples; out [N, D3]
+/* x1 [N, D1], x2 [N, D2], w [nw] shared by all samples or [N, nw] one set
+ * per sample (W above then indexed by n too); out [N, D3]
  * (paths into an output entry are summed; entries no path reaches are 0).
  * Path offsets and sizes are trusted (checked by the caller, once). */
 eqr_tensor *eqr__tp_forward(eqr_ctx *ctx, eqr_tensor *x1, eqr_tensor *x2, eqr_tensor *w,
