@@ -25,6 +25,7 @@
 #include "schedule.h"
 #include "relax.h"
 #include "so3.h"
+#include "o3.h"
 #include "vn.h"
 #include "nbody.h"
 #include "egnn.h"

@@ -1,0 +1,18 @@
+/* Private helpers shared by the O(3) sources (src/groups/o3_*.c). */
+#ifndef EQR_O3_INTERNAL_H
+#define EQR_O3_INTERNAL_H
+
+#include "internal.h"
+
+/* Position inside the degree-l block of the real basis element of order m
+ * (-l <= m <= l): l + m, except l = 1 ordered (x, y, z) = (m=1, -1, 0). */
+static inline int eqr__o3_pos(int l, int m) {
+    if (l == 1) return m == 1 ? 0 : (m == -1 ? 1 : 2);
+    return l + m;
+}
+
+/* Component-normalised solid harmonics of r (no checks): y[(lmax+1)^2],
+ * grad (may be NULL) [(lmax+1)^2][3]. */
+void eqr__o3_solid(int lmax, const double r[3], double *y, double *grad);
+
+#endif
