@@ -14,6 +14,7 @@
 #include "ops.h"
 #include "graph.h"
 #include "gate.h"
+#include "tensor_product.h"
 #include "optim.h"
 #include "checkpoint.h"
 #include "data.h"
