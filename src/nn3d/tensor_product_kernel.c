@@ -140,14 +140,14 @@ static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
             const float *gz = s.z + n * d3 * mm;
             if (g1) {
                 float *ga = g1 + n * D1 + p->off1;
-                for (int64_t u = 0; u < m1; u++)
-                    for (int64_t i = 0; i < d1; i++) {
-                        float acc = 0.0f;
-                        for (int64_t v = 0; v < m2; v++)
-                            for (int64_t k = 0; k < d3; k++)
-                                acc += gz[k * mm + u * m2 + v] * t[(v * d1 + i) * d3 + k];
-                        ga[u * d1 + i] += acc;
-                    }
+                /* k outermost: gz is read contiguously */
+                for (int64_t k = 0; k < d3; k++)
+                    for (int64_t u = 0; u < m1; u++)
+                        for (int64_t v = 0; v < m2; v++) {
+                            const float g = gz[k * mm + u * m2 + v];
+                            for (int64_t i = 0; i < d1; i++)
+                                ga[u * d1 + i] += g * t[(v * d1 + i) * d3 + k];
+                        }
             }
             if (g2) /* gT overwrites T (its forward values are no longer needed) */
                 for (int64_t v = 0; v < m2; v++)
