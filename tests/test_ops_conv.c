@@ -47,40 +47,53 @@ static geo geometry(const conv_case *c) {
     return g;
 }
 
+/* y and its magnitudes my = |b| + sum |x w| (for the float32 error bound). */
 static void ref_forward(const conv_case *c, const float *x, const float *w, const float *b,
-                        double *y) {
+                        double *y, double *my) {
     geo g = geometry(c);
     for (int n = 0; n < c->N; n++)
         for (int o = 0; o < c->O; o++)
             for (int oh = 0; oh < g.OH; oh++)
                 for (int ow = 0; ow < g.OW; ow++) {
-                    double s = b ? b[o] : 0.0;
+                    double s = b ? b[o] : 0.0, m = fabs(s);
                     for (int ch = 0; ch < c->C; ch++)
                         for (int i = 0; i < c->kh; i++)
                             for (int j = 0; j < c->kw; j++) {
                                 int ih = oh * g.sh - g.ph + i * g.dh;
                                 int iw = ow * g.sw - g.pw + j * g.dw;
                                 if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
-                                s += (double)x[((n * c->C + ch) * c->H + ih) * c->W + iw] *
-                                     w[((o * c->C + ch) * c->kh + i) * c->kw + j];
+                                double p = (double)x[((n * c->C + ch) * c->H + ih) * c->W + iw] *
+                                           w[((o * c->C + ch) * c->kh + i) * c->kw + j];
+                                s += p;
+                                m += fabs(p);
                             }
                     y[((n * c->O + o) * g.OH + oh) * g.OW + ow] = s;
+                    my[((n * c->O + o) * g.OH + oh) * g.OW + ow] = m;
                 }
 }
 
-/* Gradients of sum(y * r). */
+/* Gradients of sum(y * r), and in m (dx, dw, db parts, same layout) their
+ * magnitudes sum |terms| for the float32 error bounds. */
+typedef struct ref_mag {
+    double *dx, *dw, db[64];
+} ref_mag;
+
 static void ref_backward(const conv_case *c, const float *x, const float *w, const float *r,
-                         double *dx, double *dw, double *db) {
+                         double *dx, double *dw, double *db, ref_mag *m) {
     geo g = geometry(c);
     memset(dx, 0, sizeof(double) * (size_t)(c->N * c->C * c->H * c->W));
     memset(dw, 0, sizeof(double) * (size_t)(c->O * c->C * c->kh * c->kw));
     memset(db, 0, sizeof(double) * (size_t)c->O);
+    memset(m->dx, 0, sizeof(double) * (size_t)(c->N * c->C * c->H * c->W));
+    memset(m->dw, 0, sizeof(double) * (size_t)(c->O * c->C * c->kh * c->kw));
+    memset(m->db, 0, sizeof m->db);
     for (int n = 0; n < c->N; n++)
         for (int o = 0; o < c->O; o++)
             for (int oh = 0; oh < g.OH; oh++)
                 for (int ow = 0; ow < g.OW; ow++) {
                     double gy = r[((n * c->O + o) * g.OH + oh) * g.OW + ow];
                     db[o] += gy;
+                    m->db[o] += fabs(gy);
                     for (int ch = 0; ch < c->C; ch++)
                         for (int i = 0; i < c->kh; i++)
                             for (int j = 0; j < c->kw; j++) {
@@ -91,6 +104,8 @@ static void ref_backward(const conv_case *c, const float *x, const float *w, con
                                 int wi = ((o * c->C + ch) * c->kh + i) * c->kw + j;
                                 dw[wi] += gy * x[xi];
                                 dx[xi] += gy * w[wi];
+                                m->dw[wi] += fabs(gy * x[xi]);
+                                m->dx[xi] += fabs(gy * w[wi]);
                             }
                 }
 }
@@ -152,9 +167,13 @@ static void test_forward_reference(void **state) {
             if (!y) fail_msg("case %d: %s", ci, eqr_error_message(ctx));
             check_output_shape(c, y);
             double *ref = malloc(sizeof(double) * (size_t)y->numel);
+            double *mag = malloc(sizeof(double) * (size_t)y->numel);
             assert_non_null(ref);
-            ref_forward(c, io.x->data, io.w->data, io.b ? io.b->data : NULL, ref);
-            tu_assert_close("conv2d forward", y->data, ref, y->numel, 1e-5, 1e-5);
+            assert_non_null(mag);
+            ref_forward(c, io.x->data, io.w->data, io.b ? io.b->data : NULL, ref, mag);
+            /* a float32 sum of C*kh*kw products (+ the bias) in any order */
+            tu_assert_close_bound("conv2d forward", y->data, ref, mag, y->numel,
+                                  (int64_t)c->C * c->kh * c->kw + 1, 1);
             /* again on an exact-size malloc'd input, so ASan sees stray reads */
             float *xcopy = malloc(sizeof(float) * (size_t)io.x->numel);
             assert_non_null(xcopy);
@@ -169,10 +188,14 @@ static void test_forward_reference(void **state) {
                 assert_non_null(y1);
                 memcpy(y1, y->data, sizeof(float) * (size_t)y->numel);
             } else { /* two threads compute the same values */
+                /* each within gamma_n mag of the exact sum, so within twice
+                 * that (+ u|y1| for y1's own rounding) of each other */
                 for (int64_t i = 0; i < y->numel; i++) ref[i] = y1[i];
-                tu_assert_close("conv2d threads=2 vs 1", y->data, ref, y->numel, 1e-6, 1e-6);
+                tu_assert_close_bound("conv2d threads=2 vs 1", y->data, ref, mag, y->numel,
+                                      (int64_t)c->C * c->kh * c->kw + 1, 2);
             }
             free(ref);
+            free(mag);
             eqr_ctx_destroy(ctx);
         }
         free(y1);
@@ -204,15 +227,23 @@ static float *backward_once(const conv_case *c, int threads, int steps) {
     int64_t nx = io.x->numel, nw = io.w->numel;
     double *dx = malloc(sizeof(double) * (size_t)nx), *dw = malloc(sizeof(double) * (size_t)nw);
     double db[64];
+    ref_mag m = {malloc(sizeof(double) * (size_t)nx), malloc(sizeof(double) * (size_t)nw), {0}};
     assert_non_null(dx);
     assert_non_null(dw);
-    ref_backward(c, io.x->data, io.w->data, r, dx, dw, db);
-    for (int64_t i = 0; i < nx; i++) dx[i] *= steps;
-    for (int64_t i = 0; i < nw; i++) dw[i] *= steps;
-    for (int o = 0; o < c->O; o++) db[o] *= steps;
-    tu_assert_close("conv2d dx", io.x->grad, dx, nx, 1e-4, 1e-4);
-    tu_assert_close("conv2d dw", io.w->grad, dw, nw, 1e-4, 1e-4);
-    if (io.b) tu_assert_close("conv2d db", io.b->grad, db, c->O, 1e-4, 1e-4);
+    assert_non_null(m.dx);
+    assert_non_null(m.dw);
+    ref_backward(c, io.x->data, io.w->data, r, dx, dw, db, &m);
+    for (int64_t i = 0; i < nx; i++) dx[i] *= steps, m.dx[i] *= steps;
+    for (int64_t i = 0; i < nw; i++) dw[i] *= steps, m.dw[i] *= steps;
+    for (int o = 0; o < c->O; o++) db[o] *= steps, m.db[o] *= steps;
+    /* steps accumulated float32 sums: dx of at most O*kh*kw products each,
+     * dw and db of N*OH*OW; steps times as many terms in all */
+    const int64_t nkx = (int64_t)steps * c->O * c->kh * c->kw, nkw = (int64_t)steps * c->N * g.OH * g.OW;
+    tu_assert_close_bound("conv2d dx", io.x->grad, dx, m.dx, nx, nkx, 1);
+    tu_assert_close_bound("conv2d dw", io.w->grad, dw, m.dw, nw, nkw, 1);
+    if (io.b) tu_assert_close_bound("conv2d db", io.b->grad, db, m.db, c->O, nkw, 1);
+    free(m.dx);
+    free(m.dw);
     float *copy = malloc(sizeof(float) * (size_t)(nx + nw + c->O));
     assert_non_null(copy);
     memcpy(copy, io.x->grad, sizeof(float) * (size_t)nx);
@@ -259,8 +290,13 @@ static void test_partial_grads(void **state) {
     double *dx = malloc(sizeof(double) * (size_t)(c->N * c->C * c->H * c->W));
     double *dw = malloc(sizeof(double) * (size_t)(c->O * c->C * c->kh * c->kw));
     double db[64];
+    ref_mag m = {malloc(sizeof(double) * (size_t)(c->N * c->C * c->H * c->W)),
+                 malloc(sizeof(double) * (size_t)(c->O * c->C * c->kh * c->kw)), {0}};
     assert_non_null(dx);
     assert_non_null(dw);
+    assert_non_null(m.dx);
+    assert_non_null(m.dw);
+    const int64_t nkx = (int64_t)c->O * c->kh * c->kw, nkw = (int64_t)c->N * g.OH * g.OW;
     for (int threads = 1; threads <= 2; threads++) {
         /* x a plain tensor: only dW */
         eqr_ctx *ctx = mkctx(threads);
@@ -271,8 +307,8 @@ static void test_partial_grads(void **state) {
         eqr_tensor *seed = eqr_tensor_from(ctx, 4, y->shape, r);
         assert_int_equal(eqr_backward_from(ctx, y, seed), EQR_OK);
         assert_null(xp->grad);
-        ref_backward(c, io.x->data, io.w->data, r, dx, dw, db);
-        tu_assert_close("dw only", io.w->grad, dw, io.w->numel, 1e-4, 1e-4);
+        ref_backward(c, io.x->data, io.w->data, r, dx, dw, db, &m);
+        tu_assert_close_bound("dw only", io.w->grad, dw, m.dw, io.w->numel, nkw, 1);
         eqr_ctx_destroy(ctx);
 
         /* w frozen: only dX */
@@ -283,9 +319,11 @@ static void test_partial_grads(void **state) {
         seed = eqr_tensor_from(ctx, 4, y->shape, r);
         assert_int_equal(eqr_backward_from(ctx, y, seed), EQR_OK);
         assert_null(io.w->grad);
-        tu_assert_close("dx only", io.x->grad, dx, io.x->numel, 1e-4, 1e-4);
+        tu_assert_close_bound("dx only", io.x->grad, dx, m.dx, io.x->numel, nkx, 1);
         eqr_ctx_destroy(ctx);
     }
+    free(m.dx);
+    free(m.dw);
     free(dx);
     free(dw);
     free(r);

@@ -3,18 +3,24 @@
  * shape errors. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* y[M,N] = op(a) op(b) in double; ta: a is stored [K,M]; tb: b is stored [N,K]. */
+/* y[M,N] = op(a) op(b) in double; ta: a is stored [K,M]; tb: b is stored [N,K].
+ * mag[M,N] gets sum_k |a_ik b_kj|, the scale of the float32 error bound. */
 static void ref_gemm(int ta, int tb, int M, int N, int K, const float *a, const float *b,
-                     double *y) {
+                     double *y, double *mag) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
-            double s = 0;
-            for (int k = 0; k < K; k++)
-                s += (double)(ta ? a[k * M + i] : a[i * K + k]) * (tb ? b[j * K + k] : b[k * N + j]);
+            double s = 0, m = 0;
+            for (int k = 0; k < K; k++) {
+                double p = (double)(ta ? a[k * M + i] : a[i * K + k]) * (tb ? b[j * K + k] : b[k * N + j]);
+                s += p;
+                m += fabs(p);
+            }
             y[i * N + j] = s;
+            mag[i * N + j] = m;
         }
 }
 
@@ -34,9 +40,12 @@ static void test_matmul_forward(void **state) {
         assert_int_equal(y->shape[0], M);
         assert_int_equal(y->shape[1], N);
         double *ref = malloc(sizeof(double) * (size_t)(M * N));
+        double *mag = malloc(sizeof(double) * (size_t)(M * N));
         assert_non_null(ref);
-        ref_gemm(0, 0, M, N, K, a->data, b->data, ref);
-        tu_assert_close("matmul", y->data, ref, y->numel, 1e-5, 1e-5);
+        assert_non_null(mag);
+        ref_gemm(0, 0, M, N, K, a->data, b->data, ref, mag);
+        tu_assert_close_bound("matmul", y->data, ref, mag, y->numel, K, 1); /* K-term sums */
+        free(mag);
         assert_int_equal(eqr_tape_size(ctx), 0); /* no input needs grad */
         free(ref);
         eqr_ctx_destroy(ctx);
@@ -104,16 +113,22 @@ static void test_matmul_grad_reference(void **state) {
     eqr_zero_grad(ctx);
     assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, 2, ys, r)), EQR_OK);
     double *ga = malloc(sizeof(double) * M * K), *gb = malloc(sizeof(double) * K * N);
+    double *ma = malloc(sizeof(double) * M * K), *mb = malloc(sizeof(double) * K * N);
     assert_non_null(ga);
     assert_non_null(gb);
+    assert_non_null(ma);
+    assert_non_null(mb);
     /* dA = R B^T: B^T stored [N,K] is b read with tb */
-    ref_gemm(0, 1, M, K, N, r, b->data, ga);
+    ref_gemm(0, 1, M, K, N, r, b->data, ga, ma);
     /* dB = A^T R */
-    ref_gemm(1, 0, K, N, M, a->data, r, gb);
-    tu_assert_close("matmul dA", a->grad, ga, M * K, 1e-4, 1e-4);
-    tu_assert_close("matmul dB", b->grad, gb, K * N, 1e-4, 1e-4);
+    ref_gemm(1, 0, K, N, M, a->data, r, gb, mb);
+    /* sums of N and M terms, added once into zeroed gradients */
+    tu_assert_close_bound("matmul dA", a->grad, ga, ma, M * K, N + 1, 1);
+    tu_assert_close_bound("matmul dB", b->grad, gb, mb, K * N, M + 1, 1);
     free(ga);
     free(gb);
+    free(ma);
+    free(mb);
     free(r);
     eqr_ctx_destroy(ctx);
 }
@@ -133,11 +148,12 @@ static void test_linear_forward(void **state) {
         assert_non_null(y);
         assert_int_equal(y->shape[0], N);
         assert_int_equal(y->shape[1], OUT);
-        double ref[6 * 4];
-        ref_gemm(0, 1, N, OUT, IN, x->data, w->data, ref);
+        double ref[6 * 4], mag[6 * 4];
+        ref_gemm(0, 1, N, OUT, IN, x->data, w->data, ref, mag);
         if (b)
-            for (int i = 0; i < N * OUT; i++) ref[i] += b->data[i % OUT];
-        tu_assert_close("linear", y->data, ref, N * OUT, 1e-5, 1e-5);
+            for (int i = 0; i < N * OUT; i++) ref[i] += b->data[i % OUT], mag[i] += fabs(b->data[i % OUT]);
+        /* IN products + the bias */
+        tu_assert_close_bound("linear", y->data, ref, mag, N * OUT, IN + 1, 1);
         eqr_ctx_destroy(ctx);
     }
 }
@@ -167,13 +183,17 @@ static void test_linear_grad(void **state) {
     eqr_zero_grad(ctx);
     assert_int_equal(eqr_backward_from(ctx, y, eqr_tensor_from(ctx, 2, ys, r)), EQR_OK);
     assert_null(x->grad);
-    double *gw = malloc(sizeof(double) * OUT * IN), gb[30] = {0};
+    double *gw = malloc(sizeof(double) * OUT * IN), gb[30] = {0}, mb[30] = {0};
+    double *mw = malloc(sizeof(double) * OUT * IN);
     assert_non_null(gw);
-    ref_gemm(1, 0, OUT, IN, N, r, x->data, gw); /* dW = R^T X */
-    for (int i = 0; i < N * OUT; i++) gb[i % OUT] += r[i];
-    tu_assert_close("linear dW", w->grad, gw, OUT * IN, 1e-4, 1e-4);
-    tu_assert_close("linear db", b->grad, gb, OUT, 1e-5, 1e-5);
+    assert_non_null(mw);
+    ref_gemm(1, 0, OUT, IN, N, r, x->data, gw, mw); /* dW = R^T X */
+    for (int i = 0; i < N * OUT; i++) gb[i % OUT] += r[i], mb[i % OUT] += fabs(r[i]);
+    /* both sums of N terms, added once into zeroed gradients */
+    tu_assert_close_bound("linear dW", w->grad, gw, mw, OUT * IN, N + 1, 1);
+    tu_assert_close_bound("linear db", b->grad, gb, mb, OUT, N + 1, 1);
     free(gw);
+    free(mw);
     free(r);
     eqr_ctx_destroy(ctx);
 }

@@ -48,6 +48,25 @@ void tu_assert_close(const char *what, const float *got, const double *ref, int6
     }
 }
 
+double tu_gamma(int64_t n) {
+    double nu = (double)n * TU_U;
+    assert_true(nu < 1.0);
+    return nu / (1.0 - nu);
+}
+
+void tu_assert_close_bound(const char *what, const float *got, const double *ref, const double *mag,
+                           int64_t n, int64_t nsum, double c) {
+    const double g = c * tu_gamma(nsum);
+    for (int64_t i = 0; i < n; i++) {
+        double a = got[i], b = ref[i];
+        double tol = g * mag[i] + TU_U * fabs(b);
+        if (!(fabs(a - b) <= tol))
+            fail_msg("%s: element %lld: got %.8g, expected %.8g (bound %.3g = %g * gamma_%lld * mag %.4g"
+                     " + u|ref|)",
+                     what, (long long)i, a, b, tol, c, (long long)nsum, mag[i]);
+    }
+}
+
 /* sum(f(in) * r) over the n outputs, with gradients on (record) or off. */
 static double objective(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, void *user, const float *r,
                         int64_t n, int record) {

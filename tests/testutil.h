@@ -30,6 +30,33 @@ void tu_backward_ones(eqr_ctx *ctx, eqr_tensor *y);
 void tu_assert_close(const char *what, const float *got, const double *ref, int64_t n,
                      double atol, double rtol);
 
+/* ---- tolerances from float32 error bounds ----
+ * A float32 sum of n terms a_k b_k (products rounded too), in ANY order and
+ * blocking (any BLAS kernel, any thread split, with or without FMA), is off
+ * from the exact sum by at most gamma_n * sum_k |a_k b_k| (Higham, Accuracy
+ * and Stability, 3.1), gamma_n = n u / (1 - n u), u = 2^-24. So a reference
+ * that accumulates in double both the sum and its magnitude
+ * mag = sum_k |a_k b_k| gives a tolerance that no correct kernel can exceed
+ * while a missing or wrong term (of size ~ mag / n, far above gamma_n mag
+ * for the n used here) still fails.
+ * Choosing n: the number of rounded operations on the longest path into one
+ * output element (terms of the sum, +1 for a bias added to it, or an upper
+ * bound on the count such as C*k*k for a padded conv). Choosing c: 1 for a
+ * plain sum of products stored once; add 1 for each further rounded op on
+ * the result (e.g. a scale or an activation of it), as gamma_n + k u <=
+ * gamma_{n+k}; a bound that is not a plain sum (norms, divisions) says in a
+ * comment how its mag and c were derived. */
+#define TU_U (1.0 / 16777216.0)
+
+/* gamma_n = n u / (1 - n u), u = 2^-24 (requires n u < 1). */
+double tu_gamma(int64_t n);
+
+/* Assert |got[i] - ref[i]| <= c * gamma_nsum * mag[i] + u |ref[i]| for all
+ * i (the last term: rounding the result to float once); on failure prints
+ * the first offending index, the bound and its parts. */
+void tu_assert_close_bound(const char *what, const float *got, const double *ref, const double *mag,
+                           int64_t n, int64_t nsum, double c);
+
 /* The function under a gradient check: builds the output from the inputs. */
 typedef eqr_tensor *(*tu_fn)(eqr_ctx *ctx, eqr_tensor **in, void *user);
 
