@@ -61,6 +61,12 @@ eqr_project_mode ex_projection(const ex_flag *flags, const char *value) {
     ex_usage_error(flags, "bad value '%s' for --projection: expected drop or fold", value);
 }
 
+eqr_penalty_grad ex_penalty_grad(const ex_flag *flags, const char *value) {
+    if (!strcmp(value, "detached")) return EQR_PENALTY_DETACHED;
+    if (!strcmp(value, "full")) return EQR_PENALTY_FULL;
+    ex_usage_error(flags, "bad value '%s' for --penalty-grad: expected detached or full", value);
+}
+
 static int64_t parse_int(const ex_flag *flags, const ex_flag *f, const char *s) {
     char *end;
     errno = 0;

@@ -76,6 +76,8 @@ _Noreturn void ex_usage_error(const ex_flag *flags, const char *fmt, ...) EX_PRI
  * --projection: drop | fold. A bad value is a usage error (exit status 2). */
 int ex_relax_kind(const ex_flag *flags, const char *value);
 eqr_project_mode ex_projection(const ex_flag *flags, const char *value);
+/* --penalty-grad: detached (the paper: penalties shape W_r only) | full. */
+eqr_penalty_grad ex_penalty_grad(const ex_flag *flags, const char *value);
 
 /* ---- runtime errors and timing ---- */
 

@@ -68,7 +68,7 @@
 typedef enum gkind { G_C4, G_D4, G_C8, G_NONE } gkind;
 
 typedef struct options {
-    const char *group, *relax, *projection, *rotate, *wr_init, *lr_schedule;
+    const char *group, *relax, *projection, *rotate, *wr_init, *lr_schedule, *penalty_grad;
     const char *data, *checkpoint, *metrics, *plot;
     int64_t epochs, train_size, test_size, batch, threads, width, norm_subsample, equiv_images;
     int64_t stop_after, eval_every;
@@ -79,6 +79,7 @@ typedef struct options {
     gkind gk;
     int relax_kind; /* -1 off, else eqr_sched_kind */
     eqr_project_mode proj;
+    eqr_penalty_grad pgrad;
     int rotate_cont, wr_normal, lr_cosine;
 } options;
 
@@ -89,7 +90,7 @@ static int pick(const char *s, const char *const *names, int n) {
 }
 
 static void parse_args(int argc, char **argv, options *o) {
-    *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .rotate = "c4",
+    *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .penalty_grad = "detached", .rotate = "c4",
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
                    .train_size = 60000, .batch = 64, .threads = 2, .width = 32,
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
@@ -113,6 +114,9 @@ static void parse_args(int argc, char **argv, options *o) {
                     "the whole batch (default 8)"),
         EX_FLAG_STR("--wr-init", "I", &o->wr_init,
                     "zero | normal: W_r initialisation (default zero)"),
+        EX_FLAG_STR("--penalty-grad", "G", &o->penalty_grad,
+                    "detached | full: penalties on the detached input (the paper; W_r only) or "
+                    "with their gradient into the earlier layers too (default detached)"),
         EX_FLAG_STR("--projection", "P", &o->projection,
                     "drop | fold: projection at the end and for the per-epoch test accuracy "
                     "(default fold; the same as drop once theta is 0)"),
@@ -163,6 +167,7 @@ static void parse_args(int argc, char **argv, options *o) {
     o->gk = (gkind)i;
     o->relax_kind = ex_relax_kind(flags, o->relax);
     o->proj = ex_projection(flags, o->projection);
+    o->pgrad = ex_penalty_grad(flags, o->penalty_grad);
     if ((i = pick(o->rotate, rots, 2)) < 0)
         ex_usage_error(flags, "bad value '%s' for --rotate: expected c4 or continuous", o->rotate);
     o->rotate_cont = i;
@@ -285,7 +290,8 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o) {
                                  .init = o->wr_normal ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO,
                                  .lambda_defect = o->lambda_defect,
                                  .lambda_norm = o->lambda_norm,
-                                 .norm_subsample = (int)o->norm_subsample};
+                                 .norm_subsample = (int)o->norm_subsample,
+                                 .penalty_grad = o->pgrad};
             m->relax = eqr_relax_create(ctx, "relax", &ro);
             if (!m->relax) ex_die_ctx(ctx, "creating the relaxation");
             for (int l = 0; l < 3; l++) {
@@ -637,9 +643,9 @@ int main(int argc, char **argv) {
            (long long)o.threads);
     if (m.relax)
         printf("# relaxation: theta %s peak %g per step, lambda_defect %g, lambda_norm %g "
-               "(norm subsample %lld), W_r init %s, projection %s\n",
+               "(norm subsample %lld, penalty grad %s), W_r init %s, projection %s\n",
                o.relax, o.theta_max, o.lambda_defect, o.lambda_norm, (long long)o.norm_subsample,
-               o.wr_init, o.projection);
+               o.penalty_grad, o.wr_init, o.projection);
     fflush(stdout);
 
     ex_train tr = {.ctx = ctx, .opt = opt, .sched = sched, .bt = &bt, .forward = model_forward,

@@ -48,10 +48,11 @@ typedef struct options {
     int64_t layers, hidden, train_size, epochs, threads, batch;
     uint64_t seed;
     float lr, lambda_defect, lambda_norm, theta_max;
-    const char *relax, *projection, *model, *metrics, *plot;
+    const char *relax, *projection, *model, *metrics, *plot, *penalty_grad;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
     int vn;
     eqr_project_mode proj;
+    eqr_penalty_grad pgrad;
 } options;
 
 typedef struct model {
@@ -79,7 +80,7 @@ static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.layers = 4, .hidden = 64, .train_size = 3000, .epochs = 40, .threads = 1,
                    .batch = 100, .seed = 1, .lr = 5e-4f, .lambda_defect = 0.01f,
                    .lambda_norm = 0.01f, .theta_max = 1.0f, .relax = "off",
-                   .projection = "drop", .model = "egnn"};
+                   .projection = "drop", .model = "egnn", .penalty_grad = "detached"};
     const ex_flag flags[] = {
         EX_FLAG_STR("--model", "egnn|vn", &o->model,
                     "egnn (EGNN N-body model) or vn (vector neurons) (default egnn)"),
@@ -102,6 +103,9 @@ static void parse_args(int argc, char **argv, options *o) {
                       "weight of the activation-norm penalty (default 0.01)"),
         EX_FLAG_FLOAT("--theta-max", &o->theta_max, 0.0f, 1e6f,
                       "peak / initial theta of the schedule (default 1)"),
+        EX_FLAG_STR("--penalty-grad", "detached|full", &o->penalty_grad,
+                    "penalties on the detached input (the paper; W_r only) or with their "
+                    "gradient into the earlier layers too (default detached)"),
         EX_FLAG_STR("--projection", "drop|fold", &o->projection,
                     "projection at the end of a relaxed run (default drop)"),
         EX_FLAG_STR("--metrics", "FILE", &o->metrics, "write per-epoch metrics as CSV"),
@@ -114,6 +118,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn or vn", o->model);
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
     o->proj = ex_projection(FLAGS, o->projection);
+    o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
 }
 
 /* ---- batches ---- */
@@ -154,7 +159,8 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
     char nm[64];
     if (o->relax_kind >= 0) {
         eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_ZERO,
-                             .lambda_defect = o->lambda_defect, .lambda_norm = o->lambda_norm};
+                             .lambda_defect = o->lambda_defect, .lambda_norm = o->lambda_norm,
+                             .penalty_grad = o->pgrad};
         m->relax = eqr_relax_create(ctx, "relax", &ro);
         if (!m->relax) ex_die_ctx(ctx, "creating the relaxation");
     }
@@ -449,9 +455,9 @@ int main(int argc, char **argv) {
            m.relax ? "relaxed" : "strict", (long long)eqr_param_total(ctx));
     if (m.relax)
         printf("# relax: schedule %s per step over %lld steps, theta_max %g, lambda_defect %g, "
-               "lambda_norm %g, projection %s\n",
+               "lambda_norm %g, penalty grad %s, projection %s\n",
                o.relax, (long long)total_steps, o.theta_max, o.lambda_defect, o.lambda_norm,
-               o.projection);
+               o.penalty_grad, o.projection);
     printf("# Adam lr %g, batch %lld, epochs %lld, seed %llu, threads %lld\n", o.lr,
            (long long)o.batch, (long long)o.epochs, (unsigned long long)o.seed,
            (long long)o.threads);

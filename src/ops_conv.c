@@ -753,6 +753,7 @@ typedef struct convn_saved {
     float *wcp;        /* row-shift path: [kh][2O][C*kw], both banks regrouped */
     eqr_tensor *y;
     float ds;          /* dL/dnorm, set by the norm node's backward */
+    int detach_x;      /* 1: the norm's gradient does not reach x */
 } convn_saved;
 
 /* Sum of squares of n floats in double, 8 independent partial sums. */
@@ -828,7 +829,7 @@ static void convn_forward_chunk(const void *job, int k) {
 typedef struct convn_bwd_job {
     const conv_dims *d;
     const conv_runs *r;
-    int chunks, need_w;
+    int chunks, need_w, detach_x;
     const float *x, *wc, *gy, *rmap, *ones;
     float two_ds;
     float *gx, *gb, *wacc, *bacc, *cols, *pads, *stacks;
@@ -875,7 +876,11 @@ static void convn_backward_chunk(const void *job, int k) {
                     lds = cols;
                 }
                 if (dw) rs_dw(d, pad, col, oh0, oh1, m, sm, lds, dw, 2 * d->O);
-                if (gxn) rs_dx(d, j->r, col, oh0, oh1, m, j->wcp, 2 * d->O, sm, lds, gxn);
+                /* detached norm: dx from dY alone, the first O rows of each slab */
+                if (gxn && j->detach_x)
+                    rs_dx(d, j->r, col, oh0, oh1, d->O, j->wcp, 2 * d->O, dyn + off, d->P, gxn);
+                else if (gxn)
+                    rs_dx(d, j->r, col, oh0, oh1, m, j->wcp, 2 * d->O, sm, lds, gxn);
                 continue;
             }
             if (j->two_ds == 0.0f) {
@@ -909,11 +914,14 @@ static void convn_backward_chunk(const void *job, int k) {
                 sgemm_rm(0, 1, 2 * d->O, d->CK, cols, st, cols, c, ld, 1.0f, dw, d->CK);
             }
             if (gxn) {
+                /* detached norm: dcol = w^T dY (w's O rows of Wc), else Wc^T S */
+                const int m = j->detach_x ? d->O : 2 * d->O;
+                const float *sm = j->detach_x ? dyn + off : st;
+                const int lds = j->detach_x ? d->P : cols;
                 if (d->direct) {
-                    sgemm_rm(1, 0, d->CK, cols, 2 * d->O, j->wc, d->CK, st, cols, 1.0f, gxn + off,
-                             d->P);
+                    sgemm_rm(1, 0, d->CK, cols, m, j->wc, d->CK, sm, lds, 1.0f, gxn + off, d->P);
                 } else {
-                    sgemm_rm(1, 0, d->CK, cols, 2 * d->O, j->wc, d->CK, st, cols, 0.0f, col, cols);
+                    sgemm_rm(1, 0, d->CK, cols, m, j->wc, d->CK, sm, lds, 0.0f, col, cols);
                     col2im_add(d, j->r, col, gxn, oh0, oh1);
                 }
             }
@@ -958,7 +966,7 @@ static void convn_backward(eqr_ctx *ctx, eqr_node *node) {
     if (any_w && !(wacc = eqr__arena_calloc(ctx, (size_t)chunks * 2 * wsz * sizeof(float))))
         return;
     blas_single(chunks);
-    convn_bwd_job job = {&d, sv->r, chunks, any_w, xt->data, sv->wc, gy, sv->rmap, ones,
+    convn_bwd_job job = {&d, sv->r, chunks, any_w, sv->detach_x, xt->data, sv->wc, gy, sv->rmap, ones,
                          2.0f * sv->ds, gx, gb, wacc, bacc, cols, pads, stacks, sv->wcp};
     eqr__parallel(chunks, convn_backward_chunk, &job);
     for (int k = 0; k < chunks; k++) { /* in chunk order: independent of timing */
@@ -990,7 +998,8 @@ static void convn_norm_backward(eqr_ctx *ctx, eqr_node *node) {
 }
 
 eqr_tensor *eqr__conv2d_norm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b,
-                             eqr_tensor *wr, const eqr_conv2d_geom *geom, eqr_tensor **norm) {
+                             eqr_tensor *wr, const eqr_conv2d_geom *geom, int detach_x,
+                             eqr_tensor **norm) {
     static const char *fn = "eqr_conv2d (stacked norm bank)";
     if (norm) *norm = NULL;
     if (!eqr__ok(ctx, 3, x, w, wr)) return NULL;
@@ -1024,7 +1033,7 @@ eqr_tensor *eqr__conv2d_norm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_ten
         regroup(&d, w->data, wcp, 2 * (size_t)d.O, 0);
         regroup(&d, wr->data, wcp + (size_t)d.O * d.C * d.kw, 2 * (size_t)d.O, 0);
     }
-    *sv = (convn_saved){r, rmap, wc, wcp, y, 0.0f};
+    *sv = (convn_saved){r, rmap, wc, wcp, y, 0.0f, detach_x != 0};
     double acc = 0.0;
     if (d.N > 0) {
         const int chunks = conv_chunks(ctx, d.N);

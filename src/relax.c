@@ -169,6 +169,10 @@ eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts
         eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): unknown lie_form %d", fn, name, (int)o.lie_form);
         return NULL;
     }
+    if (o.penalty_grad != EQR_PENALTY_DETACHED && o.penalty_grad != EQR_PENALTY_FULL) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): unknown penalty_grad %d", fn, name, (int)o.penalty_grad);
+        return NULL;
+    }
     if (o.init_std == 0) o.init_std = 1e-2f;
     char pname[EQR_NAME_LEN];
     snprintf(pname, sizeof pname, "%s.theta", name);
@@ -221,6 +225,10 @@ void eqr_relax_set_lambdas(eqr_relax *r, float lambda_defect, float lambda_norm)
     /* negative or non-finite weights would flip the penalty: clamp to off */
     r->opts.lambda_defect = lambda_defect > 0 && isfinite(lambda_defect) ? lambda_defect : 0.0f;
     r->opts.lambda_norm = lambda_norm > 0 && isfinite(lambda_norm) ? lambda_norm : 0.0f;
+}
+
+void eqr_relax_set_penalty_grad(eqr_relax *r, eqr_penalty_grad mode) {
+    if (r && (mode == EQR_PENALTY_DETACHED || mode == EQR_PENALTY_FULL)) r->opts.penalty_grad = mode;
 }
 
 /* -------------------------------------------------------- relaxed layers */
@@ -308,6 +316,17 @@ int eqr__rlayer_active(eqr_ctx *ctx, const eqr_rlayer *l) {
     const eqr_relax_opts *o = &l->relax->opts;
     return eqr__rlayer_theta(l) != 0.0f || eqr__rlayer_wants_norm(ctx, l) ||
            (ctx->grad_enabled && o->lambda_defect > 0 && o->lie_form == EQR_LIE_ACTIVATION);
+}
+
+int eqr__rlayer_detached(const eqr_rlayer *l) {
+    return l->relax->opts.penalty_grad == EQR_PENALTY_DETACHED;
+}
+
+eqr_tensor *eqr__rlayer_penalty_input(eqr_ctx *ctx, const eqr_rlayer *l, eqr_tensor *x) {
+    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (!eqr__rlayer_detached(l)) return x;
+    /* same data, no tape link: the penalty's gradient stops here */
+    return eqr_tensor_wrap(ctx, x->data, x->ndim, x->shape);
 }
 
 void eqr__rlayer_set_norm(eqr_rlayer *l, eqr_tensor *n) {

@@ -5,8 +5,10 @@
  * backward splits the bank gradient into T^*(dBank) for W and theta dBank
  * for W_r. theta == 0 with the norm penalty off leaves W_r out entirely.
  * The exact activation norm ||W_r x||^2 comes from the same conv with W_r
- * stacked under the bank (eqr__conv2d_norm: one im2col / col2im for both);
- * the subsampled estimate convolves only its m images, separately.
+ * stacked under the bank (eqr__conv2d_norm: one im2col / col2im for both;
+ * in the default detached form its backward drops the norm rows from dx);
+ * the subsampled estimate convolves only its m images of the (detached)
+ * x, separately.
  *
  * Defects (LD):
  *   gconv  sum over the generators g of G of ||W_r - g.W_r||^2, g acting on
@@ -114,14 +116,15 @@ static eqr_tensor *conv_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     if (rows == x->shape[0]) {
         /* exact norm: W_r x from the same conv as y, the banks stacked */
         eqr_tensor *n = NULL;
-        eqr_tensor *y = eqr__conv2d_norm(ctx, x, bank, bias, l->wr, c->geom, &n);
+        eqr_tensor *y = eqr__conv2d_norm(ctx, x, bank, bias, l->wr, c->geom,
+                                         eqr__rlayer_detached(l), &n);
         if (n && sc != 1.0f) n = eqr_scale(ctx, n, sc);
         if (y && n) eqr__rlayer_set_norm(l, n);
         return ctx->status == EQR_OK ? y : NULL;
     }
     eqr_tensor *y = eqr_conv2d(ctx, x, bank, bias, c->geom);
     if (y) {
-        eqr_tensor *xs = eqr_slice(ctx, x, 0, 0, rows);
+        eqr_tensor *xs = eqr_slice(ctx, eqr__rlayer_penalty_input(ctx, l, x), 0, 0, rows);
         eqr_tensor *n = eqr__sumsq(ctx, eqr_conv2d(ctx, xs, l->wr, NULL, c->geom));
         if (n && sc != 1.0f) n = eqr_scale(ctx, n, sc);
         if (n) eqr__rlayer_set_norm(l, n);

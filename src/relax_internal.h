@@ -59,6 +59,12 @@ int eqr__rlayer_wants_norm(eqr_ctx *ctx, const eqr_rlayer *l);
 /* 1 if W_r takes part in this forward at all (theta != 0, or a penalty
  * needs W_r x). */
 int eqr__rlayer_active(eqr_ctx *ctx, const eqr_rlayer *l);
+/* The input the penalty terms (N, activation-form LD) of this forward are
+ * computed on: x itself (EQR_PENALTY_FULL) or a view of x's data that
+ * takes no gradient (EQR_PENALTY_DETACHED). NULL on error (recorded). */
+eqr_tensor *eqr__rlayer_penalty_input(eqr_ctx *ctx, const eqr_rlayer *l, eqr_tensor *x);
+/* 1 if the penalties' gradient must not reach the layer's input. */
+int eqr__rlayer_detached(const eqr_rlayer *l);
 /* Record N (scalar [1]) for this step and its value for telemetry. */
 void eqr__rlayer_set_norm(eqr_rlayer *l, eqr_tensor *n);
 /* Number of images the norm estimate uses for a batch of n (all of them in

@@ -175,15 +175,19 @@ static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     float nscale = 1.0f;
     int64_t m = want_norm ? eqr__rlayer_norm_rows(l, batch, &nscale) : batch;
 
+    /* the penalties' input: xf, or detached (default) so that they reach W_r only */
+    eqr_tensor *xp = (want_norm || want_lie) ? eqr__rlayer_penalty_input(ctx, l, xf) : xf;
     eqr_tensor *y = NULL; /* W_r x, [rows, out] */
-    if (theta != 0.0f || (want_norm && m >= batch)) y = eqr_linear(ctx, xf, l->wr, NULL);
+    if (theta != 0.0f || (want_norm && m >= batch && xp == xf)) y = eqr_linear(ctx, xf, l->wr, NULL);
     eqr_tensor *res = theta != 0.0f ? eqr_reshape(ctx, eqr_scale(ctx, y, theta), x->ndim, oshape)
                                     : eqr_tensor_zeros(ctx, x->ndim, oshape);
     if (want_norm) {
-        /* exact: all of y; estimate: the first m images, scaled by B / m */
-        eqr_tensor *ys = y && m >= batch ? y
-                         : y ? eqr_slice(ctx, y, 0, 0, m * per)
-                             : eqr_linear(ctx, eqr_slice(ctx, xf, 0, 0, m * per), l->wr, NULL);
+        /* exact: all of W_r x; estimate: the first m images, scaled by B / m.
+         * The task's W_r x is reused only when the penalty input is x itself. */
+        eqr_tensor *ys = y && xp == xf && m >= batch ? y
+                         : y && xp == xf ? eqr_slice(ctx, y, 0, 0, m * per)
+                         : m >= batch ? eqr_linear(ctx, xp, l->wr, NULL)
+                                      : eqr_linear(ctx, eqr_slice(ctx, xp, 0, 0, m * per), l->wr, NULL);
         eqr_tensor *n = sqnorm(ctx, ys);
         if (nscale != 1.0f) n = eqr_scale(ctx, n, nscale);
         if (n) eqr__rlayer_set_norm(l, n);
@@ -192,7 +196,7 @@ static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
         /* sum_A ||x LD_A^T||^2 over every row of the batch (exact) */
         eqr_tensor *total = NULL;
         for (int a = 0; a < im->ngen; a++) {
-            eqr_tensor *s = sqnorm(ctx, eqr_linear(ctx, xf, ld_matrix(ctx, l, a), NULL));
+            eqr_tensor *s = sqnorm(ctx, eqr_linear(ctx, xp, ld_matrix(ctx, l, a), NULL));
             total = total ? eqr_add(ctx, total, s) : s;
         }
         if (total) l->lie_act_term = total;

@@ -96,7 +96,7 @@ static eqr_tensor *vnr_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     if (want_norm) {
         float scale = 1.0f;
         int64_t rows = eqr__rlayer_norm_rows(l, N, &scale);
-        eqr_tensor *xs = flat_vectors(ctx, x4);
+        eqr_tensor *xs = flat_vectors(ctx, eqr__rlayer_penalty_input(ctx, l, x4));
         if (rows < N) xs = eqr_slice(ctx, xs, 0, 0, rows);
         eqr_tensor *n = eqr__sumsq(ctx, eqr__vn_mix(ctx, l->wr, xs));
         if (scale != 1.0f) n = eqr_scale(ctx, n, scale);
@@ -104,7 +104,8 @@ static eqr_tensor *vnr_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     }
     if (want_lie) {
         /* sum_a ||D_a x||^2 over the whole batch */
-        eqr_tensor *d = eqr__vn_lie_blocks(ctx, l->wr), *xf = flat_vectors(ctx, x4), *total = NULL;
+        eqr_tensor *d = eqr__vn_lie_blocks(ctx, l->wr), *total = NULL;
+        eqr_tensor *xf = flat_vectors(ctx, eqr__rlayer_penalty_input(ctx, l, x4));
         int64_t ds[2] = {3 * (int64_t)lay->c_out, 3 * (int64_t)lay->c_in};
         for (int a = 0; a < 3; a++) {
             eqr_tensor *da = eqr_reshape(ctx, eqr_slice(ctx, d, 0, a, 1), 2, ds);

@@ -40,6 +40,7 @@ check "bad value '12' for --width: expected a multiple of 8" --width 12
 check "missing value for --seed" --seed
 check "bad value '/nonexistent/fmnist' for --data: no such directory" --data /nonexistent/fmnist
 check "--resume needs --checkpoint FILE" --resume
+check "bad value 'half' for --penalty-grad: expected detached or full" --penalty-grad half
 
 "$bin" --help >"$out" 2>&1
 st=$?
@@ -47,7 +48,7 @@ if [ "$st" -ne 0 ]; then
     echo "FAIL: --help exited with $st"
     fail=1
 fi
-for f in --group --relax --theta-max --lambda-defect --lambda-norm --norm-subsample \
+for f in --group --relax --theta-max --lambda-defect --lambda-norm --norm-subsample --penalty-grad \
     --projection --lr --batch --epochs --train-size --test-size --rotate --seed --threads \
     --data --checkpoint --resume --metrics --plot; do
     if ! grep -q -- "^  $f " "$out"; then

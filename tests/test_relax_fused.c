@@ -67,7 +67,7 @@ static void check_forward(const cfg *c) {
     eqr_tensor *in[4], *nrm = NULL;
     make(ctx, c, in);
     const eqr_conv2d_geom g = geom_of(c);
-    eqr_tensor *y = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, &nrm);
+    eqr_tensor *y = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, 0, &nrm);
     assert_non_null(y);
     assert_non_null(nrm);
     double *yr = malloc((size_t)y->numel * sizeof(double)), *rr = malloc((size_t)y->numel * sizeof(double));
@@ -102,7 +102,7 @@ static eqr_tensor *fused_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     const cfg *c = user;
     const eqr_conv2d_geom g = geom_of(c);
     eqr_tensor *nrm = NULL;
-    eqr_tensor *y = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, &nrm);
+    eqr_tensor *y = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, 0, &nrm);
     if (!y) return NULL;
     if (g_mode == 1) return y;
     if (g_mode == 2) return nrm;
@@ -184,7 +184,7 @@ static void test_forward_threads(void **state) {
         eqr_tensor *in[4], *nrm = NULL;
         make(ctx, &c, in);
         const eqr_conv2d_geom g = geom_of(&c);
-        eqr_tensor *out = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, &nrm);
+        eqr_tensor *out = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, 0, &nrm);
         assert_non_null(out);
         n = out->numel;
         y[t] = malloc((size_t)n * sizeof(float));
@@ -206,14 +206,14 @@ static void test_errors(void **state) {
     int64_t sw[4] = {GC.O + 1, GC.C, GC.k, GC.k};
     eqr_tensor *bad = tu_input(ctx, "bad", 4, sw, 1.0f);
     const eqr_conv2d_geom g = geom_of(&GC);
-    assert_null(eqr__conv2d_norm(ctx, in[0], in[1], in[2], bad, &g, &nrm));
+    assert_null(eqr__conv2d_norm(ctx, in[0], in[1], in[2], bad, &g, 0, &nrm));
     assert_null(nrm);
     tu_assert_error(ctx, EQR_ERR_SHAPE, "must have w's shape");
-    assert_null(eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, NULL));
+    assert_null(eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, 0, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
     int64_t sx[4] = {1, GC.C + 1, 5, 5};
     eqr_tensor *x2 = tu_input(ctx, "x2", 4, sx, 1.0f);
-    assert_null(eqr__conv2d_norm(ctx, x2, in[1], in[2], in[3], &g, &nrm));
+    assert_null(eqr__conv2d_norm(ctx, x2, in[1], in[2], in[3], &g, 0, &nrm));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "channels");
     eqr_ctx_destroy(ctx);
 }

@@ -582,6 +582,68 @@ static eqr_tensor *gc_forward(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     return y;
 }
 
+/* The penalties (activation norm and activation-form LD) after an upstream
+ * linear map x = x0 U^T, as the only loss. */
+typedef struct reach_user {
+    fixture *f;
+    eqr_tensor *x0, *u;
+} reach_user;
+
+static eqr_tensor *reach_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    reach_user *r = user;
+    (void)in;
+    (void)eqr_rlayer_forward(ctx, r->f->l, eqr_linear(ctx, r->x0, r->u, NULL));
+    return eqr_sum_all(ctx, eqr_relax_penalty(ctx, r->f->r));
+}
+
+static int grad_all_zero(const eqr_tensor *t) {
+    for (int64_t i = 0; i < t->numel; i++)
+        if (t->grad[i] != 0.0f) return 0;
+    return 1;
+}
+
+/* Detached (default): the penalties' gradient into x0 and the upstream U is
+ * exactly 0 and into W_r equals FD; full: U and x0 get a nonzero gradient
+ * equal to FD. Exact norm and the estimator (1 of 2 images). */
+static void test_penalty_grad_reach(void **state) {
+    (void)state;
+    for (int sub = 0; sub < 2; sub++)
+        for (int full = 0; full < 2; full++) {
+            eqr_relax_opts o = {0};
+            o.init = EQR_RELAX_INIT_NORMAL;
+            o.init_std = 0.3f;
+            o.theta = 0.7f;
+            o.lambda_norm = 1.0f;
+            o.lambda_defect = 1.0f;
+            o.norm_subsample = sub;
+            o.lie_form = EQR_LIE_ACTIVATION;
+            o.penalty_grad = full ? EQR_PENALTY_FULL : EQR_PENALTY_DETACHED;
+            fixture f;
+            fixture_make(&f, &o, 40 + 2 * sub + full);
+            eqr_ctx *ctx = f.ctx;
+            int64_t xs[2] = {2, 10}, us[2] = {10, 10};
+            reach_user ru = {&f, tu_input(ctx, "x0", 2, xs, 0.5f), tu_input(ctx, "u", 2, us, 0.3f)};
+            eqr_tensor *wr = eqr_rlayer_wr(f.l);
+            eqr_step_reset(ctx);
+            eqr_zero_grad(ctx);
+            eqr_tensor *loss = reach_fn(ctx, NULL, &ru);
+            assert_non_null(loss);
+            assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
+            assert_false(grad_all_zero(wr));
+            if (!full) {
+                assert_true(grad_all_zero(ru.u));
+                assert_true(grad_all_zero(ru.x0));
+                tu_gradcheck_recorded(ctx, reach_fn, &wr, 1, &ru, 12, 1e-2, 1e-2, 1e-2);
+            } else {
+                assert_false(grad_all_zero(ru.u));
+                assert_false(grad_all_zero(ru.x0));
+                eqr_tensor *ins[3] = {ru.x0, ru.u, wr};
+                tu_gradcheck_recorded(ctx, reach_fn, ins, 3, &ru, 12, 1e-2, 1e-2, 1e-2);
+            }
+            fixture_free(&f);
+        }
+}
+
 static void test_gradcheck(void **state) {
     (void)state;
     eqr_relax_opts o = {0};
@@ -592,6 +654,7 @@ static void test_gradcheck(void **state) {
     o.lambda_defect = 1.0f;
     o.norm_subsample = 1;
     o.lie_form = EQR_LIE_ACTIVATION;
+    o.penalty_grad = EQR_PENALTY_FULL; /* x's gradient includes the penalties' */
     fixture f;
     fixture_make(&f, &o, 7);
     eqr_ctx *ctx = f.ctx;
@@ -740,6 +803,7 @@ int main(void) {
         cmocka_unit_test(test_ld_zero_on_equivariant),
         cmocka_unit_test(test_forward_and_norm),
         cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_penalty_grad_reach),
         cmocka_unit_test(test_theta_zero_is_free),
         cmocka_unit_test(test_errors),
     };

@@ -375,6 +375,7 @@ static void test_penalty_gradcheck(void **state) {
         eqr_steer_conv *s = NULL;
         pen_case c;
         c.r = tu_relax(ctx, "relax", 0.4f, 0.5f, 0.3f, 0.7f, 1);
+        eqr_relax_set_penalty_grad(c.r, EQR_PENALTY_FULL); /* x gets the norm's gradient */
         if (kind == 0) {
             in = tu_regular_rep(ctx, &G, 1);
             out = tu_regular_rep(ctx, &G, 1);
@@ -403,6 +404,79 @@ static void test_penalty_gradcheck(void **state) {
         eqr_rep_destroy(out);
         eqr_ctx_destroy(ctx);
     }
+}
+
+/* ------------------------------------------- where the penalty's gradient goes */
+
+/* An upstream group conv "up" feeding the relaxed layer; the loss is the
+ * penalty alone, so every gradient below is the penalty's. */
+typedef struct reach_case {
+    eqr_relax *r;
+    eqr_rlayer *l;
+    eqr_gconv *up;
+    eqr_tensor *x; /* the network input (also in[0] of the full-form check) */
+} reach_case;
+
+static eqr_tensor *reach_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    reach_case *c = user;
+    (void)in;
+    (void)eqr_rlayer_forward(ctx, c->l, eqr_gconv_forward(ctx, c->up, c->x));
+    return eqr_sum_all(ctx, eqr_relax_penalty(ctx, c->r));
+}
+
+static int all_zero(const eqr_tensor *t) {
+    for (int64_t i = 0; i < t->numel; i++)
+        if (t->grad[i] != 0.0f) return 0;
+    return 1;
+}
+
+/* Detached (default): the penalty's gradient into x and into the upstream
+ * layer is exactly 0 (no tape link, not a small number), and into W_r it is
+ * the finite-difference gradient. Full: the upstream layer gets a nonzero
+ * gradient, equal to FD. Exact stacked norm (subsample 0) and estimator
+ * (subsample 1 of 2 images), with the activation norm only. */
+static void test_penalty_grad_reach(void **state) {
+    (void)state;
+    for (int sub = 0; sub < 2; sub++)
+        for (int full = 0; full < 2; full++) {
+            eqr_ctx *ctx = tu_ctx(900 + 2 * sub + full);
+            eqr_group G = eqr_group_cyclic(4);
+            eqr_rep *R = tu_regular_rep(ctx, &G, 1);
+            reach_case c;
+            c.up = mk_gconv(ctx, "up", R, R, 3);
+            eqr_gconv *g = mk_gconv(ctx, "g", R, R, 3);
+            c.r = tu_relax(ctx, "relax", 0.4f, 0.5f, 0.0f, 0.7f, sub);
+            assert_int_equal(eqr_relax_get_opts(c.r)->penalty_grad, EQR_PENALTY_DETACHED);
+            if (full) eqr_relax_set_penalty_grad(c.r, EQR_PENALTY_FULL);
+            c.l = eqr_relax_gconv(ctx, c.r, "g", g, NULL);
+            assert_non_null(c.l);
+            int64_t xs[4] = {2, R->dim, 5, 5};
+            eqr_tensor *x = c.x = tu_input(ctx, "x", 4, xs, 1.0f);
+            eqr_tensor *wu = eqr_gconv_weight(c.up), *wr = eqr_rlayer_wr(c.l);
+            eqr_step_reset(ctx);
+            eqr_zero_grad(ctx);
+            eqr_tensor *loss = reach_fn(ctx, NULL, &c);
+            assert_non_null(loss);
+            assert_true(loss->data[0] > 0.0f);
+            assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
+            assert_false(all_zero(wr));
+            if (!full) {
+                assert_true(all_zero(wu));
+                assert_true(all_zero(x));
+                eqr_tensor *ins[1] = {wr};
+                tu_gradcheck_recorded(ctx, reach_fn, ins, 1, &c, 11, 1e-2, 2e-3, 1e-2);
+            } else {
+                assert_false(all_zero(wu));
+                assert_false(all_zero(x));
+                eqr_tensor *ins[3] = {x, wu, wr};
+                tu_gradcheck_recorded(ctx, reach_fn, ins, 3, &c, 11, 1e-2, 2e-3, 1e-2);
+            }
+            eqr_relax_destroy(c.r);
+            eqr_gconv_destroy(g);
+            eqr_gconv_destroy(c.up);
+            eqr_rep_destroy(R);
+            eqr_ctx_destroy(ctx);
+        }
 }
 
 /* ------------------------------------------------------------ telemetry */
@@ -449,6 +523,7 @@ int main(void) {
         cmocka_unit_test(test_norm_estimator),
         cmocka_unit_test(test_ssqrt_zero),
         cmocka_unit_test(test_penalty_gradcheck),
+        cmocka_unit_test(test_penalty_grad_reach),
         cmocka_unit_test(test_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -309,6 +309,44 @@ static eqr_tensor *defect_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     return eqr_relax_defect(ctx, (eqr_relax *)user);
 }
 
+/* The penalties alone (norm + activation-form LD) of one forward. */
+static eqr_tensor *vn_pen_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    fixture *f = user;
+    (void)in;
+    (void)eqr_rlayer_forward(ctx, f->rl, f->x);
+    return eqr_sum_all(ctx, eqr_relax_penalty(ctx, f->r));
+}
+
+/* Detached (default): the penalties' gradient into x is exactly 0 and into
+ * W_r equals FD; full: x gets a nonzero gradient equal to FD. */
+static void test_penalty_grad_reach(void **state) {
+    (void)state;
+    for (int full = 0; full < 2; full++) {
+        eqr_relax_opts o = normal_opts();
+        o.theta = 0.6f;
+        o.lambda_norm = 0.5f;
+        o.lambda_defect = 0.5f;
+        o.lie_form = EQR_LIE_ACTIVATION;
+        o.penalty_grad = full ? EQR_PENALTY_FULL : EQR_PENALTY_DETACHED;
+        fixture f;
+        setup(&f, 60 + full, &o);
+        eqr_ctx *ctx = f.ctx;
+        eqr_step_reset(ctx);
+        eqr_zero_grad(ctx);
+        eqr_tensor *loss = vn_pen_fn(ctx, NULL, &f);
+        assert_non_null(loss);
+        assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
+        int xzero = 1, wrzero = 1;
+        for (int64_t i = 0; i < f.x->numel; i++) xzero &= f.x->grad[i] == 0.0f;
+        for (int64_t i = 0; i < f.wr->numel; i++) wrzero &= f.wr->grad[i] == 0.0f;
+        assert_false(wrzero);
+        assert_int_equal(xzero, !full);
+        eqr_tensor *in[2] = {f.wr, f.x};
+        tu_gradcheck_recorded(ctx, vn_pen_fn, in, full ? 2 : 1, &f, 13, 1e-2, 1e-2, 1e-2);
+        teardown(&f);
+    }
+}
+
 static void test_gradients(void **state) {
     (void)state;
     eqr_relax_opts o = normal_opts();
@@ -438,6 +476,7 @@ int main(void) {
         cmocka_unit_test(test_defect),
         cmocka_unit_test(test_activation_form_and_norm),
         cmocka_unit_test(test_gradients),
+        cmocka_unit_test(test_penalty_grad_reach),
         cmocka_unit_test(test_projection),
         cmocka_unit_test(test_errors),
     };

@@ -70,6 +70,16 @@ typedef enum eqr_project_mode {
                              in the steerable basis */
 } eqr_project_mode;
 
+/* Where the penalties' gradient goes. The paper computes N and the
+ * activation-form Lie derivative on the DETACHED input x: they shape W_r
+ * only. The full form also sends their gradient into x and so into every
+ * earlier layer, which learns to shrink the features W_r would amplify
+ * (measured to hurt: docs/relaxation.md). */
+typedef enum eqr_penalty_grad {
+    EQR_PENALTY_DETACHED = 0, /* d penalty / dx = 0 (the paper; default) */
+    EQR_PENALTY_FULL = 1      /* gradient into x and the upstream layers too */
+} eqr_penalty_grad;
+
 /* Options of a relaxation; zero-initialise for the defaults. */
 typedef struct eqr_relax_opts {
     float theta;          /* initial global theta (default 0) */
@@ -79,6 +89,7 @@ typedef struct eqr_relax_opts {
     float lambda_norm;    /* weight of ssqrt(sum N); 0 = off */
     int norm_subsample;   /* 0 = exact N; m > 0: estimate from m images */
     eqr_lie_form lie_form; /* LD of linear maps of continuous groups */
+    eqr_penalty_grad penalty_grad; /* N / activation LD on detached x (default) or not */
 } eqr_relax_opts;
 
 /* Options of one relaxed layer; NULL or zero-initialised for the defaults. */
@@ -108,6 +119,10 @@ void eqr_relax_set_theta(eqr_relax *r, float value);
 const eqr_relax_opts *eqr_relax_get_opts(const eqr_relax *r);
 /* Change the penalty weights (e.g. to turn penalties off for an ablation). */
 void eqr_relax_set_lambdas(eqr_relax *r, float lambda_defect, float lambda_norm);
+/* Change where the penalties' gradient goes (an ablation of the paper's
+ * detached form); an unknown value is ignored. Takes effect from the next
+ * forward. */
+void eqr_relax_set_penalty_grad(eqr_relax *r, eqr_penalty_grad mode);
 
 /* Relax a group conv: registers "<name>.wr" with the shape of its expanded
  * bank [Fout*|G|, in_dim, k, k] (no bias), initialised per the
