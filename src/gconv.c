@@ -246,12 +246,7 @@ eqr_tensor *eqr_gconv_bias_vector(eqr_ctx *ctx, eqr_gconv *layer) {
 }
 
 eqr_tensor *eqr_gconv_forward(eqr_ctx *ctx, eqr_gconv *layer, eqr_tensor *x) {
-    if (!ctx || ctx->status != EQR_OK) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_gconv_forward: layer is NULL");
-        return NULL;
-    }
-    if (!x) return NULL;
+    if (!eqr__ok(ctx, 2, layer, x)) return NULL;
     if (x->ndim != 4 || x->shape[1] != layer->in_ch) {
         char bx[EQR_SHAPE_BUF], gn[48];
         eqr__fail(ctx, EQR_ERR_SHAPE,

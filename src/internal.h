@@ -104,8 +104,18 @@ static inline int eqr__needs_grad(const eqr_tensor *t) {
     return t && (t->flags & EQR_T_REQUIRES_GRAD);
 }
 
-/* Common op prologue: 0 if the context is in error or any input is NULL. */
-int eqr__ok(eqr_ctx *ctx, int n, ...);
+/* Common op prologue: 0 if the context is in error or any of the n required
+ * inputs is NULL. A NULL met on a context in error is an earlier op's failure
+ * propagating and stays silent (the first error is kept); a NULL on a healthy
+ * context came from the caller (e.g. a mistyped eqr_param_find) and records
+ * EQR_ERR_ARG "<fn>: argument '<name>' is NULL". fn is the public function
+ * named in the message and names the stringified "n, a, b" argument list.
+ * Optional inputs (a NULL bias) are simply not passed. Use eqr__ok in a
+ * public entry point (it names __func__), eqr__ok_in in a shared helper that
+ * knows which public function it serves. */
+int eqr__ok_at(eqr_ctx *ctx, const char *fn, const char *names, int n, ...);
+#define eqr__ok(ctx, ...) eqr__ok_at((ctx), __func__, #__VA_ARGS__, __VA_ARGS__)
+#define eqr__ok_in(ctx, fn, ...) eqr__ok_at((ctx), (fn), #__VA_ARGS__, __VA_ARGS__)
 
 /* If recording is on and any input needs grad, mark out as requiring grad
  * and append a node; returns it (NULL if nothing recorded, or on error).
