@@ -101,6 +101,16 @@ eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...) {
     return st;
 }
 
+void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...) {
+    if (!ctx || !ctx->log_fn) return;
+    char msg[EQR_ERRMSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ctx->log_fn(level, msg, ctx->log_user);
+}
+
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes) {
     eqr_arena *a = &ctx->arena;
     if (bytes > SIZE_MAX / 2) { /* rounding up below (and block headers) would overflow */

@@ -70,6 +70,11 @@ struct eqr_ctx {
 eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Pass a formatted message to the context's log callback at level (nothing
+ * if none is set); never touches the error state. */
+void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* 64-byte aligned arena allocation; NULL (error recorded) on failure. */
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
 void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);

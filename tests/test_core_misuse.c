@@ -220,6 +220,65 @@ static void test_measure_leaves_bn_stats(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* ---- group conv geometry that breaks exact equivariance: one warning ---- */
+
+typedef struct logcap {
+    int warns;
+    char last[512];
+} logcap;
+
+static void cap_log(eqr_log_level level, const char *msg, void *user) {
+    logcap *c = user;
+    if (level == EQR_LOG_WARN) {
+        c->warns++;
+        snprintf(c->last, sizeof c->last, "%s", msg);
+    }
+}
+
+static eqr_tensor *fw_gconv(eqr_ctx *ctx, void *m, eqr_tensor *x) {
+    return eqr_gconv_forward(ctx, m, x);
+}
+
+static void test_gconv_inexact_warns(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(6);
+    logcap cap = {0, ""};
+    eqr_set_log(ctx, cap_log, &cap);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
+    eqr_gconv *L = tu_gconv(ctx, "down", in, out, 3, EQR_CONV2D(2, 1, 1), 0.5f);
+    /* sizes the rule accepts (9: (9+2-2-1)%2 == 0) and rejects (8) */
+    const int sizes[2] = {9, 8};
+    double errs[2];
+    for (int s = 0; s < 2; s++) {
+        int before = cap.warns;
+        eqr_tensor *x = tu_randn(ctx, 1, 1, sizes[s], sizes[s]);
+        for (int rep = 0; rep < 3; rep++) assert_non_null(eqr_gconv_forward(ctx, L, x));
+        int want = eqr_gconv_exact_on(L, sizes[s], sizes[s]) ? 0 : 1;
+        assert_int_equal(cap.warns - before, want); /* once per size, not per step */
+        assert_int_equal(eqr_equivariance_error_max(ctx, fw_gconv, L, in, out, x, NULL, 0,
+                                                    &errs[s]), EQR_OK);
+        eqr_step_reset(ctx);
+    }
+    assert_true(eqr_gconv_exact_on(L, 9, 9));
+    assert_false(eqr_gconv_exact_on(L, 8, 8));
+    assert_non_null(strstr(cap.last, "down"));
+    assert_non_null(strstr(cap.last, "% stride == 0"));
+    assert_non_null(strstr(cap.last, "8x8"));
+    /* the rule is right: accepted size exact to float rounding, rejected far off */
+    print_message("stride-2 C4 gconv equivariance error: 9x9 %.3g, 8x8 %.3g\n", errs[0], errs[1]);
+    assert_true(errs[0] < 1e-5);
+    assert_true(errs[1] > 1e-2);
+    /* a stride-1 conv never warns */
+    eqr_gconv *S = tu_gconv(ctx, "same", in, out, 3, EQR_CONV2D(1, 1, 1), 0.0f);
+    int before = cap.warns;
+    assert_non_null(eqr_gconv_forward(ctx, S, tu_randn(ctx, 1, 1, 8, 8)));
+    assert_int_equal(cap.warns, before);
+    eqr_gconv_destroy(L);
+    eqr_gconv_destroy(S);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_null_names_argument),
@@ -227,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_null_after_failure_keeps_first),
         cmocka_unit_test(test_optional_null_allowed),
         cmocka_unit_test(test_measure_leaves_bn_stats),
+        cmocka_unit_test(test_gconv_inexact_warns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
