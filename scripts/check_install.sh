@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install equirelax into a scratch prefix and build an out-of-tree C program
 # against it twice: through pkg-config and through find_package(equirelax).
+# The prefix is not a system one and every consumer is RUN with
+# LD_LIBRARY_PATH unset: the documented commands must work exactly as shown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -11,10 +13,13 @@ cmake -S . -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DEQR_BUILD_TESTS=OFF -DE
 cmake --build "$work/build" -j"$(nproc)" >/dev/null
 cmake --install "$work/build" >/dev/null
 libdir=$(ls -d "$work"/prefix/lib*/ | head -n1)
+unset LD_LIBRARY_PATH
+pclibs=$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --libs equirelax)
+case "$pclibs" in *-rpath*) ;; *) echo "pkg-config Libs lack an rpath for a non-system prefix: $pclibs" >&2; exit 1 ;; esac
 # 1. pkg-config, shared library
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 cc -std=c11 -Wall -Wextra -Werror tests/consumer/main.c $(pkg-config --cflags --libs equirelax) \
-  -Wl,-rpath,"$libdir" -o "$work/consumer_pc"
+  -o "$work/consumer_pc"
 "$work/consumer_pc"
 # 2. pkg-config, static library
 cc -std=c11 tests/consumer/main.c $(pkg-config --cflags equirelax) "$libdir/libequirelax.a" \
@@ -23,7 +28,7 @@ cc -std=c11 tests/consumer/main.c $(pkg-config --cflags equirelax) "$libdir/libe
 # 3. the README's snippet, exactly as shown, through pkg-config
 sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' > "$work/readme.c"
 cc -std=c11 -Wall -Wextra -Werror "$work/readme.c" $(pkg-config --cflags --libs equirelax) \
-  -Wl,-rpath,"$libdir" -o "$work/readme"
+  -o "$work/readme"
 "$work/readme"
 # 4. find_package
 cmake -S tests/consumer -B "$work/cbuild" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null

@@ -101,6 +101,16 @@ eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...) {
     return st;
 }
 
+void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...) {
+    if (!ctx || !ctx->log_fn) return;
+    char msg[EQR_ERRMSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ctx->log_fn(level, msg, ctx->log_user);
+}
+
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes) {
     eqr_arena *a = &ctx->arena;
     if (bytes > SIZE_MAX / 2) { /* rounding up below (and block headers) would overflow */
@@ -157,15 +167,44 @@ void eqr_step_reset(eqr_ctx *ctx) {
 size_t eqr_arena_used(const eqr_ctx *ctx) { return ctx ? ctx->arena.used : 0; }
 size_t eqr_arena_reserved(const eqr_ctx *ctx) { return ctx ? ctx->arena.total : 0; }
 
-int eqr__ok(eqr_ctx *ctx, int n, ...) {
+/* Copy the k-th (0-based) top-level comma-separated entry of a stringified
+ * argument list into buf, trimmed; commas inside brackets do not split. */
+static void arg_name(const char *names, int k, char *buf, size_t cap) {
+    const char *p = names;
+    int depth = 0;
+    while (*p && k > 0) {
+        if (*p == '(' || *p == '[') depth++;
+        else if ((*p == ')' || *p == ']') && depth > 0) depth--;
+        else if (*p == ',' && depth == 0) k--;
+        p++;
+    }
+    while (*p == ' ') p++;
+    size_t len = 0;
+    depth = 0;
+    while (p[len] && !(p[len] == ',' && depth == 0)) {
+        if (p[len] == '(' || p[len] == '[') depth++;
+        else if ((p[len] == ')' || p[len] == ']') && depth > 0) depth--;
+        len++;
+    }
+    while (len > 0 && p[len - 1] == ' ') len--;
+    if (len >= cap) len = cap - 1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+}
+
+int eqr__ok_at(eqr_ctx *ctx, const char *fn, const char *names, int n, ...) {
     if (!ctx || ctx->status != EQR_OK) return 0;
     va_list ap;
     va_start(ap, n);
-    int ok = 1;
+    int bad = -1;
     for (int i = 0; i < n; i++)
-        if (!va_arg(ap, const void *)) ok = 0;
+        if (!va_arg(ap, const void *) && bad < 0) bad = i;
     va_end(ap);
-    return ok;
+    if (bad < 0) return 1;
+    char name[EQR_NAME_LEN];
+    arg_name(names, bad + 1, name, sizeof name); /* entry 0 is the count */
+    eqr__fail(ctx, EQR_ERR_ARG, "%s: argument '%s' is NULL", fn, name);
+    return 0;
 }
 
 void eqr__parallel(int n, eqr__task_fn fn, const void *arg) {

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <string.h>
 
 /* g acting on an output: [N, dim, H, W] via the rep, [N, dim] via rho(g). */
 static eqr_tensor *act_out(eqr_ctx *ctx, const eqr_rep *rep, eqr_gelem g, eqr_tensor *y) {
@@ -57,9 +58,24 @@ eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
     eqr__arena_mark mark = eqr__arena_save(ctx);
     int prev = eqr_set_grad_enabled(ctx, 0);
     eqr_status st = EQR_OK;
+    /* A measurement must leave the model as it was, whatever mode the caller's
+     * forward runs in: snapshot the whole parameter store (weights and buffers
+     * such as batch-norm running statistics, which a training-mode forward
+     * updates) and the context RNG (dropout), restore both before the second
+     * forward, so f(x) and f(g.x) see the same state, and at the end. */
+    eqr_rng rng0 = ctx->rng;
+    size_t pbytes = (size_t)ctx->ptotal * sizeof(float);
+    float *psnap = pbytes ? eqr__arena_alloc(ctx, pbytes) : NULL;
+    if (pbytes && !psnap) {
+        st = ctx->status;
+        goto done;
+    }
+    if (pbytes) memcpy(psnap, ctx->pdata, pbytes);
     eqr_tensor *xin = eqr_tensor_from(ctx, x->ndim, x->shape, x->data);
     eqr_tensor *y = xin ? f(ctx, model, xin) : NULL;
     eqr_tensor *gx = y ? eqr_rep_act(ctx, in_rep, g, x) : NULL;
+    if (gx && pbytes) memcpy(ctx->pdata, psnap, pbytes);
+    ctx->rng = rng0;
     eqr_tensor *ygx = gx ? f(ctx, model, gx) : NULL;
     if (!ygx) {
         st = ctx->status ? ctx->status
@@ -95,6 +111,8 @@ eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
     masked_norms(ygx, gy, y, disk, &num, &den);
     *err = den > 0 ? sqrt(num / den) : sqrt(num);
 done:
+    if (psnap) memcpy(ctx->pdata, psnap, pbytes);
+    ctx->rng = rng0;
     eqr_set_grad_enabled(ctx, prev);
     eqr__arena_rewind(ctx, mark);
     return st;

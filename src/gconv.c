@@ -20,6 +20,7 @@ struct eqr_gconv {
     int64_t *bank_idx;       /* bank element -> weight element */
     int64_t *bias_idx;       /* expanded bias element -> bias element */
     char name[EQR_NAME_LEN];
+    int64_t warned_h, warned_w; /* input size last warned about (0: none) */
 };
 
 /* Kind of in_type: LIFTING (all trivial), GROUP (all regular), or AUTO with
@@ -246,12 +247,7 @@ eqr_tensor *eqr_gconv_bias_vector(eqr_ctx *ctx, eqr_gconv *layer) {
 }
 
 eqr_tensor *eqr_gconv_forward(eqr_ctx *ctx, eqr_gconv *layer, eqr_tensor *x) {
-    if (!ctx || ctx->status != EQR_OK) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_gconv_forward: layer is NULL");
-        return NULL;
-    }
-    if (!x) return NULL;
+    if (!eqr__ok(ctx, 2, layer, x)) return NULL;
     if (x->ndim != 4 || x->shape[1] != layer->in_ch) {
         char bx[EQR_SHAPE_BUF], gn[48];
         eqr__fail(ctx, EQR_ERR_SHAPE,
@@ -261,6 +257,21 @@ eqr_tensor *eqr_gconv_forward(eqr_ctx *ctx, eqr_gconv *layer, eqr_tensor *x) {
                   layer->kind == EQR_GCONV_LIFTING ? "lifting" : "group", layer->in_ch,
                   layer->kind == EQR_GCONV_LIFTING ? "trivial" : "regular", EQR_SHAPE(x, bx));
         return NULL;
+    }
+    int64_t h = x->shape[2], w = x->shape[3];
+    if ((h != layer->warned_h || w != layer->warned_w) &&
+        !eqr_gconv_exact_on(layer, (int)h, (int)w)) {
+        /* once per input size, not every step */
+        layer->warned_h = h;
+        layer->warned_w = w;
+        const eqr_conv2d_geom *g = &layer->geom;
+        eqr__log(ctx, EQR_LOG_WARN,
+                 "eqr_gconv_forward(%s): not exactly equivariant on %lldx%lld inputs: along each "
+                 "axis of size n the sampling grid must be symmetric about the centre, "
+                 "(n + 2*pad - dil*(k-1) - 1) %% stride == 0 (k %d, stride %d/%d, pad %d/%d, "
+                 "dil %d/%d); with 90-degree rotations also H == W and equal geometry on both axes",
+                 layer->name, (long long)h, (long long)w, layer->k, g->stride_h, g->stride_w,
+                 g->pad_h, g->pad_w, g->dil_h, g->dil_w);
     }
     eqr_tensor *bank = eqr_gconv_filter_bank(ctx, layer);
     eqr_tensor *b = layer->bias ? eqr_gconv_bias_vector(ctx, layer) : NULL;

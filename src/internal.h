@@ -70,6 +70,11 @@ struct eqr_ctx {
 eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Pass a formatted message to the context's log callback at level (nothing
+ * if none is set); never touches the error state. */
+void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* 64-byte aligned arena allocation; NULL (error recorded) on failure. */
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
 void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);
@@ -104,8 +109,18 @@ static inline int eqr__needs_grad(const eqr_tensor *t) {
     return t && (t->flags & EQR_T_REQUIRES_GRAD);
 }
 
-/* Common op prologue: 0 if the context is in error or any input is NULL. */
-int eqr__ok(eqr_ctx *ctx, int n, ...);
+/* Common op prologue: 0 if the context is in error or any of the n required
+ * inputs is NULL. A NULL met on a context in error is an earlier op's failure
+ * propagating and stays silent (the first error is kept); a NULL on a healthy
+ * context came from the caller (e.g. a mistyped eqr_param_find) and records
+ * EQR_ERR_ARG "<fn>: argument '<name>' is NULL". fn is the public function
+ * named in the message and names the stringified "n, a, b" argument list.
+ * Optional inputs (a NULL bias) are simply not passed. Use eqr__ok in a
+ * public entry point (it names __func__), eqr__ok_in in a shared helper that
+ * knows which public function it serves. */
+int eqr__ok_at(eqr_ctx *ctx, const char *fn, const char *names, int n, ...);
+#define eqr__ok(ctx, ...) eqr__ok_at((ctx), __func__, #__VA_ARGS__, __VA_ARGS__)
+#define eqr__ok_in(ctx, fn, ...) eqr__ok_at((ctx), (fn), #__VA_ARGS__, __VA_ARGS__)
 
 /* If recording is on and any input needs grad, mark out as requiring grad
  * and append a node; returns it (NULL if nothing recorded, or on error).

@@ -5,8 +5,8 @@
 #include <math.h>
 
 /* Output tensor of x's shape, or NULL when x is NULL / the context is in error. */
-static eqr_tensor *unary_out(eqr_ctx *ctx, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
+static eqr_tensor *unary_out(eqr_ctx *ctx, const char *fn, eqr_tensor *x) {
+    if (!eqr__ok_in(ctx, fn, 1, x)) return NULL;
     return eqr__tensor_empty(ctx, x->ndim, x->shape);
 }
 
@@ -101,8 +101,8 @@ static void leaky_backward(eqr_ctx *ctx, eqr_node *nd) {
     eqr__parallel(j.parts, leaky_bwd_part, &j);
 }
 
-static eqr_tensor *leaky(eqr_ctx *ctx, eqr_tensor *x, float slope) {
-    eqr_tensor *y = unary_out(ctx, x);
+static eqr_tensor *leaky(eqr_ctx *ctx, const char *fn, eqr_tensor *x, float slope) {
+    eqr_tensor *y = unary_out(ctx, fn, x);
     if (!y) return NULL;
     leaky_job j = {x->data, NULL, y->data, NULL, slope, x->numel, leaky_parts(ctx, x->numel)};
     eqr__parallel(j.parts, leaky_fwd_part, &j);
@@ -111,9 +111,9 @@ static eqr_tensor *leaky(eqr_ctx *ctx, eqr_tensor *x, float slope) {
     return y;
 }
 
-eqr_tensor *eqr_relu(eqr_ctx *ctx, eqr_tensor *x) { return leaky(ctx, x, 0.0f); }
+eqr_tensor *eqr_relu(eqr_ctx *ctx, eqr_tensor *x) { return leaky(ctx, __func__, x, 0.0f); }
 eqr_tensor *eqr_leaky_relu(eqr_ctx *ctx, eqr_tensor *x, float slope) {
-    return leaky(ctx, x, slope);
+    return leaky(ctx, __func__, x, slope);
 }
 
 /* ---- in-place relu (ops.h has the contract) ----
@@ -218,7 +218,7 @@ static void sigmoid_backward(eqr_ctx *ctx, eqr_node *nd) {
 }
 
 eqr_tensor *eqr_sigmoid(eqr_ctx *ctx, eqr_tensor *x) {
-    eqr_tensor *y = unary_out(ctx, x);
+    eqr_tensor *y = unary_out(ctx, __func__, x);
     if (!y) return NULL;
     for (int64_t i = 0; i < x->numel; i++) y->data[i] = sigmoidf(x->data[i]);
     eqr__record(ctx, y, sigmoid_backward, 1, &x);
@@ -233,7 +233,7 @@ static void tanh_backward(eqr_ctx *ctx, eqr_node *nd) {
 }
 
 eqr_tensor *eqr_tanh(eqr_ctx *ctx, eqr_tensor *x) {
-    eqr_tensor *y = unary_out(ctx, x);
+    eqr_tensor *y = unary_out(ctx, __func__, x);
     if (!y) return NULL;
     for (int64_t i = 0; i < x->numel; i++) y->data[i] = tanhf(x->data[i]);
     eqr__record(ctx, y, tanh_backward, 1, &x);
@@ -256,7 +256,7 @@ static void gelu_backward(eqr_ctx *ctx, eqr_node *nd) {
 }
 
 eqr_tensor *eqr_gelu(eqr_ctx *ctx, eqr_tensor *x) {
-    eqr_tensor *y = unary_out(ctx, x);
+    eqr_tensor *y = unary_out(ctx, __func__, x);
     if (!y) return NULL;
     for (int64_t i = 0; i < x->numel; i++) {
         float v = x->data[i];
@@ -277,7 +277,7 @@ static void silu_backward(eqr_ctx *ctx, eqr_node *nd) {
 }
 
 eqr_tensor *eqr_silu(eqr_ctx *ctx, eqr_tensor *x) {
-    eqr_tensor *y = unary_out(ctx, x);
+    eqr_tensor *y = unary_out(ctx, __func__, x);
     if (!y) return NULL;
     for (int64_t i = 0; i < x->numel; i++) y->data[i] = x->data[i] * sigmoidf(x->data[i]);
     eqr__record(ctx, y, silu_backward, 1, &x);

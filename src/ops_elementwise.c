@@ -171,7 +171,7 @@ static void binary_backward(eqr_ctx *ctx, eqr_node *nd) {
 }
 
 static eqr_tensor *binary(eqr_ctx *ctx, int op, eqr_tensor *a, eqr_tensor *b) {
-    if (!eqr__ok(ctx, 2, a, b)) return NULL;
+    if (!eqr__ok_in(ctx, op_name[op], 2, a, b)) return NULL;
     int nd = 0, bad = 0;
     int64_t shape[EQR_MAX_DIMS];
     if (!bcast_shape(a, b, &nd, shape, &bad)) {
@@ -218,8 +218,9 @@ static void scale_backward(eqr_ctx *ctx, eqr_node *nd) {
     for (int64_t i = 0; i < x->numel; i++) gx[i] += s * gy[i];
 }
 
-static eqr_tensor *scalar_op(eqr_ctx *ctx, eqr_tensor *x, float mul, float add) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
+static eqr_tensor *scalar_op(eqr_ctx *ctx, const char *fn, eqr_tensor *x, float mul,
+                             float add) {
+    if (!eqr__ok_in(ctx, fn, 1, x)) return NULL;
     eqr_tensor *y = eqr__tensor_empty(ctx, x->ndim, x->shape);
     if (!y) return NULL;
     const float *xd = x->data;
@@ -230,8 +231,8 @@ static eqr_tensor *scalar_op(eqr_ctx *ctx, eqr_tensor *x, float mul, float add) 
     return y;
 }
 
-eqr_tensor *eqr_scale(eqr_ctx *ctx, eqr_tensor *x, float s) { return scalar_op(ctx, x, s, 0.0f); }
+eqr_tensor *eqr_scale(eqr_ctx *ctx, eqr_tensor *x, float s) { return scalar_op(ctx, __func__, x, s, 0.0f); }
 
 eqr_tensor *eqr_add_scalar(eqr_ctx *ctx, eqr_tensor *x, float s) {
-    return scalar_op(ctx, x, 1.0f, s);
+    return scalar_op(ctx, __func__, x, 1.0f, s);
 }

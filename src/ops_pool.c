@@ -219,7 +219,7 @@ static void pool_backward(eqr_ctx *ctx, eqr_node *n) {
 /* Max (is_max) or average pooling over k x k windows of the last two axes. */
 static eqr_tensor *pool2d(eqr_ctx *ctx, const char *op, eqr_tensor *x, int k, int stride, int pad,
                           int is_max) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (!eqr__ok_in(ctx, op, 1, x)) return NULL;
     pool_dims d;
     if (!pool_check(ctx, op, x, k, stride, pad, &d)) return NULL;
     int64_t shape[EQR_MAX_DIMS];

@@ -56,7 +56,7 @@ static void sum_axis_backward(eqr_ctx *ctx, eqr_node *nd) {
 
 static eqr_tensor *sum_axis(eqr_ctx *ctx, const char *op, eqr_tensor *x, int axis, int keepdim,
                             int mean) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (!eqr__ok_in(ctx, op, 1, x)) return NULL;
     int64_t outer, n, inner, oshape[EQR_MAX_DIMS];
     int ond;
     if (!axis_geom(ctx, op, x, axis, keepdim, mean, &outer, &n, &inner, &ond, oshape))
@@ -166,7 +166,7 @@ static void all_backward(eqr_ctx *ctx, eqr_node *nd) {
 }
 
 static eqr_tensor *reduce_all(eqr_ctx *ctx, eqr_tensor *x, int mean) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (!eqr__ok_in(ctx, mean ? "eqr_mean_all" : "eqr_sum_all", 1, x)) return NULL;
     if (mean && x->numel == 0) {
         char s[EQR_SHAPE_BUF];
         eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_mean_all: tensor of shape %s is empty", EQR_SHAPE(x, s));

@@ -158,12 +158,7 @@ eqr_tensor *eqr_steer_conv_bias_vector(eqr_ctx *ctx, eqr_steer_conv *layer) {
 }
 
 eqr_tensor *eqr_steer_conv_forward(eqr_ctx *ctx, eqr_steer_conv *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 0)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_steer_conv_forward: layer is NULL");
-        return NULL;
-    }
-    if (!x) return NULL;
+    if (!eqr__ok(ctx, 2, layer, x)) return NULL;
     if (x->ndim != 4 || x->shape[1] != layer->in_dim) {
         char sb[EQR_SHAPE_BUF];
         eqr__fail(ctx, EQR_ERR_SHAPE,

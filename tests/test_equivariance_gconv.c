@@ -603,6 +603,7 @@ static void test_errors(void **state) {
     assert_int_equal(eqr_gconv_exact_on(V, 3, 3), 0);
     /* NULL arguments */
     assert_null(eqr_gconv_forward(ctx, L, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     assert_null(eqr_gconv_forward(ctx, NULL, xr));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");

@@ -1003,7 +1003,9 @@ static void test_type_errors(void **state) {
     assert_null(eqr_field_bn_forward(ctx, NULL, xok));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL layer");
     assert_null(eqr_norm_relu_forward(ctx, nr, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_gated_forward(ctx, ga, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     assert_null(eqr_field_pool_out_type(NULL));
 

@@ -894,6 +894,7 @@ static void test_errors(void **state) {
     assert_null(eqr_steer_conv_forward(ctx, NULL, x));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
     assert_null(eqr_steer_conv_forward(ctx, L, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     /* NULL-safe accessors and destroy */
     assert_int_equal(eqr_steer_basis_size(NULL), 0);

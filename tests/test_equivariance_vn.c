@@ -408,8 +408,9 @@ static void test_vn_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_SHAPE, "eqr_vn_mean_pool");
     assert_null(eqr_vn_linear_forward(ctx, NULL, x3));
     tu_assert_error(ctx, EQR_ERR_ARG, "layer is NULL");
-    /* NULL x: nothing recorded */
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     assert_null(eqr_vn_linear_forward(ctx, l, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_vn_linear_destroy(l), eqr_vn_bn_destroy(bn), eqr_vn_leaky_relu_destroy(act);
     eqr_vn_max_pool_destroy(mp), eqr_vn_invariant_destroy(inv);

@@ -475,9 +475,11 @@ static void test_action_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_SHAPE, "at least 2 dims");
     assert_null(eqr_act_grid(ctx, eqr_gelem_make(3, 0), x));
     tu_assert_error(ctx, EQR_ERR_ARG, "flip");
-    /* NULL input: nothing recorded */
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     assert_null(eqr_act_grid(ctx, eqr_group_identity(), NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_rep_act(ctx, NULL, eqr_group_identity(), x));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_rep_destroy(rep);
     eqr_ctx_destroy(ctx);

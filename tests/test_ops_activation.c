@@ -140,7 +140,10 @@ static void test_accumulate(void **state) {
 static void test_null_and_error_state(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(25);
-    for (int op = 0; op < NACT; op++) assert_null(apply(ctx, op, NULL));
+    for (int op = 0; op < NACT; op++) {
+        assert_null(apply(ctx, op, NULL));
+        tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
+    }
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     int64_t s[1] = {3};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 1, s);

@@ -392,9 +392,11 @@ static void test_errors(void **state) {
     assert_null(eqr_conv2d(ctx, x, w, b, &(eqr_conv2d_geom){1, 1, 0, 0, 1, -2}));
     tu_assert_error(ctx, EQR_ERR_ARG, "dilation");
 
-    /* NULL inputs: nothing recorded */
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     assert_null(eqr_conv2d(ctx, NULL, w, b, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_conv2d(ctx, x, NULL, b, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     /* a context in error does nothing and keeps the first message */
     assert_null(eqr_conv2d(ctx, x, eqr_tensor_zeros(ctx, 4, wbad), NULL, NULL));

@@ -271,13 +271,17 @@ static void test_errors(void **state) {
     assert_null(eqr_mul(ctx, eqr_tensor_zeros(ctx, 3, s234), eqr_tensor_zeros(ctx, 2, s32)));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "eqr_mul");
 
-    /* NULL input: NULL back, no new error */
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     for (int op = 0; op < NOPS; op++) {
         assert_null(apply(ctx, op, NULL, a));
+        tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
         assert_null(apply(ctx, op, a, NULL));
+        tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     }
     assert_null(eqr_scale(ctx, NULL, 2.0f));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_add_scalar(ctx, NULL, 2.0f));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
 
     /* a context in error: nothing happens, first message kept */

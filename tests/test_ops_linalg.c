@@ -249,9 +249,11 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_SHAPE, "eqr_linear");
     assert_non_null(eqr_linear(ctx, a, b, eqr_tensor_zeros(ctx, 1, s4)));
 
-    /* NULL inputs: NULL without an error; a context in error does nothing */
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     assert_null(eqr_matmul(ctx, NULL, b));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_linear(ctx, a, NULL, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     assert_null(eqr_matmul(ctx, a, b));
     assert_null(eqr_linear(ctx, a, b, NULL));

@@ -95,8 +95,9 @@ static void test_xent_errors(void **state) {
     int64_t s0[2] = {0, 5};
     assert_null(eqr_softmax_cross_entropy(ctx, eqr_tensor_zeros(ctx, 2, s0), lab));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "[0,5]");
-    /* NULL logits: NULL, no error */
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     assert_null(eqr_softmax_cross_entropy(ctx, NULL, lab));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     lab[3] = 2;
     eqr_tensor *y = eqr_softmax_cross_entropy(ctx, x, lab);
@@ -164,7 +165,9 @@ static void test_mse_errors(void **state) {
     assert_null(eqr_mse(ctx, a, eqr_tensor_zeros(ctx, 1, s6))); /* no broadcasting either */
     tu_assert_error(ctx, EQR_ERR_SHAPE, "eqr_mse");
     assert_null(eqr_mse(ctx, a, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_mse(ctx, NULL, a));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }

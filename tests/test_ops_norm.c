@@ -227,6 +227,7 @@ static void test_batchnorm_errors(void **state) {
     assert_null(eqr_batchnorm(ctx, x, NULL, NULL, rm, rv, 0.1f, -1.0f, 1));
     tu_assert_error(ctx, EQR_ERR_ARG, "eps");
     assert_null(eqr_batchnorm(ctx, NULL, NULL, NULL, rm, rv, 0.1f, 1e-5f, 1));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
@@ -306,6 +307,7 @@ static void test_dropout_errors(void **state) {
     assert_null(eqr_dropout(ctx, x, NAN, 1));
     tu_assert_error(ctx, EQR_ERR_ARG, "eqr_dropout");
     assert_null(eqr_dropout(ctx, NULL, 0.5f, 1));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }

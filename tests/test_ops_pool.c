@@ -289,8 +289,11 @@ static void test_errors(void **state) {
     assert_null(eqr_global_avgpool(ctx, eqr_tensor_zeros(ctx, 3, sgap)));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "no elements");
     assert_null(eqr_maxpool2d(ctx, NULL, 2, 2, 0));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_avgpool2d(ctx, NULL, 2, 2, 0));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_global_avgpool(ctx, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }

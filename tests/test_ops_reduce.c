@@ -206,10 +206,15 @@ static void test_errors(void **state) {
     /* ... while an empty sum is 0 */
     eqr_tensor *z = eqr_sum(ctx, e, 0, 0);
     assert_true(z && z->numel == 3 && z->data[0] == 0.0f);
-    /* NULL input: NULL, no error */
-    for (int op = 0; op < NRED; op++) assert_null(apply(ctx, op, NULL, 0, 0));
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
+    for (int op = 0; op < NRED; op++) {
+        assert_null(apply(ctx, op, NULL, 0, 0));
+        tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
+    }
     assert_null(eqr_sum_all(ctx, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_mean_all(ctx, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }

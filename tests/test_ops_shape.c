@@ -141,8 +141,9 @@ static void test_reshape_errors(void **state) {
     int64_t seven[7] = {24, 1, 1, 1, 1, 1, 1};
     assert_null(eqr_reshape(ctx, x, 7, seven));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "ndim 7");
-    /* NULL input: nothing happens, no error */
+    /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     assert_null(eqr_reshape(ctx, NULL, 2, bad));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }

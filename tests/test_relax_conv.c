@@ -398,6 +398,7 @@ static void test_errors(void **state) {
     assert_null(eqr_rlayer_forward(ctx, NULL, x));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
     assert_null(eqr_rlayer_forward(ctx, l, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
     assert_int_equal(eqr_relax_project(ctx, r, (eqr_project_mode)7), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "mode");

@@ -30,8 +30,17 @@ typedef struct eqr_equiv_opts {
  * x is [N, in_rep->dim, H, W]. The output is either [N, out_rep->dim, H', W']
  * or [N, out_rep->dim] (e.g. logits; only rho(g) acts). out_rep NULL means
  * the output must be invariant: f(g.x) is compared with f(x) itself, with no
- * spatial transform (use a trivial out_rep to rotate trivial feature maps). Runs with gradients disabled and leaves the
- * step arena as it found it. opts may be NULL. Errors: shapes that do not
+ * spatial transform (use a trivial out_rep to rotate trivial feature maps).
+ * Runs with gradients disabled and leaves the step arena as it found it.
+ * The model is left as it was: every parameter and buffer of the context's
+ * store (e.g. batch-norm running statistics a training-mode forward updates)
+ * and the context RNG are snapshot before and restored bit-identically
+ * after, and also between the two forwards, so f(x) and f(g.x) see the same
+ * state. The mode is the caller's: a model in training mode is measured with
+ * batch statistics (and one dropout mask), in eval mode with running ones.
+ * (Snapshot rather than forcing eval: f is the caller's function, the
+ * library cannot switch its mode, and a measurement must not pick one.)
+ * opts may be NULL. Errors: shapes that do not
  * match the reps, g not in the groups, or a failing forward. */
 eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
                                   const eqr_rep *in_rep, const eqr_rep *out_rep,
