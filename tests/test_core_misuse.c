@@ -86,6 +86,7 @@ static void test_user_null_names_argument(void **state) {
                      eqr_status_name(eqr_status_get(ctx)), eqr_error_message(ctx), want);
         eqr_clear_error(ctx);
     }
+    eqr_gconv_destroy(f.gc);
     eqr_ctx_destroy(ctx);
 }
 
@@ -99,6 +100,7 @@ static void test_mistyped_param_find(void **state) {
     assert_null(w);
     assert_null(eqr_linear(ctx, f.x, w, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "eqr_linear: argument 'w' is NULL");
+    eqr_gconv_destroy(f.gc);
     eqr_ctx_destroy(ctx);
 }
 
@@ -121,6 +123,7 @@ static void test_null_after_failure_keeps_first(void **state) {
         assert_int_equal(eqr_status_get(ctx), EQR_ERR_SHAPE);
         assert_string_equal(eqr_error_message(ctx), first);
     }
+    eqr_gconv_destroy(f.gc);
     eqr_ctx_destroy(ctx);
 }
 
@@ -139,6 +142,7 @@ static void test_optional_null_allowed(void **state) {
     eqr_tensor *bx = tu_input(ctx, "bx", 2, sb, 1.0f);
     assert_non_null(eqr_batchnorm(ctx, bx, NULL, NULL, NULL, NULL, 0.1f, 1e-5f, 1));
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    eqr_gconv_destroy(f.gc);
     eqr_ctx_destroy(ctx);
 }
 
