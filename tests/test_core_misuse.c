@@ -12,6 +12,7 @@
 typedef struct fixture {
     eqr_tensor *x, *w, *m, *v4; /* [2,3] x, [4,3] w, [3,3] m, [1,3,4,4] image */
     eqr_gconv *gc;
+    eqr_rep *in, *out; /* the conv's field types, owned by the fixture */
 } fixture;
 
 /* One public op called with exactly one of its required inputs NULL. */
@@ -59,14 +60,21 @@ static const op_case cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
+static void free_fixture(fixture *f) {
+    eqr_gconv_destroy(f->gc);
+    eqr_rep_destroy(f->in);
+    eqr_rep_destroy(f->out);
+}
+
 static void make_fixture(eqr_ctx *ctx, fixture *f) {
     int64_t sx[2] = {2, 3}, sw[2] = {4, 3}, sm[2] = {3, 3};
     f->x = tu_input(ctx, "x", 2, sx, 1.0f);
     f->w = tu_input(ctx, "w", 2, sw, 1.0f);
     f->m = tu_input(ctx, "m", 2, sm, 1.0f);
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *in = tu_trivial_rep(ctx, &G, 3), *out = tu_regular_rep(ctx, &G, 1);
-    f->gc = tu_gconv(ctx, "gc", in, out, 3, EQR_CONV2D(1, 1, 1), 0.0f);
+    f->in = tu_trivial_rep(ctx, &G, 3);
+    f->out = tu_regular_rep(ctx, &G, 1);
+    f->gc = tu_gconv(ctx, "gc", f->in, f->out, 3, EQR_CONV2D(1, 1, 1), 0.0f);
     f->v4 = tu_randn(ctx, 1, 3, 4, 4);
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
 }
@@ -86,7 +94,7 @@ static void test_user_null_names_argument(void **state) {
                      eqr_status_name(eqr_status_get(ctx)), eqr_error_message(ctx), want);
         eqr_clear_error(ctx);
     }
-    eqr_gconv_destroy(f.gc);
+    free_fixture(&f);
     eqr_ctx_destroy(ctx);
 }
 
@@ -100,7 +108,7 @@ static void test_mistyped_param_find(void **state) {
     assert_null(w);
     assert_null(eqr_linear(ctx, f.x, w, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "eqr_linear: argument 'w' is NULL");
-    eqr_gconv_destroy(f.gc);
+    free_fixture(&f);
     eqr_ctx_destroy(ctx);
 }
 
@@ -123,7 +131,7 @@ static void test_null_after_failure_keeps_first(void **state) {
         assert_int_equal(eqr_status_get(ctx), EQR_ERR_SHAPE);
         assert_string_equal(eqr_error_message(ctx), first);
     }
-    eqr_gconv_destroy(f.gc);
+    free_fixture(&f);
     eqr_ctx_destroy(ctx);
 }
 
@@ -142,7 +150,7 @@ static void test_optional_null_allowed(void **state) {
     eqr_tensor *bx = tu_input(ctx, "bx", 2, sb, 1.0f);
     assert_non_null(eqr_batchnorm(ctx, bx, NULL, NULL, NULL, NULL, 0.1f, 1e-5f, 1));
     assert_int_equal(eqr_status_get(ctx), EQR_OK);
-    eqr_gconv_destroy(f.gc);
+    free_fixture(&f);
     eqr_ctx_destroy(ctx);
 }
 
@@ -221,6 +229,8 @@ static void test_measure_leaves_bn_stats(void **state) {
         o += (int)p->numel;
     }
     free(before);
+    eqr_rep_destroy(rep);
+    eqr_rep_destroy(orep);
     eqr_ctx_destroy(ctx);
 }
 
@@ -280,6 +290,8 @@ static void test_gconv_inexact_warns(void **state) {
     assert_int_equal(cap.warns, before);
     eqr_gconv_destroy(L);
     eqr_gconv_destroy(S);
+    eqr_rep_destroy(in);
+    eqr_rep_destroy(out);
     eqr_ctx_destroy(ctx);
 }
 
