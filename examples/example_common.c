@@ -164,10 +164,23 @@ eqr_ctx *ex_ctx_create(uint64_t seed, int64_t threads) {
 }
 
 void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
-                           int64_t test_limit, eqr_dataset *train, eqr_dataset *test) {
+                           int64_t test_limit, int side, int max_classes, eqr_dataset *train,
+                           eqr_dataset *test) {
+    const char *where = dir ? dir : "the default Fashion-MNIST directory";
     if (eqr_fashion_mnist_load(ctx, dir, 1, train) != EQR_OK)
         ex_die_ctx(ctx, "loading training data");
     if (eqr_fashion_mnist_load(ctx, dir, 0, test) != EQR_OK) ex_die_ctx(ctx, "loading test data");
+    if (train->h != test->h || train->w != test->w)
+        ex_die("%s: training images are %dx%d but test images %dx%d", where, train->h, train->w,
+               test->h, test->w);
+    if (side > 0 && (train->h != side || train->w != side))
+        ex_die("%s holds %dx%d images; this model takes %dx%d", where, train->h, train->w, side,
+               side);
+    int classes = train->classes > test->classes ? train->classes : test->classes;
+    if (max_classes > 0 && classes > max_classes)
+        ex_die("%s has labels up to %d; this model has %d classes", where, classes - 1,
+               max_classes);
+    train->classes = test->classes = classes;
     if (train_limit > 0) eqr_dataset_truncate(train, train_limit);
     if (test_limit > 0) eqr_dataset_truncate(test, test_limit);
 }

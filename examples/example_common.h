@@ -94,10 +94,14 @@ void ex_fmt_dur(char *buf, size_t n, double s);
 
 /* Context with the given seed and worker threads; dies when out of memory. */
 eqr_ctx *ex_ctx_create(uint64_t seed, int64_t threads);
-/* Both Fashion-MNIST splits from dir (NULL = the default directory), each
- * cut to its first limit images when limit > 0. Dies on failure. */
+/* Both splits of an IDX image dataset in Fashion-MNIST's layout from dir
+ * (NULL = the default directory), any counts; each cut to its first limit
+ * images when limit > 0. Dies unless both splits have the same image size,
+ * side x side when side > 0, and at most max_classes classes when
+ * max_classes > 0 (both splits get the larger class count). */
 void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
-                           int64_t test_limit, eqr_dataset *train, eqr_dataset *test);
+                           int64_t test_limit, int side, int max_classes, eqr_dataset *train,
+                           eqr_dataset *test);
 
 /* ---- training and evaluation ---- */
 

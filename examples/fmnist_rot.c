@@ -91,7 +91,7 @@ static int pick(const char *s, const char *const *names, int n) {
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .rotate = "c4",
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
-                   .train_size = 60000, .batch = 64, .threads = 2, .width = 32,
+                   .batch = 64, .threads = 2, .width = 32,
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
                    .lr = 3e-3f,
                    .theta_max = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f};
@@ -121,10 +121,10 @@ static void parse_args(int argc, char **argv, options *o) {
                     "constant | cosine (decay to 0 over training) (default cosine)"),
         EX_FLAG_INT("--batch", &o->batch, 1, 65536, "batch size (default 64)"),
         EX_FLAG_INT("--epochs", &o->epochs, 1, MAX_EPOCHS, "training epochs (default 3)"),
-        EX_FLAG_INT("--train-size", &o->train_size, 1, 60000,
-                    "train on the first N training images (default 60000)"),
-        EX_FLAG_INT("--test-size", &o->test_size, 1, 10000,
-                    "evaluate on the first N test images (default 10000)"),
+        EX_FLAG_INT("--train-size", &o->train_size, 1, INT64_MAX,
+                    "train on the first N training images (default all)"),
+        EX_FLAG_INT("--test-size", &o->test_size, 1, INT64_MAX,
+                    "evaluate on the first N test images (default all)"),
         EX_FLAG_INT("--width", &o->width, 8, 4096,
                     "channels of the first conv, a multiple of 8; then 2x, 4x (default 32)"),
         EX_FLAG_STR("--rotate", "R", &o->rotate,
@@ -562,8 +562,8 @@ int main(int argc, char **argv) {
 
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
-    ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, &train, &test);
-    if (train.c != 1 || train.h != SIDE || train.w != SIDE) ex_die("expected 1x28x28 images");
+    ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, SIDE, CLASSES, &train, &test);
+    o.train_size = train.n; /* what the checkpoint settings record */
     rotate_dataset(ctx, &train, o.seed * 2654435761u + 1, o.rotate_cont);
     rotate_dataset(ctx, &test, TEST_ROT_SEED, o.rotate_cont);
     int64_t equiv_n = o.equiv_images < test.n ? o.equiv_images : test.n;

@@ -156,7 +156,7 @@ int main(int argc, char **argv) {
 
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
-    ex_load_fashion_mnist(ctx, o.data, o.train_limit, 0, &train, &test);
+    ex_load_fashion_mnist(ctx, o.data, o.train_limit, 0, 28, 10, &train, &test);
 
     model m;
     if (model_build(ctx, &m, o.dropout)) ex_die_ctx(ctx, "building the model");
