@@ -178,6 +178,12 @@ static void parse_args(int argc, char **argv, options *o) {
                        (long long)o->width);
     if (o->resume && !o->checkpoint)
         ex_usage_error(flags, "--resume needs --checkpoint FILE");
+    if (o->stop_after > o->epochs)
+        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
+                       (long long)o->stop_after, (long long)o->epochs);
+    ex_check_output(flags, "--checkpoint", o->checkpoint);
+    ex_check_output(flags, "--metrics", o->metrics);
+    ex_check_output(flags, "--plot", o->plot);
     if (o->data) {
         struct stat st;
         if (stat(o->data, &st) != 0 || !S_ISDIR(st.st_mode))

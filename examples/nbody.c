@@ -114,6 +114,8 @@ static void parse_args(int argc, char **argv, options *o) {
     else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn or vn", o->model);
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
     o->proj = ex_projection(FLAGS, o->projection);
+    ex_check_output(FLAGS, "--metrics", o->metrics);
+    ex_check_output(FLAGS, "--plot", o->plot);
 }
 
 /* ---- batches ---- */

@@ -62,6 +62,10 @@ static void parse_args(int argc, char **argv, options *o) {
         {0}};
     ex_parse_args("train_fmnist_cnn", flags, argc, argv);
     if (o->resume && !o->checkpoint) ex_usage_error(flags, "--resume needs --checkpoint PATH");
+    if (o->stop_after > o->epochs)
+        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
+                       (long long)o->stop_after, (long long)o->epochs);
+    ex_check_output(flags, "--checkpoint", o->checkpoint);
 }
 
 /* ---- model ---- */

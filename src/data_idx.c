@@ -79,12 +79,13 @@ static size_t read_some(gzFile gz, unsigned char *buf, size_t n, int *zerr) {
     return got;
 }
 
-/* zlib's text for the stream's error, without the "path: " it prepends. */
-static const char *zlib_msg(gzFile gz, const char *path) {
+/* zlib's text for the stream's error, without the "<fd:N>: " it prepends
+ * (the stream is opened from a descriptor; the caller names the path). */
+static const char *zlib_msg(gzFile gz) {
     int e;
     const char *m = gzerror(gz, &e);
-    size_t n = strlen(path);
-    if (m && strncmp(m, path, n) == 0 && m[n] == ':' && m[n + 1] == ' ') m += n + 2;
+    const char *c = m && strncmp(m, "<fd:", 4) == 0 ? strstr(m, ": ") : NULL;
+    if (c) m = c + 2;
     return m && *m ? m : "unknown error";
 }
 
@@ -98,12 +99,12 @@ static eqr_status short_read(eqr_ctx *ctx, gzFile gz, const char *path, int zerr
                          strerror(errno));
     if (zerr == Z_BUF_ERROR)
         return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': truncated gzip stream (%s)",
-                         path, zlib_msg(gz, path));
+                         path, zlib_msg(gz));
     if (zerr == Z_MEM_ERROR)
         return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': zlib out of memory", path);
     if (zerr != Z_OK && zerr != Z_STREAM_END)
         return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': corrupt gzip stream (%s)",
-                         path, zlib_msg(gz, path));
+                         path, zlib_msg(gz));
     return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': truncated: expected %lld bytes of %s, got %lld",
                      path, expected, what, got);
 }
@@ -173,8 +174,7 @@ static eqr_status read_payload(eqr_ctx *ctx, gzFile gz, const char *path, int64_
     long long header = 4 + 4LL * out->ndim;
     if (gzdirect(gz) && header + expected > file_size)
         return eqr__fail(ctx, EQR_ERR_FORMAT,
-                         "eqr_idx_read: '%s': truncated: the header announces %lld bytes of data, "
-                         "the file holds %lld",
+                         "eqr_idx_read: '%s': truncated: expected %lld bytes of data, got %lld",
                          path, expected, file_size > header ? (long long)file_size - header : 0);
     unsigned char *buf = malloc(EQR_IDX_CHUNK);
     int64_t cap = 0;
