@@ -28,8 +28,10 @@
  * theta at the end of the epoch, the mean penalty per step, LD and N, and
  * the invariance error of the relaxed and of the projected model on the
  * first --equiv-images test images (test figures every --eval-every epochs
- * and after the last, nan in between; also in the --metrics CSV and the
- * --plot SVG). A checkpoint is saved after every epoch; --resume continues
+ * and after the last). The line shows only what the run has: no theta,
+ * penalty, LD or N for a strict run (--relax off, --group none), no test
+ * figures between evaluations. The --metrics CSV keeps every column, the
+ * fields that do not apply left empty; the --plot SVG skips them. A checkpoint is saved after every epoch; --resume continues
  * from it bit for bit (same thread count). The last line of stdout is
  *     result test_acc=<f> equiv_err=<f> projected=<0|1> seconds=<f>
  * with equiv_err the largest relative change ||f(g.x) - f(x)|| / ||f(x)||
@@ -436,7 +438,10 @@ static void write_metrics(const char *path, const rec *r, int64_t n) {
     if (!f) ex_die("cannot write %s: %s", tmp, strerror(errno));
     for (int c = 0; c < NCOL; c++) fprintf(f, "%s%s", col_names[c], c + 1 < NCOL ? "," : "\n");
     for (int64_t e = 0; e < n; e++)
-        for (int c = 0; c < NCOL; c++) fprintf(f, "%.8g%s", r[e].v[c], c + 1 < NCOL ? "," : "\n");
+        for (int c = 0; c < NCOL; c++) { /* empty: does not apply to this run/epoch */
+            if (!isnan(r[e].v[c])) fprintf(f, "%.8g", r[e].v[c]);
+            fputs(c + 1 < NCOL ? "," : "\n", f);
+        }
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         ex_die("cannot write %s: %s", path, strerror(errno));
 }
@@ -454,7 +459,8 @@ static int64_t read_metrics(const char *path, rec *r, int64_t done) {
         int c = 0;
         for (; c < NCOL; c++) {
             x.v[c] = strtod(p, &end);
-            if (end == p) break;
+            if (end == p && (*p == ',' || *p == '\n' || *p == '\0')) x.v[c] = NAN; /* empty */
+            else if (end == p) break;
             p = *end == ',' ? end + 1 : end;
         }
         if (c == NCOL && (int64_t)x.v[C_EPOCH] == n + 1) r[n++] = x;
@@ -688,11 +694,20 @@ int main(int argc, char **argv) {
         r->v[C_EQ_P] = ev.eq_projected;
         r->v[C_SECS] = st.secs;
         ex_progress_clear(&tr);
-        printf("epoch %lld/%lld  loss %.4f  train_acc %.4f  test_acc(projected) %.4f  theta %.4f  "
-               "penalty %.3g  LD %.3g  N %.3g  equiv relaxed %.2e projected %.2e  "
-               "train %.1fs (%.1f ms/step)  eval %.1fs\n",
-               (long long)(e + 1), (long long)o.epochs, st.loss, st.acc, ev.acc, r->v[C_THETA],
-               r->v[C_PEN], r->v[C_LD], r->v[C_N], ev.eq_relaxed, ev.eq_projected, st.secs,
+        /* only the fields this run and epoch have (strict runs: no relaxation) */
+        char line[512];
+        int k = snprintf(line, sizeof line, "epoch %lld/%lld  loss %.4f  train_acc %.4f",
+                         (long long)(e + 1), (long long)o.epochs, st.loss, st.acc);
+        if (!isnan(ev.acc))
+            k += snprintf(line + k, sizeof line - (size_t)k, "  test_acc(projected) %.4f", ev.acc);
+        if (m.relax)
+            k += snprintf(line + k, sizeof line - (size_t)k,
+                          "  theta %.4f  penalty %.3g  LD %.3g  N %.3g", r->v[C_THETA],
+                          r->v[C_PEN], r->v[C_LD], r->v[C_N]);
+        if (!isnan(ev.eq_relaxed))
+            k += snprintf(line + k, sizeof line - (size_t)k, "  equiv relaxed %.2e projected %.2e",
+                          ev.eq_relaxed, ev.eq_projected);
+        printf("%s  train %.1fs (%.1f ms/step)  eval %.1fs\n", line, st.secs,
                1e3 * st.secs / (double)(st.steps > 0 ? st.steps : 1), ex_now() - t1);
         fflush(stdout);
         if (o.metrics) write_metrics(o.metrics, hist, e + 1);
