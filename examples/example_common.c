@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,6 +136,38 @@ void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, cha
 
 /* ---- runtime errors and timing ---- */
 
+void ex_check_output(const ex_flag *flags, const char *flag, const char *path) {
+    if (!path) return;
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            ex_usage_error(flags, "bad value '%s' for %s: is a directory, expected a file path",
+                           path, flag);
+        if (!S_ISREG(sb.st_mode))
+            ex_usage_error(flags, "bad value '%s' for %s: not a regular file", path, flag);
+        if (access(path, W_OK) != 0)
+            ex_usage_error(flags, "bad value '%s' for %s: the file is not writable (%s)", path,
+                           flag, strerror(errno));
+    }
+    /* files are written next to their final name (a .tmp, then a rename):
+     * the parent directory must exist and take new files */
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        if (n >= sizeof dir) ex_usage_error(flags, "bad value for %s: path too long", flag);
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        ex_usage_error(flags, "bad value '%s' for %s: no such directory '%s'", path, flag, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        ex_usage_error(flags, "bad value '%s' for %s: directory '%s' is not writable (%s)", path,
+                       flag, dir, strerror(errno));
+}
+
 void ex_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -170,10 +203,23 @@ eqr_ctx *ex_ctx_create(uint64_t seed, int64_t threads) {
 }
 
 void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
-                           int64_t test_limit, eqr_dataset *train, eqr_dataset *test) {
+                           int64_t test_limit, int side, int max_classes, eqr_dataset *train,
+                           eqr_dataset *test) {
+    const char *where = dir ? dir : "the default Fashion-MNIST directory";
     if (eqr_fashion_mnist_load(ctx, dir, 1, train) != EQR_OK)
         ex_die_ctx(ctx, "loading training data");
     if (eqr_fashion_mnist_load(ctx, dir, 0, test) != EQR_OK) ex_die_ctx(ctx, "loading test data");
+    if (train->h != test->h || train->w != test->w)
+        ex_die("%s: training images are %dx%d but test images %dx%d", where, train->h, train->w,
+               test->h, test->w);
+    if (side > 0 && (train->h != side || train->w != side))
+        ex_die("%s holds %dx%d images; this model takes %dx%d", where, train->h, train->w, side,
+               side);
+    int classes = train->classes > test->classes ? train->classes : test->classes;
+    if (max_classes > 0 && classes > max_classes)
+        ex_die("%s has labels up to %d; this model has %d classes", where, classes - 1,
+               max_classes);
+    train->classes = test->classes = classes;
     if (train_limit > 0) eqr_dataset_truncate(train, train_limit);
     if (test_limit > 0) eqr_dataset_truncate(test, test_limit);
 }

@@ -82,6 +82,12 @@ eqr_penalty_grad ex_penalty_grad(const ex_flag *flags, const char *value);
 /* ---- runtime errors and timing ---- */
 
 const char *ex_prog(void);
+/* Refuse (as a usage error, exit 2) an output path given to flag that could
+ * not be written: a directory or other non-file, a read-only file, or a
+ * parent directory that is missing or not writable. Checked before any
+ * work so a bad path never costs an epoch; creates and changes nothing.
+ * NULL (flag not given) passes. */
+void ex_check_output(const ex_flag *flags, const char *flag, const char *path);
 /* "<program>: <message>" on stderr, exit 1. */
 _Noreturn void ex_die(const char *fmt, ...) EX_PRINTF(1, 2);
 /* "<program>: <what>: <context error message>" on stderr, exit 1. */
@@ -96,10 +102,14 @@ void ex_fmt_dur(char *buf, size_t n, double s);
 
 /* Context with the given seed and worker threads; dies when out of memory. */
 eqr_ctx *ex_ctx_create(uint64_t seed, int64_t threads);
-/* Both Fashion-MNIST splits from dir (NULL = the default directory), each
- * cut to its first limit images when limit > 0. Dies on failure. */
+/* Both splits of an IDX image dataset in Fashion-MNIST's layout from dir
+ * (NULL = the default directory), any counts; each cut to its first limit
+ * images when limit > 0. Dies unless both splits have the same image size,
+ * side x side when side > 0, and at most max_classes classes when
+ * max_classes > 0 (both splits get the larger class count). */
 void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
-                           int64_t test_limit, eqr_dataset *train, eqr_dataset *test);
+                           int64_t test_limit, int side, int max_classes, eqr_dataset *train,
+                           eqr_dataset *test);
 
 /* ---- training and evaluation ---- */
 

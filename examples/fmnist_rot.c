@@ -28,8 +28,10 @@
  * theta at the end of the epoch, the mean penalty per step, LD and N, and
  * the invariance error of the relaxed and of the projected model on the
  * first --equiv-images test images (test figures every --eval-every epochs
- * and after the last, nan in between; also in the --metrics CSV and the
- * --plot SVG). A checkpoint is saved after every epoch; --resume continues
+ * and after the last). The line shows only what the run has: no theta,
+ * penalty, LD or N for a strict run (--relax off, --group none), no test
+ * figures between evaluations. The --metrics CSV keeps every column, the
+ * fields that do not apply left empty; the --plot SVG skips them. A checkpoint is saved after every epoch; --resume continues
  * from it bit for bit (same thread count). The last line of stdout is
  *     result test_acc=<f> equiv_err=<f> projected=<0|1> seconds=<f>
  * with equiv_err the largest relative change ||f(g.x) - f(x)|| / ||f(x)||
@@ -92,7 +94,7 @@ static int pick(const char *s, const char *const *names, int n) {
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .penalty_grad = "detached", .rotate = "c4",
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
-                   .train_size = 60000, .batch = 64, .threads = 2, .width = 32,
+                   .batch = 64, .threads = 2, .width = 32,
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
                    .lr = 3e-3f,
                    .theta_max = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f};
@@ -125,10 +127,10 @@ static void parse_args(int argc, char **argv, options *o) {
                     "constant | cosine (decay to 0 over training) (default cosine)"),
         EX_FLAG_INT("--batch", &o->batch, 1, 65536, "batch size (default 64)"),
         EX_FLAG_INT("--epochs", &o->epochs, 1, MAX_EPOCHS, "training epochs (default 3)"),
-        EX_FLAG_INT("--train-size", &o->train_size, 1, 60000,
-                    "train on the first N training images (default 60000)"),
-        EX_FLAG_INT("--test-size", &o->test_size, 1, 10000,
-                    "evaluate on the first N test images (default 10000)"),
+        EX_FLAG_INT("--train-size", &o->train_size, 1, INT64_MAX,
+                    "train on the first N training images (default all)"),
+        EX_FLAG_INT("--test-size", &o->test_size, 1, INT64_MAX,
+                    "evaluate on the first N test images (default all)"),
         EX_FLAG_INT("--width", &o->width, 8, 4096,
                     "channels of the first conv, a multiple of 8; then 2x, 4x (default 32)"),
         EX_FLAG_STR("--rotate", "R", &o->rotate,
@@ -183,6 +185,12 @@ static void parse_args(int argc, char **argv, options *o) {
                        (long long)o->width);
     if (o->resume && !o->checkpoint)
         ex_usage_error(flags, "--resume needs --checkpoint FILE");
+    if (o->stop_after > o->epochs)
+        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
+                       (long long)o->stop_after, (long long)o->epochs);
+    ex_check_output(flags, "--checkpoint", o->checkpoint);
+    ex_check_output(flags, "--metrics", o->metrics);
+    ex_check_output(flags, "--plot", o->plot);
     if (o->data) {
         struct stat st;
         if (stat(o->data, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -436,7 +444,10 @@ static void write_metrics(const char *path, const rec *r, int64_t n) {
     if (!f) ex_die("cannot write %s: %s", tmp, strerror(errno));
     for (int c = 0; c < NCOL; c++) fprintf(f, "%s%s", col_names[c], c + 1 < NCOL ? "," : "\n");
     for (int64_t e = 0; e < n; e++)
-        for (int c = 0; c < NCOL; c++) fprintf(f, "%.8g%s", r[e].v[c], c + 1 < NCOL ? "," : "\n");
+        for (int c = 0; c < NCOL; c++) { /* empty: does not apply to this run/epoch */
+            if (!isnan(r[e].v[c])) fprintf(f, "%.8g", r[e].v[c]);
+            fputs(c + 1 < NCOL ? "," : "\n", f);
+        }
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         ex_die("cannot write %s: %s", path, strerror(errno));
 }
@@ -454,7 +465,8 @@ static int64_t read_metrics(const char *path, rec *r, int64_t done) {
         int c = 0;
         for (; c < NCOL; c++) {
             x.v[c] = strtod(p, &end);
-            if (end == p) break;
+            if (end == p && (*p == ',' || *p == '\n' || *p == '\0')) x.v[c] = NAN; /* empty */
+            else if (end == p) break;
             p = *end == ',' ? end + 1 : end;
         }
         if (c == NCOL && (int64_t)x.v[C_EPOCH] == n + 1) r[n++] = x;
@@ -568,8 +580,8 @@ int main(int argc, char **argv) {
 
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
-    ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, &train, &test);
-    if (train.c != 1 || train.h != SIDE || train.w != SIDE) ex_die("expected 1x28x28 images");
+    ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, SIDE, CLASSES, &train, &test);
+    o.train_size = train.n; /* what the checkpoint settings record */
     rotate_dataset(ctx, &train, o.seed * 2654435761u + 1, o.rotate_cont);
     rotate_dataset(ctx, &test, TEST_ROT_SEED, o.rotate_cont);
     int64_t equiv_n = o.equiv_images < test.n ? o.equiv_images : test.n;
@@ -688,11 +700,20 @@ int main(int argc, char **argv) {
         r->v[C_EQ_P] = ev.eq_projected;
         r->v[C_SECS] = st.secs;
         ex_progress_clear(&tr);
-        printf("epoch %lld/%lld  loss %.4f  train_acc %.4f  test_acc(projected) %.4f  theta %.4f  "
-               "penalty %.3g  LD %.3g  N %.3g  equiv relaxed %.2e projected %.2e  "
-               "train %.1fs (%.1f ms/step)  eval %.1fs\n",
-               (long long)(e + 1), (long long)o.epochs, st.loss, st.acc, ev.acc, r->v[C_THETA],
-               r->v[C_PEN], r->v[C_LD], r->v[C_N], ev.eq_relaxed, ev.eq_projected, st.secs,
+        /* only the fields this run and epoch have (strict runs: no relaxation) */
+        char line[512];
+        int k = snprintf(line, sizeof line, "epoch %lld/%lld  loss %.4f  train_acc %.4f",
+                         (long long)(e + 1), (long long)o.epochs, st.loss, st.acc);
+        if (!isnan(ev.acc))
+            k += snprintf(line + k, sizeof line - (size_t)k, "  test_acc(projected) %.4f", ev.acc);
+        if (m.relax)
+            k += snprintf(line + k, sizeof line - (size_t)k,
+                          "  theta %.4f  penalty %.3g  LD %.3g  N %.3g", r->v[C_THETA],
+                          r->v[C_PEN], r->v[C_LD], r->v[C_N]);
+        if (!isnan(ev.eq_relaxed))
+            k += snprintf(line + k, sizeof line - (size_t)k, "  equiv relaxed %.2e projected %.2e",
+                          ev.eq_relaxed, ev.eq_projected);
+        printf("%s  train %.1fs (%.1f ms/step)  eval %.1fs\n", line, st.secs,
                1e3 * st.secs / (double)(st.steps > 0 ? st.steps : 1), ex_now() - t1);
         fflush(stdout);
         if (o.metrics) write_metrics(o.metrics, hist, e + 1);

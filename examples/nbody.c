@@ -119,6 +119,9 @@ static void parse_args(int argc, char **argv, options *o) {
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
     o->proj = ex_projection(FLAGS, o->projection);
     o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
+
+    ex_check_output(FLAGS, "--metrics", o->metrics);
+    ex_check_output(FLAGS, "--plot", o->plot);
 }
 
 /* ---- batches ---- */

@@ -199,8 +199,7 @@ int main(int argc, char **argv) {
 
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
-    ex_load_fashion_mnist(ctx, o.data, o.train_limit, o.test_limit, &train, &test);
-    if (train.c != 1 || train.h != SIDE || train.w != SIDE) ex_die("expected 1x28x28 images");
+    ex_load_fashion_mnist(ctx, o.data, o.train_limit, o.test_limit, SIDE, 10, &train, &test);
     if (o.inv_images > test.n) o.inv_images = test.n;
     int64_t rtrain[4] = {0}, rtest[4] = {0};
     if (rotate_dataset(ctx, &train, o.seed * 2654435761u + 1, rtrain) ||

@@ -62,6 +62,10 @@ static void parse_args(int argc, char **argv, options *o) {
         {0}};
     ex_parse_args("train_fmnist_cnn", flags, argc, argv);
     if (o->resume && !o->checkpoint) ex_usage_error(flags, "--resume needs --checkpoint PATH");
+    if (o->stop_after > o->epochs)
+        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
+                       (long long)o->stop_after, (long long)o->epochs);
+    ex_check_output(flags, "--checkpoint", o->checkpoint);
 }
 
 /* ---- model ---- */
@@ -156,7 +160,7 @@ int main(int argc, char **argv) {
 
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
-    ex_load_fashion_mnist(ctx, o.data, o.train_limit, 0, &train, &test);
+    ex_load_fashion_mnist(ctx, o.data, o.train_limit, 0, 28, 10, &train, &test);
 
     model m;
     if (model_build(ctx, &m, o.dropout)) ex_die_ctx(ctx, "building the model");

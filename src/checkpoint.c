@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -194,6 +195,10 @@ eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *
                          "eqr_checkpoint_save: ncounters must be in [0,%d] with a non-NULL "
                          "array, got %d",
                          CK_MAX_COUNTERS, ncounters);
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return eqr__fail(ctx, EQR_ERR_IO, "eqr_checkpoint_save: '%s' is a directory, not a file",
+                         path);
     int64_t state_len = opt ? eqr_optim_state_len(opt) : 0;
     size_t size = image_size(ctx, state_len, opt != NULL, ncounters);
     uint8_t *buf = malloc(size);
@@ -443,38 +448,40 @@ static eqr_status walk(ld *L, const uint8_t *payload, size_t n) {
     return EQR_OK;
 }
 
-/* Read the whole file; EQR_ERR_IO with the reason on failure. */
+/* Read the whole file; EQR_ERR_IO with the reason on failure. The buffer
+ * is sized from fstat of a regular file (never from the header), and a file
+ * that changes size while being read is refused. */
 static eqr_status slurp(eqr_ctx *ctx, const char *path, uint8_t **out, size_t *len) {
     char es[128];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        errstr(errno, es, sizeof es);
-        return eqr__fail(ctx, EQR_ERR_IO, "eqr_checkpoint_load: cannot open '%s': %s", path, es);
-    }
-    long sz = -1;
-    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        errstr(errno, es, sizeof es);
-        fclose(f);
-        return eqr__fail(ctx, EQR_ERR_IO, "eqr_checkpoint_load: cannot seek in '%s': %s", path, es);
-    }
+    int fd;
+    int64_t sz;
+    eqr_status st = eqr__open_regular(ctx, "eqr_checkpoint_load", path, &fd, &sz);
+    if (st) return st;
     uint8_t *buf = malloc((size_t)sz + 1);
     if (!buf) {
-        fclose(f);
-        return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_checkpoint_load: cannot allocate %ld bytes for '%s'",
-                         sz, path);
+        close(fd);
+        return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_checkpoint_load: cannot allocate %lld bytes for '%s'",
+                         (long long)sz, path);
     }
-    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-        int err = ferror(f) ? errno : 0;
+    size_t got = 0;
+    int err = 0;
+    /* one byte past the size: a file that grew is caught too */
+    while (got < (size_t)sz + 1) {
+        ssize_t r = read(fd, buf + got, (size_t)sz + 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) err = errno;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (err || got != (size_t)sz) {
         if (err)
             errstr(err, es, sizeof es);
         else
-            snprintf(es, sizeof es, "file shrank while reading");
-        fclose(f);
+            snprintf(es, sizeof es, "file %s while reading", got < (size_t)sz ? "shrank" : "grew");
         free(buf);
         return eqr__fail(ctx, EQR_ERR_IO, "eqr_checkpoint_load: cannot read '%s': %s", path, es);
     }
-    fclose(f);
     *out = buf;
     *len = (size_t)sz;
     return EQR_OK;

@@ -3,10 +3,12 @@
  * Layout: two zero bytes, a type code, the number of dimensions, then each
  * dimension as a big-endian uint32, then the elements big-endian. zlib's
  * gzread reads uncompressed files transparently, so one path serves both. */
+#define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* Largest element count accepted: keeps int64 arithmetic far from overflow
@@ -77,12 +79,13 @@ static size_t read_some(gzFile gz, unsigned char *buf, size_t n, int *zerr) {
     return got;
 }
 
-/* zlib's text for the stream's error, without the "path: " it prepends. */
-static const char *zlib_msg(gzFile gz, const char *path) {
+/* zlib's text for the stream's error, without the "<fd:N>: " it prepends
+ * (the stream is opened from a descriptor; the caller names the path). */
+static const char *zlib_msg(gzFile gz) {
     int e;
     const char *m = gzerror(gz, &e);
-    size_t n = strlen(path);
-    if (m && strncmp(m, path, n) == 0 && m[n] == ':' && m[n + 1] == ' ') m += n + 2;
+    const char *c = m && strncmp(m, "<fd:", 4) == 0 ? strstr(m, ": ") : NULL;
+    if (c) m = c + 2;
     return m && *m ? m : "unknown error";
 }
 
@@ -96,12 +99,12 @@ static eqr_status short_read(eqr_ctx *ctx, gzFile gz, const char *path, int zerr
                          strerror(errno));
     if (zerr == Z_BUF_ERROR)
         return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': truncated gzip stream (%s)",
-                         path, zlib_msg(gz, path));
+                         path, zlib_msg(gz));
     if (zerr == Z_MEM_ERROR)
         return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': zlib out of memory", path);
     if (zerr != Z_OK && zerr != Z_STREAM_END)
         return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': corrupt gzip stream (%s)",
-                         path, zlib_msg(gz, path));
+                         path, zlib_msg(gz));
     return eqr__fail(ctx, EQR_ERR_FORMAT, "eqr_idx_read: '%s': truncated: expected %lld bytes of %s, got %lld",
                      path, expected, what, got);
 }
@@ -147,16 +150,37 @@ static eqr_status read_header(eqr_ctx *ctx, gzFile gz, const char *path, eqr_idx
     return EQR_OK;
 }
 
-/* Read the payload into out->data (allocated here), then require the end. */
-static eqr_status read_payload(eqr_ctx *ctx, gzFile gz, const char *path, eqr_idx *out) {
+/* Make room for at least need elements in out->data (*cap of them now),
+ * doubling up to the announced count: the buffer grows only with data that
+ * was actually read, so a lying header costs nothing. */
+static int grow(eqr_idx *out, int64_t need, int64_t *cap) {
+    if (need <= *cap) return 1;
+    int64_t c = *cap ? *cap : 1;
+    while (c < need) c *= 2;
+    if (c > out->count) c = out->count;
+    float *p = realloc(out->data, (size_t)c * sizeof(float));
+    if (!p) return 0;
+    out->data = p;
+    *cap = c;
+    return 1;
+}
+
+/* Read the payload into out->data (allocated here), then require the end.
+ * file_size bounds a plain file's payload before anything is allocated. */
+static eqr_status read_payload(eqr_ctx *ctx, gzFile gz, const char *path, int64_t file_size,
+                               eqr_idx *out) {
     int es = elem_size(out->type);
     long long expected = (long long)out->count * es;
-    out->data = malloc((size_t)out->count * sizeof(float));
+    long long header = 4 + 4LL * out->ndim;
+    if (gzdirect(gz) && header + expected > file_size)
+        return eqr__fail(ctx, EQR_ERR_FORMAT,
+                         "eqr_idx_read: '%s': truncated: expected %lld bytes of data, got %lld",
+                         path, expected, file_size > header ? (long long)file_size - header : 0);
     unsigned char *buf = malloc(EQR_IDX_CHUNK);
+    int64_t cap = 0;
     eqr_status st = EQR_OK;
-    if (!out->data || !buf) {
-        st = eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': cannot allocate %lld elements",
-                       path, (long long)out->count);
+    if (!buf) {
+        st = eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': cannot allocate a read buffer", path);
         goto done;
     }
     long long done_bytes = 0;
@@ -165,7 +189,13 @@ static eqr_status read_payload(eqr_ctx *ctx, gzFile gz, const char *path, eqr_id
         size_t want = (size_t)(expected - done_bytes);
         if (want > EQR_IDX_CHUNK) want = EQR_IDX_CHUNK;
         size_t got = read_some(gz, buf, want, &zerr);
-        convert(out->type, buf, out->data + done_bytes / es, got / (size_t)es);
+        int64_t have = done_bytes / es, more = (int64_t)(got / (size_t)es);
+        if (more && !grow(out, have + more, &cap)) {
+            st = eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': cannot allocate %lld elements",
+                           path, (long long)(have + more));
+            goto done;
+        }
+        convert(out->type, buf, out->data + have, (size_t)more);
         done_bytes += (long long)got;
         if (got < want) {
             st = short_read(ctx, gz, path, zerr, "data", expected, done_bytes);
@@ -195,14 +225,19 @@ eqr_status eqr_idx_read(eqr_ctx *ctx, const char *path, eqr_idx *out) {
     if (!ctx) return EQR_ERR_ARG;
     if (ctx->status != EQR_OK) return ctx->status;
     if (!path || !out) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_idx_read: NULL %s", path ? "out" : "path");
+    int fd;
+    int64_t file_size;
+    eqr_status st = eqr__open_regular(ctx, "eqr_idx_read", path, &fd, &file_size);
+    if (st != EQR_OK) return st;
     errno = 0;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        return eqr__fail(ctx, EQR_ERR_IO, "eqr_idx_read: cannot open '%s': %s", path,
-                         errno ? strerror(errno) : "out of memory");
+    gzFile gz = gzdopen(fd, "rb"); /* owns fd from here */
+    if (!gz) {
+        close(fd);
+        return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': zlib out of memory", path);
+    }
     gzbuffer(gz, 1u << 17);
-    eqr_status st = read_header(ctx, gz, path, out);
-    if (st == EQR_OK) st = read_payload(ctx, gz, path, out);
+    st = read_header(ctx, gz, path, out);
+    if (st == EQR_OK) st = read_payload(ctx, gz, path, file_size, out);
     gzclose_r(gz);
     if (st != EQR_OK) eqr_idx_free(out);
     return st;

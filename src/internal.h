@@ -75,6 +75,12 @@ eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...)
 void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Open path for reading (fn names the caller in messages). Refuses
+ * directories and other non-regular files; *fd gets the descriptor and
+ * *size the file's size in bytes, the bound on what a reader may allocate. */
+eqr_status eqr__open_regular(eqr_ctx *ctx, const char *fn, const char *path, int *fd,
+                             int64_t *size);
+
 /* 64-byte aligned arena allocation; NULL (error recorded) on failure. */
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
 void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);

@@ -1,17 +1,22 @@
 #!/bin/sh
 # fmnist_rot flag errors: each bad command line must exit with status exactly
 # 2 and print a message naming the problem on stderr; --help exits 0 and
-# documents every flag. Usage: fmnist_rot_flags.sh PATH/TO/fmnist_rot
+# documents every flag. Bad output paths (--checkpoint, --metrics, --plot)
+# and --stop-after past the last epoch are refused before any data is loaded
+# or trained (no epoch line on stdout), creating nothing.
+# Usage: fmnist_rot_flags.sh PATH/TO/fmnist_rot
 bin=$1
 fail=0
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+sout=$(mktemp)
+scratch=$(mktemp -d)
+trap 'rm -f "$out" "$sout"; chmod -R u+w "$scratch"; rm -rf "$scratch"' EXIT
 
 # check "expected stderr text" args...
 check() {
     want=$1
     shift
-    "$bin" "$@" >/dev/null 2>"$out"
+    "$bin" "$@" >"$sout" 2>"$out"
     st=$?
     if [ "$st" -ne 2 ]; then
         echo "FAIL: '$*' exited with $st, expected 2"
@@ -19,6 +24,9 @@ check() {
     elif ! grep -qF -- "$want" "$out"; then
         echo "FAIL: '$*': stderr lacks \"$want\":"
         sed 's/^/    /' "$out"
+        fail=1
+    elif grep -q '^epoch ' "$sout"; then
+        echo "FAIL: '$*': refused only after training an epoch"
         fail=1
     else
         echo "ok: '$*' -> 2: $(head -n 1 "$out")"
@@ -41,6 +49,30 @@ check "missing value for --seed" --seed
 check "bad value '/nonexistent/fmnist' for --data: no such directory" --data /nonexistent/fmnist
 check "--resume needs --checkpoint FILE" --resume
 check "bad value 'half' for --penalty-grad: expected detached or full" --penalty-grad half
+
+# output paths and --stop-after, checked before training
+mkdir "$scratch/d.ckpt" "$scratch/ro"
+: >"$scratch/ro/m.csv"
+chmod a-w "$scratch/ro"
+check "bad value '/nonexistent/dir/x.ckpt' for --checkpoint: no such directory '/nonexistent/dir'" \
+    --checkpoint /nonexistent/dir/x.ckpt
+check "bad value '/nonexistent/dir/m.csv' for --metrics: no such directory" \
+    --metrics /nonexistent/dir/m.csv
+check "bad value '/nonexistent/dir/p.svg' for --plot: no such directory" --plot /nonexistent/dir/p.svg
+check "bad value '$scratch/d.ckpt' for --checkpoint: is a directory" --checkpoint "$scratch/d.ckpt"
+check "bad value '$scratch/d.ckpt' for --checkpoint: is a directory" \
+    --checkpoint "$scratch/d.ckpt" --resume
+check "bad value '$scratch' for --metrics: is a directory" --metrics "$scratch"
+if [ "$(id -u)" -ne 0 ]; then # root writes anywhere
+    check "for --plot: directory '$scratch/ro' is not writable" --plot "$scratch/ro/p.svg"
+    check "for --metrics: the file is not writable" --metrics "$scratch/ro/m.csv"
+fi
+check "--stop-after 4 is beyond the last epoch (--epochs 3)" --stop-after 4
+check "--stop-after 3 is beyond the last epoch (--epochs 2)" --epochs 2 --stop-after 3
+if [ -n "$(ls "$scratch/d.ckpt")" ] || [ "$(ls "$scratch/ro")" != m.csv ]; then
+    echo "FAIL: a refused run created files"
+    fail=1
+fi
 
 "$bin" --help >"$out" 2>&1
 st=$?

@@ -338,7 +338,7 @@ static void test_missing_and_state(void **state) {
     size_t len = strlen(dir);
     while (len > 1 && dir[len - 1] != '/') len--;
     dir[len - 1] = '\0'; /* the temp directory itself */
-    expect_fail(ctx, dir, EQR_ERR_IO, "read error");
+    expect_fail(ctx, dir, EQR_ERR_IO, "is a directory, not a regular file");
     /* NULL arguments */
     eqr_idx idx;
     assert_int_equal(eqr_idx_read(ctx, NULL, &idx), EQR_ERR_ARG);
@@ -405,8 +405,12 @@ static void test_dataset_load(void **state) {
     assert_null(ds.x);
     assert_null(ds.y);
     tu_assert_error(ctx, EQR_ERR_FORMAT, "label 9 of sample 1 is outside [0, 9)");
-    assert_int_equal(eqr_dataset_load_idx(ctx, ip, lp, 0, &ds), EQR_ERR_ARG);
+    assert_int_equal(eqr_dataset_load_idx(ctx, ip, lp, -1, &ds), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "classes");
+    /* classes = 0: from the labels (largest 9 -> 10) */
+    assert_int_equal(eqr_dataset_load_idx(ctx, ip, lp, 0, &ds), EQR_OK);
+    assert_int_equal(ds.classes, 10);
+    eqr_dataset_free(&ds);
 
     /* counts disagree */
     write_labels(lp, 4, lab);

@@ -22,7 +22,11 @@ typedef struct eqr_idx {
 
 /* Read an IDX file (gzip-compressed or not). Validates the magic, the type
  * code, the number and size of dimensions, and that the payload has exactly
- * the announced size. On error *out is left empty and a message recorded. */
+ * the announced size. Memory grows with the data actually read (a plain
+ * file's header is checked against its size first), so a truncated or lying
+ * header is reported as such, never as a huge allocation. Directories and
+ * other non-regular files are refused. On error *out is left empty and a
+ * message recorded. */
 eqr_status eqr_idx_read(eqr_ctx *ctx, const char *path, eqr_idx *out);
 void eqr_idx_free(eqr_idx *idx);
 
@@ -35,14 +39,17 @@ typedef struct eqr_dataset {
     int32_t *y;     /* n */
 } eqr_dataset;
 
-/* Load an image IDX file ([n,h,w] u8) and a label IDX file ([n] u8) into a
- * dataset; counts must agree and labels lie in [0, classes). */
+/* Load an image IDX file ([n,h,w] u8, any n, h, w) and a label IDX file
+ * ([n] u8) into a dataset; counts must agree and labels lie in
+ * [0, classes). classes = 0 takes the largest label + 1. */
 eqr_status eqr_dataset_load_idx(eqr_ctx *ctx, const char *images_path,
                                 const char *labels_path, int classes,
                                 eqr_dataset *out);
-/* Fashion-MNIST from dir (NULL = /usr/share/datasets/fashion-mnist, the
- * Debian package dataset-fashion-mnist); train = 1 for the 60k training
- * split, 0 for the 10k test split. */
+/* One split of an IDX dataset laid out as Fashion-MNIST's files in dir
+ * (NULL = /usr/share/datasets/fashion-mnist, the Debian package
+ * dataset-fashion-mnist): train = 1 reads train-{images-idx3,labels-idx1}-
+ * ubyte[.gz], 0 reads t10k-*. Any counts and image sizes load (the caller
+ * checks what its model needs); classes come from the labels. */
 eqr_status eqr_fashion_mnist_load(eqr_ctx *ctx, const char *dir, int train,
                                   eqr_dataset *out);
 /* Keep only the first n samples (n <= ds->n). */
