@@ -15,6 +15,7 @@
 #include <equirelax/equirelax.h>
 
 #include <cblas.h>
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +40,6 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static int run(const shape *s, int threads, int reps, double fwd_ms[2], double bwd_ms[2]) {
@@ -81,8 +77,8 @@ static int run(const shape *s, int threads, int reps, double fwd_ms[2], double b
         }
     }
     if (eqr_status_get(ctx) == EQR_OK) {
-        qsort(tf, (size_t)reps, sizeof(double), cmp_double);
-        qsort(tb, (size_t)reps, sizeof(double), cmp_double);
+        qsort(tf, (size_t)reps, sizeof(double), bench_cmp_double);
+        qsort(tb, (size_t)reps, sizeof(double), bench_cmp_double);
         fwd_ms[0] = tf[reps / 2];
         fwd_ms[1] = tf[0];
         bwd_ms[0] = tb[reps / 2];

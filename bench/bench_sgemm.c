@@ -9,21 +9,11 @@
  *   sgemm threads=T n=N gflops_median=X gflops_best=Y core=NAME */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_sgemm [--threads T] [--n N] [--reps R]\n");
@@ -59,12 +49,12 @@ int main(int argc, char **argv) {
         b[i] = (float)((i * 5) % 11) * 0.01f - 0.05f;
     }
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
-        double t0 = now_s();
+        double t0 = bench_now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
                     c, n);
-        if (r >= 0) t[r] = now_s() - t0;
+        if (r >= 0) t[r] = bench_now_s() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     const double flops = 2.0 * n * (double)n * n;
     printf("sgemm threads=%d n=%d gflops_median=%.1f gflops_best=%.1f core=%s\n", threads, n,
            flops / t[reps / 2] * 1e-9, flops / t[0] * 1e-9, openblas_get_corename());

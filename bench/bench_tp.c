@@ -20,21 +20,11 @@
 #include "equirelax/equirelax.h"
 #include "nn3d/tp_internal.h"
 
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* irreps with mul m for l = 0..lmax, parity (-1)^l */
 static int64_t dim_of(int lmax, int64_t m) {
@@ -109,16 +99,16 @@ int main(int argc, char **argv) {
         double *t = malloc(sizeof(double) * (size_t)(reps + 1));
         for (int r = 0; r <= reps; r++) {
             eqr_step_reset(ctx);
-            const double t0 = now_s();
+            const double t0 = bench_now_s();
             eqr_tensor *y = eqr__tp_forward(ctx, x1, x2, w, np, paths, D1);
             eqr_tensor *loss = eqr_sum_all(ctx, y);
             if (!loss || eqr_backward(ctx, loss) != EQR_OK) {
                 fprintf(stderr, "bench_tp: %s\n", eqr_error_message(ctx));
                 return 1;
             }
-            t[r] = now_s() - t0;
+            t[r] = bench_now_s() - t0;
         }
-        qsort(t + 1, (size_t)reps, sizeof(double), cmp_double);
+        qsort(t + 1, (size_t)reps, sizeof(double), bench_cmp_double);
         const double med = t[1 + reps / 2];
         printf("tp shape=%s n=%d paths=%d ms_fwd_bwd=%.3f gflops=%.2f\n", names[s], n, np,
                med * 1e3, 3.0 * fl * n / med * 1e-9);
