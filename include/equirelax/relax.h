@@ -46,8 +46,10 @@
 #ifndef EQUIRELAX_RELAX_H
 #define EQUIRELAX_RELAX_H
 
+#include "egnn.h"
 #include "gconv.h"
 #include "steerable.h"
+#include "vn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -136,19 +138,34 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
 eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
                                  eqr_steer_conv *layer, const eqr_rlayer_opts *opts);
 
-/* A representation given by its Lie algebra: ngen generators
- * drho(A_i), each dim x dim, row-major, consecutive in gens. */
-typedef struct eqr_lie_rep {
-    int dim;
-    int ngen;
-    const float *gens; /* ngen * dim * dim floats, kept by the caller */
-} eqr_lie_rep;
+/* Relax a VN-Linear (vn.h): registers "<name>.wr" [3 c_out, 3 c_in], a
+ * dense map on the flattened vector features (row 3o + i, column 3c + j),
+ * and returns a relaxed layer of kind "vn_linear" whose forward
+ * (eqr_rlayer_forward, same x shapes as eqr_vn_linear_forward) is
+ *     y = VN-Linear(x) + theta W_r x,
+ * computed as ONE channel mix with the matrix W (x) I3 + theta W_r when
+ * theta != 0, and by the plain layer when theta == 0 (W_r untouched unless
+ * a penalty needs W_r x). Penalties: LD = sum_a ||W_r (I (x) L_a) -
+ * (I (x) L_a) W_r||^2 over the so(3) generators (closed form, blockwise;
+ * the activation form when the relaxation's opts.lie_form says so); N =
+ * ||W_r x||^2 over the batch (or its first opts.norm_subsample items,
+ * scaled). Fold projection adds theta * tr(B_oc) / 3 to W[o, c], B_oc the
+ * 3x3 block (o, c) of W_r: the least-squares equivariant part (the maps of
+ * a 3-vector commuting with SO(3) are the multiples of I3). The VN-Linear
+ * stays owned by the caller and must outlive the relaxed layer. NULL on
+ * error (recorded). */
+eqr_rlayer *eqr_relax_vn_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                                eqr_vn_linear *layer, const eqr_rlayer_opts *opts);
 
-/* Generators of a field type (groups.h) of SO(2) or O(2): the derivative at
- * 0 of the rotation by angle t, block-diagonal (frequency-m irrep block
- * [[0, -m], [m, 0]], zero for trivial/sign parts). Writes dim*dim floats
- * into gens. EQR_ERR_ARG for a group without a continuous rotation part. */
-eqr_status eqr_rep_lie_generator(eqr_ctx *ctx, const eqr_rep *rep, float *gens);
+/* Relax an EGNN layer's coordinate update (egnn.h, RELAXATION there):
+ * creates the term with eqr_relax_linear under name (W_r "<name>.wr",
+ * [3, 6] for a layer with velocities, [3, 3] without) and attaches it
+ * through eqr_egnn_set_coord_term; opts as for eqr_relax_linear. r owns
+ * the term and must outlive the layer's forwards; the layer's coordinate
+ * term (eqr_egnn_coord_term) is then this eqr_rlayer. NULL on error (also
+ * if the layer has a coordinate term already). */
+eqr_rlayer *eqr_relax_egnn(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_egnn *layer,
+                           const eqr_rlayer_opts *opts);
 
 /* A relaxation term alone for a linear map between Lie-algebra
  * representations in -> out: W_r [out->dim, in->dim], penalised by the Lie

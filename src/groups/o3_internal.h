@@ -2,7 +2,8 @@
 #ifndef EQR_O3_INTERNAL_H
 #define EQR_O3_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
+#include "equirelax/o3.h"
 
 /* Position inside the degree-l block of the real basis element of order m
  * (-l <= m <= l): l + m, except l = 1 ordered (x, y, z) = (m=1, -1, 0). */

@@ -1,6 +1,6 @@
 /* Irreps of O(3): parsing, printing, layout, simplification, sorting and the
  * action of O(3) on irreps-typed feature rows (o3.h). */
-#include "o3_internal.h"
+#include "groups/o3_internal.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* Equivariant linear layer between irreps (irreps_nn.h): per matching
  * (l, p) pair of entries a weight block acting on multiplicities only. */
-#include "internal.h"
+#include "core/internal.h"
+#include "equirelax/irreps_nn.h"
 
 #include <math.h>
 #include <stdio.h>
