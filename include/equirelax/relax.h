@@ -219,6 +219,22 @@ eqr_tensor *eqr_rlayer_wr(const eqr_rlayer *l);
 eqr_tensor *eqr_rlayer_theta(const eqr_rlayer *l); /* own or the global one */
 eqr_status eqr_rlayer_get_stats(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_stats *stats);
 
+/* How much of a layer's output the relaxation makes, on the input of its
+ * last forward. */
+typedef struct eqr_rlayer_probe_stats {
+    float theta;    /* the layer's theta */
+    double eq_norm; /* ||f_eq x|| (NaN for an eqr_relax_linear term: no f_eq of its own) */
+    double wr_norm; /* ||W_r x|| */
+    double share;   /* |theta| ||W_r x|| / ||f_eq x|| (NaN without f_eq or if it is 0) */
+} eqr_rlayer_probe_stats;
+
+/* Measure eqr_rlayer_probe_stats on the input x of the layer's last
+ * eqr_rlayer_forward, which must have run since the last eqr_step_reset
+ * (EQR_ERR_STATE otherwise). Costs one more forward of the layer's two
+ * parts, without gradients; the step's tensors, tape and gradients are left
+ * as they were, so it may run between backward and the optimizer step. */
+eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -162,6 +162,7 @@ void eqr_step_reset(eqr_ctx *ctx) {
     a->used = 0;
     ctx->tape_len = 0;
     ctx->tape_consumed = 0;
+    ctx->step_id++;
 }
 
 size_t eqr_arena_used(const eqr_ctx *ctx) { return ctx ? ctx->arena.used : 0; }

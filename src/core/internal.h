@@ -65,6 +65,7 @@ struct eqr_ctx {
     eqr_node *tape;
     int64_t tape_len, tape_cap;
     int tape_consumed; /* backward already ran on this tape */
+    uint64_t step_id;  /* eqr_step_reset calls so far: tells a stale arena pointer */
     /* parameter store */
     eqr_param_entry *params;
     int nparams, params_cap;

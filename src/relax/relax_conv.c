@@ -176,10 +176,23 @@ static eqr_status steer_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
     return EQR_OK;
 }
 
-static const eqr_rlayer_ops gconv_ops = {"gconv", conv_forward, gconv_defect, gconv_fold,
-                                         impl_destroy};
-static const eqr_rlayer_ops steer_ops = {"steer_conv", conv_forward, steer_defect, steer_fold,
-                                         impl_destroy};
+/* f_eq x = conv(x, bank) + bias and W_r x = conv(x, W_r), apart. */
+static eqr_status conv_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq,
+                             double *wr) {
+    conv_impl *c = l->impl;
+    eqr_tensor *bank = c->g ? eqr_gconv_filter_bank(ctx, c->g) : eqr_steer_conv_filter_bank(ctx, c->s);
+    eqr_tensor *bias = c->g ? eqr_gconv_bias_vector(ctx, c->g) : eqr_steer_conv_bias_vector(ctx, c->s);
+    *eq = eqr__norm_of(ctx, eqr_conv2d(ctx, x, bank, bias, c->geom));
+    *wr = eqr__norm_of(ctx, eqr_conv2d(ctx, x, l->wr, NULL, c->geom));
+    return ctx->status;
+}
+
+static const eqr_rlayer_ops gconv_ops = {.kind = "gconv", .forward = conv_forward,
+                                         .defect = gconv_defect, .fold = gconv_fold,
+                                         .probe = conv_probe, .destroy = impl_destroy};
+static const eqr_rlayer_ops steer_ops = {.kind = "steer_conv", .forward = conv_forward,
+                                         .defect = steer_defect, .fold = steer_fold,
+                                         .probe = conv_probe, .destroy = impl_destroy};
 
 /* ------------------------------------------------------ construction */
 

@@ -22,6 +22,10 @@ typedef struct eqr_rlayer_ops {
     /* Add theta * (equivariant part of W_r) into the equivariant layer's
      * weights (no gradient recorded). NULL: fold acts as drop. */
     eqr_status (*fold)(eqr_ctx *ctx, eqr_rlayer *l, float theta);
+    /* ||f_eq x|| (NaN for a bare term, which has no f_eq of its own) and
+     * ||W_r x|| on x, without gradients (telemetry, eqr_rlayer_probe). */
+    eqr_status (*probe)(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq_norm,
+                        double *wr_norm);
     /* Free impl (NULL: impl is not owned). */
     void (*destroy)(void *impl);
 } eqr_rlayer_ops;
@@ -42,6 +46,8 @@ struct eqr_rlayer {
      * layer's LD is one form or the other, never both). */
     eqr_tensor *lie_act_term;
     float last_act_norm; /* ||W_r x|| of the last recorded forward, -1 if none */
+    eqr_tensor *last_x;      /* input of the last forward (step arena) ... */
+    uint64_t last_x_step;    /* ... valid while ctx->step_id equals this */
 };
 
 /* Register a relaxed layer of the given kind in r: creates "<name>.wr" with
@@ -71,6 +77,8 @@ void eqr__rlayer_set_norm(eqr_rlayer *l, eqr_tensor *n);
 /* Number of images the norm estimate uses for a batch of n (all of them in
  * exact mode), and the factor n / m that scales the estimate. */
 int64_t eqr__rlayer_norm_rows(const eqr_rlayer *l, int64_t n, float *scale);
+/* ||t|| (Frobenius, accumulated in double); NaN for NULL. */
+double eqr__norm_of(eqr_ctx *ctx, eqr_tensor *t);
 /* Safe square root op: y = sqrt(x) for a scalar x >= 0, dy/dx = 0 at 0. */
 eqr_tensor *eqr__ssqrt(eqr_ctx *ctx, eqr_tensor *x);
 

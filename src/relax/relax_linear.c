@@ -10,6 +10,7 @@
  * permutation anywhere: the paper's code got this wrong). */
 #include "relax/relax_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 /* The kind's data: dimensions and private copies of the generators. */
@@ -157,6 +158,15 @@ static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     return ctx->status == EQR_OK ? res : NULL;
 }
 
+/* A bare term has no f_eq of its own (the caller adds it to its map). */
+static eqr_status lin_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
+    lin_impl *im = l->impl;
+    int64_t fs[2] = {x->numel / im->in_dim, im->in_dim};
+    *eq = NAN;
+    *wr = eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
+    return ctx->status;
+}
+
 static void lin_destroy(void *impl) { free(impl); }
 
 static const eqr_rlayer_ops lin_ops = {
@@ -164,6 +174,7 @@ static const eqr_rlayer_ops lin_ops = {
     .forward = lin_forward,
     .defect = lin_defect,
     .fold = NULL, /* no equivariant layer to fold into: acts as drop */
+    .probe = lin_probe,
     .destroy = lin_destroy,
 };
 

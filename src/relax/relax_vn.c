@@ -94,7 +94,20 @@ static void vnr_destroy(void *impl) {
     free(im);
 }
 
+/* f_eq x = W x and W_r x on the flattened vectors. */
+static eqr_status vnr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
+    eqr_vn_linear *lay = ((vnr_impl *)l->impl)->layer;
+    eqr_tensor *x4 = eqr__vn_view4(ctx, "eqr_rlayer_probe (vn_linear)", x,
+                                   eqr_vn_linear_in_channels(lay));
+    if (!x4) return ctx->status;
+    *eq = eqr__norm_of(ctx, eqr__vn_linear4(ctx, eqr_vn_linear_weight(lay), x4,
+                                            eqr_vn_linear_out_channels(lay)));
+    *wr = eqr__norm_of(ctx, eqr__vn_mix(ctx, l->wr, flat_vectors(ctx, x4)));
+    return ctx->status;
+}
+
 static const eqr_rlayer_ops vnr_ops = {
+    .probe = vnr_probe,
     .kind = "vn_linear",
     .forward = vnr_forward,
     .defect = vnr_defect,
