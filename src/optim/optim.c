@@ -241,3 +241,28 @@ float eqr_clip_grad_norm(eqr_ctx *ctx, float max_norm) {
     }
     return (float)norm;
 }
+
+eqr_status eqr_optim_state_norms(eqr_optim *opt, const eqr_tensor *p, double *m_norm,
+                                 double *v_norm) {
+    if (!opt) return EQR_ERR_ARG;
+    eqr_ctx *ctx = opt->ctx;
+    if (!eqr__ok(ctx, 3, p, m_norm, v_norm)) return ctx->status;
+    int64_t off = -1;
+    for (int i = 0; i < ctx->nparams && i < opt->nparams; i++)
+        if (ctx->params[i].t == p) off = ctx->params[i].offset;
+    if (off < 0)
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "eqr_optim_state_norms: the tensor is not a parameter the optimizer covers");
+    double m = 0, v = 0;
+    if (opt->state_len > 0) {
+        const float *sm = opt->state + off;
+        const float *sv = opt->state_len > opt->total ? opt->state + opt->total + off : NULL;
+        for (int64_t k = 0; k < p->numel; k++) {
+            m += (double)sm[k] * sm[k];
+            if (sv) v += (double)sv[k] * sv[k];
+        }
+    }
+    *m_norm = sqrt(m);
+    *v_norm = sqrt(v);
+    return EQR_OK;
+}
