@@ -24,6 +24,7 @@
 #include "steerable.h"
 #include "gconv.h"
 #include "schedule.h"
+#include "train.h"
 #include "relax.h"
 #include "so3.h"
 #include "o3.h"

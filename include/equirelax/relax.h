@@ -229,8 +229,8 @@ typedef struct eqr_rlayer_probe_stats {
 } eqr_rlayer_probe_stats;
 
 /* Measure eqr_rlayer_probe_stats on the input x of the layer's last
- * eqr_rlayer_forward, which must have run since the last eqr_step_reset
- * (EQR_ERR_STATE otherwise). Costs one more forward of the layer's two
+ * eqr_rlayer_forward since the last eqr_step_reset (if it has not run
+ * since, the norms and share are NaN; theta is set either way). Costs one more forward of the layer's two
  * parts, without gradients; the step's tensors, tape and gradients are left
  * as they were, so it may run between backward and the optimizer step. */
 eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats *out);

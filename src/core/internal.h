@@ -89,6 +89,17 @@ void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...)
 eqr_status eqr__open_regular(eqr_ctx *ctx, const char *fn, const char *path, int *fd,
                              int64_t *size);
 
+/* Write path atomically: w streams the content into f (returns 0, or -1
+ * with errno set). It goes to "<path>.tmp", is flushed and fsynced, renamed
+ * over path and the directory synced, so a reader (or a kill -9) sees the
+ * old file or the new one, never a part. On failure the temporary file is
+ * removed, path is untouched and the error reads "<fn>: cannot <step>
+ * '<path>.tmp' (saving '<path>'): <reason>"; a path naming a directory is
+ * refused. */
+typedef int (*eqr__write_fn)(FILE *f, void *user);
+eqr_status eqr__write_atomic(eqr_ctx *ctx, const char *fn, const char *path, eqr__write_fn w,
+                             void *user);
+
 /* 64-byte aligned arena allocation; NULL (error recorded) on failure. */
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
 void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);

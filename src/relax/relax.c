@@ -389,10 +389,9 @@ double eqr__norm_of(eqr_ctx *ctx, eqr_tensor *t) {
 eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats *out) {
     if (!ctx) return EQR_ERR_ARG;
     if (!eqr__ok(ctx, 2, l, out)) return ctx->status;
-    if (!l->last_x || l->last_x_step != ctx->step_id)
-        return eqr__fail(ctx, EQR_ERR_STATE,
-                         "eqr_rlayer_probe(%s): the layer has not run since the last "
-                         "eqr_step_reset", l->name);
+    out->theta = eqr__rlayer_theta(l);
+    out->eq_norm = out->wr_norm = out->share = NAN;
+    if (!l->last_x || l->last_x_step != ctx->step_id) return EQR_OK; /* not run this step */
     eqr__arena_mark m = eqr__arena_save(ctx);
     int ge = eqr_set_grad_enabled(ctx, 0);
     double eq = NAN, wr = NAN;
@@ -400,7 +399,6 @@ eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats 
     eqr_set_grad_enabled(ctx, ge);
     eqr__arena_rewind(ctx, m);
     if (st != EQR_OK) return st;
-    out->theta = eqr__rlayer_theta(l);
     out->eq_norm = eq;
     out->wr_norm = wr;
     out->share = eq > 0 ? fabs(out->theta) * wr / eq : NAN;
