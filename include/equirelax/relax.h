@@ -181,7 +181,9 @@ eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
 /* Forward of a relaxed layer: f_eq(x) + theta W_r x (fused for convs), or
  * theta W_r x for eqr_relax_linear. Records this step's activation-norm
  * term when gradients are enabled and lambda_norm > 0 (or the activation
- * form of the Lie derivative). Errors as the wrapped layer's forward. */
+ * form of the Lie derivative). Errors as the wrapped layer's forward; a
+ * relaxed group or steerable conv logs the wrapped layer's warning on input
+ * sizes it is not exact on (WARNINGS in gconv.h). */
 eqr_tensor *eqr_rlayer_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x);
 
 /* The penalty lambda_defect * ssqrt(sum LD) + lambda_norm * ssqrt(sum N) of

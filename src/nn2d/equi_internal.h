@@ -4,10 +4,13 @@
 #define EQR_EQUI_INTERNAL_H
 
 #include "core/internal.h"
+#include "equirelax/gconv.h"
 #include "equirelax/groups.h"
 #include "equirelax/ops.h"
 #include "equirelax/param.h"
+#include "equirelax/steerable.h"
 
+#include <limits.h>
 #include <stdio.h>
 
 /* 1 for a part of copies of the trivial irrep (0, 0). */
@@ -45,6 +48,12 @@ static inline int64_t eqr__conv_span(int n, int k, int pad, int dil) {
     return (int64_t)n + 2 * (int64_t)pad - (int64_t)dil * (k - 1) - 1;
 }
 
+/* 1 if G has quarter turns (C4, D4, C8, SO(2), ...), whose exactness needs
+ * the same geometry on both axes. */
+static inline int eqr__conv_has_quarter(const eqr_group *G) {
+    return !eqr_group_is_finite(G) || G->n % 4 == 0;
+}
+
 /* 1 if a conv with k x k filters and geometry g (defaults filled) commutes
  * with every element of G that maps the pixel grid onto itself, on h x w
  * inputs: the output must exist; a flip (x -> -x) needs a symmetric width
@@ -57,7 +66,7 @@ static inline int eqr__conv_exact_on(const eqr_group *G, const eqr_conv2d_geom *
     if (sh < 0 || sw < 0) return 0;
     int ok_h = sh % g->stride_h == 0, ok_w = sw % g->stride_w == 0;
     int finite = eqr_group_is_finite(G);
-    int half = !finite || G->n % 2 == 0, quarter = !finite || G->n % 4 == 0;
+    int half = !finite || G->n % 2 == 0, quarter = eqr__conv_has_quarter(G);
     if (eqr_group_has_flips(G) && !ok_w) return 0;
     if (half && !(ok_h && ok_w)) return 0;
     if (quarter && (h != w || g->pad_h != g->pad_w || g->stride_h != g->stride_w ||
@@ -65,5 +74,53 @@ static inline int eqr__conv_exact_on(const eqr_group *G, const eqr_conv2d_geom *
         return 0;
     return 1;
 }
+
+/* At construction: warn (EQR_LOG_WARN) when no input size can make a conv of
+ * geometry g (defaults filled) exact under G, i.e. quarter turns with a
+ * stride, padding or dilation that differs between the axes. Any other
+ * geometry is exact on the sizes n = dil (k - 1) + 1 - 2 pad (mod stride),
+ * so it is left to eqr__conv_watch_input at the forward. 1 if it warned. */
+static inline int eqr__conv_warn_never_exact(eqr_ctx *ctx, const char *fn, const char *name,
+                                             const eqr_group *G, const eqr_conv2d_geom *g) {
+    if (!eqr__conv_has_quarter(G) ||
+        (g->stride_h == g->stride_w && g->pad_h == g->pad_w && g->dil_h == g->dil_w))
+        return 0;
+    char gn[48];
+    eqr__log(ctx, EQR_LOG_WARN,
+             "%s(%s): never exactly equivariant, on any input size: the 90-degree rotations of "
+             "%s need the same stride, padding and dilation on both axes (stride %d/%d, pad "
+             "%d/%d, dil %d/%d); see EXACTNESS OF THE GEOMETRY in gconv.h",
+             fn, name, eqr_group_name(G, gn, sizeof gn), g->stride_h, g->stride_w, g->pad_h,
+             g->pad_w, g->dil_h, g->dil_w);
+    return 1;
+}
+
+/* At the forward: warn (EQR_LOG_WARN) when the conv is not exact on h x w
+ * inputs, naming the layer and the rule; once per input size, warned[2]
+ * holding the size last warned about ({0, 0} at first). */
+static inline void eqr__conv_watch_input(eqr_ctx *ctx, const char *fn, const char *name,
+                                         const eqr_group *G, const eqr_conv2d_geom *g, int k,
+                                         int64_t h, int64_t w, int64_t warned[2]) {
+    if ((h == warned[0] && w == warned[1]) || h > INT_MAX || w > INT_MAX ||
+        eqr__conv_exact_on(G, g, k, (int)h, (int)w))
+        return;
+    warned[0] = h;
+    warned[1] = w;
+    eqr__log(ctx, EQR_LOG_WARN,
+             "%s(%s): not exactly equivariant on %lldx%lld inputs: along each axis of size n the "
+             "sampling grid must be symmetric about the centre, (n + 2*pad - dil*(k-1) - 1) %% "
+             "stride == 0 (k %d, stride %d/%d, pad %d/%d, dil %d/%d); with 90-degree rotations "
+             "also H == W and equal geometry on both axes",
+             fn, name, (long long)h, (long long)w, k, g->stride_h, g->stride_w, g->pad_h,
+             g->pad_w, g->dil_h, g->dil_w);
+}
+
+/* eqr__conv_watch_input for a layer's h x w input, with the layer's own
+ * once-per-size memory (shared by its plain and relaxed forwards); fn names
+ * the calling function in the message. */
+void eqr__gconv_watch_input(eqr_ctx *ctx, const char *fn, eqr_gconv *layer, int64_t h,
+                            int64_t w);
+void eqr__steer_conv_watch_input(eqr_ctx *ctx, const char *fn, eqr_steer_conv *layer, int64_t h,
+                                 int64_t w);
 
 #endif

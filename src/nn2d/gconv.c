@@ -20,7 +20,7 @@ struct eqr_gconv {
     int64_t *bank_idx;       /* bank element -> weight element */
     int64_t *bias_idx;       /* expanded bias element -> bias element */
     char name[EQR_NAME_LEN];
-    int64_t warned_h, warned_w; /* input size last warned about (0: none) */
+    int64_t warned[2];       /* input size last warned about ({0, 0}: none) */
 };
 
 /* Kind of in_type: LIFTING (all trivial), GROUP (all regular), or AUTO with
@@ -222,6 +222,8 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
         eqr_gconv_destroy(L);
         return NULL;
     }
+    /* size-dependent inexactness is only known at the forward */
+    eqr__conv_warn_never_exact(ctx, "eqr_gconv_create", name, &L->group, &L->geom);
     return L;
 }
 
@@ -258,25 +260,17 @@ eqr_tensor *eqr_gconv_forward(eqr_ctx *ctx, eqr_gconv *layer, eqr_tensor *x) {
                   layer->kind == EQR_GCONV_LIFTING ? "trivial" : "regular", EQR_SHAPE(x, bx));
         return NULL;
     }
-    int64_t h = x->shape[2], w = x->shape[3];
-    if ((h != layer->warned_h || w != layer->warned_w) &&
-        !eqr_gconv_exact_on(layer, (int)h, (int)w)) {
-        /* once per input size, not every step */
-        layer->warned_h = h;
-        layer->warned_w = w;
-        const eqr_conv2d_geom *g = &layer->geom;
-        eqr__log(ctx, EQR_LOG_WARN,
-                 "eqr_gconv_forward(%s): not exactly equivariant on %lldx%lld inputs: along each "
-                 "axis of size n the sampling grid must be symmetric about the centre, "
-                 "(n + 2*pad - dil*(k-1) - 1) %% stride == 0 (k %d, stride %d/%d, pad %d/%d, "
-                 "dil %d/%d); with 90-degree rotations also H == W and equal geometry on both axes",
-                 layer->name, (long long)h, (long long)w, layer->k, g->stride_h, g->stride_w,
-                 g->pad_h, g->pad_w, g->dil_h, g->dil_w);
-    }
+    eqr__gconv_watch_input(ctx, "eqr_gconv_forward", layer, x->shape[2], x->shape[3]);
     eqr_tensor *bank = eqr_gconv_filter_bank(ctx, layer);
     eqr_tensor *b = layer->bias ? eqr_gconv_bias_vector(ctx, layer) : NULL;
     if (!bank || (layer->bias && !b)) return NULL;
     return eqr_conv2d(ctx, x, bank, b, &layer->geom);
+}
+
+void eqr__gconv_watch_input(eqr_ctx *ctx, const char *fn, eqr_gconv *layer, int64_t h,
+                            int64_t w) {
+    eqr__conv_watch_input(ctx, fn, layer->name, &layer->group, &layer->geom, layer->k, h, w,
+                          layer->warned);
 }
 
 eqr_status eqr_gconv_export(eqr_ctx *ctx, const eqr_gconv *layer, float *weight, float *bias) {

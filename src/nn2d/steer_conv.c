@@ -17,6 +17,8 @@ struct eqr_steer_conv {
     eqr_conv2d_geom geom;
     eqr_tensor *weight, *bias;
     int64_t *bias_idx; /* [out_dim]: bias entry of each channel, -1 for none */
+    char name[EQR_NAME_LEN];
+    int64_t warned[2]; /* input size last warned about ({0, 0}: none) */
 };
 
 void eqr_steer_conv_destroy(eqr_steer_conv *layer) {
@@ -63,6 +65,7 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
     L->in_dim = in_type->dim;
     L->out_dim = out_type->dim;
     L->geom = g;
+    snprintf(L->name, sizeof L->name, "%s", name);
 
     /* bias: one per trivial or regular output field */
     int64_t nb = 0;
@@ -104,6 +107,8 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
         L->bias = eqr_param_new(ctx, pname, 1, &nb, EQR_PARAM_NO_DECAY);
         if (!L->bias) goto fail;
     }
+    /* size-dependent inexactness is only known at the forward */
+    eqr__conv_warn_never_exact(ctx, fn, name, &L->G, &L->geom);
     return L;
 fail:
     eqr_steer_conv_destroy(L);
@@ -166,10 +171,17 @@ eqr_tensor *eqr_steer_conv_forward(eqr_ctx *ctx, eqr_steer_conv *layer, eqr_tens
                   EQR_SHAPE(x, sb), layer->in_dim, layer->in_dim);
         return NULL;
     }
+    eqr__steer_conv_watch_input(ctx, "eqr_steer_conv_forward", layer, x->shape[2], x->shape[3]);
     eqr_tensor *bank = eqr_steer_conv_filter_bank(ctx, layer);
     eqr_tensor *b = layer->bias ? eqr_steer_conv_bias_vector(ctx, layer) : NULL;
     if (!bank || (layer->bias && !b)) return NULL;
     return eqr_conv2d(ctx, x, bank, b, &layer->geom);
+}
+
+void eqr__steer_conv_watch_input(eqr_ctx *ctx, const char *fn, eqr_steer_conv *layer, int64_t h,
+                                 int64_t w) {
+    eqr__conv_watch_input(ctx, fn, layer->name, &layer->G, &layer->geom, layer->k, h, w,
+                          layer->warned);
 }
 
 eqr_status eqr_steer_conv_export(eqr_ctx *ctx, const eqr_steer_conv *layer, float *weight,

@@ -31,6 +31,7 @@
  *   steer  W += theta project(W_r), the least-squares fit in the basis. */
 #include "relax/relax_internal.h"
 #include "ops/conv_internal.h"
+#include "nn2d/equi_internal.h"
 
 #include <stdlib.h>
 
@@ -101,6 +102,9 @@ static eqr_tensor *conv_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
                   l->name, EQR_SHAPE(x, s), c->in_dim);
         return NULL;
     }
+    /* the relaxed layer is exact only where the strict one is (after projection) */
+    if (c->g) eqr__gconv_watch_input(ctx, "eqr_rlayer_forward", c->g, x->shape[2], x->shape[3]);
+    else eqr__steer_conv_watch_input(ctx, "eqr_rlayer_forward", c->s, x->shape[2], x->shape[3]);
     eqr_tensor *bank = c->g ? eqr_gconv_filter_bank(ctx, c->g) : eqr_steer_conv_filter_bank(ctx, c->s);
     eqr_tensor *bias = c->g ? eqr_gconv_bias_vector(ctx, c->g) : eqr_steer_conv_bias_vector(ctx, c->s);
     if (ctx->status != EQR_OK) return NULL;
