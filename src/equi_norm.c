@@ -1,7 +1,9 @@
 /* Equivariant batch normalisation on field types. Each stat group is a run of
  * consecutive channels sharing one mean (centred groups: trivial channels and
  * regular fields) or none (irrep fields, normalised by their mean square),
- * one variance and one scale; see include/equirelax/equi_layers.h. */
+ * one variance and one scale; see include/equirelax/equi_layers.h. The
+ * kernel (eqr__bn_apply, equi_internal.h) only sees the group table, so the
+ * irreps batch norm (nn3d/irreps_norm.c) runs on it too. */
 #include "equi_internal.h"
 #include "equirelax/equi_layers.h"
 
@@ -9,23 +11,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct bn_group {
-    int32_t off, cnt; /* channels [off, off + cnt) */
-    int32_t centre;   /* index into bias / running_mean, -1 if not centred */
-} bn_group;
+typedef eqr__bn_group bn_group;
 
 struct eqr_field_bn {
     const eqr_rep *type;
-    int S, B;
     int min_centred; /* channels of the smallest centred group (0 if none) */
     bn_group *grp;
-    float eps, momentum;
     int training;
-    eqr_tensor *weight, *bias, *rmean, *rvar;
+    eqr__bn bn; /* groups, options and parameters for the kernel */
 };
 
-static eqr_tensor *new_param(eqr_ctx *ctx, const char *name, const char *suffix, int64_t n,
-                             unsigned flags, float fill) {
+eqr_tensor *eqr__param_filled(eqr_ctx *ctx, const char *name, const char *suffix, int64_t n,
+                              unsigned flags, float fill) {
     char pname[EQR_NAME_LEN];
     snprintf(pname, sizeof pname, "%s.%s", name, suffix);
     eqr_tensor *t = eqr_param_new(ctx, pname, 1, &n, flags);
@@ -86,18 +83,20 @@ eqr_field_bn *eqr_field_bn_create(eqr_ctx *ctx, const char *name, const eqr_rep 
         }
     }
     l->type = in_type;
-    l->S = S;
-    l->B = B;
     l->grp = grp;
-    l->eps = o.eps;
-    l->momentum = o.momentum;
     l->training = 1;
+    eqr__bn *bn = &l->bn;
+    bn->grp = grp;
+    bn->S = S;
+    bn->B = B;
+    bn->eps = o.eps;
+    bn->momentum = o.momentum;
     if (!o.no_affine) {
-        l->weight = new_param(ctx, name, "weight", S, EQR_PARAM_NO_DECAY, 1.0f);
-        if (B > 0) l->bias = new_param(ctx, name, "bias", B, EQR_PARAM_NO_DECAY, 0.0f);
+        bn->weight = eqr__param_filled(ctx, name, "weight", S, EQR_PARAM_NO_DECAY, 1.0f);
+        if (B > 0) bn->bias = eqr__param_filled(ctx, name, "bias", B, EQR_PARAM_NO_DECAY, 0.0f);
     }
-    if (B > 0) l->rmean = new_param(ctx, name, "running_mean", B, EQR_PARAM_BUFFER, 0.0f);
-    l->rvar = new_param(ctx, name, "running_var", S, EQR_PARAM_BUFFER, 1.0f);
+    if (B > 0) bn->rmean = eqr__param_filled(ctx, name, "running_mean", B, EQR_PARAM_BUFFER, 0.0f);
+    bn->rvar = eqr__param_filled(ctx, name, "running_var", S, EQR_PARAM_BUFFER, 1.0f);
     if (ctx->status != EQR_OK) {
         eqr_field_bn_destroy(l);
         return NULL;
@@ -110,12 +109,12 @@ void eqr_field_bn_set_training(eqr_field_bn *l, int training) {
 }
 int eqr_field_bn_training(const eqr_field_bn *l) { return l ? l->training : 0; }
 const eqr_rep *eqr_field_bn_out_type(const eqr_field_bn *l) { return l ? l->type : NULL; }
-int eqr_field_bn_num_groups(const eqr_field_bn *l) { return l ? l->S : 0; }
-int eqr_field_bn_num_centred(const eqr_field_bn *l) { return l ? l->B : 0; }
-eqr_tensor *eqr_field_bn_weight(const eqr_field_bn *l) { return l ? l->weight : NULL; }
-eqr_tensor *eqr_field_bn_bias(const eqr_field_bn *l) { return l ? l->bias : NULL; }
-eqr_tensor *eqr_field_bn_running_mean(const eqr_field_bn *l) { return l ? l->rmean : NULL; }
-eqr_tensor *eqr_field_bn_running_var(const eqr_field_bn *l) { return l ? l->rvar : NULL; }
+int eqr_field_bn_num_groups(const eqr_field_bn *l) { return l ? l->bn.S : 0; }
+int eqr_field_bn_num_centred(const eqr_field_bn *l) { return l ? l->bn.B : 0; }
+eqr_tensor *eqr_field_bn_weight(const eqr_field_bn *l) { return l ? l->bn.weight : NULL; }
+eqr_tensor *eqr_field_bn_bias(const eqr_field_bn *l) { return l ? l->bn.bias : NULL; }
+eqr_tensor *eqr_field_bn_running_mean(const eqr_field_bn *l) { return l ? l->bn.rmean : NULL; }
+eqr_tensor *eqr_field_bn_running_var(const eqr_field_bn *l) { return l ? l->bn.rvar : NULL; }
 
 void eqr_field_bn_destroy(eqr_field_bn *l) {
     if (!l) return;
@@ -124,9 +123,9 @@ void eqr_field_bn_destroy(eqr_field_bn *l) {
 }
 
 /* Node data: in = x, weight, bias (either may be NULL); i: [0] N, [1] HW,
- * [2] D, [3] training; saved: the layer (group table) and the statistics. */
+ * [2] D, [3] training; saved: the kernel's groups and the statistics. */
 typedef struct bn_saved {
-    const eqr_field_bn *l;
+    const eqr__bn *l;
     float *mean, *istd;
 } bn_saved;
 
@@ -134,10 +133,10 @@ typedef struct bn_saved {
  *   dw = istd * sum(g xc),  db = sum(g),
  *   dx = a (g - [centred] sum(g)/M - xc istd^2 sum(g xc)/M)   (training),
  *   dx = a g                                                 (evaluation). */
-static void field_bn_backward(eqr_ctx *ctx, eqr_node *nd) {
+static void group_bn_backward(eqr_ctx *ctx, eqr_node *nd) {
     eqr_tensor *x = nd->in[0], *w = nd->in[1], *bias = nd->in[2];
     const bn_saved *sv = nd->saved;
-    const eqr_field_bn *l = sv->l;
+    const eqr__bn *l = sv->l;
     int64_t N = nd->i[0], HW = nd->i[1], D = nd->i[2];
     int training = (int)nd->i[3];
     float *gx = NULL, *gw = NULL, *gb = NULL;
@@ -172,29 +171,8 @@ static void field_bn_backward(eqr_ctx *ctx, eqr_node *nd) {
     }
 }
 
-eqr_tensor *eqr_field_bn_forward(eqr_ctx *ctx, eqr_field_bn *l, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_field_bn_forward: NULL layer");
-        return NULL;
-    }
-    const int64_t D = l->type->dim;
-    char bx[EQR_SHAPE_BUF];
-    if (x->ndim < 2 || x->shape[1] != D) {
-        eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "eqr_field_bn_forward: x %s must be [N,%lld,...] (input type dim %lld)",
-                  EQR_SHAPE(x, bx), (long long)D, (long long)D);
-        return NULL;
-    }
-    int64_t N = x->shape[0], HW = 1;
-    for (int d = 2; d < x->ndim; d++) HW *= x->shape[d];
-    const int training = l->training;
-    if (training && l->B > 0 && N * HW * l->min_centred < 2) {
-        eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "eqr_field_bn_forward: training needs more than one value per centred group "
-                  "(trivial channel or regular field), x is %s", EQR_SHAPE(x, bx));
-        return NULL;
-    }
+eqr_tensor *eqr__bn_apply(eqr_ctx *ctx, const eqr__bn *l, eqr_tensor *x, int64_t N, int64_t D,
+                          int64_t HW, int training) {
     eqr_tensor *out = eqr__tensor_empty(ctx, x->ndim, x->shape);
     bn_saved *sv = out ? eqr__arena_alloc(ctx, sizeof *sv) : NULL;
     float *stats = sv ? eqr__arena_alloc(ctx, 2 * (size_t)l->S * sizeof *stats) : NULL;
@@ -248,7 +226,7 @@ eqr_tensor *eqr_field_bn_forward(eqr_ctx *ctx, eqr_field_bn *l, eqr_tensor *x) {
         }
     }
     eqr_tensor *in[3] = {x, l->weight, l->bias};
-    eqr_node *nd = eqr__record(ctx, out, field_bn_backward, 3, in);
+    eqr_node *nd = eqr__record(ctx, out, group_bn_backward, 3, in);
     if (nd) {
         nd->saved = sv;
         nd->i[0] = N;
@@ -257,4 +235,30 @@ eqr_tensor *eqr_field_bn_forward(eqr_ctx *ctx, eqr_field_bn *l, eqr_tensor *x) {
         nd->i[3] = training;
     }
     return out;
+}
+
+eqr_tensor *eqr_field_bn_forward(eqr_ctx *ctx, eqr_field_bn *l, eqr_tensor *x) {
+    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (!l) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_field_bn_forward: NULL layer");
+        return NULL;
+    }
+    const int64_t D = l->type->dim;
+    char bx[EQR_SHAPE_BUF];
+    if (x->ndim < 2 || x->shape[1] != D) {
+        eqr__fail(ctx, EQR_ERR_SHAPE,
+                  "eqr_field_bn_forward: x %s must be [N,%lld,...] (input type dim %lld)",
+                  EQR_SHAPE(x, bx), (long long)D, (long long)D);
+        return NULL;
+    }
+    int64_t N = x->shape[0], HW = 1;
+    for (int d = 2; d < x->ndim; d++) HW *= x->shape[d];
+    const int training = l->training;
+    if (training && l->bn.B > 0 && N * HW * l->min_centred < 2) {
+        eqr__fail(ctx, EQR_ERR_SHAPE,
+                  "eqr_field_bn_forward: training needs more than one value per centred group "
+                  "(trivial channel or regular field), x is %s", EQR_SHAPE(x, bx));
+        return NULL;
+    }
+    return eqr__bn_apply(ctx, &l->bn, x, N, D, HW, training);
 }

@@ -178,3 +178,28 @@ eqr_status eqr_irreps_act(eqr_ctx *ctx, const eqr_irreps *ir, const double R[9],
     free(Ds);
     return EQR_OK;
 }
+
+int eqr__irreps_ok(eqr_ctx *ctx, const char *fn, const eqr_irreps *ir, int nonempty) {
+    if (!ir) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: NULL irreps", fn);
+        return 0;
+    }
+    if (ir->n < 0 || ir->n > EQR_IRREPS_MAX) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: irreps with %d entries (0..%d)", fn, ir->n, EQR_IRREPS_MAX);
+        return 0;
+    }
+    for (int i = 0; i < ir->n; i++) {
+        const eqr_irrep_entry *e = &ir->e[i];
+        if (e->mul < 0 || e->l < 0 || e->l > EQR_O3_LMAX || (e->p != 1 && e->p != -1)) {
+            eqr__fail(ctx, EQR_ERR_ARG,
+                      "%s: irreps entry %d is mul %d, l %d, p %d (need mul >= 0, l in 0..%d, p = +-1)",
+                      fn, i, e->mul, e->l, e->p, EQR_O3_LMAX);
+            return 0;
+        }
+    }
+    if (nonempty && eqr_irreps_dim(ir) == 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: empty irreps (dimension 0)", fn);
+        return 0;
+    }
+    return 1;
+}
