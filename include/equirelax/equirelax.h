@@ -29,6 +29,7 @@
 #include "o3.h"
 #include "irreps_nn.h"
 #include "irreps_norm.h"
+#include "irreps_relax.h"
 #include "vn.h"
 #include "nbody.h"
 #include "egnn.h"
