@@ -378,7 +378,7 @@ static void test_errors(void **state) {
     int64_t s1[2] = {1, 5};
     eqr_tensor *x1 = eqr_tensor_zeros(ctx, 2, s1);
     assert_null(eqr_irreps_bn_forward(ctx, bn, x1));
-    tu_assert_error(ctx, EQR_ERR_SHAPE, "needs more than one row");
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "more than one with 0e channels");
     /* ... but one row is fine without 0e channels, and in evaluation */
     eqr_irreps vo;
     assert_int_equal(eqr_irreps_parse(ctx, "1x0o+1x1o+1x0e", &vo), EQR_OK);
@@ -388,6 +388,11 @@ static void test_errors(void **state) {
     assert_null(eqr_irreps_bn_running_mean(bv));
     int64_t s4[2] = {1, 4};
     assert_non_null(eqr_irreps_bn_forward(ctx, bv, eqr_tensor_zeros(ctx, 2, s4)));
+    int64_t s0[2] = {0, 4}; /* no rows: no batch statistics */
+    float keep = eqr_irreps_bn_running_var(bv)->data[0];
+    assert_null(eqr_irreps_bn_forward(ctx, bv, eqr_tensor_zeros(ctx, 2, s0)));
+    tu_assert_error(ctx, EQR_ERR_SHAPE, "training needs a row");
+    assert_true(eqr_irreps_bn_running_var(bv)->data[0] == keep);
     eqr_irreps_bn_set_training(bn, 0);
     assert_non_null(eqr_irreps_bn_forward(ctx, bn, x1));
     assert_null(eqr_irreps_bn_forward(ctx, NULL, x1));

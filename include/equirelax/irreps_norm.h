@@ -58,8 +58,9 @@ typedef struct eqr_irreps_norm_opts {
 typedef struct eqr_irreps_bn eqr_irreps_bn;
 eqr_irreps_bn *eqr_irreps_bn_create(eqr_ctx *ctx, const char *name, const eqr_irreps *irreps,
                                     const eqr_irreps_norm_opts *opts);
-/* x [..., dim] -> same shape. Training with a 0e channel needs more than
- * one row (EQR_ERR_SHAPE otherwise): a variance of one value is 0. */
+/* x [..., dim] -> same shape. Training needs at least one row, and more
+ * than one with a 0e channel (EQR_ERR_SHAPE otherwise): a variance of one
+ * value is 0. */
 eqr_tensor *eqr_irreps_bn_forward(eqr_ctx *ctx, eqr_irreps_bn *layer, eqr_tensor *x);
 /* 1 = training (batch statistics, running update), 0 = evaluation. */
 void eqr_irreps_bn_set_training(eqr_irreps_bn *layer, int training);

@@ -120,10 +120,11 @@ eqr_tensor *eqr_irreps_bn_forward(eqr_ctx *ctx, eqr_irreps_bn *L, eqr_tensor *x)
     }
     if (!check_x(ctx, fn, &L->ir, L->dim, x)) return NULL;
     const int64_t N = x->numel / L->dim;
-    if (L->training && L->bn.B > 0 && N < 2) {
+    /* batch statistics of no values would be 0/0 in the running buffers */
+    if (L->training && (N < 1 || (L->bn.B > 0 && N < 2))) {
         char bs[EQR_SHAPE_BUF];
         eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "%s: training with 0e channels needs more than one row, x is %s", fn,
+                  "%s: training needs a row (more than one with 0e channels), x is %s", fn,
                   EQR_SHAPE(x, bs));
         return NULL;
     }
