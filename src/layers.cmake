@@ -11,7 +11,7 @@ eqr_layer(optim   DEPS core                                     HEADERS optim.h 
 eqr_layer(data    DEPS core                                     HEADERS data.h nbody.h)
 eqr_layer(io      DEPS core optim                               HEADERS checkpoint.h)
 eqr_layer(nn2d    DEPS core ops groups                          HEADERS gconv.h steerable.h equi_layers.h)
-eqr_layer(nn3d    DEPS core ops groups                          HEADERS vn.h egnn.h irreps_nn.h tensor_product.h gate.h)
+eqr_layer(nn3d    DEPS core ops groups                          HEADERS vn.h egnn.h irreps_nn.h irreps_norm.h tensor_product.h gate.h)
 eqr_layer(relax   DEPS core ops groups nn2d nn3d                HEADERS relax.h)
 eqr_layer(measure DEPS core ops groups nn2d nn3d relax          HEADERS equivariance.h)
 eqr_layer(train   DEPS core ops groups optim data io nn2d nn3d relax measure HEADERS train.h)

@@ -29,6 +29,7 @@
 #include "so3.h"
 #include "o3.h"
 #include "irreps_nn.h"
+#include "irreps_norm.h"
 #include "vn.h"
 #include "nbody.h"
 #include "egnn.h"

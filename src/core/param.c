@@ -166,3 +166,12 @@ eqr_status eqr_init_xavier_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {
     eqr_tensor_normal(w, &ctx->rng, (float)(gain * sqrt(2.0 / (fi + fo))));
     return EQR_OK;
 }
+
+eqr_tensor *eqr__param_filled(eqr_ctx *ctx, const char *name, const char *suffix, int64_t n,
+                              unsigned flags, float fill) {
+    char pname[EQR_NAME_LEN];
+    snprintf(pname, sizeof pname, "%s.%s", name, suffix);
+    eqr_tensor *t = eqr_param_new(ctx, pname, 1, &n, flags);
+    if (t) eqr_tensor_fill(t, fill);
+    return t;
+}

@@ -79,6 +79,26 @@ void eqr__rlayer_set_norm(eqr_rlayer *l, eqr_tensor *n);
 int64_t eqr__rlayer_norm_rows(const eqr_rlayer *l, int64_t n, float *scale);
 /* ||t|| (Frobenius, accumulated in double); NaN for NULL. */
 double eqr__norm_of(eqr_ctx *ctx, eqr_tensor *t);
+/* A pair of Lie-algebra representations (in, out) with private copies of
+ * their generators, one block: free() releases it. The data of the kind
+ * "linear" (eqr_relax_linear), and of kinds adding such a term to an
+ * equivariant map. */
+typedef struct eqr__lie_pair {
+    int in_dim, out_dim, ngen;
+    float *gin;  /* ngen x in_dim x in_dim */
+    float *gout; /* ngen x out_dim x out_dim */
+} eqr__lie_pair;
+/* Validated copy of in, out (errors named after fn); NULL on error. */
+eqr__lie_pair *eqr__lie_pair_new(eqr_ctx *ctx, const char *fn, const eqr_lie_rep *in,
+                                 const eqr_lie_rep *out);
+/* theta W_r x for x [..., in_dim] with l's W_r [out_dim, in_dim] (zeros,
+ * W_r untouched, when theta == 0 and no penalty needs it), recording the
+ * activation norm and the activation-form Lie derivative as the options
+ * say: the forward of kind "linear". */
+eqr_tensor *eqr__lie_forward(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *p, eqr_tensor *x);
+/* Weight-form LD sum_A ||W_r drho_in(A) - drho_out(A) W_r||^2, scalar [1]. */
+eqr_tensor *eqr__lie_defect(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *p);
+
 /* Safe square root op: y = sqrt(x) for a scalar x >= 0, dy/dx = 0 at 0. */
 eqr_tensor *eqr__ssqrt(eqr_ctx *ctx, eqr_tensor *x);
 

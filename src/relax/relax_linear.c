@@ -13,12 +13,11 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* The kind's data: dimensions and private copies of the generators. */
-typedef struct lin_impl {
-    int in_dim, out_dim, ngen;
-    float *gin;  /* ngen x in_dim x in_dim */
-    float *gout; /* ngen x out_dim x out_dim */
-} lin_impl;
+/* The kind's data is an eqr__lie_pair (relax_internal.h): dimensions and
+ * private copies of the generators. Layer kinds that add such a term to an
+ * equivariant map (irreps linear layers) reuse it through the eqr__lie_*
+ * functions. */
+typedef eqr__lie_pair lin_impl;
 
 /* ------------------------------------------------------ closed-form LD */
 
@@ -69,8 +68,7 @@ eqr_status eqr_lie_derivative(eqr_ctx *ctx, const float *W, const eqr_lie_rep *i
 /* ------------------------------------------------- the relaxed-layer kind */
 
 /* LD_A = W_r drho_in(A) - drho_out(A) W_r as a differentiable [out, in]. */
-static eqr_tensor *ld_matrix(eqr_ctx *ctx, eqr_rlayer *l, int a) {
-    lin_impl *im = l->impl;
+static eqr_tensor *ld_matrix(eqr_ctx *ctx, eqr_rlayer *l, const lin_impl *im, int a) {
     int64_t di = im->in_dim, dout = im->out_dim;
     int64_t si[2] = {di, di}, so[2] = {dout, dout};
     eqr_tensor *gi = eqr_tensor_wrap(ctx, im->gin + a * di * di, 2, si);
@@ -82,12 +80,11 @@ static eqr_tensor *ld_matrix(eqr_ctx *ctx, eqr_rlayer *l, int a) {
  * (relax.c checks a recorded term is live by that). */
 static eqr_tensor *sqnorm(eqr_ctx *ctx, eqr_tensor *t) { return eqr_sumsq(ctx, t); }
 
-static eqr_tensor *lin_defect(eqr_ctx *ctx, eqr_rlayer *l) {
+eqr_tensor *eqr__lie_defect(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *im) {
     if (!eqr__ok(ctx, 1, l)) return NULL;
-    lin_impl *im = l->impl;
     eqr_tensor *total = NULL;
     for (int a = 0; a < im->ngen; a++) {
-        eqr_tensor *s = sqnorm(ctx, ld_matrix(ctx, l, a));
+        eqr_tensor *s = sqnorm(ctx, ld_matrix(ctx, l, im, a));
         total = total ? eqr_add(ctx, total, s) : s;
     }
     return total;
@@ -97,9 +94,8 @@ static eqr_tensor *lin_defect(eqr_ctx *ctx, eqr_rlayer *l) {
  * leading dim) and the activation-form LD (always over every row of x).
  * Each forward replaces the layer's recorded terms: a layer applied twice in
  * one step is penalised on its last call only. */
-static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
+eqr_tensor *eqr__lie_forward(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *im, eqr_tensor *x) {
     if (!eqr__ok(ctx, 2, l, x)) return NULL;
-    lin_impl *im = l->impl;
     char sx[EQR_SHAPE_BUF];
     if (x->ndim < 1 || x->shape[x->ndim - 1] != im->in_dim) {
         eqr__fail(ctx, EQR_ERR_SHAPE,
@@ -150,7 +146,7 @@ static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
         /* sum_A ||x LD_A^T||^2 over every row of the batch (exact) */
         eqr_tensor *total = NULL;
         for (int a = 0; a < im->ngen; a++) {
-            eqr_tensor *s = sqnorm(ctx, eqr_linear(ctx, xp, ld_matrix(ctx, l, a), NULL));
+            eqr_tensor *s = sqnorm(ctx, eqr_linear(ctx, xp, ld_matrix(ctx, l, im, a), NULL));
             total = total ? eqr_add(ctx, total, s) : s;
         }
         if (total) l->lie_act_term = total;
@@ -160,13 +156,19 @@ static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
 
 /* A bare term has no f_eq of its own (the caller adds it to its map). */
 static eqr_status lin_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
-    lin_impl *im = l->impl;
+    eqr__lie_pair *im = l->impl;
     int64_t fs[2] = {x->numel / im->in_dim, im->in_dim};
     *eq = NAN;
     *wr = eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
     return ctx->status;
 }
 
+static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
+    return eqr__lie_forward(ctx, l, l ? l->impl : NULL, x);
+}
+static eqr_tensor *lin_defect(eqr_ctx *ctx, eqr_rlayer *l) {
+    return eqr__lie_defect(ctx, l, l ? l->impl : NULL);
+}
 static void lin_destroy(void *impl) { free(impl); }
 
 static const eqr_rlayer_ops lin_ops = {
@@ -178,20 +180,14 @@ static const eqr_rlayer_ops lin_ops = {
     .destroy = lin_destroy,
 };
 
-eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
-                             const eqr_lie_rep *in, const eqr_lie_rep *out,
-                             const eqr_rlayer_opts *opts) {
-    if (!ctx || ctx->status != EQR_OK) return NULL;
-    if (!r) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_linear: relaxation is NULL");
-        return NULL;
-    }
-    if (check_lie_pair(ctx, "eqr_relax_linear", in, out)) return NULL;
+eqr__lie_pair *eqr__lie_pair_new(eqr_ctx *ctx, const char *fn, const eqr_lie_rep *in,
+                                 const eqr_lie_rep *out) {
+    if (check_lie_pair(ctx, fn, in, out)) return NULL;
     int64_t di = in->dim, dout = out->dim, ng = in->ngen;
     size_t nf = (size_t)(ng * (di * di + dout * dout));
     lin_impl *im = malloc(sizeof *im + nf * sizeof(float));
     if (!im) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_linear: out of memory for the generators");
+        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory for the generators", fn);
         return NULL;
     }
     im->in_dim = in->dim;
@@ -201,6 +197,19 @@ eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
     im->gout = im->gin + ng * di * di;
     memcpy(im->gin, in->gens, (size_t)(ng * di * di) * sizeof(float));
     memcpy(im->gout, out->gens, (size_t)(ng * dout * dout) * sizeof(float));
-    int64_t shape[2] = {dout, di};
+    return im;
+}
+
+eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                             const eqr_lie_rep *in, const eqr_lie_rep *out,
+                             const eqr_rlayer_opts *opts) {
+    if (!ctx || ctx->status != EQR_OK) return NULL;
+    if (!r) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_linear: relaxation is NULL");
+        return NULL;
+    }
+    lin_impl *im = eqr__lie_pair_new(ctx, "eqr_relax_linear", in, out);
+    if (!im) return NULL;
+    int64_t shape[2] = {out->dim, in->dim};
     return eqr__rlayer_new(ctx, r, name, &lin_ops, im, 2, shape, opts);
 }
