@@ -89,6 +89,14 @@ void eqr_clear_error(eqr_ctx *ctx);
  * logged at EQR_LOG_ERROR when they are first recorded. */
 void eqr_set_log(eqr_ctx *ctx, eqr_log_fn fn, void *user);
 
+/* Check that path could be written as the library writes files (a
+ * temporary file next to it, then a rename), before any work depends on
+ * it: not a directory or other non-file, not a read-only file, in an
+ * existing writable directory. Creates and changes nothing. EQR_ERR_IO
+ * with a message saying which ("is a directory", "no such directory
+ * '<dir>'", ...). */
+eqr_status eqr_path_writable(eqr_ctx *ctx, const char *path);
+
 /* The context's RNG, used by initialisers and dropout. Saved in checkpoints. */
 eqr_rng *eqr_ctx_rng(eqr_ctx *ctx);
 

@@ -153,6 +153,64 @@ eqr_status eqr_trainer_evaluate(eqr_trainer *t, const eqr_dataset *ds, int proje
 /* The step table (telemetry rows), owned by the trainer. */
 eqr_metrics *eqr_trainer_steps(eqr_trainer *t);
 
+/* ------------------------------------------------------------- the run */
+
+/* An equivariance measurement of the model on the first n images of ds
+ * (e.g. the largest relative change of the logits under the grid-exact
+ * elements of its group), written to *err. */
+typedef eqr_status (*eqr_train_measure_fn)(eqr_ctx *ctx, void *model, const eqr_dataset *ds,
+                                           int64_t n, double *err);
+/* Called after each epoch with the epoch table and the epoch's row. */
+typedef void (*eqr_epoch_fn)(void *user, const eqr_metrics *epochs, int64_t row);
+
+/* What eqr_trainer_run does around the epochs; zero-initialise. */
+typedef struct eqr_run_opts {
+    eqr_batcher *train;           /* required */
+    const eqr_dataset *test;      /* required: the projected evaluations */
+    int64_t epochs;               /* required, >= 1 */
+    int64_t eval_every;           /* evaluate projected every k epochs; 0: after the last only */
+    eqr_train_measure_fn measure; /* NULL: no equivariance columns */
+    int64_t measure_n;            /* images of test the per-epoch measurement uses */
+    const char *checkpoint;       /* saved after every epoch; NULL: none */
+    int resume;                   /* continue from the checkpoint if it exists */
+    uint64_t config;              /* hash of the settings: a checkpoint with another is refused */
+    int64_t stop_after;           /* stop after this epoch (before the last); 0: run all */
+    const char *metrics_csv;      /* the epoch table, rewritten after every epoch */
+    const char *steps_csv;        /* the step table, likewise */
+    const char *plot_svg;         /* a chart of the epoch table, likewise */
+    const char *title;            /* of the chart */
+    eqr_epoch_fn on_epoch;        /* NULL: none */
+    void *user;
+} eqr_run_opts;
+
+typedef struct eqr_run_result {
+    int64_t resumed_after;  /* epochs a resumed checkpoint held; 0 for a fresh run */
+    int64_t epochs_done;    /* the last epoch trained */
+    int stopped;            /* 1 if stop_after ended the run early (nothing projected) */
+    int projected;          /* 1 if the final model is the projected one (a relaxation) */
+    double test_loss, test_acc; /* of the final model on test (NaN if stopped) */
+} eqr_run_result;
+
+/* Train for the remaining epochs: each epoch eqr_trainer_epoch, an
+ * epoch-table row (epoch, steps, train_loss, train_acc, penalty, theta, lr,
+ * test_loss_projected, test_acc_projected, equiv_err_relaxed,
+ * equiv_err_projected, seconds, defect, act_norm_sq, wr_norm and per
+ * relaxed layer <l>.wr_norm and <l>.act_norm; empty where not measured),
+ * the checkpoint (counters: the epoch and config), the projected
+ * evaluation when due, the files and on_epoch. After the last epoch the
+ * model is projected for good (after its checkpoint, which keeps the
+ * relaxed model) and evaluated. With resume, a checkpoint at opts.checkpoint
+ * is loaded (with the optimizer, the scheduler re-synced, the batcher moved
+ * to the next epoch, the tables re-read from their files and cut to the
+ * checkpoint); one written with another config or past epochs is refused;
+ * a resumed run that had finished its epochs only projects and evaluates.
+ * Output paths are checked before the first epoch. The epoch table is
+ * eqr_trainer_epochs afterwards. */
+eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *opts, eqr_run_result *out);
+
+/* The epoch table of the last eqr_trainer_run (NULL before one). */
+eqr_metrics *eqr_trainer_epochs(eqr_trainer *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -108,3 +108,38 @@ eqr_status eqr__write_atomic(eqr_ctx *ctx, const char *fn, const char *path, eqr
     free(tmp);
     return st;
 }
+
+eqr_status eqr_path_writable(eqr_ctx *ctx, const char *path) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (!eqr__ok(ctx, 1, path)) return ctx->status;
+    char es[128];
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            return eqr__fail(ctx, EQR_ERR_IO, "'%s' is a directory, expected a file path", path);
+        if (!S_ISREG(sb.st_mode))
+            return eqr__fail(ctx, EQR_ERR_IO, "'%s' is not a regular file", path);
+        if (access(path, W_OK) != 0) {
+            if (strerror_r(errno, es, sizeof es) != 0) snprintf(es, sizeof es, "error %d", errno);
+            return eqr__fail(ctx, EQR_ERR_IO, "'%s': the file is not writable (%s)", path, es);
+        }
+    }
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        if (n >= sizeof dir) return eqr__fail(ctx, EQR_ERR_IO, "'%s': path too long", path);
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return eqr__fail(ctx, EQR_ERR_IO, "'%s': no such directory '%s'", path, dir);
+    if (access(dir, W_OK | X_OK) != 0) {
+        if (strerror_r(errno, es, sizeof es) != 0) snprintf(es, sizeof es, "error %d", errno);
+        return eqr__fail(ctx, EQR_ERR_IO, "'%s': directory '%s' is not writable (%s)", path, dir,
+                         es);
+    }
+    return EQR_OK;
+}

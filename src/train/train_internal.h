@@ -8,4 +8,20 @@
 /* Column col of the table copied into scratch (rows doubles); returns it. */
 const double *eqr__metrics_col_values(const eqr_metrics *m, int col, double *scratch);
 
+/* The trainer's parts, for the run loop (run.c). */
+eqr_ctx *eqr__trainer_ctx(eqr_trainer *t);
+eqr_optim *eqr__trainer_optim(eqr_trainer *t);
+eqr_scheduler *eqr__trainer_sched(eqr_trainer *t);
+eqr_relax *eqr__trainer_relax(eqr_trainer *t);
+/* Optimizer steps so far (after a resume), for telemetry's step numbers. */
+void eqr__trainer_set_steps(eqr_trainer *t, int64_t steps);
+/* Replace the epoch table (the trainer owns it). */
+void eqr__trainer_set_epochs(eqr_trainer *t, eqr_metrics *m);
+/* Evaluate on ds: mode 0 as is, 1 projected on a copy, 2 projected for
+ * good; with mf, the equivariance measurement (first mn images) before
+ * and after projection (NaN without). */
+eqr_status eqr__trainer_eval_projected(eqr_trainer *t, const eqr_dataset *ds, int mode,
+                                       eqr_train_measure_fn mf, int64_t mn, double *loss,
+                                       double *acc, double *eq_relaxed, double *eq_projected);
+
 #endif

@@ -1,9 +1,8 @@
 /* The training helper (train.h): one step, one classification epoch,
  * evaluation of the model as it is or projected, and per-step telemetry. */
 #define _POSIX_C_SOURCE 200809L
-#include "core/internal.h"
+#include "train/train_internal.h"
 #include "equirelax/ops.h"
-#include "equirelax/train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@ struct eqr_trainer {
     int64_t snap_len;
     int64_t nsteps;   /* optimizer steps taken through this trainer */
     int64_t epoch;    /* the epoch running, for telemetry */
+    eqr_metrics *epochs; /* the table of the last eqr_trainer_run */
     float *xb;        /* batch buffers of eqr_trainer_epoch */
     int32_t *yb;
     int64_t xb_len, yb_len;
@@ -92,6 +92,7 @@ eqr_trainer *eqr_trainer_create(eqr_ctx *ctx, const eqr_trainer_opts *opts) {
 void eqr_trainer_destroy(eqr_trainer *t) {
     if (!t) return;
     eqr_metrics_destroy(t->steps);
+    eqr_metrics_destroy(t->epochs);
     free(t->row);
     free(t->snap);
     free(t->xb);
@@ -100,6 +101,16 @@ void eqr_trainer_destroy(eqr_trainer *t) {
 }
 
 eqr_metrics *eqr_trainer_steps(eqr_trainer *t) { return t ? t->steps : NULL; }
+eqr_metrics *eqr_trainer_epochs(eqr_trainer *t) { return t ? t->epochs : NULL; }
+eqr_ctx *eqr__trainer_ctx(eqr_trainer *t) { return t->ctx; }
+eqr_optim *eqr__trainer_optim(eqr_trainer *t) { return t->o.opt; }
+eqr_scheduler *eqr__trainer_sched(eqr_trainer *t) { return t->o.sched; }
+eqr_relax *eqr__trainer_relax(eqr_trainer *t) { return t->o.relax; }
+void eqr__trainer_set_steps(eqr_trainer *t, int64_t steps) { t->nsteps = steps; }
+void eqr__trainer_set_epochs(eqr_trainer *t, eqr_metrics *m) {
+    eqr_metrics_destroy(t->epochs);
+    t->epochs = m;
+}
 
 static void set_mode(const eqr_trainer *t, int training) {
     if (t->o.set_mode) t->o.set_mode(t->o.model, training);
@@ -146,36 +157,60 @@ static eqr_status evaluate_plain(eqr_trainer *t, const eqr_dataset *ds, double *
     return ctx->status;
 }
 
+/* The equivariance measurement in evaluation mode, without gradients. */
+static eqr_status measure(eqr_trainer *t, eqr_train_measure_fn f, const eqr_dataset *ds,
+                          int64_t n, double *err) {
+    *err = NAN;
+    if (!f || n <= 0) return EQR_OK;
+    int prev = eqr_set_grad_enabled(t->ctx, 0);
+    set_mode(t, 0);
+    eqr_status st = f(t->ctx, t->o.model, ds, n, err);
+    set_mode(t, 1);
+    eqr_set_grad_enabled(t->ctx, prev);
+    eqr_step_reset(t->ctx);
+    return st;
+}
+
+eqr_status eqr__trainer_eval_projected(eqr_trainer *t, const eqr_dataset *ds, int mode,
+                                       eqr_train_measure_fn mf, int64_t mn, double *loss,
+                                       double *acc, double *eq_relaxed, double *eq_projected) {
+    static const char *fn = "eqr_trainer_evaluate";
+    eqr_ctx *ctx = t->ctx;
+    if (measure(t, mf, ds, mn, eq_relaxed) != EQR_OK) return ctx->status;
+    if (!t->o.relax || mode == 0) {
+        *eq_projected = *eq_relaxed;
+        return evaluate_plain(t, ds, loss, acc);
+    }
+    int64_t total = eqr_param_total(ctx);
+    float *blk = eqr_param_data_block(ctx);
+    if (mode == 1) { /* on a copy: snapshot the store (weights, W_r, theta, BN stats) */
+        if (t->snap_len < total) {
+            float *s = realloc(t->snap, (size_t)total * sizeof(float));
+            if (!s)
+                return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: cannot snapshot %lld parameters", fn,
+                                 (long long)total);
+            t->snap = s;
+            t->snap_len = total;
+        }
+        memcpy(t->snap, blk, (size_t)total * sizeof(float));
+    }
+    eqr_status st = eqr_relax_project(ctx, t->o.relax, t->o.project);
+    if (st == EQR_OK) st = measure(t, mf, ds, mn, eq_projected);
+    if (st == EQR_OK) st = evaluate_plain(t, ds, loss, acc);
+    if (mode == 1) memcpy(blk, t->snap, (size_t)total * sizeof(float));
+    return st;
+}
+
 eqr_status eqr_trainer_evaluate(eqr_trainer *t, const eqr_dataset *ds, int projected,
                                 double *loss, double *acc) {
-    static const char *fn = "eqr_trainer_evaluate";
     if (!t) return EQR_ERR_ARG;
     eqr_ctx *ctx = t->ctx;
     if (!eqr__ok(ctx, 3, ds, loss, acc)) return ctx->status;
     if (projected < 0 || projected > 2)
-        return eqr__fail(ctx, EQR_ERR_ARG, "%s: projected must be 0, 1 or 2, got %d", fn,
-                         projected);
-    if (!t->o.relax || projected == 0) return evaluate_plain(t, ds, loss, acc);
-    if (projected == 2) {
-        if (eqr_relax_project(ctx, t->o.relax, t->o.project) != EQR_OK) return ctx->status;
-        return evaluate_plain(t, ds, loss, acc);
-    }
-    /* on a copy: snapshot the whole store (weights, W_r, theta, BN stats) */
-    int64_t total = eqr_param_total(ctx);
-    if (t->snap_len < total) {
-        float *s = realloc(t->snap, (size_t)total * sizeof(float));
-        if (!s)
-            return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: cannot snapshot %lld parameters", fn,
-                             (long long)total);
-        t->snap = s;
-        t->snap_len = total;
-    }
-    float *blk = eqr_param_data_block(ctx);
-    memcpy(t->snap, blk, (size_t)total * sizeof(float));
-    eqr_status st = eqr_relax_project(ctx, t->o.relax, t->o.project);
-    if (st == EQR_OK) st = evaluate_plain(t, ds, loss, acc);
-    memcpy(blk, t->snap, (size_t)total * sizeof(float));
-    return st;
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "eqr_trainer_evaluate: projected must be 0, 1 or 2, got %d", projected);
+    double e1, e2;
+    return eqr__trainer_eval_projected(t, ds, projected, NULL, 0, loss, acc, &e1, &e2);
 }
 
 /* The per-layer and base columns of this step, before the optimizer moves

@@ -1,0 +1,203 @@
+/* eqr_trainer_run (train.h): the epochs of a classification run with
+ * checkpoints and resume, projected evaluations, the epoch table and its
+ * files. */
+#include "train/train_internal.h"
+#include "equirelax/checkpoint.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static const char *const epoch_cols[] = {
+    "epoch", "steps", "train_loss", "train_acc", "penalty", "theta", "lr",
+    "test_loss_projected", "test_acc_projected", "equiv_err_relaxed", "equiv_err_projected",
+    "seconds", "defect", "act_norm_sq", "wr_norm"};
+enum {
+    E_EPOCH, E_STEPS, E_LOSS, E_ACC, E_PEN, E_THETA, E_LR, E_TLOSS, E_TACC, E_EQR, E_EQP,
+    E_SECS, E_LD, E_N, E_WR, NEPOCH
+};
+
+static eqr_metrics *epoch_table(eqr_ctx *ctx, eqr_relax *relax) {
+    int nl = relax ? eqr_relax_num_layers(relax) : 0, n = NEPOCH + 2 * nl;
+    char(*names)[2 * EQR_NAME_LEN] = calloc((size_t)n, sizeof *names);
+    const char **np = calloc((size_t)n, sizeof *np);
+    eqr_metrics *m = NULL;
+    if (names && np) {
+        for (int c = 0; c < NEPOCH; c++) snprintf(names[c], sizeof names[0], "%s", epoch_cols[c]);
+        for (int l = 0; l < nl; l++) {
+            const char *ln = eqr_rlayer_name(eqr_relax_layer(relax, l));
+            snprintf(names[NEPOCH + 2 * l], sizeof names[0], "%s.wr_norm", ln);
+            snprintf(names[NEPOCH + 2 * l + 1], sizeof names[0], "%s.act_norm", ln);
+        }
+        for (int c = 0; c < n; c++) np[c] = names[c];
+        m = eqr_metrics_create(ctx, n, np);
+    } else {
+        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_trainer_run: out of memory");
+    }
+    free(names);
+    free(np);
+    return m;
+}
+
+/* The relaxation's state at the end of an epoch into the row. */
+static eqr_status relax_columns(eqr_ctx *ctx, eqr_relax *relax, double *row) {
+    if (!relax) return EQR_OK;
+    double ld = 0, nsq = 0, wr = 0;
+    row[E_THETA] = eqr_relax_theta(relax)->data[0];
+    for (int l = 0; l < eqr_relax_num_layers(relax); l++) {
+        eqr_rlayer_stats st;
+        if (eqr_rlayer_get_stats(ctx, eqr_relax_layer(relax, l), &st) != EQR_OK)
+            return ctx->status;
+        ld += st.defect;
+        if (st.act_norm >= 0) nsq += (double)st.act_norm * st.act_norm;
+        wr += (double)st.wr_norm * st.wr_norm;
+        row[NEPOCH + 2 * l] = st.wr_norm;
+        row[NEPOCH + 2 * l + 1] = st.act_norm >= 0 ? st.act_norm : NAN;
+    }
+    row[E_LD] = ld;
+    row[E_N] = nsq;
+    row[E_WR] = sqrt(wr);
+    return EQR_OK;
+}
+
+static const eqr_plot_panel panels[5] = {
+    {"training loss", 0, {"train_loss"}, {"cross-entropy"}},
+    {"test accuracy of the projected model", 0, {"test_acc_projected", "train_acc"},
+     {"projected test", "train (relaxed)"}},
+    {"theta (end of epoch)", 0, {"theta"}, {0}},
+    {"penalties", 1, {"penalty", "defect", "act_norm_sq"},
+     {"mean penalty term", "LD", "N = |W_r x|^2"}},
+    {"invariance error", 1, {"equiv_err_relaxed", "equiv_err_projected"},
+     {"relaxed", "projected"}}};
+
+static eqr_status write_files(eqr_trainer *t, const eqr_run_opts *o) {
+    eqr_ctx *ctx = eqr__trainer_ctx(t);
+    eqr_metrics *ep = eqr_trainer_epochs(t);
+    if (o->metrics_csv && eqr_metrics_write_csv(ctx, ep, o->metrics_csv)) return ctx->status;
+    if (o->steps_csv && eqr_metrics_write_csv(ctx, eqr_trainer_steps(t), o->steps_csv))
+        return ctx->status;
+    if (o->plot_svg && eqr_metrics_write_svg(ctx, ep, o->plot_svg, o->title ? o->title : "",
+                                             "epoch", panels, 5))
+        return ctx->status;
+    return EQR_OK;
+}
+
+/* Load the checkpoint and the tables of a resumed run; *done = its epochs
+ * (0 if there is no checkpoint yet). */
+static eqr_status resume(eqr_trainer *t, const eqr_run_opts *o, int64_t *done) {
+    static const char *fn = "eqr_trainer_run";
+    eqr_ctx *ctx = eqr__trainer_ctx(t);
+    *done = 0;
+    FILE *f = fopen(o->checkpoint, "rb");
+    if (!f) return EQR_OK; /* nothing to resume yet */
+    fclose(f);
+    uint64_t cnt[2];
+    if (eqr_checkpoint_load(ctx, o->checkpoint, eqr__trainer_optim(t), cnt, 2) != EQR_OK)
+        return ctx->status;
+    if (cnt[1] != o->config)
+        return eqr__fail(ctx, EQR_ERR_MISMATCH,
+                         "%s: %s was written with other settings (config %016llx, this run "
+                         "%016llx)", fn, o->checkpoint, (unsigned long long)cnt[1],
+                         (unsigned long long)o->config);
+    if (cnt[0] > (uint64_t)o->epochs)
+        return eqr__fail(ctx, EQR_ERR_MISMATCH, "%s: %s holds %llu epochs, past the %lld planned",
+                         fn, o->checkpoint, (unsigned long long)cnt[0], (long long)o->epochs);
+    *done = (int64_t)cnt[0];
+    eqr_scheduler *sched = eqr__trainer_sched(t);
+    if (sched && eqr_scheduler_sync(sched) != EQR_OK) return ctx->status;
+    if (eqr_batcher_seek(ctx, o->train, *done, 0) != EQR_OK) return ctx->status;
+    eqr__trainer_set_steps(t, eqr_optim_steps(eqr__trainer_optim(t)));
+    /* the tables as far as the checkpoint; lost or unreadable files start empty */
+    eqr_metrics *ep = eqr_trainer_epochs(t), *st = eqr_trainer_steps(t);
+    if (o->metrics_csv && eqr_metrics_read_csv(ctx, ep, o->metrics_csv) != EQR_OK)
+        eqr_clear_error(ctx);
+    if (o->steps_csv && eqr_metrics_read_csv(ctx, st, o->steps_csv) != EQR_OK) eqr_clear_error(ctx);
+    int64_t r = 0;
+    while (r < eqr_metrics_num_rows(ep) && eqr_metrics_get(ep, r, E_EPOCH) <= (double)*done) r++;
+    eqr_metrics_truncate(ep, r);
+    r = 0;
+    while (r < eqr_metrics_num_rows(st) &&
+           eqr_metrics_get(st, r, 0) <= (double)eqr_optim_steps(eqr__trainer_optim(t)))
+        r++;
+    eqr_metrics_truncate(st, r);
+    eqr__log(ctx, EQR_LOG_INFO, "resumed from %s after epoch %lld (step %lld)", o->checkpoint,
+             (long long)*done, (long long)eqr_optim_steps(eqr__trainer_optim(t)));
+    return EQR_OK;
+}
+
+eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result *out) {
+    static const char *fn = "eqr_trainer_run";
+    if (!t) return EQR_ERR_ARG;
+    eqr_ctx *ctx = eqr__trainer_ctx(t);
+    if (!eqr__ok(ctx, 2, o, out)) return ctx->status;
+    if (!o->train || !o->test || o->epochs < 1 || o->eval_every < 0 || o->measure_n < 0 ||
+        o->stop_after < 0 || o->stop_after >= o->epochs + (o->stop_after == 0))
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "%s: need train, test and epochs >= 1; eval_every, measure_n >= 0; "
+                         "stop_after in [0, epochs)", fn);
+    if (o->resume && !o->checkpoint)
+        return eqr__fail(ctx, EQR_ERR_ARG, "%s: resume needs a checkpoint path", fn);
+    const char *outs[4] = {o->checkpoint, o->metrics_csv, o->steps_csv, o->plot_svg};
+    for (int i = 0; i < 4; i++)
+        if (outs[i] && eqr_path_writable(ctx, outs[i]) != EQR_OK) return ctx->status;
+    eqr_relax *relax = eqr__trainer_relax(t);
+    eqr_metrics *ep = epoch_table(ctx, relax);
+    if (!ep) return ctx->status;
+    eqr__trainer_set_epochs(t, ep);
+    const int ncols = eqr_metrics_num_cols(ep);
+    double *row = malloc((size_t)ncols * sizeof(double));
+    if (!row) return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
+    *out = (eqr_run_result){0};
+    out->test_loss = out->test_acc = NAN;
+    int64_t done = 0;
+    eqr_status st = o->resume ? resume(t, o, &done) : EQR_OK;
+    out->resumed_after = done;
+    const int64_t mn = o->measure && o->measure_n > 0
+                           ? (o->measure_n < o->test->n ? o->measure_n : o->test->n) : 0;
+    for (int64_t e = done; st == EQR_OK && e < o->epochs; e++) {
+        eqr_epoch_stats es;
+        if ((st = eqr_trainer_epoch(t, o->train, e + 1, &es)) != EQR_OK) break;
+        for (int c = 0; c < ncols; c++) row[c] = NAN;
+        row[E_EPOCH] = (double)(e + 1);
+        row[E_STEPS] = (double)eqr_optim_steps(eqr__trainer_optim(t));
+        row[E_LOSS] = es.loss;
+        row[E_ACC] = es.acc;
+        row[E_PEN] = relax ? es.penalty : NAN;
+        row[E_LR] = eqr_optim_lr(eqr__trainer_optim(t));
+        row[E_SECS] = es.secs;
+        if ((st = relax_columns(ctx, relax, row)) != EQR_OK) break;
+        if (o->checkpoint) {
+            uint64_t cnt[2] = {(uint64_t)(e + 1), o->config};
+            if ((st = eqr_checkpoint_save(ctx, o->checkpoint, eqr__trainer_optim(t), cnt, 2)))
+                break;
+        }
+        int last = e + 1 == o->epochs;
+        if (last || (o->eval_every > 0 && (e + 1) % o->eval_every == 0)) {
+            st = eqr__trainer_eval_projected(t, o->test, last ? 2 : 1, o->measure, mn,
+                                             &row[E_TLOSS], &row[E_TACC], &row[E_EQR],
+                                             &row[E_EQP]);
+            if (st != EQR_OK) break;
+            if (last) {
+                out->test_loss = row[E_TLOSS];
+                out->test_acc = row[E_TACC];
+            }
+        }
+        if ((st = eqr_metrics_add_row(ctx, ep, row)) != EQR_OK) break;
+        out->epochs_done = e + 1;
+        if ((st = write_files(t, o)) != EQR_OK) break;
+        if (o->on_epoch) o->on_epoch(o->user, ep, eqr_metrics_num_rows(ep) - 1);
+        if (o->stop_after == e + 1 && !last) {
+            out->stopped = 1;
+            break;
+        }
+    }
+    if (st == EQR_OK && done == o->epochs) { /* resumed after the last epoch */
+        double eqr_, eqp;
+        st = eqr__trainer_eval_projected(t, o->test, 2, o->measure, mn, &out->test_loss,
+                                         &out->test_acc, &eqr_, &eqp);
+        out->epochs_done = done;
+        if (st == EQR_OK) st = write_files(t, o);
+    }
+    out->projected = relax != NULL && !out->stopped;
+    free(row);
+    return st;
+}
