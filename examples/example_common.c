@@ -235,145 +235,92 @@ void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
 
 /* ---- progress ---- */
 
-typedef struct progress {
-    int tty; /* bar redrawn in place */
-    int64_t epoch, epochs;
-    double t0, last;   /* epoch start, last redraw */
-    int64_t total;     /* samples in the epoch */
+static struct {
+    double last;       /* last redraw */
     int64_t next_line; /* sample count of the next printed line */
-} progress;
+    int64_t epoch;
+    int drawn;         /* a bar is on the terminal line */
+} pstate;
 
-static int bar_on_tty(const ex_train *t) {
-    return t->progress == EX_PROGRESS_BAR && isatty(STDERR_FILENO);
-}
+static int on_tty(void) { return isatty(STDERR_FILENO); }
 
-static void progress_update(const ex_train *t, progress *p, int64_t done, double loss,
-                            double acc) {
-    double now = ex_now(), el = now - p->t0;
-    int end = done >= p->total;
-    double rate = el > 0 ? (double)done / el : 0;
-    int64_t step = p->total / 10 > 0 ? p->total / 10 : 1;
-    if (t->progress == EX_PROGRESS_TENTHS) {
-        if (done >= p->next_line && !end) {
-            p->next_line += step;
+void ex_progress(void *user, const eqr_progress *p) {
+    const ex_progress_style style = user ? *(const ex_progress_style *)user : EX_PROGRESS_BAR;
+    const int end = p->done >= p->total;
+    const int64_t step = p->total / 10 > 0 ? p->total / 10 : 1;
+    if (p->epoch != pstate.epoch) { /* a new epoch */
+        pstate.epoch = p->epoch;
+        pstate.next_line = style == EX_PROGRESS_TENTHS ? step : 0;
+        pstate.last = 0;
+    }
+    if (style == EX_PROGRESS_TENTHS) {
+        if (p->done >= pstate.next_line && !end) {
+            pstate.next_line += step;
             fprintf(stderr, "epoch %lld/%lld  %lld/%lld  %.0f img/s  loss %.4f  acc %.4f\n",
-                    (long long)p->epoch, (long long)p->epochs, (long long)done,
-                    (long long)p->total, rate, loss, acc);
+                    (long long)p->epoch, (long long)p->epochs, (long long)p->done,
+                    (long long)p->total, p->rate, p->loss, p->acc);
         }
         return;
     }
     char eta[32];
-    ex_fmt_dur(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : 0);
-    if (p->tty) {
-        if (!end && now - p->last < 0.2) return;
-        p->last = now;
+    ex_fmt_dur(eta, sizeof eta, p->eta);
+    if (on_tty()) {
+        double now = ex_now();
+        if (!end && now - pstate.last < 0.2) return;
+        pstate.last = now;
         enum { W = 30 };
         char bar[W + 1];
-        int fill = (int)((double)W * (double)done / (double)p->total);
+        int fill = (int)((double)W * (double)p->done / (double)p->total);
         for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
         bar[W] = '\0';
         fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld  %.0f img/s  ETA %s  loss %.4f  acc %.4f",
-                (long long)p->epoch, (long long)p->epochs, bar, (long long)done,
-                (long long)p->total, rate, eta, loss, acc);
+                (long long)p->epoch, (long long)p->epochs, bar, (long long)p->done,
+                (long long)p->total, p->rate, eta, p->loss, p->acc);
         fflush(stderr);
-    } else if (done >= p->next_line || end) {
-        p->next_line += step;
+        pstate.drawn = 1;
+    } else if (p->done >= pstate.next_line || end) {
+        pstate.next_line += step;
         fprintf(stderr, "epoch %lld/%lld  %lld/%lld  %.0f img/s  ETA %s  loss %.4f  acc %.4f\n",
-                (long long)p->epoch, (long long)p->epochs, (long long)done, (long long)p->total,
-                rate, eta, loss, acc);
+                (long long)p->epoch, (long long)p->epochs, (long long)p->done,
+                (long long)p->total, p->rate, eta, p->loss, p->acc);
     }
 }
 
-void ex_progress_note(const ex_train *t, const char *fmt, ...) {
-    if (!bar_on_tty(t)) return;
+void ex_progress_note(const char *fmt, ...) {
+    if (!on_tty()) return;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "\r\033[K");
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fflush(stderr);
+    pstate.drawn = 1;
 }
 
-void ex_progress_clear(const ex_train *t) {
-    if (!bar_on_tty(t)) return;
+void ex_progress_clear(void) {
+    if (!pstate.drawn) return;
     fprintf(stderr, "\r\033[K");
     fflush(stderr);
+    pstate.drawn = 0;
 }
 
-/* ---- training and evaluation ---- */
+/* ---- schedules ---- */
 
-static int64_t count_correct(const eqr_tensor *logits, const int32_t *y) {
-    int64_t n = logits->shape[0], k = logits->shape[1], c = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *r = logits->data + i * k;
-        int64_t best = 0;
-        for (int64_t j = 1; j < k; j++)
-            if (r[j] > r[best]) best = j;
-        c += best == y[i];
+eqr_scheduler *ex_schedules(eqr_ctx *ctx, eqr_optim *opt, float lr_cosine_start,
+                            eqr_relax *relax, int theta_kind, float theta_max, int64_t total) {
+    eqr_scheduler *sched = eqr_scheduler_create(ctx, opt);
+    if (!sched) ex_die_ctx(ctx, "creating the scheduler");
+    if (lr_cosine_start >= 0) {
+        eqr_schedule s = {.kind = EQR_SCHED_COSINE, .start = lr_cosine_start, .end = 0,
+                          .total = total};
+        if (eqr_scheduler_add_lr(sched, opt, &s) != EQR_OK)
+            ex_die_ctx(ctx, "learning-rate schedule");
     }
-    return c;
-}
-
-ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch) {
-    eqr_ctx *ctx = t->ctx;
-    const eqr_dataset *ds = t->bt->ds;
-    const int64_t img = (int64_t)ds->c * ds->h * ds->w;
-    float *xb = malloc((size_t)(t->bt->batch * img) * sizeof(float));
-    int32_t *yb = malloc((size_t)t->bt->batch * sizeof(int32_t));
-    if (!xb || !yb) ex_die("out of memory");
-    progress p = {.tty = bar_on_tty(t), .epoch = epoch, .epochs = t->epochs, .t0 = ex_now(),
-                  .total = ds->n};
-    if (t->progress == EX_PROGRESS_TENTHS) p.next_line = ds->n / 10;
-    double lsum = 0, esum = 0;
-    int64_t seen = 0, correct = 0, steps = 0, cnt;
-    while (eqr_batcher_next(t->bt, xb, yb, &cnt)) {
-        int64_t shape[4] = {cnt, ds->c, ds->h, ds->w};
-        eqr_tensor *x = eqr_tensor_wrap(ctx, xb, 4, shape);
-        eqr_tensor *logits = x ? t->forward(ctx, t->model, x, 1) : NULL;
-        eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, logits, yb), *total = loss;
-        if (loss && t->extra_loss) {
-            eqr_tensor *extra = t->extra_loss(ctx, t->extra_user);
-            total = eqr_add(ctx, loss, extra);
-            if (total) esum += (double)extra->data[0];
-        }
-        eqr_zero_grad(ctx);
-        if (!total || eqr_backward(ctx, total) != EQR_OK) ex_die_ctx(ctx, "training step");
-        if (eqr_optim_step(t->opt) != EQR_OK) ex_die_ctx(ctx, "optimizer step");
-        if (t->sched && eqr_scheduler_step(t->sched) != EQR_OK) ex_die_ctx(ctx, "scheduler step");
-        lsum += (double)loss->data[0] * (double)cnt;
-        correct += count_correct(logits, yb);
-        seen += cnt;
-        steps++;
-        eqr_step_reset(ctx);
-        progress_update(t, &p, seen, lsum / (double)seen, (double)correct / (double)seen);
+    if (relax) {
+        eqr_schedule s = {.kind = (eqr_sched_kind)theta_kind, .start = theta_max, .end = 0,
+                          .total = total};
+        if (eqr_scheduler_add_value(sched, eqr_relax_theta(relax), &s) != EQR_OK)
+            ex_die_ctx(ctx, "theta schedule");
     }
-    ex_epoch_stats st = {.seen = seen, .steps = steps, .secs = ex_now() - p.t0};
-    st.loss = lsum / (double)seen;
-    st.acc = (double)correct / (double)seen;
-    st.extra = steps > 0 ? esum / (double)steps : 0;
-    free(xb);
-    free(yb);
-    return st;
-}
-
-void ex_evaluate(eqr_ctx *ctx, ex_forward_fn forward, void *model, const eqr_dataset *ds,
-                 int64_t batch, double *loss, double *acc) {
-    const int64_t img = (int64_t)ds->c * ds->h * ds->w;
-    int prev = eqr_set_grad_enabled(ctx, 0);
-    double lsum = 0;
-    int64_t correct = 0;
-    for (int64_t i = 0; i < ds->n; i += batch) {
-        int64_t b = ds->n - i < batch ? ds->n - i : batch;
-        int64_t shape[4] = {b, ds->c, ds->h, ds->w};
-        eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * img, 4, shape);
-        eqr_tensor *logits = x ? forward(ctx, model, x, 0) : NULL;
-        eqr_tensor *l = eqr_softmax_cross_entropy(ctx, logits, ds->y + i);
-        if (!l) ex_die_ctx(ctx, "evaluation");
-        lsum += (double)l->data[0] * (double)b;
-        correct += count_correct(logits, ds->y + i);
-        eqr_step_reset(ctx);
-    }
-    eqr_set_grad_enabled(ctx, prev);
-    *loss = lsum / (double)ds->n;
-    *acc = (double)correct / (double)ds->n;
+    return sched;
 }

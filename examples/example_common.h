@@ -114,14 +114,9 @@ void ex_load_fashion_mnist(eqr_ctx *ctx, const char *dir, int64_t train_limit,
                            int64_t test_limit, int side, int max_classes, eqr_dataset *train,
                            eqr_dataset *test);
 
-/* ---- training and evaluation ---- */
+/* ---- training: the library's trainer (train.h) with these helpers ---- */
 
-/* A model's forward pass: logits [N, classes] for images x [N, C, H, W]
- * (NULL on error, reported on the context); training selects the training
- * behaviour of batch norm and dropout. */
-typedef eqr_tensor *(*ex_forward_fn)(eqr_ctx *ctx, void *model, eqr_tensor *x, int training);
-
-/* How an epoch reports its progress on stderr. */
+/* How progress shows on stderr. */
 typedef enum ex_progress_style {
     /* On a terminal a bar redrawn in place; otherwise a line with the ETA at
      * the first batch, after every tenth of the epoch and at its end. */
@@ -130,46 +125,19 @@ typedef enum ex_progress_style {
     EX_PROGRESS_TENTHS
 } ex_progress_style;
 
-/* An extra loss term of one training step (e.g. a relaxation penalty),
- * called after the forward pass: a differentiable scalar [1] added to the
- * task loss before backward, NULL on error (reported on the context). */
-typedef eqr_tensor *(*ex_extra_loss_fn)(eqr_ctx *ctx, void *user);
+/* An eqr_progress_fn for eqr_trainer_opts.progress; user points to an
+ * ex_progress_style (NULL: EX_PROGRESS_BAR). */
+void ex_progress(void *user, const eqr_progress *p);
+/* On a terminal, replace the progress bar by a note, or clear it (before
+ * printing a line of results); otherwise do nothing. */
+void ex_progress_note(const char *fmt, ...) EX_PRINTF(1, 2);
+void ex_progress_clear(void);
 
-/* What ex_train_epoch works with. */
-typedef struct ex_train {
-    eqr_ctx *ctx;
-    eqr_optim *opt;
-    eqr_scheduler *sched;         /* stepped after each optimizer step; NULL: none */
-    eqr_batcher *bt;              /* batches of the training set */
-    ex_forward_fn forward;
-    void *model;
-    int64_t epochs;               /* the planned number, shown as "epoch e/epochs" */
-    ex_progress_style progress;
-    ex_extra_loss_fn extra_loss;  /* NULL: the task loss alone */
-    void *extra_user;             /* handed to extra_loss */
-} ex_train;
-
-/* Summary of one training epoch: mean loss and accuracy over its samples. */
-typedef struct ex_epoch_stats {
-    int64_t seen, steps;
-    double loss, acc;  /* task loss (the extra term not included) */
-    double extra;      /* mean of the extra loss term per step (0 without one) */
-    double secs; /* wall time of the epoch */
-} ex_epoch_stats;
-
-/* One pass over the batcher's epoch (epoch counts from 1): per batch the
- * forward pass in training mode, softmax cross-entropy (plus the extra loss
- * term if any), backward, the optimizer step and the scheduler step.
- * Dies on an error. */
-ex_epoch_stats ex_train_epoch(const ex_train *t, int64_t epoch);
-/* On a terminal with EX_PROGRESS_BAR, replace the progress line by a note,
- * or clear it; otherwise do nothing. */
-void ex_progress_note(const ex_train *t, const char *fmt, ...) EX_PRINTF(2, 3);
-void ex_progress_clear(const ex_train *t);
-
-/* Mean softmax cross-entropy and accuracy over ds in batches of `batch`,
- * gradients off and the model in evaluation mode. Dies on an error. */
-void ex_evaluate(eqr_ctx *ctx, ex_forward_fn forward, void *model, const eqr_dataset *ds,
-                 int64_t batch, double *loss, double *acc);
+/* A scheduler over total optimizer steps: a cosine learning rate from
+ * lr_cosine_start to 0 (lr_cosine_start < 0: constant rate) and, with a
+ * relaxation, its theta on the eqr_sched_kind theta_kind from theta_max to
+ * 0. Dies on an error. */
+eqr_scheduler *ex_schedules(eqr_ctx *ctx, eqr_optim *opt, float lr_cosine_start,
+                            eqr_relax *relax, int theta_kind, float theta_max, int64_t total);
 
 #endif

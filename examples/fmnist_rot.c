@@ -56,7 +56,6 @@
 #include <equirelax/equirelax.h>
 
 #include "example_common.h"
-#include "svg_plot.h"
 
 #include <errno.h>
 #include <math.h>
@@ -369,10 +368,9 @@ static eqr_tensor *conv(eqr_ctx *ctx, model *m, int l, eqr_tensor *x) {
     return eqr_conv2d(ctx, x, m->w[l], m->b[l], &m->geom[l]);
 }
 
-/* No training-only behaviour: training is ignored. */
-static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x, int training) {
+/* No training-only behaviour (no batch norm or dropout): no mode switch. */
+static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
     model *m = mm;
-    (void)training;
     eqr_tensor *h = eqr_maxpool2d(ctx, eqr_relu(ctx, conv(ctx, m, 0, x)), 2, 2, 0);
     h = eqr_maxpool2d(ctx, eqr_relu(ctx, conv(ctx, m, 1, h)), 2, 2, 0);
     h = eqr_relu(ctx, conv(ctx, m, 2, h));
@@ -382,10 +380,6 @@ static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x, int trai
         h = eqr_max(ctx, eqr_reshape(ctx, h, 5, s5), 2, 0);
     }
     return eqr_linear(ctx, eqr_global_avgpool(ctx, h), m->fc_w, m->fc_b);
-}
-
-static eqr_tensor *penalty_hook(eqr_ctx *ctx, void *user) {
-    return eqr_relax_penalty(ctx, (eqr_relax *)user);
 }
 
 /* ---- invariance measurement ---- */
@@ -405,7 +399,9 @@ static int grid_elements(const model *m, eqr_gelem *out) {
 
 /* max over the first n images of ds and the grid-exact elements g of
  * ||f(g.x) - f(x)|| / ||f(x)|| per image, f the logits. */
-static double max_invariance_error(eqr_ctx *ctx, model *m, const eqr_dataset *ds, int64_t n) {
+static eqr_status max_invariance_error(eqr_ctx *ctx, void *mm, const eqr_dataset *ds,
+                                       int64_t n, double *out) {
+    model *m = mm;
     eqr_gelem el[16];
     int ne = grid_elements(m, el);
     const int K = m->classes;
@@ -420,8 +416,12 @@ static double max_invariance_error(eqr_ctx *ctx, model *m, const eqr_dataset *ds
         for (int e = -1; e < ne; e++) { /* e = -1: f(x) itself */
             eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * img, 4, shape);
             eqr_tensor *gx = e < 0 ? x : eqr_act_grid(ctx, el[e], x);
-            eqr_tensor *y = gx ? model_forward(ctx, m, gx, 0) : NULL;
-            if (!y) ex_die_ctx(ctx, "invariance measurement");
+            eqr_tensor *y = gx ? model_forward(ctx, m, gx) : NULL;
+            if (!y) {
+                free(base);
+                eqr_set_grad_enabled(ctx, prev);
+                return eqr_status_get(ctx);
+            }
             if (e < 0) {
                 memcpy(base, y->data, (size_t)(b * K) * sizeof(float));
             } else {
@@ -441,86 +441,8 @@ static double max_invariance_error(eqr_ctx *ctx, model *m, const eqr_dataset *ds
     }
     eqr_set_grad_enabled(ctx, prev);
     free(base);
-    return worst;
-}
-
-/* ---- per-epoch records, CSV and plot ---- */
-
-enum {
-    C_EPOCH, C_STEPS, C_LOSS, C_ACC, C_PEN, C_LD, C_N, C_WR, C_THETA, C_LR,
-    C_TLOSS, C_TACC, C_EQ_R, C_EQ_P, C_SECS,
-    C_WR1, C_WR2, C_WR3, C_AN1, C_AN2, C_AN3, /* per relaxed layer */
-    NCOL
-};
-static const char *const col_names[NCOL] = {
-    "epoch", "steps", "train_loss", "train_acc", "penalty", "defect", "act_norm_sq", "wr_norm",
-    "theta", "lr", "test_loss_projected", "test_acc_projected", "equiv_err_relaxed",
-    "equiv_err_projected", "seconds", "wr_norm_l1", "wr_norm_l2", "wr_norm_l3",
-    "act_norm_l1", "act_norm_l2", "act_norm_l3"};
-
-typedef struct rec {
-    double v[NCOL];
-} rec;
-
-static void write_metrics(const char *path, const rec *r, int64_t n) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        ex_die("--metrics: path too long");
-    FILE *f = fopen(tmp, "w");
-    if (!f) ex_die("cannot write %s: %s", tmp, strerror(errno));
-    for (int c = 0; c < NCOL; c++) fprintf(f, "%s%s", col_names[c], c + 1 < NCOL ? "," : "\n");
-    for (int64_t e = 0; e < n; e++)
-        for (int c = 0; c < NCOL; c++) { /* empty: does not apply to this run/epoch */
-            if (!isnan(r[e].v[c])) fprintf(f, "%.8g", r[e].v[c]);
-            fputs(c + 1 < NCOL ? "," : "\n", f);
-        }
-    if (fclose(f) != 0 || rename(tmp, path) != 0)
-        ex_die("cannot write %s: %s", path, strerror(errno));
-}
-
-/* Earlier epochs from a metrics file (after --resume); returns how many of
- * the first `done` epochs it found, in order. */
-static int64_t read_metrics(const char *path, rec *r, int64_t done) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char line[2048];
-    int64_t n = 0;
-    while (n < done && fgets(line, sizeof line, f)) {
-        rec x;
-        char *p = line, *end;
-        int c = 0;
-        for (; c < NCOL; c++) {
-            x.v[c] = strtod(p, &end);
-            if (end == p && (*p == ',' || *p == '\n' || *p == '\0')) x.v[c] = NAN; /* empty */
-            else if (end == p) break;
-            p = *end == ',' ? end + 1 : end;
-        }
-        if (c == NCOL && (int64_t)x.v[C_EPOCH] == n + 1) r[n++] = x;
-    }
-    fclose(f);
-    return n;
-}
-
-static void write_plot(const char *path, const rec *r, int64_t n, const char *title) {
-    double *buf = malloc((size_t)(NCOL * (n > 0 ? n : 1)) * sizeof(double));
-    if (!buf) ex_die("out of memory");
-    double *col[NCOL];
-    for (int c = 0; c < NCOL; c++) {
-        col[c] = buf + c * n;
-        for (int64_t e = 0; e < n; e++) col[c][e] = r[e].v[c];
-    }
-    svg_panel p[5] = {
-        {"training loss", 0, 1, {{"cross-entropy", col[C_LOSS]}}},
-        {"test accuracy of the projected model", 0, 2,
-         {{"projected test", col[C_TACC]}, {"train (relaxed)", col[C_ACC]}}},
-        {"theta (end of epoch)", 0, 1, {{"theta", col[C_THETA]}}},
-        {"penalties", 1, 3,
-         {{"mean penalty term", col[C_PEN]}, {"LD", col[C_LD]}, {"N = |W_r x|^2", col[C_N]}}},
-        {"invariance error of the logits", 1, 2,
-         {{"relaxed", col[C_EQ_R]}, {"projected", col[C_EQ_P]}}}};
-    if (svg_plot_write(path, title, "epoch", col[C_EPOCH], (int)n, p, 5) != 0)
-        ex_die("cannot write %s: %s", path, strerror(errno));
-    free(buf);
+    *out = worst;
+    return EQR_OK;
 }
 
 /* ---- checkpoint settings check ---- */
@@ -537,67 +459,6 @@ static uint64_t config_hash(const options *o) {
     for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
     return h;
 }
-
-/* ---- evaluation of the projected model ---- */
-
-typedef struct evalres {
-    double loss, acc, eq_relaxed, eq_projected;
-} evalres;
-
-/* Test loss and accuracy of the projected model and the invariance errors
- * before and after projection. With keep = 0 the parameters are restored
- * afterwards (snapshot of the store's data block); with keep = 1 the model
- * stays projected. */
-static evalres evaluate_projected(eqr_ctx *ctx, model *m, const options *o,
-                                  const eqr_dataset *test, int64_t equiv_n, int keep) {
-    evalres r = {0};
-    r.eq_relaxed = equiv_n > 0 ? max_invariance_error(ctx, m, test, equiv_n) : NAN;
-    float *snap = NULL, *blk = eqr_param_data_block(ctx);
-    int64_t total = eqr_param_total(ctx);
-    if (m->relax) {
-        if (!keep) {
-            snap = malloc((size_t)total * sizeof(float));
-            if (!snap) ex_die("out of memory");
-            memcpy(snap, blk, (size_t)total * sizeof(float));
-        }
-        if (eqr_relax_project(ctx, m->relax, o->proj) != EQR_OK) ex_die_ctx(ctx, "projection");
-        r.eq_projected = equiv_n > 0 ? max_invariance_error(ctx, m, test, equiv_n) : NAN;
-    } else {
-        r.eq_projected = r.eq_relaxed;
-    }
-    ex_evaluate(ctx, model_forward, m, test, EVAL_BATCH, &r.loss, &r.acc);
-    if (snap) {
-        memcpy(eqr_param_data_block(ctx), snap, (size_t)total * sizeof(float));
-        free(snap);
-    }
-    return r;
-}
-
-/* Relaxation telemetry: LD and N = sum ||W_r x||^2 (last recorded forwards)
- * summed over layers, the total ||W_r||, and per layer ||W_r|| and
- * ||W_r x|| (-1: not recorded) into r's per-layer columns. */
-static void relax_stats(eqr_ctx *ctx, model *m, rec *r) {
-    double *ld = &r->v[C_LD], *nsq = &r->v[C_N], *wr = &r->v[C_WR];
-    *ld = *nsq = *wr = NAN;
-    for (int l = 0; l < 3; l++) r->v[C_WR1 + l] = r->v[C_AN1 + l] = NAN;
-    if (!m->relax) return;
-    *ld = *nsq = *wr = 0;
-    int prev = eqr_set_grad_enabled(ctx, 0);
-    for (int l = 0; l < 3; l++) {
-        eqr_rlayer_stats st;
-        if (eqr_rlayer_get_stats(ctx, m->rl[l], &st) != EQR_OK) ex_die_ctx(ctx, "relaxation stats");
-        *ld += st.defect;
-        if (st.act_norm >= 0) *nsq += (double)st.act_norm * st.act_norm;
-        *wr += (double)st.wr_norm * st.wr_norm;
-        r->v[C_WR1 + l] = st.wr_norm;
-        r->v[C_AN1 + l] = st.act_norm;
-    }
-    *wr = sqrt(*wr);
-    eqr_set_grad_enabled(ctx, prev);
-    eqr_step_reset(ctx);
-}
-
-/* ---- main ---- */
 
 /* Refuse, before any training, images the model cannot take (see the file
  * comment) and a --classes below the labels'; fill o->side and o->classes. */
@@ -623,11 +484,57 @@ static void check_data(options *o, const eqr_dataset *train) {
                      (long long)o->classes, where, train->classes - 1, train->classes);
 }
 
+/* The epoch line: only what the run has (no theta or penalties for a strict
+ * run, no test figures between evaluations). */
+static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
+    const options *o = user;
+#define V(name) eqr_metrics_get(ep, r, eqr_metrics_find(ep, name))
+    char line[512];
+    int k = snprintf(line, sizeof line, "epoch %lld/%lld  loss %.4f  train_acc %.4f",
+                     (long long)V("epoch"), (long long)o->epochs, V("train_loss"), V("train_acc"));
+    if (!isnan(V("test_acc_projected")))
+        k += snprintf(line + k, sizeof line - (size_t)k, "  test_acc(projected) %.4f",
+                      V("test_acc_projected"));
+    if (!isnan(V("theta")))
+        k += snprintf(line + k, sizeof line - (size_t)k,
+                      "  theta %.4f  penalty %.3g  LD %.3g  N %.3g", V("theta"), V("penalty"),
+                      V("defect"), V("act_norm_sq"));
+    if (!isnan(V("equiv_err_relaxed")))
+        k += snprintf(line + k, sizeof line - (size_t)k, "  equiv relaxed %.2e projected %.2e",
+                      V("equiv_err_relaxed"), V("equiv_err_projected"));
+    double steps = r > 0 ? V("steps") - eqr_metrics_get(ep, r - 1, 1) : V("steps");
+    ex_progress_clear();
+    printf("%s  train %.1fs (%.1f ms/step)\n", line, V("seconds"),
+           1e3 * V("seconds") / (steps > 0 ? steps : 1));
+#undef V
+    fflush(stdout);
+}
+
+static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t n,
+                         int64_t steps, const char *title) {
+    printf("# %s\n# model: %dx%d images%s, %lld classes, width %lld (channels %lld/%lld/%lld), "
+           "%lld parameters incl. W_r; batch %lld, epochs %lld (%lld steps), Adam lr %g (%s), "
+           "threads %lld\n",
+           title, o->side, o->side, m->extra ? " (conv 1 padded by 1 more)" : "",
+           (long long)o->classes, (long long)o->width, (long long)o->width,
+           (long long)(2 * o->width), (long long)(4 * o->width), (long long)eqr_param_total(ctx),
+           (long long)o->batch, (long long)o->epochs, (long long)steps, o->lr, o->lr_schedule,
+           (long long)o->threads);
+    (void)n;
+    if (m->relax)
+        printf("# relaxation: theta %s peak %g per step, lambda_defect %g, lambda_norm %g "
+               "(norm subsample %lld, penalty grad %s), W_r init %s, projection %s\n",
+               o->relax, o->theta_max, o->lambda_defect, o->lambda_norm,
+               (long long)o->norm_subsample, o->penalty_grad, o->wr_init, o->projection);
+    fflush(stdout);
+}
+
+/* ---- main ---- */
+
 int main(int argc, char **argv) {
     double t_start = ex_now();
     options o;
     parse_args(argc, argv, &o);
-
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
     ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, 0, 0, &train, &test);
@@ -636,168 +543,56 @@ int main(int argc, char **argv) {
     o.train_size = train.n; /* what the checkpoint settings record */
     rotate_dataset(ctx, &train, o.seed * 2654435761u + 1, o.rotate_cont);
     rotate_dataset(ctx, &test, TEST_ROT_SEED, o.rotate_cont);
-    int64_t equiv_n = o.equiv_images < test.n ? o.equiv_images : test.n;
 
     model m;
     model_build(ctx, &m, &o, o.side, (int)o.classes);
     if (m.order > 1 && !geometry_exact(&m)) ex_die("the model geometry is not exactly invariant");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
-    if (!opt) ex_die_ctx(ctx, "creating the optimizer");
     eqr_batcher bt;
-    if (eqr_batcher_init(ctx, &bt, &train, o.batch, 1, o.seed) != EQR_OK)
-        ex_die_ctx(ctx, "batcher");
-
-    /* Learning rate and theta per optimizer step over the whole run. */
-    const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
-    const int64_t total_steps = steps_per_epoch * o.epochs;
-    eqr_scheduler *sched = eqr_scheduler_create(ctx, opt);
-    if (!sched) ex_die_ctx(ctx, "creating the scheduler");
-    if (o.lr_cosine) {
-        eqr_schedule s = {.kind = EQR_SCHED_COSINE, .start = o.lr, .end = 0, .total = total_steps};
-        if (eqr_scheduler_add_lr(sched, opt, &s) != EQR_OK)
-            ex_die_ctx(ctx, "learning-rate schedule");
-    }
-    if (m.relax) {
-        eqr_schedule s = {.kind = (eqr_sched_kind)o.relax_kind, .start = o.theta_max, .end = 0,
-                          .total = total_steps};
-        if (eqr_scheduler_add_value(sched, eqr_relax_theta(m.relax), &s) != EQR_OK)
-            ex_die_ctx(ctx, "theta schedule");
-    }
-
-    rec *hist = calloc((size_t)o.epochs, sizeof(rec));
-    if (!hist) ex_die("out of memory");
-    int64_t done = 0;
-    const uint64_t cfg = config_hash(&o);
-    if (o.resume) {
-        FILE *f = fopen(o.checkpoint, "rb");
-        if (f) {
-            fclose(f);
-            uint64_t cnt[2];
-            if (eqr_checkpoint_load(ctx, o.checkpoint, opt, cnt, 2) != EQR_OK)
-                ex_die_ctx(ctx, "loading the checkpoint");
-            if (cnt[1] != cfg)
-                ex_die("%s was written with other settings (group, relax, lambdas, lr, batch, "
-                       "epochs, sizes, rotation or seed differ)",
-                       o.checkpoint);
-            done = (int64_t)cnt[0];
-            if (done > o.epochs) ex_die("%s is past --epochs", o.checkpoint);
-            if (eqr_scheduler_sync(sched) != EQR_OK) ex_die_ctx(ctx, "scheduler");
-            if (eqr_batcher_seek(ctx, &bt, done, 0) != EQR_OK) ex_die_ctx(ctx, "batcher");
-            int64_t got = o.metrics ? read_metrics(o.metrics, hist, done) : 0;
-            for (int64_t e = got; e < done; e++) {
-                for (int c = 0; c < NCOL; c++) hist[e].v[c] = NAN;
-                hist[e].v[C_EPOCH] = (double)(e + 1);
-            }
-            printf("# resumed from %s after epoch %lld (step %lld)\n", o.checkpoint,
-                   (long long)done, (long long)eqr_optim_steps(opt));
-        } else {
-            printf("# no checkpoint at %s yet: starting fresh\n", o.checkpoint);
-        }
-    }
-
+    if (!opt || eqr_batcher_init(ctx, &bt, &train, o.batch, 1, o.seed) != EQR_OK)
+        ex_die_ctx(ctx, "setting up training");
+    const int64_t total_steps = (train.n + o.batch - 1) / o.batch * o.epochs;
+    eqr_scheduler *sched = ex_schedules(ctx, opt, o.lr_cosine ? o.lr : -1, m.relax,
+                                        o.relax_kind, o.theta_max, total_steps);
     char title[256];
     snprintf(title, sizeof title, "fmnist_rot: %s, relax %s, %s-rotated, %lld images, seed %llu",
              o.group, m.relax ? o.relax : "off", o.rotate, (long long)train.n,
              (unsigned long long)o.seed);
-    printf("# %s\n# model: %dx%d images%s, %lld classes, width %lld (channels %lld/%lld/%lld), "
-           "%lld parameters incl. W_r; batch %lld, epochs %lld (%lld steps), Adam lr %g (%s), "
-           "threads %lld\n",
-           title, o.side, o.side, m.extra ? " (conv 1 padded by 1 more)" : "",
-           (long long)o.classes, (long long)o.width, (long long)o.width, (long long)(2 * o.width),
-           (long long)(4 * o.width), (long long)eqr_param_total(ctx), (long long)o.batch,
-           (long long)o.epochs, (long long)total_steps, o.lr, o.lr_schedule,
-           (long long)o.threads);
-    if (m.relax)
-        printf("# relaxation: theta %s peak %g per step, lambda_defect %g, lambda_norm %g "
-               "(norm subsample %lld, penalty grad %s), W_r init %s, projection %s\n",
-               o.relax, o.theta_max, o.lambda_defect, o.lambda_norm, (long long)o.norm_subsample,
-               o.penalty_grad, o.wr_init, o.projection);
-    fflush(stdout);
+    print_header(&o, &m, ctx, train.n, total_steps, title);
 
-    ex_train tr = {.ctx = ctx, .opt = opt, .sched = sched, .bt = &bt, .forward = model_forward,
-                   .model = &m, .epochs = o.epochs, .progress = EX_PROGRESS_BAR};
-    if (m.relax && (o.lambda_defect > 0 || o.lambda_norm > 0)) {
-        tr.extra_loss = penalty_hook;
-        tr.extra_user = m.relax;
+    eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
+        .forward = model_forward, .model = &m, .opt = opt, .sched = sched, .relax = m.relax,
+        .project = o.proj, .epochs = o.epochs, .eval_batch = EVAL_BATCH,
+        .progress = ex_progress});
+    eqr_run_opts ro = {.train = &bt, .test = &test, .epochs = o.epochs,
+                       .eval_every = o.eval_every, .measure = max_invariance_error,
+                       .measure_n = o.equiv_images, .checkpoint = o.checkpoint,
+                       .resume = o.resume, .config = config_hash(&o), .stop_after = o.stop_after,
+                       .metrics_csv = o.metrics, .plot_svg = o.plot, .title = title,
+                       .on_epoch = print_epoch, .user = &o};
+    eqr_run_result res;
+    if (!tr || eqr_trainer_run(tr, &ro, &res) != EQR_OK) ex_die_ctx(ctx, "training");
+    if (res.resumed_after > 0)
+        printf("# resumed from %s after epoch %lld (step %lld)\n", o.checkpoint,
+               (long long)res.resumed_after,
+               (long long)(res.resumed_after * ((train.n + o.batch - 1) / o.batch)));
+    if (res.stopped) {
+        printf("# stopped after epoch %lld (--stop-after)\n", (long long)res.epochs_done);
+    } else { /* final invariance over the whole test set (of --test-size) */
+        double t2 = ex_now(), equiv = NAN;
+        if (max_invariance_error(ctx, &m, &test, test.n, &equiv) != EQR_OK)
+            ex_die_ctx(ctx, "invariance measurement");
+        eqr_gelem el[16];
+        int projected = m.order > 1;
+        printf("# final: %s model, test_acc %.4f on %lld test images; invariance of the logits "
+               "to %d grid-exact elements: max relative change %.3g (%.1fs)\n",
+               m.relax ? "projected" : (projected ? "strict equivariant" : "plain"),
+               res.test_acc, (long long)test.n, grid_elements(&m, el) + 1, equiv, ex_now() - t2);
+        printf("result test_acc=%.4f equiv_err=%.3e projected=%d seconds=%.1f\n", res.test_acc,
+               equiv, projected, ex_now() - t_start);
     }
-    evalres fin = {0};
-    int final_done = 0;
-    for (int64_t e = done; e < o.epochs; e++) {
-        ex_epoch_stats st = ex_train_epoch(&tr, e + 1);
-        double t1 = ex_now();
-        rec *r = &hist[e];
-        r->v[C_EPOCH] = (double)(e + 1);
-        r->v[C_STEPS] = (double)eqr_optim_steps(opt);
-        r->v[C_LOSS] = st.loss;
-        r->v[C_ACC] = st.acc;
-        r->v[C_PEN] = tr.extra_loss ? st.extra : NAN;
-        relax_stats(ctx, &m, r);
-        r->v[C_THETA] = m.relax ? eqr_relax_theta(m.relax)->data[0] : NAN;
-        r->v[C_LR] = eqr_optim_lr(opt);
-        if (o.checkpoint) {
-            uint64_t cnt[2] = {(uint64_t)(e + 1), cfg};
-            if (eqr_checkpoint_save(ctx, o.checkpoint, opt, cnt, 2) != EQR_OK)
-                ex_die_ctx(ctx, "saving the checkpoint");
-        }
-        /* The last epoch projects for good (after the checkpoint). */
-        int last = e + 1 == o.epochs;
-        evalres ev = {NAN, NAN, NAN, NAN};
-        if (last || (e + 1) % o.eval_every == 0)
-            ev = evaluate_projected(ctx, &m, &o, &test, equiv_n, last);
-        if (last) {
-            fin = ev;
-            final_done = 1;
-        }
-        r->v[C_TLOSS] = ev.loss;
-        r->v[C_TACC] = ev.acc;
-        r->v[C_EQ_R] = ev.eq_relaxed;
-        r->v[C_EQ_P] = ev.eq_projected;
-        r->v[C_SECS] = st.secs;
-        ex_progress_clear(&tr);
-        /* only the fields this run and epoch have (strict runs: no relaxation) */
-        char line[512];
-        int k = snprintf(line, sizeof line, "epoch %lld/%lld  loss %.4f  train_acc %.4f",
-                         (long long)(e + 1), (long long)o.epochs, st.loss, st.acc);
-        if (!isnan(ev.acc))
-            k += snprintf(line + k, sizeof line - (size_t)k, "  test_acc(projected) %.4f", ev.acc);
-        if (m.relax)
-            k += snprintf(line + k, sizeof line - (size_t)k,
-                          "  theta %.4f  penalty %.3g  LD %.3g  N %.3g", r->v[C_THETA],
-                          r->v[C_PEN], r->v[C_LD], r->v[C_N]);
-        if (!isnan(ev.eq_relaxed))
-            k += snprintf(line + k, sizeof line - (size_t)k, "  equiv relaxed %.2e projected %.2e",
-                          ev.eq_relaxed, ev.eq_projected);
-        printf("%s  train %.1fs (%.1f ms/step)  eval %.1fs\n", line, st.secs,
-               1e3 * st.secs / (double)(st.steps > 0 ? st.steps : 1), ex_now() - t1);
-        fflush(stdout);
-        if (o.metrics) write_metrics(o.metrics, hist, e + 1);
-        if (o.plot) write_plot(o.plot, hist, e + 1, title);
-        if (o.stop_after == e + 1 && !last) {
-            printf("# stopped after epoch %lld (--stop-after)\n", (long long)(e + 1));
-            goto out;
-        }
-    }
-    if (!final_done) { /* resumed after the last epoch: project and evaluate now */
-        fin = evaluate_projected(ctx, &m, &o, &test, equiv_n, 1);
-        if (o.metrics) write_metrics(o.metrics, hist, o.epochs);
-        if (o.plot) write_plot(o.plot, hist, o.epochs, title);
-    }
-
-    /* Final invariance over the whole test set (of --test-size). */
-    double t2 = ex_now();
-    double equiv = max_invariance_error(ctx, &m, &test, test.n);
-    eqr_gelem el[16];
-    int ne = grid_elements(&m, el) + 1;
-    int projected = m.order > 1;
-    printf("# final: %s model, test_acc %.4f on %lld test images; invariance of the logits to "
-           "%d grid-exact elements: max relative change %.3g (%.1fs)\n",
-           m.relax ? "projected" : (projected ? "strict equivariant" : "plain"), fin.acc,
-           (long long)test.n, ne, equiv, ex_now() - t2);
-    printf("result test_acc=%.4f equiv_err=%.3e projected=%d seconds=%.1f\n", fin.acc, equiv,
-           projected, ex_now() - t_start);
-out:
     fflush(stdout);
-    free(hist);
+    eqr_trainer_destroy(tr);
     eqr_scheduler_destroy(sched);
     eqr_batcher_free(&bt);
     eqr_optim_destroy(opt);

@@ -348,69 +348,28 @@ typedef struct epoch_rec {
     double train_loss, val_mse, theta, penalty, defect, act_norm, equiv, secs;
 } epoch_rec;
 
-static void write_metrics(const char *path, const epoch_rec *r, int64_t n) {
-    FILE *f = fopen(path, "w");
-    if (!f) ex_die("cannot write %s", path);
-    fprintf(f, "epoch,train_loss,val_mse,theta,penalty,defect,act_norm,equiv_err,seconds\n");
-    for (int64_t e = 0; e < n; e++)
-        fprintf(f, "%lld,%.8g,%.8g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n", (long long)(e + 1),
-                r[e].train_loss, r[e].val_mse, r[e].theta, r[e].penalty, r[e].defect,
-                r[e].act_norm, r[e].equiv, r[e].secs);
-    if (fclose(f)) ex_die("cannot write %s", path);
-}
-
-/* A polyline of y(e) in a panel at (x0, y0) of size w x h. */
-static void svg_line(FILE *f, const double *y, int64_t n, double lo, double hi, int x0, int y0,
-                     int w, int h, const char *color) {
-    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
-    for (int64_t e = 0; e < n; e++) {
-        double px = x0 + (n > 1 ? (double)e / (double)(n - 1) : 0.5) * w;
-        double t = hi > lo ? (y[e] - lo) / (hi - lo) : 0.5;
-        fprintf(f, "%.1f,%.1f ", px, y0 + h - t * h);
+/* The epoch records as a metrics table (train.h), written as CSV and as a
+ * chart (log MSE against the constant-velocity baseline, theta),
+ * atomically. */
+static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const epoch_rec *r,
+                          int64_t n, const char *title, double base_cv) {
+    static const char *const cols[] = {"epoch", "train_loss", "val_mse", "const_velocity_mse",
+                                       "theta", "penalty", "defect", "act_norm", "equiv_err",
+                                       "seconds"};
+    eqr_metrics *m = eqr_metrics_create(ctx, 10, cols);
+    for (int64_t e = 0; m && e < n; e++) {
+        double v[10] = {(double)(e + 1), r[e].train_loss, r[e].val_mse, base_cv, r[e].theta,
+                        r[e].penalty, r[e].defect, r[e].act_norm, r[e].equiv, r[e].secs};
+        eqr_metrics_add_row(ctx, m, v);
     }
-    fprintf(f, "\"/>\n");
-}
-
-static void write_plot(const char *path, const epoch_rec *r, int64_t n, const char *title,
-                       double base_cv) {
-    FILE *f = fopen(path, "w");
-    if (!f) ex_die("cannot write %s", path);
-    double *a = malloc((size_t)n * 3 * sizeof(double));
-    if (!a) ex_die("out of memory");
-    double *b = a + n, *th = a + 2 * n, lo = log10(base_cv), hi = lo, tmax = 0;
-    for (int64_t e = 0; e < n; e++) {
-        a[e] = log10(fmax(r[e].train_loss, 1e-12));
-        b[e] = log10(fmax(r[e].val_mse, 1e-12));
-        th[e] = r[e].theta;
-        lo = fmin(lo, fmin(a[e], b[e]));
-        hi = fmax(hi, fmax(a[e], b[e]));
-        tmax = fmax(tmax, th[e]);
-    }
-    lo = floor(lo * 2) / 2;
-    hi = ceil(hi * 2) / 2;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"380\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"900\" height=\"380\" fill=\"white\"/>\n"
-               "<text x=\"20\" y=\"20\" font-size=\"14\">%s</text>\n", title);
-    /* left: log10 MSE; right: theta */
-    fprintf(f, "<rect x=\"60\" y=\"40\" width=\"500\" height=\"280\" fill=\"none\" stroke=\"#888\"/>\n"
-               "<rect x=\"640\" y=\"40\" width=\"220\" height=\"280\" fill=\"none\" stroke=\"#888\"/>\n");
-    for (double v = lo; v <= hi + 1e-9; v += 0.5)
-        fprintf(f, "<text x=\"10\" y=\"%.1f\">1e%.1f</text>\n",
-                40 + 280 - (hi > lo ? (v - lo) / (hi - lo) : 0.5) * 280 + 4, v);
-    double cv = log10(base_cv), cvl[2] = {cv, cv};
-    if (cv >= lo && cv <= hi) svg_line(f, cvl, 2, lo, hi, 60, 40, 500, 280, "#bbb");
-    svg_line(f, a, n, lo, hi, 60, 40, 500, 280, "#1f77b4");
-    svg_line(f, b, n, lo, hi, 60, 40, 500, 280, "#d62728");
-    svg_line(f, th, n, 0, tmax > 0 ? tmax : 1, 640, 40, 220, 280, "#2ca02c");
-    fprintf(f, "<text x=\"60\" y=\"345\" fill=\"#1f77b4\">train loss</text>"
-               "<text x=\"160\" y=\"345\" fill=\"#d62728\">val MSE</text>"
-               "<text x=\"250\" y=\"345\" fill=\"#999\">constant-velocity baseline</text>"
-               "<text x=\"60\" y=\"365\">x: epoch 1..%lld, y: log10 MSE</text>"
-               "<text x=\"640\" y=\"345\" fill=\"#2ca02c\">theta (0..%.3g)</text>\n</svg>\n",
-            (long long)n, tmax > 0 ? tmax : 1.0);
-    free(a);
-    if (fclose(f)) ex_die("cannot write %s", path);
+    const eqr_plot_panel p[2] = {
+        {"MSE", 1, {"train_loss", "val_mse", "const_velocity_mse"},
+         {"train loss", "val MSE", "constant-velocity baseline"}},
+        {"theta", 0, {"theta"}, {0}}};
+    if (csv) eqr_metrics_write_csv(ctx, m, csv);
+    if (svg) eqr_metrics_write_svg(ctx, m, svg, title, "epoch", p, 2);
+    eqr_metrics_destroy(m);
+    if (eqr_status_get(ctx) != EQR_OK) ex_die_ctx(ctx, "writing the metrics");
 }
 
 /* ---- main ---- */
@@ -528,13 +487,12 @@ int main(int argc, char **argv) {
     double equiv = eval_equiv(ctx, &m, &test, test.n);
     printf("# test_mse %.5f (baselines: no motion %.4f, constant velocity %.4f)%s\n", test_mse,
            bte.no_motion, bte.const_velocity, projected ? " after projection" : "");
-    if (o.metrics) write_metrics(o.metrics, rec, o.epochs);
-    if (o.plot) {
+    if (o.metrics || o.plot) {
         char title[256];
         snprintf(title, sizeof title, "nbody %s %s, %lld layers, train %lld, seed %llu",
                  o.vn ? "vn" : "egnn", m.relax ? o.relax : "strict", (long long)o.layers,
                  (long long)train.n, (unsigned long long)o.seed);
-        write_plot(o.plot, rec, o.epochs, title, bva.const_velocity);
+        write_outputs(ctx, o.metrics, o.plot, rec, o.epochs, title, bva.const_velocity);
     }
     printf("result test_mse=%.6f equiv_err=%.3g projected=%d seconds=%.1f\n", test_mse, equiv,
            projected, ex_now() - t_start);

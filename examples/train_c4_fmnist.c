@@ -150,10 +150,9 @@ static int check_geometry(const model *m) {
     return ok ? 0 : -1;
 }
 
-/* The model has no training-only behaviour: training is ignored. */
-static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x, int training) {
+/* The model has no training-only behaviour: no mode switch. */
+static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
     model *m = mm;
-    (void)training;
     eqr_tensor *h = eqr_relu(ctx, eqr_gconv_forward(ctx, m->l1, x));
     h = eqr_relu(ctx, eqr_gconv_forward(ctx, m->l2, h));
     h = eqr_maxpool2d(ctx, h, 2, 2, 0);
@@ -167,11 +166,6 @@ static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x, int trai
     return eqr_linear(ctx, h, m->fc_w, m->fc_b);
 }
 
-/* The model as the eqr_forward_fn of the invariance measurement. */
-static eqr_tensor *model_logits(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
-    return model_forward(ctx, mm, x, 0);
-}
-
 /* Invariance of the logits to the four rotations, per test image:
  * max over g of ||f(g.x) - f(x)|| / ||f(x)|| (out_rep NULL = invariance).
  * Reports the max and the mean over images. */
@@ -182,7 +176,7 @@ static void measure_invariance(eqr_ctx *ctx, model *m, const eqr_dataset *ds, in
         int64_t shape[4] = {1, 1, SIDE, SIDE};
         eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * IMG, 4, shape);
         double e;
-        if (!x || eqr_equivariance_error_max(ctx, model_logits, m, m->t1, NULL, x, NULL, 0, &e))
+        if (!x || eqr_equivariance_error_max(ctx, model_forward, m, m->t1, NULL, x, NULL, 0, &e))
             ex_die_ctx(ctx, "invariance measurement");
         if (e > *worst) *worst = e;
         *mean += e;
@@ -224,14 +218,19 @@ int main(int argc, char **argv) {
            (unsigned long long)o.seed, (long long)eqr_param_total(ctx));
     fflush(stdout);
 
-    const ex_train tr = {.ctx = ctx, .opt = opt, .bt = &bt, .forward = model_forward, .model = &m,
-                         .epochs = o.epochs, .progress = EX_PROGRESS_TENTHS};
+    ex_progress_style tenths = EX_PROGRESS_TENTHS;
+    eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
+        .forward = model_forward, .model = &m, .opt = opt, .epochs = o.epochs,
+        .eval_batch = EVAL_BATCH, .progress = ex_progress, .progress_user = &tenths});
+    if (!tr) ex_die_ctx(ctx, "creating the trainer");
     double test_loss = 0, test_acc = 0, train_secs = 0;
     for (int64_t e = 0; e < o.epochs; e++) {
-        ex_epoch_stats st = ex_train_epoch(&tr, e + 1);
+        eqr_epoch_stats st;
+        if (eqr_trainer_epoch(tr, &bt, e + 1, &st) != EQR_OK) ex_die_ctx(ctx, "training");
         train_secs += st.secs;
         double t1 = ex_now();
-        ex_evaluate(ctx, model_forward, &m, &test, EVAL_BATCH, &test_loss, &test_acc);
+        if (eqr_trainer_evaluate(tr, &test, 0, &test_loss, &test_acc) != EQR_OK)
+            ex_die_ctx(ctx, "evaluation");
         double t_eval = ex_now() - t1;
         printf("epoch %lld/%lld  train_loss %.4f  train_acc %.4f  test_loss %.4f  test_acc %.4f  "
                "train %.1fs (%.1f ms/step)  eval %.1fs\n",
@@ -247,6 +246,7 @@ int main(int argc, char **argv) {
            "max relative change %.3g, mean of per-image max %.3g (%.1fs)\n",
            (long long)o.inv_images, inv_max, inv_mean, ex_now() - t2);
 
+    eqr_trainer_destroy(tr);
     eqr_batcher_free(&bt);
     eqr_optim_destroy(opt);
     model_free(&m);

@@ -36,6 +36,7 @@ typedef struct model {
     eqr_tensor *c2w, *bn2g, *bn2b, *bn2m, *bn2v;
     eqr_tensor *f1w, *f1b, *f2w, *f2b;
     float dropout;
+    int training; /* batch norm and dropout mode (set_mode) */
 } model;
 
 /* ---- command line ---- */
@@ -117,9 +118,12 @@ static eqr_tensor *conv_block(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_te
 }
 
 /* Logits [N,10] for images x [N,1,28,28]; NULL on error (on the context). */
-static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x, int training) {
+static void model_mode(void *mm, int training) { ((model *)mm)->training = training; }
+
+static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
     const model *m = mm;
     if (!x) return NULL;
+    const int training = m->training;
     const int64_t flat[2] = {x->shape[0], -1};
     eqr_tensor *h = conv_block(ctx, x, m->c1w, m->bn1g, m->bn1b, m->bn1m, m->bn1v, training);
     h = conv_block(ctx, h, m->c2w, m->bn2g, m->bn2b, m->bn2m, m->bn2v, training);
@@ -195,20 +199,23 @@ int main(int argc, char **argv) {
            (unsigned long long)o.seed, (long long)eqr_param_total(ctx));
     fflush(stdout);
 
-    const ex_train tr = {.ctx = ctx, .opt = opt, .sched = sched, .bt = &bt,
-                         .forward = model_forward, .model = &m, .epochs = o.epochs,
-                         .progress = EX_PROGRESS_BAR};
+    eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
+        .forward = model_forward, .model = &m, .set_mode = model_mode, .opt = opt,
+        .sched = sched, .epochs = o.epochs, .eval_batch = EVAL_BATCH, .progress = ex_progress});
+    if (!tr) ex_die_ctx(ctx, "creating the trainer");
     double test_loss = 0, test_acc = 0, best_acc = -1, t_start = ex_now();
     int64_t best_epoch = 0;
     const int64_t last = o.stop_after > 0 && o.stop_after < o.epochs ? o.stop_after : o.epochs;
     for (int64_t e = first_epoch; e < last; e++) {
-        ex_epoch_stats st = ex_train_epoch(&tr, e + 1);
-        ex_progress_note(&tr, "epoch %lld/%lld evaluating on %lld test images...",
+        eqr_epoch_stats st;
+        if (eqr_trainer_epoch(tr, &bt, e + 1, &st) != EQR_OK) ex_die_ctx(ctx, "training");
+        ex_progress_note("epoch %lld/%lld evaluating on %lld test images...",
                          (long long)(e + 1), (long long)o.epochs, (long long)test.n);
         double t_eval0 = ex_now();
-        ex_evaluate(ctx, model_forward, &m, &test, EVAL_BATCH, &test_loss, &test_acc);
+        if (eqr_trainer_evaluate(tr, &test, 0, &test_loss, &test_acc) != EQR_OK)
+            ex_die_ctx(ctx, "evaluation");
         double t_eval = ex_now() - t_eval0;
-        ex_progress_clear(&tr);
+        ex_progress_clear();
         if (test_acc > best_acc) {
             best_acc = test_acc;
             best_epoch = e + 1;
@@ -227,7 +234,8 @@ int main(int argc, char **argv) {
         }
     }
     if (first_epoch >= last) {
-        ex_evaluate(ctx, model_forward, &m, &test, EVAL_BATCH, &test_loss, &test_acc);
+        if (eqr_trainer_evaluate(tr, &test, 0, &test_loss, &test_acc) != EQR_OK)
+            ex_die_ctx(ctx, "evaluation");
         printf("# nothing to train: the checkpoint is at epoch %lld\n", (long long)first_epoch);
     }
     char total[32];
@@ -236,6 +244,7 @@ int main(int argc, char **argv) {
     if (best_acc >= 0) printf("; best %.4f after epoch %lld", best_acc, (long long)best_epoch);
     printf("; wall time %s\n", total);
 
+    eqr_trainer_destroy(tr);
     eqr_batcher_free(&bt);
     eqr_scheduler_destroy(sched);
     eqr_optim_destroy(opt);
