@@ -76,9 +76,9 @@ typedef enum gkind { G_C4, G_D4, G_C8, G_NONE } gkind;
 
 typedef struct options {
     const char *group, *relax, *projection, *rotate, *wr_init, *lr_schedule, *penalty_grad;
-    const char *data, *checkpoint, *metrics, *plot;
+    const char *data, *checkpoint, *metrics, *plot, *steps, *steps_plot;
     int64_t epochs, train_size, test_size, batch, threads, width, norm_subsample, equiv_images;
-    int64_t stop_after, eval_every, classes;
+    int64_t stop_after, eval_every, classes, telemetry, probe_images;
     uint64_t seed;
     float lr, theta_max, lambda_defect, lambda_norm;
     int resume;
@@ -102,6 +102,7 @@ static void parse_args(int argc, char **argv, options *o) {
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
                    .batch = 64, .threads = 2, .width = 32,
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
+                   .probe_images = 500,
                    .lr = 3e-3f,
                    .theta_max = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f};
     const ex_flag flags[] = {
@@ -163,6 +164,16 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_INT("--stop-after", &o->stop_after, 1, MAX_EPOCHS,
                     "exit after epoch N without projecting, as if interrupted (resume tests)"),
         EX_FLAG_STR("--metrics", "FILE", &o->metrics, "write per-epoch metrics as CSV"),
+        EX_FLAG_STR("--steps", "FILE", &o->steps,
+                    "write the per-step telemetry (--telemetry) as CSV"),
+        EX_FLAG_STR("--steps-plot", "FILE", &o->steps_plot,
+                    "write an SVG chart of the per-step telemetry (--telemetry)"),
+        EX_FLAG_INT("--telemetry", &o->telemetry, 0, INT64_MAX,
+                    "every N optimizer steps record theta |W_r x| / |f_eq x| per layer, |W_r|, "
+                    "W_r's Adam moments and the loss and accuracy of the relaxed and the "
+                    "projected model on --probe-images test images; 0 = off (default 0)"),
+        EX_FLAG_INT("--probe-images", &o->probe_images, 0, 10000,
+                    "test images of the telemetry's probe evaluations (default 500)"),
         EX_FLAG_STR("--plot", "FILE", &o->plot,
                     "write an SVG of loss, projected test accuracy, theta, penalties and "
                     "invariance errors over epochs"),
@@ -201,6 +212,10 @@ static void parse_args(int argc, char **argv, options *o) {
     ex_check_output(flags, "--checkpoint", o->checkpoint);
     ex_check_output(flags, "--metrics", o->metrics);
     ex_check_output(flags, "--plot", o->plot);
+    ex_check_output(flags, "--steps", o->steps);
+    ex_check_output(flags, "--steps-plot", o->steps_plot);
+    if ((o->steps || o->steps_plot) && !o->telemetry)
+        ex_usage_error(flags, "--steps and --steps-plot need --telemetry N");
     if (o->data) {
         struct stat st;
         if (stat(o->data, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -559,16 +574,21 @@ int main(int argc, char **argv) {
              o.group, m.relax ? o.relax : "off", o.rotate, (long long)train.n,
              (unsigned long long)o.seed);
     print_header(&o, &m, ctx, train.n, total_steps, title);
+    eqr_dataset probe = test; /* telemetry's view of the first test images */
+    if (probe.n > o.probe_images) probe.n = o.probe_images;
 
     eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
         .forward = model_forward, .model = &m, .opt = opt, .sched = sched, .relax = m.relax,
         .project = o.proj, .epochs = o.epochs, .eval_batch = EVAL_BATCH,
+        .telemetry_every = o.telemetry, .probe = o.probe_images > 0 ? &probe : NULL,
         .progress = ex_progress});
     eqr_run_opts ro = {.train = &bt, .test = &test, .epochs = o.epochs,
                        .eval_every = o.eval_every, .measure = max_invariance_error,
                        .measure_n = o.equiv_images, .checkpoint = o.checkpoint,
                        .resume = o.resume, .config = config_hash(&o), .stop_after = o.stop_after,
-                       .metrics_csv = o.metrics, .plot_svg = o.plot, .title = title,
+                       .metrics_csv = o.metrics, .steps_csv = o.steps, .plot_svg = o.plot,
+                       .steps_svg = o.steps_plot,
+                       .title = title,
                        .on_epoch = print_epoch, .user = &o};
     eqr_run_result res;
     if (!tr || eqr_trainer_run(tr, &ro, &res) != EQR_OK) ex_die_ctx(ctx, "training");

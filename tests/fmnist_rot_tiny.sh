@@ -84,5 +84,19 @@ if "$bin" $tiny --epochs 3 --checkpoint "$dir/b.ckpt" --resume >/dev/null 2>"$di
     echo "FAIL resume with other settings was not refused"
     fail=1
 fi
+# Telemetry watches without steering: the same numbers with it on, a step
+# table row every 2 steps (16 steps, 3 layers x 6 columns + 11 more) and a chart.
+run telemetry 1 1 --epochs 2 --telemetry 2 --probe-images 50 --steps "$dir/s.csv" \
+    --steps-plot "$dir/s.svg"
+t=$(tail -n 1 "$dir/telemetry.out" | sed 's/ seconds=.*//')
+rows=$(($(wc -l <"$dir/s.csv") - 1))
+cols=$(head -n 1 "$dir/s.csv" | tr ',' '\n' | wc -l)
+if [ "$t" != "$a" ] || [ "$rows" -ne 8 ] || [ "$cols" -ne 29 ] ||
+    ! head -n 1 "$dir/s.csv" | grep -q 'c2.share' || ! tail -n 1 "$dir/s.svg" | grep -q '</svg>'; then
+    echo "FAIL telemetry: '$t' vs '$a', $rows rows, $cols columns"
+    fail=1
+else
+    echo "ok telemetry: same result, $rows rows of $cols columns, chart written"
+fi
 [ "$fail" -eq 0 ] && echo "all tiny runs passed"
 exit "$fail"

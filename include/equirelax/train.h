@@ -178,6 +178,7 @@ typedef struct eqr_run_opts {
     const char *metrics_csv;      /* the epoch table, rewritten after every epoch */
     const char *steps_csv;        /* the step table, likewise */
     const char *plot_svg;         /* a chart of the epoch table, likewise */
+    const char *steps_svg;        /* a chart of the step table, likewise */
     const char *title;            /* of the chart */
     eqr_epoch_fn on_epoch;        /* NULL: none */
     void *user;
@@ -194,7 +195,7 @@ typedef struct eqr_run_result {
 /* Train for the remaining epochs: each epoch eqr_trainer_epoch, an
  * epoch-table row (epoch, steps, train_loss, train_acc, penalty, theta, lr,
  * test_loss_projected, test_acc_projected, equiv_err_relaxed,
- * equiv_err_projected, seconds, defect, act_norm_sq, wr_norm and per
+ * equiv_err_projected, defect, act_norm_sq, wr_norm, seconds and per
  * relaxed layer <l>.wr_norm and <l>.act_norm; empty where not measured),
  * the checkpoint (counters: the epoch and config), the projected
  * evaluation when due, the files and on_epoch. After the last epoch the

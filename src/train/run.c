@@ -10,10 +10,12 @@
 static const char *const epoch_cols[] = {
     "epoch", "steps", "train_loss", "train_acc", "penalty", "theta", "lr",
     "test_loss_projected", "test_acc_projected", "equiv_err_relaxed", "equiv_err_projected",
-    "seconds", "defect", "act_norm_sq", "wr_norm"};
+    "defect", "act_norm_sq", "wr_norm", "seconds"};
+/* seconds last of the fixed columns: everything before it repeats exactly
+ * on a rerun or a resume */
 enum {
     E_EPOCH, E_STEPS, E_LOSS, E_ACC, E_PEN, E_THETA, E_LR, E_TLOSS, E_TACC, E_EQR, E_EQP,
-    E_SECS, E_LD, E_N, E_WR, NEPOCH
+    E_LD, E_N, E_WR, E_SECS, NEPOCH
 };
 
 static eqr_metrics *epoch_table(eqr_ctx *ctx, eqr_relax *relax) {
@@ -69,6 +71,36 @@ static const eqr_plot_panel panels[5] = {
     {"invariance error", 1, {"equiv_err_relaxed", "equiv_err_projected"},
      {"relaxed", "projected"}}};
 
+/* The step table's chart: per relaxed layer (up to 4) the share
+ * theta |W_r x| / |f_eq x|, |W_r| and W_r's Adam ||m||; theta; the probe
+ * accuracies relaxed and projected and the jump at projection. */
+static eqr_status write_steps_svg(eqr_trainer *t, const eqr_run_opts *o) {
+    eqr_ctx *ctx = eqr__trainer_ctx(t);
+    eqr_metrics *st = eqr_trainer_steps(t);
+    eqr_relax *relax = eqr__trainer_relax(t);
+    int nl = relax ? eqr_relax_num_layers(relax) : 0;
+    if (nl > EQR_PLOT_MAX_SERIES) nl = EQR_PLOT_MAX_SERIES;
+    char names[3][EQR_PLOT_MAX_SERIES][2 * EQR_NAME_LEN];
+    eqr_plot_panel p[6] = {{"share theta |W_r x| / |f_eq x|", 1, {0}, {0}},
+                           {"|W_r|", 1, {0}, {0}},
+                           {"Adam |m| of W_r", 1, {0}, {0}},
+                           {"theta", 0, {"theta"}, {0}},
+                           {"probe accuracy", 0, {"probe_acc", "probe_acc_projected"},
+                            {"relaxed", "projected"}},
+                           {"accuracy jump at projection", 0, {"projection_jump"}, {0}}};
+    static const char *const what[3] = {"share", "wr_norm", "adam_m"};
+    for (int k = 0; k < 3; k++)
+        for (int l = 0; l < nl; l++) {
+            snprintf(names[k][l], sizeof names[k][l], "%s.%s",
+                     eqr_rlayer_name(eqr_relax_layer(relax, l)), what[k]);
+            p[k].cols[l] = names[k][l];
+        }
+    const int first = nl > 0 ? 0 : 3, have_probe = eqr_metrics_find(st, "probe_acc") >= 0;
+    const int n = (have_probe ? 6 : 4) - first;
+    return eqr_metrics_write_svg(ctx, st, o->steps_svg, o->title ? o->title : "", "step",
+                                 p + first, n);
+}
+
 static eqr_status write_files(eqr_trainer *t, const eqr_run_opts *o) {
     eqr_ctx *ctx = eqr__trainer_ctx(t);
     eqr_metrics *ep = eqr_trainer_epochs(t);
@@ -78,6 +110,7 @@ static eqr_status write_files(eqr_trainer *t, const eqr_run_opts *o) {
     if (o->plot_svg && eqr_metrics_write_svg(ctx, ep, o->plot_svg, o->title ? o->title : "",
                                              "epoch", panels, 5))
         return ctx->status;
+    if (o->steps_svg && write_steps_svg(t, o) != EQR_OK) return ctx->status;
     return EQR_OK;
 }
 
@@ -136,8 +169,9 @@ eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result
                          "stop_after in [0, epochs)", fn);
     if (o->resume && !o->checkpoint)
         return eqr__fail(ctx, EQR_ERR_ARG, "%s: resume needs a checkpoint path", fn);
-    const char *outs[4] = {o->checkpoint, o->metrics_csv, o->steps_csv, o->plot_svg};
-    for (int i = 0; i < 4; i++)
+    const char *outs[5] = {o->checkpoint, o->metrics_csv, o->steps_csv, o->plot_svg,
+                           o->steps_svg};
+    for (int i = 0; i < 5; i++)
         if (outs[i] && eqr_path_writable(ctx, outs[i]) != EQR_OK) return ctx->status;
     eqr_relax *relax = eqr__trainer_relax(t);
     eqr_metrics *ep = epoch_table(ctx, relax);
