@@ -204,9 +204,9 @@ static inline int eqr__param_names_free(eqr_ctx *ctx, const char *fn, const char
     return 1;
 }
 
-/* Parameter "<name>.<suffix>" of n elements filled with fill (NULL with the
- * error recorded on failure). */
-eqr_tensor *eqr__param_filled(eqr_ctx *ctx, const char *name, const char *suffix, int64_t n,
-                              unsigned flags, float fill);
+/* Parameter "<name><suffix>" (suffix e.g. ".weight") of the given shape,
+ * every entry fill (NULL with the error recorded on failure). */
+eqr_tensor *eqr__param_filled(eqr_ctx *ctx, const char *name, const char *suffix, int ndim,
+                              const int64_t *shape, unsigned flags, float fill);
 
 #endif

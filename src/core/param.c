@@ -167,11 +167,11 @@ eqr_status eqr_init_xavier_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {
     return EQR_OK;
 }
 
-eqr_tensor *eqr__param_filled(eqr_ctx *ctx, const char *name, const char *suffix, int64_t n,
-                              unsigned flags, float fill) {
+eqr_tensor *eqr__param_filled(eqr_ctx *ctx, const char *name, const char *suffix, int ndim,
+                              const int64_t *shape, unsigned flags, float fill) {
     char pname[EQR_NAME_LEN];
-    snprintf(pname, sizeof pname, "%s.%s", name, suffix);
-    eqr_tensor *t = eqr_param_new(ctx, pname, 1, &n, flags);
+    snprintf(pname, sizeof pname, "%s%s", name, suffix);
+    eqr_tensor *t = eqr_param_new(ctx, pname, ndim, shape, flags);
     if (t) eqr_tensor_fill(t, fill);
     return t;
 }

@@ -85,11 +85,15 @@ eqr_field_bn *eqr_field_bn_create(eqr_ctx *ctx, const char *name, const eqr_rep 
     bn->eps = o.eps;
     bn->momentum = o.momentum;
     if (!o.no_affine) {
-        bn->weight = eqr__param_filled(ctx, name, "weight", S, EQR_PARAM_NO_DECAY, 1.0f);
-        if (B > 0) bn->bias = eqr__param_filled(ctx, name, "bias", B, EQR_PARAM_NO_DECAY, 0.0f);
+        bn->weight = eqr__param_filled(ctx, name, ".weight", 1, (int64_t[]){S},
+                                       EQR_PARAM_NO_DECAY, 1.0f);
+        if (B > 0) bn->bias = eqr__param_filled(ctx, name, ".bias", 1, (int64_t[]){B},
+                                                EQR_PARAM_NO_DECAY, 0.0f);
     }
-    if (B > 0) bn->rmean = eqr__param_filled(ctx, name, "running_mean", B, EQR_PARAM_BUFFER, 0.0f);
-    bn->rvar = eqr__param_filled(ctx, name, "running_var", S, EQR_PARAM_BUFFER, 1.0f);
+    if (B > 0) bn->rmean = eqr__param_filled(ctx, name, ".running_mean", 1, (int64_t[]){B},
+                                             EQR_PARAM_BUFFER, 0.0f);
+    bn->rvar = eqr__param_filled(ctx, name, ".running_var", 1, (int64_t[]){S},
+                                 EQR_PARAM_BUFFER, 1.0f);
     if (ctx->status != EQR_OK) {
         eqr_field_bn_destroy(l);
         return NULL;

@@ -100,11 +100,15 @@ eqr_irreps_bn *eqr_irreps_bn_create(eqr_ctx *ctx, const char *name, const eqr_ir
     L->grp = grp;
     L->bn = (eqr__bn){.grp = grp, .S = C, .B = B, .eps = o.eps, .momentum = o.momentum};
     if (!o.no_affine) {
-        L->bn.weight = eqr__param_filled(ctx, name, "weight", C, EQR_PARAM_NO_DECAY, 1.0f);
-        if (B > 0) L->bn.bias = eqr__param_filled(ctx, name, "bias", B, EQR_PARAM_NO_DECAY, 0.0f);
+        L->bn.weight = eqr__param_filled(ctx, name, ".weight", 1, (int64_t[]){C},
+                                         EQR_PARAM_NO_DECAY, 1.0f);
+        if (B > 0) L->bn.bias = eqr__param_filled(ctx, name, ".bias", 1, (int64_t[]){B},
+                                                  EQR_PARAM_NO_DECAY, 0.0f);
     }
-    if (B > 0) L->bn.rmean = eqr__param_filled(ctx, name, "running_mean", B, EQR_PARAM_BUFFER, 0.0f);
-    L->bn.rvar = eqr__param_filled(ctx, name, "running_var", C, EQR_PARAM_BUFFER, 1.0f);
+    if (B > 0) L->bn.rmean = eqr__param_filled(ctx, name, ".running_mean", 1, (int64_t[]){B},
+                                               EQR_PARAM_BUFFER, 0.0f);
+    L->bn.rvar = eqr__param_filled(ctx, name, ".running_var", 1, (int64_t[]){C},
+                                   EQR_PARAM_BUFFER, 1.0f);
     if (ctx->status != EQR_OK) {
         eqr_irreps_bn_destroy(L);
         return NULL;
@@ -182,8 +186,10 @@ eqr_irreps_ln *eqr_irreps_ln_create(eqr_ctx *ctx, const char *name, const eqr_ir
         b += is_scalar(&irreps->e[i]) ? irreps->e[i].mul : 0;
     }
     if (!o.no_affine) {
-        L->weight = eqr__param_filled(ctx, name, "weight", C, EQR_PARAM_NO_DECAY, 1.0f);
-        if (B > 0) L->bias = eqr__param_filled(ctx, name, "bias", B, EQR_PARAM_NO_DECAY, 0.0f);
+        L->weight = eqr__param_filled(ctx, name, ".weight", 1, (int64_t[]){C},
+                                      EQR_PARAM_NO_DECAY, 1.0f);
+        if (B > 0) L->bias = eqr__param_filled(ctx, name, ".bias", 1, (int64_t[]){B},
+                                               EQR_PARAM_NO_DECAY, 0.0f);
     }
     if (ctx->status != EQR_OK) {
         free(L);

@@ -36,9 +36,5 @@ eqr_tensor *eqr__vn_unview(eqr_ctx *ctx, eqr_tensor *y4, const eqr_tensor *x);
  * free parameter names "<name><suffix>". 0 with EQR_ERR_ARG recorded. */
 int eqr__vn_create_ok(eqr_ctx *ctx, const char *fn, const char *name, int n,
                       const int *channels, int nsuffix, const char *const *suffixes);
-/* Register "<name><suffix>" with the given shape and flags, every entry
- * set to value. */
-eqr_tensor *eqr__vn_param(eqr_ctx *ctx, const char *name, const char *suffix, int ndim,
-                          const int64_t *shape, unsigned flags, float value);
 
 #endif

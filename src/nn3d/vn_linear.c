@@ -23,7 +23,7 @@ eqr_vn_linear *eqr_vn_linear_create(eqr_ctx *ctx, const char *name, int c_in, in
     }
     int64_t s[2] = {c_out, c_in};
     l->c_in = c_in, l->c_out = c_out;
-    l->w = eqr__vn_param(ctx, name, ".weight", 2, s, 0, 0.0f);
+    l->w = eqr__param_filled(ctx, name, ".weight", 2, s, 0, 0.0f);
     if (!l->w) {
         free(l);
         return NULL;

@@ -35,7 +35,7 @@ eqr_vn_leaky_relu *eqr_vn_leaky_relu_create(eqr_ctx *ctx, const char *name, int 
     l->dirs = o.shared ? 1 : channels;
     l->slope = o.negative_slope;
     int64_t s[2] = {l->dirs, channels};
-    l->u = eqr__vn_param(ctx, name, ".weight", 2, s, 0, 0.0f);
+    l->u = eqr__param_filled(ctx, name, ".weight", 2, s, 0, 0.0f);
     if (!l->u) {
         free(l);
         return NULL;
@@ -100,10 +100,10 @@ eqr_vn_bn *eqr_vn_bn_create(eqr_ctx *ctx, const char *name, int channels,
     l->eps = o.eps > 0.0f ? o.eps : 1e-5f;
     l->momentum = o.momentum > 0.0f ? o.momentum : 0.1f;
     int64_t s = channels;
-    l->weight = eqr__vn_param(ctx, name, ".weight", 1, &s, EQR_PARAM_NO_DECAY, 1.0f);
-    l->bias = eqr__vn_param(ctx, name, ".bias", 1, &s, EQR_PARAM_NO_DECAY, 0.0f);
-    l->rmean = eqr__vn_param(ctx, name, ".running_mean", 1, &s, EQR_PARAM_BUFFER, 0.0f);
-    l->rvar = eqr__vn_param(ctx, name, ".running_var", 1, &s, EQR_PARAM_BUFFER, 1.0f);
+    l->weight = eqr__param_filled(ctx, name, ".weight", 1, &s, EQR_PARAM_NO_DECAY, 1.0f);
+    l->bias = eqr__param_filled(ctx, name, ".bias", 1, &s, EQR_PARAM_NO_DECAY, 0.0f);
+    l->rmean = eqr__param_filled(ctx, name, ".running_mean", 1, &s, EQR_PARAM_BUFFER, 0.0f);
+    l->rvar = eqr__param_filled(ctx, name, ".running_var", 1, &s, EQR_PARAM_BUFFER, 1.0f);
     if (!l->weight || !l->bias || !l->rmean || !l->rvar) {
         free(l);
         return NULL;

@@ -190,11 +190,3 @@ int eqr__vn_create_ok(eqr_ctx *ctx, const char *fn, const char *name, int n,
     return eqr__param_names_free(ctx, fn, name, nsuffix, suffixes);
 }
 
-eqr_tensor *eqr__vn_param(eqr_ctx *ctx, const char *name, const char *suffix, int ndim,
-                          const int64_t *shape, unsigned flags, float value) {
-    char pname[EQR_NAME_LEN];
-    snprintf(pname, sizeof pname, "%s%s", name, suffix);
-    eqr_tensor *t = eqr_param_new(ctx, pname, ndim, shape, flags);
-    if (t) eqr_tensor_fill(t, value);
-    return t;
-}

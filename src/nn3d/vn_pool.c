@@ -34,7 +34,7 @@ static vn_dir_layer *dir_layer_create(eqr_ctx *ctx, const char *fn, const char *
     }
     l->channels = channels;
     int64_t s[2] = {rows_is_three ? 3 : channels, channels};
-    l->w = eqr__vn_param(ctx, name, ".weight", 2, s, 0, 0.0f);
+    l->w = eqr__param_filled(ctx, name, ".weight", 2, s, 0, 0.0f);
     if (!l->w) {
         free(l);
         return NULL;
