@@ -14,13 +14,18 @@
  * step must leave the model trainable (a retried step gives the parameters
  * of a clean step), a failed save the file on disk unchanged and no
  * temporary beside it, a failed load the parameters, optimizer and counters
- * unchanged. */
+ * unchanged. IDX datasets (plain and gzip) are read the same way. Under
+ * AddressSanitizer the wrappers forward to ASan's allocator, so the test
+ * runs there too (and LeakSanitizer watches the wrappers' own view). */
 #include "testutil.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t k, size_t n);
@@ -439,6 +444,64 @@ static void test_checkpoint_load(void **state) {
     assert_true(n > 1);
 }
 
+/* IDX files and datasets, plain and gzip: the read buffer, the element
+ * buffer (grown by doubling as data arrives) and the labels. A failure
+ * leaves the dataset empty. */
+static void test_dataset_load(void **state) {
+    (void)state;
+    char ip[512], lp[512];
+    tu_tmp_path(ip, "alloc_fail_images.idx");
+    tu_tmp_path(lp, "alloc_fail_labels.idx.gz");
+    enum { N = 40, H = 5, W = 6 };
+    unsigned char img[16 + N * H * W], lab[8 + N];
+    unsigned char ih[16] = {0, 0, 8, 3, 0, 0, 0, N, 0, 0, 0, H, 0, 0, 0, W};
+    unsigned char lh[8] = {0, 0, 8, 1, 0, 0, 0, N};
+    memcpy(img, ih, 16);
+    memcpy(lab, lh, 8);
+    for (int i = 0; i < N * H * W; i++) img[16 + i] = (unsigned char)(i * 7);
+    for (int i = 0; i < N; i++) lab[8 + i] = (unsigned char)(i % 4);
+    FILE *f = fopen(ip, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, 1, sizeof img, f), sizeof img);
+    fclose(f);
+    gzFile g = gzopen(lp, "wb");
+    assert_non_null(g);
+    assert_int_equal(gzwrite(g, lab, sizeof lab), (int)sizeof lab);
+    assert_int_equal(gzclose(g), Z_OK);
+    eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = 1});
+    assert_non_null(ctx);
+    long n = 1;
+    for (int sticky = 0; sticky < 2; sticky++) {
+        for (n = 1;; n++) {
+            long live0 = g_live, seq0 = g_seq;
+            eqr_dataset ds;
+            arm(n, sticky);
+            eqr_status st = eqr_dataset_load_idx(ctx, ip, lp, 0, &ds);
+            disarm();
+            if (!g_failed) {
+                assert_int_equal(st, EQR_OK);
+                assert_true(ds.n == N && ds.h == H && ds.w == W && ds.classes == 4);
+                assert_int_equal(ds.y[N - 1], (N - 1) % 4);
+                /* 7 * fl(1/255), two roundings: within eps of 7/255 relative */
+                assert_true(fabs(ds.x[1] - 7.0 / 255.0) <= FLT_EPSILON * 7.0 / 255.0);
+                eqr_dataset_free(&ds);
+                assert_no_leak(live0, seq0, "dataset load", n);
+                break;
+            }
+            assert_clean_error(ctx, st, "dataset load", n);
+            assert_true(ds.n == 0 && !ds.x && !ds.y);
+            assert_no_leak(live0, seq0, "dataset load", n);
+            eqr_clear_error(ctx);
+        }
+        print_message("dataset load (%s): failures injected at allocations 1..%ld, then success\n",
+                      sticky ? "sticky" : "one-shot", n - 1);
+    }
+    eqr_ctx_destroy(ctx);
+    remove(ip);
+    remove(lp);
+    assert_true(n > 3);
+}
+
 /* The wrappers see the library's allocations at all (else every test above
  * would pass without injecting anything). */
 static void test_wrappers_active(void **state) {
@@ -470,6 +533,7 @@ int main(void) {
         cmocka_unit_test_prestate(test_checkpoint_save, &g_modes[1]),
         cmocka_unit_test_prestate(test_checkpoint_load, &g_modes[0]),
         cmocka_unit_test_prestate(test_checkpoint_load, &g_modes[1]),
+        cmocka_unit_test(test_dataset_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
