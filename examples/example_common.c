@@ -46,6 +46,15 @@ void ex_usage_error(const ex_flag *flags, const char *fmt, ...) {
     exit(2);
 }
 
+void ex_bad_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    message(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "run '%s --help' for the options\n", prog);
+    exit(2);
+}
+
 int ex_relax_kind(const ex_flag *flags, const char *value) {
     static const char *const names[] = {"triangle", "linear", "cosine", "constant"};
     if (!strcmp(value, "off")) return -1;

@@ -70,6 +70,9 @@ void ex_usage(const ex_flag *flags, FILE *f);
 /* "<program>: <message>" and the usage on stderr, exit 2 (for checks that
  * involve several flags, after ex_parse_args). */
 _Noreturn void ex_usage_error(const ex_flag *flags, const char *fmt, ...) EX_PRINTF(2, 3);
+/* "<program>: <message>" and a pointer to --help on stderr, exit 2: a flag
+ * value that only the loaded data shows to be wrong (e.g. too few classes). */
+_Noreturn void ex_bad_usage(const char *fmt, ...) EX_PRINTF(1, 2);
 
 /* The flags the relaxed examples share. --relax: "off" gives -1, otherwise
  * the theta schedule kind (triangle, linear, cosine, constant);

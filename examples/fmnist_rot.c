@@ -2,17 +2,26 @@
  * constraint relaxation on rotated Fashion-MNIST and ends with an exactly
  * equivariant (projected) model.
  *
- * Model (width C = --width channels; |G| = 4 for c4, 8 for d4 and c8, 1 for
- * none, so every variant has the same channel counts and conv cost):
- *   conv 1 -> C channels, 5x5 pad 2, ReLU, max-pool 2      [N, C, 14, 14]
- *   conv C -> 2C channels, 3x3 pad 1, ReLU, max-pool 2     [N, 2C, 7, 7]
- *   conv 2C -> 4C channels, 3x3 pad 1, ReLU                [N, 4C, 7, 7]
+ * Model on S x S images (width C = --width channels; |G| = 4 for c4, 8 for d4
+ * and c8, 1 for none, so every variant has the same channel counts and conv
+ * cost; K classes = --classes, default the labels' largest + 1):
+ *   conv 1 -> C channels, 5x5 pad 2 + e, ReLU, max-pool 2  [N, C, S'/2, S'/2]
+ *   conv C -> 2C channels, 3x3 pad 1, ReLU, max-pool 2     [N, 2C, S'/4, S'/4]
+ *   conv 2C -> 4C channels, 3x3 pad 1, ReLU                [N, 4C, S'/4, S'/4]
  *   max over each field's |G| channels, mean over space    [N, 4C/|G|]
- *   linear -> 10 logits, softmax cross-entropy; Adam
- * c4 / d4: lifting + group convs (gconv.h) on regular fields; c8: steerable
- * convs (steerable.h) on regular C8 fields; none: plain convs. Convs have
- * stride 1 and 'same' padding and the pools see even sizes (28, 14), so the
+ *   linear -> K logits, softmax cross-entropy; Adam
+ * (Fashion-MNIST: S = 28, e = 0, maps 14x14 and 7x7, K = 10.) The global
+ * mean makes the head independent of S. c4 / d4: lifting + group convs
+ * (gconv.h) on regular fields; c8: steerable convs (steerable.h) on regular
+ * C8 fields; none: plain convs. Convs have stride 1 and 'same' padding; a
+ * 2x2 max-pool of stride 2 is exact only on even sizes (gconv.h's rule
+ * (n + 2 pad - dil (k - 1) - 1) % stride == 0 with k = stride = 2), so both
+ * pools need even sizes: S' = S + 2e must be a multiple of 4, e = 1 (one
+ * extra ring of zero padding in conv 1) when S = 4m + 2, else 0. Then the
  * equivariant models are exactly invariant to the grid-exact elements.
+ * Images must be square (a quarter turn maps H x W onto W x H); odd S
+ * cannot be padded symmetrically to even and is refused for c4 / d4 / c8
+ * before training (the plain CNN takes it, its pools dropping the last row).
  *
  * Relaxation (--relax other than off): every conv of c4 / d4 / c8 carries a
  * term theta * W_r (relax.h), W_r initialised per --wr-init; theta follows
@@ -56,9 +65,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SIDE 28
-#define IMG (SIDE * SIDE)
-#define CLASSES 10
 #define EVAL_BATCH 200
 #define EQUIV_BATCH 100
 #define TEST_ROT_SEED 20240901u
@@ -73,7 +79,7 @@ typedef struct options {
     const char *group, *relax, *projection, *rotate, *wr_init, *lr_schedule, *penalty_grad;
     const char *data, *checkpoint, *metrics, *plot;
     int64_t epochs, train_size, test_size, batch, threads, width, norm_subsample, equiv_images;
-    int64_t stop_after, eval_every;
+    int64_t stop_after, eval_every, classes;
     uint64_t seed;
     float lr, theta_max, lambda_defect, lambda_norm;
     int resume;
@@ -83,6 +89,7 @@ typedef struct options {
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
     int rotate_cont, wr_normal, lr_cosine;
+    int side; /* of the loaded images */
 } options;
 
 static int pick(const char *s, const char *const *names, int n) {
@@ -144,8 +151,12 @@ static void parse_args(int argc, char **argv, options *o) {
                     "seed of initialisation, shuffling and training rotations (default 1)"),
         EX_FLAG_INT("--threads", &o->threads, 1, 256, "worker threads (default 2)"),
         EX_FLAG_STR("--data", "DIR", &o->data,
-                    "directory of the Fashion-MNIST .gz IDX files (default "
+                    "directory of IDX image files laid out as Fashion-MNIST's, any counts, "
+                    "square images of a side 4m or 4m+2 (odd: --group none only) (default "
                     "/usr/share/datasets/fashion-mnist)"),
+        EX_FLAG_INT("--classes", &o->classes, 2, 65536,
+                    "number of classes (logits), at least the labels' largest + 1 (default "
+                    "that)"),
         EX_FLAG_STR("--checkpoint", "FILE", &o->checkpoint,
                     "save a checkpoint after every epoch (W_r, theta, Adam, schedule position)"),
         EX_FLAG_SWITCH("--resume", &o->resume,
@@ -204,28 +215,30 @@ static void parse_args(int argc, char **argv, options *o) {
 
 static void rotate_dataset(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed, int continuous) {
     eqr_grid_map *quarter[4] = {0};
-    float *tmp = malloc(IMG * sizeof(float));
+    const int side = ds->h; /* square, checked after loading */
+    const int64_t img = (int64_t)side * side;
+    float *tmp = malloc((size_t)img * sizeof(float));
     if (!tmp) ex_die("out of memory");
     for (int r = 1; r < 4 && !continuous; r++) {
-        quarter[r] = eqr_grid_map_create(ctx, SIDE, SIDE, eqr_gelem_make(0, r * (PI / 2)));
+        quarter[r] = eqr_grid_map_create(ctx, side, side, eqr_gelem_make(0, r * (PI / 2)));
         if (!quarter[r] || !quarter[r]->exact) ex_die_ctx(ctx, "rotating the images");
     }
     eqr_rng rng;
     eqr_rng_seed(&rng, seed);
     for (int64_t i = 0; i < ds->n; i++) {
-        float *img = ds->x + i * IMG;
+        float *x = ds->x + i * img;
         if (continuous) {
             double a = 2 * PI * (double)eqr_rng_uniform(&rng);
-            eqr_grid_map *m = eqr_grid_map_create(ctx, SIDE, SIDE, eqr_gelem_make(0, a));
+            eqr_grid_map *m = eqr_grid_map_create(ctx, side, side, eqr_gelem_make(0, a));
             if (!m) ex_die_ctx(ctx, "rotating the images");
-            eqr_grid_map_apply(m, img, tmp, 1);
+            eqr_grid_map_apply(m, x, tmp, 1);
             eqr_grid_map_destroy(m);
         } else {
             int r = (int)eqr_rng_below(&rng, 4);
             if (r == 0) continue;
-            eqr_grid_map_apply(quarter[r], img, tmp, 1);
+            eqr_grid_map_apply(quarter[r], x, tmp, 1);
         }
-        memcpy(img, tmp, IMG * sizeof(float));
+        memcpy(x, tmp, (size_t)img * sizeof(float));
     }
     for (int r = 0; r < 4; r++) eqr_grid_map_destroy(quarter[r]);
     free(tmp);
@@ -237,6 +250,8 @@ typedef struct model {
     gkind gk;
     eqr_group G;
     int order;               /* |G|, 1 for the plain CNN */
+    int side, extra;         /* input side S, extra padding e of conv 1 */
+    int classes;             /* K logits */
     eqr_rep *tin, *reg[3];   /* input type, regular output types */
     eqr_gconv *gc[3];        /* c4, d4 */
     eqr_steer_conv *sc[3];   /* c8 */
@@ -249,11 +264,17 @@ typedef struct model {
 
 static const int ksize[3] = {5, 3, 3};
 
-static void model_build(eqr_ctx *ctx, model *m, const options *o) {
+/* Extra zero padding of conv 1 that makes both pools see even sizes. */
+static int extra_pad(int side) { return side % 4 == 2 ? 1 : 0; }
+
+static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int classes) {
     memset(m, 0, sizeof *m);
     m->gk = o->gk;
+    m->side = side;
+    m->extra = extra_pad(side);
+    m->classes = classes;
     const int64_t ch[3] = {o->width, 2 * o->width, 4 * o->width};
-    for (int l = 0; l < 3; l++) m->geom[l] = EQR_CONV2D(1, ksize[l] / 2, 1);
+    for (int l = 0; l < 3; l++) m->geom[l] = EQR_CONV2D(1, ksize[l] / 2 + (l ? 0 : m->extra), 1);
     char nm[16];
     if (o->gk == G_NONE) {
         m->order = 1;
@@ -311,7 +332,7 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o) {
         }
     }
     int64_t feat = ch[2] / m->order;
-    int64_t sw[2] = {CLASSES, feat}, sb[1] = {CLASSES};
+    int64_t sw[2] = {classes, feat}, sb[1] = {classes};
     m->fc_w = eqr_param_new(ctx, "fc.weight", 2, sw, 0);
     m->fc_b = eqr_param_new(ctx, "fc.bias", 1, sb, EQR_PARAM_NO_DECAY);
     if (!m->fc_w || !m->fc_b || eqr_init_xavier_uniform(ctx, m->fc_w, 1.0f))
@@ -331,8 +352,9 @@ static void model_free(model *m) {
 /* Every conv exact on its input size and both pools on even sizes: then the
  * equivariant models are exactly invariant to the grid-exact elements. */
 static int geometry_exact(const model *m) {
-    const int sizes[3] = {SIDE, SIDE / 2, SIDE / 4};
-    int ok = SIDE % 4 == 0;
+    const int padded = m->side + 2 * m->extra;
+    const int sizes[3] = {m->side, padded / 2, padded / 4};
+    int ok = padded % 4 == 0;
     for (int l = 0; l < 3; l++) {
         if (m->gc[l]) ok &= eqr_gconv_exact_on(m->gc[l], sizes[l], sizes[l]);
         if (m->sc[l]) ok &= eqr_steer_conv_exact_on(m->sc[l], sizes[l], sizes[l]);
@@ -376,7 +398,7 @@ static int grid_elements(const model *m, eqr_gelem *out) {
     int n = 0;
     for (int i = 0; i < eqr_group_order(&G) && n < 16; i++) {
         eqr_gelem g = eqr_group_element(&G, i);
-        if (eqr_grid_exact(SIDE, SIDE, g) && !eqr_group_equal(&G, g, id)) out[n++] = g;
+        if (eqr_grid_exact(m->side, m->side, g) && !eqr_group_equal(&G, g, id)) out[n++] = g;
     }
     return n;
 }
@@ -386,24 +408,27 @@ static int grid_elements(const model *m, eqr_gelem *out) {
 static double max_invariance_error(eqr_ctx *ctx, model *m, const eqr_dataset *ds, int64_t n) {
     eqr_gelem el[16];
     int ne = grid_elements(m, el);
-    float base[EQUIV_BATCH * CLASSES];
+    const int K = m->classes;
+    const int64_t img = (int64_t)m->side * m->side;
+    float *base = malloc((size_t)EQUIV_BATCH * (size_t)K * sizeof(float));
+    if (!base) ex_die("out of memory");
     double worst = 0;
     int prev = eqr_set_grad_enabled(ctx, 0);
     for (int64_t i = 0; i < n; i += EQUIV_BATCH) {
         int64_t b = n - i < EQUIV_BATCH ? n - i : EQUIV_BATCH;
-        int64_t shape[4] = {b, 1, SIDE, SIDE};
+        int64_t shape[4] = {b, 1, m->side, m->side};
         for (int e = -1; e < ne; e++) { /* e = -1: f(x) itself */
-            eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * IMG, 4, shape);
+            eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * img, 4, shape);
             eqr_tensor *gx = e < 0 ? x : eqr_act_grid(ctx, el[e], x);
             eqr_tensor *y = gx ? model_forward(ctx, m, gx, 0) : NULL;
             if (!y) ex_die_ctx(ctx, "invariance measurement");
             if (e < 0) {
-                memcpy(base, y->data, (size_t)(b * CLASSES) * sizeof(float));
+                memcpy(base, y->data, (size_t)(b * K) * sizeof(float));
             } else {
                 for (int64_t r = 0; r < b; r++) {
                     double d2 = 0, n2 = 0;
-                    for (int k = 0; k < CLASSES; k++) {
-                        double f0 = base[r * CLASSES + k], f1 = y->data[r * CLASSES + k];
+                    for (int k = 0; k < K; k++) {
+                        double f0 = base[r * K + k], f1 = y->data[r * K + k];
                         d2 += (f1 - f0) * (f1 - f0);
                         n2 += f0 * f0;
                     }
@@ -415,6 +440,7 @@ static double max_invariance_error(eqr_ctx *ctx, model *m, const eqr_dataset *ds
         }
     }
     eqr_set_grad_enabled(ctx, prev);
+    free(base);
     return worst;
 }
 
@@ -502,11 +528,11 @@ static void write_plot(const char *path, const rec *r, int64_t n, const char *ti
 /* FNV-1a of everything that shapes the training trajectory. */
 static uint64_t config_hash(const options *o) {
     char s[512];
-    snprintf(s, sizeof s, "%d|%d|%.9g|%.9g|%.9g|%lld|%d|%.9g|%d|%lld|%lld|%lld|%lld|%d|%llu",
+    snprintf(s, sizeof s, "%d|%d|%.9g|%.9g|%.9g|%lld|%d|%.9g|%d|%lld|%lld|%lld|%lld|%d|%llu|%d|%lld",
              (int)o->gk, o->relax_kind, o->theta_max, o->lambda_defect, o->lambda_norm,
              (long long)o->norm_subsample, o->wr_normal, o->lr, o->lr_cosine, (long long)o->batch,
              (long long)o->epochs, (long long)o->train_size, (long long)o->width, o->rotate_cont,
-             (unsigned long long)o->seed);
+             (unsigned long long)o->seed, o->side, (long long)o->classes);
     uint64_t h = 1469598103934665603u;
     for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
     return h;
@@ -573,6 +599,30 @@ static void relax_stats(eqr_ctx *ctx, model *m, rec *r) {
 
 /* ---- main ---- */
 
+/* Refuse, before any training, images the model cannot take (see the file
+ * comment) and a --classes below the labels'; fill o->side and o->classes. */
+static void check_data(options *o, const eqr_dataset *train) {
+    const char *where = o->data ? o->data : "the default Fashion-MNIST directory";
+    const int h = train->h, w = train->w;
+    if (h != w)
+        ex_die("%s holds %dx%d images; this model needs square images (it is trained on and "
+               "measured under quarter turns, which map HxW onto WxH)", where, h, w);
+    if (o->gk != G_NONE && h % 2 != 0)
+        ex_die("%s holds %dx%d images; the %s model is exactly equivariant only when both 2x2 "
+               "max-pools of stride 2 see even sizes (gconv.h: (n + 2 pad - dil (k-1) - 1) %% "
+               "stride == 0), so it needs a side of 4m or 4m+2 (the latter padded by 1); an odd "
+               "side cannot be padded symmetrically to even: pad or crop the images, or use "
+               "--group none", where, h, w, o->group);
+    if (h + 2 * extra_pad(h) < 4)
+        ex_die("%s holds %dx%d images; this model needs a side of at least 4 (two 2x2 "
+               "max-pools)", where, h, w);
+    o->side = h;
+    if (o->classes == 0) o->classes = train->classes;
+    else if (o->classes < train->classes)
+        ex_bad_usage("bad value '%lld' for --classes: the labels in %s go up to %d (%d classes)",
+                     (long long)o->classes, where, train->classes - 1, train->classes);
+}
+
 int main(int argc, char **argv) {
     double t_start = ex_now();
     options o;
@@ -580,14 +630,16 @@ int main(int argc, char **argv) {
 
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
     eqr_dataset train, test;
-    ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, SIDE, CLASSES, &train, &test);
+    ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, 0, 0, &train, &test);
+    check_data(&o, &train);
+    train.classes = test.classes = (int)o.classes;
     o.train_size = train.n; /* what the checkpoint settings record */
     rotate_dataset(ctx, &train, o.seed * 2654435761u + 1, o.rotate_cont);
     rotate_dataset(ctx, &test, TEST_ROT_SEED, o.rotate_cont);
     int64_t equiv_n = o.equiv_images < test.n ? o.equiv_images : test.n;
 
     model m;
-    model_build(ctx, &m, &o);
+    model_build(ctx, &m, &o, o.side, (int)o.classes);
     if (m.order > 1 && !geometry_exact(&m)) ex_die("the model geometry is not exactly invariant");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
@@ -647,9 +699,11 @@ int main(int argc, char **argv) {
     snprintf(title, sizeof title, "fmnist_rot: %s, relax %s, %s-rotated, %lld images, seed %llu",
              o.group, m.relax ? o.relax : "off", o.rotate, (long long)train.n,
              (unsigned long long)o.seed);
-    printf("# %s\n# model: width %lld (channels %lld/%lld/%lld), %lld parameters incl. W_r; "
-           "batch %lld, epochs %lld (%lld steps), Adam lr %g (%s), threads %lld\n",
-           title, (long long)o.width, (long long)o.width, (long long)(2 * o.width),
+    printf("# %s\n# model: %dx%d images%s, %lld classes, width %lld (channels %lld/%lld/%lld), "
+           "%lld parameters incl. W_r; batch %lld, epochs %lld (%lld steps), Adam lr %g (%s), "
+           "threads %lld\n",
+           title, o.side, o.side, m.extra ? " (conv 1 padded by 1 more)" : "",
+           (long long)o.classes, (long long)o.width, (long long)o.width, (long long)(2 * o.width),
            (long long)(4 * o.width), (long long)eqr_param_total(ctx), (long long)o.batch,
            (long long)o.epochs, (long long)total_steps, o.lr, o.lr_schedule,
            (long long)o.threads);

@@ -16,7 +16,7 @@
  *         q_i (x_i - c), q_i v_i; each layer concatenates the mean over
  *         the particles and applies VN-Linear + VN-LeakyReLU; a final
  *         VN-Linear gives the displacement added to x_i. Relaxed: every
- *         VN-Linear through eqr_vn_linear_relax.
+ *         VN-Linear through eqr_relax_vn_linear.
  *
  * Relaxation: theta follows --relax (stepped per optimizer step, reaching 0
  * on the last step except for constant), penalties weighted by
@@ -181,7 +181,7 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
             if (!m->g[l]) ex_die_ctx(ctx, "building the model");
             if (m->relax) {
                 snprintf(nm, sizeof nm, "egnn%d.rel", l);
-                if (!eqr_egnn_relax(ctx, m->g[l], m->relax, nm, NULL))
+                if (!eqr_relax_egnn(ctx, m->relax, nm, m->g[l], NULL))
                     ex_die_ctx(ctx, "relaxing the model");
             }
         }
@@ -201,7 +201,7 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
         }
         if (m->relax) {
             snprintf(nm, sizeof nm, "vn%d.rel", l);
-            m->rl[l] = eqr_vn_linear_relax(ctx, m->relax, nm, m->lin[l], NULL);
+            m->rl[l] = eqr_relax_vn_linear(ctx, m->relax, nm, m->lin[l], NULL);
             if (!m->rl[l]) ex_die_ctx(ctx, "relaxing the model");
         }
         c = cout;

@@ -3,7 +3,8 @@
 # 2 and print a message naming the problem on stderr; --help exits 0 and
 # documents every flag. Bad output paths (--checkpoint, --metrics, --plot)
 # and --stop-after past the last epoch are refused before any data is loaded
-# or trained (no epoch line on stdout), creating nothing.
+# or trained (no epoch line on stdout), creating nothing; --classes below
+# the labels' (default data) is refused after loading, before training.
 # Usage: fmnist_rot_flags.sh PATH/TO/fmnist_rot
 bin=$1
 fail=0
@@ -49,6 +50,12 @@ check "missing value for --seed" --seed
 check "bad value '/nonexistent/fmnist' for --data: no such directory" --data /nonexistent/fmnist
 check "--resume needs --checkpoint FILE" --resume
 check "bad value 'half' for --penalty-grad: expected detached or full" --penalty-grad half
+check "bad value '1' for --classes: expected an integer in [2, 65536]" --classes 1
+check "bad value 'ten' for --classes" --classes ten
+# fewer classes than the labels have (the default data, as fmnist_rot_tiny.sh; other
+# datasets in fmnist_rot_idx.sh): refused after loading, before training
+check "bad value '5' for --classes: the labels in the default Fashion-MNIST directory go up to 9 (10 classes)" \
+    --classes 5
 
 # output paths and --stop-after, checked before training
 mkdir "$scratch/d.ckpt" "$scratch/ro"
@@ -82,7 +89,7 @@ if [ "$st" -ne 0 ]; then
 fi
 for f in --group --relax --theta-max --lambda-defect --lambda-norm --norm-subsample --penalty-grad \
     --projection --lr --batch --epochs --train-size --test-size --rotate --seed --threads \
-    --data --checkpoint --resume --metrics --plot; do
+    --data --classes --checkpoint --resume --metrics --plot; do
     if ! grep -q -- "^  $f " "$out"; then
         echo "FAIL: --help does not document $f"
         fail=1

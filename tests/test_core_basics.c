@@ -1,7 +1,7 @@
 /* Core: context, errors, RNG, arena, tensors, parameter store, autodiff. */
 #include "testutil.h"
 
-#include "internal.h" /* eqr__arena_save / eqr__arena_rewind */
+#include "core/internal.h" /* eqr__arena_save / eqr__arena_rewind */
 
 #include <math.h>
 #include <stdio.h>

@@ -1,10 +1,14 @@
 /* Silent misuse (issue 11 item 6): a NULL tensor the caller passed records
  * an error naming the function and the argument; a NULL propagating from an
  * earlier failure stays silent and keeps the first error; optional
- * arguments stay optional; and measuring equivariance of a training-mode
- * batch-norm model leaves every parameter and buffer bit-identical. */
+ * arguments stay optional; measuring equivariance of a training-mode
+ * batch-norm model leaves every parameter and buffer bit-identical; and
+ * group / steerable convs warn through the log callback when their geometry
+ * breaks exact equivariance: at construction if no input size is exact, at
+ * the (plain or relaxed) forward once per breaking input size. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +299,232 @@ static void test_gconv_inexact_warns(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* ---- construction-time warning: only a geometry no input size makes exact ---- */
+
+/* Float32 bound on the relative equivariance error of a conv (bank [O, C, k,
+ * k], bias [O] or NULL, geometry g, input x [1, C, H, W]) whose exact
+ * arithmetic commutes with the group: f(g.x) and g.f(x) sum the same
+ * products in other orders, so each output differs by at most
+ * 2 gamma_{Ck^2+1} m, m = sum |w| |x| + |b|; relative to ||f(x)||. */
+static double conv_equiv_bound(const float *bank, const float *bias, const int64_t bs[4],
+                               const eqr_conv2d_geom *g, const eqr_tensor *x) {
+    const int64_t C = bs[1], k = bs[2], H = x->shape[2], W = x->shape[3];
+    const int64_t OH = (H + 2 * g->pad_h - g->dil_h * (k - 1) - 1) / g->stride_h + 1;
+    const int64_t OW = (W + 2 * g->pad_w - g->dil_w * (k - 1) - 1) / g->stride_w + 1;
+    double m2 = 0, y2 = 0;
+    for (int64_t o = 0; o < bs[0]; o++)
+        for (int64_t i = 0; i < OH; i++)
+            for (int64_t j = 0; j < OW; j++) {
+                double m = bias ? fabs(bias[o]) : 0, y = bias ? bias[o] : 0;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t a = 0; a < k; a++)
+                        for (int64_t b = 0; b < k; b++) {
+                            int64_t r = i * g->stride_h - g->pad_h + a * g->dil_h;
+                            int64_t q = j * g->stride_w - g->pad_w + b * g->dil_w;
+                            if (r < 0 || r >= H || q < 0 || q >= W) continue;
+                            double wv = bank[((o * C + c) * k + a) * k + b];
+                            double xv = x->data[(c * H + r) * W + q];
+                            m += fabs(wv * xv);
+                            y += wv * xv;
+                        }
+                m2 += m * m;
+                y2 += y * y;
+            }
+    return 2 * tu_gamma(C * k * k + 1) * sqrt(m2 / y2);
+}
+
+static double gconv_bound(eqr_ctx *ctx, const eqr_gconv *L, const eqr_tensor *x) {
+    int64_t bs[4];
+    eqr_gconv_bank_shape(L, bs);
+    float *w = malloc((size_t)(bs[0] * bs[1] * bs[2] * bs[3]) * sizeof(float));
+    float *b = malloc((size_t)bs[0] * sizeof(float));
+    assert_non_null(w);
+    assert_non_null(b);
+    assert_int_equal(eqr_gconv_export(ctx, L, w, b), EQR_OK);
+    double r = conv_equiv_bound(w, b, bs, eqr_gconv_geom(L), x);
+    free(w);
+    free(b);
+    return r;
+}
+
+static double steer_bound(eqr_ctx *ctx, const eqr_steer_conv *L, const eqr_tensor *x) {
+    int64_t bs[4];
+    eqr_steer_conv_bank_shape(L, bs);
+    float *w = malloc((size_t)(bs[0] * bs[1] * bs[2] * bs[3]) * sizeof(float));
+    float *b = malloc((size_t)bs[0] * sizeof(float));
+    assert_non_null(w);
+    assert_non_null(b);
+    assert_int_equal(eqr_steer_conv_export(ctx, L, w, b), EQR_OK);
+    double r = conv_equiv_bound(w, b, bs, eqr_steer_conv_geom(L), x);
+    free(w);
+    free(b);
+    return r;
+}
+
+static eqr_tensor *fw_steer(eqr_ctx *ctx, void *m, eqr_tensor *x) {
+    return eqr_steer_conv_forward(ctx, m, x);
+}
+
+/* Over groups with and without quarter turns and every geometry with
+ * stride, padding and dilation in {1,2} x {0,1} x {1,2} per axis: the
+ * create warns exactly when no input size up to 24 x 24 is exact (the rule
+ * of eqr_gconv_exact_on), naming the layer and the rule; and such a layer is
+ * indeed far from equivariant where its output is square. */
+static void test_gconv_never_exact_warns_at_create(void **state) {
+    (void)state;
+    const eqr_group groups[4] = {eqr_group_cyclic(4), eqr_group_dihedral(4), eqr_group_dihedral(2),
+                                 eqr_group_dihedral(1)};
+    int nwarned = 0, nquiet = 0;
+    for (int gi = 0; gi < 4; gi++) {
+        eqr_ctx *ctx = tu_ctx(7 + (uint64_t)gi);
+        logcap cap = {0, ""};
+        eqr_set_log(ctx, cap_log, &cap);
+        eqr_rep *in = tu_trivial_rep(ctx, &groups[gi], 1), *out = tu_regular_rep(ctx, &groups[gi], 1);
+        for (int c = 0; c < 64; c++) {
+            eqr_conv2d_geom g = {1 + (c & 1), 1 + (c >> 1 & 1), c >> 2 & 1, c >> 3 & 1,
+                                 1 + (c >> 4 & 1), 1 + (c >> 5 & 1)};
+            char nm[16];
+            snprintf(nm, sizeof nm, "g%d", c);
+            int before = cap.warns;
+            eqr_gconv *L = tu_gconv(ctx, nm, in, out, 3, g, 0.0f);
+            int warned = cap.warns - before, any_exact = 0;
+            for (int h = 1; h <= 24 && !any_exact; h++)
+                for (int w = 1; w <= 24 && !any_exact; w++) any_exact = eqr_gconv_exact_on(L, h, w);
+            assert_int_equal(warned, !any_exact);
+            if (warned) {
+                assert_non_null(strstr(cap.last, "eqr_gconv_create("));
+                assert_non_null(strstr(cap.last, nm));
+                assert_non_null(strstr(cap.last, "on any input size"));
+                assert_non_null(strstr(cap.last, "same stride, padding and dilation on both axes"));
+                nwarned++;
+            } else {
+                nquiet++;
+            }
+            eqr_gconv_destroy(L);
+        }
+        eqr_rep_destroy(in);
+        eqr_rep_destroy(out);
+        eqr_ctx_destroy(ctx);
+    }
+    /* both branches taken: C4 / D4 with unequal axes warn, D2 / D1 and stride 2 do not */
+    print_message("gconv create: %d geometries warned, %d quiet\n", nwarned, nquiet);
+    assert_true(nwarned > 0 && nquiet > 0);
+
+    /* A warned geometry with a square output (k 3, pad 1/2, dilation 1/2:
+     * 9x9 -> 9x9) is measurably not C4-equivariant, while the same conv with
+     * equal axes is (float rounding, see test_gconv_inexact_warns). */
+    eqr_ctx *ctx = tu_ctx(12);
+    logcap cap = {0, ""};
+    eqr_set_log(ctx, cap_log, &cap);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
+    eqr_gconv *A = tu_gconv(ctx, "skew", in, out, 3, (eqr_conv2d_geom){1, 1, 1, 2, 1, 2}, 0.5f);
+    assert_int_equal(cap.warns, 1);
+    eqr_gconv *S = tu_gconv(ctx, "even", in, out, 3, EQR_CONV2D(1, 1, 1), 0.5f);
+    assert_int_equal(cap.warns, 1);
+    eqr_tensor *x = tu_randn(ctx, 1, 1, 9, 9);
+    double err_skew, err_even;
+    assert_int_equal(eqr_equivariance_error_max(ctx, fw_gconv, A, in, out, x, NULL, 0, &err_skew),
+                     EQR_OK);
+    assert_int_equal(cap.warns, 2); /* and the forward on 9x9 names the size */
+    assert_non_null(strstr(cap.last, "eqr_gconv_forward(skew)"));
+    assert_non_null(strstr(cap.last, "9x9"));
+    assert_int_equal(eqr_equivariance_error_max(ctx, fw_gconv, S, in, out, x, NULL, 0, &err_even),
+                     EQR_OK);
+    const double bound = gconv_bound(ctx, S, x), bound_skew = gconv_bound(ctx, A, x);
+    print_message("C4 gconv on 9x9, pad 1/2 dil 1/2: %.3g (float bound if it were exact %.3g); "
+                  "pad 1 dil 1: %.3g (bound %.3g)\n", err_skew, bound_skew, err_even, bound);
+    assert_true(err_even <= bound);
+    assert_true(err_skew > 1e3 * bound_skew); /* not rounding: the geometry */
+    eqr_gconv_destroy(A);
+    eqr_gconv_destroy(S);
+    eqr_rep_destroy(in);
+    eqr_rep_destroy(out);
+    eqr_ctx_destroy(ctx);
+}
+
+/* Steerable convs warn alike: at construction for unequal axes under quarter
+ * turns; a stride of 2 only at the forward, once per breaking size, and the
+ * rule is right (C4, whose elements are all grid-exact). */
+static void test_steer_conv_warns(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(13);
+    logcap cap = {0, ""};
+    eqr_set_log(ctx, cap_log, &cap);
+    eqr_group G = eqr_group_cyclic(4); /* every element grid-exact */
+    eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
+    eqr_steer_conv_opts o = {0};
+    o.geom = (eqr_conv2d_geom){2, 1, 1, 1, 1, 1};
+    eqr_steer_conv *A = eqr_steer_conv_create(ctx, "rows", in, out, 3, &o);
+    assert_non_null(A);
+    assert_int_equal(cap.warns, 1);
+    assert_non_null(strstr(cap.last, "eqr_steer_conv_create(rows)"));
+    assert_non_null(strstr(cap.last, "same stride, padding and dilation on both axes"));
+    o.geom = EQR_CONV2D(2, 1, 1);
+    eqr_steer_conv *D = eqr_steer_conv_create(ctx, "down", in, out, 3, &o);
+    assert_non_null(D);
+    assert_int_equal(cap.warns, 1); /* depends on the input size: not yet */
+    const int sizes[3] = {9, 8, 8};
+    const int want[3] = {0, 1, 0}; /* 9 exact; 8 not, warned once */
+    double errs[2], bounds[2];
+    for (int s = 0; s < 3; s++) {
+        int before = cap.warns;
+        eqr_tensor *x = tu_randn(ctx, 1, 1, sizes[s], sizes[s]);
+        if (s < 2) bounds[s] = steer_bound(ctx, D, x);
+        assert_non_null(eqr_steer_conv_forward(ctx, D, x));
+        assert_int_equal(cap.warns - before, want[s]);
+        assert_int_equal(eqr_steer_conv_exact_on(D, sizes[s], sizes[s]), sizes[s] == 9);
+        if (s < 2)
+            assert_int_equal(eqr_equivariance_error_max(ctx, fw_steer, D, in, out, x, NULL, 0,
+                                                        &errs[s]), EQR_OK);
+        eqr_step_reset(ctx);
+    }
+    assert_non_null(strstr(cap.last, "eqr_steer_conv_forward(down)"));
+    assert_non_null(strstr(cap.last, "8x8"));
+    assert_non_null(strstr(cap.last, "% stride == 0"));
+    /* the accepted size: float rounding; the rejected one: far off */
+    print_message("stride-2 C4 steerable conv equivariance error: 9x9 %.3g (bound %.3g), 8x8 "
+                  "%.3g (bound if it were exact %.3g)\n", errs[0], bounds[0], errs[1], bounds[1]);
+    assert_true(errs[0] <= bounds[0]);
+    assert_true(errs[1] > 1e3 * bounds[1]);
+    eqr_steer_conv_destroy(A);
+    eqr_steer_conv_destroy(D);
+    eqr_rep_destroy(in);
+    eqr_rep_destroy(out);
+    eqr_ctx_destroy(ctx);
+}
+
+/* A relaxed group conv warns through eqr_rlayer_forward as the strict one
+ * does, sharing its once-per-size memory. */
+static void test_relaxed_gconv_warns(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(14);
+    logcap cap = {0, ""};
+    eqr_set_log(ctx, cap_log, &cap);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
+    eqr_gconv *L = tu_gconv(ctx, "down", in, out, 3, EQR_CONV2D(2, 1, 1), 0.0f);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.5f, 0.1f, 0, 0, 0);
+    eqr_rlayer *rl = eqr_relax_gconv(ctx, r, "down", L, NULL);
+    assert_non_null(rl);
+    assert_int_equal(cap.warns, 0);
+    eqr_tensor *x8 = tu_randn(ctx, 1, 1, 8, 8), *x10 = tu_randn(ctx, 1, 1, 10, 10);
+    for (int rep = 0; rep < 3; rep++) assert_non_null(eqr_rlayer_forward(ctx, rl, x8));
+    assert_int_equal(cap.warns, 1);
+    assert_non_null(strstr(cap.last, "eqr_rlayer_forward(down)"));
+    assert_non_null(strstr(cap.last, "8x8"));
+    assert_non_null(eqr_gconv_forward(ctx, L, x8)); /* same layer, same size: said already */
+    assert_int_equal(cap.warns, 1);
+    assert_non_null(eqr_rlayer_forward(ctx, rl, x10)); /* (10 + 2 - 2 - 1) % 2 != 0 */
+    assert_int_equal(cap.warns, 2);
+    assert_non_null(strstr(cap.last, "10x10"));
+    eqr_relax_destroy(r);
+    eqr_gconv_destroy(L);
+    eqr_rep_destroy(in);
+    eqr_rep_destroy(out);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_null_names_argument),
@@ -303,6 +533,9 @@ int main(void) {
         cmocka_unit_test(test_optional_null_allowed),
         cmocka_unit_test(test_measure_leaves_bn_stats),
         cmocka_unit_test(test_gconv_inexact_warns),
+        cmocka_unit_test(test_gconv_never_exact_warns_at_create),
+        cmocka_unit_test(test_steer_conv_warns),
+        cmocka_unit_test(test_relaxed_gconv_warns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

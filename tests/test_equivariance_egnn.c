@@ -268,7 +268,7 @@ static void run_gradcheck(uint64_t seed, const eqr_egnn_opts *o, int relax) {
         eqr_relax_opts ro = {.theta = 0.7f, .init = EQR_RELAX_INIT_NORMAL, .init_std = 0.5f};
         r = eqr_relax_create(ctx, "rx", &ro);
         assert_non_null(r);
-        assert_non_null(eqr_egnn_relax(ctx, L, r, "gc.rel", NULL));
+        assert_non_null(eqr_relax_egnn(ctx, r, "gc.rel", L, NULL));
     }
     eqr_tensor *all[64];
     int n = 0;
@@ -285,7 +285,7 @@ static void run_gradcheck(uint64_t seed, const eqr_egnn_opts *o, int relax) {
     tu_gradcheck(ctx, gc_fn, all, n, &u, 1e-2, 2e-3, 2e-2);
     if (relax) {
         /* W_r received a gradient */
-        eqr_tensor *wr = eqr_rlayer_wr(eqr_egnn_rlayer(L));
+        eqr_tensor *wr = eqr_rlayer_wr((eqr_rlayer *)eqr_egnn_coord_term(L));
         double g = 0;
         for (int64_t i = 0; i < wr->numel; i++) g += fabs(wr->grad[i]);
         assert_true(g > 0);
@@ -331,15 +331,15 @@ static void test_relaxed(void **state) {
     eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_NORMAL, .init_std = 0.5f};
     eqr_relax *rx = eqr_relax_create(ctx, "relax", &ro);
     assert_non_null(rx);
-    eqr_rlayer *rl = eqr_egnn_relax(ctx, L, rx, "r.rel", NULL);
+    eqr_rlayer *rl = eqr_relax_egnn(ctx, rx, "r.rel", L, NULL);
     assert_non_null(rl);
-    assert_ptr_equal(eqr_egnn_rlayer(L), rl);
+    assert_ptr_equal((eqr_rlayer *)eqr_egnn_coord_term(L), rl);
     eqr_tensor *wr = eqr_rlayer_wr(rl);
     assert_int_equal(wr->ndim, 2);
     assert_int_equal(wr->shape[0], 3);
     assert_int_equal(wr->shape[1], 6);
     /* relaxing twice is refused */
-    assert_null(eqr_egnn_relax(ctx, L, rx, "r.rel2", NULL));
+    assert_null(eqr_relax_egnn(ctx, rx, "r.rel2", L, NULL));
     tu_assert_error(ctx, EQR_ERR_STATE, "already relaxed");
     inputs in = make_inputs(ctx, "in", B, NN, 4, 1);
     double eh, ex, ed;
@@ -451,7 +451,7 @@ static void test_relaxed_no_velocity(void **state) {
     boost_coord_head(ctx, "nv");
     eqr_relax_opts ro = {.theta = 0.4f, .init = EQR_RELAX_INIT_NORMAL, .init_std = 0.5f};
     eqr_relax *rx = eqr_relax_create(ctx, "relax", &ro);
-    eqr_rlayer *rl = eqr_egnn_relax(ctx, L, rx, "nv.rel", NULL);
+    eqr_rlayer *rl = eqr_relax_egnn(ctx, rx, "nv.rel", L, NULL);
     assert_non_null(rl);
     assert_int_equal(eqr_rlayer_wr(rl)->shape[1], 3);
     inputs in = make_inputs(ctx, "in", B, NN, 4, 0);

@@ -317,6 +317,38 @@ static void test_step_on_error_context(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* eqr_optim_state_norms: after one Adam step m = (1 - b1) g and
+ * v = (1 - b2) g^2 per parameter (float rounding of two products: 1e-6
+ * relative is ~8 ulps); a tensor outside the store is refused. */
+static void test_state_norms(void **state) {
+    (void)state;
+    eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = 0.01f};
+    eqr_tensor *w, *b;
+    eqr_ctx *ctx = make_ctx(&w, &b);
+    eqr_optim *opt = eqr_optim_create(ctx, &o);
+    double m, v;
+    assert_int_equal(eqr_optim_state_norms(opt, w, &m, &v), EQR_OK);
+    assert_true(m == 0 && v == 0);
+    set_grads(w, 0);
+    set_grads(b, 2);
+    assert_int_equal(eqr_optim_step(opt), EQR_OK);
+    for (int p = 0; p < 2; p++) {
+        const double *g = GS[p ? 2 : 0];
+        double g2 = 0, g4 = 0;
+        for (int i = 0; i < NW; i++) g2 += g[i] * g[i], g4 += g[i] * g[i] * g[i] * g[i];
+        /* the betas as the optimizer holds them: float 0.9f, 0.999f */
+        double rm = (1 - (double)0.9f) * sqrt(g2), rv = (1 - (double)0.999f) * sqrt(g4);
+        assert_int_equal(eqr_optim_state_norms(opt, p ? b : w, &m, &v), EQR_OK);
+        assert_true(fabs(m - rm) <= 1e-6 * rm);
+        assert_true(fabs(v - rv) <= 1e-6 * rv);
+    }
+    int64_t s1 = 1;
+    eqr_tensor *loose = eqr_tensor_zeros(ctx, 1, &s1);
+    tu_assert_error(ctx, eqr_optim_state_norms(opt, loose, &m, &v), "not a parameter");
+    eqr_optim_destroy(opt);
+    eqr_ctx_destroy(ctx);
+}
+
 static void test_accessors(void **state) {
     (void)state;
     eqr_tensor *w, *b;
@@ -455,6 +487,7 @@ int main(void) {
         cmocka_unit_test(test_store_grew),
         cmocka_unit_test(test_step_on_error_context),
         cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_state_norms),
         cmocka_unit_test(test_invalid_opts),
         cmocka_unit_test(test_clip_grad_norm),
     };

@@ -7,11 +7,11 @@
  *     the norm alone (y unused); against the unfused ops (conv2d + sumsq of
  *     a second conv2d); one vs two threads (same forward bits, gradients
  *     within rounding); bad arguments rejected;
- *   eqr__sumsq: a large input against a double reference, one vs two
+ *   eqr_sumsq: a large input against a double reference, one vs two
  *     threads give identical bits, gradient by finite differences. */
 #include "testutil.h"
-#include "conv_internal.h"
-#include "relax_internal.h"
+#include "ops/conv_internal.h"
+#include "relax/relax_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -113,7 +113,7 @@ static eqr_tensor *unfused_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     const cfg *c = user;
     const eqr_conv2d_geom g = geom_of(c);
     eqr_tensor *y = eqr_conv2d(ctx, in[0], in[1], in[2], &g);
-    eqr_tensor *nrm = eqr__sumsq(ctx, eqr_conv2d(ctx, in[0], in[3], NULL, &g));
+    eqr_tensor *nrm = eqr_sumsq(ctx, eqr_conv2d(ctx, in[0], in[3], NULL, &g));
     return eqr_add(ctx, eqr_sum_all(ctx, eqr_mul(ctx, y, y)), eqr_scale(ctx, nrm, 0.7f));
 }
 
@@ -218,7 +218,7 @@ static void test_errors(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
-/* ---- eqr__sumsq ---- */
+/* ---- eqr_sumsq ---- */
 
 #define SQ_N 700001 /* over two threads' minimum share, not a multiple of 8 */
 
@@ -231,7 +231,7 @@ static void test_sumsq(void **state) {
         eqr_tensor *x = eqr_param_new(ctx, "x", 1, &s, 0);
         assert_non_null(x);
         tu_fill_uniform(x->data, SQ_N, 3);
-        eqr_tensor *y = eqr__sumsq(ctx, x);
+        eqr_tensor *y = eqr_sumsq(ctx, x);
         assert_non_null(y);
         double ref = 0;
         for (int64_t i = 0; i < SQ_N; i++) ref += (double)x->data[i] * x->data[i];
@@ -246,7 +246,7 @@ static void test_sumsq(void **state) {
 
 static eqr_tensor *sumsq_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     (void)user;
-    return eqr__sumsq(ctx, in[0]);
+    return eqr_sumsq(ctx, in[0]);
 }
 
 static void test_sumsq_gradcheck(void **state) {

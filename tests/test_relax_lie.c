@@ -8,7 +8,7 @@
  * theta = 0 costs nothing; error paths. */
 #include "testutil.h"
 
-#include "relax_internal.h"
+#include "relax/relax_internal.h"
 
 #include <math.h>
 #include <stdio.h>

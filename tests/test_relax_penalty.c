@@ -10,7 +10,7 @@
  * (finite, zero gradient at W_r = 0); finite-difference gradients of the
  * whole penalty; consumption of per-step terms and stale terms; telemetry. */
 #include "testutil.h"
-#include "relax_internal.h"
+#include "relax/relax_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

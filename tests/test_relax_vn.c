@@ -1,11 +1,11 @@
-/* Relaxed VN-Linear (eqr_vn_linear_relax, kind "vn_linear"): exact
+/* Relaxed VN-Linear (eqr_relax_vn_linear, kind "vn_linear"): exact
  * equivariance at theta = 0, the fused forward, the blockwise Lie
  * derivative (weight and activation form) against the generic closed form
  * and finite differences of rotations, the activation norm, fold vs drop
  * projection, gradients. */
 #include "testutil.h"
 
-#include "vn_internal.h" /* the kernels, for gradchecks of the penalty terms */
+#include "nn3d/vn_internal.h" /* the kernels, for gradchecks of the penalty terms */
 
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +27,7 @@ static void setup(fixture *f, uint64_t seed, const eqr_relax_opts *o) {
     assert_non_null(f->r);
     f->lin = eqr_vn_linear_create(f->ctx, "lin", CI, CO);
     assert_non_null(f->lin);
-    f->rl = eqr_vn_linear_relax(f->ctx, f->r, "lin", f->lin, NULL);
+    f->rl = eqr_relax_vn_linear(f->ctx, f->r, "lin", f->lin, NULL);
     if (!f->rl) fail_msg("relax failed: %s", eqr_error_message(f->ctx));
     f->w = eqr_vn_linear_weight(f->lin);
     f->wr = eqr_rlayer_wr(f->rl);
@@ -217,7 +217,7 @@ static eqr_tensor *lie_act_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     int64_t fs[3] = {NB, 3 * CI, NP}, ds[2] = {3 * CO, 3 * CI};
     eqr_tensor *d = eqr__vn_lie_blocks(ctx, in[1]), *xf = eqr_reshape(ctx, in[0], 3, fs), *tot = NULL;
     for (int a = 0; a < 3; a++) {
-        eqr_tensor *s = eqr__sumsq(ctx, eqr__vn_mix(ctx, eqr_reshape(ctx, eqr_slice(ctx, d, 0, a, 1), 2, ds), xf));
+        eqr_tensor *s = eqr_sumsq(ctx, eqr__vn_mix(ctx, eqr_reshape(ctx, eqr_slice(ctx, d, 0, a, 1), 2, ds), xf));
         tot = tot ? eqr_add(ctx, tot, s) : s;
     }
     return tot;
@@ -282,7 +282,7 @@ static void test_activation_form_and_norm(void **state) {
     assert_non_null(f.r);
     float keep[3 * CO * 3 * CI];
     memcpy(keep, f.wr->data, sizeof keep);
-    f.rl = eqr_vn_linear_relax(ctx, f.r, "lin2", f.lin, NULL);
+    f.rl = eqr_relax_vn_linear(ctx, f.r, "lin2", f.lin, NULL);
     assert_non_null(f.rl);
     f.wr = eqr_rlayer_wr(f.rl);
     memcpy(f.wr->data, keep, sizeof keep);
@@ -459,9 +459,9 @@ static void test_errors(void **state) {
     fixture f;
     setup(&f, 26, &o);
     eqr_ctx *ctx = f.ctx;
-    assert_null(eqr_vn_linear_relax(ctx, f.r, "other", NULL, NULL));
+    assert_null(eqr_relax_vn_linear(ctx, f.r, "other", NULL, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
-    assert_null(eqr_vn_linear_relax(ctx, f.r, "lin", f.lin, NULL));
+    assert_null(eqr_relax_vn_linear(ctx, f.r, "lin", f.lin, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "'lin.wr' already exists");
     int64_t s[4] = {2, CI + 1, 3, 4};
     assert_null(eqr_rlayer_forward(ctx, f.rl, eqr_tensor_zeros(ctx, 4, s)));

@@ -28,7 +28,7 @@
  * both are equivariant under permutations of the nodes of a graph (with e
  * permuted on both node axes).
  *
- * RELAXATION (eqr_egnn_relax). What is relaxed is exactly the coordinate
+ * RELAXATION (relax.h eqr_relax_egnn, through eqr_egnn_set_coord_term). What is relaxed is exactly the coordinate
  * update: the layer gains the term theta W_r u_i with
  *     u_i = [x_i - c, v_i]  (6 numbers; [x_i - c] alone without velocities),
  * c = the centroid of the node's graph, and W_r a dense 3 x 6 (3 x 3)
@@ -42,12 +42,12 @@
  * relaxed. Projection (eqr_relax_project) drops the term (fold acts as
  * drop: the equivariant part a (x_i - c) + b v_i has no counterpart among
  * the layer's weights). Parameters: W_r is "<name>.wr", name as given to
- * eqr_egnn_relax; theta is the relaxation's (or the term's own with
+ * eqr_relax_egnn; theta is the relaxation's (or the term's own with
  * opts->own_theta). */
 #ifndef EQUIRELAX_EGNN_H
 #define EQUIRELAX_EGNN_H
 
-#include "relax.h"
+#include "tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -91,17 +91,24 @@ eqr_status eqr_egnn_forward(eqr_ctx *ctx, eqr_egnn *layer, eqr_tensor *h, eqr_te
                             eqr_tensor *v, eqr_tensor *edge_attr, eqr_tensor **h_out,
                             eqr_tensor **x_out);
 
-/* Relax the layer's coordinate update (see RELAXATION above): creates
- * the relaxed term in r with eqr_relax_linear under name (W_r
- * "<name>.wr", [3, 6] with velocity, [3, 3] without) and attaches it to
- * the layer; opts as for eqr_relax_linear. r owns the term and must
- * outlive the layer's forwards. Returns the term, NULL on error (also if
- * the layer is already relaxed). */
-eqr_rlayer *eqr_egnn_relax(eqr_ctx *ctx, eqr_egnn *layer, eqr_relax *r, const char *name,
-                           const eqr_rlayer_opts *opts);
+/* An extra term of the coordinate update, added to x_i': fn(ctx, user, u)
+ * maps u [B, n, 3] = x_i - c (or [B, n, 6] = [x_i - c, v_i] when the term
+ * takes the velocities) to [B, n, 3]. This is how relaxation attaches its
+ * term from above (relax.h eqr_relax_egnn, see RELAXATION); a user may
+ * attach any translation-invariant term the same way. */
+typedef eqr_tensor *(*eqr_egnn_term_fn)(eqr_ctx *ctx, void *user, eqr_tensor *u);
 
-/* The attached relaxed term or NULL. */
-eqr_rlayer *eqr_egnn_rlayer(const eqr_egnn *layer);
+/* Attach the coordinate term (fn and user kept by the layer; with_velocity
+ * needs a layer made with opts.velocity). EQR_ERR_STATE if the layer has a
+ * term already, EQR_ERR_ARG for a NULL fn or a velocity term on a layer
+ * without velocities. */
+eqr_status eqr_egnn_set_coord_term(eqr_ctx *ctx, eqr_egnn *layer, eqr_egnn_term_fn fn,
+                                   void *user, int with_velocity);
+/* The attached term's user pointer (e.g. the eqr_rlayer of a relaxed
+ * layer), NULL if none. */
+void *eqr_egnn_coord_term(const eqr_egnn *layer);
+/* 1 if the layer was made with opts.velocity. */
+int eqr_egnn_has_velocity(const eqr_egnn *layer);
 /* F, F' and H of a layer. */
 int eqr_egnn_in_features(const eqr_egnn *layer);
 int eqr_egnn_out_features(const eqr_egnn *layer);

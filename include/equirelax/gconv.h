@@ -40,7 +40,20 @@
  * pad = 1, stride 2 is exact on 9 x 9 inputs but not on 8 x 8.
  * eqr_gconv_exact_on answers this for a given input size. The same rule
  * applies to pooling between layers: max-pool 2 / stride 2 is exact on even
- * sizes only. */
+ * sizes only.
+ *
+ * WARNINGS (EQR_LOG_WARN through the log callback, eqr_set_log; never an
+ * error: the layer computes its conv either way), each naming the layer and
+ * the rule. At construction, only for a geometry that no input size can
+ * make exact: with 90-degree rotations (C4, D4), a stride, padding or
+ * dilation that differs between the axes. Every other geometry is exact on
+ * some sizes (on all of them with stride 1; with stride s on the sizes
+ * n = dil (k - 1) + 1 - 2 pad mod s), so whether it is exact depends on the
+ * input: a stride > 1 is accepted silently at construction and the warning
+ * comes at the first forward (eqr_gconv_forward, or eqr_rlayer_forward of
+ * the relaxed layer) on an input size that breaks the rule, once per size
+ * (again when the size changes). Steerable convs (steerable.h) warn the
+ * same way. */
 #ifndef EQUIRELAX_GCONV_H
 #define EQUIRELAX_GCONV_H
 
@@ -84,7 +97,9 @@ typedef struct eqr_gconv eqr_gconv;
  * that is not regular, in_type mixes trivial and regular parts or has an
  * irrep part that is not trivial, in_type does not fit opts->kind, k < 1,
  * the geometry has a negative entry, or name is NULL / empty / too long for
- * the parameter names; errors of eqr_param_new (e.g. a duplicate name). */
+ * the parameter names; errors of eqr_param_new (e.g. a duplicate name).
+ * Logs a warning (no error) if the geometry is exact on no input size (file
+ * comment, WARNINGS). */
 eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                             const eqr_rep *out_type, int k, const eqr_gconv_opts *opts);
 
@@ -94,7 +109,9 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
  * 4-D with in_type->dim channels (e.g. a lifting conv given regular fields);
  * NULL with EQR_ERR_ARG if layer is NULL; NULL x or a context in error: NULL,
  * nothing recorded. Allocates only in the step arena. The backward reads the
- * layer's gather indices: the layer must outlive the backward of the step. */
+ * layer's gather indices: the layer must outlive the backward of the step.
+ * Logs a warning, once per input size, if the layer is not exact on H x W
+ * (eqr_gconv_exact_on; file comment, WARNINGS). */
 eqr_tensor *eqr_gconv_forward(eqr_ctx *ctx, eqr_gconv *layer, eqr_tensor *x);
 
 /* The expanded filter bank [Fout*|G|, in_type->dim, k, k] as a step-arena

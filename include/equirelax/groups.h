@@ -310,6 +310,22 @@ eqr_tensor *eqr_act_regular(eqr_ctx *ctx, const eqr_group *G, eqr_gelem g,
 eqr_tensor *eqr_rep_act(eqr_ctx *ctx, const eqr_rep *rep, eqr_gelem g,
                         const eqr_tensor *x);
 
+/* ------------------------------------------------ Lie algebra form */
+
+/* A representation given by its Lie algebra: ngen generators
+ * drho(A_i), each dim x dim, row-major, consecutive in gens. */
+typedef struct eqr_lie_rep {
+    int dim;
+    int ngen;
+    const float *gens; /* ngen * dim * dim floats, kept by the caller */
+} eqr_lie_rep;
+
+/* Generators of a field type of SO(2) or O(2): the derivative at
+ * 0 of the rotation by angle t, block-diagonal (frequency-m irrep block
+ * [[0, -m], [m, 0]], zero for trivial/sign parts). Writes dim*dim floats
+ * into gens. EQR_ERR_ARG for a group without a continuous rotation part. */
+eqr_status eqr_rep_lie_generator(eqr_ctx *ctx, const eqr_rep *rep, float *gens);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,20 +35,6 @@ void eqr_irreps_linear_destroy(eqr_irreps_linear *layer);
 eqr_tensor *eqr_irreps_linear_forward(eqr_ctx *ctx, eqr_irreps_linear *layer, eqr_tensor *x);
 eqr_tensor *eqr_irreps_linear_weight(const eqr_irreps_linear *layer);
 
-/* Equivariance measurement for irreps-typed functions (single layers or
- * whole models). fn maps features x [N, dim(in)] and optional positions
- * pos [P, 3] (may be NULL) to y [..., dim(out)]. For nsamples random
- * elements g = (s R, t) (Haar R; s = -1 on every other sample if
- * EQR_EQ_PARITY; translation t ~ N(0, 1)^3 added to pos if
- * EQR_EQ_TRANSLATION) it compares fn(g x, s R pos + t) with g fn(x, pos)
- * (y is translation invariant) and returns in *max_rel the largest
- * ||difference|| / max(||g fn(x)||, 1e-30). Runs without recording
- * gradients and releases its scratch; x and pos are left untouched. */
-enum { EQR_EQ_PARITY = 1, EQR_EQ_TRANSLATION = 2 };
-typedef eqr_tensor *(*eqr_irreps_fn)(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *pos, void *user);
-eqr_status eqr_irreps_equivariance(eqr_ctx *ctx, eqr_irreps_fn fn, void *user,
-                                   const eqr_irreps *in, const eqr_irreps *out, eqr_tensor *x,
-                                   eqr_tensor *pos, int nsamples, unsigned flags, double *max_rel);
 
 #ifdef __cplusplus
 }

@@ -150,6 +150,14 @@ static inline int eqr_sh_dim(int lmax) { return (lmax + 1) * (lmax + 1); }
 eqr_status eqr_o3_sh(eqr_ctx *ctx, int lmax, eqr_sh_norm norm, int normalize, const double r[3],
                      double *y, double *grad);
 
+/* The so(3) generators of the action of SO(3) on irreps-typed features:
+ * three dim x dim row-major matrices (gens holds 3 dim^2 floats, dim =
+ * dim(ir)), block-diagonal with the o3.h blocks J^l_x, J^l_y, J^l_z on each
+ * copy (zero on scalars), so D(exp(sum_k w_k L_k)) = exp(sum_k w_k G_k).
+ * Parity is not in the Lie algebra (see eqr_relax_irreps_linear, relax.h).
+ * EQR_ERR_ARG on an invalid or empty irreps or NULL gens. */
+eqr_status eqr_irreps_lie_generators(eqr_ctx *ctx, const eqr_irreps *ir, float *gens);
+
 #ifdef __cplusplus
 }
 #endif

@@ -48,6 +48,14 @@ int64_t eqr_optim_state_len(const eqr_optim *opt);
 float *eqr_optim_state(eqr_optim *opt);
 void eqr_optim_set_steps(eqr_optim *opt, int64_t steps);
 
+/* Norms of the optimizer's state for one parameter p of its context, for
+ * telemetry (e.g. how W_r's Adam moments behave while theta falls): Adam's
+ * ||m|| and ||v|| (Frobenius over p's entries), SGD's ||momentum|| in
+ * *m_norm and 0 in *v_norm; 0 and 0 for an optimizer without state.
+ * EQR_ERR_ARG if p is not a parameter of the store the optimizer covers. */
+eqr_status eqr_optim_state_norms(eqr_optim *opt, const eqr_tensor *p, double *m_norm,
+                                 double *v_norm);
+
 /* Scale all trainable gradients so their global L2 norm is at most max_norm.
  * Returns the norm before clipping (computed in double). */
 float eqr_clip_grad_norm(eqr_ctx *ctx, float max_norm);

@@ -46,8 +46,11 @@
 #ifndef EQUIRELAX_RELAX_H
 #define EQUIRELAX_RELAX_H
 
+#include "egnn.h"
 #include "gconv.h"
+#include "irreps_nn.h"
 #include "steerable.h"
+#include "vn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -136,19 +139,66 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
 eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
                                  eqr_steer_conv *layer, const eqr_rlayer_opts *opts);
 
-/* A representation given by its Lie algebra: ngen generators
- * drho(A_i), each dim x dim, row-major, consecutive in gens. */
-typedef struct eqr_lie_rep {
-    int dim;
-    int ngen;
-    const float *gens; /* ngen * dim * dim floats, kept by the caller */
-} eqr_lie_rep;
+/* Relax a VN-Linear (vn.h): registers "<name>.wr" [3 c_out, 3 c_in], a
+ * dense map on the flattened vector features (row 3o + i, column 3c + j),
+ * and returns a relaxed layer of kind "vn_linear" whose forward
+ * (eqr_rlayer_forward, same x shapes as eqr_vn_linear_forward) is
+ *     y = VN-Linear(x) + theta W_r x,
+ * computed as ONE channel mix with the matrix W (x) I3 + theta W_r when
+ * theta != 0, and by the plain layer when theta == 0 (W_r untouched unless
+ * a penalty needs W_r x). Penalties: LD = sum_a ||W_r (I (x) L_a) -
+ * (I (x) L_a) W_r||^2 over the so(3) generators (closed form, blockwise;
+ * the activation form when the relaxation's opts.lie_form says so); N =
+ * ||W_r x||^2 over the batch (or its first opts.norm_subsample items,
+ * scaled). Fold projection adds theta * tr(B_oc) / 3 to W[o, c], B_oc the
+ * 3x3 block (o, c) of W_r: the least-squares equivariant part (the maps of
+ * a 3-vector commuting with SO(3) are the multiples of I3). The VN-Linear
+ * stays owned by the caller and must outlive the relaxed layer. NULL on
+ * error (recorded). */
+eqr_rlayer *eqr_relax_vn_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                                eqr_vn_linear *layer, const eqr_rlayer_opts *opts);
 
-/* Generators of a field type (groups.h) of SO(2) or O(2): the derivative at
- * 0 of the rotation by angle t, block-diagonal (frequency-m irrep block
- * [[0, -m], [m, 0]], zero for trivial/sign parts). Writes dim*dim floats
- * into gens. EQR_ERR_ARG for a group without a continuous rotation part. */
-eqr_status eqr_rep_lie_generator(eqr_ctx *ctx, const eqr_rep *rep, float *gens);
+/* Relax an EGNN layer's coordinate update (egnn.h, RELAXATION there):
+ * creates the term with eqr_relax_linear under name (W_r "<name>.wr",
+ * [3, 6] for a layer with velocities, [3, 3] without) and attaches it
+ * through eqr_egnn_set_coord_term; opts as for eqr_relax_linear. r owns
+ * the term and must outlive the layer's forwards; the layer's coordinate
+ * term (eqr_egnn_coord_term) is then this eqr_rlayer. NULL on error (also
+ * if the layer has a coordinate term already). */
+eqr_rlayer *eqr_relax_egnn(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_egnn *layer,
+                           const eqr_rlayer_opts *opts);
+
+/* Relax an irreps linear layer in -> out: registers "<name>.wr"
+ * [dim(out), dim(in)], a dense map of the flat feature vectors (row = output
+ * index, column = input index, the o3.h layout), and returns a relaxed
+ * layer of kind "irreps_linear" whose forward (eqr_rlayer_forward, the x
+ * shapes of eqr_irreps_linear_forward) is
+ *     y = irreps_linear(x) + theta W_r x
+ * (the layer alone when theta == 0: W_r untouched unless a penalty needs
+ * W_r x). Penalties, as for eqr_relax_linear:
+ *   LD = sum_k ||W_r G^in_k - G^out_k W_r||^2 over the three so(3)
+ *        generators above, plus the PARITY term ||(W_r S_in - S_out W_r)/2||^2
+ *        (S = diag of each entry's parity p): the squared norm of the blocks
+ *        of W_r between entries of opposite parity, which the Lie derivative
+ *        cannot see (parity is not connected to the identity); it equals
+ *        ||W_r - P(W_r)||^2 / 4 for the parity action P(W) = S_out W S_in.
+ *        Weight form, or activation form ||(...) x||^2 over the batch when
+ *        the relaxation's opts.lie_form says so;
+ *   N  = ||W_r x||^2 over the batch (or its first opts.norm_subsample rows
+ *        of the leading axis, scaled).
+ * Both are exactly 0 (in float too) for a W_r that is itself an irreps
+ * linear map (blocks c I between entries of equal (l, p)).
+ * Fold projection adds theta times the equivariant part of W_r to the
+ * layer's weights: by Schur's lemma the equivariant maps between copy u of
+ * input entry a and copy w of output entry b are c I when (l, p) agree and 0
+ * otherwise, and the least-squares c of a block B is tr(B) / (2l+1), so
+ * weight [w][u] of path (a, b) grows by theta tr(B) / ((2l+1) c_b), c_b the
+ * layer's 1/sqrt(fan_in). This is the orthogonal (Frobenius) projection of
+ * W_r onto the equivariant maps: the closest one. Blocks of W_r with no
+ * matching pair are dropped. The layer stays owned by the caller and must
+ * outlive the relaxed layer. NULL on error (recorded). */
+eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                                    eqr_irreps_linear *layer, const eqr_rlayer_opts *opts);
 
 /* A relaxation term alone for a linear map between Lie-algebra
  * representations in -> out: W_r [out->dim, in->dim], penalised by the Lie
@@ -164,7 +214,9 @@ eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
 /* Forward of a relaxed layer: f_eq(x) + theta W_r x (fused for convs), or
  * theta W_r x for eqr_relax_linear. Records this step's activation-norm
  * term when gradients are enabled and lambda_norm > 0 (or the activation
- * form of the Lie derivative). Errors as the wrapped layer's forward. */
+ * form of the Lie derivative). Errors as the wrapped layer's forward; a
+ * relaxed group or steerable conv logs the wrapped layer's warning on input
+ * sizes it is not exact on (WARNINGS in gconv.h). */
 eqr_tensor *eqr_rlayer_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x);
 
 /* The penalty lambda_defect * ssqrt(sum LD) + lambda_norm * ssqrt(sum N) of
@@ -201,6 +253,22 @@ const char *eqr_rlayer_name(const eqr_rlayer *l);
 eqr_tensor *eqr_rlayer_wr(const eqr_rlayer *l);
 eqr_tensor *eqr_rlayer_theta(const eqr_rlayer *l); /* own or the global one */
 eqr_status eqr_rlayer_get_stats(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_stats *stats);
+
+/* How much of a layer's output the relaxation makes, on the input of its
+ * last forward. */
+typedef struct eqr_rlayer_probe_stats {
+    float theta;    /* the layer's theta */
+    double eq_norm; /* ||f_eq x|| (NaN for an eqr_relax_linear term: no f_eq of its own) */
+    double wr_norm; /* ||W_r x|| */
+    double share;   /* |theta| ||W_r x|| / ||f_eq x|| (NaN without f_eq or if it is 0) */
+} eqr_rlayer_probe_stats;
+
+/* Measure eqr_rlayer_probe_stats on the input x of the layer's last
+ * eqr_rlayer_forward since the last eqr_step_reset (if it has not run
+ * since, the norms and share are NaN; theta is set either way). Costs one more forward of the layer's two
+ * parts, without gradients; the step's tensors, tape and gradients are left
+ * as they were, so it may run between backward and the optimizer step. */
+eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats *out);
 
 #ifdef __cplusplus
 }

@@ -27,7 +27,7 @@
 #ifndef EQUIRELAX_SO3_H
 #define EQUIRELAX_SO3_H
 
-#include "relax.h" /* eqr_lie_rep */
+#include "groups.h" /* eqr_lie_rep */
 
 #ifdef __cplusplus
 extern "C" {
@@ -98,7 +98,7 @@ eqr_status eqr_so3_rep_matrix(eqr_ctx *ctx, const eqr_so3_rep *rep, const float 
  * floats, caller-owned). EQR_ERR_ARG on an invalid type. */
 eqr_status eqr_so3_rep_generators(eqr_ctx *ctx, const eqr_so3_rep *rep, float *gens);
 
-/* The type as an eqr_lie_rep (relax.h) for the Lie-derivative penalty:
+/* The type as an eqr_lie_rep (groups.h) for the Lie-derivative penalty:
  * writes the generators into gens (3 * dim * dim floats, caller-owned,
  * must outlive *out unless the consumer copies them, as eqr_relax_linear
  * does) and sets *out = {dim, 3, gens}. EQR_ERR_ARG on an invalid type. */

@@ -233,7 +233,10 @@ typedef struct eqr_steer_conv eqr_steer_conv;
  * "different groups", a regular part of a continuous group); EQR_ERR_ARG if
  * no equivariant kernel exists at all for the types (e.g. O(2) trivial ->
  * det irrep; a larger k may help), the geometry has a negative entry, or
- * name is NULL / empty / too long; errors of eqr_param_new. */
+ * name is NULL / empty / too long; errors of eqr_param_new. Logs a warning
+ * (no error) if the geometry is exact on no input size: with 90-degree
+ * rotations, a stride, padding or dilation that differs between the axes
+ * (WARNINGS in gconv.h). */
 eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                                       const eqr_rep *out_type, int k,
                                       const eqr_steer_conv_opts *opts);
@@ -242,7 +245,10 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
  * Differentiable in x, the weight and the bias. NULL with EQR_ERR_SHAPE if x
  * is not 4-D with in_dim channels; NULL with EQR_ERR_ARG if layer is NULL;
  * NULL x or a context in error: NULL, nothing recorded. Allocates only in
- * the step arena. The layer must outlive the backward of the step. */
+ * the step arena. The layer must outlive the backward of the step. Logs a
+ * warning, once per input size, if the layer is not exact on H x W
+ * (eqr_steer_conv_exact_on; WARNINGS in gconv.h): stride > 1 is checked
+ * here, not at construction, as it depends on the input size. */
 eqr_tensor *eqr_steer_conv_forward(eqr_ctx *ctx, eqr_steer_conv *layer, eqr_tensor *x);
 
 /* The filter bank [out_dim, in_dim, k, k] as a step-arena tensor,

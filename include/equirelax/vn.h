@@ -47,24 +47,6 @@ int eqr_vn_linear_in_channels(const eqr_vn_linear *layer);
 int eqr_vn_linear_out_channels(const eqr_vn_linear *layer);
 void eqr_vn_linear_destroy(eqr_vn_linear *layer);
 
-/* Relax a VN-Linear (relax.h): registers "<name>.wr" [3 c_out, 3 c_in], a
- * dense map on the flattened vector features (row 3o + i, column 3c + j),
- * and returns a relaxed layer of kind "vn_linear" whose forward
- * (eqr_rlayer_forward, same x shapes as eqr_vn_linear_forward) is
- *     y = VN-Linear(x) + theta W_r x,
- * computed as ONE channel mix with the matrix W (x) I3 + theta W_r when
- * theta != 0, and by the plain layer when theta == 0 (W_r untouched unless
- * a penalty needs W_r x). Penalties: LD = sum_a ||W_r (I (x) L_a) -
- * (I (x) L_a) W_r||^2 over the so(3) generators (closed form, blockwise;
- * the activation form when the relaxation's opts.lie_form says so); N =
- * ||W_r x||^2 over the batch (or its first opts.norm_subsample items,
- * scaled). Fold projection adds theta * tr(B_oc) / 3 to W[o, c], B_oc the
- * 3x3 block (o, c) of W_r: the least-squares equivariant part (the maps of
- * a 3-vector commuting with SO(3) are the multiples of I3). The VN-Linear
- * stays owned by the caller and must outlive the relaxed layer. NULL on
- * error (recorded). */
-eqr_rlayer *eqr_vn_linear_relax(eqr_ctx *ctx, eqr_relax *relax, const char *name,
-                                eqr_vn_linear *layer, const eqr_rlayer_opts *opts);
 
 /* ------------------------------------------------------- VN-LeakyReLU */
 

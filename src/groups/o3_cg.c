@@ -1,7 +1,7 @@
 /* Real Clebsch-Gordan coefficients: Racah's formula for the complex ones,
  * the complex-to-real change of basis of o3.h, Frobenius normalisation and
  * a deterministic sign; and a caller-owned table of them. */
-#include "o3_internal.h"
+#include "groups/o3_internal.h"
 
 #include <complex.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* Irreps of O(3): parsing, printing, layout, simplification, sorting and the
  * action of O(3) on irreps-typed feature rows (o3.h). */
-#include "o3_internal.h"
+#include "groups/o3_internal.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -181,5 +181,61 @@ eqr_status eqr_irreps_act(eqr_ctx *ctx, const eqr_irreps *ir, const double R[9],
         }
     }
     free(Ds);
+    return EQR_OK;
+}
+
+int eqr__irreps_ok(eqr_ctx *ctx, const char *fn, const eqr_irreps *ir, int nonempty) {
+    if (!ir) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: NULL irreps", fn);
+        return 0;
+    }
+    if (ir->n < 0 || ir->n > EQR_IRREPS_MAX) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: irreps with %d entries (0..%d)", fn, ir->n, EQR_IRREPS_MAX);
+        return 0;
+    }
+    for (int i = 0; i < ir->n; i++) {
+        const eqr_irrep_entry *e = &ir->e[i];
+        if (e->mul < 0 || e->l < 0 || e->l > EQR_O3_LMAX || (e->p != 1 && e->p != -1)) {
+            eqr__fail(ctx, EQR_ERR_ARG,
+                      "%s: irreps entry %d is mul %d, l %d, p %d (need mul >= 0, l in 0..%d, p = +-1)",
+                      fn, i, e->mul, e->l, e->p, EQR_O3_LMAX);
+            return 0;
+        }
+    }
+    if (nonempty && eqr_irreps_dim(ir) == 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: empty irreps (dimension 0)", fn);
+        return 0;
+    }
+    return 1;
+}
+
+eqr_status eqr_irreps_lie_generators(eqr_ctx *ctx, const eqr_irreps *ir, float *gens) {
+    static const char fn[] = "eqr_irreps_lie_generators";
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!eqr__irreps_ok(ctx, fn, ir, 1)) return ctx->status;
+    if (!gens) return eqr__fail(ctx, EQR_ERR_ARG, "%s: gens is NULL", fn);
+    const int64_t dim = eqr_irreps_dim(ir);
+    memset(gens, 0, sizeof(float) * (size_t)(3 * dim * dim));
+    const int lmax = eqr_irreps_lmax(ir);
+    double *J = malloc(sizeof(double) * 3 * (size_t)(2 * lmax + 1) * (2 * lmax + 1));
+    if (!J) return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
+    for (int i = 0; i < ir->n; i++) {
+        const int l = ir->e[i].l, d = 2 * l + 1;
+        if (l == 0 || ir->e[i].mul == 0) continue; /* scalars: J = 0 */
+        eqr_status st = eqr_o3_generators(ctx, l, J);
+        if (st) {
+            free(J);
+            return st;
+        }
+        for (int u = 0; u < ir->e[i].mul; u++) {
+            const int64_t o = eqr_irreps_offset(ir, i) + (int64_t)u * d;
+            for (int k = 0; k < 3; k++)
+                for (int r = 0; r < d; r++)
+                    for (int c = 0; c < d; c++)
+                        gens[(k * dim + o + r) * dim + o + c] = (float)J[(k * d + r) * d + c];
+        }
+    }
+    free(J);
     return EQR_OK;
 }

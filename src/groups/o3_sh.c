@@ -1,6 +1,6 @@
 /* Real spherical harmonics of any degree in double, with their gradient,
  * by the Cartesian recursions of the solid harmonics (o3.h conventions). */
-#include "o3_internal.h"
+#include "groups/o3_internal.h"
 
 #include <math.h>
 

@@ -1,6 +1,6 @@
 /* so(3) generators of every degree in the real basis, and Wigner-D matrices
  * as their exponential (o3.h conventions). */
-#include "o3_internal.h"
+#include "groups/o3_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

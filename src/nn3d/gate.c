@@ -1,7 +1,8 @@
 /* Gate nonlinearity (gate.h): normalised SiLU on scalars, normalised sigmoid
  * gates multiplying the components of each gated irrep copy. One fused pass
  * forward and one backward; the layout is checked once per call. */
-#include "internal.h"
+#include "core/internal.h"
+#include "equirelax/gate.h"
 
 #include <math.h>
 

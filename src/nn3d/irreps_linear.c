@@ -1,24 +1,11 @@
 /* Equivariant linear layer between irreps (irreps_nn.h): per matching
  * (l, p) pair of entries a weight block acting on multiplicities only. */
-#include "internal.h"
+#include "nn3d/irreps_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct {
-    int a, b;         /* input entry, output entry */
-    int64_t woff;     /* offset of the [mul_b][mul_a] block in the weight */
-    float c;          /* 1/sqrt(fan_in_b) */
-} lin_path;
-
-struct eqr_irreps_linear {
-    eqr_irreps in, out;
-    int64_t din, dout;
-    int npaths;
-    lin_path p[EQR_IRREPS_MAX * EQR_IRREPS_MAX];
-    eqr_tensor *w;
-};
 
 eqr_irreps_linear *eqr_irreps_linear_create(eqr_ctx *ctx, const char *name,
                                             const eqr_irreps *in, const eqr_irreps *out) {

@@ -1,6 +1,7 @@
 /* The differentiable spherical-harmonics op eqr_sh (irreps_nn.h): forward
  * in double per row, the Jacobian dy/dr saved for the backward. */
-#include "internal.h"
+#include "core/internal.h"
+#include "equirelax/o3.h"
 
 #include <stdlib.h>
 

@@ -1,7 +1,7 @@
 /* Fully connected weighted tensor product (tensor_product.h): the path list
  * and the scaled CG tables are built once at creation; a call checks shapes
  * and runs the path kernel (tensor_product_kernel.c). */
-#include "tp_internal.h"
+#include "nn3d/tp_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * and the output block takes Y transposed per sample. Backward runs the
  * same steps transposed: gW += Z^T gY, gZ = gY W^T, then gx1 and gT from gZ,
  * and gX2 = gT Cr^T. Z and T are recomputed in backward, not stored. */
-#include "tp_internal.h"
+#include "nn3d/tp_internal.h"
 
 #include <cblas.h>
 

@@ -8,7 +8,8 @@
 #ifndef EQR_TP_INTERNAL_H
 #define EQR_TP_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
+#include "equirelax/tensor_product.h"
 
 typedef struct eqr__tp_path {
     int64_t off1, m1, off2, m2, off3, m3, woff;

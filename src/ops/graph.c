@@ -2,7 +2,9 @@
  * destination. Both reductions (scatter forward, gather backward) go through
  * one CSR (edges grouped by index, stable) built per call in the arena, and
  * one row-reduction kernel that sums each node's rows in edge order. */
-#include "internal.h"
+#include "core/internal.h"
+#include "equirelax/graph.h"
+#include "equirelax/ops.h"
 
 #include <stdint.h>
 

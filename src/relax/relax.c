@@ -1,0 +1,425 @@
+/* Relaxation core (relax.h): the global theta, the list of relaxed layers,
+ * the penalties built from their terms, projection and telemetry. The kinds
+ * of relaxed layer (relax_conv.c, relax_linear.c, 3D modules) plug in via
+ * eqr_rlayer_ops (relax_internal.h). */
+#include "relax/relax_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct eqr_relax {
+    eqr_ctx *ctx;
+    char name[EQR_NAME_LEN];
+    eqr_relax_opts opts; /* init_std filled in */
+    eqr_tensor *theta;   /* "<name>.theta" buffer [1] */
+    eqr_rlayer **layers;
+    int nlayers, cap;
+};
+
+/* ------------------------------------------------------------ small ops */
+
+static void ssqrt_backward(eqr_ctx *ctx, eqr_node *n) {
+    eqr_tensor *x = n->in[0], *y = n->out;
+    float *gx = eqr__grad(ctx, x);
+    if (!gx) return;
+    const float *gy = y->grad;
+    /* d sqrt(x)/dx = 1 / (2 sqrt(x)), defined as 0 where x <= 0 so a penalty
+     * of an all-zero W_r contributes nothing instead of 0 * inf = NaN. */
+    for (int64_t i = 0; i < x->numel; i++)
+        if (y->data[i] > 0.0f) gx[i] += gy[i] * 0.5f / y->data[i];
+}
+
+eqr_tensor *eqr__ssqrt(eqr_ctx *ctx, eqr_tensor *x) {
+    if (!eqr__ok(ctx, 1, x)) return NULL;
+    eqr_tensor *y = eqr__tensor_empty(ctx, x->ndim, x->shape);
+    if (!y) return NULL;
+    /* rounding may leave a sum of squares a hair below 0: clamp */
+    for (int64_t i = 0; i < x->numel; i++) y->data[i] = x->data[i] > 0.0f ? sqrtf(x->data[i]) : 0.0f;
+    eqr__record(ctx, y, ssqrt_backward, 1, &x);
+    return y;
+}
+
+/* A fresh scalar [1] holding 0 (no gradient). */
+static eqr_tensor *zero_scalar(eqr_ctx *ctx) {
+    int64_t one = 1;
+    return eqr_tensor_zeros(ctx, 1, &one);
+}
+
+/* 1 if t (a per-step term) was recorded in the current step: it is the
+ * output of a live tape node. Guards against a term left over from a step
+ * whose arena was reset without a call to eqr_relax_penalty. */
+static int term_live(const eqr_ctx *ctx, const eqr_tensor *t) {
+    return t && !ctx->tape_consumed && t->node >= 0 && t->node < ctx->tape_len &&
+           ctx->tape[t->node].out == t;
+}
+
+/* -------------------------------------------------------- the relaxation */
+
+eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts *opts) {
+    static const char *fn = "eqr_relax_create";
+    if (!ctx || ctx->status != EQR_OK) return NULL;
+    if (!name || !*name || strlen(name) + strlen(".theta") >= EQR_NAME_LEN) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: name '%s' is NULL, empty or too long (need 1..%d characters)",
+                  fn, name ? name : "(null)", (int)(EQR_NAME_LEN - 1 - strlen(".theta")));
+        return NULL;
+    }
+    eqr_relax_opts o = opts ? *opts : (eqr_relax_opts){0};
+    if (!isfinite(o.theta) || !isfinite(o.lambda_defect) || !isfinite(o.lambda_norm) ||
+        !isfinite(o.init_std)) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): theta, lambdas and init_std must be finite", fn, name);
+        return NULL;
+    }
+    if (o.lambda_defect < 0 || o.lambda_norm < 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): negative penalty weight (lambda_defect %g, lambda_norm %g)",
+                  fn, name, o.lambda_defect, o.lambda_norm);
+        return NULL;
+    }
+    if (o.init_std < 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): negative init_std %g", fn, name, o.init_std);
+        return NULL;
+    }
+    if (o.norm_subsample < 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): negative norm_subsample %d", fn, name, o.norm_subsample);
+        return NULL;
+    }
+    if (o.init != EQR_RELAX_INIT_ZERO && o.init != EQR_RELAX_INIT_NORMAL) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): unknown init %d", fn, name, (int)o.init);
+        return NULL;
+    }
+    if (o.lie_form != EQR_LIE_WEIGHT && o.lie_form != EQR_LIE_ACTIVATION) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): unknown lie_form %d", fn, name, (int)o.lie_form);
+        return NULL;
+    }
+    if (o.penalty_grad != EQR_PENALTY_DETACHED && o.penalty_grad != EQR_PENALTY_FULL) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): unknown penalty_grad %d", fn, name, (int)o.penalty_grad);
+        return NULL;
+    }
+    if (o.init_std == 0) o.init_std = 1e-2f;
+    char pname[EQR_NAME_LEN];
+    snprintf(pname, sizeof pname, "%s.theta", name);
+    if (eqr_param_find(ctx, pname)) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: a parameter named '%s' already exists", fn, pname);
+        return NULL;
+    }
+    eqr_relax *r = calloc(1, sizeof *r);
+    if (!r) {
+        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    int64_t one = 1;
+    r->theta = eqr_param_new(ctx, pname, 1, &one, EQR_PARAM_BUFFER);
+    if (!r->theta) {
+        free(r);
+        return NULL;
+    }
+    r->theta->data[0] = o.theta;
+    r->ctx = ctx;
+    r->opts = o;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    return r;
+}
+
+void eqr_relax_destroy(eqr_relax *r) {
+    if (!r) return;
+    for (int i = 0; i < r->nlayers; i++) {
+        eqr_rlayer *l = r->layers[i];
+        if (l->ops->destroy) l->ops->destroy(l->impl);
+        free(l);
+    }
+    free(r->layers);
+    free(r);
+}
+
+eqr_tensor *eqr_relax_theta(eqr_relax *r) { return r ? r->theta : NULL; }
+
+void eqr_relax_set_theta(eqr_relax *r, float value) {
+    if (!r) return;
+    r->theta->data[0] = value;
+    for (int i = 0; i < r->nlayers; i++)
+        if (r->layers[i]->own_theta) r->layers[i]->theta->data[0] = value;
+}
+
+const eqr_relax_opts *eqr_relax_get_opts(const eqr_relax *r) { return r ? &r->opts : NULL; }
+
+void eqr_relax_set_lambdas(eqr_relax *r, float lambda_defect, float lambda_norm) {
+    if (!r) return;
+    /* negative or non-finite weights would flip the penalty: clamp to off */
+    r->opts.lambda_defect = lambda_defect > 0 && isfinite(lambda_defect) ? lambda_defect : 0.0f;
+    r->opts.lambda_norm = lambda_norm > 0 && isfinite(lambda_norm) ? lambda_norm : 0.0f;
+}
+
+void eqr_relax_set_penalty_grad(eqr_relax *r, eqr_penalty_grad mode) {
+    if (r && (mode == EQR_PENALTY_DETACHED || mode == EQR_PENALTY_FULL)) r->opts.penalty_grad = mode;
+}
+
+/* -------------------------------------------------------- relaxed layers */
+
+eqr_rlayer *eqr__rlayer_new(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                            const eqr_rlayer_ops *ops, void *impl, int ndim,
+                            const int64_t *wr_shape, const eqr_rlayer_opts *opts) {
+    static const char *fn = "eqr_relax: new relaxed layer";
+    eqr_rlayer *l = NULL;
+    char pw[EQR_NAME_LEN], pt[EQR_NAME_LEN];
+    int own = opts && opts->own_theta;
+    if (!ctx || ctx->status != EQR_OK) goto fail;
+    if (!r || !ops || !ops->forward || !ops->defect || !wr_shape) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: relaxation, ops (forward, defect) and W_r shape are required",
+                  fn);
+        goto fail;
+    }
+    if (r->ctx != ctx) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): the relaxation belongs to another context", fn,
+                  name ? name : "(null)");
+        goto fail;
+    }
+    if (!name || !*name || strlen(name) + strlen(".theta") >= EQR_NAME_LEN) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: name '%s' is NULL, empty or too long (need 1..%d characters)",
+                  fn, name ? name : "(null)", (int)(EQR_NAME_LEN - 1 - strlen(".theta")));
+        goto fail;
+    }
+    snprintf(pw, sizeof pw, "%s.wr", name);
+    snprintf(pt, sizeof pt, "%s.theta", name);
+    /* check both names first: the store cannot remove a parameter */
+    if (eqr_param_find(ctx, pw) || (own && eqr_param_find(ctx, pt))) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: a parameter named '%s' already exists", fn,
+                  eqr_param_find(ctx, pw) ? pw : pt);
+        goto fail;
+    }
+    if (eqr__shape_check(ctx, fn, "W_r shape", ndim, wr_shape) < 0) goto fail;
+    if (r->nlayers == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 8;
+        eqr_rlayer **nl = realloc(r->layers, (size_t)cap * sizeof *nl);
+        if (!nl) {
+            eqr__fail(ctx, EQR_ERR_NOMEM, "%s(%s): out of memory", fn, name);
+            goto fail;
+        }
+        r->layers = nl;
+        r->cap = cap;
+    }
+    l = calloc(1, sizeof *l);
+    if (!l) {
+        eqr__fail(ctx, EQR_ERR_NOMEM, "%s(%s): out of memory", fn, name);
+        goto fail;
+    }
+    l->wr = eqr_param_new(ctx, pw, ndim, wr_shape, 0);
+    if (!l->wr) goto fail;
+    if (own) {
+        int64_t one = 1;
+        l->theta = eqr_param_new(ctx, pt, 1, &one, EQR_PARAM_BUFFER);
+        if (!l->theta) goto fail;
+        l->theta->data[0] = r->theta->data[0];
+    } else {
+        l->theta = r->theta;
+    }
+    if (r->opts.init == EQR_RELAX_INIT_NORMAL)
+        eqr_tensor_normal(l->wr, eqr_ctx_rng(ctx), r->opts.init_std);
+    l->ops = ops;
+    l->relax = r;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->own_theta = own;
+    l->impl = impl;
+    l->last_act_norm = -1.0f;
+    r->layers[r->nlayers++] = l;
+    return l;
+fail:
+    free(l);
+    if (ops && ops->destroy) ops->destroy(impl);
+    return NULL;
+}
+
+float eqr__rlayer_theta(const eqr_rlayer *l) { return l->theta->data[0]; }
+
+int eqr__rlayer_wants_norm(eqr_ctx *ctx, const eqr_rlayer *l) {
+    return ctx->grad_enabled && l->relax->opts.lambda_norm > 0;
+}
+
+int eqr__rlayer_active(eqr_ctx *ctx, const eqr_rlayer *l) {
+    const eqr_relax_opts *o = &l->relax->opts;
+    return eqr__rlayer_theta(l) != 0.0f || eqr__rlayer_wants_norm(ctx, l) ||
+           (ctx->grad_enabled && o->lambda_defect > 0 && o->lie_form == EQR_LIE_ACTIVATION);
+}
+
+int eqr__rlayer_detached(const eqr_rlayer *l) {
+    return l->relax->opts.penalty_grad == EQR_PENALTY_DETACHED;
+}
+
+eqr_tensor *eqr__rlayer_penalty_input(eqr_ctx *ctx, const eqr_rlayer *l, eqr_tensor *x) {
+    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (!eqr__rlayer_detached(l)) return x;
+    /* same data, no tape link: the penalty's gradient stops here */
+    return eqr_tensor_wrap(ctx, x->data, x->ndim, x->shape);
+}
+
+void eqr__rlayer_set_norm(eqr_rlayer *l, eqr_tensor *n) {
+    l->norm_term = n;
+    if (n) l->last_act_norm = sqrtf(n->data[0] > 0 ? n->data[0] : 0.0f);
+}
+
+int64_t eqr__rlayer_norm_rows(const eqr_rlayer *l, int64_t n, float *scale) {
+    int64_t m = l->relax->opts.norm_subsample;
+    if (m <= 0 || m >= n) {
+        if (scale) *scale = 1.0f;
+        return n;
+    }
+    if (scale) *scale = (float)((double)n / (double)m);
+    return m;
+}
+
+/* ------------------------------------------------------------- penalties */
+
+/* a + b where either may be NULL (NULL + NULL = NULL). */
+static eqr_tensor *add_opt(eqr_ctx *ctx, eqr_tensor *a, eqr_tensor *b) {
+    if (!a) return b;
+    if (!b) return a;
+    return eqr_add(ctx, a, b);
+}
+
+/* Sum of LD over layers, NULL if there are no layers. */
+static eqr_tensor *defect_sum(eqr_ctx *ctx, eqr_relax *r) {
+    eqr_tensor *sum = NULL;
+    for (int i = 0; i < r->nlayers && ctx->status == EQR_OK; i++) {
+        eqr_rlayer *l = r->layers[i];
+        /* a layer that recorded the activation form of its Lie derivative
+         * this step contributes it in place of its weight form */
+        eqr_tensor *t = term_live(ctx, l->lie_act_term) ? l->lie_act_term : l->ops->defect(ctx, l);
+        if (!t) return NULL;
+        sum = add_opt(ctx, sum, t);
+    }
+    return sum;
+}
+
+eqr_tensor *eqr_relax_defect(eqr_ctx *ctx, eqr_relax *r) {
+    if (!ctx || ctx->status != EQR_OK) return NULL;
+    if (!r) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_defect: relaxation is NULL");
+        return NULL;
+    }
+    eqr_tensor *s = defect_sum(ctx, r);
+    if (ctx->status != EQR_OK) return NULL;
+    return s ? s : zero_scalar(ctx);
+}
+
+static void consume_terms(eqr_relax *r) {
+    for (int i = 0; i < r->nlayers; i++) {
+        r->layers[i]->norm_term = NULL;
+        r->layers[i]->lie_act_term = NULL;
+    }
+}
+
+eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r) {
+    if (!ctx || ctx->status != EQR_OK) return NULL;
+    if (!r) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_penalty: relaxation is NULL");
+        return NULL;
+    }
+    eqr_tensor *pen = NULL;
+    if (r->opts.lambda_defect > 0) {
+        eqr_tensor *ld = defect_sum(ctx, r);
+        if (ld) pen = eqr_scale(ctx, eqr__ssqrt(ctx, ld), r->opts.lambda_defect);
+    }
+    if (r->opts.lambda_norm > 0 && ctx->status == EQR_OK) {
+        eqr_tensor *ns = NULL;
+        for (int i = 0; i < r->nlayers; i++)
+            if (term_live(ctx, r->layers[i]->norm_term)) ns = add_opt(ctx, ns, r->layers[i]->norm_term);
+        if (ns) pen = add_opt(ctx, pen, eqr_scale(ctx, eqr__ssqrt(ctx, ns), r->opts.lambda_norm));
+    }
+    consume_terms(r);
+    if (ctx->status != EQR_OK) return NULL;
+    if (!pen) return zero_scalar(ctx);
+    int64_t one = 1;
+    return pen->ndim == 1 ? pen : eqr_reshape(ctx, pen, 1, &one);
+}
+
+/* ------------------------------------------------------------ projection */
+
+eqr_status eqr_relax_project(eqr_ctx *ctx, eqr_relax *r, eqr_project_mode mode) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!r) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_project: relaxation is NULL");
+    if (mode != EQR_PROJECT_DROP && mode != EQR_PROJECT_FOLD)
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_project: unknown mode %d", (int)mode);
+    /* fold everything first so that a failure leaves every W_r in place */
+    if (mode == EQR_PROJECT_FOLD)
+        for (int i = 0; i < r->nlayers; i++) {
+            eqr_rlayer *l = r->layers[i];
+            float th = eqr__rlayer_theta(l);
+            if (!l->ops->fold || th == 0.0f) continue;
+            eqr_status st = l->ops->fold(ctx, l, th);
+            if (st != EQR_OK) return st;
+        }
+    for (int i = 0; i < r->nlayers; i++) {
+        eqr_rlayer *l = r->layers[i];
+        memset(l->wr->data, 0, (size_t)l->wr->numel * sizeof(float));
+        l->theta->data[0] = 0.0f;
+    }
+    r->theta->data[0] = 0.0f;
+    consume_terms(r);
+    return EQR_OK;
+}
+
+/* ------------------------------------------------------------- telemetry */
+
+int eqr_relax_num_layers(const eqr_relax *r) { return r ? r->nlayers : 0; }
+
+eqr_rlayer *eqr_relax_layer(eqr_relax *r, int i) {
+    return r && i >= 0 && i < r->nlayers ? r->layers[i] : NULL;
+}
+
+const char *eqr_rlayer_name(const eqr_rlayer *l) { return l ? l->name : NULL; }
+eqr_tensor *eqr_rlayer_wr(const eqr_rlayer *l) { return l ? l->wr : NULL; }
+eqr_tensor *eqr_rlayer_theta(const eqr_rlayer *l) { return l ? l->theta : NULL; }
+
+eqr_tensor *eqr_rlayer_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
+    if (!eqr__ok(ctx, 1, x)) return NULL;
+    if (!l) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_rlayer_forward: layer is NULL");
+        return NULL;
+    }
+    l->last_x = x;
+    l->last_x_step = ctx->step_id;
+    return l->ops->forward(ctx, l, x);
+}
+
+double eqr__norm_of(eqr_ctx *ctx, eqr_tensor *t) {
+    eqr_tensor *s = t ? eqr_sumsq(ctx, t) : NULL;
+    return s ? sqrt((double)s->data[0]) : NAN;
+}
+
+eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats *out) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (!eqr__ok(ctx, 2, l, out)) return ctx->status;
+    out->theta = eqr__rlayer_theta(l);
+    out->eq_norm = out->wr_norm = out->share = NAN;
+    if (!l->last_x || l->last_x_step != ctx->step_id) return EQR_OK; /* not run this step */
+    eqr__arena_mark m = eqr__arena_save(ctx);
+    int ge = eqr_set_grad_enabled(ctx, 0);
+    double eq = NAN, wr = NAN;
+    eqr_status st = l->ops->probe(ctx, l, l->last_x, &eq, &wr);
+    eqr_set_grad_enabled(ctx, ge);
+    eqr__arena_rewind(ctx, m);
+    if (st != EQR_OK) return st;
+    out->eq_norm = eq;
+    out->wr_norm = wr;
+    out->share = eq > 0 ? fabs(out->theta) * wr / eq : NAN;
+    return EQR_OK;
+}
+
+eqr_status eqr_rlayer_get_stats(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_stats *stats) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!l || !stats) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_rlayer_get_stats: NULL layer or stats");
+    double s = 0.0;
+    for (int64_t i = 0; i < l->wr->numel; i++) s += (double)l->wr->data[i] * l->wr->data[i];
+    stats->theta = eqr__rlayer_theta(l);
+    stats->wr_norm = (float)sqrt(s);
+    stats->act_norm = l->last_act_norm;
+    /* evaluate LD without touching the tape or the step's tensors */
+    eqr__arena_mark m = eqr__arena_save(ctx);
+    int ge = eqr_set_grad_enabled(ctx, 0);
+    eqr_tensor *d = l->ops->defect(ctx, l);
+    stats->defect = d ? d->data[0] : NAN;
+    eqr_set_grad_enabled(ctx, ge);
+    eqr__arena_rewind(ctx, m);
+    return ctx->status;
+}

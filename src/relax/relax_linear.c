@@ -1,0 +1,215 @@
+/* Relaxation terms of linear maps between Lie-algebra representations
+ * (relax.h, eqr_relax_linear) and their closed-form Lie derivative.
+ *
+ * The Lie derivative of f(x) = W x along a generator A is
+ *     d/dt [rho_out(e^{-tA}) W rho_in(e^{tA}) x] at t = 0
+ *       = (W drho_in(A) - drho_out(A) W) x,
+ * so W is equivariant under the connected group exactly when every
+ * LD_A = W drho_in(A) - drho_out(A) W vanishes. Rows and columns of W are
+ * the out / in coordinates in the representations' own order (no axis
+ * permutation anywhere: the paper's code got this wrong). */
+#include "relax/relax_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* The kind's data is an eqr__lie_pair (relax_internal.h): dimensions and
+ * private copies of the generators. Layer kinds that add such a term to an
+ * equivariant map (irreps linear layers) reuse it through the eqr__lie_*
+ * functions. */
+typedef eqr__lie_pair lin_impl;
+
+/* ------------------------------------------------------ closed-form LD */
+
+/* Shared validation of a pair of Lie-algebra representations. */
+static eqr_status check_lie_pair(eqr_ctx *ctx, const char *fn, const eqr_lie_rep *in,
+                                 const eqr_lie_rep *out) {
+    if (!in || !out) return eqr__fail(ctx, EQR_ERR_ARG, "%s: in or out representation is NULL", fn);
+    if (in->dim < 1 || out->dim < 1)
+        return eqr__fail(ctx, EQR_ERR_ARG, "%s: dims must be >= 1, got in %d and out %d", fn,
+                         in->dim, out->dim);
+    if (in->ngen < 1 || in->ngen != out->ngen)
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "%s: in and out need the same ngen >= 1, got %d and %d", fn, in->ngen,
+                         out->ngen);
+    if (!in->gens || !out->gens) return eqr__fail(ctx, EQR_ERR_ARG, "%s: gens is NULL", fn);
+    /* every generator block and W itself must stay within int-sized GEMMs */
+    const int64_t lim = (int64_t)1 << 30;
+    int64_t di = in->dim, dout = out->dim;
+    if (di * di > lim / in->ngen || dout * dout > lim / in->ngen || di * dout > lim)
+        return eqr__fail(ctx, EQR_ERR_ARG, "%s: dims in %d, out %d with %d generators are too large",
+                         fn, in->dim, out->dim, in->ngen);
+    return EQR_OK;
+}
+
+eqr_status eqr_lie_derivative(eqr_ctx *ctx, const float *W, const eqr_lie_rep *in,
+                              const eqr_lie_rep *out, float *out_ld) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!W || !out_ld) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_lie_derivative: W or out_ld is NULL");
+    eqr_status st = check_lie_pair(ctx, "eqr_lie_derivative", in, out);
+    if (st) return st;
+    int64_t di = in->dim, dout = out->dim;
+    for (int a = 0; a < in->ngen; a++) {
+        const float *gi = in->gens + a * di * di, *go = out->gens + a * dout * dout;
+        float *ld = out_ld + a * dout * di;
+        /* small dense matrices: plain double loops keep it exact enough */
+        for (int64_t r = 0; r < dout; r++)
+            for (int64_t c = 0; c < di; c++) {
+                double s = 0.0;
+                for (int64_t k = 0; k < di; k++) s += (double)W[r * di + k] * gi[k * di + c];
+                for (int64_t k = 0; k < dout; k++) s -= (double)go[r * dout + k] * W[k * di + c];
+                ld[r * di + c] = (float)s;
+            }
+    }
+    return EQR_OK;
+}
+
+/* ------------------------------------------------- the relaxed-layer kind */
+
+/* LD_A = W_r drho_in(A) - drho_out(A) W_r as a differentiable [out, in]. */
+static eqr_tensor *ld_matrix(eqr_ctx *ctx, eqr_rlayer *l, const lin_impl *im, int a) {
+    int64_t di = im->in_dim, dout = im->out_dim;
+    int64_t si[2] = {di, di}, so[2] = {dout, dout};
+    eqr_tensor *gi = eqr_tensor_wrap(ctx, im->gin + a * di * di, 2, si);
+    eqr_tensor *go = eqr_tensor_wrap(ctx, im->gout + a * dout * dout, 2, so);
+    return eqr_sub(ctx, eqr_matmul(ctx, l->wr, gi), eqr_matmul(ctx, go, l->wr));
+}
+
+/* sum(t * t) as a [1] tensor that is the output of its own tape node
+ * (relax.c checks a recorded term is live by that). */
+static eqr_tensor *sqnorm(eqr_ctx *ctx, eqr_tensor *t) { return eqr_sumsq(ctx, t); }
+
+eqr_tensor *eqr__lie_defect(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *im) {
+    if (!eqr__ok(ctx, 1, l)) return NULL;
+    eqr_tensor *total = NULL;
+    for (int a = 0; a < im->ngen; a++) {
+        eqr_tensor *s = sqnorm(ctx, ld_matrix(ctx, l, im, a));
+        total = total ? eqr_add(ctx, total, s) : s;
+    }
+    return total;
+}
+
+/* theta W_r x for x [..., in_dim]; records N (subsample rule over the
+ * leading dim) and the activation-form LD (always over every row of x).
+ * Each forward replaces the layer's recorded terms: a layer applied twice in
+ * one step is penalised on its last call only. */
+eqr_tensor *eqr__lie_forward(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *im, eqr_tensor *x) {
+    if (!eqr__ok(ctx, 2, l, x)) return NULL;
+    char sx[EQR_SHAPE_BUF];
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != im->in_dim) {
+        eqr__fail(ctx, EQR_ERR_SHAPE,
+                  "eqr_rlayer_forward: linear relaxation '%s' needs x [..., %d], got %s", l->name,
+                  im->in_dim, EQR_SHAPE(x, sx));
+        return NULL;
+    }
+    int64_t oshape[EQR_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) oshape[i] = x->shape[i];
+    oshape[x->ndim - 1] = im->out_dim;
+    int64_t rows = x->numel / im->in_dim;
+
+    const eqr_relax_opts *o = eqr_relax_get_opts(l->relax);
+    float theta = eqr__rlayer_theta(l);
+    int want_norm = eqr__rlayer_wants_norm(ctx, l);
+    int want_lie = eqr_grad_enabled(ctx) && o && o->lambda_defect > 0.0f &&
+                   o->lie_form == EQR_LIE_ACTIVATION;
+    if (rows == 0) want_norm = want_lie = 0; /* nothing to measure */
+    /* theta == 0 and no penalty: W_r takes no part (and gets no gradient) */
+    if (theta == 0.0f && !want_norm && !want_lie) return eqr_tensor_zeros(ctx, x->ndim, oshape);
+
+    int64_t fs[2] = {rows, im->in_dim};
+    eqr_tensor *xf = eqr_reshape(ctx, x, 2, fs);
+    /* leading dim = batch for the norm estimator; a 1-D x is one image */
+    int64_t batch = x->ndim >= 2 ? x->shape[0] : 1;
+    int64_t per = batch > 0 ? rows / batch : 0; /* rows of one image */
+    float nscale = 1.0f;
+    int64_t m = want_norm ? eqr__rlayer_norm_rows(l, batch, &nscale) : batch;
+
+    /* the penalties' input: xf, or detached (default) so that they reach W_r only */
+    eqr_tensor *xp = (want_norm || want_lie) ? eqr__rlayer_penalty_input(ctx, l, xf) : xf;
+    eqr_tensor *y = NULL; /* W_r x, [rows, out] */
+    if (theta != 0.0f || (want_norm && m >= batch && xp == xf)) y = eqr_linear(ctx, xf, l->wr, NULL);
+    eqr_tensor *res = theta != 0.0f ? eqr_reshape(ctx, eqr_scale(ctx, y, theta), x->ndim, oshape)
+                                    : eqr_tensor_zeros(ctx, x->ndim, oshape);
+    if (want_norm) {
+        /* exact: all of W_r x; estimate: the first m images, scaled by B / m.
+         * The task's W_r x is reused only when the penalty input is x itself. */
+        eqr_tensor *ys = y && xp == xf && m >= batch ? y
+                         : y && xp == xf ? eqr_slice(ctx, y, 0, 0, m * per)
+                         : m >= batch ? eqr_linear(ctx, xp, l->wr, NULL)
+                                      : eqr_linear(ctx, eqr_slice(ctx, xp, 0, 0, m * per), l->wr, NULL);
+        eqr_tensor *n = sqnorm(ctx, ys);
+        if (nscale != 1.0f) n = eqr_scale(ctx, n, nscale);
+        if (n) eqr__rlayer_set_norm(l, n);
+    }
+    if (want_lie) {
+        /* sum_A ||x LD_A^T||^2 over every row of the batch (exact) */
+        eqr_tensor *total = NULL;
+        for (int a = 0; a < im->ngen; a++) {
+            eqr_tensor *s = sqnorm(ctx, eqr_linear(ctx, xp, ld_matrix(ctx, l, im, a), NULL));
+            total = total ? eqr_add(ctx, total, s) : s;
+        }
+        if (total) l->lie_act_term = total;
+    }
+    return ctx->status == EQR_OK ? res : NULL;
+}
+
+/* A bare term has no f_eq of its own (the caller adds it to its map). */
+static eqr_status lin_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
+    eqr__lie_pair *im = l->impl;
+    int64_t fs[2] = {x->numel / im->in_dim, im->in_dim};
+    *eq = NAN;
+    *wr = eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
+    return ctx->status;
+}
+
+static eqr_tensor *lin_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
+    return eqr__lie_forward(ctx, l, l ? l->impl : NULL, x);
+}
+static eqr_tensor *lin_defect(eqr_ctx *ctx, eqr_rlayer *l) {
+    return eqr__lie_defect(ctx, l, l ? l->impl : NULL);
+}
+static void lin_destroy(void *impl) { free(impl); }
+
+static const eqr_rlayer_ops lin_ops = {
+    .kind = "linear",
+    .forward = lin_forward,
+    .defect = lin_defect,
+    .fold = NULL, /* no equivariant layer to fold into: acts as drop */
+    .probe = lin_probe,
+    .destroy = lin_destroy,
+};
+
+eqr__lie_pair *eqr__lie_pair_new(eqr_ctx *ctx, const char *fn, const eqr_lie_rep *in,
+                                 const eqr_lie_rep *out) {
+    if (check_lie_pair(ctx, fn, in, out)) return NULL;
+    int64_t di = in->dim, dout = out->dim, ng = in->ngen;
+    size_t nf = (size_t)(ng * (di * di + dout * dout));
+    lin_impl *im = malloc(sizeof *im + nf * sizeof(float));
+    if (!im) {
+        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory for the generators", fn);
+        return NULL;
+    }
+    im->in_dim = in->dim;
+    im->out_dim = out->dim;
+    im->ngen = in->ngen;
+    im->gin = (float *)(im + 1);
+    im->gout = im->gin + ng * di * di;
+    memcpy(im->gin, in->gens, (size_t)(ng * di * di) * sizeof(float));
+    memcpy(im->gout, out->gens, (size_t)(ng * dout * dout) * sizeof(float));
+    return im;
+}
+
+eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                             const eqr_lie_rep *in, const eqr_lie_rep *out,
+                             const eqr_rlayer_opts *opts) {
+    if (!ctx || ctx->status != EQR_OK) return NULL;
+    if (!r) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_linear: relaxation is NULL");
+        return NULL;
+    }
+    lin_impl *im = eqr__lie_pair_new(ctx, "eqr_relax_linear", in, out);
+    if (!im) return NULL;
+    int64_t shape[2] = {out->dim, in->dim};
+    return eqr__rlayer_new(ctx, r, name, &lin_ops, im, 2, shape, opts);
+}
