@@ -2,9 +2,10 @@
 # Build the libFuzzer harnesses with clang (ASan + UBSan + libFuzzer) into
 # build-fuzz/: the library sources are compiled once (coverage-instrumented)
 # into an archive that every harness links. Usage: bash fuzz/build.sh
+# (EQR_FUZZ_OUT=dir builds elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=build-fuzz; mkdir -p "$out/obj"
+out=${EQR_FUZZ_OUT:-build-fuzz}; mkdir -p "$out/obj"
 cblas=$(dirname "$(find /usr/include -name cblas.h | head -1)")
 san="-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all"
 inc="-Iinclude -Isrc -I$cblas"
