@@ -1,6 +1,6 @@
 /* Allocation-failure injection. Linked with -Wl,--wrap for every allocation
- * function the library calls (malloc, calloc, realloc, aligned_alloc, free;
- * posix_memalign is wrapped too in case it appears), so every allocation of
+ * function the library calls (malloc, calloc, realloc, aligned_alloc, strdup,
+ * free; posix_memalign is wrapped too in case it appears), so every allocation of
  * the static library and of this file goes through the counters below;
  * allocations inside shared libraries (libc's stdio, zlib, OpenBLAS) do not.
  * While armed, the N-th allocation fails (one-shot), or every allocation
@@ -123,6 +123,14 @@ int __wrap_posix_memalign(void **out, size_t a, size_t n) {
     int r = __real_posix_memalign(out, a, n);
     if (!r) live_add(*out);
     return r;
+}
+char *__wrap_strdup(const char *s) {
+    if (inject()) return NULL;
+    size_t n = strlen(s) + 1;
+    char *p = __real_malloc(n);
+    if (p) memcpy(p, s, n);
+    live_add(p);
+    return p;
 }
 void __wrap_free(void *p) {
     if (!p) return;
