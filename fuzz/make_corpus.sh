@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # checkpoint: valid files of the harness model (without and with Adam state),
 # then truncated, bit-flipped and empty variants
 d=fuzz/corpus/checkpoint; mkdir -p $d
-FUZZ_WRITE_SEED=$d/valid.ckpt build-fuzz/fuzz_checkpoint || true
+FUZZ_WRITE_SEED=$d/valid.ckpt ${EQR_FUZZ_OUT:-build-fuzz}/fuzz_checkpoint || true
 head -c 40 $d/valid.ckpt > $d/truncated.ckpt
 : > $d/empty.ckpt
 printf 'EQRCKPT1' > $d/magic_only.ckpt
@@ -53,5 +53,11 @@ for k, s in {'typical': '32x0e+32x1o+8x2e', 'bare': '0e', 'empty': '', 'spaces':
              'lmax': '1x32o+0x0e', 'too_big_l': '1x33e', 'long_number': '1000000000x0e',
              'many': '+'.join(['1x1o'] * 64), 'bad_parity': '2x1z'}.items():
     w('fuzz/corpus/irreps/' + k, s.encode())
+
+# metrics: CSV tables of the harness's columns step,loss,theta
+for k, s in {'valid': 'step,loss,theta\n1,0.5,0.25\n2,,1e-3\n3,inf,-2\n', 'header_only': 'step,loss,theta\n',
+             'short_line': 'step,loss,theta\n1,2\n', 'other_header': 'step,loss\n1,2\n',
+             'not_number': 'step,loss,theta\n1,x,3\n', 'all_empty': 'step,loss,theta\n,,\n'}.items():
+    w('fuzz/corpus/metrics/' + k, s.encode())
 PY
 ls fuzz/corpus/*

@@ -14,10 +14,13 @@
  * step must leave the model trainable (a retried step gives the parameters
  * of a clean step), a failed save the file on disk unchanged and no
  * temporary beside it, a failed load the parameters, optimizer and counters
- * unchanged. IDX datasets (plain and gzip) are read the same way. Under
+ * unchanged. IDX datasets (plain and gzip) and metrics tables (create,
+ * write, read) are run the same way. Under
  * AddressSanitizer the wrappers forward to ASan's allocator, so the test
  * runs there too (and LeakSanitizer watches the wrappers' own view). */
 #include "testutil.h"
+
+#include <equirelax/train.h>
 
 #include <float.h>
 #include <math.h>
@@ -510,6 +513,107 @@ static void test_dataset_load(void **state) {
     assert_true(n > 3);
 }
 
+/* Metrics tables (train.h): making one and filling 100 rows (the row
+ * buffer grows), writing it as CSV (the file on disk unchanged and no
+ * temporary beside it when that fails) and reading it back (the table
+ * unchanged when that fails). */
+static void fill(eqr_ctx *ctx, eqr_metrics *m, int rows, double k) {
+    for (int r = 0; r < rows; r++) {
+        double v[3] = {r, k / (r + 1), r % 3 ? NAN : -r};
+        eqr_metrics_add_row(ctx, m, v);
+    }
+}
+
+static void test_metrics(void **state) {
+    (void)state;
+    const char *names[3] = {"step", "loss", "theta"};
+    char path[512], tmp[600];
+    tu_tmp_path(path, "alloc_fail_metrics.csv");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = 1});
+    assert_non_null(ctx);
+    long n[3] = {0, 0, 0};
+    for (int sticky = 0; sticky < 2; sticky++) {
+        for (n[0] = 1;; n[0]++) { /* create + rows */
+            long live0 = g_live, seq0 = g_seq;
+            arm(n[0], sticky);
+            eqr_metrics *m = eqr_metrics_create(ctx, 3, names);
+            if (m) fill(ctx, m, 100, 1.0);
+            disarm();
+            eqr_status st = eqr_status_get(ctx);
+            if (!g_failed) assert_int_equal(st, EQR_OK);
+            else assert_clean_error(ctx, st, "metrics create and fill", n[0]);
+            if (!g_failed) assert_int_equal(eqr_metrics_num_rows(m), 100);
+            eqr_metrics_destroy(m);
+            eqr_clear_error(ctx);
+            assert_no_leak(live0, seq0, "metrics create and fill", n[0]);
+            if (!g_failed) break;
+        }
+        eqr_metrics *a = eqr_metrics_create(ctx, 3, names), *b = eqr_metrics_create(ctx, 3, names);
+        assert_non_null(a);
+        assert_non_null(b);
+        fill(ctx, a, 100, 1.0);
+        fill(ctx, b, 7, 2.0);
+        assert_int_equal(eqr_metrics_write_csv(ctx, b, path), EQR_OK);
+        unsigned char *v1;
+        size_t n1 = slurp(path, &v1);
+        for (n[1] = 1;; n[1]++) { /* write a over b's file */
+            long live0 = g_live, seq0 = g_seq;
+            arm(n[1], sticky);
+            eqr_status st = eqr_metrics_write_csv(ctx, a, path);
+            disarm();
+            assert_no_leak(live0, seq0, "metrics write", n[1]);
+            if (!g_failed) {
+                assert_int_equal(st, EQR_OK);
+                break;
+            }
+            assert_clean_error(ctx, st, "metrics write", n[1]);
+            unsigned char *now;
+            size_t nn = slurp(path, &now);
+            if (nn != n1 || memcmp(now, v1, n1) != 0)
+                fail_msg("metrics write, failing allocation %ld: the file on disk changed", n[1]);
+            free(now);
+            struct stat sb;
+            if (stat(tmp, &sb) == 0) fail_msg("metrics write, failing allocation %ld: '%s' left behind", n[1], tmp);
+            eqr_clear_error(ctx);
+        }
+        free(v1);
+        for (n[2] = 1;; n[2]++) { /* read a's file into b (7 rows) */
+            long live0 = g_live, seq0 = g_seq;
+            eqr_metrics *c = eqr_metrics_create(ctx, 3, names);
+            assert_non_null(c);
+            fill(ctx, c, 7, 2.0);
+            arm(n[2], sticky);
+            eqr_status st = eqr_metrics_read_csv(ctx, c, path);
+            disarm();
+            if (!g_failed) {
+                assert_int_equal(st, EQR_OK);
+                assert_int_equal(eqr_metrics_num_rows(c), 100);
+            } else {
+                assert_clean_error(ctx, st, "metrics read", n[2]);
+                assert_int_equal(eqr_metrics_num_rows(c), 7);
+                for (int r = 0; r < 7; r++)
+                    for (int k = 0; k < 3; k++) {
+                        double x = eqr_metrics_get(c, r, k), y = eqr_metrics_get(b, r, k);
+                        assert_memory_equal(&x, &y, sizeof x);
+                    }
+                eqr_clear_error(ctx);
+            }
+            eqr_metrics_destroy(c);
+            assert_no_leak(live0, seq0, "metrics read", n[2]);
+            if (!g_failed) break;
+        }
+        eqr_metrics_destroy(a);
+        eqr_metrics_destroy(b);
+        print_message("metrics (%s): failures injected at allocations 1..%ld (create + 100 rows), "
+                      "1..%ld (write), 1..%ld (read), then success\n",
+                      sticky ? "sticky" : "one-shot", n[0] - 1, n[1] - 1, n[2] - 1);
+    }
+    eqr_ctx_destroy(ctx);
+    remove(path);
+    assert_true(n[0] > 3 && n[1] > 1 && n[2] > 2);
+}
+
 /* The wrappers see the library's allocations at all (else every test above
  * would pass without injecting anything). */
 static void test_wrappers_active(void **state) {
@@ -542,6 +646,7 @@ int main(void) {
         cmocka_unit_test_prestate(test_checkpoint_load, &g_modes[0]),
         cmocka_unit_test_prestate(test_checkpoint_load, &g_modes[1]),
         cmocka_unit_test(test_dataset_load),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
