@@ -225,6 +225,18 @@ static void make_data(void) {
     for (int i = 0; i < BATCH; i++) g_y[i] = i % CLASSES;
 }
 
+/* x [N,1,H,W] -> logits [N,CLASSES]: relaxed lifting conv, ReLU, relaxed
+ * group conv, ReLU, spatial mean, max over the 4 orientations, linear. */
+static eqr_tensor *forward(eqr_ctx *ctx, void *p, eqr_tensor *x) {
+    model *m = p;
+    eqr_tensor *h = eqr_relu(ctx, eqr_rlayer_forward(ctx, m->r1, x));
+    h = eqr_relu(ctx, eqr_rlayer_forward(ctx, m->r2, h));
+    h = eqr_global_avgpool(ctx, h);
+    int64_t s3[3] = {-1, FIELDS, 4};
+    h = eqr_max(ctx, eqr_reshape(ctx, h, 3, s3), 2, 0);
+    return eqr_linear(ctx, h, m->fc_w, m->fc_b);
+}
+
 /* One training step; returns the context's status. */
 static eqr_status step(model *m) {
     eqr_ctx *ctx = m->ctx;
@@ -233,12 +245,7 @@ static eqr_status step(model *m) {
     int64_t xs[4] = {BATCH, 1, HW, HW};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 4, xs);
     if (x) memcpy(x->data, g_x, sizeof g_x);
-    eqr_tensor *h = eqr_relu(ctx, eqr_rlayer_forward(ctx, m->r1, x));
-    h = eqr_relu(ctx, eqr_rlayer_forward(ctx, m->r2, h));
-    h = eqr_global_avgpool(ctx, h);
-    int64_t s3[3] = {-1, FIELDS, 4};
-    h = eqr_max(ctx, eqr_reshape(ctx, h, 3, s3), 2, 0);
-    eqr_tensor *logits = eqr_linear(ctx, h, m->fc_w, m->fc_b);
+    eqr_tensor *logits = forward(ctx, m, x);
     eqr_tensor *task = eqr_softmax_cross_entropy(ctx, logits, g_y);
     eqr_tensor *loss = eqr_add(ctx, task, eqr_sum_all(ctx, eqr_relax_penalty(ctx, m->relax)));
     if (loss) eqr_backward(ctx, loss);
@@ -614,6 +621,127 @@ static void test_metrics(void **state) {
     assert_true(n[0] > 3 && n[1] > 1 && n[2] > 2);
 }
 
+/* The training helper (train.h): making a trainer (telemetry every step,
+ * a probe set, clipping), a cold trainer step, and a projected evaluation,
+ * which must leave every parameter bit-identical whether it fails or not. */
+static long g_after_step; /* trainer steps that failed after the optimizer step */
+
+/* probe NULL: no telemetry */
+static eqr_trainer *make_trainer(model *m, const eqr_dataset *probe) {
+    eqr_trainer_opts to = {.forward = forward, .model = m, .opt = m->opt, .relax = m->relax,
+                           .project = EQR_PROJECT_FOLD, .clip_norm = 1.0f, .epochs = 1,
+                           .telemetry_every = probe ? 1 : 0, .probe = probe, .eval_batch = 3};
+    return eqr_trainer_create(m->ctx, &to);
+}
+static eqr_status trainer_step(model *m, eqr_trainer *t) {
+    eqr_ctx *ctx = m->ctx;
+    eqr_zero_grad(ctx);
+    int64_t xs[4] = {BATCH, 1, HW, HW};
+    eqr_tensor *x = eqr_tensor_zeros(ctx, 4, xs);
+    if (x) memcpy(x->data, g_x, sizeof g_x);
+    eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, forward(ctx, m, x), g_y);
+    if (!loss && eqr_status_get(ctx) == EQR_OK) fail_msg("trainer step: NULL loss with status OK");
+    if (loss) eqr_trainer_step(t, loss, BATCH, NULL);
+    eqr_status st = eqr_status_get(ctx);
+    if (st != EQR_OK) eqr_step_reset(ctx); /* the trainer ends only the steps it ran */
+    return st;
+}
+
+static void test_trainer(void **state) {
+    const mode *md = *state;
+    int sticky = md->sticky;
+    make_data();
+    eqr_dataset probe = {.n = BATCH, .c = 1, .h = HW, .w = HW, .classes = CLASSES, .x = g_x, .y = g_y};
+    model m;
+    /* reference: the parameters after one clean trainer step */
+    assert_int_equal(build(&m, md->arena), EQR_OK);
+    eqr_trainer *t = make_trainer(&m, &probe);
+    assert_non_null(t);
+    assert_int_equal(trainer_step(&m, t), EQR_OK);
+    float *ref = copy_params(m.ctx);
+    int64_t np = eqr_param_total(m.ctx);
+    eqr_trainer_destroy(t);
+    destroy(&m);
+    long n[3];
+    g_after_step = 0;
+    for (n[0] = 1;; n[0]++) { /* create */
+        long live0 = g_live, seq0 = g_seq;
+        assert_int_equal(build(&m, md->arena), EQR_OK);
+        arm(n[0], sticky);
+        t = make_trainer(&m, &probe);
+        disarm();
+        if (g_failed && !t) assert_clean_error(m.ctx, eqr_status_get(m.ctx), "trainer create", n[0]);
+        if (!g_failed) assert_non_null(t);
+        eqr_trainer_destroy(t);
+        destroy(&m);
+        assert_no_leak(live0, seq0, "trainer create", n[0]);
+        if (!g_failed) break;
+    }
+    for (n[1] = 1;; n[1]++) { /* a cold step */
+        long live0 = g_live, seq0 = g_seq;
+        assert_int_equal(build(&m, md->arena), EQR_OK);
+        t = make_trainer(&m, &probe);
+        assert_non_null(t);
+        float *p0 = copy_params(m.ctx);
+        arm(n[1], sticky);
+        eqr_status st = trainer_step(&m, t);
+        disarm();
+        int failed = g_failed > 0;
+        if (failed && st != EQR_OK) {
+            assert_clean_error(m.ctx, st, "trainer step", n[1]);
+            eqr_clear_error(m.ctx);
+            /* failed before the optimizer step: nothing moved, a retry is
+             * the step; failed in the probe evaluation after it (train.h):
+             * the step is taken, whole */
+            if (memcmp(p0, eqr_param_data_block(m.ctx), (size_t)np * sizeof *p0) == 0) {
+                if (trainer_step(&m, t) != EQR_OK)
+                    fail_msg("trainer step, failing allocation %ld: retry failed: %s", n[1],
+                             eqr_error_message(m.ctx));
+            } else {
+                g_after_step++;
+            }
+        } else {
+            assert_int_equal(st, EQR_OK);
+        }
+        if (memcmp(ref, eqr_param_data_block(m.ctx), (size_t)np * sizeof *ref) != 0)
+            fail_msg("trainer step, failing allocation %ld: parameters differ from a clean step", n[1]);
+        free(p0);
+        eqr_trainer_destroy(t);
+        destroy(&m);
+        assert_no_leak(live0, seq0, "trainer step", n[1]);
+        if (!failed) break;
+    }
+    for (n[2] = 1;; n[2]++) { /* projected evaluation after a step (no telemetry, which
+                                * would have made the snapshot buffer already) */
+        long live0 = g_live, seq0 = g_seq;
+        assert_int_equal(build(&m, md->arena), EQR_OK);
+        t = make_trainer(&m, NULL);
+        assert_non_null(t);
+        assert_int_equal(trainer_step(&m, t), EQR_OK);
+        float *before = copy_params(m.ctx);
+        double loss = -1, acc = -1;
+        arm(n[2], sticky);
+        eqr_status st = eqr_trainer_evaluate(t, &probe, 1, &loss, &acc);
+        disarm();
+        if (g_failed && st != EQR_OK) assert_clean_error(m.ctx, st, "projected evaluation", n[2]);
+        if (!g_failed) assert_true(st == EQR_OK && loss >= 0 && acc >= 0 && acc <= 1);
+        if (memcmp(before, eqr_param_data_block(m.ctx), (size_t)np * sizeof *ref) != 0)
+            fail_msg("projected evaluation, failing allocation %ld: parameters changed", n[2]);
+        free(before);
+        eqr_trainer_destroy(t);
+        destroy(&m);
+        assert_no_leak(live0, seq0, "projected evaluation", n[2]);
+        if (!g_failed) break;
+    }
+    free(ref);
+    print_message("trainer (%s, arena %zu): failures injected at allocations 1..%ld (create), "
+                  "1..%ld (cold step; %ld failed in the probe evaluation after the optimizer "
+                  "step), 1..%ld (projected evaluation), then success\n",
+                  sticky ? "sticky" : "one-shot", md->arena, n[0] - 1, n[1] - 1, g_after_step,
+                  n[2] - 1);
+    assert_true(n[0] > 1 && n[1] > 1 && n[2] > 1);
+}
+
 /* The wrappers see the library's allocations at all (else every test above
  * would pass without injecting anything). */
 static void test_wrappers_active(void **state) {
@@ -647,6 +775,10 @@ int main(void) {
         cmocka_unit_test_prestate(test_checkpoint_load, &g_modes[1]),
         cmocka_unit_test(test_dataset_load),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test_prestate(test_trainer, &g_modes[0]),
+        cmocka_unit_test_prestate(test_trainer, &g_modes[1]),
+        cmocka_unit_test_prestate(test_trainer, &g_modes[2]),
+        cmocka_unit_test_prestate(test_trainer, &g_modes[3]),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
