@@ -162,6 +162,7 @@ static void test_metrics_svg(void **state) {
 
 /* A relaxed C4 lifting conv, a global mean and a linear head. */
 typedef struct model {
+    eqr_rep *T, *R;
     eqr_gconv *g;
     eqr_relax *r;
     eqr_rlayer *rl;
@@ -177,8 +178,9 @@ static eqr_tensor *forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
 
 static void model_build(eqr_ctx *ctx, model *m, float theta) {
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 3);
-    m->g = tu_gconv(ctx, "c1", T, R, 3, EQR_CONV2D(1, 1, 1), 0.1f);
+    m->T = tu_trivial_rep(ctx, &G, 1);
+    m->R = tu_regular_rep(ctx, &G, 3);
+    m->g = tu_gconv(ctx, "c1", m->T, m->R, 3, EQR_CONV2D(1, 1, 1), 0.1f);
     m->r = tu_relax(ctx, "relax", theta, 0.1f, 0.01f, 0.01f, 0);
     m->rl = eqr_relax_gconv(ctx, m->r, "c1", m->g, NULL);
     int64_t hs[2] = {2, 12};
@@ -192,6 +194,8 @@ static void model_build(eqr_ctx *ctx, model *m, float theta) {
 static void model_free(model *m) {
     eqr_relax_destroy(m->r);
     eqr_gconv_destroy(m->g);
+    eqr_rep_destroy(m->T);
+    eqr_rep_destroy(m->R);
 }
 
 /* Two classes: a bright blob in the centre or not (rotation invariant). */
