@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Build the libFuzzer harnesses with clang (ASan + UBSan + libFuzzer) against
-# the library sources, into build-fuzz/. Usage: bash fuzz/build.sh
+# Build the libFuzzer harnesses with clang (ASan + UBSan + libFuzzer) into
+# build-fuzz/: the library sources are compiled once (coverage-instrumented)
+# into an archive that every harness links. Usage: bash fuzz/build.sh
+# (EQR_FUZZ_OUT=dir builds elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=build-fuzz; mkdir -p "$out"
+out=${EQR_FUZZ_OUT:-build-fuzz}; mkdir -p "$out/obj"
 cblas=$(dirname "$(find /usr/include -name cblas.h | head -1)")
-flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc -I$cblas"
+san="-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all"
+inc="-Iinclude -Isrc -I$cblas"
+export san inc out
+# one object per source, named after its path (src/groups/x.c -> groups_x.o)
+find src -name '*.c' | xargs -P "$(nproc)" -I{} sh -c \
+  'o=$(echo "{}" | sed "s|^src/||; s|/|_|g; s|\.c$|.o|"); clang -std=c11 -D_GNU_SOURCE $san -fsanitize=fuzzer-no-link $inc -c "{}" -o "$out/obj/$o"'
+rm -f "$out/libeqr_fuzz.a"
+ar rcs "$out/libeqr_fuzz.a" "$out"/obj/*.o
 for h in fuzz/fuzz_*.c; do
   n=$(basename "$h" .c)
-  clang -std=c11 -D_GNU_SOURCE $flags "$h" $(find src -name '*.c') -o "$out/$n" -lopenblas -lz -lm
+  clang -std=c11 -D_GNU_SOURCE $san -fsanitize=fuzzer $inc "$h" "$out/libeqr_fuzz.a" -o "$out/$n" -lopenblas -lz -lm
 done
-echo "built: $(ls $out)"
+echo "built: $(cd $out && ls -d fuzz_*)"

@@ -72,6 +72,13 @@ static void test_irreps_parse(void **state) {
     eqr_irreps_simplify(&ir, &s);
     eqr_irreps_str(&s, buf, sizeof buf);
     assert_string_equal(buf, "5x1o+3x4e+1x5o");
+    /* multiplicities summing past INT_MAX stay separate entries (fuzz_irreps:
+     * the merge once overflowed int) */
+    assert_int_equal(eqr_irreps_parse(ctx, "999999999x0e+999999999x0e+999999999x0e+0x1o+2x0e", &ir), EQR_OK);
+    eqr_irreps_simplify(&ir, &s);
+    eqr_irreps_str(&s, buf, sizeof buf);
+    assert_string_equal(buf, "1999999998x0e+1000000001x0e");
+    assert_int_equal(eqr_irreps_num(&s), 3 * 999999999LL + 2);
     int perm[8];
     assert_int_equal(eqr_irreps_parse(ctx, "1x2o+1x0o+3x1e+1x0e+1x2e", &ir), EQR_OK);
     eqr_irreps_sort(&ir, &s, perm);

@@ -245,6 +245,11 @@ static void test_reject_payload(void **state) {
         header(&b, 0x0C, 2, d);
         write_file(path, &b, gz); /* header only */
         expect_fail(ctx, path, EQR_ERR_FORMAT, "truncated: expected 24 bytes of data, got 0");
+        header(&b, 0x0C, 2, d);
+        put_be(&b, 5, 3); /* less than one element: nothing converted (fuzz_idx found
+                           * the NULL + 0 this once computed under clang's UBSan) */
+        write_file(path, &b, gz);
+        expect_fail(ctx, path, EQR_ERR_FORMAT, "truncated: expected 24 bytes of data, got 3");
 
         header(&b, 0x0C, 2, d);
         for (int i = 0; i < 6; i++) put_be(&b, (uint64_t)i, 4);

@@ -17,6 +17,51 @@
 
 /* ------------------------------------------------------------ metrics */
 
+static void write_text(const char *path, const char *s, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(s, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* What fuzz_metrics found the reader accepting or doing wrongly: every line
+ * of a table must be whole (ncols fields, a final line break, no NUL byte,
+ * no blank or space-led field that strtod would read across a line break),
+ * and a header-only file read into an empty table copied from NULL. */
+static void test_metrics_csv_strict(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(1);
+    const char *names[3] = {"epoch", "loss", "acc"};
+    char path[512];
+    tu_tmp_path(path, "metrics_strict.csv");
+    eqr_metrics *e = eqr_metrics_create(ctx, 3, names);
+    assert_non_null(e);
+    write_text(path, "epoch,loss,acc\n", 15);
+    assert_int_equal(eqr_metrics_read_csv(ctx, e, path), EQR_OK);
+    assert_int_equal(eqr_metrics_num_rows(e), 0);
+
+    eqr_metrics *m = eqr_metrics_create(ctx, 3, names);
+    double one[3] = {9, 8, 7};
+    assert_int_equal(eqr_metrics_add_row(ctx, m, one), EQR_OK);
+    struct { const char *text; size_t n; const char *needle; } bad[] = {
+        {"epoch,loss,acc\n1,2,3\n4,5,6", 26, "line 3 does not end in a line break"},
+        {"epoch,loss,acc\n \n1,2,3\n", 23, "line 2, column 1: not a number"},
+        {"epoch,loss,acc\n1, 2,3\n", 22, "line 2, column 2: not a number"},
+        {"epoch,loss,acc\n1,2,3\n\0junk\n", 27, "NUL byte"},
+        {"epoch,loss,acc", 14, "header"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        write_text(path, bad[k].text, bad[k].n);
+        tu_assert_error(ctx, eqr_metrics_read_csv(ctx, m, path), bad[k].needle);
+        assert_int_equal(eqr_metrics_num_rows(m), 1); /* the table as it was */
+        assert_true(eqr_metrics_get(m, 0, 2) == 7);
+    }
+    eqr_metrics_destroy(e);
+    eqr_metrics_destroy(m);
+    remove(path);
+    eqr_ctx_destroy(ctx);
+}
+
 static void test_metrics_csv(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
@@ -117,6 +162,7 @@ static void test_metrics_svg(void **state) {
 
 /* A relaxed C4 lifting conv, a global mean and a linear head. */
 typedef struct model {
+    eqr_rep *T, *R;
     eqr_gconv *g;
     eqr_relax *r;
     eqr_rlayer *rl;
@@ -132,8 +178,9 @@ static eqr_tensor *forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
 
 static void model_build(eqr_ctx *ctx, model *m, float theta) {
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 3);
-    m->g = tu_gconv(ctx, "c1", T, R, 3, EQR_CONV2D(1, 1, 1), 0.1f);
+    m->T = tu_trivial_rep(ctx, &G, 1);
+    m->R = tu_regular_rep(ctx, &G, 3);
+    m->g = tu_gconv(ctx, "c1", m->T, m->R, 3, EQR_CONV2D(1, 1, 1), 0.1f);
     m->r = tu_relax(ctx, "relax", theta, 0.1f, 0.01f, 0.01f, 0);
     m->rl = eqr_relax_gconv(ctx, m->r, "c1", m->g, NULL);
     int64_t hs[2] = {2, 12};
@@ -147,6 +194,8 @@ static void model_build(eqr_ctx *ctx, model *m, float theta) {
 static void model_free(model *m) {
     eqr_relax_destroy(m->r);
     eqr_gconv_destroy(m->g);
+    eqr_rep_destroy(m->T);
+    eqr_rep_destroy(m->R);
 }
 
 /* Two classes: a bright blob in the centre or not (rotation invariant). */
@@ -279,6 +328,7 @@ static void test_trainer_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_csv),
+        cmocka_unit_test(test_metrics_csv_strict),
         cmocka_unit_test(test_metrics_svg),
         cmocka_unit_test(test_step_matches_by_hand),
         cmocka_unit_test(test_epochs_telemetry_projection),

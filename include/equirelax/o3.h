@@ -69,7 +69,8 @@ int64_t eqr_irreps_num(const eqr_irreps *ir);
 int eqr_irreps_lmax(const eqr_irreps *ir);
 /* Equal as lists of entries. */
 int eqr_irreps_equal(const eqr_irreps *a, const eqr_irreps *b);
-/* Merge consecutive entries of equal (l, p), drop mul 0 (out may alias). */
+/* Merge consecutive entries of equal (l, p), drop mul 0 (out may alias).
+ * Entries whose merged mul would exceed INT_MAX stay separate. */
 void eqr_irreps_simplify(const eqr_irreps *in, eqr_irreps *out);
 /* Stable sort of the entries by l, then e before o (out may alias in);
  * perm (may be NULL, length in->n) receives perm[new] = old. */

@@ -124,7 +124,11 @@ void eqr_trainer_destroy(eqr_trainer *t);
  * penalty, runs backward, records telemetry if due, clips, steps the
  * optimizer and the scheduler, and ends the step (eqr_step_reset: the
  * step's tensors are released). *penalty (may be NULL) gets the penalty's
- * value (0 without relaxation). */
+ * value (0 without relaxation). An error before the optimizer step leaves
+ * the parameters and optimizer as they were (clear it and retry the step);
+ * an error in the telemetry's probe evaluations, which run after it, is
+ * returned with the step taken whole and its row not added (whether the
+ * step was taken: eqr_optim_steps). */
 eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double *penalty);
 
 /* Summary of one epoch. */

@@ -191,12 +191,15 @@ static eqr_status read_payload(eqr_ctx *ctx, gzFile gz, const char *path, int64_
         if (want > EQR_IDX_CHUNK) want = EQR_IDX_CHUNK;
         size_t got = read_some(gz, buf, want, &zerr);
         int64_t have = done_bytes / es, more = (int64_t)(got / (size_t)es);
-        if (more && !grow(out, have + more, &cap)) {
-            st = eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_idx_read: '%s': cannot allocate %lld elements",
-                           path, (long long)(have + more));
-            goto done;
+        if (more) { /* none yet: out->data may still be NULL (no NULL + 0) */
+            if (!grow(out, have + more, &cap)) {
+                st = eqr__fail(ctx, EQR_ERR_NOMEM,
+                               "eqr_idx_read: '%s': cannot allocate %lld elements", path,
+                               (long long)(have + more));
+                goto done;
+            }
+            convert(out->type, buf, out->data + have, (size_t)more);
         }
-        convert(out->type, buf, out->data + have, (size_t)more);
         done_bytes += (long long)got;
         if (got < want) {
             st = short_read(ctx, gz, path, zerr, "data", expected, done_bytes);

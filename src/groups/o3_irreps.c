@@ -3,6 +3,7 @@
 #include "groups/o3_internal.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -117,8 +118,12 @@ void eqr_irreps_simplify(const eqr_irreps *in, eqr_irreps *out) {
     for (int k = 0; k < in->n; k++) {
         eqr_irrep_entry e = in->e[k];
         if (e.mul == 0) continue;
-        if (r.n && r.e[r.n - 1].l == e.l && r.e[r.n - 1].p == e.p) r.e[r.n - 1].mul += e.mul;
-        else r.e[r.n++] = e;
+        /* a sum past INT_MAX stays two entries (same value, no overflow) */
+        if (r.n && r.e[r.n - 1].l == e.l && r.e[r.n - 1].p == e.p &&
+            r.e[r.n - 1].mul <= INT_MAX - e.mul)
+            r.e[r.n - 1].mul += e.mul;
+        else
+            r.e[r.n++] = e;
     }
     *out = r;
 }

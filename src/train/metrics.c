@@ -5,6 +5,7 @@
 #include "equirelax/train.h"
 #include "train/train_internal.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -167,12 +168,17 @@ eqr_status eqr_metrics_read_csv(eqr_ctx *ctx, eqr_metrics *m, const char *path) 
     char *buf = slurp(ctx, fn, path, &len);
     if (!buf) return ctx->status;
     eqr_status st = EQR_OK;
+    if ((int64_t)strlen(buf) != len) {
+        free(buf);
+        return eqr__fail(ctx, EQR_ERR_FORMAT, "%s: '%s' holds a NUL byte: not a CSV table", fn,
+                         path);
+    }
     /* header */
     char *p = buf, *eol = strchr(p, '\n');
     size_t hl = eol ? (size_t)(eol - p) : strlen(p);
     size_t want = 0;
     for (int c = 0; c < m->ncols; c++) want += strlen(m->names[c]) + 1;
-    int ok = hl + 1 == want;
+    int ok = eol && hl + 1 == want;
     for (int c = 0, at = 0; ok && c < m->ncols; c++) {
         size_t n = strlen(m->names[c]);
         ok = !strncmp(p + at, m->names[c], n) &&
@@ -202,6 +208,8 @@ eqr_status eqr_metrics_read_csv(eqr_ctx *ctx, eqr_metrics *m, const char *path) 
             if (*p == ',' || *p == '\n') {
                 v[r * m->ncols + c] = NAN;
                 end = p;
+            } else if (isspace((unsigned char)*p)) {
+                end = p; /* strtod would skip it, even a line break */
             } else {
                 v[r * m->ncols + c] = strtod(p, &end);
             }
@@ -221,11 +229,16 @@ eqr_status eqr_metrics_read_csv(eqr_ctx *ctx, eqr_metrics *m, const char *path) 
         }
         r++;
     }
+    if (*p) { /* text after the last line break: a cut or foreign file */
+        st = eqr__fail(ctx, EQR_ERR_FORMAT, "%s: '%s' line %lld does not end in a line break",
+                       fn, path, (long long)r + 2);
+        goto done;
+    }
     if (!reserve(ctx, fn, m, r)) {
         st = ctx->status;
         goto done;
     }
-    memcpy(m->v, v, (size_t)(r * m->ncols) * sizeof(double));
+    if (r) memcpy(m->v, v, (size_t)(r * m->ncols) * sizeof(double)); /* m->v may be NULL */
     m->rows = r;
 done:
     free(v);
