@@ -31,5 +31,6 @@
 #include "vn.h"
 #include "nbody.h"
 #include "egnn.h"
+#include "module.h"
 
 #endif
