@@ -32,8 +32,7 @@
  * after an invariant pool: its fields lose their meaning, not their size).
  *
  * FORWARD. eqr_module_forward(ctx, m, x) follows the error contract of
- * ops.h: NULL x or a context in error gives NULL without a new message;
- * the forward of a container is its children's in order (bit-identical
+ * ops.h (a context in error gives NULL without a new message); the forward of a container is its children's in order (bit-identical
  * to calling them by hand). Modules whose forward needs more than one
  * tensor (EGNN: h, x, v, edge attributes) are not modules yet: they keep
  * their own API until modules get a multi-tensor forward. */
@@ -126,8 +125,8 @@ eqr_status eqr_module_set_types(eqr_module *m, const eqr_ftype *in, const eqr_ft
  * the store. A module inside a container is freed by the container. */
 void eqr_module_destroy(eqr_module *m);
 
-/* y = m(x): the module's forward. NULL x or a context in error: NULL,
- * nothing recorded; a NULL m on a healthy context: EQR_ERR_ARG. */
+/* y = m(x): the module's forward. A context in error: NULL, nothing
+ * recorded; a NULL m or x on a healthy context: EQR_ERR_ARG. */
 eqr_tensor *eqr_module_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x);
 /* The same with the module as a void pointer: the eqr_forward_fn shape of
  * equivariance.h, so a module can be measured as it is,
@@ -193,10 +192,12 @@ eqr_module *eqr_sequential_create(eqr_ctx *ctx, const char *name);
  * does not match the output type before it (message names both layers and
  * types). A context in error: the child is destroyed, the error kept. */
 eqr_status eqr_sequential_add(eqr_module *seq, eqr_module *child);
-/* A sequential of the given children, a NULL-terminated list: every one
- * is owned (and destroyed on error). NULL on error, the children then
- * destroyed. */
-eqr_module *eqr_sequential_of(eqr_ctx *ctx, const char *name, ...);
+/* A sequential of the n children that follow (eqr_module *), added in
+ * order: every one is owned (and destroyed on error; a NULL child, i.e. a
+ * failed constructor, is an error). A count rather than a NULL terminator,
+ * so a failing constructor in the list cannot cut it short. NULL on error,
+ * all children then destroyed. */
+eqr_module *eqr_sequential_of(eqr_ctx *ctx, const char *name, int n, ...);
 /* Replace child i of a container by m (m owned; the old child returned to
  * the caller, who now owns it). Types are checked as by add. NULL on error
  * (m destroyed). Used to relax a layer in place. */
