@@ -16,18 +16,17 @@ typedef struct model {
     eqr_relax *relax;
 } model;
 
-static eqr_rep *rep(eqr_ctx *ctx, const eqr_group *G, eqr_rep_part part) {
-    return eqr_rep_create(ctx, G, 1, &part);
-}
-
-/* D4 lifting conv -> 2 group convs (each + batch norm, ReLU; max-pools on
- * 28 and 14, even sizes, so the model stays exactly invariant), max over
- * the group, mean over space, linear. Then every conv is relaxed. */
+/* D4 lifting conv, two group convs (the first two with batch norm; ReLUs;
+ * max-pools on even sizes 28 and 14, so the model stays exactly
+ * invariant), max over the group, mean over space, linear. Then every conv
+ * is relaxed: y = conv(x) + theta W_r x. */
 static int model_build(eqr_ctx *ctx, model *m) {
     eqr_group d4 = eqr_group_dihedral(4);
-    m->t_in = rep(ctx, &d4, eqr_part_irrep(eqr_irrep_of(&d4, 0, 0), 1));
-    m->r8 = rep(ctx, &d4, eqr_part_regular(8));
-    m->r16 = rep(ctx, &d4, eqr_part_regular(16));
+    eqr_rep_part p[3] = {eqr_part_irrep(eqr_irrep_of(&d4, 0, 0), 1), eqr_part_regular(8),
+                         eqr_part_regular(16)};
+    m->t_in = eqr_rep_create(ctx, &d4, 1, &p[0]);
+    m->r8 = eqr_rep_create(ctx, &d4, 1, &p[1]);
+    m->r16 = eqr_rep_create(ctx, &d4, 1, &p[2]);
     eqr_gconv_opts k5 = {.geom = EQR_CONV2D(1, 2, 1)}, k3 = {.geom = EQR_CONV2D(1, 1, 1)};
     m->net = eqr_sequential_of(ctx, "net", 13,
         eqr_gconv_module(ctx, "c1", m->t_in, m->r8, 5, &k5),
@@ -48,9 +47,7 @@ static int model_build(eqr_ctx *ctx, model *m) {
 static void model_free(model *m) {
     eqr_module_destroy(m->net);
     eqr_relax_destroy(m->relax);
-    eqr_rep_destroy(m->t_in);
-    eqr_rep_destroy(m->r8);
-    eqr_rep_destroy(m->r16);
+    eqr_rep_destroy(m->t_in), eqr_rep_destroy(m->r8), eqr_rep_destroy(m->r16);
 }
 /* ---- end of model ---- */
 
