@@ -493,6 +493,61 @@ static void test_user_module(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* EGNN through the tuple forward: a stack equals the layers by hand, a
+ * one-tensor module maps io[0], a single tensor is refused, and the stack
+ * is relaxed in one call (the coordinate-term hook). */
+static void test_egnn_tuple(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(9);
+    eqr_egnn_opts go = {.hidden = 8, .edge_attr = 1, .velocity = 1};
+    eqr_module *net = eqr_sequential_of(ctx, "gnn", 3, eqr_egnn_module(ctx, "g1", 4, 4, &go),
+                                        eqr_activation_module(ctx, NULL, EQR_PW_TANH, 0),
+                                        eqr_egnn_module(ctx, "g2", 4, 4, &go));
+    assert_ok(ctx);
+    eqr_tensor *h = tu_input(ctx, "h", 3, (int64_t[]){2, 5, 4}, 1.0f);
+    eqr_tensor *x = tu_input(ctx, "x", 3, (int64_t[]){2, 5, 3}, 1.0f);
+    eqr_tensor *v = tu_input(ctx, "v", 3, (int64_t[]){2, 5, 3}, 1.0f);
+    eqr_tensor *e = tu_input(ctx, "e", 4, (int64_t[]){2, 5, 5, 1}, 1.0f);
+    eqr_tensor *io[4] = {h, x, v, e};
+    assert_int_equal(eqr_module_forward_n(ctx, net, 4, io), EQR_OK);
+    eqr_tensor *h1, *x1, *h2, *x2;
+    eqr_egnn_forward(ctx, eqr_module_egnn(eqr_module_child(net, 0)), h, x, v, e, &h1, &x1);
+    eqr_egnn_forward(ctx, eqr_module_egnn(eqr_module_child(net, 2)), eqr_tanh(ctx, h1), x1, v, e,
+                     &h2, &x2);
+    assert_ok(ctx);
+    assert_same(io[0], h2);
+    assert_same(io[1], x2);
+    assert_ptr_equal(io[2], v);
+    assert_ptr_equal(io[3], e);
+    /* refusals */
+    assert_null(eqr_module_forward(ctx, net, h));
+    tu_assert_error(ctx, EQR_ERR_ARG, "use eqr_module_forward_n");
+    eqr_tensor *io3[3] = {h, x, v};
+    assert_int_equal(eqr_module_forward_n(ctx, net, 3, io3), EQR_ERR_ARG);
+    assert_null(io3[0]);
+    tu_assert_error(ctx, EQR_ERR_ARG, "n = 4 (got 3)");
+    assert_int_equal(eqr_module_forward_n(ctx, net, 0, io), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "n >= 1");
+    /* relaxed in one call: theta 0 leaves the forward unchanged */
+    eqr_relax *r = tu_relax(ctx, "relax", 0.0f, 0.1f, 0.0f, 0.0f, 0);
+    net = eqr_relax_module(ctx, r, NULL, net, NULL);
+    assert_ok(ctx);
+    assert_int_equal(eqr_relax_num_layers(r), 2);
+    assert_non_null(eqr_param_find(ctx, "g2.wr"));
+    assert_ptr_equal(eqr_egnn_coord_term(eqr_module_egnn(eqr_module_child(eqr_module_child(net, 2), 0))),
+                     eqr_module_rlayer(eqr_module_child(net, 2)));
+    eqr_tensor *io2[4] = {h, x, v, e};
+    assert_int_equal(eqr_module_forward_n(ctx, net, 4, io2), EQR_OK);
+    assert_same(io2[1], x2);
+    eqr_relax_set_theta(r, 0.5f);
+    eqr_tensor *io4[4] = {h, x, v, e};
+    assert_int_equal(eqr_module_forward_n(ctx, net, 4, io4), EQR_OK);
+    assert_memory_not_equal(io4[1]->data, x2->data, (size_t)x2->numel * sizeof(float));
+    eqr_module_destroy(net);
+    eqr_relax_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sequential_equals_by_hand),
@@ -503,6 +558,7 @@ int main(void) {
         cmocka_unit_test(test_relax_container),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_user_module),
+        cmocka_unit_test(test_egnn_tuple),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

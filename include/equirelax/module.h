@@ -33,12 +33,18 @@
  *
  * FORWARD. eqr_module_forward(ctx, m, x) follows the error contract of
  * ops.h (a context in error gives NULL without a new message); the forward of a container is its children's in order (bit-identical
- * to calling them by hand). Modules whose forward needs more than one
- * tensor (EGNN: h, x, v, edge attributes) are not modules yet: they keep
- * their own API until modules get a multi-tensor forward. */
+ * to calling them by hand).
+ *
+ * TUPLE FORWARD. Layers of several tensors (EGNN: node features h,
+ * coordinates x, velocities v, edge attributes) run through
+ * eqr_module_forward_n, which maps a tuple io[0..n) in place; a one-tensor
+ * module inside such a stack maps io[0] and passes the rest through, so
+ * e.g. an EGNN stack is a sequential of EGNN modules mapping (h, x, v, e)
+ * to (h', x', v, e). */
 #ifndef EQUIRELAX_MODULE_H
 #define EQUIRELAX_MODULE_H
 
+#include "egnn.h"
 #include "equi_layers.h"
 #include "gconv.h"
 #include "irreps_nn.h"
@@ -105,6 +111,10 @@ typedef struct eqr_module_ops {
     /* 1: the output type is the input type (activations, pooling over
      * space); the module's own types are then ignored by containers. */
     int keeps_type;
+    /* Tuple forward (see TUPLE FORWARD): maps io[0..n) in place, returns
+     * the status. NULL: io[0] = forward(io[0]). A tuple-only module's
+     * forward should refuse a single tensor with a clear error. */
+    eqr_status (*forward_n)(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io);
 } eqr_module_ops;
 
 /* A module of a user-defined kind: ops (kept by pointer: static storage)
@@ -128,6 +138,11 @@ void eqr_module_destroy(eqr_module *m);
 /* y = m(x): the module's forward. A context in error: NULL, nothing
  * recorded; a NULL m or x on a healthy context: EQR_ERR_ARG. */
 eqr_tensor *eqr_module_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x);
+/* Tuple forward: io[0..n) mapped in place by m (a container: by each child
+ * in order). EQR_ERR_ARG for a NULL m or io, n < 1 or a NULL io[0] on a
+ * healthy context; a context in error: its status, io untouched. On error
+ * io[0] is NULL. */
+eqr_status eqr_module_forward_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io);
 /* The same with the module as a void pointer: the eqr_forward_fn shape of
  * equivariance.h, so a module can be measured as it is,
  *     eqr_equivariance_error_max(ctx, eqr_module_apply, net, ...). */
@@ -198,9 +213,11 @@ eqr_status eqr_sequential_add(eqr_module *seq, eqr_module *child);
  * so a failing constructor in the list cannot cut it short. NULL on error,
  * all children then destroyed. */
 eqr_module *eqr_sequential_of(eqr_ctx *ctx, const char *name, int n, ...);
-/* Replace child i of a container by m (m owned; the old child returned to
- * the caller, who now owns it). Types are checked as by add. NULL on error
- * (m destroyed). Used to relax a layer in place. */
+/* Replace child i of a sequential by m (m owned; the old child returned
+ * to the caller, who now owns it). m's types are checked against the
+ * modules before and after it. NULL on error (EQR_ERR_ARG: not a
+ * sequential, i out of range, m NULL or in a container, a type mismatch;
+ * m destroyed unless it is in a container). */
 eqr_module *eqr_module_replace_child(eqr_module *parent, int i, eqr_module *m);
 
 /* ------------------------------------------------- plain layers (ops.h) */
@@ -279,6 +296,13 @@ eqr_module *eqr_vn_bn_module(eqr_ctx *ctx, const char *name, int channels,
 eqr_module *eqr_vn_mean_pool_module(eqr_ctx *ctx, const char *name);
 eqr_module *eqr_vn_max_pool_module(eqr_ctx *ctx, const char *name, int channels);
 eqr_module *eqr_vn_invariant_module(eqr_ctx *ctx, const char *name, int channels);
+/* EGNN layer (egnn.h, the arguments of eqr_egnn_create): a tuple-only
+ * module, io = {h [B, n, F], x [B, n, 3], v (or NULL), edge_attr (or
+ * NULL)} -> {h', x', v, edge_attr} (n = 4); its one-tensor forward is
+ * refused (EQR_ERR_ARG). Types none. Relaxed by eqr_relax_module through
+ * eqr_relax_egnn. */
+eqr_module *eqr_egnn_module(eqr_ctx *ctx, const char *name, int in_features, int out_features,
+                            const eqr_egnn_opts *opts);
 /* Irreps linear (irreps_nn.h): types in -> out (copied). */
 eqr_module *eqr_irreps_linear_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in,
                                      const eqr_irreps *out);
@@ -298,6 +322,7 @@ eqr_field_bn *eqr_module_field_bn(const eqr_module *m);
 eqr_vn_linear *eqr_module_vn_linear(const eqr_module *m);
 eqr_vn_bn *eqr_module_vn_bn(const eqr_module *m);
 eqr_irreps_linear *eqr_module_irreps_linear(const eqr_module *m);
+eqr_egnn *eqr_module_egnn(const eqr_module *m);
 
 #ifdef __cplusplus
 }

@@ -214,11 +214,13 @@ typedef struct eqr_rlayer_stats {
 } eqr_rlayer_stats;
 
 /* Relax a module (module.h) through one call, whatever its kind: a
- * "gconv", "steer_conv" or "vn_linear" module is relaxed as by
- * eqr_relax_gconv / eqr_relax_steer_conv / eqr_relax_vn_linear under name
- * (NULL: the module's name; W_r is "<name>.wr"), and the call returns a
- * module of kind "relaxed" whose forward is eqr_rlayer_forward, with m's
- * types, m as its one child and m's parameters plus the new ones. For a
+ * "gconv", "steer_conv", "vn_linear" or "egnn" module is relaxed as by
+ * eqr_relax_gconv / eqr_relax_steer_conv / eqr_relax_vn_linear /
+ * eqr_relax_egnn under name (NULL: the module's name; W_r is
+ * "<name>.wr"), and the call returns a module of kind "relaxed" whose
+ * forward is eqr_rlayer_forward (for EGNN, whose term sits in the layer's
+ * coordinate-term hook: the layer's own tuple forward), with m's types, m
+ * as its one child and m's parameters plus the new ones. For a
  * container, every relaxable module inside it (at any depth) is replaced
  * in place by its relaxed module under its own name (name is unused), and
  * the container is returned. m is owned by the result (and destroyed on

@@ -1,7 +1,5 @@
-/* Modules of the 3D layers (nn3d) with a one-tensor forward: vector
- * neurons, irreps linear maps and the gate. (EGNN's forward takes h, x, v
- * and edge attributes: not a module until modules get a multi-tensor
- * forward.) */
+/* Modules of the 3D layers (nn3d): vector neurons, irreps linear maps, the
+ * gate, and EGNN (a tuple forward: h, x, v, edge attributes). */
 #include "equirelax/gate.h"
 #include "nn/module_internal.h"
 
@@ -160,4 +158,39 @@ eqr_module *eqr_gate_module(eqr_ctx *ctx, const char *name, const eqr_irreps *sc
     if (m) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = &in},
                                 &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = &out});
     return m;
+}
+
+/* ---- EGNN: (h, x, v, e) -> (h', x', v, e) ---- */
+
+static eqr_tensor *egnn_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (egnn) takes (h, x, v, edge_attr): use "
+              "eqr_module_forward_n", m->name);
+    return NULL;
+}
+static eqr_status egnn_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    if (n != 4)
+        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (egnn): the tuple is (h, x, v, edge_attr), "
+                         "n = 4 (got %d)", m->name, n);
+    return eqr_egnn_forward(ctx, m->impl, io[0], io[1], io[2], io[3], &io[0], &io[1]);
+}
+static int egnn_describe(const eqr_module *m, char *buf, size_t n) {
+    const eqr_egnn *l = m->impl;
+    return snprintf(buf, n, "%d -> %d features, hidden %d%s%s", eqr_egnn_in_features(l),
+                    eqr_egnn_out_features(l), eqr_egnn_hidden(l),
+                    eqr_egnn_has_velocity(l) ? ", velocity" : "",
+                    eqr_egnn_coord_term(l) ? ", coordinate term" : "");
+}
+static void egnn_free(void *l) { eqr_egnn_destroy(l); }
+static const eqr_module_ops egnn_ops = {.kind = "egnn", .forward = egnn_fwd,
+                                        .forward_n = egnn_fwd_n, .destroy = egnn_free,
+                                        .describe = egnn_describe};
+
+eqr_module *eqr_egnn_module(eqr_ctx *ctx, const char *name, int in_features, int out_features,
+                            const eqr_egnn_opts *opts) {
+    int p0 = eqr_param_count(ctx);
+    eqr_egnn *l = eqr_egnn_create(ctx, name, in_features, out_features, opts);
+    return l ? eqr__module_new(ctx, __func__, name, &egnn_ops, l, p0, eqr_param_count(ctx)) : NULL;
+}
+eqr_egnn *eqr_module_egnn(const eqr_module *m) {
+    return m && m->ops == &egnn_ops ? m->impl : NULL;
 }

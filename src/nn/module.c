@@ -109,6 +109,23 @@ eqr_tensor *eqr_module_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
     return m->ops->forward(ctx, m, x);
 }
 
+/* One module's tuple step (no checks). */
+static eqr_status step_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    if (m->ops->forward_n) return m->ops->forward_n(ctx, m, n, io);
+    io[0] = m->ops->forward(ctx, m, io[0]);
+    return io[0] ? EQR_OK : eqr_status_get(ctx);
+}
+
+eqr_status eqr_module_forward_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    if (!eqr__ok(ctx, 2, m, io)) return ctx && eqr_status_get(ctx) ? eqr_status_get(ctx) : EQR_ERR_ARG;
+    if (n < 1 || !io[0])
+        return eqr__fail(ctx, EQR_ERR_ARG, "%s: module '%s': need n >= 1 and io[0] (got n = %d%s)",
+                         __func__, m->name, n, n >= 1 ? ", io[0] NULL" : "");
+    eqr_status st = step_n(ctx, m, n, io);
+    if (st != EQR_OK) io[0] = NULL;
+    return st;
+}
+
 eqr_tensor *eqr_module_apply(eqr_ctx *ctx, void *m, eqr_tensor *x) {
     return eqr_module_forward(ctx, m, x);
 }
@@ -191,7 +208,14 @@ static eqr_tensor *seq_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
     return x;
 }
 
-const eqr_module_ops eqr__sequential_ops = {.kind = "sequential", .forward = seq_forward};
+static eqr_status seq_forward_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    eqr_status st = EQR_OK;
+    for (int i = 0; i < m->nchild && st == EQR_OK; i++) st = step_n(ctx, m->child[i], n, io);
+    return st;
+}
+
+const eqr_module_ops eqr__sequential_ops = {.kind = "sequential", .forward = seq_forward,
+                                            .forward_n = seq_forward_n};
 
 eqr_module *eqr_sequential_create(eqr_ctx *ctx, const char *name) {
     if (ctx && !name_ok(ctx, __func__, name)) return NULL;

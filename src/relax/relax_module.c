@@ -16,11 +16,23 @@ static int relaxed_describe(const eqr_module *m, char *buf, size_t n) {
 static const eqr_module_ops relaxed_ops = {.kind = "relaxed", .forward = relaxed_fwd,
                                            .describe = relaxed_describe};
 
+/* EGNN carries its term inside (the coordinate-term hook): the relaxed
+ * module runs the layer's own tuple forward. */
+static eqr_tensor *relaxed_child_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    return m->child[0]->ops->forward(ctx, m->child[0], x);
+}
+static eqr_status relaxed_child_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    return m->child[0]->ops->forward_n(ctx, m->child[0], n, io);
+}
+static const eqr_module_ops relaxed_hook_ops = {.kind = "relaxed", .forward = relaxed_child_fwd,
+                                                .forward_n = relaxed_child_fwd_n,
+                                                .describe = relaxed_describe};
+
 eqr_rlayer *eqr_module_rlayer(const eqr_module *m) {
-    return m && m->ops == &relaxed_ops ? m->impl : NULL;
+    return m && (m->ops == &relaxed_ops || m->ops == &relaxed_hook_ops) ? m->impl : NULL;
 }
 
-static const char relaxable[] = "gconv, steer_conv, vn_linear, or a container holding one";
+static const char relaxable[] = "gconv, steer_conv, vn_linear, egnn, or a container holding one";
 
 /* The relaxed module of leaf m (owned: destroyed on error). */
 static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_module *m,
@@ -35,14 +47,16 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
         rl = eqr_relax_steer_conv(ctx, r, nm, eqr_module_steer_conv(m), opts);
     else if (eqr_module_vn_linear(m))
         rl = eqr_relax_vn_linear(ctx, r, nm, eqr_module_vn_linear(m), opts);
-    else if (m->ops == &relaxed_ops)
+    else if (eqr_module_egnn(m))
+        rl = eqr_relax_egnn(ctx, r, nm, eqr_module_egnn(m), opts);
+    else if (eqr_module_rlayer(m))
         eqr__fail(ctx, EQR_ERR_ARG, "%s: module '%s' is relaxed already", fn, m->name);
     else
         eqr__fail(ctx, EQR_ERR_ARG,
                   "%s: module '%s' is of kind '%s', which cannot be relaxed (relaxable: %s)", fn,
                   m->name, m->ops->kind, relaxable);
-    eqr_module *w = rl ? eqr__module_new(ctx, fn, nm, &relaxed_ops, rl, p0, eqr_param_count(ctx))
-                       : NULL;
+    const eqr_module_ops *ops = eqr_module_egnn(m) ? &relaxed_hook_ops : &relaxed_ops;
+    eqr_module *w = rl ? eqr__module_new(ctx, fn, nm, ops, rl, p0, eqr_param_count(ctx)) : NULL;
     if (!w || eqr__module_adopt(w, m) != EQR_OK) {
         eqr_module_destroy(w);
         eqr_module_destroy(m);
@@ -59,7 +73,8 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
 }
 
 static int is_relaxable(const eqr_module *m) {
-    return eqr_module_gconv(m) || eqr_module_steer_conv(m) || eqr_module_vn_linear(m);
+    return eqr_module_gconv(m) || eqr_module_steer_conv(m) || eqr_module_vn_linear(m) ||
+           eqr_module_egnn(m);
 }
 
 /* Relax every relaxable module inside container s in place; returns how
