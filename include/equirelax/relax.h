@@ -224,7 +224,8 @@ typedef struct eqr_rlayer_stats {
  * container, every relaxable module inside it (at any depth) is replaced
  * in place by its relaxed module under its own name (name is unused), and
  * the container is returned. m is owned by the result (and destroyed on
- * error); r must outlive the module's forwards. NULL on error: EQR_ERR_ARG
+ * error, unless it is inside a container: relax the container instead);
+ * r must outlive the module's forwards. NULL on error: EQR_ERR_ARG
  * for a NULL r or m on a healthy context, a module of a kind that cannot
  * be relaxed (the message names it and the relaxable kinds), a container
  * with nothing relaxable in it, an already relaxed module; errors of the
