@@ -33,5 +33,6 @@
 #include "vn.h"
 #include "nbody.h"
 #include "egnn.h"
+#include "module.h"
 
 #endif

@@ -49,6 +49,7 @@
 #include "egnn.h"
 #include "gconv.h"
 #include "irreps_nn.h"
+#include "module.h"
 #include "steerable.h"
 #include "vn.h"
 
@@ -246,6 +247,29 @@ typedef struct eqr_rlayer_stats {
     float act_norm;    /* ||W_r x|| of its last forward with the norm recorded, -1 if none */
     float defect;      /* LD (weight form) of W_r now */
 } eqr_rlayer_stats;
+
+/* Relax a module (module.h) through one call, whatever its kind: a
+ * "gconv", "steer_conv", "vn_linear" or "egnn" module is relaxed as by
+ * eqr_relax_gconv / eqr_relax_steer_conv / eqr_relax_vn_linear /
+ * eqr_relax_egnn under name (NULL: the module's name; W_r is
+ * "<name>.wr"), and the call returns a module of kind "relaxed" whose
+ * forward is eqr_rlayer_forward (for EGNN, whose term sits in the layer's
+ * coordinate-term hook: the layer's own tuple forward), with m's types, m
+ * as its one child and m's parameters plus the new ones. For a
+ * container, every relaxable module inside it (at any depth) is replaced
+ * in place by its relaxed module under its own name (name is unused), and
+ * the container is returned. m is owned by the result (and destroyed on
+ * error, unless it is inside a container: relax the container instead);
+ * r must outlive the module's forwards. NULL on error: EQR_ERR_ARG
+ * for a NULL r or m on a healthy context, a module of a kind that cannot
+ * be relaxed (the message names it and the relaxable kinds), a container
+ * with nothing relaxable in it, an already relaxed module; errors of the
+ * eqr_relax_xxx call. */
+eqr_module *eqr_relax_module(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_module *m,
+                             const eqr_rlayer_opts *opts);
+/* The relaxed layer of a module eqr_relax_module returned (for
+ * eqr_rlayer_get_stats); NULL if m is not a relaxed module. */
+eqr_rlayer *eqr_module_rlayer(const eqr_module *m);
 
 int eqr_relax_num_layers(const eqr_relax *r);
 eqr_rlayer *eqr_relax_layer(eqr_relax *r, int i);
