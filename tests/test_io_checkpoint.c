@@ -211,7 +211,7 @@ static void test_byte_layout(void **state) {
     size_t n;
     unsigned char *b = read_all(path, &n);
     static const unsigned char want[] = {
-        'E', 'Q', 'R', 'C', 'K', 'P', 'T', '1', 1, 0, 0, 0, /* magic, version 1 */
+        'E', 'Q', 'R', 'C', 'K', 'P', 'T', '1', 2, 0, 0, 0, /* magic, version 2 */
         0, 0, 0, 0, /* crc32 (not compared) */
         129, 0, 0, 0, 0, 0, 0, 0, /* payload bytes */
         'P', 'A', 'R', 'M', 33, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* section, 1 param */
@@ -227,6 +227,36 @@ static void test_byte_layout(void **state) {
     memset(b + 12, 0, 4);
     assert_memory_equal(b, want, n);
     free(b);
+
+    /* optimizer state: slot-major, each parameter's floats packed in PARM
+     * order (the store's alignment gap between "w" and "v" is not saved) */
+    int64_t s1[1] = {1};
+    eqr_tensor *v = eqr_param_new(ctx, "v", 1, s1, 0);
+    assert_non_null(v);
+    v->data[0] = 0.5f; /* 0x3F000000 */
+    eqr_optim_opts oo = {.kind = EQR_OPTIM_SGD, .lr = 1.0f, .momentum = 0.5f};
+    eqr_optim *opt = eqr_optim_create(ctx, &oo);
+    assert_non_null(opt);
+    float *st = eqr_optim_state(opt);
+    assert_int_equal(eqr_optim_state_len(opt), eqr_param_total(ctx));
+    st[eqr_param_offset(ctx, 0)] = 2.0f;     /* 0x40000000 */
+    st[eqr_param_offset(ctx, 0) + 1] = 4.0f; /* 0x40800000 */
+    st[eqr_param_offset(ctx, 1)] = -1.0f;    /* 0xBF800000 */
+    eqr_optim_set_steps(opt, 3);
+    assert_int_equal(eqr_checkpoint_save(ctx, path, opt, NULL, 0), EQR_OK);
+    b = read_all(path, &n);
+    static const unsigned char optm[] = {
+        'O', 'P', 'T', 'M', 36, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 36 bytes, present */
+        0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x3F,   /* SGD, 3 steps, lr 1 */
+        1, 0, 0, 0,                                             /* one slot (momentum) */
+        0, 0, 0, 0x40, 0, 0, 0x80, 0x40, 0, 0, 0x80, 0xBF,      /* w[0], w[1], v[0] */
+        'R', 'N', 'G', ' '};
+    /* header, PARM tag/size/count, then "w" (29 bytes) and "v" (25 bytes) */
+    size_t at = 24 + 12 + 4 + 29 + 25;
+    assert_true(n > at + sizeof optm);
+    assert_memory_equal(b + at, optm, sizeof optm);
+    free(b);
+    eqr_optim_destroy(opt);
     eqr_ctx_destroy(ctx);
     remove(path);
 }
@@ -329,9 +359,13 @@ static void test_corrupt_rejected(void **state) {
     expect_reject(&t, bad, 3, EQR_ERR_FORMAT, "magic", NULL, NULL);
     /* another format version (version is a u32 at offset 8) */
     memcpy(cp, img, n);
-    cp[8] = 2;
+    cp[8] = 3;
     write_all(bad, cp, n);
-    expect_reject(&t, bad, 3, EQR_ERR_FORMAT, "version 2", NULL, NULL);
+    expect_reject(&t, bad, 3, EQR_ERR_FORMAT, "version 3", NULL, NULL);
+    memcpy(cp, img, n);
+    cp[8] = 0;
+    write_all(bad, cp, n);
+    expect_reject(&t, bad, 3, EQR_ERR_FORMAT, "version 0", NULL, NULL);
     /* a file that is not there */
     char none[512];
     tu_tmp_path(none, "does_not_exist.ckpt");
