@@ -57,6 +57,10 @@ typedef struct eqr_load_opts {
      * suffix, "head.*" a prefix, "*" everything, anything else exactly. */
     const char *const *skip;
     int nskip;
+    /* Nonzero: the store's buffers (EQR_PARAM_BUFFER, e.g. batch-norm
+     * running statistics) are neither expected in the file nor loaded, as
+     * for a safetensors export without buffers. Counted as skipped. */
+    int skip_buffers;
     /* Called once per name not loaded, after a successful load (may be NULL). */
     eqr_load_name_fn on_name;
     void *user;

@@ -52,7 +52,10 @@ typedef struct eqr__fentry {
     unsigned flags;          /* store flags, if the format has them */
     const uint8_t *data;     /* numel values */
     const uint8_t *slot[2];  /* checkpoints: optimizer state, numel floats per slot */
+    int toolong;             /* the file's name is longer than a store name can be:
+                                name holds its start, it never matches */
     int store;               /* matched store index, -1 if none (set by eqr__match) */
+    int skip;                /* left out by a skip pattern or skip_buffers (eqr__match) */
 } eqr__fentry;
 
 /* Match the file's entries f[0..nf) to the context's store by name.

@@ -59,7 +59,7 @@ static void sb_add(sb *s, const char *fmt, ...) {
 }
 
 static void keep_name(char (*dst)[64], int count, const char *name) {
-    if (count < EQR_LOAD_REPORT_NAMES) snprintf(dst[count], 64, "%s", name);
+    if (count < EQR_LOAD_REPORT_NAMES) snprintf(dst[count], 64, "%.63s", name);
 }
 
 /* One category of a message: "N <what>: 'a' [2], 'b' [3], ...; " */
@@ -95,12 +95,14 @@ eqr_status eqr__match(eqr_ctx *ctx, const char *fn, const char *path, eqr__fentr
     int strict = !o || o->mode == EQR_LOAD_STRICT;
     eqr__fentry **idx = malloc((size_t)(nf > 0 ? nf : 1) * sizeof *idx);
     if (!idx) return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory matching %d names", fn, nf);
+    int ni = 0; /* names that can match (not too long) */
     for (int j = 0; j < nf; j++) {
-        idx[j] = &f[j];
         f[j].store = -1;
+        f[j].skip = 0;
+        if (!f[j].toolong) idx[ni++] = &f[j];
     }
-    qsort(idx, (size_t)nf, sizeof *idx, cmp_entry);
-    for (int j = 1; j < nf; j++)
+    qsort(idx, (size_t)ni, sizeof *idx, cmp_entry);
+    for (int j = 1; j < ni; j++)
         if (strcmp(idx[j - 1]->name, idx[j]->name) == 0) {
             eqr_status st = eqr__fail(ctx, EQR_ERR_FORMAT, "%s: '%s' is corrupt: the name '%s' appears twice",
                                       fn, path, idx[j]->name);
@@ -114,13 +116,18 @@ eqr_status eqr__match(eqr_ctx *ctx, const char *fn, const char *path, eqr__fentr
     for (int i = 0; i < ctx->nparams; i++) {
         const eqr_param_entry *e = &ctx->params[i];
         to_file[i] = -1;
+        eqr__fentry key, *kp = &key, **hit;
+        memcpy(key.name, e->name, sizeof key.name);
+        hit = bsearch(&kp, idx, (size_t)ni, sizeof *idx, cmp_entry);
+        if (o && o->skip_buffers && (e->flags & EQR_PARAM_BUFFER)) {
+            r.skipped++;
+            if (hit) (*hit)->store = -3; /* the file's copy is skipped too */
+            continue;
+        }
         if (skipped(o, e->name)) {
             r.skipped++;
             continue;
         }
-        eqr__fentry key, *kp = &key, **hit;
-        memcpy(key.name, e->name, sizeof key.name);
-        hit = bsearch(&kp, idx, (size_t)nf, sizeof *idx, cmp_entry);
         if (!hit) {
             keep_name(r.missing_names, r.missing, e->name);
             r.missing++;
@@ -150,11 +157,17 @@ eqr_status eqr__match(eqr_ctx *ctx, const char *fn, const char *path, eqr__fentr
     for (int j = 0; j < nf; j++) {
         if (f[j].store == -2) f[j].store = -1;
         else if (f[j].store >= 0) continue;
-        else if (skipped(o, f[j].name)) r.skipped++;
+        else if (f[j].store == -3 || (!f[j].toolong && skipped(o, f[j].name))) {
+            f[j].store = -1;
+            f[j].skip = 1;
+            r.skipped++;
+        }
         else {
-            keep_name(r.unexpected_names, r.unexpected, f[j].name);
+            char nm[EQR_NAME_LEN + 4];
+            snprintf(nm, sizeof nm, "%s%s", f[j].name, f[j].toolong ? "..." : "");
+            keep_name(r.unexpected_names, r.unexpected, nm);
             r.unexpected++;
-            cat_add(cs[1], f[j].name, f[j].ndim, f[j].shape, NULL);
+            cat_add(cs[1], nm, f[j].ndim, f[j].shape, NULL);
         }
     }
     free(idx);
@@ -200,11 +213,11 @@ void eqr__match_report(eqr_ctx *ctx, const char *fn, const char *path, const eqr
     for (int i = 0; i < ctx->nparams; i++) {
         const char *name = ctx->params[i].name;
         if (to_file[i] >= 0) continue;
-        o->on_name(skipped(o, name) ? EQR_LOAD_SKIPPED : EQR_LOAD_MISSING, name, o->user);
+        int skip = skipped(o, name) || (o->skip_buffers && (ctx->params[i].flags & EQR_PARAM_BUFFER));
+        o->on_name(skip ? EQR_LOAD_SKIPPED : EQR_LOAD_MISSING, name, o->user);
     }
     for (int j = 0; j < nf; j++) {
         if (f[j].store >= 0) continue;
-        o->on_name(skipped(o, f[j].name) ? EQR_LOAD_SKIPPED : EQR_LOAD_UNEXPECTED, f[j].name,
-                   o->user);
+        o->on_name(f[j].skip ? EQR_LOAD_SKIPPED : EQR_LOAD_UNEXPECTED, f[j].name, o->user);
     }
 }
