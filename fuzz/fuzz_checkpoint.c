@@ -51,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     uint64_t c[2] = {0, 0};
     eqr_status st = eqr_checkpoint_load(g_ctx, g_path, NULL, c, 2);
+    if (st != EQR_OK && eqr_status_get(g_ctx) == EQR_OK) { fprintf(stderr, "status not recorded\n"); abort(); }
     for (int i = 0; i < n; i++) {
         eqr_tensor *t = eqr_param_at(g_ctx, i);
         if (st != EQR_OK) {
@@ -67,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (st != EQR_OK) {
         const char *m = eqr_error_message(g_ctx);
         if (!m || !m[0]) { fprintf(stderr, "error without a message\n"); abort(); }
+        eqr_clear_error(g_ctx); /* or every later load returns at once */
     }
     unlink(g_path);
     return 0;
