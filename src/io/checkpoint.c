@@ -428,12 +428,9 @@ eqr_status eqr_checkpoint_load_opts(eqr_ctx *ctx, const char *path, eqr_optim *o
         return eqr__fail(ctx, EQR_ERR_ARG,
                          "%s: ncounters must be in [0,%d] with a non-NULL array, got %d", fn,
                          CK_MAX_COUNTERS, ncounters);
-    eqr_status st = eqr__load_opts_check(ctx, fn, opts);
-    if (st) return st;
-    if (report) memset(report, 0, sizeof *report);
     uint8_t *buf = NULL;
     size_t n = 0;
-    st = eqr__slurp(ctx, fn, path, &buf, &n);
+    eqr_status st = eqr__load_begin(ctx, fn, path, opts, report, &buf, &n);
     if (st) return st;
     ckfile F;
     memset(&F, 0, sizeof F);

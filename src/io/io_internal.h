@@ -75,6 +75,11 @@ eqr_status eqr__match(eqr_ctx *ctx, const char *fn, const char *path, eqr__fentr
 /* Argument check of load options (NULL is a strict load). */
 eqr_status eqr__load_opts_check(eqr_ctx *ctx, const char *fn, const eqr_load_opts *o);
 
+/* Start of a load: check the options, zero the report, read the file. */
+eqr_status eqr__load_begin(eqr_ctx *ctx, const char *fn, const char *path,
+                           const eqr_load_opts *o, eqr_load_report *rep, uint8_t **buf,
+                           size_t *n);
+
 /* After a successful load: the partial-load summary to the log callback
  * (INFO) and every missing / unexpected / skipped name to opts->on_name. */
 void eqr__match_report(eqr_ctx *ctx, const char *fn, const char *path, const eqr__fentry *f,

@@ -35,6 +35,15 @@ eqr_status eqr__load_opts_check(eqr_ctx *ctx, const char *fn, const eqr_load_opt
     return EQR_OK;
 }
 
+eqr_status eqr__load_begin(eqr_ctx *ctx, const char *fn, const char *path,
+                           const eqr_load_opts *o, eqr_load_report *rep, uint8_t **buf,
+                           size_t *n) {
+    eqr_status st = eqr__load_opts_check(ctx, fn, o);
+    if (st) return st;
+    if (rep) memset(rep, 0, sizeof *rep);
+    return eqr__slurp(ctx, fn, path, buf, n);
+}
+
 static int cmp_entry(const void *a, const void *b) {
     const eqr__fentry *x = *(const eqr__fentry *const *)a, *y = *(const eqr__fentry *const *)b;
     return strcmp(x->name, y->name);

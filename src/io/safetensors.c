@@ -549,12 +549,9 @@ eqr_status eqr_safetensors_load(eqr_ctx *ctx, const char *path, const eqr_load_o
     if (!ctx) return EQR_ERR_ARG;
     if (ctx->status != EQR_OK) return ctx->status;
     if (!path || !*path) return eqr__fail(ctx, EQR_ERR_ARG, "%s: path is empty", fn);
-    eqr_status st = eqr__load_opts_check(ctx, fn, opts);
-    if (st) return st;
-    if (report) memset(report, 0, sizeof *report);
     uint8_t *buf = NULL;
     size_t n = 0;
-    st = eqr__slurp(ctx, fn, path, &buf, &n);
+    eqr_status st = eqr__load_begin(ctx, fn, path, opts, report, &buf, &n);
     if (st) return st;
     jp J = {ctx, path, NULL, 0, 0, NULL, NULL, 0, 0};
     int *to_file = NULL;
