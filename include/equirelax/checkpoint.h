@@ -14,7 +14,8 @@
  * sides to hold the same set of names (and flags); a partial load copies the
  * intersection and leaves the rest of the store as it was. Optimizer state
  * (SGD momentum, Adam's m and v) is stored per parameter and follows the
- * same matching; steps, learning rate, RNG and counters are restored whole.
+ * same matching (entries a partial load leaves out keep their state too);
+ * steps, learning rate, RNG and counters are restored whole.
  *
  * A projected model (built without its eqr_relax objects, so without the
  * "<layer>.wr" and "<relax>.theta" entries) loads a checkpoint of the relaxed
