@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${EQR_FUZZ_OUT:-build-fuzz}; mkdir -p "$out/obj"
 cblas=$(dirname "$(find /usr/include -name cblas.h | head -1)")
-san="-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all"
+san="-g -O1 -DEQR_NO_TARGET_CLONES -fsanitize=address,undefined -fno-sanitize-recover=all"
 inc="-Iinclude -Isrc -I$cblas"
 export san inc out
 # one object per source, named after its path (src/groups/x.c -> groups_x.o)

@@ -9,7 +9,7 @@ eqr_layer(ops     DEPS core                                     HEADERS ops.h gr
 eqr_layer(groups  DEPS core                                     HEADERS groups.h so3.h o3.h)
 eqr_layer(optim   DEPS core                                     HEADERS optim.h schedule.h)
 eqr_layer(data    DEPS core                                     HEADERS data.h nbody.h)
-eqr_layer(io      DEPS core optim                               HEADERS checkpoint.h)
+eqr_layer(io      DEPS core optim                               HEADERS checkpoint.h safetensors.h)
 eqr_layer(nn2d    DEPS core ops groups                          HEADERS gconv.h steerable.h equi_layers.h)
 eqr_layer(nn3d    DEPS core ops groups                          HEADERS vn.h egnn.h irreps_nn.h irreps_norm.h tensor_product.h gate.h)
 eqr_layer(nn      DEPS core ops groups nn2d nn3d                HEADERS module.h)

@@ -389,6 +389,70 @@ static void test_checkpoint_roundtrip(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* The projected model (the same gconvs, no eqr_relax: no "*.wr" and no
+ * "*.theta" in its store) loads the relaxed model's checkpoint: a strict
+ * load refuses it naming the relaxation entries, skip patterns and a
+ * partial load take the gconv weights. */
+static void test_checkpoint_into_projected_model(void **state) {
+    (void)state;
+    char path[512];
+    tu_tmp_path(path, "relax_proj.ckpt");
+    eqr_ctx *ctx = tu_ctx(51);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
+    eqr_gconv *g1 = mk_gconv(ctx, "a", T, R), *g2 = mk_gconv(ctx, "b", R, R);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 0.0f, 0);
+    eqr_rlayer_opts own = {1};
+    assert_non_null(eqr_relax_gconv(ctx, r, "a", g1, &own));
+    assert_non_null(eqr_relax_gconv(ctx, r, "b", g2, NULL));
+    assert_int_equal(eqr_checkpoint_save(ctx, path, NULL, NULL, 0), EQR_OK);
+
+    eqr_ctx *pc = tu_ctx(52);
+    eqr_rep *T2 = tu_trivial_rep(pc, &G, 1), *R2 = tu_regular_rep(pc, &G, 1);
+    eqr_gconv *p1 = mk_gconv(pc, "a", T2, R2), *p2 = mk_gconv(pc, "b", R2, R2);
+    int np = eqr_param_count(pc);
+    assert_true(np >= 2 && np < eqr_param_count(ctx));
+    float *before = malloc((size_t)eqr_param_total(pc) * sizeof(float));
+    assert_non_null(before);
+    memcpy(before, eqr_param_data_block(pc), (size_t)eqr_param_total(pc) * sizeof(float));
+    assert_int_equal(eqr_checkpoint_load(pc, path, NULL, NULL, 0), EQR_ERR_MISMATCH);
+    tu_assert_error(pc, EQR_ERR_MISMATCH, "'a.wr'");
+    assert_memory_equal(before, eqr_param_data_block(pc), (size_t)eqr_param_total(pc) * sizeof(float));
+
+    const char *relax_names[] = {"*.wr", "*.theta"};
+    eqr_load_opts lo = {.skip = relax_names, .nskip = 2};
+    for (int mode = 0; mode < 2; mode++) {
+        memcpy(eqr_param_data_block(pc), before, (size_t)eqr_param_total(pc) * sizeof(float));
+        eqr_load_report rep;
+        eqr_load_opts o = mode ? (eqr_load_opts){.mode = EQR_LOAD_PARTIAL} : lo;
+        if (eqr_checkpoint_load_opts(pc, path, NULL, NULL, 0, &o, &rep) != EQR_OK)
+            fail_msg("projected load (%s): %s", mode ? "partial" : "skip", eqr_error_message(pc));
+        assert_int_equal(rep.loaded, np);
+        assert_int_equal(rep.missing, 0);
+        /* a.wr, a.theta, b.wr, relax.theta */
+        assert_int_equal(mode ? rep.unexpected : rep.skipped, eqr_param_count(ctx) - np);
+        for (int i = 0; i < np; i++) {
+            eqr_tensor *t = eqr_param_at(pc, i), *u = eqr_param_find(ctx, eqr_param_name(pc, i));
+            assert_non_null(u);
+            assert_memory_equal(t->data, u->data, (size_t)t->numel * sizeof(float));
+        }
+    }
+    assert_memory_not_equal(before, eqr_param_data_block(pc), (size_t)eqr_param_total(pc) * sizeof(float));
+    free(before);
+    remove(path);
+    eqr_gconv_destroy(p1);
+    eqr_gconv_destroy(p2);
+    eqr_rep_destroy(T2);
+    eqr_rep_destroy(R2);
+    eqr_ctx_destroy(pc);
+    eqr_relax_destroy(r);
+    eqr_gconv_destroy(g1);
+    eqr_gconv_destroy(g2);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_project_equivariant_exportable),
@@ -396,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_fold_least_squares),
         cmocka_unit_test(test_fold_closer_than_drop),
         cmocka_unit_test(test_checkpoint_roundtrip),
+        cmocka_unit_test(test_checkpoint_into_projected_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

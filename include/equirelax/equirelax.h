@@ -17,6 +17,7 @@
 #include "tensor_product.h"
 #include "optim.h"
 #include "checkpoint.h"
+#include "safetensors.h"
 #include "data.h"
 #include "groups.h"
 #include "equivariance.h"

@@ -100,6 +100,16 @@ typedef int (*eqr__write_fn)(FILE *f, void *user);
 eqr_status eqr__write_atomic(eqr_ctx *ctx, const char *fn, const char *path, eqr__write_fn w,
                              void *user);
 
+/* eqr__write_atomic of a buffer. */
+eqr_status eqr__write_atomic_buf(eqr_ctx *ctx, const char *fn, const char *path,
+                                 const uint8_t *buf, size_t size);
+
+/* Read the whole regular file at path into *out (malloc'd, *len bytes and a
+ * NUL after them). The buffer is sized from fstat, never from the content,
+ * and a file that changes size while read is refused. */
+eqr_status eqr__slurp(eqr_ctx *ctx, const char *fn, const char *path, uint8_t **out,
+                      size_t *len);
+
 /* 64-byte aligned arena allocation; NULL (error recorded) on failure. */
 void *eqr__arena_alloc(eqr_ctx *ctx, size_t bytes);
 void *eqr__arena_calloc(eqr_ctx *ctx, size_t bytes);

@@ -143,3 +143,53 @@ eqr_status eqr_path_writable(eqr_ctx *ctx, const char *path) {
     }
     return EQR_OK;
 }
+
+eqr_status eqr__slurp(eqr_ctx *ctx, const char *fn, const char *path, uint8_t **out,
+                      size_t *len) {
+    char es[128];
+    int fd;
+    int64_t sz;
+    eqr_status st = eqr__open_regular(ctx, fn, path, &fd, &sz);
+    if (st) return st;
+    uint8_t *buf = malloc((size_t)sz + 1);
+    if (!buf) {
+        close(fd);
+        return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: cannot allocate %lld bytes for '%s'", fn,
+                         (long long)sz, path);
+    }
+    size_t got = 0;
+    int err = 0;
+    /* one byte past the size: a file that grew is caught too */
+    while (got < (size_t)sz + 1) {
+        ssize_t r = read(fd, buf + got, (size_t)sz + 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) err = errno;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (err || got != (size_t)sz) {
+        if (err) {
+            if (strerror_r(err, es, sizeof es) != 0) snprintf(es, sizeof es, "error %d", err);
+        } else {
+            snprintf(es, sizeof es, "file %s while reading", got < (size_t)sz ? "shrank" : "grew");
+        }
+        free(buf);
+        return eqr__fail(ctx, EQR_ERR_IO, "%s: cannot read '%s': %s", fn, path, es);
+    }
+    buf[sz] = 0; /* text readers may treat it as a string */
+    *out = buf;
+    *len = (size_t)sz;
+    return EQR_OK;
+}
+
+static int write_buf(FILE *f, void *user) {
+    const struct { const uint8_t *p; size_t n; } *b = user;
+    return b->n && fwrite(b->p, 1, b->n, f) != b->n ? -1 : 0;
+}
+
+eqr_status eqr__write_atomic_buf(eqr_ctx *ctx, const char *fn, const char *path,
+                                 const uint8_t *buf, size_t size) {
+    struct { const uint8_t *p; size_t n; } b = {buf, size};
+    return eqr__write_atomic(ctx, fn, path, write_buf, &b);
+}

@@ -1,20 +1,25 @@
 /* Checkpoints: explicit little-endian serialisation, CRC-32 (zlib), atomic
- * save through PATH.tmp + rename, and loads validated in full before any
- * memory is written.
+ * save through PATH.tmp + rename, and loads validated in full (format, then
+ * the name matching of load_match.c) before any memory is written.
  *
  * Layout (all integers little-endian, floats as their IEEE-754 bits):
  *   header  : "EQRCKPT1" | u32 version | u32 crc32(payload) | u64 payload bytes
  *   payload : four sections, each  tag[4] | u64 content bytes | content
  *     "PARM" u32 count, per parameter: u32 name_len, name, u32 flags,
  *            u32 ndim, i64 shape[ndim], f32 data[numel]
- *     "OPTM" u32 present; if 1: u32 kind, i64 steps, f32 lr, i64 state_len,
- *            f32 state[state_len]
+ *     "OPTM" u32 present; if 1:
+ *            version 2: u32 kind, i64 steps, f32 lr, u32 nslots (0..2), then
+ *              f32 state[nslots][sum of numel]: slot s of every parameter in
+ *              PARM order, packed, so each parameter's moments go with its name
+ *            version 1: u32 kind, i64 steps, f32 lr, i64 state_len,
+ *              f32 state[state_len]: the optimizer's flat vector, slot s of a
+ *              parameter at s * T + offset, offsets 16-float aligned in PARM
+ *              order and T the end of the last one (the store's layout then)
  *     "RNG " u64 s[4]
  *     "CNTR" u32 n, u64 counters[n]
  */
 #define _POSIX_C_SOURCE 200809L
-#include "core/internal.h"
-#include "equirelax/checkpoint.h"
+#include "io/io_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,45 +31,11 @@
 #include <zlib.h>
 
 #define CK_MAGIC "EQRCKPT1"
-#define CK_VERSION 1u
+#define CK_VERSION 2u    /* written */
+#define CK_VERSION_V1 1u /* still read */
 #define CK_HEADER 24
 #define CK_SECTION 12 /* tag + u64 size */
 #define CK_MAX_COUNTERS 64
-
-/* ---- byte order ---- */
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-static uint32_t f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static void put_floats(uint8_t *p, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) put_u32(p + 4 * i, f2u(x[i]));
-}
-static void get_floats(float *x, const uint8_t *p, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = u2f(get_u32(p + 4 * i));
-}
 
 /* zlib's crc32 takes a uInt length: feed large buffers in chunks. */
 static uint32_t crc_of(const uint8_t *p, size_t n) {
@@ -87,8 +58,13 @@ static const char *kind_name(uint32_t k) {
     return "unknown";
 }
 
-static void errstr(int err, char *buf, size_t n) {
-    if (strerror_r(err, buf, n) != 0) snprintf(buf, n, "error %d", err);
+/* Optimizer state vectors per parameter element (0, 1 momentum, 2 Adam's m
+ * and v), or -1 if the optimizer does not cover the context's current store
+ * (created before parameters were added). */
+static int opt_slots(const eqr_ctx *ctx, const eqr_optim *opt) {
+    int ns = eqr_optim_get_kind(opt) == EQR_OPTIM_SGD ? (eqr_optim_state_len(opt) > 0) : 2;
+    if (ctx->ptotal == 0) return eqr_optim_state_len(opt) == 0 ? ns : -1;
+    return eqr_optim_state_len(opt) == (int64_t)ns * ctx->ptotal ? ns : -1;
 }
 
 /* ---- save ---- */
@@ -111,20 +87,22 @@ static size_t w_begin(wr *w, const char *tag) {
 }
 static void w_end(wr *w, size_t start) { put_u64(w->p + start - 8, (uint64_t)(w->pos - start)); }
 
-static size_t image_size(const eqr_ctx *ctx, int64_t state_len, int has_opt, int ncounters) {
+static size_t image_size(const eqr_ctx *ctx, int nslots, int has_opt, int ncounters) {
     size_t n = CK_HEADER + 4 * CK_SECTION;
     n += 4;
+    size_t elems = 0;
     for (int i = 0; i < ctx->nparams; i++) {
         const eqr_param_entry *e = &ctx->params[i];
         n += 4 + strlen(e->name) + 4 + 4 + 8 * (size_t)e->t->ndim + 4 * (size_t)e->t->numel;
+        elems += (size_t)e->t->numel;
     }
-    n += 4 + (has_opt ? 4 + 8 + 4 + 8 + 4 * (size_t)state_len : 0);
+    n += 4 + (has_opt ? 4 + 8 + 4 + 4 + 4 * (size_t)nslots * elems : 0);
     n += 32;
     n += 4 + 8 * (size_t)ncounters;
     return n;
 }
 
-static void build_image(eqr_ctx *ctx, const eqr_optim *opt, const uint64_t *counters,
+static void build_image(eqr_ctx *ctx, const eqr_optim *opt, int nslots, const uint64_t *counters,
                         int ncounters, uint8_t *buf, size_t size) {
     wr w = {buf, CK_HEADER};
     size_t s = w_begin(&w, "PARM");
@@ -144,13 +122,17 @@ static void build_image(eqr_ctx *ctx, const eqr_optim *opt, const uint64_t *coun
     s = w_begin(&w, "OPTM");
     w_u32(&w, opt != NULL);
     if (opt) {
-        int64_t len = eqr_optim_state_len(opt);
         w_u32(&w, (uint32_t)eqr_optim_get_kind(opt));
         w_u64(&w, (uint64_t)eqr_optim_steps(opt));
         w_u32(&w, f2u(eqr_optim_lr(opt)));
-        w_u64(&w, (uint64_t)len);
+        w_u32(&w, (uint32_t)nslots);
         /* eqr_optim_state only reads here; its accessor is not const */
-        w_floats(&w, eqr_optim_state((eqr_optim *)opt), len);
+        const float *st = eqr_optim_state((eqr_optim *)opt);
+        for (int k = 0; k < nslots; k++)
+            for (int i = 0; i < ctx->nparams; i++) {
+                const eqr_param_entry *e = &ctx->params[i];
+                w_floats(&w, st + (int64_t)k * ctx->ptotal + e->offset, e->t->numel);
+            }
     }
     w_end(&w, s);
     s = w_begin(&w, "RNG ");
@@ -167,88 +149,28 @@ static void build_image(eqr_ctx *ctx, const eqr_optim *opt, const uint64_t *coun
     put_u64(buf + 16, (uint64_t)(size - CK_HEADER));
 }
 
-/* Best effort: make the rename itself durable. */
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) {
-        strcpy(dir, ".");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n == 0) n = 1; /* "/file" */
-        if (n >= sizeof dir) return;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) return;
-    (void)fsync(fd);
-    close(fd);
-}
-
 eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *opt,
                                const uint64_t *counters, int ncounters) {
+    static const char *fn = "eqr_checkpoint_save";
     if (!ctx) return EQR_ERR_ARG;
     if (ctx->status != EQR_OK) return ctx->status;
-    if (!path || !*path) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_checkpoint_save: path is empty");
+    if (!path || !*path) return eqr__fail(ctx, EQR_ERR_ARG, "%s: path is empty", fn);
     if (ncounters < 0 || ncounters > CK_MAX_COUNTERS || (ncounters > 0 && !counters))
         return eqr__fail(ctx, EQR_ERR_ARG,
-                         "eqr_checkpoint_save: ncounters must be in [0,%d] with a non-NULL "
-                         "array, got %d",
+                         "%s: ncounters must be in [0,%d] with a non-NULL array, got %d", fn,
                          CK_MAX_COUNTERS, ncounters);
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return eqr__fail(ctx, EQR_ERR_IO, "eqr_checkpoint_save: '%s' is a directory, not a file",
-                         path);
-    int64_t state_len = opt ? eqr_optim_state_len(opt) : 0;
-    size_t size = image_size(ctx, state_len, opt != NULL, ncounters);
+    int nslots = opt ? opt_slots(ctx, opt) : 0;
+    if (nslots < 0)
+        return eqr__fail(ctx, EQR_ERR_STATE,
+                         "%s: the optimizer holds %lld state floats, which do not fit the %lld "
+                         "of the store (parameters added after it was created)",
+                         fn, (long long)eqr_optim_state_len(opt), (long long)ctx->ptotal);
+    size_t size = image_size(ctx, nslots, opt != NULL, ncounters);
     uint8_t *buf = malloc(size);
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!buf || !tmp) {
-        free(buf);
-        free(tmp);
-        return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_checkpoint_save: cannot allocate %zu bytes",
-                         size);
-    }
-    build_image(ctx, opt, counters, ncounters, buf, size);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-
-    const char *what = "create";
-    int err = 0;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        err = errno;
-    } else {
-        if (fwrite(buf, 1, size, f) != size) {
-            err = errno ? errno : EIO;
-            what = "write";
-        } else if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-            err = errno;
-            what = "flush";
-        }
-        if (fclose(f) != 0 && !err) {
-            err = errno;
-            what = "close";
-        }
-        if (!err && rename(tmp, path) != 0) {
-            err = errno;
-            what = "rename to final name";
-        }
-        if (err) remove(tmp);
-    }
+    if (!buf) return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, size);
+    build_image(ctx, opt, nslots, counters, ncounters, buf, size);
+    eqr_status st = eqr__write_atomic_buf(ctx, fn, path, buf, size);
     free(buf);
-    eqr_status st = EQR_OK;
-    if (err) {
-        char es[128];
-        errstr(err, es, sizeof es);
-        st = eqr__fail(ctx, EQR_ERR_IO, "eqr_checkpoint_save: cannot %s '%s' (saving '%s'): %s",
-                       what, tmp, path, es);
-    } else {
-        sync_parent_dir(path);
-    }
-    free(tmp);
     return st;
 }
 
@@ -284,148 +206,128 @@ static int r_floats(rd *r, uint64_t n, const uint8_t **out) {
     return r_take(r, (size_t)n * 4, out);
 }
 
-typedef struct ld {
+/* A checkpoint file, parsed and bounds-checked; pointers into the image. */
+typedef struct ckfile {
     eqr_ctx *ctx;
     const char *path;
-    eqr_optim *opt;
-    uint64_t *counters;
-    int ncounters;
-    int apply;        /* 0: validate only; 1: write (after a clean validation) */
-    int mismatch;     /* first model/optimizer difference found */
-    char msg[EQR_ERRMSG_LEN];
-} ld;
+    uint32_t version;
+    eqr__fentry *e;
+    int n;
+    int has_opt, nslots;
+    uint32_t kind;
+    int64_t steps;
+    float lr;
+    uint64_t rng[4];
+    uint32_t ncounters;
+    uint64_t counters[CK_MAX_COUNTERS];
+} ckfile;
 
-static eqr_status corrupt(ld *L, const char *what) {
-    return eqr__fail(L->ctx, EQR_ERR_FORMAT, "eqr_checkpoint_load: '%s' is corrupt: %s", L->path,
+static eqr_status corrupt(ckfile *F, const char *what) {
+    return eqr__fail(F->ctx, EQR_ERR_FORMAT, "eqr_checkpoint_load: '%s' is corrupt: %s", F->path,
                      what);
 }
 
-static void note_mismatch(ld *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note_mismatch(ld *L, const char *fmt, ...) {
-    if (L->mismatch) return;
-    L->mismatch = 1;
-    int k = snprintf(L->msg, sizeof L->msg, "eqr_checkpoint_load: '%s' does not match: ", L->path);
-    if (k < 0 || (size_t)k >= sizeof L->msg) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(L->msg + k, sizeof L->msg - (size_t)k, fmt, ap);
-    va_end(ap);
-}
+#define CK_MIN_ENTRY 13 /* name_len, one name byte, flags, ndim */
 
-static eqr_status load_params(ld *L, rd *r) {
-    eqr_ctx *ctx = L->ctx;
+static eqr_status parse_params(ckfile *F, rd *r) {
     uint32_t count;
-    if (!r_u32(r, &count)) return corrupt(L, "parameter section too short");
+    if (!r_u32(r, &count)) return corrupt(F, "parameter section too short");
+    /* bound the allocation by what the section can hold */
+    if (count > (r->n - r->pos) / CK_MIN_ENTRY) return corrupt(F, "parameter count too large");
+    F->e = calloc(count ? count : 1, sizeof *F->e);
+    if (!F->e)
+        return eqr__fail(F->ctx, EQR_ERR_NOMEM, "eqr_checkpoint_load: out of memory for %u entries",
+                         count);
     for (uint32_t i = 0; i < count; i++) {
+        eqr__fentry *e = &F->e[i];
         uint32_t nlen, flags, ndim;
-        const uint8_t *nm, *data;
-        char name[EQR_NAME_LEN];
-        int64_t shape[EQR_MAX_DIMS];
+        const uint8_t *nm;
         if (!r_u32(r, &nlen) || nlen == 0 || nlen >= EQR_NAME_LEN || !r_take(r, nlen, &nm))
-            return corrupt(L, "bad parameter name");
-        memcpy(name, nm, nlen);
-        name[nlen] = '\0';
-        if (strlen(name) != nlen) return corrupt(L, "bad parameter name");
+            return corrupt(F, "bad parameter name");
+        memcpy(e->name, nm, nlen);
+        e->name[nlen] = '\0';
+        if (strlen(e->name) != nlen) return corrupt(F, "bad parameter name");
         if (!r_u32(r, &flags) || !r_u32(r, &ndim) || ndim > EQR_MAX_DIMS)
-            return corrupt(L, "bad parameter header");
+            return corrupt(F, "bad parameter header");
+        e->flags = flags;
+        e->ndim = (int)ndim;
         for (uint32_t d = 0; d < ndim; d++) {
             uint64_t v;
-            if (!r_u64(r, &v) || v > (uint64_t)INT64_MAX) return corrupt(L, "bad parameter shape");
-            shape[d] = (int64_t)v;
+            if (!r_u64(r, &v) || v > (uint64_t)INT64_MAX) return corrupt(F, "bad parameter shape");
+            e->shape[d] = (int64_t)v;
         }
-        int64_t numel = eqr_shape_numel((int)ndim, shape);
-        if (numel < 0 || !r_floats(r, (uint64_t)numel, &data))
-            return corrupt(L, "parameter data truncated");
-
-        char fs[EQR_SHAPE_BUF], ms[EQR_SHAPE_BUF];
-        eqr_shape_str((int)ndim, shape, fs, sizeof fs);
-        if ((int64_t)i >= ctx->nparams) {
-            note_mismatch(L, "the file has %u parameters, the model %d: '%s' %s is not in the model",
-                          count, ctx->nparams, name, fs);
-            continue;
-        }
-        const eqr_param_entry *e = &ctx->params[i];
-        EQR_SHAPE(e->t, ms);
-        if (strcmp(name, e->name) != 0)
-            note_mismatch(L, "parameter %u is '%s' %s in the file but '%s' %s in the model", i,
-                          name, fs, e->name, ms);
-        else if ((int)ndim != e->t->ndim ||
-                 (ndim && memcmp(shape, e->t->shape, ndim * sizeof(int64_t)) != 0))
-            note_mismatch(L, "parameter '%s' has shape %s in the file but %s in the model", name,
-                          fs, ms);
-        else if (flags != e->flags)
-            note_mismatch(L, "parameter '%s' has flags 0x%x in the file but 0x%x in the model",
-                          name, flags, e->flags);
-        if (L->apply) get_floats(ctx->pdata + e->offset, data, numel);
-    }
-    if ((int64_t)count < ctx->nparams) {
-        char ms[EQR_SHAPE_BUF];
-        const eqr_param_entry *e = &ctx->params[count];
-        EQR_SHAPE(e->t, ms);
-        note_mismatch(L, "the file has %u parameters, the model %d: '%s' %s is not in the file",
-                      count, ctx->nparams, e->name, ms);
+        e->numel = eqr_shape_numel((int)ndim, e->shape);
+        if (e->numel < 0 || !r_floats(r, (uint64_t)e->numel, &e->data))
+            return corrupt(F, "parameter data truncated");
+        F->n = (int)i + 1;
     }
     return EQR_OK;
 }
 
-static eqr_status load_optim(ld *L, rd *r) {
+static eqr_status parse_optim(ckfile *F, rd *r) {
     uint32_t present, kind, lrbits;
-    uint64_t steps, len;
-    const uint8_t *data = NULL;
-    if (!r_u32(r, &present) || present > 1) return corrupt(L, "bad optimizer section");
-    if (!present) {
-        if (L->opt) note_mismatch(L, "the file holds no optimizer state but an optimizer was given");
-        return EQR_OK;
-    }
+    uint64_t steps;
+    if (!r_u32(r, &present) || present > 1) return corrupt(F, "bad optimizer section");
+    if (!present) return EQR_OK;
     if (!r_u32(r, &kind) || kind > EQR_OPTIM_ADAMW || !r_u64(r, &steps) ||
-        steps > (uint64_t)INT64_MAX || !r_u32(r, &lrbits) || !r_u64(r, &len) ||
-        !r_floats(r, len, &data))
-        return corrupt(L, "bad optimizer section");
+        steps > (uint64_t)INT64_MAX || !r_u32(r, &lrbits))
+        return corrupt(F, "bad optimizer section");
     float lr = u2f(lrbits);
-    if (!(isfinite(lr) && lr >= 0.0f)) return corrupt(L, "bad optimizer learning rate");
-    eqr_optim *opt = L->opt;
-    if (!opt) return EQR_OK; /* caller does not want optimizer state */
-    if (kind != (uint32_t)eqr_optim_get_kind(opt))
-        note_mismatch(L, "the file holds %s optimizer state but the optimizer is %s",
-                      kind_name(kind), kind_name((uint32_t)eqr_optim_get_kind(opt)));
-    else if ((int64_t)len != eqr_optim_state_len(opt))
-        note_mismatch(L, "the file holds %llu optimizer state floats but the optimizer has %lld",
-                      (unsigned long long)len, (long long)eqr_optim_state_len(opt));
-    if (L->apply) {
-        get_floats(eqr_optim_state(opt), data, (int64_t)len);
-        eqr_optim_set_steps(opt, (int64_t)steps);
-        eqr_optim_set_lr(opt, lr);
+    if (!(isfinite(lr) && lr >= 0.0f)) return corrupt(F, "bad optimizer learning rate");
+    /* per entry: element offset of its slot 0 inside the state, and the slot stride */
+    uint64_t total = 0, nslots;
+    const uint8_t *data;
+    if (F->version == CK_VERSION_V1) {
+        uint64_t len;
+        for (int j = 0; j < F->n; j++) total = (total + 15) / 16 * 16 + (uint64_t)F->e[j].numel;
+        if (!r_u64(r, &len) || !r_floats(r, len, &data)) return corrupt(F, "bad optimizer section");
+        if (len == 0)
+            nslots = 0;
+        else if (total > 0 && len % total == 0 && len / total <= 2)
+            nslots = len / total;
+        else
+            return corrupt(F, "optimizer state does not fit the parameters");
+    } else {
+        uint32_t ns;
+        for (int j = 0; j < F->n; j++) total += (uint64_t)F->e[j].numel;
+        if (!r_u32(r, &ns) || ns > 2 || (total && ns > ((r->n - r->pos) / 4) / total) ||
+            !r_floats(r, ns * total, &data))
+            return corrupt(F, "bad optimizer section");
+        nslots = ns;
     }
+    uint64_t off = 0;
+    for (int j = 0; j < F->n; j++) {
+        if (F->version == CK_VERSION_V1) off = (off + 15) / 16 * 16;
+        for (uint64_t k = 0; k < nslots; k++) F->e[j].slot[k] = data + 4 * (k * total + off);
+        off += (uint64_t)F->e[j].numel;
+    }
+    F->has_opt = 1;
+    F->nslots = (int)nslots;
+    F->kind = kind;
+    F->steps = (int64_t)steps;
+    F->lr = lr;
     return EQR_OK;
 }
 
-static eqr_status load_rng(ld *L, rd *r) {
-    uint64_t s[4];
+static eqr_status parse_rng(ckfile *F, rd *r) {
     for (int k = 0; k < 4; k++)
-        if (!r_u64(r, &s[k])) return corrupt(L, "RNG section too short");
-    if (L->apply) memcpy(L->ctx->rng.s, s, sizeof s);
+        if (!r_u64(r, &F->rng[k])) return corrupt(F, "RNG section too short");
     return EQR_OK;
 }
 
-static eqr_status load_counters(ld *L, rd *r) {
-    uint32_t n;
-    if (!r_u32(r, &n) || n > CK_MAX_COUNTERS) return corrupt(L, "bad counter section");
-    uint64_t v[CK_MAX_COUNTERS];
-    for (uint32_t k = 0; k < n; k++)
-        if (!r_u64(r, &v[k])) return corrupt(L, "counter section too short");
-    if ((int)n != L->ncounters)
-        note_mismatch(L, "the file holds %u counters but %d were requested", n, L->ncounters);
-    if (L->apply)
-        for (uint32_t k = 0; k < n; k++) L->counters[k] = v[k];
+static eqr_status parse_counters(ckfile *F, rd *r) {
+    if (!r_u32(r, &F->ncounters) || F->ncounters > CK_MAX_COUNTERS)
+        return corrupt(F, "bad counter section");
+    for (uint32_t k = 0; k < F->ncounters; k++)
+        if (!r_u64(r, &F->counters[k])) return corrupt(F, "counter section too short");
     return EQR_OK;
 }
 
-typedef eqr_status (*section_fn)(ld *L, rd *r);
+typedef eqr_status (*section_fn)(ckfile *F, rd *r);
 
-/* Walk the payload; with L->apply == 0 only validates. */
-static eqr_status walk(ld *L, const uint8_t *payload, size_t n) {
+static eqr_status parse(ckfile *F, const uint8_t *payload, size_t n) {
     static const char *const tags[4] = {"PARM", "OPTM", "RNG ", "CNTR"};
-    static const section_fn fns[4] = {load_params, load_optim, load_rng, load_counters};
+    static const section_fn fns[4] = {parse_params, parse_optim, parse_rng, parse_counters};
     rd top = {payload, n, 0};
     for (int s = 0; s < 4; s++) {
         const uint8_t *tag, *body;
@@ -434,61 +336,23 @@ static eqr_status walk(ld *L, const uint8_t *payload, size_t n) {
         if (!r_take(&top, 4, &tag) || memcmp(tag, tags[s], 4) != 0 || !r_u64(&top, &len) ||
             len > top.n - top.pos || !r_take(&top, (size_t)len, &body)) {
             snprintf(what, sizeof what, "section '%s' missing or truncated", tags[s]);
-            return corrupt(L, what);
+            return corrupt(F, what);
         }
         rd r = {body, (size_t)len, 0};
-        eqr_status st = fns[s](L, &r);
+        eqr_status st = fns[s](F, &r);
         if (st) return st;
         if (r.pos != r.n) {
             snprintf(what, sizeof what, "section '%s' has %zu unexpected bytes", tags[s],
                      r.n - r.pos);
-            return corrupt(L, what);
+            return corrupt(F, what);
         }
     }
-    if (top.pos != top.n) return corrupt(L, "unexpected data after the last section");
+    if (top.pos != top.n) return corrupt(F, "unexpected data after the last section");
     return EQR_OK;
 }
 
-/* Read the whole file; EQR_ERR_IO with the reason on failure. The buffer
- * is sized from fstat of a regular file (never from the header), and a file
- * that changes size while being read is refused. */
-static eqr_status slurp(eqr_ctx *ctx, const char *path, uint8_t **out, size_t *len) {
-    char es[128];
-    int fd;
-    int64_t sz;
-    eqr_status st = eqr__open_regular(ctx, "eqr_checkpoint_load", path, &fd, &sz);
-    if (st) return st;
-    uint8_t *buf = malloc((size_t)sz + 1);
-    if (!buf) {
-        close(fd);
-        return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_checkpoint_load: cannot allocate %lld bytes for '%s'",
-                         (long long)sz, path);
-    }
-    size_t got = 0;
-    int err = 0;
-    /* one byte past the size: a file that grew is caught too */
-    while (got < (size_t)sz + 1) {
-        ssize_t r = read(fd, buf + got, (size_t)sz + 1 - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) err = errno;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (err || got != (size_t)sz) {
-        if (err)
-            errstr(err, es, sizeof es);
-        else
-            snprintf(es, sizeof es, "file %s while reading", got < (size_t)sz ? "shrank" : "grew");
-        free(buf);
-        return eqr__fail(ctx, EQR_ERR_IO, "eqr_checkpoint_load: cannot read '%s': %s", path, es);
-    }
-    *out = buf;
-    *len = (size_t)sz;
-    return EQR_OK;
-}
-
-static eqr_status check_header(eqr_ctx *ctx, const char *path, const uint8_t *b, size_t n) {
+static eqr_status check_header(eqr_ctx *ctx, const char *path, const uint8_t *b, size_t n,
+                               uint32_t *version) {
     const char *fn = "eqr_checkpoint_load";
     if (n < 8)
         return eqr__fail(ctx, EQR_ERR_FORMAT, "%s: '%s' is truncated (%zu bytes, no header)", fn,
@@ -500,10 +364,11 @@ static eqr_status check_header(eqr_ctx *ctx, const char *path, const uint8_t *b,
         return eqr__fail(ctx, EQR_ERR_FORMAT, "%s: '%s' is truncated (%zu bytes, header needs %d)",
                          fn, path, n, CK_HEADER);
     uint32_t ver = get_u32(b + 8);
-    if (ver != CK_VERSION)
+    if (ver != CK_VERSION && ver != CK_VERSION_V1)
         return eqr__fail(ctx, EQR_ERR_FORMAT,
-                         "%s: '%s' has unsupported format version %u (this library reads %u)", fn,
-                         path, ver, CK_VERSION);
+                         "%s: '%s' has unsupported format version %u (this library reads %u and "
+                         "%u)",
+                         fn, path, ver, CK_VERSION_V1, CK_VERSION);
     uint64_t plen = get_u64(b + 16);
     if (plen != (uint64_t)(n - CK_HEADER))
         return eqr__fail(ctx, EQR_ERR_FORMAT,
@@ -515,32 +380,101 @@ static eqr_status check_header(eqr_ctx *ctx, const char *path, const uint8_t *b,
         return eqr__fail(ctx, EQR_ERR_FORMAT,
                          "%s: '%s' is corrupt: bad checksum (stored 0x%08x, computed 0x%08x)", fn,
                          path, want, got);
+    *version = ver;
     return EQR_OK;
+}
+
+/* Optimizer and counters against what the caller passed. */
+static eqr_status check_rest(ckfile *F, eqr_optim *opt, int ncounters) {
+    const char *pre = "eqr_checkpoint_load: '%s' does not match: ";
+    char p[EQR_ERRMSG_LEN];
+    snprintf(p, sizeof p, pre, F->path);
+    eqr_ctx *ctx = F->ctx;
+    if (opt) {
+        uint32_t k = (uint32_t)eqr_optim_get_kind(opt);
+        int ns = opt_slots(ctx, opt);
+        if (!F->has_opt)
+            return eqr__fail(ctx, EQR_ERR_MISMATCH,
+                             "%sthe file holds no optimizer state but an optimizer was given", p);
+        if (F->kind != k)
+            return eqr__fail(ctx, EQR_ERR_MISMATCH,
+                             "%sthe file holds %s optimizer state but the optimizer is %s", p,
+                             kind_name(F->kind), kind_name(k));
+        if (ns < 0)
+            return eqr__fail(ctx, EQR_ERR_MISMATCH,
+                             "%sthe optimizer holds %lld state floats, which do not fit the %lld "
+                             "of the store (parameters added after it was created)",
+                             p, (long long)eqr_optim_state_len(opt), (long long)ctx->ptotal);
+        if (F->nslots != ns)
+            return eqr__fail(ctx, EQR_ERR_MISMATCH,
+                             "%sthe file holds %d optimizer state vectors (momentum or moments) "
+                             "but the optimizer %d",
+                             p, F->nslots, ns);
+    }
+    if ((int)F->ncounters != ncounters)
+        return eqr__fail(ctx, EQR_ERR_MISMATCH, "%sthe file holds %u counters but %d were requested",
+                         p, F->ncounters, ncounters);
+    return EQR_OK;
+}
+
+eqr_status eqr_checkpoint_load_opts(eqr_ctx *ctx, const char *path, eqr_optim *opt,
+                                    uint64_t *counters, int ncounters, const eqr_load_opts *opts,
+                                    eqr_load_report *report) {
+    static const char *fn = "eqr_checkpoint_load";
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!path || !*path) return eqr__fail(ctx, EQR_ERR_ARG, "%s: path is empty", fn);
+    if (ncounters < 0 || ncounters > CK_MAX_COUNTERS || (ncounters > 0 && !counters))
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "%s: ncounters must be in [0,%d] with a non-NULL array, got %d", fn,
+                         CK_MAX_COUNTERS, ncounters);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    eqr_status st = eqr__load_begin(ctx, fn, path, opts, report, &buf, &n);
+    if (st) return st;
+    ckfile F;
+    memset(&F, 0, sizeof F);
+    F.ctx = ctx;
+    F.path = path;
+    int *to_file = NULL;
+    eqr_load_report rep;
+    st = check_header(ctx, path, buf, n, &F.version);
+    if (!st) st = parse(&F, buf + CK_HEADER, n - CK_HEADER);
+    if (!st) {
+        to_file = malloc((size_t)(ctx->nparams > 0 ? ctx->nparams : 1) * sizeof *to_file);
+        if (!to_file) st = eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    if (!st) {
+        st = eqr__match(ctx, fn, path, F.e, F.n, opts, 1, to_file, &rep);
+        if (report) *report = rep;
+    }
+    if (!st) st = check_rest(&F, opt, ncounters);
+    if (!st) {
+        /* everything checked: now write parameters, optimizer, RNG, counters */
+        float *state = opt ? eqr_optim_state(opt) : NULL;
+        for (int i = 0; i < ctx->nparams; i++) {
+            if (to_file[i] < 0) continue;
+            const eqr_param_entry *e = &ctx->params[i];
+            const eqr__fentry *fe = &F.e[to_file[i]];
+            get_floats(ctx->pdata + e->offset, fe->data, fe->numel);
+            for (int k = 0; opt && k < F.nslots; k++)
+                get_floats(state + (int64_t)k * ctx->ptotal + e->offset, fe->slot[k], fe->numel);
+        }
+        if (opt) {
+            eqr_optim_set_steps(opt, F.steps);
+            eqr_optim_set_lr(opt, F.lr);
+        }
+        memcpy(ctx->rng.s, F.rng, sizeof F.rng);
+        for (uint32_t k = 0; k < F.ncounters; k++) counters[k] = F.counters[k];
+        eqr__match_report(ctx, fn, path, F.e, F.n, opts, to_file, &rep);
+    }
+    free(to_file);
+    free(F.e);
+    free(buf);
+    return st;
 }
 
 eqr_status eqr_checkpoint_load(eqr_ctx *ctx, const char *path, eqr_optim *opt,
                                uint64_t *counters, int ncounters) {
-    if (!ctx) return EQR_ERR_ARG;
-    if (ctx->status != EQR_OK) return ctx->status;
-    if (!path || !*path) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_checkpoint_load: path is empty");
-    if (ncounters < 0 || ncounters > CK_MAX_COUNTERS || (ncounters > 0 && !counters))
-        return eqr__fail(ctx, EQR_ERR_ARG,
-                         "eqr_checkpoint_load: ncounters must be in [0,%d] with a non-NULL "
-                         "array, got %d",
-                         CK_MAX_COUNTERS, ncounters);
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    eqr_status st = slurp(ctx, path, &buf, &n);
-    if (st) return st;
-    st = check_header(ctx, path, buf, n);
-    ld L = {ctx, path, opt, counters, ncounters, 0, 0, {0}};
-    if (!st) st = walk(&L, buf + CK_HEADER, n - CK_HEADER);
-    if (!st && L.mismatch) st = eqr__fail(ctx, EQR_ERR_MISMATCH, "%s", L.msg);
-    if (!st) {
-        /* everything checked: now write parameters, optimizer, RNG, counters */
-        L.apply = 1;
-        st = walk(&L, buf + CK_HEADER, n - CK_HEADER);
-    }
-    free(buf);
-    return st;
+    return eqr_checkpoint_load_opts(ctx, path, opt, counters, ncounters, NULL, NULL);
 }

@@ -136,39 +136,16 @@ eqr_status eqr_metrics_write_csv(eqr_ctx *ctx, const eqr_metrics *m, const char 
     return eqr__write_atomic(ctx, __func__, path, write_csv, (void *)m);
 }
 
-/* The file's text, NUL-terminated, at most its size; NULL on error. */
-static char *slurp(eqr_ctx *ctx, const char *fn, const char *path, int64_t *len) {
-    int fd;
-    int64_t size;
-    if (eqr__open_regular(ctx, fn, path, &fd, &size) != EQR_OK) return NULL;
-    char *buf = malloc((size_t)size + 1);
-    if (!buf) {
-        close(fd);
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: cannot allocate %lld bytes for '%s'", fn,
-                  (long long)size, path);
-        return NULL;
-    }
-    int64_t got = 0;
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, (size_t)(size - got));
-        if (r <= 0) break;
-        got += r;
-    }
-    close(fd);
-    buf[got] = '\0';
-    *len = got;
-    return buf;
-}
-
 eqr_status eqr_metrics_read_csv(eqr_ctx *ctx, eqr_metrics *m, const char *path) {
     static const char *fn = "eqr_metrics_read_csv";
     if (!ctx) return EQR_ERR_ARG;
     if (!eqr__ok(ctx, 2, m, path)) return ctx->status;
-    int64_t len = 0;
-    char *buf = slurp(ctx, fn, path, &len);
-    if (!buf) return ctx->status;
+    uint8_t *raw = NULL;
+    size_t len = 0;
+    if (eqr__slurp(ctx, fn, path, &raw, &len) != EQR_OK) return ctx->status;
+    char *buf = (char *)raw;
     eqr_status st = EQR_OK;
-    if ((int64_t)strlen(buf) != len) {
+    if (strlen(buf) != len) {
         free(buf);
         return eqr__fail(ctx, EQR_ERR_FORMAT, "%s: '%s' holds a NUL byte: not a CSV table", fn,
                          path);

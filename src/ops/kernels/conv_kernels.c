@@ -11,8 +11,11 @@
 /* eqr__conv_im2col / col2im are copy and add loops, store-bound, and the library is
  * built for the baseline x86-64 (SSE2, 16-byte moves). On x86-64 with GCC or
  * Clang they are also compiled for AVX2 and AVX-512 and the variant for the
- * running CPU is picked at load time (ifunc). */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute)
+ * running CPU is picked at load time (ifunc). EQR_NO_TARGET_CLONES turns this
+ * off: clang < 16 names the ifunc "f.ifunc", which calls from other files
+ * (declared without the attribute) do not find (fuzz/build.sh sets it). */
+#if !defined(EQR_NO_TARGET_CLONES) && defined(__x86_64__) && defined(__ELF__) && \
+    defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define EQR_COPY_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
