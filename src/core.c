@@ -236,3 +236,7 @@ void eqr__arena_rewind(eqr_ctx *ctx, eqr__arena_mark m) {
     a->used = m.used;
     if (ctx->tape_len > m.tape_len) ctx->tape_len = m.tape_len;
 }
+
+void eqr__scratch_release(eqr_ctx *ctx, eqr__arena_mark m) {
+    if (ctx->status == EQR_OK && ctx->arena.head == m.head) eqr__arena_rewind(ctx, m);
+}

@@ -371,17 +371,6 @@ static void rs_dx(const conv_dims *d, const conv_runs *r, float *rc, int oh0, in
     rowcol_add(d, r, rc, gx, oh0, oh1);
 }
 
-/* Give the scratch allocated since m (col / pad buffers, per-chunk
- * accumulators) back to the arena, so the next conv reuses the same memory
- * instead of touching new pages: the scratch would otherwise stay live until
- * the step ends. Only when no block was chained after the mark (rewinding
- * would free it, and a block freed every step would mean a malloc every
- * step); then the next steps, in the coalesced arena, rewind. Nothing
- * allocated after the mark may outlive the call. */
-static void scratch_release(eqr_ctx *ctx, eqr__arena_mark m) {
-    if (ctx->status == EQR_OK && ctx->arena.head == m.head) eqr__arena_rewind(ctx, m);
-}
-
 /* Number of image chunks (= OpenMP threads) for a batch of N. */
 static int conv_chunks(const eqr_ctx *ctx, int N) {
     int t = eqr_ctx_threads(ctx);
@@ -391,9 +380,8 @@ static int conv_chunks(const eqr_ctx *ctx, int N) {
     return (t > 1 && N >= t) ? t : 1;
 }
 
-/* Make OpenBLAS single-threaded before a parallel region (see top); a
- * no-op once it is, so the setting is written once per process. */
-static void blas_single(int chunks) {
+/* eqr__blas_single (internal.h): set once per process, see the top. */
+void eqr__blas_single(int chunks) {
     if (chunks > 1 && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 }
 
@@ -602,7 +590,7 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
         if (need_b && !(bacc = eqr__arena_calloc(ctx, (size_t)chunks * d.O * sizeof(float))))
             return;
     }
-    blas_single(chunks);
+    eqr__blas_single(chunks);
     conv_bwd_job job = {&d, r, chunks, xt->data, wt->data, gy, gx, gw, gb, cols, wacc, bacc, pads,
                         ones, wp};
     eqr__parallel(chunks, conv_backward_chunk, &job);
@@ -620,7 +608,7 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
             for (int o = 0; o < d.O; o++) gb[o] += a[o];
         }
     }
-    scratch_release(ctx, mark);
+    eqr__scratch_release(ctx, mark);
 }
 
 /* Checks shared by the conv ops: shapes of x, w, b and the geometry (fn
@@ -726,11 +714,11 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
     if (pad_floats(&d) && d.N > 0 &&
         !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
         return NULL;
-    blas_single(chunks);
+    eqr__blas_single(chunks);
     conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols, pads,
                         wp};
     eqr__parallel(chunks, conv_forward_chunk, &job);
-    scratch_release(ctx, mark);
+    eqr__scratch_release(ctx, mark);
 
     eqr_tensor *in[3] = {x, w, b};
     eqr_node *n = eqr__record(ctx, y, conv_backward, 3, in);
@@ -965,7 +953,7 @@ static void convn_backward(eqr_ctx *ctx, eqr_node *node) {
     }
     if (any_w && !(wacc = eqr__arena_calloc(ctx, (size_t)chunks * 2 * wsz * sizeof(float))))
         return;
-    blas_single(chunks);
+    eqr__blas_single(chunks);
     convn_bwd_job job = {&d, sv->r, chunks, any_w, sv->detach_x, xt->data, sv->wc, gy, sv->rmap, ones,
                          2.0f * sv->ds, gx, gb, wacc, bacc, cols, pads, stacks, sv->wcp};
     eqr__parallel(chunks, convn_backward_chunk, &job);
@@ -986,7 +974,7 @@ static void convn_backward(eqr_ctx *ctx, eqr_node *node) {
             for (int o = 0; o < d.O; o++) gb[o] += a[o];
         }
     }
-    scratch_release(ctx, mark);
+    eqr__scratch_release(ctx, mark);
 }
 
 /* The norm's node: its gradient is consumed by y's node (recorded before it,
@@ -1046,11 +1034,11 @@ eqr_tensor *eqr__conv2d_norm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_ten
         if (pad_floats(&d) &&
             !(pads = eqr__arena_calloc(ctx, (size_t)chunks * pad_floats(&d) * sizeof(float))))
             return NULL;
-        blas_single(chunks);
+        eqr__blas_single(chunks);
         convn_fwd_job job = {&d, r, chunks, x->data, wc, b ? b->data : NULL, y->data, rmap,
                              cols, pads, stacks, part, wcp};
         eqr__parallel(chunks, convn_forward_chunk, &job);
-        scratch_release(ctx, mark);
+        eqr__scratch_release(ctx, mark);
         for (int n = 0; n < d.N; n++) acc += part[n];
     }
     s->data[0] = (float)acc;
