@@ -2,7 +2,7 @@
  * user runs it (eqr_tp_forward with internal weights, a sum, eqr_backward
  * for x1, x2 and the weights), for SEGNN's shapes and for lmax 2 and 3.
  *
- *   bench_tp [--threads T] [--n N] [--reps R]
+ *   bench_tp [--threads T] [--n N] [--reps R] [--shape segnn|lmax2|lmax3]
  *
  * Shapes (the irreps strings are what eqr_tp_create gets; every allowed
  * l1 x l2 -> l3 path whose output irrep is listed):
@@ -46,12 +46,14 @@ static int fail(eqr_ctx *ctx) {
 
 int main(int argc, char **argv) {
     int threads = 1, n = 2000, reps = 20;
+    const char *only = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--n")) n = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--shape")) only = argv[i + 1];
         else {
-            fprintf(stderr, "usage: bench_tp [--threads T] [--n N] [--reps R]\n");
+            fprintf(stderr, "usage: bench_tp [--threads T] [--n N] [--reps R] [--shape S]\n");
             return 2;
         }
     }
@@ -63,6 +65,7 @@ int main(int argc, char **argv) {
     static const char *s1[3] = {"32x0e+32x1o", "32x0e+32x1o+32x2e", "32x0e+32x1o+32x2e+32x3o"};
     static const char *s2[3] = {"1x0e+1x1o", "1x0e+1x1o+1x2e", "1x0e+1x1o+1x2e+1x3o"};
     for (int s = 0; s < 3; s++) {
+        if (only && strcmp(only, names[s])) continue;
         eqr_ctx_opts o = {0};
         o.seed = 1;
         o.threads = threads;

@@ -22,7 +22,18 @@
 
 #include <cblas.h>
 
-#define TP_BLOCK 128
+/* The pair-product loops run over u (m1 floats). The library's baseline is
+ * SSE2 (sgemm dispatches on its own); with GCC or Clang on x86-64 the
+ * chunk tasks are also compiled for AVX2 + FMA, with everything they call
+ * inlined, and picked at run time on CPUs that have both. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(EQR_NO_AVX2)
+#define TP_AVX2 1
+#endif
+#define TP_INLINE static inline __attribute__((always_inline))
+
+#ifndef TP_BLOCK
+#define TP_BLOCK 64
+#endif
 #define TP_MIN_PER_CHUNK 64
 
 typedef struct tp_nz {
@@ -128,7 +139,8 @@ typedef struct tp_job {
 } tp_job;
 
 /* One chunk's scratch: Z / gZ and Y / gY of a group, T of the group's
- * paths, the block's x1 (and gx1) with each entry transposed to [i][u]. */
+ * paths, the block's x1 (and gx1) with each entry of d1 > 1 transposed to
+ * [i][u] (entries of d1 = 1 are read and written in place). */
 typedef struct tp_buf {
     float *z, *y, *t, *x1t, *g1t, *acc;
 } tp_buf;
@@ -154,28 +166,53 @@ static tp_buf chunk_buf(const tp_job *j, int c) {
     return b;
 }
 
+/* dst[r * cols + c] (+)= src[c * rows + r]: [rows][cols] from [cols][rows];
+ * called with constant small rows or cols so each copy unrolls. */
+TP_INLINE void tr_copy(float *restrict dst, const float *restrict src, int64_t rows,
+                       int64_t cols, int add) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            if (add) dst[r * cols + c] += src[c * rows + r];
+            else dst[r * cols + c] = src[c * rows + r];
+        }
+}
+/* [d][m] from [m][d] (x1 entry to x1t) or back, for d = 3, 5, 7, other. */
+TP_INLINE void tr_small(float *dst, const float *src, int64_t m, int64_t d, int add, int to_dm) {
+#define TP_TR(D)                                                                                  \
+    do {                                                                                          \
+        if (to_dm) tr_copy(dst, src, D, m, add);                                                  \
+        else tr_copy(dst, src, m, D, add);                                                        \
+    } while (0)
+    switch (d) {
+    case 3: TP_TR(3); break;
+    case 5: TP_TR(5); break;
+    case 7: TP_TR(7); break;
+    default: TP_TR(d); break;
+    }
+#undef TP_TR
+}
+
 /* x1t[n D1 + off1 + i m1 + u] = x1[(n0 + n) D1 + off1 + u d1 + i] for the
- * blocks the paths read (vectorised loops over u want them so). */
-static void block_x1t(const tp_job *j, int64_t n0, int64_t nb, float *x1t) {
+ * entries of d1 > 1 the paths read (vectorised loops over u want them so). */
+TP_INLINE void block_x1t(const tp_job *j, int64_t n0, int64_t nb, float *x1t) {
     const tp_plan *pl = j->pl;
     for (int e = 0; e < pl->ne1; e++) {
         const int64_t off = pl->e1[3 * e], m1 = pl->e1[3 * e + 1], d1 = pl->e1[3 * e + 2];
-        for (int64_t n = 0; n < nb; n++) {
-            const float *a = j->x1 + (n0 + n) * j->D1 + off;
-            float *at = x1t + n * j->D1 + off;
-            if (d1 == 1) {
-                memcpy(at, a, (size_t)m1 * sizeof(float));
-                continue;
-            }
-            for (int64_t u = 0; u < m1; u++)
-                for (int64_t i = 0; i < d1; i++) at[i * m1 + u] = a[u * d1 + i];
-        }
+        if (d1 == 1) continue;
+        for (int64_t n = 0; n < nb; n++)
+            tr_small(x1t + n * j->D1 + off, j->x1 + (n0 + n) * j->D1 + off, m1, d1, 0, 1);
     }
+}
+
+/* x1 of sample n0 + n, path p, as [d1][m1]. */
+static inline const float *path_x1(const tp_job *j, const tp_buf *b, const eqr__tp_path *p,
+                                   int64_t n0, int64_t n) {
+    return p->d1 == 1 ? j->x1 + (n0 + n) * j->D1 + p->off1 : b->x1t + n * j->D1 + p->off1;
 }
 
 /* T of every path of group g for the block: path q's T of sample n at
  * t + tofs[q] nb + n (d1 d3 m2), T[(i d3 + k) m2 + v] = sum_j C_ijk x2[v, j]. */
-static void group_t(const tp_job *j, const tp_group *g, int64_t n0, int64_t nb, float *t) {
+TP_INLINE void group_t(const tp_job *j, const tp_group *g, int64_t n0, int64_t nb, float *t) {
     const tp_plan *pl = j->pl;
     for (int q = g->p0; q < g->p1; q++) {
         const eqr__tp_path *p = &pl->paths[q];
@@ -194,8 +231,9 @@ static void group_t(const tp_job *j, const tp_group *g, int64_t n0, int64_t nb, 
     }
 }
 
-/* Z of group g for the block from T and x1t (z[(n d3 + k) K + kofs + u m2 + v]). */
-static void group_z(const tp_job *j, const tp_group *g, int64_t nb, const tp_buf *b) {
+/* Z of group g for the block from T and x1 (z[(n d3 + k) K + kofs + u m2 + v]). */
+TP_INLINE void group_z(const tp_job *j, const tp_group *g, int64_t n0, int64_t nb,
+                       const tp_buf *b) {
     const tp_plan *pl = j->pl;
     const int64_t K = g->K, d3 = g->d3;
     for (int q = g->p0; q < g->p1; q++) {
@@ -203,22 +241,29 @@ static void group_z(const tp_job *j, const tp_group *g, int64_t nb, const tp_buf
         const int64_t m1 = p->m1, m2 = p->m2, d1 = p->d1, ts = d1 * d3 * m2;
         for (int64_t n = 0; n < nb; n++) {
             const float *t = b->t + pl->tofs[q] * nb + n * ts;
-            const float *at = b->x1t + n * j->D1 + p->off1;
+            const float *at = path_x1(j, b, p, n0, n);
             for (int64_t k = 0; k < d3; k++) {
                 float *restrict row = b->z + (n * d3 + k) * K + pl->kofs[q];
-                memset(row, 0, (size_t)(m1 * m2) * sizeof(float));
+                int first = 1; /* the first term assigns (no memset per row) */
                 for (int64_t i = 0; i < d1; i++) {
                     const float *tv = t + (i * d3 + k) * m2;
                     const float *ai = at + i * m1;
                     if (m2 == 1) {
                         const float s = tv[0];
                         if (s == 0.0f) continue;
-                        for (int64_t u = 0; u < m1; u++) row[u] += s * ai[u];
+                        if (first)
+                            for (int64_t u = 0; u < m1; u++) row[u] = s * ai[u];
+                        else
+                            for (int64_t u = 0; u < m1; u++) row[u] += s * ai[u];
                     } else {
                         for (int64_t u = 0; u < m1; u++)
-                            for (int64_t v = 0; v < m2; v++) row[u * m2 + v] += ai[u] * tv[v];
+                            for (int64_t v = 0; v < m2; v++)
+                                row[u * m2 + v] = (first ? 0.0f : row[u * m2 + v]) + ai[u] * tv[v];
                     }
+                    first = 0;
                 }
+                if (first)
+                    for (int64_t u = 0; u < m1 * m2; u++) row[u] = 0.0f;
             }
         }
     }
@@ -229,7 +274,28 @@ static void chunk_range(const tp_job *j, int c, int64_t *n0, int64_t *n1) {
     *n1 = j->N * (c + 1) / j->chunks;
 }
 
-static void forward_chunk(const void *arg, int c) {
+/* o[w d3 + k] += y[k m3 + w] (forward) or y[k m3 + w] = o[w d3 + k]. */
+TP_INLINE void out_block(float *o, float *y, int64_t m3, int64_t d3, int to_out) {
+    switch (d3) {
+    case 3:
+        if (to_out) tr_copy(o, y, m3, 3, 1);
+        else tr_copy(y, o, 3, m3, 0);
+        break;
+    case 5:
+        if (to_out) tr_copy(o, y, m3, 5, 1);
+        else tr_copy(y, o, 5, m3, 0);
+        break;
+    case 7:
+        if (to_out) tr_copy(o, y, m3, 7, 1);
+        else tr_copy(y, o, 7, m3, 0);
+        break;
+    default:
+        if (to_out) tr_copy(o, y, m3, d3, 1);
+        else tr_copy(y, o, d3, m3, 0);
+    }
+}
+
+TP_INLINE void forward_body(const void *arg, int c) {
     const tp_job *j = arg;
     const tp_plan *pl = j->pl;
     tp_buf b = chunk_buf(j, c);
@@ -242,35 +308,33 @@ static void forward_chunk(const void *arg, int c) {
             const tp_group *g = &pl->groups[gi];
             const int64_t d3 = g->d3, m3 = g->m3, K = g->K;
             group_t(j, g, n0, nb, b.t);
-            group_z(j, g, nb, &b);
+            group_z(j, g, n0, nb, &b);
+            /* d3 = 1: Y goes straight into the output block (rows D3 apart) */
+            float *y = d3 == 1 ? j->out + n0 * j->D3 + g->off3 : b.y;
+            const int64_t ldy = d3 == 1 ? j->D3 : m3, ys = d3 == 1 ? j->D3 : d3 * m3;
+            const float beta = d3 == 1 ? 1.0f : 0.0f;
             if (!j->ws)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(nb * d3), (int)m3,
-                            (int)K, 1.0f, b.z, (int)K, j->w + g->woff, (int)m3, 0.0f, b.y,
-                            (int)m3);
+                            (int)K, 1.0f, b.z, (int)K, j->w + g->woff, (int)m3, beta, y,
+                            (int)ldy);
             else
                 for (int64_t n = 0; n < nb; n++)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d3, (int)m3,
                                 (int)K, 1.0f, b.z + n * d3 * K, (int)K,
-                                j->w + (n0 + n) * j->ws + g->woff, (int)m3, 0.0f,
-                                b.y + n * d3 * m3, (int)m3);
-            for (int64_t n = 0; n < nb; n++) {
-                float *o = j->out + (n0 + n) * j->D3 + g->off3;
-                const float *y = b.y + n * d3 * m3;
-                if (d3 == 1)
-                    for (int64_t w = 0; w < m3; w++) o[w] += y[w];
-                else
-                    for (int64_t k = 0; k < d3; k++)
-                        for (int64_t w = 0; w < m3; w++) o[w * d3 + k] += y[k * m3 + w];
-            }
+                                j->w + (n0 + n) * j->ws + g->woff, (int)m3, beta, y + n * ys,
+                                (int)ldy);
+            if (d3 > 1)
+                for (int64_t n = 0; n < nb; n++)
+                    out_block(j->out + (n0 + n) * j->D3 + g->off3, b.y + n * d3 * m3, m3, d3, 1);
         }
     }
 }
 
-/* gx1 (into the transposed block g1t) and gx2 of one sample and path from
- * gZ (gz at the path's column), T and x1t. */
-static void path_grad_x(const eqr__tp_path *p, const tp_nz *nz, int nnz, int64_t K,
-                        const float *t, const float *at, const float *gz, float *g1t, float *g2,
-                        float *acc) {
+/* gx1 (g1t: [d1][m1]) and gx2 of one sample and path from gZ (gz at the
+ * path's column), T and x1 (at: [d1][m1]). */
+TP_INLINE void path_grad_x(const eqr__tp_path *p, const tp_nz *nz, int nnz, int64_t K,
+                           const float *t, const float *at, const float *gz, float *g1t,
+                           float *g2, float *acc) {
     const int64_t m1 = p->m1, m2 = p->m2, d1 = p->d1, d2 = p->d2, d3 = p->d3;
     if (g1t) /* g1t[i m1 + u] += sum_{k,v} T[i][k][v] gz[k K + u m2 + v] */
         for (int64_t i = 0; i < d1; i++) {
@@ -294,7 +358,7 @@ static void path_grad_x(const eqr__tp_path *p, const tp_nz *nz, int nnz, int64_t
     if (!g2) return;
     /* g2[v d2 + j] += sum_{(i,j,k)} C_ijk sum_u at[i m1 + u] gz[k K + u m2 + v] */
     if (m2 == 1) { /* vector accumulators acc[j m1 + u], summed over u at the end */
-        memset(acc, 0, (size_t)(d2 * m1) * sizeof(float));
+        for (int64_t q = 0; q < d2 * m1; q++) acc[q] = 0.0f;
         for (int e = 0; e < nnz; e++) {
             float *restrict aj = acc + (int64_t)nz[e].j * m1;
             const float *ai = at + (int64_t)nz[e].i * m1, *gk = gz + (int64_t)nz[e].k * K;
@@ -302,12 +366,18 @@ static void path_grad_x(const eqr__tp_path *p, const tp_nz *nz, int nnz, int64_t
             for (int64_t u = 0; u < m1; u++) aj[u] += c * ai[u] * gk[u];
         }
         for (int64_t jj = 0; jj < d2; jj++) {
-            float s = 0.0f;
-            for (int64_t u = 0; u < m1; u++) s += acc[jj * m1 + u];
+            /* eight independent lanes (vectorisable), then their sum */
+            float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0f;
+            const float *aj = acc + jj * m1;
+            int64_t u = 0;
+            for (; u + 8 <= m1; u += 8)
+                for (int l = 0; l < 8; l++) lane[l] += aj[u + l];
+            for (; u < m1; u++) s += aj[u];
+            for (int l = 0; l < 8; l++) s += lane[l];
             g2[jj] += s;
         }
     } else {
-        memset(acc, 0, (size_t)(d2 * m2) * sizeof(float));
+        for (int64_t q = 0; q < d2 * m2; q++) acc[q] = 0.0f;
         for (int e = 0; e < nnz; e++) {
             const float *ai = at + (int64_t)nz[e].i * m1, *gk = gz + (int64_t)nz[e].k * K;
             float *restrict aj = acc + (int64_t)nz[e].j * m2;
@@ -321,7 +391,7 @@ static void path_grad_x(const eqr__tp_path *p, const tp_nz *nz, int nnz, int64_t
     }
 }
 
-static void backward_chunk(const void *arg, int c) {
+TP_INLINE void backward_body(const void *arg, int c) {
     const tp_job *j = arg;
     const tp_plan *pl = j->pl;
     tp_buf b = chunk_buf(j, c);
@@ -336,61 +406,81 @@ static void backward_chunk(const void *arg, int c) {
         for (int gi = 0; gi < pl->ngroups; gi++) {
             const tp_group *g = &pl->groups[gi];
             const int64_t d3 = g->d3, m3 = g->m3, K = g->K;
-            for (int64_t n = 0; n < nb; n++) { /* gY[(n, k), w] */
-                const float *o = j->gout + (n0 + n) * j->D3 + g->off3;
-                float *y = b.y + n * d3 * m3;
-                if (d3 == 1)
-                    memcpy(y, o, (size_t)m3 * sizeof(float));
-                else
-                    for (int64_t k = 0; k < d3; k++)
-                        for (int64_t w = 0; w < m3; w++) y[k * m3 + w] = o[w * d3 + k];
-            }
+            /* gY[(n, k), w]: for d3 = 1 the output gradient block itself */
+            const float *gy = d3 == 1 ? j->gout + n0 * j->D3 + g->off3 : b.y;
+            const int64_t ldy = d3 == 1 ? j->D3 : m3, ys = d3 == 1 ? j->D3 : d3 * m3;
+            if (d3 > 1)
+                for (int64_t n = 0; n < nb; n++)
+                    out_block((float *)j->gout + (n0 + n) * j->D3 + g->off3, b.y + n * d3 * m3,
+                              m3, d3, 0);
             group_t(j, g, n0, nb, b.t);
             if (gw) {
-                group_z(j, g, nb, &b);
+                group_z(j, g, n0, nb, &b);
                 if (!j->ws)
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)m3,
-                                (int)(nb * d3), 1.0f, b.z, (int)K, b.y, (int)m3, 1.0f,
+                                (int)(nb * d3), 1.0f, b.z, (int)K, gy, (int)ldy, 1.0f,
                                 gw + g->woff, (int)m3);
                 else
                     for (int64_t n = 0; n < nb; n++)
                         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)m3,
-                                    (int)d3, 1.0f, b.z + n * d3 * K, (int)K, b.y + n * d3 * m3,
-                                    (int)m3, 1.0f, gw + (n0 + n) * j->ws + g->woff, (int)m3);
+                                    (int)d3, 1.0f, b.z + n * d3 * K, (int)K, gy + n * ys,
+                                    (int)ldy, 1.0f, gw + (n0 + n) * j->ws + g->woff, (int)m3);
             }
             if (!j->g1 && !j->g2) continue;
             /* gZ = gY W^T overwrites Z */
             if (!j->ws)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * d3), (int)K,
-                            (int)m3, 1.0f, b.y, (int)m3, j->w + g->woff, (int)m3, 0.0f, b.z,
+                            (int)m3, 1.0f, gy, (int)ldy, j->w + g->woff, (int)m3, 0.0f, b.z,
                             (int)K);
             else
                 for (int64_t n = 0; n < nb; n++)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d3, (int)K,
-                                (int)m3, 1.0f, b.y + n * d3 * m3, (int)m3,
+                                (int)m3, 1.0f, gy + n * ys, (int)ldy,
                                 j->w + (n0 + n) * j->ws + g->woff, (int)m3, 0.0f,
                                 b.z + n * d3 * K, (int)K);
             for (int q = g->p0; q < g->p1; q++) {
                 const eqr__tp_path *p = &pl->paths[q];
                 const int64_t ts = (int64_t)p->d1 * d3 * p->m2;
-                for (int64_t n = 0; n < nb; n++)
+                for (int64_t n = 0; n < nb; n++) {
+                    float *g1t = NULL;
+                    if (j->g1)
+                        g1t = p->d1 == 1 ? j->g1 + (n0 + n) * j->D1 + p->off1
+                                         : b.g1t + n * j->D1 + p->off1;
                     path_grad_x(p, pl->nz[q], pl->nnz[q], K, b.t + pl->tofs[q] * nb + n * ts,
-                                b.x1t + n * j->D1 + p->off1, b.z + n * d3 * K + pl->kofs[q],
-                                j->g1 ? b.g1t + n * j->D1 + p->off1 : NULL,
+                                path_x1(j, &b, p, n0, n), b.z + n * d3 * K + pl->kofs[q], g1t,
                                 j->g2 ? j->g2 + (n0 + n) * j->D2 + p->off2 : NULL, b.acc);
+                }
             }
         }
         if (j->g1) /* g1t back to the [u][i] layout */
             for (int e = 0; e < pl->ne1; e++) {
                 const int64_t off = pl->e1[3 * e], m1 = pl->e1[3 * e + 1], d1 = pl->e1[3 * e + 2];
-                for (int64_t n = 0; n < nb; n++) {
-                    float *ga = j->g1 + (n0 + n) * j->D1 + off;
-                    const float *gt = b.g1t + n * j->D1 + off;
-                    for (int64_t u = 0; u < m1; u++)
-                        for (int64_t i = 0; i < d1; i++) ga[u * d1 + i] += gt[i * m1 + u];
-                }
+                if (d1 == 1) continue;
+                for (int64_t n = 0; n < nb; n++)
+                    tr_small(j->g1 + (n0 + n) * j->D1 + off, b.g1t + n * j->D1 + off, m1, d1, 1,
+                             0);
             }
     }
+}
+
+static void forward_base(const void *arg, int c) { forward_body(arg, c); }
+static void backward_base(const void *arg, int c) { backward_body(arg, c); }
+#ifdef TP_AVX2
+__attribute__((target("avx2,fma"))) static void forward_avx2(const void *arg, int c) {
+    forward_body(arg, c);
+}
+__attribute__((target("avx2,fma"))) static void backward_avx2(const void *arg, int c) {
+    backward_body(arg, c);
+}
+#endif
+
+/* The chunk task for this CPU. */
+static eqr__task_fn tp_task(int backward) {
+#ifdef TP_AVX2
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return backward ? backward_avx2 : forward_avx2;
+#endif
+    return backward ? backward_base : forward_base;
 }
 
 /* Chunks (= threads used) for N samples. */
@@ -428,7 +518,7 @@ static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
         !(j.wacc = eqr__arena_calloc(ctx, (size_t)(j.nw * (j.chunks - 1)) * sizeof(float))))
         return;
     eqr__blas_single(j.chunks);
-    eqr__parallel(j.chunks, backward_chunk, &j);
+    eqr__parallel(j.chunks, tp_task(1), &j);
     for (int c = 1; c < j.chunks && j.wacc; c++) {
         const float *a = j.wacc + (int64_t)(c - 1) * j.nw;
         for (int64_t q = 0; q < j.nw; q++) gw[q] += a[q];
@@ -451,7 +541,7 @@ eqr_tensor *eqr__tp_forward(eqr_ctx *ctx, eqr_tensor *x1, eqr_tensor *x2, eqr_te
                     NULL, NULL, NULL, NULL, NULL, NULL, 0};
         if (!job_scratch(ctx, &j)) return NULL;
         eqr__blas_single(j.chunks);
-        eqr__parallel(j.chunks, forward_chunk, &j);
+        eqr__parallel(j.chunks, tp_task(0), &j);
         eqr__scratch_release(ctx, mark);
     }
     eqr_tensor *in[3] = {x1, x2, w};
