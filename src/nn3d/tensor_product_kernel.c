@@ -31,13 +31,70 @@
 #endif
 #define TP_INLINE static inline __attribute__((always_inline))
 
+/* Eight floats at any float-aligned address (GCC / Clang vector extension;
+ * without AVX the compiler splits it into SSE halves). */
+typedef float tp_v8 __attribute__((vector_size(32), aligned(4), may_alias));
+#define TP_LD(p) (*(const tp_v8 *)(p))
+#define TP_ST(p, v) (*(tp_v8 *)(p) = (v))
+
+/* out[u] = (acc ? out[u] : 0) + sum_t coef[t cs] src[t ss + u], u < m: the
+ * sum is kept in registers over t (one store per element), zero
+ * coefficients (sparse C) are skipped. */
+TP_INLINE void lincomb(float *restrict out, const float *coef, int64_t cs, int64_t n,
+                       const float *src, int64_t ss, int64_t m, int acc) {
+    int64_t u = 0;
+    for (; u + 32 <= m; u += 32) {
+        tp_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        if (acc) a0 = TP_LD(out + u), a1 = TP_LD(out + u + 8), a2 = TP_LD(out + u + 16),
+                 a3 = TP_LD(out + u + 24);
+        for (int64_t t = 0; t < n; t++) {
+            const float c = coef[t * cs];
+            if (c == 0.0f) continue;
+            const float *p = src + t * ss + u;
+            a0 += c * TP_LD(p), a1 += c * TP_LD(p + 8), a2 += c * TP_LD(p + 16);
+            a3 += c * TP_LD(p + 24);
+        }
+        TP_ST(out + u, a0), TP_ST(out + u + 8, a1), TP_ST(out + u + 16, a2);
+        TP_ST(out + u + 24, a3);
+    }
+    for (; u + 8 <= m; u += 8) {
+        tp_v8 a0 = {0};
+        if (acc) a0 = TP_LD(out + u);
+        for (int64_t t = 0; t < n; t++) {
+            const float c = coef[t * cs];
+            if (c != 0.0f) a0 += c * TP_LD(src + t * ss + u);
+        }
+        TP_ST(out + u, a0);
+    }
+    for (; u < m; u++) {
+        float a = acc ? out[u] : 0.0f;
+        for (int64_t t = 0; t < n; t++) a += coef[t * cs] * src[t * ss + u];
+        out[u] = a;
+    }
+}
+
+/* sum_u a[u] b[u], u < m. */
+TP_INLINE float dot(const float *a, const float *b, int64_t m) {
+    tp_v8 s0 = {0}, s1 = {0};
+    int64_t u = 0;
+    for (; u + 16 <= m; u += 16)
+        s0 += TP_LD(a + u) * TP_LD(b + u), s1 += TP_LD(a + u + 8) * TP_LD(b + u + 8);
+    for (; u + 8 <= m; u += 8) s0 += TP_LD(a + u) * TP_LD(b + u);
+    s0 += s1;
+    float r = 0.0f;
+    for (; u < m; u++) r += a[u] * b[u];
+    for (int l = 0; l < 8; l++) r += s0[l];
+    return r;
+}
+
 #ifndef TP_BLOCK
 #define TP_BLOCK 64
 #endif
 #define TP_MIN_PER_CHUNK 64
 
+/* A nonzero C[i, j, k] = c; pair: index of (i, k) in its path's pair list. */
 typedef struct tp_nz {
-    int i, j, k;
+    int i, j, k, pair;
     float c;
 } tp_nz;
 
@@ -56,6 +113,8 @@ typedef struct tp_plan {
     int64_t *tofs; /* per path: offset of its T block within its group's */
     tp_nz **nz;
     int *nnz;
+    int **pairs;   /* per path: distinct (i, k) of its nonzeros, as i d3 + k */
+    int *npair;
     int ne1;       /* distinct x1 blocks the paths read */
     int64_t *e1;   /* [ne1][3]: off1, m1, d1 */
     int64_t D1;
@@ -78,7 +137,11 @@ static int plan_build(eqr_ctx *ctx, int npaths, const eqr__tp_path *p, int64_t D
     pl->nnz = eqr__arena_alloc(ctx, sizeof(int) * (size_t)(npaths + 1));
     pl->tofs = eqr__arena_alloc(ctx, sizeof(int64_t) * (size_t)(npaths + 1));
     pl->e1 = eqr__arena_alloc(ctx, 3 * sizeof(int64_t) * (size_t)(npaths + 1));
-    if (!pl->groups || !pl->kofs || !pl->nz || !pl->nnz || !pl->tofs || !pl->e1) return 0;
+    pl->pairs = eqr__arena_alloc(ctx, sizeof(int *) * (size_t)(npaths + 1));
+    pl->npair = eqr__arena_alloc(ctx, sizeof(int) * (size_t)(npaths + 1));
+    if (!pl->groups || !pl->kofs || !pl->nz || !pl->nnz || !pl->tofs || !pl->e1 || !pl->pairs ||
+        !pl->npair)
+        return 0;
     pl->zsz = pl->ysz = pl->tsz = pl->accsz = 1;
     pl->ne1 = 0;
     int64_t gt = 0; /* T floats per sample of the current group */
@@ -108,20 +171,29 @@ static int plan_build(eqr_ctx *ctx, int npaths, const eqr__tp_path *p, int64_t D
             pl->e1[3 * pl->ne1 + 2] = a->d1;
             pl->ne1++;
         }
-        pl->accsz = max64(pl->accsz, (int64_t)a->d2 * a->m2 * (a->m2 == 1 ? a->m1 : 1));
+        pl->accsz = max64(pl->accsz, (int64_t)a->d1 * a->d3 * a->m2);
         const int64_t nc = (int64_t)a->d1 * a->d2 * a->d3;
         int cnt = 0;
         for (int64_t c = 0; c < nc; c++) cnt += a->C[c] != 0.0f;
         pl->nnz[q] = cnt;
         pl->nz[q] = eqr__arena_alloc(ctx, sizeof(tp_nz) * (size_t)(cnt + 1));
-        if (!pl->nz[q]) return 0;
+        pl->pairs[q] = eqr__arena_alloc(ctx, sizeof(int) * (size_t)(a->d1 * a->d3 + 1));
+        if (!pl->nz[q] || !pl->pairs[q]) return 0;
         cnt = 0;
+        pl->npair[q] = 0;
         for (int i = 0; i < a->d1; i++)
-            for (int j = 0; j < a->d2; j++)
-                for (int k = 0; k < a->d3; k++) {
+            for (int k = 0; k < a->d3; k++) {
+                int pair = -1;
+                for (int j = 0; j < a->d2; j++) {
                     const float c = a->C[((int64_t)i * a->d2 + j) * a->d3 + k];
-                    if (c != 0.0f) pl->nz[q][cnt++] = (tp_nz){i, j, k, c};
+                    if (c == 0.0f) continue;
+                    if (pair < 0) {
+                        pair = pl->npair[q]++;
+                        pl->pairs[q][pair] = i * a->d3 + k;
+                    }
+                    pl->nz[q][cnt++] = (tp_nz){i, j, k, pair, c};
                 }
+            }
     }
     return 1;
 }
@@ -242,28 +314,20 @@ TP_INLINE void group_z(const tp_job *j, const tp_group *g, int64_t n0, int64_t n
         for (int64_t n = 0; n < nb; n++) {
             const float *t = b->t + pl->tofs[q] * nb + n * ts;
             const float *at = path_x1(j, b, p, n0, n);
+            float *z = b->z + n * d3 * K + pl->kofs[q];
+            if (m2 == 1) {
+                for (int64_t k = 0; k < d3; k++) lincomb(z + k * K, t + k, d3, d1, at, m1, m1, 0);
+                continue;
+            }
             for (int64_t k = 0; k < d3; k++) {
-                float *restrict row = b->z + (n * d3 + k) * K + pl->kofs[q];
-                int first = 1; /* the first term assigns (no memset per row) */
+                float *restrict row = z + k * K;
+                for (int64_t u = 0; u < m1 * m2; u++) row[u] = 0.0f;
                 for (int64_t i = 0; i < d1; i++) {
                     const float *tv = t + (i * d3 + k) * m2;
                     const float *ai = at + i * m1;
-                    if (m2 == 1) {
-                        const float s = tv[0];
-                        if (s == 0.0f) continue;
-                        if (first)
-                            for (int64_t u = 0; u < m1; u++) row[u] = s * ai[u];
-                        else
-                            for (int64_t u = 0; u < m1; u++) row[u] += s * ai[u];
-                    } else {
-                        for (int64_t u = 0; u < m1; u++)
-                            for (int64_t v = 0; v < m2; v++)
-                                row[u * m2 + v] = (first ? 0.0f : row[u * m2 + v]) + ai[u] * tv[v];
-                    }
-                    first = 0;
+                    for (int64_t u = 0; u < m1; u++)
+                        for (int64_t v = 0; v < m2; v++) row[u * m2 + v] += ai[u] * tv[v];
                 }
-                if (first)
-                    for (int64_t u = 0; u < m1 * m2; u++) row[u] = 0.0f;
             }
         }
     }
@@ -332,63 +396,47 @@ TP_INLINE void forward_body(const void *arg, int c) {
 
 /* gx1 (g1t: [d1][m1]) and gx2 of one sample and path from gZ (gz at the
  * path's column), T and x1 (at: [d1][m1]). */
-TP_INLINE void path_grad_x(const eqr__tp_path *p, const tp_nz *nz, int nnz, int64_t K,
+TP_INLINE void path_grad_x(const eqr__tp_path *p, const tp_nz *nz, int nnz, const int *pairs,
+                           int npair, int64_t K,
                            const float *t, const float *at, const float *gz, float *g1t,
                            float *g2, float *acc) {
     const int64_t m1 = p->m1, m2 = p->m2, d1 = p->d1, d2 = p->d2, d3 = p->d3;
     if (g1t) /* g1t[i m1 + u] += sum_{k,v} T[i][k][v] gz[k K + u m2 + v] */
         for (int64_t i = 0; i < d1; i++) {
             float *restrict gi = g1t + i * m1;
+            if (m2 == 1) {
+                lincomb(gi, t + i * d3, 1, d3, gz, K, m1, 1);
+                continue;
+            }
             for (int64_t k = 0; k < d3; k++) {
                 const float *tv = t + (i * d3 + k) * m2;
                 const float *gk = gz + k * K;
-                if (m2 == 1) {
-                    const float s = tv[0];
-                    if (s == 0.0f) continue;
-                    for (int64_t u = 0; u < m1; u++) gi[u] += s * gk[u];
-                } else {
-                    for (int64_t u = 0; u < m1; u++) {
-                        float a = 0.0f;
-                        for (int64_t v = 0; v < m2; v++) a += tv[v] * gk[u * m2 + v];
-                        gi[u] += a;
-                    }
+                for (int64_t u = 0; u < m1; u++) {
+                    float a = 0.0f;
+                    for (int64_t v = 0; v < m2; v++) a += tv[v] * gk[u * m2 + v];
+                    gi[u] += a;
                 }
             }
         }
     if (!g2) return;
-    /* g2[v d2 + j] += sum_{(i,j,k)} C_ijk sum_u at[i m1 + u] gz[k K + u m2 + v] */
-    if (m2 == 1) { /* vector accumulators acc[j m1 + u], summed over u at the end */
-        for (int64_t q = 0; q < d2 * m1; q++) acc[q] = 0.0f;
-        for (int e = 0; e < nnz; e++) {
-            float *restrict aj = acc + (int64_t)nz[e].j * m1;
-            const float *ai = at + (int64_t)nz[e].i * m1, *gk = gz + (int64_t)nz[e].k * K;
-            const float c = nz[e].c;
-            for (int64_t u = 0; u < m1; u++) aj[u] += c * ai[u] * gk[u];
-        }
-        for (int64_t jj = 0; jj < d2; jj++) {
-            /* eight independent lanes (vectorisable), then their sum */
-            float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0f;
-            const float *aj = acc + jj * m1;
-            int64_t u = 0;
-            for (; u + 8 <= m1; u += 8)
-                for (int l = 0; l < 8; l++) lane[l] += aj[u + l];
-            for (; u < m1; u++) s += aj[u];
-            for (int l = 0; l < 8; l++) s += lane[l];
-            g2[jj] += s;
-        }
-    } else {
-        for (int64_t q = 0; q < d2 * m2; q++) acc[q] = 0.0f;
-        for (int e = 0; e < nnz; e++) {
-            const float *ai = at + (int64_t)nz[e].i * m1, *gk = gz + (int64_t)nz[e].k * K;
-            float *restrict aj = acc + (int64_t)nz[e].j * m2;
-            for (int64_t u = 0; u < m1; u++) {
-                const float s = nz[e].c * ai[u];
-                for (int64_t v = 0; v < m2; v++) aj[v] += s * gk[u * m2 + v];
-            }
-        }
-        for (int64_t v = 0; v < m2; v++)
-            for (int64_t jj = 0; jj < d2; jj++) g2[v * d2 + jj] += acc[jj * m2 + v];
+    /* g2[v d2 + j] += sum_{(i,j,k)} C_ijk P[(i,k)][v], P = sum_u x1[u, i] gz[k K + u m2 + v]:
+     * one P per distinct (i, k), shared by the j of that pair */
+    if (m2 == 1) {
+        for (int e = 0; e < npair; e++)
+            acc[e] = dot(at + (pairs[e] / d3) * m1, gz + (pairs[e] % d3) * K, m1);
+        for (int e = 0; e < nnz; e++) g2[nz[e].j] += nz[e].c * acc[nz[e].pair];
+        return;
     }
+    for (int e = 0; e < npair; e++) {
+        const float *ai = at + (pairs[e] / d3) * m1, *gk = gz + (pairs[e] % d3) * K;
+        float *restrict pe = acc + (int64_t)e * m2;
+        for (int64_t v = 0; v < m2; v++) pe[v] = 0.0f;
+        for (int64_t u = 0; u < m1; u++)
+            for (int64_t v = 0; v < m2; v++) pe[v] += ai[u] * gk[u * m2 + v];
+    }
+    for (int e = 0; e < nnz; e++)
+        for (int64_t v = 0; v < m2; v++)
+            g2[v * d2 + nz[e].j] += nz[e].c * acc[(int64_t)nz[e].pair * m2 + v];
 }
 
 TP_INLINE void backward_body(const void *arg, int c) {
@@ -446,7 +494,7 @@ TP_INLINE void backward_body(const void *arg, int c) {
                     if (j->g1)
                         g1t = p->d1 == 1 ? j->g1 + (n0 + n) * j->D1 + p->off1
                                          : b.g1t + n * j->D1 + p->off1;
-                    path_grad_x(p, pl->nz[q], pl->nnz[q], K, b.t + pl->tofs[q] * nb + n * ts,
+                    path_grad_x(p, pl->nz[q], pl->nnz[q], pl->pairs[q], pl->npair[q], K, b.t + pl->tofs[q] * nb + n * ts,
                                 path_x1(j, &b, p, n0, n), b.z + n * d3 * K + pl->kofs[q], g1t,
                                 j->g2 ? j->g2 + (n0 + n) * j->D2 + p->off2 : NULL, b.acc);
                 }
