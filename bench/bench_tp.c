@@ -14,8 +14,11 @@
  * tensors, per path forward 2 N (m2 d2 d1 d3 + d3 m1 m2 d1 + d3 m1 m2 m3)
  * and forward + backward 3x that (the real CG tables are sparse, so this
  * overstates the work of the small contractions a little). Each rep resets
- * the step (as a training loop does). Prints one line per shape:
- *   tp shape=S n=N paths=P threads=T ms_fwd_bwd=X gflops=Y */
+ * the step (as a training loop does). Prints one line per shape, with the
+ * median wall time and the median process CPU time of a rep (the latter
+ * does not count time the process waits for a core on a loaded machine;
+ * with T > 1 it sums the threads):
+ *   tp shape=S n=N paths=P threads=T ms_fwd_bwd=X gflops=Y cpu_ms_fwd_bwd=Z */
 #define _POSIX_C_SOURCE 200809L
 #include "equirelax/equirelax.h"
 
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static double flops_of(const eqr_irreps *a, const eqr_irreps *b, const eqr_irreps *c) {
     double f = 0;
@@ -37,6 +41,13 @@ static double flops_of(const eqr_irreps *a, const eqr_irreps *b, const eqr_irrep
                             d3 * A.mul * B.mul * O.mul);
             }
     return f;
+}
+
+/* CPU time of the process (all its threads), in seconds. */
+static double cpu_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int fail(eqr_ctx *ctx) {
@@ -86,21 +97,26 @@ int main(int argc, char **argv) {
         eqr_tensor_normal(x1, eqr_ctx_rng(ctx), 1.0f);
         eqr_tensor_normal(x2, eqr_ctx_rng(ctx), 1.0f);
         double *t = malloc(sizeof(double) * (size_t)(reps + 1));
-        if (!t) return 1;
+        double *tc = malloc(sizeof(double) * (size_t)(reps + 1));
+        if (!t || !tc) return 1;
         for (int r = 0; r <= reps; r++) {
             eqr_step_reset(ctx);
-            const double t0 = bench_now_s();
+            const double t0 = bench_now_s(), c0 = cpu_now_s();
             eqr_tensor *y = eqr_tp_forward(ctx, tp, x1, x2, NULL);
             eqr_tensor *loss = eqr_sum_all(ctx, y);
             if (!loss || eqr_backward(ctx, loss) != EQR_OK) return fail(ctx);
             t[r] = bench_now_s() - t0;
+            tc[r] = cpu_now_s() - c0;
         }
         qsort(t + 1, (size_t)reps, sizeof(double), bench_cmp_double);
+        qsort(tc + 1, (size_t)reps, sizeof(double), bench_cmp_double);
         const double med = t[1 + reps / 2];
-        printf("tp shape=%s n=%d paths=%d threads=%d ms_fwd_bwd=%.3f gflops=%.2f\n", names[s], n,
-               eqr_tp_num_paths(tp), threads, med * 1e3,
-               3.0 * flops_of(&a, &b, &a) * n / med * 1e-9);
+        printf("tp shape=%s n=%d paths=%d threads=%d ms_fwd_bwd=%.3f gflops=%.2f "
+               "cpu_ms_fwd_bwd=%.3f\n",
+               names[s], n, eqr_tp_num_paths(tp), threads, med * 1e3,
+               3.0 * flops_of(&a, &b, &a) * n / med * 1e-9, tc[1 + reps / 2] * 1e3);
         free(t);
+        free(tc);
         eqr_tp_destroy(tp);
         eqr_ctx_destroy(ctx);
     }

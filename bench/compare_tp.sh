@@ -36,22 +36,29 @@ for name, (a, b, c) in shapes.items():
     tp = m.O3TensorProduct(a, b, c)
     x1 = torch.randn(2000, m.Irreps(a).dim, requires_grad=True)
     x2 = torch.randn(2000, m.Irreps(b).dim, requires_grad=True)
-    ts = []
+    ts, cs = [], []
     for r in range(reps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         tp(x1, x2).sum().backward()
         ts.append(time.perf_counter() - t0)
+        cs.append(time.process_time() - c0)
         x1.grad = x2.grad = None; tp.zero_grad()
-    print(f"torch shape={name} n=2000 threads={sys.argv[3]} ms_fwd_bwd={statistics.median(ts[1:]) * 1e3:.3f}")
+    print(f"torch shape={name} n=2000 threads={sys.argv[3]} ms_fwd_bwd={statistics.median(ts[1:]) * 1e3:.3f}"
+          f" cpu_ms_fwd_bwd={statistics.median(cs[1:]) * 1e3:.3f}")
 PY
 )
   echo "$theirs"
   all_ours+="$ours"$'\n' all_theirs+="$theirs"$'\n'
 done
 med() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# wall time (what a user waits) and process CPU time (not counting waits
+# for a core; with threads > 1 the sum over threads)
 for s in segnn lmax2; do
-  a=$(echo "$all_ours" | sed -n "s/^tp shape=$s .*ms_fwd_bwd=\([0-9.]*\).*/\1/p" | med)
-  b=$(echo "$all_theirs" | sed -n "s/^torch shape=$s .*ms_fwd_bwd=\([0-9.]*\).*/\1/p" | med)
-  awk -v s="$s" -v a="$a" -v b="$b" -v t="$threads" -v r="$rounds" 'BEGIN {
-    printf "ratio shape=%s threads=%s rounds=%s ours_ms=%.3f torch_ms=%.3f ours/torch=%.2f\n", s, t, r, a, b, a / b }'
+  a=$(echo "$all_ours" | sed -n "s/^tp shape=$s .* ms_fwd_bwd=\([0-9.]*\).*/\1/p" | med)
+  b=$(echo "$all_theirs" | sed -n "s/^torch shape=$s .* ms_fwd_bwd=\([0-9.]*\).*/\1/p" | med)
+  ac=$(echo "$all_ours" | sed -n "s/^tp shape=$s .*cpu_ms_fwd_bwd=\([0-9.]*\).*/\1/p" | med)
+  bc=$(echo "$all_theirs" | sed -n "s/^torch shape=$s .*cpu_ms_fwd_bwd=\([0-9.]*\).*/\1/p" | med)
+  awk -v s="$s" -v a="$a" -v b="$b" -v ac="$ac" -v bc="$bc" -v t="$threads" -v r="$rounds" 'BEGIN {
+    printf "ratio shape=%s threads=%s rounds=%s ours_ms=%.3f torch_ms=%.3f ours/torch=%.2f", s, t, r, a, b, a / b
+    printf " ours_cpu_ms=%.3f torch_cpu_ms=%.3f cpu_ours/torch=%.2f\n", ac, bc, ac / bc }'
 done
