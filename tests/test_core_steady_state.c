@@ -4,7 +4,8 @@
  * ReLU, max pooling, dropout, linear, softmax cross-entropy, a lifting and a
  * group conv, a steerable conv, equivariant batch norm, a pointwise
  * nonlinearity and group pooling) is trained with AdamW and gradient
- * clipping on a context with 2 threads. From step 3 on:
+ * clipping on a context with 2 threads (and, separately, two tensor products
+ * of irreps, internal and per-sample weights). From step 3 on:
  *   (a) the step arena's reservation stays constant, and
  *   (b) the process heap is not touched: no call at all to malloc, calloc,
  *       realloc, free (of a non-NULL pointer) or the aligned allocators.
@@ -300,6 +301,55 @@ static void test_heap_steady_small_batch(void **state) {
     (void)state;
     heap_steady(1);
 }
+
+/* (b) for the tensor products: a step of an internal-weight TP and a
+ * per-sample-weight TP (weights from a linear map, as a radial MLP gives
+ * them), 2 chunks on 2 threads, makes no heap call from step 3 on and
+ * keeps the arena's reservation. */
+static void test_heap_steady_tp(void **state) {
+    (void)state;
+    eqr_ctx_opts o = {.seed = 12, .threads = 2, .arena_bytes = 64 << 10};
+    eqr_ctx *ctx = eqr_ctx_create(&o);
+    assert_non_null(ctx);
+    eqr_irreps h, a;
+    assert_int_equal(eqr_irreps_parse(ctx, "16x0e+8x1o", &h), EQR_OK);
+    assert_int_equal(eqr_irreps_parse(ctx, "1x0e+1x1o", &a), EQR_OK);
+    eqr_tp *tp1 = NULL, *tp2 = NULL;
+    assert_int_equal(eqr_tp_create(ctx, "tp1", &h, &a, &h, 1, &tp1), EQR_OK);
+    assert_int_equal(eqr_tp_create(ctx, "tp2", &h, &a, &h, 0, &tp2), EQR_OK);
+    enum { NE = 200 };
+    const int64_t nw = eqr_tp_num_weights(tp2);
+    eqr_tensor *x1 = param(ctx, "x1", 2, NE, eqr_irreps_dim(&h), 0, 0, 0);
+    eqr_tensor *x2 = param(ctx, "x2", 2, NE, eqr_irreps_dim(&a), 0, 0, 0);
+    eqr_tensor *e = param(ctx, "e", 2, NE, 4, 0, 0, 0);
+    eqr_tensor *rw = param(ctx, "radial.weight", 2, nw, 4, 0, 0, 0);
+    eqr_tensor_normal(x1, eqr_ctx_rng(ctx), 1.0f);
+    eqr_tensor_normal(x2, eqr_ctx_rng(ctx), 1.0f);
+    eqr_tensor_normal(e, eqr_ctx_rng(ctx), 1.0f);
+    eqr_tensor_normal(rw, eqr_ctx_rng(ctx), 0.1f);
+    size_t reserved = 0;
+    for (int s = 0; s < WARMUP + STEADY; s++) {
+        unsigned long c0 = heap_count();
+        eqr_zero_grad(ctx);
+        eqr_tensor *y = eqr_tp_forward(ctx, tp1, x1, x2, NULL);
+        y = eqr_tp_forward(ctx, tp2, y, x2, eqr_linear(ctx, e, rw, NULL));
+        eqr_tensor *loss = eqr_sum_all(ctx, y);
+        if (loss) eqr_backward(ctx, loss);
+        eqr_step_reset(ctx);
+        if (eqr_status_get(ctx)) fail_msg("tp step: %s", eqr_error_message(ctx));
+        unsigned long calls = heap_count() - c0;
+        if (s == WARMUP) reserved = eqr_arena_reserved(ctx);
+        if (s >= WARMUP) {
+            if (calls) fail_msg("tp step %d made %lu heap calls (expected none)", s + 1, calls);
+            assert_int_equal(eqr_arena_reserved(ctx), reserved);
+        }
+    }
+    /* the step reached the weights (the backward ran) */
+    assert_non_null(rw->grad);
+    eqr_tp_destroy(tp1);
+    eqr_tp_destroy(tp2);
+    eqr_ctx_destroy(ctx);
+}
 #else
 static void test_counter_sees_allocations(void **state) {
     (void)state;
@@ -316,6 +366,9 @@ static void test_heap_steady(void **state) {
 static void test_heap_steady_small_batch(void **state) {
     test_heap_steady(state);
 }
+static void test_heap_steady_tp(void **state) {
+    test_heap_steady(state);
+}
 #endif
 
 int main(void) {
@@ -324,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_counter_sees_allocations),
         cmocka_unit_test(test_heap_steady),
         cmocka_unit_test(test_heap_steady_small_batch),
+        cmocka_unit_test(test_heap_steady_tp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -134,6 +134,24 @@ static void test_gradcheck(void **state) {
     }
 }
 
+/* |D| a per row: each block of c's entries takes sum_j |D^l_ij| a_j. */
+static void abs_act(const eqr_irreps *c, const double D[4][49], const double *a, double *out,
+                    int64_t N) {
+    const int64_t dim = eqr_irreps_dim(c);
+    for (int64_t n = 0; n < N; n++)
+        for (int e = 0; e < c->n; e++) {
+            const int d = 2 * c->e[e].l + 1;
+            for (int u = 0; u < c->e[e].mul; u++) {
+                const int64_t o = n * dim + eqr_irreps_offset(c, e) + u * d;
+                for (int i = 0; i < d; i++) {
+                    double t = 0;
+                    for (int j = 0; j < d; j++) t += fabs(D[c->e[e].l][i * d + j]) * a[o + j];
+                    out[o + i] = t;
+                }
+            }
+        }
+}
+
 static void test_equivariance(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(3);
@@ -143,16 +161,20 @@ static void test_equivariance(void **state) {
     const int64_t D1 = eqr_irreps_dim(&f.a), D2 = eqr_irreps_dim(&f.b), D3 = eqr_irreps_dim(&f.c);
     const int64_t s1[2] = {N, D1}, s2[2] = {N, D2};
     double *ref = malloc(sizeof(double) * N * D3), *abs = malloc(sizeof(double) * N * D3);
+    double *abs_g = malloc(sizeof(double) * N * D3), *dabs = malloc(sizeof(double) * N * D3);
     float *gy = malloc(sizeof(float) * N * D3);
+    double worst = 0; /* largest |bound| / |f(x)| (2-norms of a row) over the rows */
+    assert_true(eqr_irreps_lmax(&f.c) <= 3);
     for (int trial = 0; trial < 6; trial++) {
         float Rf[9], q[4];
-        double R[9];
+        double R[9], Dl[4][49];
         eqr_so3_random(eqr_ctx_rng(ctx), Rf, q);
         double qd[4] = {q[0], q[1], q[2], q[3]}, nq = 0;
         for (int i = 0; i < 4; i++) nq += qd[i] * qd[i];
         for (int i = 0; i < 4; i++) qd[i] /= sqrt(nq);
         /* R from the quaternion in double: D^1 = R */
         assert_int_equal(eqr_o3_wigner_d_quat(ctx, 1, qd, R), EQR_OK);
+        for (int l = 0; l <= 3; l++) assert_int_equal(eqr_o3_wigner_d_quat(ctx, l, qd, Dl[l]), EQR_OK);
         const int s = (trial & 1) ? -1 : 1;
         eqr_tensor *x1 = eqr_tensor_zeros(ctx, 2, s1), *x2 = eqr_tensor_zeros(ctx, 2, s2);
         eqr_tensor_normal(x1, eqr_ctx_rng(ctx), 1.0f);
@@ -165,30 +187,70 @@ static void test_equivariance(void **state) {
         assert_non_null(y);
         assert_non_null(y2);
         assert_int_equal(eqr_irreps_act(ctx, &f.c, R, s, y->data, gy, N), EQR_OK);
+        const float *w = eqr_tp_weight(f.tp)->data;
         int64_t kmax;
-        tp_ref(ctx, &f.a, &f.b, &f.c, x1->data, x2->data, eqr_tp_weight(f.tp)->data, 0, N, ref,
-               abs, &kmax);
-        /* Each side: the TP's own bound (kmax + 5) eps sum|terms| plus the
-         * action's (rounding of gx (7 terms) feeds every term; D^l sums 7
-         * terms of the output): take (kmax + 5 + 2 * 7) eps times the largest
-         * sum|terms| of the row, on each side, and sqrt(7) for the block
-         * norm mixing by D. */
+        tp_ref(ctx, &f.a, &f.b, &f.c, x1->data, x2->data, w, 0, N, ref, abs, &kmax);
+        abs_act(&f.c, Dl, abs, dabs, N);
+        tp_ref(ctx, &f.a, &f.b, &f.c, gx1->data, gx2->data, w, 0, N, ref, abs_g, &kmax);
+        /* Componentwise bound on |f(g x) - g f(x)|, u = 2^-24, A(x) = sum
+         * |terms| in the exact CG (tp_ref), h = the most rounded operations
+         * on any term's way into one output of the kernel (tp_internal.h):
+         * T = sum_j C x2 (d2: 1 product + d2 - 1 sums), Z = sum_i x1 T (d1),
+         * one GEMM over the output entry's K = sum m1 m2 columns (K), the
+         * add into the output (1) and c_p C rounded to float (1):
+         * h = max over output entries of K + max d1 + max d2 + 2.
+         * - the TP in float: |TP_f(x) - TP(x)| <= gamma_h A(x) (any order
+         *   inside each sum, with or without FMA);
+         * - g x is rounded once per component (the action sums in double):
+         *   TP(fl(g x)) - TP(g x) <= gamma_3 A(fl(g x));
+         * - TP(g x) = g TP(x) exactly; g f(x) then sees |D| gamma_h A(x)
+         *   and one rounding, gamma_1 |g f(x)|.
+         * So |err| <= gamma_{h+3} A(g x) + gamma_h |D| A(x) + gamma_1 |g f(x)|.
+         * The 2-norm of that bound is below 1e-5 of |f(x)| per row (checked
+         * below, relative as tu_so3_equiv_err measures it); the measured
+         * error is one or two float ulps (~5e-8 of |f(x)|). The earlier
+         * bound, 2 sqrt(7) (k + 19) eps max_i A_i with k = 63 terms per
+         * output, allowed ~4e-4 of the largest component: the same error,
+         * bounded loosely (all k terms in one chain, eps = 2u, row maxima). */
+        int64_t h = 0;
+        for (int ic = 0; ic < f.c.n; ic++) {
+            int64_t K = 0, d1m = 0, d2m = 0;
+            for (int ia = 0; ia < f.a.n; ia++)
+                for (int ib = 0; ib < f.b.n; ib++) {
+                    const eqr_irrep_entry A = f.a.e[ia], B = f.b.e[ib], O = f.c.e[ic];
+                    const int lo = A.l > B.l ? A.l - B.l : B.l - A.l;
+                    if (A.p * B.p != O.p || O.l < lo || O.l > A.l + B.l) continue;
+                    K += (int64_t)A.mul * B.mul;
+                    d1m = d1m > 2 * A.l + 1 ? d1m : 2 * A.l + 1;
+                    d2m = d2m > 2 * B.l + 1 ? d2m : 2 * B.l + 1;
+                }
+            h = h > K + d1m + d2m + 2 ? h : K + d1m + d2m + 2;
+        }
+        const double ga = tu_gamma(h + 3), gb = tu_gamma(h), gc = tu_gamma(1);
         for (int64_t n = 0; n < N; n++) {
-            double smax = 0;
-            for (int64_t i = 0; i < D3; i++) smax = fmax(smax, abs[n * D3 + i]);
-            const double tol = 2.0 * sqrt(7.0) * (double)(kmax + 5 + 14) * FLT_EPSILON * smax;
-            for (int64_t i = 0; i < D3; i++)
-                if (fabs(y2->data[n * D3 + i] - gy[n * D3 + i]) > tol) {
+            double ny = 0, nb = 0;
+            for (int64_t i = 0; i < D3; i++) {
+                const int64_t o = n * D3 + i;
+                ny += (double)y->data[o] * y->data[o];
+                const double tol = ga * abs_g[o] + gb * dabs[o] + gc * fabs((double)gy[o]);
+                nb += tol * tol;
+                if (!(fabs((double)y2->data[o] - gy[o]) <= tol)) {
                     print_error("equivariance s=%d row %lld [%lld]: %.9g vs %.9g (bound %.3g)\n", s,
-                                (long long)n, (long long)i, (double)y2->data[n * D3 + i],
-                                (double)gy[n * D3 + i], tol);
+                                (long long)n, (long long)i, (double)y2->data[o], (double)gy[o],
+                                tol);
                     fail();
                 }
+            }
+            worst = fmax(worst, sqrt(nb / ny));
         }
         eqr_step_reset(ctx);
     }
+    /* the bound is what the issue asks for: ~1e-5 of |f(x)| or tighter */
+    assert_true(worst > 0 && worst <= 1e-5);
     free(ref);
     free(abs);
+    free(abs_g);
+    free(dabs);
     free(gy);
     eqr_tp_destroy(f.tp);
     eqr_ctx_destroy(ctx);

@@ -14,8 +14,11 @@
  * Weights: flat, ordered by output entry, then (in1 entry, in2 entry), then
  * [u][v][w] (the peer's order). Internal: one parameter "<name>.weight" in
  * the store. External: given per call as [N, nweights], one set per sample
- * (e.g. a radial MLP of edge lengths, as TFN / NequIP). Computed as two
- * GEMMs per path (x2 with the CG table, then the pair products with W). */
+ * (e.g. a radial MLP of edge lengths, as TFN / NequIP). Computed per
+ * output entry as one GEMM of the pair products of all its paths with
+ * their weights (K = fan), the pair products from the sparse CG tables;
+ * samples run in blocks, split over the context's threads; scratch comes
+ * from the step arena (no heap use in steady state). */
 #ifndef EQUIRELAX_TENSOR_PRODUCT_H
 #define EQUIRELAX_TENSOR_PRODUCT_H
 

@@ -127,6 +127,14 @@ typedef struct eqr__arena_mark {
 eqr__arena_mark eqr__arena_save(const eqr_ctx *ctx);
 void eqr__arena_rewind(eqr_ctx *ctx, eqr__arena_mark m);
 
+/* Give an op's scratch allocated since m back to the arena, so the next op
+ * reuses the same memory instead of touching new pages. Only when no block
+ * was chained after the mark (rewinding would free it, and a block freed
+ * every step would mean a malloc every step); in the coalesced arena of
+ * later steps it always rewinds. Nothing allocated after m may outlive the
+ * call. */
+void eqr__scratch_release(eqr_ctx *ctx, eqr__arena_mark m);
+
 /* Element count of a shape, or -1 with EQR_ERR_SHAPE recorded as
  * "<fn>: invalid <what> [sizes] (...)" if ndim, shape or the count is bad. */
 int64_t eqr__shape_check(eqr_ctx *ctx, const char *fn, const char *what, int ndim,
@@ -169,6 +177,11 @@ eqr_node *eqr__record(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw,
  * every such region, which would make each training step touch the heap. */
 typedef void (*eqr__task_fn)(const void *arg, int k);
 void eqr__parallel(int n, eqr__task_fn fn, const void *arg);
+
+/* Before a parallel region of chunks > 1 that calls BLAS: make OpenBLAS
+ * single-threaded (its thread count is process-global; set once and left,
+ * as restoring it per call wakes its spinning workers; core.c). */
+void eqr__blas_single(int chunks);
 
 /* eqr_gather without its checks, for index tables a layer built and
  * validated once at construction (x non-NULL, shape valid, every idx in

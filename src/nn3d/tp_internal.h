@@ -3,8 +3,9 @@
  * table times its normalisation), contracted as
  *   out[n, off3 + w d3 + k] += sum_{u,v,i,j} W[woff + (u m2 + v) m3 + w]
  *                              C[i, j, k] x1[n, off1 + u d1 + i] x2[n, off2 + v d2 + j]
- * by two GEMMs per path (x2 with C, then the pair products with W). The
- * public layer (irreps, CG, weight store) builds the path list. */
+ * with one GEMM per run of consecutive paths into the same output entry
+ * whose weight blocks follow each other (tensor_product_kernel.c). The
+ * public layer (irreps, CG, weight store) builds the path list, ordered so. */
 #ifndef EQR_TP_INTERNAL_H
 #define EQR_TP_INTERNAL_H
 

@@ -43,10 +43,6 @@
 #include <cblas.h>
 #include <limits.h>
 
-void eqr__conv_scratch_release(eqr_ctx *ctx, eqr__arena_mark m) {
-    if (ctx->status == EQR_OK && ctx->arena.head == m.head) eqr__arena_rewind(ctx, m);
-}
-
 /* Number of image chunks (= OpenMP threads) for a batch of N. */
 int eqr__conv_chunks(const eqr_ctx *ctx, int N) {
     int t = eqr_ctx_threads(ctx);
@@ -54,12 +50,6 @@ int eqr__conv_chunks(const eqr_ctx *ctx, int N) {
     t = 1;
 #endif
     return (t > 1 && N >= t) ? t : 1;
-}
-
-/* Make OpenBLAS single-threaded before a parallel region (see top); a
- * no-op once it is, so the setting is written once per process. */
-void eqr__conv_blas_single(int chunks) {
-    if (chunks > 1 && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 }
 
 void eqr__conv_chunk_range(int N, int chunks, int k, int *n0, int *n1) {
@@ -267,7 +257,7 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
         if (need_b && !(bacc = eqr__arena_calloc(ctx, (size_t)chunks * d.O * sizeof(float))))
             return;
     }
-    eqr__conv_blas_single(chunks);
+    eqr__blas_single(chunks);
     conv_bwd_job job = {&d, r, chunks, xt->data, wt->data, gy, gx, gw, gb, cols, wacc, bacc, pads,
                         ones, wp};
     eqr__parallel(chunks, conv_backward_chunk, &job);
@@ -285,7 +275,7 @@ static void conv_backward(eqr_ctx *ctx, eqr_node *node) {
             for (int o = 0; o < d.O; o++) gb[o] += a[o];
         }
     }
-    eqr__conv_scratch_release(ctx, mark);
+    eqr__scratch_release(ctx, mark);
 }
 
 /* Checks shared by the conv ops: shapes of x, w, b and the geometry (fn
@@ -391,11 +381,11 @@ eqr_tensor *eqr_conv2d(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *b
     if (eqr__conv_pad_floats(&d) && d.N > 0 &&
         !(pads = eqr__arena_calloc(ctx, (size_t)chunks * eqr__conv_pad_floats(&d) * sizeof(float))))
         return NULL;
-    eqr__conv_blas_single(chunks);
+    eqr__blas_single(chunks);
     conv_fwd_job job = {&d, r, chunks, x->data, w->data, b ? b->data : NULL, y->data, cols, pads,
                         wp};
     eqr__parallel(chunks, conv_forward_chunk, &job);
-    eqr__conv_scratch_release(ctx, mark);
+    eqr__scratch_release(ctx, mark);
 
     eqr_tensor *in[3] = {x, w, b};
     eqr_node *n = eqr__record(ctx, y, conv_backward, 3, in);

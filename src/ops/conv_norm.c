@@ -229,7 +229,7 @@ static void convn_backward(eqr_ctx *ctx, eqr_node *node) {
     }
     if (any_w && !(wacc = eqr__arena_calloc(ctx, (size_t)chunks * 2 * wsz * sizeof(float))))
         return;
-    eqr__conv_blas_single(chunks);
+    eqr__blas_single(chunks);
     convn_bwd_job job = {&d, sv->r, chunks, any_w, sv->detach_x, xt->data, sv->wc, gy, sv->rmap, ones,
                          2.0f * sv->ds, gx, gb, wacc, bacc, cols, pads, stacks, sv->wcp};
     eqr__parallel(chunks, convn_backward_chunk, &job);
@@ -250,7 +250,7 @@ static void convn_backward(eqr_ctx *ctx, eqr_node *node) {
             for (int o = 0; o < d.O; o++) gb[o] += a[o];
         }
     }
-    eqr__conv_scratch_release(ctx, mark);
+    eqr__scratch_release(ctx, mark);
 }
 
 /* The norm's node: its gradient is consumed by y's node (recorded before it,
@@ -310,11 +310,11 @@ eqr_tensor *eqr__conv2d_norm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_ten
         if (eqr__conv_pad_floats(&d) &&
             !(pads = eqr__arena_calloc(ctx, (size_t)chunks * eqr__conv_pad_floats(&d) * sizeof(float))))
             return NULL;
-        eqr__conv_blas_single(chunks);
+        eqr__blas_single(chunks);
         convn_fwd_job job = {&d, r, chunks, x->data, wc, b ? b->data : NULL, y->data, rmap,
                              cols, pads, stacks, part, wcp};
         eqr__parallel(chunks, convn_forward_chunk, &job);
-        eqr__conv_scratch_release(ctx, mark);
+        eqr__scratch_release(ctx, mark);
         for (int n = 0; n < d.N; n++) acc += part[n];
     }
     s->data[0] = (float)acc;

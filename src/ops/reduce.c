@@ -175,8 +175,14 @@ static eqr_tensor *reduce_all(eqr_ctx *ctx, eqr_tensor *x, int mean) {
     }
     eqr_tensor *y = eqr__tensor_empty(ctx, 0, NULL);
     if (!y) return NULL;
-    double acc = 0.0; /* double: losses sum many terms */
-    for (int64_t i = 0; i < x->numel; i++) acc += x->data[i];
+    /* double: losses sum many terms; eight independent lanes so the adds
+     * do not wait on each other (fixed order: the same sum every run) */
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc = 0.0;
+    int64_t i = 0;
+    for (; i + 8 <= x->numel; i += 8)
+        for (int l = 0; l < 8; l++) lane[l] += x->data[i + l];
+    for (; i < x->numel; i++) acc += x->data[i];
+    acc += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     double s = mean ? 1.0 / (double)x->numel : 1.0;
     y->data[0] = (float)(acc * s);
     eqr_node *nd = eqr__record(ctx, y, all_backward, 1, &x);

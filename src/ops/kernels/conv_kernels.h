@@ -51,13 +51,11 @@ void eqr__conv_rs_dw(const conv_dims *d, const float *pad, float *rc, int oh0, i
 void eqr__conv_rs_dx(const conv_dims *d, const conv_runs *r, float *rc, int oh0, int oh1, int M,
            const float *wp, int srows, const float *dy, int ldy, float *gx);
 
-/* Drivers (conv.c): arena scratch release, the fixed chunking of a batch
- * over the context's threads (with BLAS single-threaded inside), the
+/* Drivers (conv.c): the fixed chunking of a batch over the context's
+ * threads (BLAS single-threaded inside: eqr__blas_single), the
  * geometry of a call, col buffer sizes, and argument checks (fn names the
  * public function in messages; 0 with the error recorded). */
-void eqr__conv_scratch_release(eqr_ctx *ctx, eqr__arena_mark m);
 int eqr__conv_chunks(const eqr_ctx *ctx, int N);
-void eqr__conv_blas_single(int chunks);
 void eqr__conv_chunk_range(int N, int chunks, int k, int *n0, int *n1);
 void eqr__conv_fill_dims(conv_dims *d, const eqr_tensor *x, const eqr_tensor *w, const int *g);
 size_t eqr__conv_col_floats(const conv_dims *d);
