@@ -9,8 +9,10 @@
 # Usage: bash scripts/telemetry_fmnist.sh   (BUILD_DIR, THREADS, SEEDS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BUILD_DIR:-build}/examples/fmnist_rot
-[ -x "$BIN" ] || { source scripts/deps.sh; cmake -S . -B "${BUILD_DIR:-build}" -DCMAKE_BUILD_TYPE=Release >/dev/null; cmake --build "${BUILD_DIR:-build}" -j"$(nproc)" --target fmnist_rot; }
+# A build of its own, so rebuilding build/ meanwhile cannot pull the binary away.
+BUILD_DIR=${BUILD_DIR:-build-exp}
+BIN=$BUILD_DIR/examples/fmnist_rot
+[ -x "$BIN" ] || { source scripts/deps.sh; cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null; cmake --build "$BUILD_DIR" -j"$(nproc)" --target fmnist_rot >/dev/null; }
 OUT=results/telemetry
 mkdir -p "$OUT" docs/figures
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
@@ -28,7 +30,8 @@ for s in ${SEEDS:-1 2}; do
         echo "[$(date +%H:%M:%S)] $name"
         "$BIN" "${common[@]}" "${args[@]}" --seed "$s" --steps "$OUT/$name.steps.csv" \
             --steps-plot "$OUT/$name.steps.svg" --metrics "$OUT/$name.csv" \
-            --plot "$OUT/$name.svg" >"$f.tmp" 2>"$OUT/$name.err" && mv "$f.tmp" "$f"
+            --plot "$OUT/$name.svg" >"$f.tmp" 2>"$OUT/$name.err" && mv "$f.tmp" "$f" ||
+            { echo "  FAILED (see $OUT/$name.err)"; continue; }
         tail -n 1 "$f"
         [ "$s" = 1 ] && cp "$OUT/$name.steps.svg" "docs/figures/telemetry_$cfg.svg"
     done
