@@ -13,7 +13,8 @@
  * penalty, theta, learning rate and, per relaxed layer <l>, theta ||W_r x||
  * / ||f_eq x|| (eqr_rlayer_probe), ||W_r||, and ||m||, ||v|| of W_r's Adam
  * moments; with a probe dataset, also the loss and accuracy of the relaxed
- * and of the projected model on it and the jump at projection.
+ * and of the projected model on it and the jump at projection (measured
+ * on the model the step starts from).
  *
  * Metrics tables (eqr_metrics) hold named columns of doubles (NaN = empty)
  * and are written as CSV and as SVG line charts, atomically (a reader or a
@@ -124,11 +125,10 @@ void eqr_trainer_destroy(eqr_trainer *t);
  * penalty, runs backward, records telemetry if due, clips, steps the
  * optimizer and the scheduler, and ends the step (eqr_step_reset: the
  * step's tensors are released). *penalty (may be NULL) gets the penalty's
- * value (0 without relaxation). An error before the optimizer step leaves
- * the parameters and optimizer as they were (clear it and retry the step);
- * an error in the telemetry's probe evaluations, which run after it, is
- * returned with the step taken whole and its row not added (whether the
- * step was taken: eqr_optim_steps). */
+ * value (0 without relaxation). Telemetry (the layer probes and the probe
+ * set's evaluations, on the model the step starts from) runs before the
+ * update, so any error leaves the step not taken: parameters, optimizer
+ * and scheduler as they were (clear the error and retry the step). */
 eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double *penalty);
 
 /* Summary of one epoch. */

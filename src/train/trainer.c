@@ -258,27 +258,33 @@ eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double 
     if (penalty) *penalty = pv;
     eqr_zero_grad(ctx);
     if (!total || eqr_backward(ctx, total) != EQR_OK) return ctx->status;
-    int tele = t->o.telemetry_every > 0 && (t->nsteps + 1) % t->o.telemetry_every == 0;
-    if (tele) telemetry_layers(t, lv, pv);
+    /* Telemetry runs before the update, so that a failure in it leaves the
+     * step not taken (all or nothing): the layer probes need this step's
+     * inputs, and the probe evaluations (which reset the arena per batch;
+     * the gradients live in the store) see the model the step started
+     * from. */
+    if (t->o.telemetry_every > 0 && (t->nsteps + 1) % t->o.telemetry_every == 0) {
+        telemetry_layers(t, lv, pv);
+        if (t->o.probe) {
+            double *p = t->row + NBASE + NLAYER_COLS * t->nl;
+            if (evaluate_plain(t, t->o.probe, &p[0], &p[1]) != EQR_OK) return ctx->status;
+            if (t->o.relax) {
+                if (eqr_trainer_evaluate(t, t->o.probe, 1, &p[2], &p[3]) != EQR_OK)
+                    return ctx->status;
+            } else {
+                p[2] = p[0];
+                p[3] = p[1];
+            }
+            p[4] = p[3] - p[1];
+        }
+        if (eqr_metrics_add_row(ctx, t->steps, t->row) != EQR_OK) return ctx->status;
+    }
     if (t->o.clip_norm > 0) eqr_clip_grad_norm(ctx, t->o.clip_norm);
     if (eqr_optim_step(t->o.opt) != EQR_OK) return ctx->status;
     if (t->o.sched && eqr_scheduler_step(t->o.sched) != EQR_OK) return ctx->status;
     t->nsteps++;
     eqr_step_reset(ctx);
-    if (!tele) return ctx->status;
-    if (t->o.probe) {
-        double *p = t->row + NBASE + NLAYER_COLS * t->nl;
-        if (evaluate_plain(t, t->o.probe, &p[0], &p[1]) != EQR_OK) return ctx->status;
-        if (t->o.relax) {
-            if (eqr_trainer_evaluate(t, t->o.probe, 1, &p[2], &p[3]) != EQR_OK)
-                return ctx->status;
-        } else {
-            p[2] = p[0];
-            p[3] = p[1];
-        }
-        p[4] = p[3] - p[1];
-    }
-    return eqr_metrics_add_row(ctx, t->steps, t->row);
+    return ctx->status;
 }
 
 eqr_status eqr_trainer_epoch(eqr_trainer *t, eqr_batcher *bt, int64_t epoch,
