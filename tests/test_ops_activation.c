@@ -81,8 +81,8 @@ static void test_backward(void **state) {
     int64_t s[2] = {4, 6};
     eqr_tensor *x = input_off_zero(ctx, "x", 2, s, 1.5f);
     for (int op = 0; op < NACT; op++) {
-        tu_gradcheck(ctx, act_fn, &x, 1, &op, 1e-2, 1e-3, 1e-2);
-        tu_gradcheck(ctx, act_plus_x_fn, &x, 1, &op, 1e-2, 1e-3, 1e-2);
+        tu_gradcheck(ctx, act_fn, &x, 1, &op, 1e-2, 10 /* libm exp/tanh/erf (few ulp) and a few ops around them */);
+        tu_gradcheck(ctx, act_plus_x_fn, &x, 1, &op, 1e-2, 11);
     }
     eqr_ctx_destroy(ctx);
 }

@@ -9,8 +9,7 @@
 #include <string.h>
 
 #define H 1e-2
-#define ATOL 1e-3
-#define RTOL 1e-2
+#define DEPTH 14 /* scatter sums of <= NE = 12 messages, a product and the mean scale */
 
 /* 7 nodes, 12 edges; node 5 has no edge pointing at it, node 2 has four. */
 #define NN 7
@@ -165,10 +164,10 @@ static void test_gradcheck(void **state) {
     const int64_t sx[2] = {NN, 3}, se[2] = {NE, 3};
     eqr_tensor *x = tu_input(ctx, "x", 2, sx, 1.0f);
     eqr_tensor *m = tu_input(ctx, "m", 2, se, 1.0f);
-    tu_gradcheck(ctx, f_gather, &x, 1, NULL, H, ATOL, RTOL);
-    tu_gradcheck(ctx, f_sum, &m, 1, NULL, H, ATOL, RTOL);
-    tu_gradcheck(ctx, f_mean, &m, 1, NULL, H, ATOL, RTOL);
-    tu_gradcheck(ctx, f_round, &x, 1, NULL, H, ATOL, RTOL);
+    tu_gradcheck(ctx, f_gather, &x, 1, NULL, H, DEPTH);
+    tu_gradcheck(ctx, f_sum, &m, 1, NULL, H, DEPTH);
+    tu_gradcheck(ctx, f_mean, &m, 1, NULL, H, DEPTH);
+    tu_gradcheck(ctx, f_round, &x, 1, NULL, H, DEPTH);
     eqr_ctx_destroy(ctx);
 }
 
