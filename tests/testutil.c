@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,7 @@ void tu_assert_close_bound(const char *what, const float *got, const double *ref
     const double g = c * tu_gamma(nsum);
     for (int64_t i = 0; i < n; i++) {
         double a = got[i], b = ref[i];
-        double tol = g * mag[i] + TU_U * fabs(b);
+        double tol = g * mag[i] + TU_U * fabs(b) + FLT_MIN;
         if (!(fabs(a - b) <= tol))
             fail_msg("%s: element %lld: got %.8g, expected %.8g (bound %.3g = %g * gamma_%lld * mag %.4g"
                      " + u|ref|)",
@@ -67,14 +68,14 @@ void tu_assert_close_bound(const char *what, const float *got, const double *ref
     }
 }
 
-void tu_assert_close_rel(const char *what, const float *got, const double *ref, int64_t n,
-                         double c, double floor) {
+void tu_assert_close_rel(const char *what, const float *got, const double *ref, const double *mag,
+                         int64_t n, double c) {
     for (int64_t i = 0; i < n; i++) {
-        double a = got[i], b = ref[i];
-        double tol = c * TU_U * (fabs(b) + floor);
+        double a = got[i], b = ref[i], m = mag ? mag[i] : 0;
+        double tol = c * TU_U * (fabs(b) + m) + FLT_MIN;
         if (!(fabs(a - b) <= tol))
-            fail_msg("%s: element %lld: got %.8g, expected %.8g (bound %.3g = %g u (|ref| + %g))",
-                     what, (long long)i, a, b, tol, c, floor);
+            fail_msg("%s: element %lld: got %.8g, expected %.8g (bound %.3g = %g u (|ref| + %.4g))",
+                     what, (long long)i, a, b, tol, c, m);
     }
 }
 

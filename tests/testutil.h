@@ -51,9 +51,10 @@ void tu_assert_close(const char *what, const float *got, const double *ref, int6
 /* gamma_n = n u / (1 - n u), u = 2^-24 (requires n u < 1). */
 double tu_gamma(int64_t n);
 
-/* Assert |got[i] - ref[i]| <= c * gamma_nsum * mag[i] + u |ref[i]| for all
- * i (the last term: rounding the result to float once); on failure prints
- * the first offending index, the bound and its parts. */
+/* Assert |got[i] - ref[i]| <= c * gamma_nsum * mag[i] + u |ref[i]| + FLT_MIN
+ * for all i (u |ref|: rounding the result to float once; FLT_MIN: values
+ * below the normal range underflow, e.g. exp(-300) is 0 in float); on
+ * failure prints the first offending index, the bound and its parts. */
 void tu_assert_close_bound(const char *what, const float *got, const double *ref, const double *mag,
                            int64_t n, int64_t nsum, double c);
 
@@ -94,12 +95,14 @@ typedef eqr_tensor *(*tu_fn)(eqr_ctx *ctx, eqr_tensor **in, void *user);
 void tu_gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user,
                   double h, double depth);
 
-/* Assert |got[i] - ref[i]| <= c u (|ref[i]| + floor) for all i: results a
- * few roundings (c) away from a double reference; floor is the inputs'
- * magnitude where a result can cancel to near zero (a sum or difference),
- * 0 for products/quotients/monotone functions (relative error only). */
-void tu_assert_close_rel(const char *what, const float *got, const double *ref, int64_t n,
-                         double c, double floor);
+/* Assert |got[i] - ref[i]| <= c u (|ref[i]| + mag[i]) for all i: results a
+ * few roundings (c) away from a double reference. mag (NULL: all 0) is the
+ * scale of the terms a result is made of where it can cancel (a sum or
+ * difference, 1 + erf(x) for x < 0, 1 - sigmoid(x)); products, quotients
+ * and monotone functions of one value have relative error only. FLT_MIN
+ * is added for underflow, as in tu_assert_close_bound. */
+void tu_assert_close_rel(const char *what, const float *got, const double *ref, const double *mag,
+                         int64_t n, double c);
 
 /* Assert the context is in error with status st and a message containing
  * needle (may be NULL), then clear the error. */
