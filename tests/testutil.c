@@ -293,6 +293,10 @@ eqr_tensor *tu_rlayer_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     return eqr_rlayer_forward(ctx, (eqr_rlayer *)user, in[0]);
 }
 
+double tu_equiv_bound(int64_t depth, double amp) {
+    return sqrt(3.0) * tu_gamma(3) * (amp + 1) + 2 * amp * tu_gamma(depth);
+}
+
 double tu_so3_equiv_err(eqr_ctx *ctx, eqr_forward_fn f, void *model, eqr_tensor *x, int nrot,
                         int invariant) {
     double worst = 0;

@@ -157,6 +157,24 @@ eqr_tensor *tu_rlayer_fn(eqr_ctx *ctx, eqr_tensor **in, void *user);
 double tu_so3_equiv_err(eqr_ctx *ctx, eqr_forward_fn f, void *model, eqr_tensor *x, int nrot,
                         int invariant);
 
+/* Bound on the relative equivariance error ||f(R x) - R f(x)|| / ||f(x)|| of
+ * a float32 f that is exactly equivariant for an orthogonal R applied in
+ * float (the measure of tu_so3_equiv_err). In exact arithmetic the two
+ * sides are equal; in float:
+ *  - R x rounds a 3-term sum per component: off by <= gamma_3 sum_j |R_ij x_j|
+ *    <= sqrt(3) gamma_3 |x| (rows of R have norm 1), an input perturbation
+ *    that f carries to its output with relative gain amp;
+ *  - f on each side: every output within gamma_depth of its magnitude sum
+ *    (depth as for tu_gamma: the rounded ops on the longest path), whose
+ *    norm is at most amp ||f(x)||;
+ *  - R f(x): sqrt(3) gamma_3 ||f(x)|| again.
+ * So err <= sqrt(3) gamma_3 (amp + 1) + 2 amp gamma_depth. amp is the ratio
+ * of magnitude sums to values and the relative condition of f: 1 for an
+ * orthogonal map; sqrt(n) for sums of n terms of random sign (the sum is
+ * ~ sqrt(n) times smaller than its magnitude); products over layers for a
+ * deep f. Each caller says how it chose depth and amp. */
+double tu_equiv_bound(int64_t depth, double amp);
+
 /* Like tu_gradcheck, but the finite-difference forwards run with gradients
  * ENABLED (for terms recorded only then, e.g. relaxation penalties), the
  * output weights r are U(-1, 1) from tu_fill_uniform(seed), and every
