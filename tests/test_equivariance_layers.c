@@ -12,7 +12,13 @@
 #include <string.h>
 
 #define PI 3.14159265358979323846
-#define EQ_TOL 1e-5
+/* Equivariance bound of the layers checked here (tu_equiv_bound): no conv;
+ * the deepest is batch norm, whose statistics sum over N H W = 75 positions
+ * times a field's <= 3 components, twice (mean, variance), then the
+ * normalisation: depth < 512; pools and norms sum <= 8 entries. amp 8: the
+ * centring x - mean (magnitudes over the spread, ~3 for the offset inputs)
+ * times the few components a field norm mixes. */
+#define EQ_TOL tu_equiv_bound(512, 8.0)
 #define NGROUPS 6
 
 static eqr_group group_at(int i) {
