@@ -12,7 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EQ_TOL 1e-5
+/* Equivariance bound of the relaxed models at theta = 0 or with an
+ * equivariant W_r (tu_equiv_bound): per layer, sums of <= C k k = 16 * 9 =
+ * 144 products (2 regular fields of D4 into a 3x3 conv; the 5x5 steerable
+ * convs sum 2 * 25), the filter expansion and the bias: depth < 200; amp 12
+ * = sqrt(144) for random-sign sums; the two-layer model adds its layers'
+ * bounds (used for every case). */
+#define EQ_TOL (2 * tu_equiv_bound(200, 12.0))
 #define HALF_PI 1.5707963267948966192313216916398
 
 /* 3x3, pad 1, bias ~ N(0, 0.25) */

@@ -31,24 +31,29 @@ typedef struct cfg {
     int N, C, H, W, O, k, stride, pad, bias;
 } cfg;
 
-/* Naive double conv, square kernel, same stride / padding on both axes. */
-static void ref_conv(const cfg *c, const float *x, const float *w, const float *b, double *y) {
+/* Naive double conv, square kernel, same stride / padding on both axes;
+ * mag gets sum |x w| + |b| per output (the error-bound scale). */
+static void ref_conv(const cfg *c, const float *x, const float *w, const float *b, double *y,
+                     double *mag) {
     const int OH = (c->H + 2 * c->pad - c->k) / c->stride + 1;
     const int OW = (c->W + 2 * c->pad - c->k) / c->stride + 1;
     for (int n = 0; n < c->N; n++)
         for (int o = 0; o < c->O; o++)
             for (int i = 0; i < OH; i++)
                 for (int j = 0; j < OW; j++) {
-                    double acc = b ? b[o] : 0.0;
+                    double acc = b ? b[o] : 0.0, m = b ? fabs(b[o]) : 0.0;
                     for (int ci = 0; ci < c->C; ci++)
                         for (int u = 0; u < c->k; u++)
                             for (int v = 0; v < c->k; v++) {
                                 int h = i * c->stride + u - c->pad, q = j * c->stride + v - c->pad;
                                 if (h < 0 || h >= c->H || q < 0 || q >= c->W) continue;
-                                acc += (double)x[((n * c->C + ci) * c->H + h) * c->W + q] *
-                                       w[((o * c->C + ci) * c->k + u) * c->k + v];
+                                double t = (double)x[((n * c->C + ci) * c->H + h) * c->W + q] *
+                                           w[((o * c->C + ci) * c->k + u) * c->k + v];
+                                acc += t;
+                                m += fabs(t);
                             }
                     y[((n * c->O + o) * OH + i) * OW + j] = acc;
+                    mag[((n * c->O + o) * OH + i) * OW + j] = m;
                 }
 }
 
@@ -70,16 +75,21 @@ static void check_forward(const cfg *c) {
     eqr_tensor *y = eqr__conv2d_norm(ctx, in[0], in[1], in[2], in[3], &g, 0, &nrm);
     assert_non_null(y);
     assert_non_null(nrm);
-    double *yr = malloc((size_t)y->numel * sizeof(double)), *rr = malloc((size_t)y->numel * sizeof(double));
-    assert_non_null(yr);
-    assert_non_null(rr);
-    ref_conv(c, in[0]->data, in[1]->data, in[2] ? in[2]->data : NULL, yr);
-    ref_conv(c, in[0]->data, in[3]->data, NULL, rr);
-    tu_assert_close("y", y->data, yr, y->numel, 1e-4, 1e-4);
-    double s = 0;
-    for (int64_t i = 0; i < y->numel; i++) s += rr[i] * rr[i];
-    tu_assert_close("norm", nrm->data, &s, 1, 0.0, 1e-5);
-    free(yr), free(rr);
+    const size_t ny = (size_t)y->numel;
+    double *yr = malloc(ny * sizeof(double)), *rr = malloc(ny * sizeof(double));
+    double *ym = malloc(ny * sizeof(double)), *rm = malloc(ny * sizeof(double));
+    assert_true(yr && rr && ym && rm);
+    ref_conv(c, in[0]->data, in[1]->data, in[2] ? in[2]->data : NULL, yr, ym);
+    ref_conv(c, in[0]->data, in[3]->data, NULL, rr, rm);
+    const int64_t n1 = (int64_t)c->C * c->k * c->k + 1; /* products + bias */
+    tu_assert_close_bound("y", y->data, yr, ym, y->numel, n1, 1);
+    /* sum of squares of the W_r conv: each r within gamma_n1 rm, so the
+     * squares within 2 |r| gamma_n1 rm (+ rounding), and their sum of ny
+     * terms within gamma_ny s: gamma_{n1 + ny + 1} (s + 2 sum |r| rm) */
+    double s = 0, sm = 0;
+    for (size_t i = 0; i < ny; i++) s += rr[i] * rr[i], sm += rr[i] * rr[i] + 2 * fabs(rr[i]) * rm[i];
+    tu_assert_close_bound("norm", nrm->data, &s, &sm, 1, n1 + (int64_t)ny + 1, 1);
+    free(yr), free(rr), free(ym), free(rm);
     eqr_ctx_destroy(ctx);
 }
 
