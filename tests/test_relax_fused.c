@@ -88,7 +88,13 @@ static void check_forward(const cfg *c) {
      * terms within gamma_ny s: gamma_{n1 + ny + 1} (s + 2 sum |r| rm) */
     double s = 0, sm = 0;
     for (size_t i = 0; i < ny; i++) s += rr[i] * rr[i], sm += rr[i] * rr[i] + 2 * fabs(rr[i]) * rm[i];
-    tu_assert_close_bound("norm", nrm->data, &s, &sm, 1, n1 + (int64_t)ny + 1, 1);
+    /* the worst-case bound gamma_{n1 + ny} sm (ny up to 6272) would not see
+     * one dropped square (~s / ny): use it only where it can, else keep
+     * the fixed 1e-5 relative */
+    if (tu_gamma(n1 + (int64_t)ny + 1) * sm < 0.5 * s / (double)ny)
+        tu_assert_close_bound("norm", nrm->data, &s, &sm, 1, n1 + (int64_t)ny + 1, 1);
+    else
+        tu_assert_close("norm", nrm->data, &s, 1, 0.0, 1e-5);
     free(yr), free(rr), free(ym), free(rm);
     eqr_ctx_destroy(ctx);
 }
@@ -231,7 +237,10 @@ static void test_against_unfused(void **state) {
      * outputs (C k k + 1 terms) plus a few ops, so within the sum of both
      * bounds of each other */
     const int64_t nl = (int64_t)c.C * c.k * c.k + 4 + (int64_t)c.N * c.O * c.H * c.W;
-    tu_assert_close_bound("loss", &la, &ref, &lmag, 1, nl, 2);
+    if (2 * tu_gamma(nl) * lmag < 0.5 * fabs(ref) / (double)(c.N * c.O * c.H * c.W))
+        tu_assert_close_bound("loss", &la, &ref, &lmag, 1, nl, 2);
+    else /* the bound could not see one dropped square: keep the fixed 1e-5 */
+        tu_assert_close("loss", &la, &ref, 1, 0.0, 1e-5);
     tu_assert_close_bound("fused gradients", a, rg, rm, na, nsum, 1);
     tu_assert_close_bound("unfused gradients", b, rg, rm, nb, nsum, 1);
     double *rb = malloc((size_t)nb * sizeof(double));

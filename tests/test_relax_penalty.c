@@ -110,10 +110,10 @@ static void test_defect_matches_act_on_filters(void **state) {
             double got = value_of(eqr_relax_defect(ctx, r));
             print_message("%s %s: defect %.6g, act_on_filters reference %.6g\n", gi ? "D4" : "C4",
                           lifting ? "lifting" : "group", got, ref);
-            /* a sum of ngen O C k k squares of differences of float weights
-             * (each difference and square rounded): relatively gamma_{n+3} */
-            const int64_t nsq = (int64_t)(gi ? 2 : 1) * O * C * k * k;
-            assert_true(fabs(got - ref) <= tu_gamma(nsq + 3) * ref);
+            /* fixed: the worst-case bound of this sum of up to 4608 squares,
+             * gamma_n ref, exceeds one term (~ref / n) and could not see a
+             * dropped one; 1e-5 relative can */
+            assert_true(fabs(got - ref) <= 1e-5 * ref);
             /* the paper's C4 penalty rotates the kernel only: it does not
              * vanish on an exactly equivariant bank, ours does */
             assert_int_equal(eqr_gconv_export(ctx, g, eqr_rlayer_wr(l)->data, NULL), EQR_OK);
