@@ -48,6 +48,20 @@ static inputs make_inputs(eqr_ctx *ctx, const char *tag, int64_t b, int64_t n, i
     return in;
 }
 
+/* Equivariance bound of EGNN layers (tu_equiv_bound). depth per layer: the
+ * edge MLP's input sum (2F + 1 + A <= 11 terms), two hidden sums of 16, the
+ * sum over <= NN - 1 neighbours, the node MLP (F + 16 and 16 terms), the
+ * coordinate update and the rotation of x: < 96. amp per layer 8: sums of
+ * 16 random-sign terms have magnitude sums ~ sqrt(16) = 4 times their value,
+ * times ~2 for the relative gain of the coordinate normalisation. Layers
+ * add their depths and amps (a layer's error enters the next, whose own
+ * gain is in its amp). A broken equivariance is O(0.1 .. 1) (see the
+ * relaxed cases), far above. */
+#define EGNN_DEPTH 96
+static double egnn_bound(int layers) {
+    return tu_equiv_bound((int64_t)EGNN_DEPTH * layers, 8.0 * layers);
+}
+
 static double rel_err(const float *a, const float *b, int64_t n) {
     double d = 0, s = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -137,7 +151,7 @@ static void test_e3_equivariance(void **state) {
         double eh, ex, ed;
         e3_errors(ctx, L, &in, 1, 8, &eh, &ex, &ed);
         printf("# config %zu: rel err h' %.2e, x' %.2e, displacement %.2e\n", c, eh, ex, ed);
-        assert_true(eh <= 1e-5 && ex <= 1e-5 && ed <= 1e-5);
+        assert_true(eh <= egnn_bound(1) && ex <= egnn_bound(1) && ed <= egnn_bound(1));
         /* the displacement is substantial, so the check means something */
         float x0[B * NN * 3];
         run(ctx, L, in.h, in.x, in.v, in.e, NULL, x0);
@@ -181,7 +195,7 @@ static void test_stack_equivariance(void **state) {
             }
             double e = rel_err(x2->data, want, B * NN * 3);
             printf("# two layers: rel err %.2e\n", e);
-            assert_true(e <= 1e-5);
+            assert_true(e <= egnn_bound(2));
         }
     }
     eqr_egnn_destroy(L1);
@@ -226,13 +240,16 @@ static void test_permutation(void **state) {
             }
     double eh = rel_err(h1, hw, B * NN * 3), ex = rel_err(x1, xw, B * NN * 3);
     printf("# permutation: rel err h' %.2e, x' %.2e\n", eh, ex);
-    assert_true(eh <= 1e-5 && ex <= 1e-5);
+    /* permuted nodes: the same sums in another order, no rotation */
+    assert_true(eh <= egnn_bound(1) && ex <= egnn_bound(1));
     /* and the graphs of a batch do not interact: graph 0 alone gives the same */
     eqr_tensor *h0v = eqr_slice(ctx, in.h, 0, 0, 1), *x0v = eqr_slice(ctx, in.x, 0, 0, 1);
     eqr_tensor *v0v = eqr_slice(ctx, in.v, 0, 0, 1), *e0v = eqr_slice(ctx, in.e, 0, 0, 1);
     float hs[NN * 3], xs[NN * 3];
     run(ctx, L, h0v, x0v, v0v, e0v, hs, xs);
-    assert_true(rel_err(xs, x0, NN * 3) <= 1e-6 && rel_err(hs, h0, NN * 3) <= 1e-6);
+    /* alone, a graph's sums may be blocked differently: 2 amp gamma_depth */
+    const double eb = 2 * 8.0 * tu_gamma(EGNN_DEPTH);
+    assert_true(rel_err(xs, x0, NN * 3) <= eb && rel_err(hs, h0, NN * 3) <= eb);
     eqr_egnn_destroy(L);
     eqr_ctx_destroy(ctx);
 }
@@ -282,7 +299,7 @@ static void run_gradcheck(uint64_t seed, const eqr_egnn_opts *o, int relax) {
         all[n++] = p;
     }
     gc_user u = {L, o->edge_attr > 0};
-    tu_gradcheck(ctx, gc_fn, all, n, &u, 1e-2, 2e-3, 2e-2);
+    tu_gradcheck(ctx, gc_fn, all, n, &u, 1e-2, 256 /* edge and node MLPs, sums over the neighbours, the normalisation */);
     if (relax) {
         /* W_r received a gradient */
         eqr_tensor *wr = eqr_rlayer_wr((eqr_rlayer *)eqr_egnn_coord_term(L));
@@ -347,7 +364,7 @@ static void test_relaxed(void **state) {
     /* theta = 0: exactly equivariant whatever W_r is */
     e3_errors(ctx, L, &in, 1, 6, &eh, &ex, &ed);
     printf("# relaxed, theta 0: rel err x' %.2e, displacement %.2e\n", ex, ed);
-    assert_true(eh <= 1e-5 && ex <= 1e-5 && ed <= 1e-5);
+    assert_true(eh <= egnn_bound(1) && ex <= egnn_bound(1) && ed <= egnn_bound(1));
 
     /* theta > 0, random W_r: not rotation equivariant, still translation
      * equivariant (u is centred) */
@@ -355,14 +372,14 @@ static void test_relaxed(void **state) {
     e3_errors(ctx, L, &in, 1, 6, &eh, &ex, &ed);
     printf("# relaxed, theta 0.5: rel err x' %.2e, displacement %.2e\n", ex, ed);
     assert_true(ed > 1e-2);
-    assert_true(eh <= 1e-5); /* h' does not see the relaxed term */
+    assert_true(eh <= egnn_bound(1)); /* h' does not see the relaxed term */
     {
         float x0[B * NN * 3], x1[B * NN * 3], t[3] = {3.0f, -1.0f, 2.0f};
         run(ctx, L, in.h, in.x, in.v, in.e, NULL, x0);
         eqr_tensor *tx = eqr_e3_transform(ctx, NULL, t, in.x, 2);
         run(ctx, L, in.h, tx, in.v, in.e, NULL, x1);
         for (int i = 0; i < B * NN * 3; i++) x0[i] += t[i % 3];
-        assert_true(rel_err(x1, x0, B * NN * 3) <= 1e-5);
+        assert_true(rel_err(x1, x0, B * NN * 3) <= egnn_bound(1)); /* x + t rounds like R x */
         eqr_step_reset(ctx);
     }
     /* the defect is positive for a random W_r */
@@ -417,7 +434,7 @@ static void test_relaxed(void **state) {
     eqr_step_reset(ctx);
     e3_errors(ctx, L, &in, 1, 6, &eh, &ex, &ed);
     printf("# relaxed, equivariant W_r, theta 0.5: rel err displacement %.2e\n", ed);
-    assert_true(ex <= 1e-5 && ed <= 1e-5);
+    assert_true(ex <= egnn_bound(1) && ed <= egnn_bound(1));
 
     /* random again, then project: exactly equivariant, W_r and theta zero */
     eqr_tensor_normal(wr, eqr_ctx_rng(ctx), 0.5f);
@@ -426,7 +443,7 @@ static void test_relaxed(void **state) {
     assert_int_equal(eqr_relax_project(ctx, rx, EQR_PROJECT_DROP), EQR_OK);
     e3_errors(ctx, L, &in, 1, 6, &eh, &ex, &ed);
     printf("# projected: rel err x' %.2e, displacement %.2e\n", ex, ed);
-    assert_true(eh <= 1e-5 && ex <= 1e-5 && ed <= 1e-5);
+    assert_true(eh <= egnn_bound(1) && ex <= egnn_bound(1) && ed <= egnn_bound(1));
     for (int64_t i = 0; i < wr->numel; i++) assert_true(wr->data[i] == 0.0f);
     assert_true(eqr_relax_theta(rx)->data[0] == 0.0f);
     /* fold acts as drop for this term */
@@ -434,7 +451,7 @@ static void test_relaxed(void **state) {
     eqr_relax_set_theta(rx, 0.3f);
     assert_int_equal(eqr_relax_project(ctx, rx, EQR_PROJECT_FOLD), EQR_OK);
     e3_errors(ctx, L, &in, 1, 3, &eh, &ex, &ed);
-    assert_true(ex <= 1e-5 && ed <= 1e-5);
+    assert_true(ex <= egnn_bound(1) && ed <= egnn_bound(1));
 
     eqr_relax_destroy(rx);
     eqr_egnn_destroy(L);
@@ -461,7 +478,7 @@ static void test_relaxed_no_velocity(void **state) {
     assert_int_equal(eqr_relax_project(ctx, rx, EQR_PROJECT_DROP), EQR_OK);
     e3_errors(ctx, L, &in, 1, 3, &eh, &ex, &ed);
     printf("# no velocity, projected: rel err x' %.2e, displacement %.2e\n", ex, ed);
-    assert_true(ex <= 1e-5 && ed <= 1e-5);
+    assert_true(ex <= egnn_bound(1) && ed <= egnn_bound(1));
     /* v may be NULL here */
     float x0[B * NN * 3];
     run(ctx, L, in.h, in.x, NULL, NULL, NULL, x0);

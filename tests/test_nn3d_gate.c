@@ -8,8 +8,7 @@
 #include <string.h>
 
 #define H 1e-2
-#define ATOL 1e-3
-#define RTOL 1e-2
+#define DEPTH 10 /* a sigmoid (libm exp, divide) times the gated value */
 
 /* "3x0e" scalars, gated "2x1o + 1x0o + 2x2e" (ng = 5 gates). */
 #define NS 3
@@ -50,9 +49,10 @@ static void test_forward_and_grad(void **state) {
     assert_int_equal(y->shape[1], DOUT);
     double ref[4 * DOUT];
     gate_ref(x->data, 4, ref);
-    /* a few roundings in expf, the division and two products: 16 eps relative */
-    tu_assert_close("gate", y->data, ref, 4 * DOUT, 1e-30, 16 * FLT_EPSILON);
-    tu_gradcheck(ctx, f_gate, &x, 1, NULL, H, ATOL, RTOL);
+    /* expf (<= 2 ulp), 1 + e, the division and two products: relative
+     * error <= 6 u, no cancellation (sigmoid > 0) */
+    tu_assert_close_rel("gate", y->data, ref, NULL, 4 * DOUT, 6);
+    tu_gradcheck(ctx, f_gate, &x, 1, NULL, H, DEPTH);
     eqr_ctx_destroy(ctx);
 }
 

@@ -5,9 +5,15 @@
 #include <string.h>
 
 /* Double reference: mean_n (log sum_k exp x[n,k] - x[n,y_n]) and its
- * gradient (softmax - onehot) / N. */
-static double ref_xent(const float *x, const int32_t *lab, int N, int K, double *grad) {
-    double total = 0;
+ * gradient (softmax - onehot) / N. Error-bound scales (may be NULL):
+ * *mag = mean_n (|log s_n| + |x[n,y_n] - m_n| + 1), the terms of the stable
+ * form log s - (x_y - m) (m the row max, s = sum_k exp(x_k - m); the 1:
+ * log of a sum with relative error d is off by ~d); gmag[n,k] =
+ * p_k (|x_k - m| + 1) / N, as exp(x_k - m) carries the rounding of x_k - m
+ * (u |x_k - m|) as a relative error, and the - onehot cancels p_k ~ 1. */
+static double ref_xent(const float *x, const int32_t *lab, int N, int K, double *grad, double *mag,
+                       double *gmag) {
+    double total = 0, mtot = 0;
     for (int n = 0; n < N; n++) {
         double m = -INFINITY;
         for (int k = 0; k < K; k++) m = fmax(m, x[n * K + k]);
@@ -15,10 +21,15 @@ static double ref_xent(const float *x, const int32_t *lab, int N, int K, double 
         for (int k = 0; k < K; k++) se += exp(x[n * K + k] - m);
         double lse = m + log(se);
         total += lse - x[n * K + lab[n]];
+        mtot += fabs(log(se)) + fabs(x[n * K + lab[n]] - m) + 1;
         if (grad)
-            for (int k = 0; k < K; k++)
-                grad[n * K + k] = (exp(x[n * K + k] - lse) - (k == lab[n])) / N;
+            for (int k = 0; k < K; k++) {
+                double p = exp(x[n * K + k] - lse);
+                grad[n * K + k] = (p - (k == lab[n])) / N;
+                gmag[n * K + k] = p * (fabs(x[n * K + k] - m) + 1) / N;
+            }
     }
+    if (mag) *mag = mtot / N;
     return total / N;
 }
 
@@ -42,10 +53,11 @@ static void test_xent_forward_backward(void **state) {
     eqr_tensor *y = eqr_softmax_cross_entropy(ctx, x, labels);
     assert_non_null(y);
     assert_int_equal(y->ndim, 0);
-    double ref = ref_xent(x->data, labels, 5, 7, NULL);
-    tu_assert_close("xent", y->data, &ref, 1, 1e-6, 1e-6);
-    tu_gradcheck(ctx, xent_fn, &x, 1, (void *)labels, 1e-2, 1e-3, 1e-2);
-    tu_gradcheck(ctx, xent_plus_fn, &x, 1, (void *)labels, 1e-2, 1e-3, 1e-2);
+    double mag, ref = ref_xent(x->data, labels, 5, 7, NULL, &mag, NULL);
+    /* K = 7 exps summed, log, subtract, then a mean of N = 5 */
+    tu_assert_close_bound("xent", y->data, &ref, &mag, 1, 7 + 5 + 8, 1);
+    tu_gradcheck(ctx, xent_fn, &x, 1, (void *)labels, 1e-2, 24 /* logsumexp over 7 (7 terms + exp, log, sub), mean of 5 */);
+    tu_gradcheck(ctx, xent_plus_fn, &x, 1, (void *)labels, 1e-2, 25);
     eqr_ctx_destroy(ctx);
 }
 
@@ -63,15 +75,16 @@ static void test_xent_stable_and_copied(void **state) {
     eqr_tensor *y = eqr_softmax_cross_entropy(ctx, x, lab);
     assert_non_null(y);
     assert_true(isfinite(y->data[0]));
-    double grad[12];
-    double ref = ref_xent(x->data, orig, 3, 4, grad);
-    tu_assert_close("xent big", y->data, &ref, 1, 1e-5, 1e-5);
+    double grad[12], gmag[12], mag;
+    double ref = ref_xent(x->data, orig, 3, 4, grad, &mag, gmag);
+    tu_assert_close_bound("xent big", y->data, &ref, &mag, 1, 4 + 3 + 8, 1);
     lab[0] = 3;
     lab[1] = 3;
     lab[2] = 3;
     assert_int_equal(eqr_backward(ctx, y), EQR_OK);
     for (int i = 0; i < 12; i++) assert_true(isfinite(x->grad[i]));
-    tu_assert_close("xent grad", x->grad, grad, 12, 1e-6, 1e-5);
+    /* the sum of K = 4 exps, a divide (or exp of x - lse), - onehot, / N */
+    tu_assert_close_bound("xent grad", x->grad, grad, gmag, 12, 4 + 6, 1);
     eqr_ctx_destroy(ctx);
 }
 
@@ -102,8 +115,8 @@ static void test_xent_errors(void **state) {
     lab[3] = 2;
     eqr_tensor *y = eqr_softmax_cross_entropy(ctx, x, lab);
     assert_non_null(y);
-    double r = log(5.0); /* zero logits: uniform softmax */
-    tu_assert_close("xent uniform", y->data, &r, 1, 1e-6, 1e-6);
+    double r = log(5.0), rmag = log(5.0) + 1; /* zero logits: uniform softmax */
+    tu_assert_close_bound("xent uniform", y->data, &r, &rmag, 1, 5 + 4 + 8, 1);
     eqr_ctx_destroy(ctx);
 }
 
@@ -140,11 +153,12 @@ static void test_mse(void **state) {
     double acc = 0;
     for (int i = 0; i < 24; i++) acc += ((double)a->data[i] - b->data[i]) * ((double)a->data[i] - b->data[i]);
     double ref = acc / 24;
-    tu_assert_close("mse", y->data, &ref, 1, 1e-6, 1e-6);
+    /* 24 rounded differences squared (positive terms: mag = ref), summed, / 24 */
+    tu_assert_close_bound("mse", y->data, &ref, &ref, 1, 24 + 3, 1);
     eqr_tensor *in[2] = {a, b};
-    tu_gradcheck(ctx, mse_fn, in, 2, NULL, 1e-2, 1e-3, 1e-2);
-    tu_gradcheck(ctx, mse_self_fn, &a, 1, NULL, 1e-2, 1e-3, 1e-2);
-    tu_gradcheck(ctx, mse_plus_fn, in, 2, NULL, 1e-2, 1e-3, 1e-2);
+    tu_gradcheck(ctx, mse_fn, in, 2, NULL, 1e-2, 27 /* diff, square, sum of 24, scale */);
+    tu_gradcheck(ctx, mse_self_fn, &a, 1, NULL, 1e-2, 27);
+    tu_gradcheck(ctx, mse_plus_fn, in, 2, NULL, 1e-2, 28);
     /* same tensor on both sides: zero loss, zero gradient */
     eqr_zero_grad(ctx);
     eqr_step_reset(ctx);

@@ -110,6 +110,9 @@ static void test_defect_matches_act_on_filters(void **state) {
             double got = value_of(eqr_relax_defect(ctx, r));
             print_message("%s %s: defect %.6g, act_on_filters reference %.6g\n", gi ? "D4" : "C4",
                           lifting ? "lifting" : "group", got, ref);
+            /* fixed: the worst-case bound of this sum of up to 4608 squares,
+             * gamma_n ref, exceeds one term (~ref / n) and could not see a
+             * dropped one; 1e-5 relative can */
             assert_true(fabs(got - ref) <= 1e-5 * ref);
             /* the paper's C4 penalty rotates the kernel only: it does not
              * vanish on an exactly equivariant bank, ours does */
@@ -396,7 +399,7 @@ static void test_penalty_gradcheck(void **state) {
         eqr_tensor *ins[3] = {tu_input(ctx, "x", 4, xs, 1.0f), eqr_rlayer_wr(c.l),
                               g ? eqr_gconv_weight(g) : eqr_steer_conv_weight(s)};
         /* the norm term is recorded only with gradients on */
-        tu_gradcheck_recorded(ctx, pen_fn, ins, 3, &c, 7, 1e-2, 2e-3, 1e-2);
+        tu_gradcheck_recorded(ctx, pen_fn, ins, 3, &c, 7, 1e-2, 512 /* conv sums, basis sums, penalty sums over all weights */);
         eqr_relax_destroy(c.r);
         eqr_gconv_destroy(g);
         eqr_steer_conv_destroy(s);
@@ -464,12 +467,12 @@ static void test_penalty_grad_reach(void **state) {
                 assert_true(all_zero(wu));
                 assert_true(all_zero(x));
                 eqr_tensor *ins[1] = {wr};
-                tu_gradcheck_recorded(ctx, reach_fn, ins, 1, &c, 11, 1e-2, 2e-3, 1e-2);
+                tu_gradcheck_recorded(ctx, reach_fn, ins, 1, &c, 11, 1e-2, 512);
             } else {
                 assert_false(all_zero(wu));
                 assert_false(all_zero(x));
                 eqr_tensor *ins[3] = {x, wu, wr};
-                tu_gradcheck_recorded(ctx, reach_fn, ins, 3, &c, 11, 1e-2, 2e-3, 1e-2);
+                tu_gradcheck_recorded(ctx, reach_fn, ins, 3, &c, 11, 1e-2, 512);
             }
             eqr_relax_destroy(c.r);
             eqr_gconv_destroy(g);
@@ -500,7 +503,8 @@ static void test_stats(void **state) {
     assert_int_equal(eqr_rlayer_get_stats(ctx, l, &st), EQR_OK);
     assert_true(eqr_arena_used(ctx) == used && eqr_tape_size(ctx) == tape);
     assert_true(st.theta == 0.25f);
-    assert_true(fabs(st.wr_norm - sqrt(n2)) <= 1e-6 * sqrt(n2));
+    /* the square root of a sum of numel squares: relatively gamma_{numel + 2} */
+    assert_true(fabs(st.wr_norm - sqrt(n2)) <= tu_gamma(wr->numel + 2) * sqrt(n2));
     assert_true(st.act_norm == -1.0f);
     assert_true(fabs(st.defect - d->data[0]) <= 1e-6 * d->data[0] && st.defect > 0);
     /* the penalty with lambda_norm = 0 is lambda_defect * sqrt(LD) */

@@ -14,7 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EQ_TOL 1e-5
+/* Equivariance bound of the projected models (tu_equiv_bound): per layer,
+ * sums of <= C k k = 16 * 9 = 144 products (2 regular fields of D4), the
+ * filter expansion and the projection's group average (<= 8 terms) and the
+ * bias: depth < 200; amp 12 = sqrt(144) for random-sign sums; two layers
+ * add their bounds. */
+#define EQ_TOL (2 * tu_equiv_bound(200, 12.0))
 #define HALF_PI 1.5707963267948966192313216916398
 
 /* 3x3, pad 1, bias ~ N(0, 0.09) */

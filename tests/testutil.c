@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,7 @@ void tu_assert_close_bound(const char *what, const float *got, const double *ref
     const double g = c * tu_gamma(nsum);
     for (int64_t i = 0; i < n; i++) {
         double a = got[i], b = ref[i];
-        double tol = g * mag[i] + TU_U * fabs(b);
+        double tol = g * mag[i] + TU_U * fabs(b) + FLT_MIN;
         if (!(fabs(a - b) <= tol))
             fail_msg("%s: element %lld: got %.8g, expected %.8g (bound %.3g = %g * gamma_%lld * mag %.4g"
                      " + u|ref|)",
@@ -67,9 +68,21 @@ void tu_assert_close_bound(const char *what, const float *got, const double *ref
     }
 }
 
-/* sum(f(in) * r) over the n outputs, with gradients on (record) or off. */
+void tu_assert_close_rel(const char *what, const float *got, const double *ref, const double *mag,
+                         int64_t n, double c) {
+    for (int64_t i = 0; i < n; i++) {
+        double a = got[i], b = ref[i], m = mag ? mag[i] : 0;
+        double tol = c * TU_U * (fabs(b) + m) + FLT_MIN;
+        if (!(fabs(a - b) <= tol))
+            fail_msg("%s: element %lld: got %.8g, expected %.8g (bound %.3g = %g u (|ref| + %.4g))",
+                     what, (long long)i, a, b, tol, c, m);
+    }
+}
+
+/* sum(f(in) * r) over the n outputs, with gradients on (record) or off; the
+ * outputs are copied to out (n floats). */
 static double objective(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, void *user, const float *r,
-                        int64_t n, int record) {
+                        int64_t n, int record, float *out) {
     int prev = eqr_set_grad_enabled(ctx, record);
     eqr_tensor *y = f(ctx, in, user);
     eqr_set_grad_enabled(ctx, prev);
@@ -78,24 +91,56 @@ static double objective(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, void *user, cons
         fail_msg("gradcheck: output size changed (%lld, was %lld)", (long long)y->numel,
                  (long long)n);
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)y->data[i] * r[i];
+    for (int64_t i = 0; i < n; i++) s += (double)y->data[i] * r[i]; /* products exact in double */
+    memcpy(out, y->data, (size_t)n * sizeof(float));
     eqr_step_reset(ctx);
     return s;
+}
+
+/* One central difference at x[i] with step h: the quotient over the step
+ * actually taken (the float values x0 +- h, whose difference is exact in
+ * double), and its forward-rounding bound R (see testutil.h). yp/ym receive
+ * the outputs; g1 (may be NULL) gets sum_j |r_j (yp_j - ym_j)| / step. */
+static double central(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, void *user, const float *r,
+                      int64_t n, int record, eqr_tensor *x, int64_t i, double h, double depth,
+                      double scale, float *yp, float *ym, double *R, double *g1) {
+    float x0 = x->data[i];
+    float xp = (float)(x0 + h), xm = (float)(x0 - h);
+    x->data[i] = xp;
+    double lp = objective(ctx, f, in, user, r, n, record, yp);
+    x->data[i] = xm;
+    double lm = objective(ctx, f, in, user, r, n, record, ym);
+    x->data[i] = x0;
+    double step = (double)xp - (double)xm;
+    double rs = 0, ga = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (yp[j] == ym[j]) continue; /* bit-equal outputs add nothing to lp - lm */
+        double s = fmax(scale, fmax(fabsf(yp[j]), fabsf(ym[j])));
+        rs += fabs((double)r[j]) * s;
+        ga += fabs((double)r[j] * ((double)yp[j] - ym[j]));
+    }
+    *R = 2.0 * depth * TU_U * rs / step;
+    if (g1) *g1 = ga / step;
+    return (lp - lm) / step;
 }
 
 /* The central-difference check behind tu_gradcheck (record = 0: weights
  * N(0, 1) from seed 12345, inputs without a gradient skipped) and
  * tu_gradcheck_recorded (record = 1: weights from tu_fill_uniform(seed),
- * every input must have a gradient). */
+ * every input must have a gradient). Tolerance: testutil.h. */
 static void gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, int record,
-                      uint64_t seed, double h, double atol, double rtol) {
+                      uint64_t seed, double h, double depth) {
+    assert_true(h > 0 && depth >= 1);
     eqr_zero_grad(ctx);
     eqr_step_reset(ctx);
     eqr_tensor *y = f(ctx, in, user);
     if (!y) fail_msg("gradcheck forward failed: %s", eqr_error_message(ctx));
     int64_t n = y->numel;
-    float *r = malloc((size_t)n * sizeof(float));
+    double scale = 0; /* the outputs' scale: max |y| at the unperturbed inputs */
+    for (int64_t j = 0; j < n; j++) scale = fmax(scale, fabsf(y->data[j]));
+    float *r = malloc((size_t)(n ? n : 1) * sizeof(float) * 3);
     assert_non_null(r);
+    float *yp = r + n, *ym = r + 2 * n;
     if (record) {
         tu_fill_uniform(r, n, seed);
     } else {
@@ -118,18 +163,26 @@ static void gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *use
         float *ana = malloc((size_t)x->numel * sizeof(float));
         assert_non_null(ana);
         memcpy(ana, x->grad, (size_t)x->numel * sizeof(float));
+        /* a single gradient term r_j dy_j/dx is taken to be at most
+         * rmax * scale / xscale (outputs over inputs), for terms that cancel
+         * in the total (x - x, x / x) */
+        double xscale = h, rmax = 0;
+        for (int64_t i = 0; i < x->numel; i++) xscale = fmax(xscale, fabsf(x->data[i]));
+        for (int64_t j = 0; j < n; j++) rmax = fmax(rmax, fabsf(r[j]));
+        const double term = rmax * scale / xscale;
         for (int64_t i = 0; i < x->numel; i++) {
-            float x0 = x->data[i];
-            x->data[i] = (float)(x0 + h);
-            double lp = objective(ctx, f, in, user, r, n, record);
-            x->data[i] = (float)(x0 - h);
-            double lm = objective(ctx, f, in, user, r, n, record);
-            x->data[i] = x0;
-            double num = (lp - lm) / (2 * h);
-            double tol = atol + rtol * fmax(fabs(num), fabs(ana[i]));
-            if (!(fabs(num - ana[i]) <= tol))
-                fail_msg("gradcheck%s: input %d element %lld: analytic %.8g, numeric %.8g (tol %.3g)",
-                         record ? " (recorded)" : "", k, (long long)i, (double)ana[i], num, tol);
+            double R1, R2, gmag;
+            double d1 = central(ctx, f, in, user, r, n, record, x, i, h, depth, scale, yp, ym, &R1,
+                                &gmag);
+            double d2 = central(ctx, f, in, user, r, n, record, x, i, 2 * h, depth, scale, yp, ym,
+                                &R2, NULL);
+            double T = fabs(d2 - d1), A = depth * TU_U * (fmax(gmag, fabs(ana[i])) + term);
+            double tol = T + 2.0 * (R1 + R2) + A;
+            if (!(fabs(d1 - ana[i]) <= tol))
+                fail_msg("gradcheck%s: input %d element %lld: analytic %.8g, numeric %.8g (tol %.3g ="
+                         " trunc %.3g + round 2*(%.3g + %.3g) + analytic %.3g; h %g, depth %g)",
+                         record ? " (recorded)" : "", k, (long long)i, (double)ana[i], d1, tol, T,
+                         R1, R2, A, h, depth);
         }
         free(ana);
     }
@@ -138,13 +191,13 @@ static void gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *use
 }
 
 void tu_gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, double h,
-                  double atol, double rtol) {
-    gradcheck(ctx, f, in, nin, user, 0, 0, h, atol, rtol);
+                  double depth) {
+    gradcheck(ctx, f, in, nin, user, 0, 0, h, depth);
 }
 
 void tu_gradcheck_recorded(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user,
-                           uint64_t seed, double h, double atol, double rtol) {
-    gradcheck(ctx, f, in, nin, user, 1, seed, h, atol, rtol);
+                           uint64_t seed, double h, double depth) {
+    gradcheck(ctx, f, in, nin, user, 1, seed, h, depth);
 }
 
 void tu_assert_error(eqr_ctx *ctx, eqr_status st, const char *needle) {
@@ -238,6 +291,10 @@ eqr_tensor *tu_rlayer_forward(eqr_ctx *ctx, void *layer, eqr_tensor *x) {
 
 eqr_tensor *tu_rlayer_fn(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     return eqr_rlayer_forward(ctx, (eqr_rlayer *)user, in[0]);
+}
+
+double tu_equiv_bound(int64_t depth, double amp) {
+    return sqrt(3.0) * tu_gamma(3) * (amp + 1) + 2 * amp * tu_gamma(depth);
 }
 
 double tu_so3_equiv_err(eqr_ctx *ctx, eqr_forward_fn f, void *model, eqr_tensor *x, int nrot,

@@ -51,22 +51,58 @@ void tu_assert_close(const char *what, const float *got, const double *ref, int6
 /* gamma_n = n u / (1 - n u), u = 2^-24 (requires n u < 1). */
 double tu_gamma(int64_t n);
 
-/* Assert |got[i] - ref[i]| <= c * gamma_nsum * mag[i] + u |ref[i]| for all
- * i (the last term: rounding the result to float once); on failure prints
- * the first offending index, the bound and its parts. */
+/* Assert |got[i] - ref[i]| <= c * gamma_nsum * mag[i] + u |ref[i]| + FLT_MIN
+ * for all i (u |ref|: rounding the result to float once; FLT_MIN: values
+ * below the normal range underflow, e.g. exp(-300) is 0 in float); on
+ * failure prints the first offending index, the bound and its parts. */
 void tu_assert_close_bound(const char *what, const float *got, const double *ref, const double *mag,
                            int64_t n, int64_t nsum, double c);
 
 /* The function under a gradient check: builds the output from the inputs. */
 typedef eqr_tensor *(*tu_fn)(eqr_ctx *ctx, eqr_tensor **in, void *user);
 
-/* Central finite-difference check of d sum(f(in) * r) / d in[k] for a fixed
- * random r, for every element of every input that requires grad, with step h
- * and tolerance atol + rtol * max(|analytic|, |numeric|). Uses
- * eqr_backward_from, so it depends on no other op. Resets the step arena and
- * zeroes gradients. Fails the test on a mismatch or on any context error. */
+/* Central finite-difference check of d L / d in[k], L = sum_j f(in)_j r_j
+ * for a fixed random r, for every element of every input that requires
+ * grad. Uses eqr_backward_from, so it depends on no other op. Resets the
+ * step arena and zeroes gradients. Fails the test on a mismatch or on any
+ * context error.
+ * Tolerance, from the error sources of a central difference
+ * D(h) = (L(x+h) - L(x-h)) / (x+h - x-h), taken over the step the float
+ * input really moved by, L summed in double (products y_j r_j exact):
+ *  - truncation: D(h) - L' = h^2 L'''/6 + O(h^4). The third derivative is
+ *    read off the data: D(2h) - D(h) = h^2 L'''/2 + O(h^4), three times the
+ *    truncation of D(h); |D(2h) - D(h)| is used (a factor 3 of margin for
+ *    L''' varying over [x - 2h, x + 2h]).
+ *  - rounding of the float forwards: each output y_j is taken to be within
+ *    depth * u * s_j of its exact value, s_j = max(|y_j(x+-h)|, max_i |y_i(x)|)
+ *    (intermediates of the outputs' scale; depth = the rounded ops on the
+ *    longest path into one output, counting n for a sum of n terms as in
+ *    tu_gamma). Outputs that come out bit-equal in both forwards cancel
+ *    exactly, so R(h) = 2 depth u sum_{j: y_j(x+h) != y_j(x-h)} |r_j| s_j / 2h.
+ *    Rounding also enters the truncation estimate, so 2 (R(h) + R(2h)) is
+ *    used: |D(h) - L'| <= |D(2h) - D(h)|/3 + (4 R(h) + R(2h))/3 when the
+ *    O(h^4) term is small.
+ *  - the analytic gradient's own rounding: A = depth * u * (max(|analytic|,
+ *    sum_j |r_j (y_j(x+h) - y_j(x-h))| / 2h) + max_j |r_j| s / max_i |x_i|):
+ *    the magnitude sum_j |r_j dy_j/dx| of the terms it adds up, plus one
+ *    term of the outputs' scale over the input's for terms that cancel in
+ *    the total (x - x, x / x: gradient 0, rounded terms of size |r / x|).
+ * Check: |D(h) - analytic| <= |D(2h) - D(h)| + 2 (R(h) + R(2h)) + A. A
+ * wrong or missing gradient term (of the size of the gradient) stays far
+ * above that for smooth f; a kink of f (relu, max) within 2h of x inflates
+ * the truncation estimate, as it should, but one within h of x can fail:
+ * keep inputs more than 2h away from kinks. */
 void tu_gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user,
-                  double h, double atol, double rtol);
+                  double h, double depth);
+
+/* Assert |got[i] - ref[i]| <= c u (|ref[i]| + mag[i]) for all i: results a
+ * few roundings (c) away from a double reference. mag (NULL: all 0) is the
+ * scale of the terms a result is made of where it can cancel (a sum or
+ * difference, 1 + erf(x) for x < 0, 1 - sigmoid(x)); products, quotients
+ * and monotone functions of one value have relative error only. FLT_MIN
+ * is added for underflow, as in tu_assert_close_bound. */
+void tu_assert_close_rel(const char *what, const float *got, const double *ref, const double *mag,
+                         int64_t n, double c);
 
 /* Assert the context is in error with status st and a message containing
  * needle (may be NULL), then clear the error. */
@@ -121,11 +157,29 @@ eqr_tensor *tu_rlayer_fn(eqr_ctx *ctx, eqr_tensor **in, void *user);
 double tu_so3_equiv_err(eqr_ctx *ctx, eqr_forward_fn f, void *model, eqr_tensor *x, int nrot,
                         int invariant);
 
+/* Bound on the relative equivariance error ||f(R x) - R f(x)|| / ||f(x)|| of
+ * a float32 f that is exactly equivariant for an orthogonal R applied in
+ * float (the measure of tu_so3_equiv_err). In exact arithmetic the two
+ * sides are equal; in float:
+ *  - R x rounds a 3-term sum per component: off by <= gamma_3 sum_j |R_ij x_j|
+ *    <= sqrt(3) gamma_3 |x| (rows of R have norm 1), an input perturbation
+ *    that f carries to its output with relative gain amp;
+ *  - f on each side: every output within gamma_depth of its magnitude sum
+ *    (depth as for tu_gamma: the rounded ops on the longest path), whose
+ *    norm is at most amp ||f(x)||;
+ *  - R f(x): sqrt(3) gamma_3 ||f(x)|| again.
+ * So err <= sqrt(3) gamma_3 (amp + 1) + 2 amp gamma_depth. amp is the ratio
+ * of magnitude sums to values and the relative condition of f: 1 for an
+ * orthogonal map; sqrt(n) for sums of n terms of random sign (the sum is
+ * ~ sqrt(n) times smaller than its magnitude); products over layers for a
+ * deep f. Each caller says how it chose depth and amp. */
+double tu_equiv_bound(int64_t depth, double amp);
+
 /* Like tu_gradcheck, but the finite-difference forwards run with gradients
  * ENABLED (for terms recorded only then, e.g. relaxation penalties), the
  * output weights r are U(-1, 1) from tu_fill_uniform(seed), and every
  * input must have a gradient. */
 void tu_gradcheck_recorded(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user,
-                           uint64_t seed, double h, double atol, double rtol);
+                           uint64_t seed, double h, double depth);
 
 #endif
