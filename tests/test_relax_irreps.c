@@ -371,8 +371,8 @@ static void test_gradients(void **state) {
     eqr_ctx *ctx = f.ctx;
     eqr_relax_set_theta(f.r, 0.6f);
     eqr_tensor *in[3] = {f.x, f.w, f.wr};
-    tu_gradcheck(ctx, tu_rlayer_fn, in, 3, f.rl, 1e-2, 1e-3, 1e-2);
-    tu_gradcheck(ctx, defect_fn, in + 2, 1, f.r, 1e-2, 1e-2, 1e-2);
+    tu_gradcheck(ctx, tu_rlayer_fn, in, 3, f.rl, 1e-2, 256 /* layer, W_r x, sums over the vector */);
+    tu_gradcheck(ctx, defect_fn, in + 2, 1, f.r, 1e-2, 256 /* generator products, sums of squares */);
     teardown(&f);
     /* the penalties (norm + activation-form LD) of one forward, into W_r */
     o.theta = 0.6f;
@@ -381,7 +381,7 @@ static void test_gradients(void **state) {
     o.lie_form = EQR_LIE_ACTIVATION;
     setup(&f, 45, &o);
     eqr_tensor *wr[1] = {f.wr};
-    tu_gradcheck_recorded(f.ctx, pen_fn, wr, 1, &f, 13, 1e-2, 1e-2, 1e-2);
+    tu_gradcheck_recorded(f.ctx, pen_fn, wr, 1, &f, 13, 1e-2, 256);
     teardown(&f);
 }
 

@@ -93,6 +93,8 @@ static void test_probe_gconv(void **state) {
     assert_true(st.theta == 0.25f);
     eqr_relax_destroy(r);
     eqr_gconv_destroy(g);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
     eqr_ctx_destroy(ctx);
 }
 
