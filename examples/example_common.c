@@ -147,34 +147,19 @@ void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, cha
 
 void ex_check_output(const ex_flag *flags, const char *flag, const char *path) {
     if (!path) return;
-    struct stat sb;
-    if (stat(path, &sb) == 0) {
-        if (S_ISDIR(sb.st_mode))
-            ex_usage_error(flags, "bad value '%s' for %s: is a directory, expected a file path",
-                           path, flag);
-        if (!S_ISREG(sb.st_mode))
-            ex_usage_error(flags, "bad value '%s' for %s: not a regular file", path, flag);
-        if (access(path, W_OK) != 0)
-            ex_usage_error(flags, "bad value '%s' for %s: the file is not writable (%s)", path,
-                           flag, strerror(errno));
+    eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = 1});
+    if (!ctx) ex_die("out of memory");
+    if (eqr_path_writable(ctx, path) != EQR_OK) {
+        /* the library's "'<path>': <reason>", as "bad value '<path>' for <flag>: <reason>" */
+        char reason[1024];
+        const char *m = eqr_error_message(ctx);
+        size_t n = strlen(path);
+        if (m[0] == '\'' && !strncmp(m + 1, path, n) && !strncmp(m + 1 + n, "': ", 3)) m += n + 4;
+        snprintf(reason, sizeof reason, "%s", m);
+        eqr_ctx_destroy(ctx);
+        ex_usage_error(flags, "bad value '%s' for %s: %s", path, flag, reason);
     }
-    /* files are written next to their final name (a .tmp, then a rename):
-     * the parent directory must exist and take new files */
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        strcpy(dir, ".");
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        if (n >= sizeof dir) ex_usage_error(flags, "bad value for %s: path too long", flag);
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        ex_usage_error(flags, "bad value '%s' for %s: no such directory '%s'", path, flag, dir);
-    if (access(dir, W_OK | X_OK) != 0)
-        ex_usage_error(flags, "bad value '%s' for %s: directory '%s' is not writable (%s)", path,
-                       flag, dir, strerror(errno));
+    eqr_ctx_destroy(ctx);
 }
 
 void ex_die(const char *fmt, ...) {

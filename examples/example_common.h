@@ -88,8 +88,9 @@ const char *ex_prog(void);
 /* Refuse (as a usage error, exit 2) an output path given to flag that could
  * not be written: a directory or other non-file, a read-only file, or a
  * parent directory that is missing or not writable. Checked before any
- * work so a bad path never costs an epoch; creates and changes nothing.
- * NULL (flag not given) passes. */
+ * work so a bad path never costs an epoch; creates and changes nothing
+ * (the library's eqr_path_writable, in the flag's words). NULL (flag not
+ * given) passes. */
 void ex_check_output(const ex_flag *flags, const char *flag, const char *path);
 /* "<program>: <message>" on stderr, exit 1. */
 _Noreturn void ex_die(const char *fmt, ...) EX_PRINTF(1, 2);

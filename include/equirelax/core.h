@@ -93,8 +93,8 @@ void eqr_set_log(eqr_ctx *ctx, eqr_log_fn fn, void *user);
  * temporary file next to it, then a rename), before any work depends on
  * it: not a directory or other non-file, not a read-only file, in an
  * existing writable directory. Creates and changes nothing. EQR_ERR_IO
- * with a message saying which ("is a directory", "no such directory
- * '<dir>'", ...). */
+ * with the message "'<path>': <reason>" (reason e.g. "is a directory,
+ * expected a file path", "no such directory '<dir>'"). */
 eqr_status eqr_path_writable(eqr_ctx *ctx, const char *path);
 
 /* The context's RNG, used by initialisers and dropout. Saved in checkpoints. */

@@ -116,9 +116,9 @@ eqr_status eqr_path_writable(eqr_ctx *ctx, const char *path) {
     struct stat sb;
     if (stat(path, &sb) == 0) {
         if (S_ISDIR(sb.st_mode))
-            return eqr__fail(ctx, EQR_ERR_IO, "'%s' is a directory, expected a file path", path);
+            return eqr__fail(ctx, EQR_ERR_IO, "'%s': is a directory, expected a file path", path);
         if (!S_ISREG(sb.st_mode))
-            return eqr__fail(ctx, EQR_ERR_IO, "'%s' is not a regular file", path);
+            return eqr__fail(ctx, EQR_ERR_IO, "'%s': not a regular file", path);
         if (access(path, W_OK) != 0) {
             if (strerror_r(errno, es, sizeof es) != 0) snprintf(es, sizeof es, "error %d", errno);
             return eqr__fail(ctx, EQR_ERR_IO, "'%s': the file is not writable (%s)", path, es);
