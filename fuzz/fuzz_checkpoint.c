@@ -7,7 +7,7 @@
  * counters byte-identical; LeakSanitizer reports leaks. The input goes
  * through a per-process temp file, so the library is fuzzed exactly as
  * shipped (it reads from paths). */
-#include <equirelax/equirelax.h>
+#include "fuzz_common.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +22,7 @@ static eqr_optim *g_opt;
 static char g_path[64];
 
 static void setup(void) {
-    eqr_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    g_ctx = eqr_ctx_create(&o);
+    g_ctx = fuzz_ctx_new();
     int64_t s1[2] = {3, 4}, s2[1] = {5};
     eqr_tensor *a = eqr_param_new(g_ctx, "w", 2, s1, 0);
     eqr_tensor *b = eqr_param_new(g_ctx, "b", 1, s2, 0);
@@ -40,7 +38,7 @@ static void setup(void) {
     float *st = eqr_optim_state(g_opt);
     for (int64_t i = 0; i < eqr_optim_state_len(g_opt); i++) st[i] = 0.5f + (float)i;
     eqr_optim_set_steps(g_opt, 3);
-    snprintf(g_path, sizeof g_path, "/tmp/eqr_fuzz_ckpt_%d", (int)getpid());
+    fuzz_path(g_path, sizeof g_path, "ckpt");
 }
 
 /* With FUZZ_WRITE_SEED set, write valid checkpoints of the harness model to
@@ -104,10 +102,7 @@ static void restore(snap *s) {
 }
 
 static void load(const uint8_t *data, size_t size, eqr_optim *opt) {
-    FILE *f = fopen(g_path, "wb");
-    if (!f) abort();
-    if (size && fwrite(data, 1, size, f) != size) abort();
-    fclose(f);
+    fuzz_write(g_path, data, size);
     snap s;
     take(&s);
     uint64_t c[2] = {11, 13};

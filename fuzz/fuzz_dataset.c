@@ -9,7 +9,7 @@
  * in [0, 1], labels in [0, classes) (classes = the largest label + 1 when
  * asked for 0, else the one given), and a batcher epoch visits each sample
  * exactly once with the labels of the dataset. */
-#include <equirelax/equirelax.h>
+#include "fuzz_common.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,19 +23,13 @@ static char g_img[64], g_lab[64];
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    eqr_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    g_ctx = eqr_ctx_create(&o);
-    if (!g_ctx) abort();
-    snprintf(g_img, sizeof g_img, "/tmp/eqr_fuzz_ds_img_%d", (int)getpid());
-    snprintf(g_lab, sizeof g_lab, "/tmp/eqr_fuzz_ds_lab_%d", (int)getpid());
+    g_ctx = fuzz_ctx_new();
+    fuzz_path(g_img, sizeof g_img, "ds_img");
+    fuzz_path(g_lab, sizeof g_lab, "ds_lab");
     return 0;
 }
 
-static void die(const char *what) {
-    fprintf(stderr, "fuzz_dataset: %s (message: '%s')\n", what, eqr_error_message(g_ctx));
-    abort();
-}
+static void die(const char *what) { fuzz_fail("fuzz_dataset", g_ctx, what); }
 
 static void put(const char *path, const uint8_t *d, size_t n, int gz) {
     if (gz) {
@@ -45,10 +39,7 @@ static void put(const char *path, const uint8_t *d, size_t n, int gz) {
         if (gzclose(g) != Z_OK) abort();
         return;
     }
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    if (n && fwrite(d, 1, n, f) != n) abort();
-    fclose(f);
+    fuzz_write(path, d, n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

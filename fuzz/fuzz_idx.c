@@ -10,7 +10,7 @@
  * dims and element values. Always: a failure has a non-OK status, a message
  * and an empty *out; a success has 1..8 nonzero dims whose product is count.
  * LeakSanitizer reports anything the reader leaks. */
-#include <equirelax/equirelax.h>
+#include "fuzz_common.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,18 +24,12 @@ static char g_path[64];
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    eqr_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    g_ctx = eqr_ctx_create(&o);
-    if (!g_ctx) abort();
-    snprintf(g_path, sizeof g_path, "/tmp/eqr_fuzz_idx_%d", (int)getpid());
+    g_ctx = fuzz_ctx_new();
+    fuzz_path(g_path, sizeof g_path, "idx");
     return 0;
 }
 
-static void die(const char *what) {
-    fprintf(stderr, "fuzz_idx: %s (message: '%s')\n", what, eqr_error_message(g_ctx));
-    abort();
-}
+static void die(const char *what) { fuzz_fail("fuzz_idx", g_ctx, what); }
 
 static int esize(int t) {
     return t == 0x08 || t == 0x09 ? 1 : t == 0x0B ? 2 : t == 0x0C || t == 0x0D ? 4 : t == 0x0E ? 8 : 0;
@@ -132,10 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         }
     }
-    FILE *f = fopen(g_path, "wb");
-    if (!f) abort();
-    if (filen && fwrite(file, 1, filen, f) != filen) abort();
-    fclose(f);
+    fuzz_write(g_path, file, filen);
 
     eqr_clear_error(g_ctx);
     eqr_idx x;

@@ -5,7 +5,7 @@
  * prints (eqr_irreps_str) to a string that parses back to the same value,
  * truncates consistently into small buffers, and goes through simplify and
  * sort (UBSan watches their arithmetic) to values with the same totals. */
-#include <equirelax/equirelax.h>
+#include "fuzz_common.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +16,7 @@ static eqr_ctx *g_ctx;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    eqr_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    g_ctx = eqr_ctx_create(&o);
-    if (!g_ctx) abort();
+    g_ctx = fuzz_ctx_new();
     return 0;
 }
 

@@ -8,7 +8,7 @@
  * produces: a header line, then lines of ncols comma-separated fields, each
  * ending in '\n', no NUL bytes, each non-empty field a whole number strtod
  * accepts with nothing before or after it. */
-#include <equirelax/equirelax.h>
+#include "fuzz_common.h"
 #include <equirelax/train.h>
 #include <ctype.h>
 #include <math.h>
@@ -26,18 +26,12 @@ static char g_path[64];
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    eqr_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    g_ctx = eqr_ctx_create(&o);
-    if (!g_ctx) abort();
-    snprintf(g_path, sizeof g_path, "/tmp/eqr_fuzz_metrics_%d", (int)getpid());
+    g_ctx = fuzz_ctx_new();
+    fuzz_path(g_path, sizeof g_path, "metrics");
     return 0;
 }
 
-static void die(const char *what) {
-    fprintf(stderr, "fuzz_metrics: %s (message: '%s')\n", what, eqr_error_message(g_ctx));
-    abort();
-}
+static void die(const char *what) { fuzz_fail("fuzz_metrics", g_ctx, what); }
 
 /* Reference reader: the number of rows (values in *out, malloc'd), or -1
  * if d[0..n) is not a table of the format above. */
@@ -115,10 +109,7 @@ static void one(const uint8_t *data, size_t size, int prefill) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    FILE *f = fopen(g_path, "wb");
-    if (!f) abort();
-    if (size && fwrite(data, 1, size, f) != size) abort();
-    fclose(f);
+    fuzz_write(g_path, data, size);
     one(data, size, 0);
     one(data, size, 2);
     unlink(g_path);

@@ -3,7 +3,7 @@
  * sets a message and leaves every parameter byte-identical; a successful
  * strict load loaded every entry. The input goes through a per-process temp
  * file, so the library is fuzzed exactly as shipped (it reads from paths). */
-#include <equirelax/equirelax.h>
+#include "fuzz_common.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +14,7 @@ static eqr_ctx *g_ctx;
 static char g_path[64];
 
 static void setup(void) {
-    eqr_ctx_opts o;
-    memset(&o, 0, sizeof o);
-    g_ctx = eqr_ctx_create(&o);
+    g_ctx = fuzz_ctx_new();
     int64_t s1[2] = {3, 4}, s2[1] = {5};
     eqr_tensor *a = eqr_param_new(g_ctx, "w", 2, s1, 0);
     eqr_tensor *b = eqr_param_new(g_ctx, "b", 1, s2, 0);
@@ -25,7 +23,7 @@ static void setup(void) {
     for (int64_t i = 0; i < a->numel; i++) a->data[i] = 0.25f * (float)i - 1.0f;
     for (int64_t i = 0; i < b->numel; i++) b->data[i] = 3.0f - (float)i;
     c->data[0] = 0.5f;
-    snprintf(g_path, sizeof g_path, "/tmp/eqr_fuzz_st_%d", (int)getpid());
+    fuzz_path(g_path, sizeof g_path, "st");
 }
 
 /* With FUZZ_WRITE_SEED set, export the harness model (buffers included) to
@@ -42,10 +40,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    FILE *f = fopen(g_path, "wb");
-    if (!f) abort();
-    if (size && fwrite(data, 1, size, f) != size) abort();
-    fclose(f);
+    fuzz_write(g_path, data, size);
     int n = eqr_param_count(g_ctx);
     size_t bytes = (size_t)eqr_param_total(g_ctx) * sizeof(float);
     float *before = malloc(bytes);
