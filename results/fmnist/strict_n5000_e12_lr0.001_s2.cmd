@@ -1,0 +1,1 @@
+./build-exp/examples/fmnist_rot --relax off --train-size 5000 --epochs 12 --eval-every 4 --lr 0.001 --seed 2 --threads 2
