@@ -258,6 +258,14 @@ eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double 
     if (penalty) *penalty = pv;
     eqr_zero_grad(ctx);
     if (!total || eqr_backward(ctx, total) != EQR_OK) return ctx->status;
+    if (t->o.after_backward) {
+        eqr_status st = t->o.after_backward(ctx, t->o.after_backward_user);
+        if (st != EQR_OK)
+            return ctx->status != EQR_OK
+                       ? ctx->status
+                       : eqr__fail(ctx, st, "eqr_trainer_step: after_backward failed (%s)",
+                                   eqr_status_name(st));
+    }
     int tele = t->o.telemetry_every > 0 && (t->nsteps + 1) % t->o.telemetry_every == 0;
     if (tele) telemetry_layers(t, lv, pv);
     if (t->o.clip_norm > 0) eqr_clip_grad_norm(ctx, t->o.clip_norm);
