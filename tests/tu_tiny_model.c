@@ -14,8 +14,9 @@ eqr_tensor *tu_tiny_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
 
 void tu_tiny_build(eqr_ctx *ctx, tu_tiny_model *m, float theta) {
     eqr_group G = eqr_group_cyclic(4);
-    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 3);
-    m->g = tu_gconv(ctx, "c1", T, R, 3, EQR_CONV2D(1, 1, 1), 0.1f);
+    m->in = tu_trivial_rep(ctx, &G, 1);
+    m->out = tu_regular_rep(ctx, &G, 3);
+    m->g = tu_gconv(ctx, "c1", m->in, m->out, 3, EQR_CONV2D(1, 1, 1), 0.1f);
     m->r = tu_relax(ctx, "relax", theta, 0.1f, 0.01f, 0.01f, 0);
     m->rl = eqr_relax_gconv(ctx, m->r, "c1", m->g, NULL);
     int64_t hs[2] = {2, 12};
@@ -29,6 +30,8 @@ void tu_tiny_build(eqr_ctx *ctx, tu_tiny_model *m, float theta) {
 void tu_tiny_free(tu_tiny_model *m) {
     eqr_relax_destroy(m->r);
     eqr_gconv_destroy(m->g);
+    eqr_rep_destroy(m->in);
+    eqr_rep_destroy(m->out);
 }
 
 void tu_tiny_data(eqr_dataset *ds, int64_t n, uint64_t seed) {

@@ -8,6 +8,7 @@
 /* A relaxed C4 lifting conv (1 -> 3 regular fields, 3x3), ReLU, a global
  * mean and a linear head to 2 classes. */
 typedef struct tu_tiny_model {
+    eqr_rep *in, *out; /* the conv's reps, freed with the model */
     eqr_gconv *g;
     eqr_relax *r;
     eqr_rlayer *rl;
