@@ -6,7 +6,8 @@
  * own, without MPI): the parameters agree to float summation order (bound
  * below), the ranks stay bit-identical to each other and a rerun is
  * bit-identical. The data set (293 = 4 x 64 + 37) ends each epoch with a
- * short batch shared 18 / 19, which the weighted mean must get right. A
+ * short batch shared 18 / 19, which the weighted mean must get right, and
+ * the relaxation's activation-norm penalty is that of the global batch. A
  * mismatched configuration, a mismatched model and a global batch smaller
  * than the number of ranks are refused on every rank with a clear message. */
 #include "testutil.h"
@@ -29,16 +30,15 @@ static float *train(eqr_dist *d, uint64_t init_seed, int64_t bucket, int64_t *to
     eqr_ctx *ctx = tu_ctx(init_seed);
     tu_tiny_model m;
     tu_tiny_build(ctx, &m, 0.2f);
-    /* the defect penalty (of W_r alone) stays; the activation-norm term
-     * ssqrt(sum over the batch of ||W_r x||^2) is not a mean over samples,
-     * so each rank's share would give another value: not reduced yet */
-    eqr_relax_set_lambdas(m.r, 0.01f, 0.0f);
     eqr_dist *dd = NULL;
     if (d) {
         dd = eqr_dist_create(ctx, MPI_COMM_WORLD);
         assert_non_null(dd);
         assert_int_equal(eqr_dist_set_bucket(dd, bucket), EQR_OK);
         assert_int_equal(eqr_dist_broadcast_params(dd), EQR_OK);
+        /* the activation-norm penalty ssqrt(sum over the batch of ||W_r
+         * x||^2) is not a mean over samples: it is summed over the ranks */
+        eqr_relax_set_reduce(m.r, eqr_dist_relax_reduce, dd);
     }
     *total = eqr_param_total(ctx);
     size_t bytes = (size_t)*total * sizeof(float);

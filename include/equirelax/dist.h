@@ -17,8 +17,11 @@
  * mean of the ranks' gradients is the gradient of the global batch mean.
  * With unequal shares (a short last batch) each rank's gradient is weighted
  * by its share's size over the global batch's, which is again the global
- * mean; the relaxation penalty, the same on every rank, keeps weight 1.
- * A global batch with fewer samples than ranks is refused.
+ * mean; the relaxation's defect penalty (weight form), the same on every
+ * rank, keeps weight 1. Its activation-norm penalty, a function of the sum
+ * over the batch, needs eqr_relax_set_reduce(relax, eqr_dist_relax_reduce,
+ * d) to be that of the global batch. A global batch with fewer samples than
+ * ranks is refused.
  *
  * Determinism: gradients are summed by MPI_Allreduce in fixed-size buckets
  * of the contiguous gradient block, so a rerun with the same number of
@@ -77,6 +80,11 @@ eqr_status eqr_dist_allreduce_grads(eqr_dist *d);
 /* eqr_dist_allreduce_grads with the signature of
  * eqr_trainer_opts.after_backward (user: the eqr_dist). */
 eqr_status eqr_dist_after_backward(eqr_ctx *ctx, void *user);
+
+/* eqr_relax_reduce_fn for eqr_relax_set_reduce(relax, eqr_dist_relax_reduce,
+ * d): sums *sum over ranks (MPI_Allreduce in double) and gives 1 / the
+ * weight eqr_dist_allreduce_grads applies to this rank. */
+eqr_status eqr_dist_relax_reduce(eqr_ctx *ctx, void *user, double *sum, double *inv_weight);
 
 /* The distributed sampler. b is a batcher over the whole data set with the
  * global batch size, the same (seed, shuffle, position) on every rank.

@@ -157,7 +157,7 @@ eqr_status eqr_dist_allreduce_grads(eqr_dist *d) {
      * equal shares, so then no multiply touches the gradients */
     const int64_t nr = d->local_n, k = d->global_n;
     const int weighted = k > 0 && nr * d->size != k;
-    const float w = weighted ? (float)((double)nr * d->size / (double)k) : 1.0f;
+    const float w = weighted ? (float)((double)nr * d->size / (double)k) : 1.0f; /* n_r N / k */
     const float inv = 1.0f / (float)d->size;
     for (int64_t i = 0; i < total; i += d->bucket) {
         int n = (int)(total - i < d->bucket ? total - i : d->bucket);
@@ -177,4 +177,17 @@ eqr_status eqr_dist_after_backward(eqr_ctx *ctx, void *user) {
         return eqr__fail(ctx, EQR_ERR_ARG,
                          "eqr_dist_after_backward: user must be the eqr_dist of this context");
     return eqr_dist_allreduce_grads(d);
+}
+
+eqr_status eqr_dist_relax_reduce(eqr_ctx *ctx, void *user, double *sum, double *inv_weight) {
+    static const char *fn = "eqr_dist_relax_reduce";
+    eqr_dist *d = user;
+    if (!d || d->ctx != ctx)
+        return eqr__fail(ctx, EQR_ERR_ARG, "%s: user must be the eqr_dist of this context", fn);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, sum, 1, MPI_DOUBLE, MPI_SUM, d->comm);
+    if (rc != MPI_SUCCESS) return eqr__dist_mpi_fail(d, fn, "MPI_Allreduce", rc);
+    /* the weight of eqr_dist_allreduce_grads: n_r / k, else 1 / size */
+    *inv_weight = d->global_n > 0 && d->local_n > 0 ? (double)d->global_n / (double)d->local_n
+                                                    : (double)d->size;
+    return EQR_OK;
 }
