@@ -25,8 +25,8 @@ static const uint64_t DATA_SEED = 5, ORDER_SEED = 21;
 /* Parameters after STEPS steps: over MPI (d != NULL, each rank's model
  * initialised from its own seed, then rank 0's broadcast) or in one process
  * (d == NULL, whole batches). bucket: floats per all-reduce. */
-static float *train(eqr_dist *d, uint64_t init_seed, int64_t bucket, int64_t *total,
-                    float **init) {
+static float *train(eqr_dist *d, uint64_t init_seed, int64_t bucket, int steps, int by_epoch,
+                    int64_t *total, float **init) {
     eqr_ctx *ctx = tu_ctx(init_seed);
     tu_tiny_model m;
     tu_tiny_build(ctx, &m, 0.2f);
@@ -50,7 +50,9 @@ static float *train(eqr_dist *d, uint64_t init_seed, int64_t bucket, int64_t *to
     eqr_optim *opt = eqr_optim_create(ctx, &oo);
     eqr_trainer_opts to = {.forward = tu_tiny_forward, .model = &m, .opt = opt, .relax = m.r,
                            .after_backward = dd ? eqr_dist_after_backward : NULL,
-                           .after_backward_user = dd};
+                           .after_backward_user = dd,
+                           .next_batch = by_epoch && dd ? eqr_dist_next_batch : NULL,
+                           .next_batch_user = dd};
     eqr_trainer *t = eqr_trainer_create(ctx, &to);
     assert_non_null(t);
     eqr_dataset ds;
@@ -60,7 +62,14 @@ static float *train(eqr_dist *d, uint64_t init_seed, int64_t bucket, int64_t *to
     float *x = malloc((size_t)BATCH * 64 * sizeof(float));
     int32_t *y = malloc((size_t)BATCH * sizeof(int32_t));
     int64_t n, short_batches = 0;
-    for (int s = 0; s < STEPS;) {
+    if (by_epoch) { /* eqr_trainer_epoch over the sampler: one epoch */
+        eqr_epoch_stats st;
+        assert_int_equal(eqr_trainer_epoch(t, &bt, 1, &st), EQR_OK);
+        assert_int_equal(st.steps, steps);
+        assert_int_equal(st.seen, dd ? 4 * 32 + (37 * (eqr_dist_rank(dd) + 1)) / 2 - (37 * eqr_dist_rank(dd)) / 2 : NDATA);
+        short_batches = 1;
+    }
+    for (int s = by_epoch ? steps : 0; s < steps;) {
         int more = dd ? eqr_dist_batcher_next(dd, &bt, x, y, &n) : eqr_batcher_next(&bt, x, y, &n);
         assert_int_equal(eqr_status_get(ctx), EQR_OK);
         if (!more) continue; /* next epoch */
@@ -91,10 +100,10 @@ static void test_two_ranks_match_one_process(void **state) {
     int rank = eqr_dist_rank(world);
     int64_t total, t2, t3;
     float *init_ref, *init_dist;
-    float *ref = train(NULL, 7, 0, &total, &init_ref);
+    float *ref = train(NULL, 7, 0, STEPS, 0, &total, &init_ref);
     /* rank 1 starts from other weights: the broadcast must replace them */
-    float *dist = train(world, 7 + 100 * (uint64_t)rank, 7, &t2, &init_dist);
-    float *again = train(world, 7 + 100 * (uint64_t)rank, 7, &t3, NULL);
+    float *dist = train(world, 7 + 100 * (uint64_t)rank, 7, STEPS, 0, &t2, &init_dist);
+    float *again = train(world, 7 + 100 * (uint64_t)rank, 7, STEPS, 0, &t3, NULL);
     assert_true(total == t2 && total == t3);
     size_t bytes = (size_t)total * sizeof(float);
     assert_memory_equal(init_ref, init_dist, bytes);
@@ -138,6 +147,21 @@ static void test_two_ranks_match_one_process(void **state) {
     free(again);
     free(init_ref);
     free(init_dist);
+}
+
+/* eqr_trainer_epoch with opts.next_batch = eqr_dist_next_batch takes the
+ * steps of the hand-written loop over eqr_dist_batcher_next, bit for bit
+ * (one epoch: 4 batches of 64 and one of 37). */
+static void test_trainer_epoch_over_sampler(void **state) {
+    eqr_dist *world = *state;
+    uint64_t seed = 7 + 100 * (uint64_t)eqr_dist_rank(world);
+    int64_t n1, n2;
+    float *hand = train(world, seed, EQR_DIST_BUCKET_DEFAULT, 5, 0, &n1, NULL);
+    float *epoch = train(world, seed, EQR_DIST_BUCKET_DEFAULT, 5, 1, &n2, NULL);
+    assert_true(n1 == n2);
+    assert_memory_equal(hand, epoch, (size_t)n1 * sizeof(float));
+    free(hand);
+    free(epoch);
 }
 
 static void test_mismatch_refused(void **state) {
@@ -228,6 +252,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate(test_sampler_shares, world),
         cmocka_unit_test_prestate(test_two_ranks_match_one_process, world),
+        cmocka_unit_test_prestate(test_trainer_epoch_over_sampler, world),
         cmocka_unit_test_prestate(test_mismatch_refused, world),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,6 +7,7 @@
  *   eqr_dist_broadcast_params  rank 0's parameters and buffers everywhere;
  *   eqr_dist_batcher_next    each rank's contiguous share of each global
  *                            batch of an eqr_batcher (global batch size);
+ *   eqr_dist_next_batch      the same as eqr_trainer_opts.next_batch;
  *   eqr_dist_after_backward  as eqr_trainer_opts.after_backward: the
  *                            gradients averaged over ranks before clipping
  *                            and the optimizer, so every rank takes the same
@@ -96,6 +97,11 @@ eqr_status eqr_dist_relax_reduce(eqr_ctx *ctx, void *user, double *sum, double *
  * a global batch smaller than the number of ranks). Records the share's
  * weight for eqr_dist_allreduce_grads. */
 int eqr_dist_batcher_next(eqr_dist *d, eqr_batcher *b, float *x, int32_t *y, int64_t *count);
+
+/* eqr_dist_batcher_next with the signature of eqr_trainer_opts.next_batch
+ * (user: the eqr_dist), so eqr_trainer_epoch and eqr_trainer_run train on
+ * this rank's shares. */
+int eqr_dist_next_batch(void *user, eqr_batcher *b, float *x, int32_t *y, int64_t *count);
 
 #ifdef __cplusplus
 }

@@ -118,6 +118,12 @@ typedef struct eqr_trainer_opts {
      * ranks). An error it returns ends the step. NULL: none. */
     eqr_status (*after_backward)(eqr_ctx *ctx, void *user);
     void *after_backward_user;
+    /* Draws eqr_trainer_epoch's batches in place of eqr_batcher_next (same
+     * contract; an error it records ends the epoch), e.g.
+     * eqr_dist_next_batch: this rank's share of each global batch, the
+     * epoch's statistics then being this rank's. NULL: eqr_batcher_next. */
+    int (*next_batch)(void *user, eqr_batcher *b, float *x, int32_t *y, int64_t *count);
+    void *next_batch_user;
 } eqr_trainer_opts;
 
 /* NULL on error (recorded): a missing forward or optimizer. The step

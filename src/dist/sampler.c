@@ -33,3 +33,7 @@ int eqr_dist_batcher_next(eqr_dist *d, eqr_batcher *b, float *x, int32_t *y, int
     if (count) *count = hi - lo;
     return 1;
 }
+
+int eqr_dist_next_batch(void *user, eqr_batcher *b, float *x, int32_t *y, int64_t *count) {
+    return eqr_dist_batcher_next(user, b, x, y, count);
+}
