@@ -6,7 +6,8 @@
  * penalty is shown NOT to vanish on an equivariant bank; the steerable
  * defect ||W_r - P W_r||^2 against sum-of-coefficients in double; the
  * activation norm against a naive conv, the subsample estimator (equal to
- * exact for m = B, unbiased over a partition of the batch); the safe sqrt
+ * exact for m = B, unbiased over a partition of the batch) and its sum over
+ * data-parallel ranks (eqr_relax_set_reduce); the safe sqrt
  * (finite, zero gradient at W_r = 0); finite-difference gradients of the
  * whole penalty; consumption of per-step terms and stale terms; telemetry. */
 #include "testutil.h"
@@ -233,6 +234,77 @@ static void test_norm_exact(void **state) {
     eqr_relax_destroy(r);
     eqr_gconv_destroy(g1);
     eqr_gconv_destroy(g2);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
+}
+
+/* Two ranks holding the same share: the sum over ranks is twice this one,
+ * and each rank's weight in the gradient average is 1/2. */
+static eqr_status two_same_ranks(eqr_ctx *ctx, void *user, double *sum, double *inv_weight) {
+    (void)ctx;
+    *(int *)user += 1;
+    *sum *= 2.0;
+    *inv_weight = 2.0;
+    return EQR_OK;
+}
+static eqr_status failing_reduce(eqr_ctx *ctx, void *user, double *sum, double *inv_weight) {
+    (void)user, (void)sum, (void)inv_weight;
+    return eqr__fail(ctx, EQR_ERR_STATE, "the ranks are gone");
+}
+
+/* eqr_relax_set_reduce: the activation-norm penalty of the global batch is
+ * lambda sqrt(2 N) on two equal ranks, and a rank's gradient (weighted 1/2
+ * in the average of two) is sqrt(2) times the single-process one, the
+ * gradient of lambda sqrt(2 N) averaged over the ranks; a failing reduce
+ * ends the penalty with its error. */
+static void test_norm_reduced(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(410);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 2);
+    eqr_gconv *g1 = mk_gconv(ctx, "a", T, R, 3);
+    eqr_relax *r = tu_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 2.0f, 0);
+    eqr_rlayer *l1 = eqr_relax_gconv(ctx, r, "a", g1, NULL);
+    int64_t xs[4] = {3, 1, 6, 6}; /* a parameter: outlives the step resets */
+    eqr_tensor *x = tu_input(ctx, "x", 4, xs, 1.0f), *wr = eqr_rlayer_wr(l1);
+    double pen[2];
+    float *grad[2];
+    int calls = 0;
+    for (int way = 0; way < 2; way++) {
+        eqr_relax_set_reduce(r, way ? two_same_ranks : NULL, &calls);
+        assert_non_null(eqr_rlayer_forward(ctx, l1, x));
+        eqr_tensor *p = eqr_relax_penalty(ctx, r);
+        pen[way] = value_of(p);
+        eqr_zero_grad(ctx);
+        assert_int_equal(eqr_backward(ctx, p), EQR_OK);
+        grad[way] = malloc((size_t)wr->numel * sizeof(float));
+        memcpy(grad[way], wr->grad, (size_t)wr->numel * sizeof(float));
+        eqr_step_reset(ctx);
+    }
+    assert_int_equal(calls, 1);
+    print_message("reduced norm penalty %.8g, sqrt(2) x local %.8g\n", pen[1], sqrt(2.0) * pen[0]);
+    /* value: k + c s in float (k, c rounded from double): a few roundings
+     * of numbers <= the penalty */
+    assert_true(fabs(pen[1] - sqrt(2.0) * pen[0]) <= 8 * TU_U * pen[1]);
+    /* gradient: both are a scalar times the same backward through the conv
+     * (sums of 3 x 6 x 6 = 108 products per entry), rounded differently */
+    double dd = 0, nn = 0;
+    for (int64_t i = 0; i < wr->numel; i++) {
+        double e = (double)grad[1][i] - sqrt(2.0) * grad[0][i];
+        dd += e * e;
+        nn += 2.0 * grad[0][i] * grad[0][i];
+    }
+    assert_true(nn > 0);
+    assert_true(sqrt(dd) <= tu_gamma(2 * 108 + 8) * sqrt(nn));
+    eqr_relax_set_reduce(r, failing_reduce, NULL);
+    assert_non_null(eqr_rlayer_forward(ctx, l1, x));
+    assert_null(eqr_relax_penalty(ctx, r));
+    tu_assert_error(ctx, EQR_ERR_STATE, "the ranks are gone");
+    free(grad[0]);
+    free(grad[1]);
+    eqr_relax_destroy(r);
+    eqr_gconv_destroy(g1);
     eqr_rep_destroy(T);
     eqr_rep_destroy(R);
     eqr_ctx_destroy(ctx);
@@ -524,6 +596,7 @@ int main(void) {
         cmocka_unit_test(test_defect_matches_act_on_filters),
         cmocka_unit_test(test_steer_defect),
         cmocka_unit_test(test_norm_exact),
+        cmocka_unit_test(test_norm_reduced),
         cmocka_unit_test(test_norm_estimator),
         cmocka_unit_test(test_ssqrt_zero),
         cmocka_unit_test(test_penalty_gradcheck),

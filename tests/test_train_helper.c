@@ -8,7 +8,7 @@
  * every parameter bit-identical, a final one leaves the model projected. */
 #include "testutil.h"
 
-#include <equirelax/train.h>
+#include "tu_tiny_model.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,78 +160,21 @@ static void test_metrics_svg(void **state) {
 
 /* -------------------------------------------------------------- trainer */
 
-/* A relaxed C4 lifting conv, a global mean and a linear head. */
-typedef struct model {
-    eqr_rep *T, *R;
-    eqr_gconv *g;
-    eqr_relax *r;
-    eqr_rlayer *rl;
-    eqr_tensor *head, *bias;
-} model;
-
-static eqr_tensor *forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
-    model *m = mm;
-    eqr_tensor *h = eqr_relu(ctx, eqr_rlayer_forward(ctx, m->rl, x));
-    h = eqr_mean(ctx, eqr_mean(ctx, h, 3, 0), 2, 0); /* [N, 4F] */
-    return eqr_linear(ctx, h, m->head, m->bias);
-}
-
-static void model_build(eqr_ctx *ctx, model *m, float theta) {
-    eqr_group G = eqr_group_cyclic(4);
-    m->T = tu_trivial_rep(ctx, &G, 1);
-    m->R = tu_regular_rep(ctx, &G, 3);
-    m->g = tu_gconv(ctx, "c1", m->T, m->R, 3, EQR_CONV2D(1, 1, 1), 0.1f);
-    m->r = tu_relax(ctx, "relax", theta, 0.1f, 0.01f, 0.01f, 0);
-    m->rl = eqr_relax_gconv(ctx, m->r, "c1", m->g, NULL);
-    int64_t hs[2] = {2, 12};
-    m->head = eqr_param_new(ctx, "head", 2, hs, 0);
-    eqr_init_xavier_uniform(ctx, m->head, 1.0f);
-    int64_t bs[1] = {2};
-    m->bias = eqr_param_new(ctx, "head.bias", 1, bs, EQR_PARAM_NO_DECAY);
-    assert_non_null(m->rl);
-}
-
-static void model_free(model *m) {
-    eqr_relax_destroy(m->r);
-    eqr_gconv_destroy(m->g);
-    eqr_rep_destroy(m->T);
-    eqr_rep_destroy(m->R);
-}
-
-/* Two classes: a bright blob in the centre or not (rotation invariant). */
-static void make_data(eqr_dataset *ds, int64_t n, uint64_t seed) {
-    ds->n = n;
-    ds->c = 1;
-    ds->h = ds->w = 8;
-    ds->classes = 2;
-    ds->x = malloc((size_t)(n * 64) * sizeof(float));
-    ds->y = malloc((size_t)n * sizeof(int32_t));
-    tu_fill_uniform(ds->x, n * 64, seed);
-    for (int64_t i = 0; i < n; i++) {
-        ds->y[i] = (int32_t)(i % 2);
-        float *p = ds->x + i * 64;
-        for (int k = 0; k < 64; k++) p[k] = 0.25f * (p[k] + 1.0f);
-        if (ds->y[i])
-            for (int a = 3; a < 5; a++)
-                for (int b = 3; b < 5; b++) p[a * 8 + b] += 1.5f;
-    }
-}
-
 static void test_step_matches_by_hand(void **state) {
     (void)state;
     float *after[2];
     int64_t total = 0;
     for (int way = 0; way < 2; way++) {
         eqr_ctx *ctx = tu_ctx(7);
-        model m;
-        model_build(ctx, &m, 0.2f);
+        tu_tiny_model m;
+        tu_tiny_build(ctx, &m, 0.2f);
         eqr_optim_opts oo = {.kind = EQR_OPTIM_ADAM, .lr = 0.01f};
         eqr_optim *opt = eqr_optim_create(ctx, &oo);
         eqr_tensor *x = tu_randn(ctx, 4, 1, 8, 8);
         int32_t y[4] = {0, 1, 1, 0};
-        eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, forward(ctx, &m, x), y);
+        eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, tu_tiny_forward(ctx, &m, x), y);
         if (way == 0) {
-            eqr_trainer_opts to = {.forward = forward, .model = &m, .opt = opt, .relax = m.r};
+            eqr_trainer_opts to = {.forward = tu_tiny_forward, .model = &m, .opt = opt, .relax = m.r};
             eqr_trainer *t = eqr_trainer_create(ctx, &to);
             assert_non_null(t);
             assert_int_equal(eqr_trainer_step(t, loss, 4, NULL), EQR_OK);
@@ -247,7 +190,7 @@ static void test_step_matches_by_hand(void **state) {
         after[way] = malloc((size_t)total * sizeof(float));
         memcpy(after[way], eqr_param_data_block(ctx), (size_t)total * sizeof(float));
         eqr_optim_destroy(opt);
-        model_free(&m);
+        tu_tiny_free(&m);
         eqr_ctx_destroy(ctx);
     }
     assert_memory_equal(after[0], after[1], (size_t)total * sizeof(float));
@@ -258,16 +201,16 @@ static void test_step_matches_by_hand(void **state) {
 static void test_epochs_telemetry_projection(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(9);
-    model m;
-    model_build(ctx, &m, 0.3f);
+    tu_tiny_model m;
+    tu_tiny_build(ctx, &m, 0.3f);
     eqr_optim_opts oo = {.kind = EQR_OPTIM_ADAM, .lr = 0.02f};
     eqr_optim *opt = eqr_optim_create(ctx, &oo);
     eqr_dataset train, test;
-    make_data(&train, 96, 11);
-    make_data(&test, 40, 12);
+    tu_tiny_data(&train, 96, 11);
+    tu_tiny_data(&test, 40, 12);
     eqr_batcher bt;
     assert_int_equal(eqr_batcher_init(ctx, &bt, &train, 16, 1, 3), EQR_OK);
-    eqr_trainer_opts to = {.forward = forward, .model = &m, .opt = opt, .relax = m.r,
+    eqr_trainer_opts to = {.forward = tu_tiny_forward, .model = &m, .opt = opt, .relax = m.r,
                            .epochs = 6, .telemetry_every = 2, .probe = &test, .eval_batch = 16};
     eqr_trainer *t = eqr_trainer_create(ctx, &to);
     assert_non_null(t);
@@ -312,7 +255,7 @@ static void test_epochs_telemetry_projection(void **state) {
     eqr_dataset_free(&train);
     eqr_dataset_free(&test);
     eqr_optim_destroy(opt);
-    model_free(&m);
+    tu_tiny_free(&m);
     eqr_ctx_destroy(ctx);
 }
 

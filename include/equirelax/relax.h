@@ -220,6 +220,18 @@ eqr_rlayer *eqr_relax_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
  * sizes it is not exact on (WARNINGS in gconv.h). */
 eqr_tensor *eqr_rlayer_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x);
 
+/* Data-parallel training (dist.h): *sum holds this rank's value and gets
+ * the sum over all ranks; *inv_weight gets 1 / this rank's weight in the
+ * average of the gradients over ranks (size for equal shares). Collective. */
+typedef eqr_status (*eqr_relax_reduce_fn)(eqr_ctx *ctx, void *user, double *sum,
+                                          double *inv_weight);
+/* With fn set, eqr_relax_penalty's activation-norm term is that of the
+ * global batch: lambda_norm * ssqrt(N summed over the ranks' shares), with
+ * each rank's gradient scaled so that the weighted mean over ranks is its
+ * gradient (eqr_dist_relax_reduce). The defect term (weight form) needs
+ * nothing: it is the same on every rank. NULL: no reduction. */
+void eqr_relax_set_reduce(eqr_relax *r, eqr_relax_reduce_fn fn, void *user);
+
 /* The penalty lambda_defect * ssqrt(sum LD) + lambda_norm * ssqrt(sum N) of
  * this step as a differentiable scalar tensor [1] (N from the forwards since
  * the last call; it consumes them). A zero scalar if both lambdas are 0. */

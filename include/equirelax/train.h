@@ -113,6 +113,18 @@ typedef struct eqr_trainer_opts {
     int64_t eval_batch;          /* evaluation batch size; 0: 256 */
     eqr_progress_fn progress;    /* NULL: the log callback, every tenth of an epoch */
     void *progress_user;
+    /* Called by eqr_trainer_step right after backward, before telemetry,
+     * clipping and the optimizer, with the step's gradients in the store's
+     * gradient block (e.g. eqr_dist_after_backward all-reduces them over
+     * ranks). An error it returns ends the step. NULL: none. */
+    eqr_status (*after_backward)(eqr_ctx *ctx, void *user);
+    void *after_backward_user;
+    /* Draws eqr_trainer_epoch's batches in place of eqr_batcher_next (same
+     * contract; an error it records ends the epoch), e.g.
+     * eqr_dist_next_batch: this rank's share of each global batch, the
+     * epoch's statistics then being this rank's. NULL: eqr_batcher_next. */
+    int (*next_batch)(void *user, eqr_batcher *b, float *x, int32_t *y, int64_t *count);
+    void *next_batch_user;
 } eqr_trainer_opts;
 
 /* NULL on error (recorded): a missing forward or optimizer. The step
@@ -122,7 +134,8 @@ void eqr_trainer_destroy(eqr_trainer *t);
 
 /* One optimizer step for this step's task loss (a scalar [1] over n
  * samples, from forwards since the last step reset): adds the relaxation's
- * penalty, runs backward, records telemetry if due, clips, steps the
+ * penalty, runs backward, calls opts.after_backward if set, records
+ * telemetry if due, clips, steps the
  * optimizer and the scheduler, and ends the step (eqr_step_reset: the
  * step's tensors are released). *penalty (may be NULL) gets the penalty's
  * value (0 without relaxation). Telemetry (the layer probes and the probe

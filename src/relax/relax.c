@@ -15,6 +15,8 @@ struct eqr_relax {
     eqr_tensor *theta;   /* "<name>.theta" buffer [1] */
     eqr_rlayer **layers;
     int nlayers, cap;
+    eqr_relax_reduce_fn reduce; /* data parallel: sums over ranks (NULL: none) */
+    void *reduce_user;
 };
 
 /* ------------------------------------------------------------ small ops */
@@ -307,6 +309,34 @@ static void consume_terms(eqr_relax *r) {
     }
 }
 
+void eqr_relax_set_reduce(eqr_relax *r, eqr_relax_reduce_fn fn, void *user) {
+    if (!r) return;
+    r->reduce = fn;
+    r->reduce_user = user;
+}
+
+/* The activation-norm penalty lambda ssqrt(S) of the global batch, S the
+ * sum over ranks of the local sums s (ns; NULL: 0), as a tensor whose value
+ * is that and whose gradient is lambda / (2 sqrt S) / w times that of s, w
+ * this rank's weight in the gradient average: averaged over ranks with the
+ * weights, the gradient of lambda ssqrt(S). Called on every rank alike
+ * (the reduce is collective). */
+static eqr_tensor *reduced_norm(eqr_ctx *ctx, eqr_relax *r, eqr_tensor *ns) {
+    double s = ns ? (double)ns->data[0] : 0.0, S = s, inv_w = 1.0;
+    eqr_status st = r->reduce(ctx, r->reduce_user, &S, &inv_w);
+    if (st != EQR_OK) {
+        if (ctx->status == EQR_OK)
+            eqr__fail(ctx, st, "eqr_relax_penalty(%s): the reduce callback failed", r->name);
+        return NULL;
+    }
+    const double lam = r->opts.lambda_norm, root = S > 0 ? sqrt(S) : 0.0;
+    const double c = root > 0 ? lam * inv_w * 0.5 / root : 0.0;
+    eqr_tensor *k = zero_scalar(ctx);
+    if (!k) return NULL;
+    k->data[0] = (float)(lam * root - c * s);
+    return ns ? eqr_add(ctx, eqr_scale(ctx, ns, (float)c), k) : k;
+}
+
 eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r) {
     if (!ctx || ctx->status != EQR_OK) return NULL;
     if (!r) {
@@ -322,7 +352,11 @@ eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r) {
         eqr_tensor *ns = NULL;
         for (int i = 0; i < r->nlayers; i++)
             if (term_live(ctx, r->layers[i]->norm_term)) ns = add_opt(ctx, ns, r->layers[i]->norm_term);
-        if (ns) pen = add_opt(ctx, pen, eqr_scale(ctx, eqr__ssqrt(ctx, ns), r->opts.lambda_norm));
+        if (r->reduce) {
+            pen = add_opt(ctx, pen, reduced_norm(ctx, r, ns));
+        } else if (ns) {
+            pen = add_opt(ctx, pen, eqr_scale(ctx, eqr__ssqrt(ctx, ns), r->opts.lambda_norm));
+        }
     }
     consume_terms(r);
     if (ctx->status != EQR_OK) return NULL;

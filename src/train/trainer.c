@@ -258,6 +258,14 @@ eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double 
     if (penalty) *penalty = pv;
     eqr_zero_grad(ctx);
     if (!total || eqr_backward(ctx, total) != EQR_OK) return ctx->status;
+    if (t->o.after_backward) {
+        eqr_status st = t->o.after_backward(ctx, t->o.after_backward_user);
+        if (st != EQR_OK)
+            return ctx->status != EQR_OK
+                       ? ctx->status
+                       : eqr__fail(ctx, st, "eqr_trainer_step: after_backward failed (%s)",
+                                   eqr_status_name(st));
+    }
     /* Telemetry runs before the update, so that a failure in it leaves the
      * step not taken (all or nothing): the layer probes need this step's
      * inputs, and the probe evaluations (which reset the arena per batch;
@@ -311,7 +319,8 @@ eqr_status eqr_trainer_epoch(eqr_trainer *t, eqr_batcher *bt, int64_t epoch,
     const double t0 = now_s();
     double lsum = 0, psum = 0;
     int64_t seen = 0, correct = 0, steps = 0, cnt, next_log = ds->n / 10;
-    while (eqr_batcher_next(bt, t->xb, t->yb, &cnt)) {
+    while (t->o.next_batch ? t->o.next_batch(t->o.next_batch_user, bt, t->xb, t->yb, &cnt)
+                           : eqr_batcher_next(bt, t->xb, t->yb, &cnt)) {
         int64_t shape[4] = {cnt, ds->c, ds->h, ds->w};
         eqr_tensor *x = eqr_tensor_wrap(ctx, t->xb, 4, shape);
         eqr_tensor *logits = x ? t->o.forward(ctx, t->o.model, x) : NULL;
@@ -338,6 +347,7 @@ eqr_status eqr_trainer_epoch(eqr_trainer *t, eqr_batcher *bt, int64_t epoch,
                      (long long)ds->n, rate, p.loss, p.acc);
         }
     }
+    if (ctx->status != EQR_OK) return ctx->status; /* next_batch failed */
     out->seen = seen;
     out->steps = steps;
     out->loss = seen ? lsum / (double)seen : NAN;
