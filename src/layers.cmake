@@ -15,6 +15,6 @@ eqr_layer(nn2d    DEPS core ops groups                          HEADERS gconv.h 
 eqr_layer(nn3d    DEPS core ops groups                          HEADERS vn.h egnn.h irreps_nn.h irreps_norm.h tensor_product.h gate.h)
 eqr_layer(nn      DEPS core ops groups nn2d nn3d                HEADERS module.h)
 eqr_layer(relax   DEPS core ops groups nn2d nn3d nn             HEADERS relax.h)
-eqr_layer(measure DEPS core ops groups nn2d nn3d nn relax       HEADERS equivariance.h)
+eqr_layer(measure DEPS core ops groups data nn2d nn3d nn relax       HEADERS equivariance.h)
 eqr_layer(train   DEPS core ops groups optim data io nn2d nn3d nn relax measure HEADERS train.h)
 eqr_layer(dist    OWN_LIBRARY equirelax_dist NEEDS MPI::MPI_C DEPS core ops groups optim data io nn2d nn3d nn relax measure train HEADERS dist.h)

@@ -9,6 +9,7 @@
 #ifndef EQUIRELAX_EQUIVARIANCE_H
 #define EQUIRELAX_EQUIVARIANCE_H
 
+#include "data.h"
 #include "groups.h"
 #include "o3.h"
 
@@ -55,6 +56,20 @@ eqr_status eqr_equivariance_error_max(eqr_ctx *ctx, eqr_forward_fn f, void *mode
                                       const eqr_rep *in_rep, const eqr_rep *out_rep,
                                       const eqr_tensor *x, const eqr_equiv_opts *opts,
                                       int n_samples, double *err);
+
+/* Invariance of a classifier on a dataset: the largest per-sample
+ *     || f(g.x)_i - f(x)_i || / || f(x)_i ||
+ * over the first n samples of ds (forwards of batch samples; 0: 100) and
+ * every element g != e of the finite group G that acts exactly on ds's
+ * h x w grid (eqr_grid_exact: quarter turns on square images, flips); f's
+ * output is [batch, K] (logits). G NULL: C4 (e.g. to show that a plain
+ * CNN is not invariant). *err is 0 when no element acts exactly. Leaves
+ * the model as it was, as eqr_equivariance_error (store and RNG restored
+ * before each forward), without gradients; the mode is the caller's.
+ * Errors: NULL f/ds/err, n outside [0, ds->n], an infinite group, an
+ * output of another shape, a failing forward. */
+eqr_status eqr_invariance_max(eqr_ctx *ctx, eqr_forward_fn f, void *model, const eqr_group *G,
+                              const eqr_dataset *ds, int64_t n, int64_t batch, double *err);
 
 /* ------------------------------------------------------ O(3) irreps */
 

@@ -186,8 +186,10 @@ typedef struct eqr_run_opts {
     const eqr_dataset *test;      /* required: the projected evaluations */
     int64_t epochs;               /* required, >= 1 */
     int64_t eval_every;           /* evaluate projected every k epochs; 0: after the last only */
-    eqr_train_measure_fn measure; /* NULL: no equivariance columns */
-    int64_t measure_n;            /* images of test the per-epoch measurement uses */
+    eqr_train_measure_fn measure; /* the equivariance columns' measurement; NULL: invariance */
+    const eqr_group *invariance;  /* measure NULL: eqr_invariance_max of forward's logits under
+                                   * this group's grid-exact elements; NULL too: no columns */
+    int64_t measure_n;            /* images of test the measurement uses (0: no columns) */
     const char *checkpoint;       /* saved after every epoch; NULL: none */
     int resume;                   /* continue from the checkpoint if it exists */
     uint64_t config;              /* hash of the settings: a checkpoint with another is refused */

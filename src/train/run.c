@@ -185,8 +185,8 @@ eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result
     int64_t done = 0;
     eqr_status st = o->resume ? resume(t, o, &done) : EQR_OK;
     out->resumed_after = done;
-    const int64_t mn = o->measure && o->measure_n > 0
-                           ? (o->measure_n < o->test->n ? o->measure_n : o->test->n) : 0;
+    const eqr__measure me = {o->measure, o->invariance,
+                             o->measure_n < o->test->n ? o->measure_n : o->test->n};
     for (int64_t e = done; st == EQR_OK && e < o->epochs; e++) {
         eqr_epoch_stats es;
         if ((st = eqr_trainer_epoch(t, o->train, e + 1, &es)) != EQR_OK) break;
@@ -206,7 +206,7 @@ eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result
         }
         int last = e + 1 == o->epochs;
         if (last || (o->eval_every > 0 && (e + 1) % o->eval_every == 0)) {
-            st = eqr__trainer_eval_projected(t, o->test, last ? 2 : 1, o->measure, mn,
+            st = eqr__trainer_eval_projected(t, o->test, last ? 2 : 1, &me,
                                              &row[E_TLOSS], &row[E_TACC], &row[E_EQR],
                                              &row[E_EQP]);
             if (st != EQR_OK) break;
@@ -226,7 +226,7 @@ eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result
     }
     if (st == EQR_OK && done == o->epochs) { /* resumed after the last epoch */
         double eqr_, eqp;
-        st = eqr__trainer_eval_projected(t, o->test, 2, o->measure, mn, &out->test_loss,
+        st = eqr__trainer_eval_projected(t, o->test, 2, &me, &out->test_loss,
                                          &out->test_acc, &eqr_, &eqp);
         out->epochs_done = done;
         if (st == EQR_OK) st = write_files(t, o);

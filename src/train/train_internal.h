@@ -17,11 +17,19 @@ eqr_relax *eqr__trainer_relax(eqr_trainer *t);
 void eqr__trainer_set_steps(eqr_trainer *t, int64_t steps);
 /* Replace the epoch table (the trainer owns it). */
 void eqr__trainer_set_epochs(eqr_trainer *t, eqr_metrics *m);
+/* The equivariance measurement of a run: the user's fn, else (with a
+ * group) eqr_invariance_max of the trainer's forward; on the first n
+ * images; none when n is 0 or neither is given. */
+typedef struct eqr__measure {
+    eqr_train_measure_fn fn;
+    const eqr_group *invariance;
+    int64_t n;
+} eqr__measure;
 /* Evaluate on ds: mode 0 as is, 1 projected on a copy, 2 projected for
- * good; with mf, the equivariance measurement (first mn images) before
- * and after projection (NaN without). */
+ * good; with a measurement (may be NULL), the equivariance before and
+ * after projection (NaN without). */
 eqr_status eqr__trainer_eval_projected(eqr_trainer *t, const eqr_dataset *ds, int mode,
-                                       eqr_train_measure_fn mf, int64_t mn, double *loss,
-                                       double *acc, double *eq_relaxed, double *eq_projected);
+                                       const eqr__measure *me, double *loss, double *acc,
+                                       double *eq_relaxed, double *eq_projected);
 
 #endif

@@ -158,13 +158,15 @@ static eqr_status evaluate_plain(eqr_trainer *t, const eqr_dataset *ds, double *
 }
 
 /* The equivariance measurement in evaluation mode, without gradients. */
-static eqr_status measure(eqr_trainer *t, eqr_train_measure_fn f, const eqr_dataset *ds,
-                          int64_t n, double *err) {
+static eqr_status measure(eqr_trainer *t, const eqr__measure *me, const eqr_dataset *ds,
+                          double *err) {
     *err = NAN;
-    if (!f || n <= 0) return EQR_OK;
+    if (!me || (!me->fn && !me->invariance) || me->n <= 0) return EQR_OK;
     int prev = eqr_set_grad_enabled(t->ctx, 0);
     set_mode(t, 0);
-    eqr_status st = f(t->ctx, t->o.model, ds, n, err);
+    eqr_status st = me->fn ? me->fn(t->ctx, t->o.model, ds, me->n, err)
+                           : eqr_invariance_max(t->ctx, t->o.forward, t->o.model, me->invariance,
+                                                ds, me->n, 0, err);
     set_mode(t, 1);
     eqr_set_grad_enabled(t->ctx, prev);
     eqr_step_reset(t->ctx);
@@ -172,11 +174,11 @@ static eqr_status measure(eqr_trainer *t, eqr_train_measure_fn f, const eqr_data
 }
 
 eqr_status eqr__trainer_eval_projected(eqr_trainer *t, const eqr_dataset *ds, int mode,
-                                       eqr_train_measure_fn mf, int64_t mn, double *loss,
-                                       double *acc, double *eq_relaxed, double *eq_projected) {
+                                       const eqr__measure *me, double *loss, double *acc,
+                                       double *eq_relaxed, double *eq_projected) {
     static const char *fn = "eqr_trainer_evaluate";
     eqr_ctx *ctx = t->ctx;
-    if (measure(t, mf, ds, mn, eq_relaxed) != EQR_OK) return ctx->status;
+    if (measure(t, me, ds, eq_relaxed) != EQR_OK) return ctx->status;
     if (!t->o.relax || mode == 0) {
         *eq_projected = *eq_relaxed;
         return evaluate_plain(t, ds, loss, acc);
@@ -195,7 +197,7 @@ eqr_status eqr__trainer_eval_projected(eqr_trainer *t, const eqr_dataset *ds, in
         memcpy(t->snap, blk, (size_t)total * sizeof(float));
     }
     eqr_status st = eqr_relax_project(ctx, t->o.relax, t->o.project);
-    if (st == EQR_OK) st = measure(t, mf, ds, mn, eq_projected);
+    if (st == EQR_OK) st = measure(t, me, ds, eq_projected);
     if (st == EQR_OK) st = evaluate_plain(t, ds, loss, acc);
     if (mode == 1) memcpy(blk, t->snap, (size_t)total * sizeof(float));
     return st;
@@ -210,7 +212,7 @@ eqr_status eqr_trainer_evaluate(eqr_trainer *t, const eqr_dataset *ds, int proje
         return eqr__fail(ctx, EQR_ERR_ARG,
                          "eqr_trainer_evaluate: projected must be 0, 1 or 2, got %d", projected);
     double e1, e2;
-    return eqr__trainer_eval_projected(t, ds, projected, NULL, 0, loss, acc, &e1, &e2);
+    return eqr__trainer_eval_projected(t, ds, projected, NULL, loss, acc, &e1, &e2);
 }
 
 /* The per-layer and base columns of this step, before the optimizer moves
