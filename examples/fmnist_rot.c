@@ -260,20 +260,17 @@ static void rotate_dataset(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed, int con
 
 /* ---- model ---- */
 
+/* Three convs (C4/D4 group convs, C8 steerable convs, or plain ones) with
+ * ReLUs and two max-pools, the max over each regular field, the mean over
+ * space and a linear head; relaxed convs when a relaxation is asked for. */
 typedef struct model {
-    gkind gk;
-    eqr_group G;
-    int order;               /* |G|, 1 for the plain CNN */
-    int side, extra;         /* input side S, extra padding e of conv 1 */
-    int classes;             /* K logits */
-    eqr_rep *tin, *reg[3];   /* input type, regular output types */
-    eqr_gconv *gc[3];        /* c4, d4 */
-    eqr_steer_conv *sc[3];   /* c8 */
-    eqr_tensor *w[3], *b[3]; /* none */
-    eqr_conv2d_geom geom[3];
-    eqr_relax *relax;        /* NULL when strict */
-    eqr_rlayer *rl[3];
-    eqr_tensor *fc_w, *fc_b;
+    int order;             /* |G|, 1 for the plain CNN */
+    int side, extra;       /* input side S, extra padding e of conv 1 */
+    eqr_group G;           /* C4 for the plain CNN (its invariance check) */
+    eqr_rep *tin, *reg[3]; /* input type, regular output types */
+    eqr_module *net;
+    eqr_module *conv[3];   /* the convs inside net (relaxed or not) */
+    eqr_relax *relax;      /* NULL when strict */
 } model;
 
 static const int ksize[3] = {5, 3, 3};
@@ -281,29 +278,27 @@ static const int ksize[3] = {5, 3, 3};
 /* Extra zero padding of conv 1 that makes both pools see even sizes. */
 static int extra_pad(int side) { return side % 4 == 2 ? 1 : 0; }
 
+static eqr_module *conv_module(eqr_ctx *ctx, model *m, gkind gk, int l, int64_t cin,
+                               int64_t cout) {
+    char nm[8];
+    snprintf(nm, sizeof nm, "c%d", l + 1);
+    eqr_conv2d_geom geom = EQR_CONV2D(1, ksize[l] / 2 + (l ? 0 : m->extra), 1);
+    if (gk == G_NONE) return eqr_conv2d_module(ctx, nm, (int)cin, (int)cout, ksize[l], &geom, 1);
+    const eqr_rep *in = l == 0 ? m->tin : m->reg[l - 1];
+    if (gk == G_C8)
+        return eqr_steer_conv_module(ctx, nm, in, m->reg[l], ksize[l],
+                                     &(eqr_steer_conv_opts){.geom = geom});
+    return eqr_gconv_module(ctx, nm, in, m->reg[l], ksize[l], &(eqr_gconv_opts){.geom = geom});
+}
+
 static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int classes) {
     memset(m, 0, sizeof *m);
-    m->gk = o->gk;
     m->side = side;
     m->extra = extra_pad(side);
-    m->classes = classes;
+    m->order = 1;
+    m->G = eqr_group_cyclic(4); /* the plain CNN is measured against C4 */
     const int64_t ch[3] = {o->width, 2 * o->width, 4 * o->width};
-    for (int l = 0; l < 3; l++) m->geom[l] = EQR_CONV2D(1, ksize[l] / 2 + (l ? 0 : m->extra), 1);
-    char nm[16];
-    if (o->gk == G_NONE) {
-        m->order = 1;
-        int64_t cin = 1;
-        for (int l = 0; l < 3; l++) {
-            int64_t ws[4] = {ch[l], cin, ksize[l], ksize[l]}, bs[1] = {ch[l]};
-            snprintf(nm, sizeof nm, "c%d.weight", l + 1);
-            m->w[l] = eqr_param_new(ctx, nm, 4, ws, 0);
-            snprintf(nm, sizeof nm, "c%d.bias", l + 1);
-            m->b[l] = eqr_param_new(ctx, nm, 1, bs, EQR_PARAM_NO_DECAY);
-            if (!m->w[l] || !m->b[l] || eqr_init_kaiming_normal(ctx, m->w[l], sqrtf(2.0f)))
-                ex_die_ctx(ctx, "building the model");
-            cin = ch[l];
-        }
-    } else {
+    if (o->gk != G_NONE) {
         m->G = o->gk == G_C4 ? eqr_group_cyclic(4)
              : o->gk == G_D4 ? eqr_group_dihedral(4)
                              : eqr_group_cyclic(8);
@@ -313,53 +308,37 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int 
         for (int l = 0; l < 3; l++) {
             eqr_rep_part p = eqr_part_regular((int)(ch[l] / m->order));
             m->reg[l] = eqr_rep_create(ctx, &m->G, 1, &p);
-            if (!m->reg[l]) ex_die_ctx(ctx, "building the field types");
-        }
-        if (!m->tin) ex_die_ctx(ctx, "building the field types");
-        for (int l = 0; l < 3; l++) {
-            const eqr_rep *in = l == 0 ? m->tin : m->reg[l - 1];
-            snprintf(nm, sizeof nm, "c%d", l + 1);
-            if (o->gk == G_C8) {
-                eqr_steer_conv_opts so = {.geom = m->geom[l]};
-                m->sc[l] = eqr_steer_conv_create(ctx, nm, in, m->reg[l], ksize[l], &so);
-            } else {
-                eqr_gconv_opts go = {.geom = m->geom[l]};
-                m->gc[l] = eqr_gconv_create(ctx, nm, in, m->reg[l], ksize[l], &go);
-            }
-            if (!m->sc[l] && !m->gc[l]) ex_die_ctx(ctx, "building the model");
-        }
-        if (o->relax_kind >= 0) {
-            eqr_relax_opts ro = {.theta = 0.0f,
-                                 .init = o->wr_normal ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO,
-                                 .lambda_defect = o->lambda_defect,
-                                 .lambda_norm = o->lambda_norm,
-                                 .norm_subsample = (int)o->norm_subsample,
-                                 .penalty_grad = o->pgrad};
-            m->relax = eqr_relax_create(ctx, "relax", &ro);
-            if (!m->relax) ex_die_ctx(ctx, "creating the relaxation");
-            for (int l = 0; l < 3; l++) {
-                snprintf(nm, sizeof nm, "c%d", l + 1);
-                m->rl[l] = m->sc[l] ? eqr_relax_steer_conv(ctx, m->relax, nm, m->sc[l], NULL)
-                                    : eqr_relax_gconv(ctx, m->relax, nm, m->gc[l], NULL);
-                if (!m->rl[l]) ex_die_ctx(ctx, "relaxing the model");
-            }
         }
     }
-    int64_t feat = ch[2] / m->order;
-    int64_t sw[2] = {classes, feat}, sb[1] = {classes};
-    m->fc_w = eqr_param_new(ctx, "fc.weight", 2, sw, 0);
-    m->fc_b = eqr_param_new(ctx, "fc.bias", 1, sb, EQR_PARAM_NO_DECAY);
-    if (!m->fc_w || !m->fc_b || eqr_init_xavier_uniform(ctx, m->fc_w, 1.0f))
-        ex_die_ctx(ctx, "building the model");
+    m->net = eqr_sequential_create(ctx, "net");
+    for (int l = 0; l < 3; l++) {
+        m->conv[l] = conv_module(ctx, m, o->gk, l, l ? ch[l - 1] : 1, ch[l]);
+        eqr_sequential_add(m->net, m->conv[l]);
+        eqr_sequential_add(m->net, eqr_relu_module(ctx, NULL));
+        if (l < 2) eqr_sequential_add(m->net, eqr_maxpool2d_module(ctx, NULL, 2, 2, 0));
+    }
+    if (m->order > 1)
+        eqr_sequential_add(m->net, eqr_group_pool_module(ctx, NULL, m->reg[2], EQR_GPOOL_MAX));
+    eqr_sequential_add(m->net, eqr_global_avgpool_module(ctx, NULL));
+    if (o->relax_kind >= 0 && o->gk != G_NONE) {
+        eqr_relax_opts ro = {.theta = 0.0f,
+                             .init = o->wr_normal ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO,
+                             .lambda_defect = o->lambda_defect,
+                             .lambda_norm = o->lambda_norm,
+                             .norm_subsample = (int)o->norm_subsample,
+                             .penalty_grad = o->pgrad};
+        m->relax = eqr_relax_create(ctx, "relax", &ro);
+        m->net = eqr_relax_module(ctx, m->relax, NULL, m->net, NULL); /* c1, c2, c3 */
+    }
+    /* after the relaxation: the parameter store's order (c1..c3, W_r, fc) */
+    eqr_sequential_add(m->net, eqr_linear_module(ctx, "fc", (int)(ch[2] / m->order), classes, 1));
+    if (eqr_status_get(ctx) != EQR_OK) ex_die_ctx(ctx, "building the model");
 }
 
 static void model_free(model *m) {
+    eqr_module_destroy(m->net);
     eqr_relax_destroy(m->relax);
-    for (int l = 0; l < 3; l++) {
-        eqr_gconv_destroy(m->gc[l]);
-        eqr_steer_conv_destroy(m->sc[l]);
-        eqr_rep_destroy(m->reg[l]);
-    }
+    for (int l = 0; l < 3; l++) eqr_rep_destroy(m->reg[l]);
     eqr_rep_destroy(m->tin);
 }
 
@@ -370,94 +349,12 @@ static int geometry_exact(const model *m) {
     const int sizes[3] = {m->side, padded / 2, padded / 4};
     int ok = padded % 4 == 0;
     for (int l = 0; l < 3; l++) {
-        if (m->gc[l]) ok &= eqr_gconv_exact_on(m->gc[l], sizes[l], sizes[l]);
-        if (m->sc[l]) ok &= eqr_steer_conv_exact_on(m->sc[l], sizes[l], sizes[l]);
+        const eqr_gconv *gc = eqr_module_gconv(m->conv[l]);
+        const eqr_steer_conv *sc = eqr_module_steer_conv(m->conv[l]);
+        if (gc) ok &= eqr_gconv_exact_on(gc, sizes[l], sizes[l]);
+        if (sc) ok &= eqr_steer_conv_exact_on(sc, sizes[l], sizes[l]);
     }
     return ok;
-}
-
-static eqr_tensor *conv(eqr_ctx *ctx, model *m, int l, eqr_tensor *x) {
-    if (m->rl[l]) return eqr_rlayer_forward(ctx, m->rl[l], x);
-    if (m->gc[l]) return eqr_gconv_forward(ctx, m->gc[l], x);
-    if (m->sc[l]) return eqr_steer_conv_forward(ctx, m->sc[l], x);
-    return eqr_conv2d(ctx, x, m->w[l], m->b[l], &m->geom[l]);
-}
-
-/* No training-only behaviour (no batch norm or dropout): no mode switch. */
-static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
-    model *m = mm;
-    eqr_tensor *h = eqr_maxpool2d(ctx, eqr_relu(ctx, conv(ctx, m, 0, x)), 2, 2, 0);
-    h = eqr_maxpool2d(ctx, eqr_relu(ctx, conv(ctx, m, 1, h)), 2, 2, 0);
-    h = eqr_relu(ctx, conv(ctx, m, 2, h));
-    if (!h) return NULL;
-    if (m->order > 1) { /* group max-pool over each regular field */
-        int64_t s5[5] = {h->shape[0], h->shape[1] / m->order, m->order, h->shape[2], h->shape[3]};
-        h = eqr_max(ctx, eqr_reshape(ctx, h, 5, s5), 2, 0);
-    }
-    return eqr_linear(ctx, eqr_global_avgpool(ctx, h), m->fc_w, m->fc_b);
-}
-
-/* ---- invariance measurement ---- */
-
-/* The grid-exact elements of the model's group other than the identity
- * (C4 for the plain CNN). */
-static int grid_elements(const model *m, eqr_gelem *out) {
-    eqr_group G = m->order > 1 ? m->G : eqr_group_cyclic(4);
-    eqr_gelem id = eqr_group_identity();
-    int n = 0;
-    for (int i = 0; i < eqr_group_order(&G) && n < 16; i++) {
-        eqr_gelem g = eqr_group_element(&G, i);
-        if (eqr_grid_exact(m->side, m->side, g) && !eqr_group_equal(&G, g, id)) out[n++] = g;
-    }
-    return n;
-}
-
-/* max over the first n images of ds and the grid-exact elements g of
- * ||f(g.x) - f(x)|| / ||f(x)|| per image, f the logits. */
-static eqr_status max_invariance_error(eqr_ctx *ctx, void *mm, const eqr_dataset *ds,
-                                       int64_t n, double *out) {
-    model *m = mm;
-    eqr_gelem el[16];
-    int ne = grid_elements(m, el);
-    const int K = m->classes;
-    const int64_t img = (int64_t)m->side * m->side;
-    float *base = malloc((size_t)EQUIV_BATCH * (size_t)K * sizeof(float));
-    if (!base) ex_die("out of memory");
-    double worst = 0;
-    int prev = eqr_set_grad_enabled(ctx, 0);
-    for (int64_t i = 0; i < n; i += EQUIV_BATCH) {
-        int64_t b = n - i < EQUIV_BATCH ? n - i : EQUIV_BATCH;
-        int64_t shape[4] = {b, 1, m->side, m->side};
-        for (int e = -1; e < ne; e++) { /* e = -1: f(x) itself */
-            eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * img, 4, shape);
-            eqr_tensor *gx = e < 0 ? x : eqr_act_grid(ctx, el[e], x);
-            eqr_tensor *y = gx ? model_forward(ctx, m, gx) : NULL;
-            if (!y) {
-                free(base);
-                eqr_set_grad_enabled(ctx, prev);
-                return eqr_status_get(ctx);
-            }
-            if (e < 0) {
-                memcpy(base, y->data, (size_t)(b * K) * sizeof(float));
-            } else {
-                for (int64_t r = 0; r < b; r++) {
-                    double d2 = 0, n2 = 0;
-                    for (int k = 0; k < K; k++) {
-                        double f0 = base[r * K + k], f1 = y->data[r * K + k];
-                        d2 += (f1 - f0) * (f1 - f0);
-                        n2 += f0 * f0;
-                    }
-                    double err = sqrt(d2) / (n2 > 1e-60 ? sqrt(n2) : 1e-30);
-                    if (err > worst) worst = err;
-                }
-            }
-            eqr_step_reset(ctx);
-        }
-    }
-    eqr_set_grad_enabled(ctx, prev);
-    free(base);
-    *out = worst;
-    return EQR_OK;
 }
 
 /* ---- checkpoint settings check ---- */
@@ -578,12 +475,12 @@ int main(int argc, char **argv) {
     if (probe.n > o.probe_images) probe.n = o.probe_images;
 
     eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
-        .forward = model_forward, .model = &m, .opt = opt, .sched = sched, .relax = m.relax,
+        .module = m.net, .opt = opt, .sched = sched, .relax = m.relax,
         .project = o.proj, .epochs = o.epochs, .eval_batch = EVAL_BATCH,
         .telemetry_every = o.telemetry, .probe = o.probe_images > 0 ? &probe : NULL,
         .progress = ex_progress});
     eqr_run_opts ro = {.train = &bt, .test = &test, .epochs = o.epochs,
-                       .eval_every = o.eval_every, .measure = max_invariance_error,
+                       .eval_every = o.eval_every, .invariance = &m.G,
                        .measure_n = o.equiv_images, .checkpoint = o.checkpoint,
                        .resume = o.resume, .config = config_hash(&o), .stop_after = o.stop_after,
                        .metrics_csv = o.metrics, .steps_csv = o.steps, .plot_svg = o.plot,
@@ -600,14 +497,15 @@ int main(int argc, char **argv) {
         printf("# stopped after epoch %lld (--stop-after)\n", (long long)res.epochs_done);
     } else { /* final invariance over the whole test set (of --test-size) */
         double t2 = ex_now(), equiv = NAN;
-        if (max_invariance_error(ctx, &m, &test, test.n, &equiv) != EQR_OK)
+        if (eqr_invariance_max(ctx, eqr_module_apply, m.net, &m.G, &test,
+                               test.n, EQUIV_BATCH, &equiv) != EQR_OK)
             ex_die_ctx(ctx, "invariance measurement");
-        eqr_gelem el[16];
         int projected = m.order > 1;
         printf("# final: %s model, test_acc %.4f on %lld test images; invariance of the logits "
-               "to %d grid-exact elements: max relative change %.3g (%.1fs)\n",
+               "to the grid-exact elements of %s: max relative change %.3g (%.1fs)\n",
                m.relax ? "projected" : (projected ? "strict equivariant" : "plain"),
-               res.test_acc, (long long)test.n, grid_elements(&m, el) + 1, equiv, ex_now() - t2);
+               res.test_acc, (long long)test.n, projected ? o.group : "c4", equiv,
+               ex_now() - t2);
         printf("result test_acc=%.4f equiv_err=%.3e projected=%d seconds=%.1f\n", res.test_acc,
                equiv, projected, ex_now() - t_start);
     }

@@ -26,6 +26,7 @@
 
 #include "data.h"
 #include "equivariance.h"
+#include "module.h"
 #include "optim.h"
 #include "relax.h"
 #include "schedule.h"
@@ -99,9 +100,13 @@ typedef struct eqr_progress {
 typedef void (*eqr_progress_fn)(void *user, const eqr_progress *p);
 
 typedef struct eqr_trainer_opts {
-    eqr_forward_fn forward;      /* required: logits [N, classes] for x [N, C, H, W] */
+    eqr_forward_fn forward;      /* logits [N, classes] for x [N, C, H, W] (or module) */
     void *model;                 /* handed to forward and set_mode */
     eqr_train_mode_fn set_mode;  /* NULL: the model has no train/eval behaviour */
+    /* A model built with the container (module.h), in place of the three
+     * above (which must then be NULL): forward is eqr_module_apply, the
+     * mode eqr_module_set_training. */
+    eqr_module *module;
     eqr_optim *opt;              /* required */
     eqr_scheduler *sched;        /* stepped after each optimizer step; NULL: none */
     eqr_relax *relax;            /* NULL: strict training */

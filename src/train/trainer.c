@@ -43,8 +43,14 @@ static double now_s(void) {
 eqr_trainer *eqr_trainer_create(eqr_ctx *ctx, const eqr_trainer_opts *opts) {
     static const char *fn = "eqr_trainer_create";
     if (!eqr__ok(ctx, 1, opts)) return NULL;
-    if (!opts->forward || !opts->opt) {
-        eqr__fail(ctx, EQR_ERR_ARG, "%s: opts.forward and opts.opt are required", fn);
+    if ((!opts->forward && !opts->module) || !opts->opt) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: opts.forward (or opts.module) and opts.opt are required",
+                  fn);
+        return NULL;
+    }
+    if (opts->module && (opts->forward || opts->model || opts->set_mode)) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: opts.module replaces forward, model and set_mode "
+                  "(give either)", fn);
         return NULL;
     }
     if (opts->telemetry_every < 0 || opts->epochs < 0 || opts->eval_batch < 0 ||
@@ -60,6 +66,10 @@ eqr_trainer *eqr_trainer_create(eqr_ctx *ctx, const eqr_trainer_opts *opts) {
     }
     t->ctx = ctx;
     t->o = *opts;
+    if (t->o.module) {
+        t->o.forward = eqr_module_apply;
+        t->o.model = t->o.module;
+    }
     if (!t->o.eval_batch) t->o.eval_batch = 256;
     t->nl = t->o.relax ? eqr_relax_num_layers(t->o.relax) : 0;
     int ncols = NBASE + NLAYER_COLS * t->nl + (t->o.probe ? NPROBE : 0);
@@ -113,6 +123,7 @@ void eqr__trainer_set_epochs(eqr_trainer *t, eqr_metrics *m) {
 }
 
 static void set_mode(const eqr_trainer *t, int training) {
+    if (t->o.module) eqr_module_set_training(t->o.module, training);
     if (t->o.set_mode) t->o.set_mode(t->o.model, training);
 }
 
