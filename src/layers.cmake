@@ -12,7 +12,7 @@ eqr_layer(optim   DEPS core                                     HEADERS optim.h 
 eqr_layer(data    DEPS core                                     HEADERS data.h nbody.h)
 eqr_layer(io      DEPS core optim                               HEADERS checkpoint.h safetensors.h)
 eqr_layer(nn2d    DEPS core ops groups                          HEADERS gconv.h steerable.h equi_layers.h)
-eqr_layer(nn3d    DEPS core ops groups                          HEADERS vn.h egnn.h irreps_nn.h irreps_norm.h tensor_product.h gate.h)
+eqr_layer(nn3d    DEPS core ops groups                          HEADERS vn.h egnn.h irreps_nn.h irreps_norm.h tensor_product.h gate.h segnn.h)
 eqr_layer(nn      DEPS core ops groups nn2d nn3d                HEADERS module.h)
 eqr_layer(relax   DEPS core ops groups nn2d nn3d nn             HEADERS relax.h)
 eqr_layer(measure DEPS core ops groups data nn2d nn3d nn relax       HEADERS equivariance.h)

@@ -34,6 +34,7 @@
 #include "vn.h"
 #include "nbody.h"
 #include "egnn.h"
+#include "segnn.h"
 #include "module.h"
 
 #endif

@@ -49,6 +49,7 @@
 #include "egnn.h"
 #include "gconv.h"
 #include "irreps_nn.h"
+#include "segnn.h"
 #include "module.h"
 #include "steerable.h"
 #include "vn.h"
@@ -200,6 +201,23 @@ eqr_rlayer *eqr_relax_egnn(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_egn
  * outlive the relaxed layer. NULL on error (recorded). */
 eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
                                     eqr_irreps_linear *layer, const eqr_rlayer_opts *opts);
+
+/* Relax a SEGNN layer as the paper (segnn.h, RELAXATION): two terms
+ * theta W_r x on its updates, "<name>.relax1.wr" [dim H, 2 dim H] on x =
+ * [h, m] added to u and "<name>.relax2.wr" [dim H, dim H] on u added to
+ * the update of h, each an eqr_relax_linear term on the irreps' so(3)
+ * generators (LD as there: weight or activation form; N = ||W_r x||^2;
+ * the penalties on the detached x by default). Parity is not penalised, as
+ * in the paper and ../shared/bench/segnn_reference.py. Projection drops the
+ * terms (fold acts as drop: the tensor products have no plain linear map to
+ * absorb them). EQR_ERR_STATE if the layer has terms already. */
+eqr_status eqr_relax_segnn_layer(eqr_ctx *ctx, eqr_relax *r, const char *name,
+                                 eqr_segnn_layer *layer, const eqr_rlayer_opts *opts);
+/* Relax every layer k of an N-body SEGNN under "<name>.layer<k>" (call it
+ * after creating the model, so a seed gives the same equivariant weights
+ * strict or relaxed). */
+eqr_status eqr_relax_segnn(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_segnn *m,
+                           const eqr_rlayer_opts *opts);
 
 /* A relaxation term alone for a linear map between Lie-algebra
  * representations in -> out: W_r [out->dim, in->dim], penalised by the Lie

@@ -9,7 +9,8 @@
  * of mul1 mul2; c_p = sqrt(2 l3 + 1); internal weights start
  * U(-1/sqrt(fan), 1/sqrt(fan)), so each output component has second moment
  * about 1 for unit inputs (the same function as e3nn's c = sqrt(d3 / fan)
- * with N(0, 1) weights). No bias (add one on the 0e outputs if wanted).
+ * with N(0, 1) weights). No bias unless eqr_tp_add_bias adds one on the
+ * 0e outputs (as SEGNN's O3TensorProduct).
  *
  * Weights: flat, ordered by output entry, then (in1 entry, in2 entry), then
  * [u][v][w] (the peer's order). Internal: one parameter "<name>.weight" in
@@ -43,6 +44,14 @@ int64_t eqr_tp_num_weights(const eqr_tp *tp);
 int eqr_tp_num_paths(const eqr_tp *tp);
 /* The internal weight parameter (NULL if external). */
 eqr_tensor *eqr_tp_weight(const eqr_tp *tp);
+/* Add a learned bias to every 0e output channel (0e is invariant, so the
+ * product stays equivariant): registers "<name>.bias" [sum of the 0e
+ * output muls] (no weight decay), entry c's part drawn U(-1/sqrt(fan_c),
+ * 1/sqrt(fan_c)) from the context RNG as its weights. EQR_ERR_ARG if the
+ * output has no 0e entry, EQR_ERR_STATE if there is a bias already. */
+eqr_status eqr_tp_add_bias(eqr_ctx *ctx, eqr_tp *tp, const char *name);
+/* The bias parameter (NULL if none). */
+eqr_tensor *eqr_tp_bias(const eqr_tp *tp);
 
 /* x1 [N, dim in1], x2 [N, dim in2], w NULL (internal) or [N, nweights]
  * -> [N, dim out]. */

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct eqr_tp {
     eqr_irreps in1, in2, out;
@@ -14,6 +15,8 @@ struct eqr_tp {
     float *cbuf; /* every path's c_p C, back to back */
     int64_t nweights, d1, d2, d3;
     eqr_tensor *weight;
+    eqr_tensor *bias; /* [sum of the 0e output muls] or NULL */
+    double fan[EQR_IRREPS_MAX]; /* per output entry: sum over its paths of m1 m2 */
 };
 
 static int allowed(const eqr_irrep_entry *a, const eqr_irrep_entry *b, const eqr_irrep_entry *c) {
@@ -68,8 +71,7 @@ eqr_status eqr_tp_create(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
     }
     tp->in1 = *in1, tp->in2 = *in2, tp->out = *out;
     tp->d1 = eqr_irreps_dim(in1), tp->d2 = eqr_irreps_dim(in2), tp->d3 = eqr_irreps_dim(out);
-    /* fans per output entry, for the weight initialisation */
-    double fan[EQR_IRREPS_MAX] = {0};
+    double *fan = tp->fan; /* per output entry, for the initialisations */
     int64_t woff = 0, cofs = 0;
     for (int c = 0; c < out->n; c++)
         for (int a = 0; a < in1->n; a++)
@@ -125,6 +127,81 @@ eqr_status eqr_tp_create(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
 int64_t eqr_tp_num_weights(const eqr_tp *tp) { return tp ? tp->nweights : 0; }
 int eqr_tp_num_paths(const eqr_tp *tp) { return tp ? tp->npaths : 0; }
 eqr_tensor *eqr_tp_weight(const eqr_tp *tp) { return tp ? tp->weight : NULL; }
+eqr_tensor *eqr_tp_bias(const eqr_tp *tp) { return tp ? tp->bias : NULL; }
+
+eqr_status eqr_tp_add_bias(eqr_ctx *ctx, eqr_tp *tp, const char *name) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!tp || !name) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_tp_add_bias: NULL argument");
+    if (tp->bias) return eqr__fail(ctx, EQR_ERR_STATE, "eqr_tp_add_bias: the product has a bias");
+    int64_t nb = 0;
+    for (int c = 0; c < tp->out.n; c++)
+        if (tp->out.e[c].l == 0 && tp->out.e[c].p == 1) nb += tp->out.e[c].mul;
+    if (!nb)
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_tp_add_bias: the output irreps have no 0e entry");
+    char pname[EQR_NAME_LEN];
+    snprintf(pname, sizeof pname, "%s.bias", name);
+    eqr_tensor *b = eqr_param_new(ctx, pname, 1, &nb, EQR_PARAM_NO_DECAY);
+    if (!b) return ctx->status;
+    /* U(-1/sqrt(fan), 1/sqrt(fan)) per entry, as its weights (SEGNN) */
+    int64_t at = 0;
+    for (int c = 0; c < tp->out.n; c++) {
+        if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
+        const float lim = (float)(1.0 / sqrt(tp->fan[c] > 0 ? tp->fan[c] : 1.0));
+        eqr_tensor seg = *b;
+        seg.data = b->data + at;
+        seg.numel = tp->out.e[c].mul;
+        eqr_tensor_uniform(&seg, eqr_ctx_rng(ctx), -lim, lim);
+        at += tp->out.e[c].mul;
+    }
+    tp->bias = b;
+    return EQR_OK;
+}
+
+/* y + the bias on the 0e output columns (a fresh tensor: y stays the
+ * kernel's output, which its backward does not read). */
+static void bias_backward(eqr_ctx *ctx, eqr_node *nd) {
+    const eqr_tp *tp = nd->saved;
+    const float *g = nd->out->grad;
+    const int64_t n = nd->out->shape[0], d = nd->out->shape[1];
+    if (eqr__needs_grad(nd->in[0])) {
+        float *gy = eqr__grad(ctx, nd->in[0]);
+        if (!gy) return;
+        for (int64_t i = 0; i < n * d; i++) gy[i] += g[i];
+    }
+    if (eqr__needs_grad(nd->in[1])) {
+        float *gb = eqr__grad(ctx, nd->in[1]);
+        if (!gb) return;
+        int64_t at = 0;
+        for (int c = 0; c < tp->out.n; c++) {
+            if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
+            const int64_t off = eqr_irreps_offset(&tp->out, c), m = tp->out.e[c].mul;
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t k = 0; k < m; k++) gb[at + k] += g[r * d + off + k];
+            at += m;
+        }
+    }
+}
+
+static eqr_tensor *add_bias(eqr_ctx *ctx, const eqr_tp *tp, eqr_tensor *y) {
+    eqr_tensor *out = eqr__tensor_empty(ctx, 2, y->shape);
+    if (!out) return NULL;
+    const int64_t n = y->shape[0], d = y->shape[1];
+    memcpy(out->data, y->data, sizeof(float) * (size_t)(n * d));
+    int64_t at = 0;
+    for (int c = 0; c < tp->out.n; c++) {
+        if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
+        const int64_t off = eqr_irreps_offset(&tp->out, c), m = tp->out.e[c].mul;
+        const float *b = tp->bias->data + at;
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t k = 0; k < m; k++) out->data[r * d + off + k] += b[k];
+        at += m;
+    }
+    eqr_tensor *in[2] = {y, tp->bias};
+    eqr_node *nd = eqr__record(ctx, out, bias_backward, 2, in);
+    if (nd) nd->saved = (void *)tp;
+    return ctx->status == EQR_OK ? out : NULL;
+}
 
 eqr_tensor *eqr_tp_forward(eqr_ctx *ctx, const eqr_tp *tp, eqr_tensor *x1, eqr_tensor *x2,
                            eqr_tensor *w) {
@@ -149,5 +226,6 @@ eqr_tensor *eqr_tp_forward(eqr_ctx *ctx, const eqr_tp *tp, eqr_tensor *x1, eqr_t
                   (long long)x1->shape[0], (long long)tp->nweights);
         return NULL;
     }
-    return eqr__tp_forward(ctx, x1, x2, w, tp->npaths, tp->paths, tp->d3);
+    eqr_tensor *y = eqr__tp_forward(ctx, x1, x2, w, tp->npaths, tp->paths, tp->d3);
+    return y && tp->bias ? add_bias(ctx, tp, y) : y;
 }
