@@ -17,6 +17,16 @@
  *         the particles and applies VN-Linear + VN-LeakyReLU; a final
  *         VN-Linear gives the displacement added to x_i. Relaxed: every
  *         VN-Linear through eqr_relax_vn_linear.
+ *   segnn SEGNN's N-body model (segnn.h): hidden irreps (H/2)x0e+(H/2)x1o
+ *         for --hidden H (64: SEGNN's 32x0e+32x1o) or --irreps, --layers
+ *         layers, attributes of lmax 1. Relaxed as the paper: theta W_r on
+ *         both updates of every layer (relax.h eqr_relax_segnn), the
+ *         activation-form Lie derivative.
+ *
+ * --select best reports the test MSE of the epoch with the best validation
+ * MSE (the validation MSE of a relaxed model is taken with theta = 0, i.e.
+ * projected by dropping W_r), as SEGNN's protocol; last (default) the final
+ * model.
  *
  * Relaxation: theta follows --relax (stepped per optimizer step, reaching 0
  * on the last step except for constant), penalties weighted by
@@ -48,9 +58,9 @@ typedef struct options {
     int64_t layers, hidden, train_size, epochs, threads, batch;
     uint64_t seed;
     float lr, lambda_defect, lambda_norm, theta_max;
-    const char *relax, *projection, *model, *metrics, *plot, *penalty_grad;
+    const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
-    int vn;
+    int vn, segnn, best;
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
 } options;
@@ -64,6 +74,7 @@ typedef struct model {
     eqr_vn_linear *lin[MAX_LAYERS + 1];
     eqr_vn_leaky_relu *act[MAX_LAYERS];
     eqr_rlayer *rl[MAX_LAYERS + 1];
+    eqr_segnn *segnn; /* segnn */
     eqr_relax *relax; /* NULL when strict */
 } model;
 
@@ -80,10 +91,16 @@ static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.layers = 4, .hidden = 64, .train_size = 3000, .epochs = 40, .threads = 1,
                    .batch = 100, .seed = 1, .lr = 5e-4f, .lambda_defect = 0.01f,
                    .lambda_norm = 0.01f, .theta_max = 1.0f, .relax = "off",
-                   .projection = "drop", .model = "egnn", .penalty_grad = "detached"};
+                   .projection = "drop", .model = "egnn", .penalty_grad = "detached",
+                   .select = "last"};
     const ex_flag flags[] = {
-        EX_FLAG_STR("--model", "egnn|vn", &o->model,
-                    "egnn (EGNN N-body model) or vn (vector neurons) (default egnn)"),
+        EX_FLAG_STR("--model", "egnn|vn|segnn", &o->model,
+                    "egnn (EGNN N-body model), vn (vector neurons) or segnn (SEGNN N-body "
+                    "model) (default egnn)"),
+        EX_FLAG_STR("--irreps", "IRREPS", &o->irreps,
+                    "segnn hidden irreps, 0e entries first (default (H/2)x0e+(H/2)x1o)"),
+        EX_FLAG_STR("--select", "last|best", &o->select,
+                    "test the last epoch's model or the best-validation epoch's (default last)"),
         EX_FLAG_STR("--relax", "KIND", &o->relax,
                     "off|triangle|linear|cosine|constant: strict model, or the theta schedule "
                     "(per step, 0 at the end but for constant) (default off)"),
@@ -115,7 +132,15 @@ static void parse_args(int argc, char **argv, options *o) {
     ex_parse_args("nbody", FLAGS, argc, argv);
     if (!strcmp(o->model, "egnn")) o->vn = 0;
     else if (!strcmp(o->model, "vn")) o->vn = 1;
-    else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn or vn", o->model);
+    else if (!strcmp(o->model, "segnn")) o->segnn = 1;
+    else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn, vn or segnn", o->model);
+    if (o->irreps && !o->segnn) ex_usage_error(FLAGS, "--irreps is for --model segnn only");
+    if (o->segnn && !o->irreps && o->hidden % 2)
+        ex_usage_error(FLAGS, "--hidden %lld: segnn needs an even width (or --irreps)",
+                       (long long)o->hidden);
+    if (!strcmp(o->select, "best")) o->best = 1;
+    else if (strcmp(o->select, "last"))
+        ex_usage_error(FLAGS, "bad value '%s' for --select: expected last or best", o->select);
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
     o->proj = ex_projection(FLAGS, o->projection);
     o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
@@ -163,9 +188,21 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
     if (o->relax_kind >= 0) {
         eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_ZERO,
                              .lambda_defect = o->lambda_defect, .lambda_norm = o->lambda_norm,
-                             .penalty_grad = o->pgrad};
+                             .penalty_grad = o->pgrad,
+                             .lie_form = o->segnn ? EQR_LIE_ACTIVATION : EQR_LIE_WEIGHT};
         m->relax = eqr_relax_create(ctx, "relax", &ro);
         if (!m->relax) ex_die_ctx(ctx, "creating the relaxation");
+    }
+    if (o->segnn) {
+        char ir[64];
+        snprintf(ir, sizeof ir, "%dx0e+%dx1o", H / 2, H / 2);
+        eqr_segnn_opts so = {.hidden = o->irreps ? o->irreps : ir, .layers = m->layers};
+        m->segnn = eqr_segnn_create(ctx, "segnn", &so);
+        if (!m->segnn) ex_die_ctx(ctx, "building the model");
+        /* W_r after every equivariant weight: a seed gives the same model either way */
+        if (m->relax && eqr_relax_segnn(ctx, m->relax, "segnn", m->segnn, NULL))
+            ex_die_ctx(ctx, "relaxing the model");
+        return;
     }
     if (!m->vn) {
         int64_t sw[2] = {H, 1}, sb[1] = {H};
@@ -214,6 +251,7 @@ static void model_free(model *m) {
         eqr_vn_leaky_relu_destroy(m->act[l]);
     }
     for (int l = 0; l <= MAX_LAYERS; l++) eqr_vn_linear_destroy(m->lin[l]);
+    eqr_segnn_destroy(m->segnn);
     eqr_relax_destroy(m->relax);
 }
 
@@ -230,6 +268,7 @@ static eqr_tensor *to_vn(eqr_ctx *ctx, eqr_tensor *t) {
 static eqr_tensor *model_forward(eqr_ctx *ctx, model *m, const batch *b, eqr_tensor *x,
                                  eqr_tensor *v) {
     const int64_t nb = x->shape[0];
+    if (m->segnn) return eqr_segnn_forward(ctx, m->segnn, x, v, b->q);
     if (!m->vn) {
         int64_t s2[2] = {nb * P, 1}, s3[3] = {nb, P, m->hidden};
         eqr_tensor *h = eqr_reshape(ctx, eqr_linear(ctx, eqr_reshape(ctx, b->hn, 2, s2), m->emb_w,
@@ -323,6 +362,17 @@ static double eval_equiv(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t
     return den > 0 ? sqrt(num / den) : 0.0;
 }
 
+/* Validation MSE of the model projected by dropping W_r: theta 0 for the
+ * evaluation, then restored. */
+static double eval_mse_dropped(eqr_ctx *ctx, model *m, const eqr_nbody_set *s) {
+    if (!m->relax) return eval_mse(ctx, m, s);
+    const float theta = eqr_relax_theta(m->relax)->data[0];
+    eqr_relax_set_theta(m->relax, 0.0f);
+    const double v = eval_mse(ctx, m, s);
+    eqr_relax_set_theta(m->relax, theta);
+    return v;
+}
+
 /* Sum over relaxed layers of the Lie-derivative defect (weight form) and
  * the mean recorded ||W_r x||. */
 static void relax_stats(eqr_ctx *ctx, model *m, double *defect, double *act) {
@@ -413,7 +463,7 @@ int main(int argc, char **argv) {
             ex_die_ctx(ctx, "theta schedule");
     }
     printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
-           o.vn ? "vn" : "egnn", (long long)o.layers, (long long)o.hidden,
+           o.model, (long long)o.layers, (long long)o.hidden,
            m.relax ? "relaxed" : "strict", (long long)eqr_param_total(ctx));
     if (m.relax)
         printf("# relax: schedule %s per step over %lld steps, theta_max %g, lambda_defect %g, "
@@ -431,6 +481,13 @@ int main(int argc, char **argv) {
     eqr_rng shuf;
     eqr_rng_seed(&shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
     const int64_t equiv_n = val.n < 500 ? val.n : 500;
+    /* --select best: the store (parameters and buffers, theta included) of
+     * the best epoch by validation MSE at theta 0 */
+    const int64_t nstore = eqr_param_total(ctx);
+    float *best = o.best ? malloc(sizeof(float) * (size_t)nstore) : NULL;
+    if (o.best && !best) ex_die("out of memory");
+    double best_val = INFINITY;
+    int64_t best_epoch = 0;
     for (int64_t e = 0; e < o.epochs; e++) {
         double t0 = ex_now(), loss_sum = 0, pen_sum = 0;
         for (int64_t i = 0; i < train.n; i++) order[i] = i;
@@ -467,6 +524,15 @@ int main(int argc, char **argv) {
         r->val_mse = eval_mse(ctx, &m, &val);
         relax_stats(ctx, &m, &r->defect, &r->act_norm);
         r->equiv = eval_equiv(ctx, &m, &val, equiv_n);
+        if (o.best) {
+            const double vs = eval_mse_dropped(ctx, &m, &val);
+            if (vs < best_val) {
+                best_val = vs;
+                best_epoch = e + 1;
+                memcpy(best, eqr_param_data_block(ctx), sizeof(float) * (size_t)nstore);
+            }
+            if (m.relax) printf("# epoch %lld val_mse at theta 0: %.5f\n", (long long)(e + 1), vs);
+        }
         r->secs = ex_now() - t0;
         printf("epoch %lld/%lld  train_loss %.5f  val_mse %.5f  theta %.4f  penalty %.4g  "
                "defect %.4g  act_norm %.4g  equiv_err %.3g  %.1fs\n",
@@ -475,6 +541,12 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
+    if (o.best) {
+        memcpy(eqr_param_data_block(ctx), best, sizeof(float) * (size_t)nstore);
+        printf("# selected epoch %lld (best val_mse at theta 0: %.5f)\n", (long long)best_epoch,
+               best_val);
+        free(best);
+    }
     int projected = 0;
     if (m.relax) {
         double before = eval_mse(ctx, &m, &test);
@@ -490,7 +562,7 @@ int main(int argc, char **argv) {
     if (o.metrics || o.plot) {
         char title[256];
         snprintf(title, sizeof title, "nbody %s %s, %lld layers, train %lld, seed %llu",
-                 o.vn ? "vn" : "egnn", m.relax ? o.relax : "strict", (long long)o.layers,
+                 o.model, m.relax ? o.relax : "strict", (long long)o.layers,
                  (long long)train.n, (unsigned long long)o.seed);
         write_outputs(ctx, o.metrics, o.plot, rec, o.epochs, title, bva.const_velocity);
     }
