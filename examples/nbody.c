@@ -28,6 +28,11 @@
  * projected by dropping W_r), as SEGNN's protocol; last (default) the final
  * model.
  *
+ * --checkpoint FILE saves the whole run after every epoch (parameters,
+ * Adam, schedule position, the shuffling stream, the per-epoch records and
+ * the best-epoch snapshot); --resume continues from it bit-identically
+ * (same settings required, checked by a hash).
+ *
  * Relaxation: theta follows --relax (stepped per optimizer step, reaching 0
  * on the last step except for constant), penalties weighted by
  * --lambda-defect / --lambda-norm, and the model is projected at the end
@@ -48,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define P EQR_NBODY_PARTICLES
 #define MAX_LAYERS 16
@@ -59,6 +65,9 @@ typedef struct options {
     uint64_t seed;
     float lr, lambda_defect, lambda_norm, theta_max;
     const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
+    const char *checkpoint;
+    int64_t stop_after;
+    int resume;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
     int vn, segnn, best;
     eqr_project_mode proj;
@@ -125,6 +134,12 @@ static void parse_args(int argc, char **argv, options *o) {
                     "gradient into the earlier layers too (default detached)"),
         EX_FLAG_STR("--projection", "drop|fold", &o->projection,
                     "projection at the end of a relaxed run (default drop)"),
+        EX_FLAG_STR("--checkpoint", "FILE", &o->checkpoint,
+                    "save the run after every epoch (parameters, Adam, schedule, records)"),
+        EX_FLAG_SWITCH("--resume", &o->resume,
+                       "continue from --checkpoint FILE if it exists (same settings required)"),
+        EX_FLAG_INT("--stop-after", &o->stop_after, 1, 1000000,
+                    "exit after epoch N without projecting, as if interrupted (resume tests)"),
         EX_FLAG_STR("--metrics", "FILE", &o->metrics, "write per-epoch metrics as CSV"),
         EX_FLAG_STR("--plot", "FILE", &o->plot, "write the training curves as SVG"),
         {0}};
@@ -145,8 +160,26 @@ static void parse_args(int argc, char **argv, options *o) {
     o->proj = ex_projection(FLAGS, o->projection);
     o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
 
+    if (o->resume && !o->checkpoint) ex_usage_error(FLAGS, "--resume needs --checkpoint FILE");
+    if (o->stop_after > o->epochs)
+        ex_usage_error(FLAGS, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
+                       (long long)o->stop_after, (long long)o->epochs);
+    ex_check_output(FLAGS, "--checkpoint", o->checkpoint);
     ex_check_output(FLAGS, "--metrics", o->metrics);
     ex_check_output(FLAGS, "--plot", o->plot);
+}
+
+/* FNV-1a of everything that shapes the training trajectory. */
+static uint64_t config_hash(const options *o) {
+    char s[640];
+    snprintf(s, sizeof s, "%s|%s|%lld|%lld|%lld|%lld|%lld|%llu|%.9g|%.9g|%.9g|%.9g|%d|%d|%d|%d",
+             o->model, o->irreps ? o->irreps : "", (long long)o->layers, (long long)o->hidden,
+             (long long)o->train_size, (long long)o->epochs, (long long)o->batch,
+             (unsigned long long)o->seed, o->lr, o->lambda_defect, o->lambda_norm, o->theta_max,
+             o->relax_kind, (int)o->proj, (int)o->pgrad, o->best);
+    uint64_t h = 1469598103934665603u;
+    for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return h;
 }
 
 /* ---- batches ---- */
@@ -394,9 +427,18 @@ static void relax_stats(eqr_ctx *ctx, model *m, double *defect, double *act) {
 
 /* ---- metrics and plot ---- */
 
+/* One epoch's record: NREC values, kept in the buffer "nbody.history" so
+ * that checkpoints carry them. */
+enum { R_LOSS, R_VAL, R_THETA, R_PEN, R_DEFECT, R_ACT, R_EQUIV, R_SECS, NREC };
 typedef struct epoch_rec {
     double train_loss, val_mse, theta, penalty, defect, act_norm, equiv, secs;
 } epoch_rec;
+
+static epoch_rec rec_at(const eqr_tensor *hist, int64_t e) {
+    const float *h = hist->data + e * NREC;
+    return (epoch_rec){h[R_LOSS], h[R_VAL], h[R_THETA], h[R_PEN], h[R_DEFECT], h[R_ACT],
+                       h[R_EQUIV], h[R_SECS]};
+}
 
 /* The epoch records as a metrics table (train.h), written as CSV and as a
  * chart (log MSE against the constant-velocity baseline, theta),
@@ -450,6 +492,15 @@ int main(int argc, char **argv) {
 
     model m;
     model_build(ctx, &o, &m);
+    /* The run's own state as buffers, so that a checkpoint carries it: the
+     * per-epoch records and (--select best) the best epoch's copy of the
+     * model's part of the store (parameters and buffers, theta included). */
+    const int64_t nmodel = eqr_param_total(ctx);
+    eqr_tensor *hist = eqr_param_new(ctx, "nbody.history", 2, (int64_t[]){o.epochs, NREC},
+                                     EQR_PARAM_BUFFER);
+    eqr_tensor *best = o.best ? eqr_param_new(ctx, "nbody.best", 1, &nmodel, EQR_PARAM_BUFFER)
+                              : NULL;
+    if (!hist || (o.best && !best)) ex_die_ctx(ctx, "run state");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
     const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
@@ -464,7 +515,7 @@ int main(int argc, char **argv) {
     }
     printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
            o.model, (long long)o.layers, (long long)o.hidden,
-           m.relax ? "relaxed" : "strict", (long long)eqr_param_total(ctx));
+           m.relax ? "relaxed" : "strict", (long long)nmodel);
     if (m.relax)
         printf("# relax: schedule %s per step over %lld steps, theta_max %g, lambda_defect %g, "
                "lambda_norm %g, penalty grad %s, projection %s\n",
@@ -481,14 +532,28 @@ int main(int argc, char **argv) {
     eqr_rng shuf;
     eqr_rng_seed(&shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
     const int64_t equiv_n = val.n < 500 ? val.n : 500;
-    /* --select best: the store (parameters and buffers, theta included) of
-     * the best epoch by validation MSE at theta 0 */
-    const int64_t nstore = eqr_param_total(ctx);
-    float *best = o.best ? malloc(sizeof(float) * (size_t)nstore) : NULL;
-    if (o.best && !best) ex_die("out of memory");
     double best_val = INFINITY;
-    int64_t best_epoch = 0;
-    for (int64_t e = 0; e < o.epochs; e++) {
+    int64_t best_epoch = 0, first = 0;
+    int stopped = 0;
+    /* counters: config hash, epochs done, the shuffling stream, best epoch
+     * and its validation MSE (bits) */
+    enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT };
+    uint64_t cnt[NCOUNT];
+    if (o.resume && access(o.checkpoint, F_OK) == 0) {
+        if (eqr_checkpoint_load(ctx, o.checkpoint, opt, cnt, NCOUNT))
+            ex_die_ctx(ctx, "resuming (a checkpoint of this program with the same model?)");
+        if (cnt[C_CONFIG] != config_hash(&o))
+            ex_die("%s was written with other settings; give the same flags to resume",
+                   o.checkpoint);
+        first = (int64_t)cnt[C_EPOCH];
+        memcpy(shuf.s, cnt + C_SHUF, sizeof shuf.s);
+        best_epoch = (int64_t)cnt[C_BEST];
+        memcpy(&best_val, cnt + C_BESTVAL, sizeof best_val);
+        for (int64_t e = 0; e < first; e++) rec[e] = rec_at(hist, e);
+        if (sch && eqr_scheduler_sync(sch)) ex_die_ctx(ctx, "theta schedule");
+        printf("# resumed from %s after epoch %lld\n", o.checkpoint, (long long)first);
+    }
+    for (int64_t e = first; e < o.epochs; e++) {
         double t0 = ex_now(), loss_sum = 0, pen_sum = 0;
         for (int64_t i = 0; i < train.n; i++) order[i] = i;
         for (int64_t i = train.n - 1; i > 0; i--) {
@@ -525,11 +590,11 @@ int main(int argc, char **argv) {
         relax_stats(ctx, &m, &r->defect, &r->act_norm);
         r->equiv = eval_equiv(ctx, &m, &val, equiv_n);
         if (o.best) {
-            const double vs = eval_mse_dropped(ctx, &m, &val);
+            const double vs = m.relax ? eval_mse_dropped(ctx, &m, &val) : r->val_mse;
             if (vs < best_val) {
                 best_val = vs;
                 best_epoch = e + 1;
-                memcpy(best, eqr_param_data_block(ctx), sizeof(float) * (size_t)nstore);
+                memcpy(best->data, eqr_param_data_block(ctx), sizeof(float) * (size_t)nmodel);
             }
             if (m.relax) printf("# epoch %lld val_mse at theta 0: %.5f\n", (long long)(e + 1), vs);
         }
@@ -539,13 +604,31 @@ int main(int argc, char **argv) {
                (long long)(e + 1), (long long)o.epochs, r->train_loss, r->val_mse, r->theta,
                r->penalty, r->defect, r->act_norm, r->equiv, r->secs);
         fflush(stdout);
+        const double rv[NREC] = {r->train_loss, r->val_mse, r->theta, r->penalty, r->defect,
+                                 r->act_norm, r->equiv, r->secs};
+        for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)rv[k];
+        if (o.checkpoint) {
+            cnt[C_CONFIG] = config_hash(&o);
+            cnt[C_EPOCH] = (uint64_t)(e + 1);
+            memcpy(cnt + C_SHUF, shuf.s, sizeof shuf.s);
+            cnt[C_BEST] = (uint64_t)best_epoch;
+            memcpy(cnt + C_BESTVAL, &best_val, sizeof best_val);
+            if (eqr_checkpoint_save(ctx, o.checkpoint, opt, cnt, NCOUNT))
+                ex_die_ctx(ctx, "saving the checkpoint");
+        }
+        if (o.stop_after == e + 1) {
+            printf("# stopped after epoch %lld (--stop-after): resume with --resume\n",
+                   (long long)(e + 1));
+            stopped = 1;
+            break;
+        }
     }
+    if (stopped) goto done;
 
     if (o.best) {
-        memcpy(eqr_param_data_block(ctx), best, sizeof(float) * (size_t)nstore);
+        memcpy(eqr_param_data_block(ctx), best->data, sizeof(float) * (size_t)nmodel);
         printf("# selected epoch %lld (best val_mse at theta 0: %.5f)\n", (long long)best_epoch,
                best_val);
-        free(best);
     }
     int projected = 0;
     if (m.relax) {
@@ -569,6 +652,7 @@ int main(int argc, char **argv) {
     printf("result test_mse=%.6f equiv_err=%.3g projected=%d seconds=%.1f\n", test_mse, equiv,
            projected, ex_now() - t_start);
 
+done:
     free(rec);
     free(order);
     eqr_scheduler_destroy(sch);
