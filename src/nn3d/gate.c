@@ -11,6 +11,8 @@ typedef struct gate_layout {
     int nb;
     int64_t *mul; /* [nb] */
     int *d;       /* [nb] components per copy */
+    float *sig;   /* [N, ns + ng]: sigmoid of the scalars and gates, kept from
+                     the forward so the backward needs no exp */
 } gate_layout;
 
 static inline float sigm(float z) { return 1.0f / (1.0f + expf(-z)); }
@@ -26,18 +28,19 @@ static void gate_backward(eqr_ctx *ctx, eqr_node *n) {
     const float *gy = n->out->grad;
     for (int64_t r = 0; r < N; r++) {
         const float *xr = x->data + r * L->din, *gr = gy + r * L->dout;
+        const float *sr = L->sig + r * (L->ns + L->ng);
         float *dx = gx + r * L->din;
         for (int64_t i = 0; i < L->ns; i++) {
-            const float s = xr[i], sg = sigm(s);
+            const float s = xr[i], sg = sr[i];
             dx[i] += c1 * sg * (1.0f + s * (1.0f - sg)) * gr[i];
         }
-        const float *gates = xr + L->ns, *v = xr + L->ns + L->ng;
+        const float *v = xr + L->ns + L->ng;
         float *dgate = dx + L->ns, *dv = dx + L->ns + L->ng;
         const float *gv = gr + L->ns;
         int64_t k = 0, off = 0;
         for (int b = 0; b < L->nb; b++)
             for (int64_t u = 0; u < L->mul[b]; u++, k++) {
-                const float sg = sigm(gates[k]), g = c2 * sg;
+                const float sg = sr[L->ns + k], g = c2 * sg;
                 float dot = 0.0f;
                 for (int m = 0; m < L->d[b]; m++, off++) {
                     dot += gv[off] * v[off];
@@ -89,17 +92,26 @@ eqr_tensor *eqr_gate(eqr_ctx *ctx, eqr_tensor *x, int64_t ns, int n_blocks, cons
     const int64_t N = x->shape[0], shape[2] = {N, L->dout};
     eqr_tensor *y = eqr__tensor_empty(ctx, 2, shape);
     if (!y) return NULL;
+    const int rec = eqr_grad_enabled(ctx) && eqr__needs_grad(x);
+    L->sig = rec ? eqr__arena_alloc(ctx, sizeof(float) * (size_t)(N * (ns + L->ng) + 1)) : NULL;
+    if (rec && !L->sig) return NULL;
     const float c1 = (float)EQR_GATE_SILU_NORM, c2 = (float)EQR_GATE_SIGMOID_NORM;
     for (int64_t r = 0; r < N; r++) {
         const float *xr = x->data + r * L->din;
         float *yr = y->data + r * L->dout;
-        for (int64_t i = 0; i < ns; i++) yr[i] = c1 * xr[i] * sigm(xr[i]);
+        float *sr = L->sig ? L->sig + r * (ns + L->ng) : NULL;
+        for (int64_t i = 0; i < ns; i++) {
+            const float sg = sigm(xr[i]);
+            yr[i] = c1 * xr[i] * sg;
+            if (sr) sr[i] = sg;
+        }
         const float *gates = xr + ns, *v = xr + ns + L->ng;
         float *yv = yr + ns;
         int64_t k = 0, off = 0;
         for (int b = 0; b < n_blocks; b++)
             for (int64_t u = 0; u < L->mul[b]; u++, k++) {
-                const float g = c2 * sigm(gates[k]);
+                const float sg = sigm(gates[k]), g = c2 * sg;
+                if (sr) sr[ns + k] = sg;
                 for (int m = 0; m < L->d[b]; m++, off++) yv[off] = g * v[off];
             }
     }
