@@ -83,10 +83,19 @@ double eqr__norm_of(eqr_ctx *ctx, eqr_tensor *t);
  * their generators, one block: free() releases it. The data of the kind
  * "linear" (eqr_relax_linear), and of kinds adding such a term to an
  * equivariant map. */
+typedef struct eqr__lie_nz {
+    int32_t r, c;
+    float v;
+} eqr__lie_nz;
 typedef struct eqr__lie_pair {
     int in_dim, out_dim, ngen;
-    float *gin;  /* ngen x in_dim x in_dim */
-    float *gout; /* ngen x out_dim x out_dim */
+    /* The generators' nonzero entries, row-major per generator (they are
+     * sparse: block-diagonal, a few entries per row), so LD costs
+     * dim x nnz, not dim^3: generator a of the input side is
+     * nz[in_off[a] .. in_off[a + 1]), of the output side
+     * nz[out_off[a] .. out_off[a + 1]). */
+    int64_t *in_off, *out_off; /* [ngen + 1] each */
+    eqr__lie_nz *nz;
 } eqr__lie_pair;
 /* Validated copy of in, out (errors named after fn); NULL on error. */
 eqr__lie_pair *eqr__lie_pair_new(eqr_ctx *ctx, const char *fn, const eqr_lie_rep *in,

@@ -67,13 +67,53 @@ eqr_status eqr_lie_derivative(eqr_ctx *ctx, const float *W, const eqr_lie_rep *i
 
 /* ------------------------------------------------- the relaxed-layer kind */
 
-/* LD_A = W_r drho_in(A) - drho_out(A) W_r as a differentiable [out, in]. */
+/* LD_A = W_r drho_in(A) - drho_out(A) W_r as a differentiable [out, in],
+ * one op over the generators' nonzeros (a term W G or G W of an entry has
+ * as many products as the generator has nonzeros in its column or row, so
+ * an equivariant W gives exactly 0 in float: c g - g c). */
+typedef struct ld_job {
+    const eqr__lie_nz *gi, *go;
+    int64_t ni, no, di, dout;
+} ld_job;
+
+static void ld_backward(eqr_ctx *ctx, eqr_node *nd) {
+    eqr_tensor *w = nd->in[0];
+    if (!eqr__needs_grad(w)) return;
+    float *gw = eqr__grad(ctx, w);
+    if (!gw) return;
+    const ld_job *j = nd->saved;
+    const float *g = nd->out->grad;
+    const int64_t di = j->di;
+    /* d(W G)/dW: dW[r, i] += dLD[r, c] G[i, c]; d(G W)/dW: dW[k, c] -= G[i, k] dLD[i, c] */
+    for (int64_t e = 0; e < j->ni; e++) {
+        const eqr__lie_nz z = j->gi[e];
+        for (int64_t r = 0; r < j->dout; r++) gw[r * di + z.r] += g[r * di + z.c] * z.v;
+    }
+    for (int64_t e = 0; e < j->no; e++) {
+        const eqr__lie_nz z = j->go[e];
+        for (int64_t c = 0; c < di; c++) gw[z.c * di + c] -= z.v * g[z.r * di + c];
+    }
+}
+
 static eqr_tensor *ld_matrix(eqr_ctx *ctx, eqr_rlayer *l, const lin_impl *im, int a) {
-    int64_t di = im->in_dim, dout = im->out_dim;
-    int64_t si[2] = {di, di}, so[2] = {dout, dout};
-    eqr_tensor *gi = eqr_tensor_wrap(ctx, im->gin + a * di * di, 2, si);
-    eqr_tensor *go = eqr_tensor_wrap(ctx, im->gout + a * dout * dout, 2, so);
-    return eqr_sub(ctx, eqr_matmul(ctx, l->wr, gi), eqr_matmul(ctx, go, l->wr));
+    const int64_t di = im->in_dim, dout = im->out_dim, shape[2] = {dout, di};
+    eqr_tensor *y = eqr_tensor_zeros(ctx, 2, shape);
+    ld_job *j = eqr__arena_alloc(ctx, sizeof *j);
+    if (!y || !j) return NULL;
+    *j = (ld_job){im->nz + im->in_off[a], im->nz + im->out_off[a],
+                  im->in_off[a + 1] - im->in_off[a], im->out_off[a + 1] - im->out_off[a], di, dout};
+    const float *w = l->wr->data;
+    for (int64_t e = 0; e < j->ni; e++) {
+        const eqr__lie_nz z = j->gi[e];
+        for (int64_t r = 0; r < dout; r++) y->data[r * di + z.c] += w[r * di + z.r] * z.v;
+    }
+    for (int64_t e = 0; e < j->no; e++) {
+        const eqr__lie_nz z = j->go[e];
+        for (int64_t c = 0; c < di; c++) y->data[z.r * di + c] -= z.v * w[z.c * di + c];
+    }
+    eqr_node *nd = eqr__record(ctx, y, ld_backward, 1, &l->wr);
+    if (nd) nd->saved = j;
+    return ctx->status == EQR_OK ? y : NULL;
 }
 
 /* sum(t * t) as a [1] tensor that is the output of its own tape node
@@ -180,12 +220,28 @@ static const eqr_rlayer_ops lin_ops = {
     .destroy = lin_destroy,
 };
 
+/* Append the nonzeros of n generators [n][d][d] to nz at *k; off[a] =
+ * start of generator a. */
+static void add_nonzeros(const float *g, int n, int64_t d, eqr__lie_nz *nz, int64_t *k,
+                         int64_t *off) {
+    for (int a = 0; a < n; a++) {
+        off[a] = *k;
+        for (int64_t r = 0; r < d; r++)
+            for (int64_t c = 0; c < d; c++)
+                if (g[(a * d + r) * d + c] != 0.0f)
+                    nz[(*k)++] = (eqr__lie_nz){(int32_t)r, (int32_t)c, g[(a * d + r) * d + c]};
+    }
+    off[n] = *k;
+}
+
 eqr__lie_pair *eqr__lie_pair_new(eqr_ctx *ctx, const char *fn, const eqr_lie_rep *in,
                                  const eqr_lie_rep *out) {
     if (check_lie_pair(ctx, fn, in, out)) return NULL;
-    int64_t di = in->dim, dout = out->dim, ng = in->ngen;
-    size_t nf = (size_t)(ng * (di * di + dout * dout));
-    lin_impl *im = malloc(sizeof *im + nf * sizeof(float));
+    int64_t di = in->dim, dout = out->dim, ng = in->ngen, nnz = 0;
+    for (int64_t i = 0; i < ng * di * di; i++) nnz += in->gens[i] != 0.0f;
+    for (int64_t i = 0; i < ng * dout * dout; i++) nnz += out->gens[i] != 0.0f;
+    lin_impl *im = malloc(sizeof *im + (size_t)(2 * (ng + 1)) * sizeof(int64_t) +
+                          (size_t)(nnz + 1) * sizeof(eqr__lie_nz));
     if (!im) {
         eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory for the generators", fn);
         return NULL;
@@ -193,10 +249,12 @@ eqr__lie_pair *eqr__lie_pair_new(eqr_ctx *ctx, const char *fn, const eqr_lie_rep
     im->in_dim = in->dim;
     im->out_dim = out->dim;
     im->ngen = in->ngen;
-    im->gin = (float *)(im + 1);
-    im->gout = im->gin + ng * di * di;
-    memcpy(im->gin, in->gens, (size_t)(ng * di * di) * sizeof(float));
-    memcpy(im->gout, out->gens, (size_t)(ng * dout * dout) * sizeof(float));
+    im->in_off = (int64_t *)(im + 1);
+    im->out_off = im->in_off + ng + 1;
+    im->nz = (eqr__lie_nz *)(im->out_off + ng + 1);
+    int64_t k = 0;
+    add_nonzeros(in->gens, (int)ng, di, im->nz, &k, im->in_off);
+    add_nonzeros(out->gens, (int)ng, dout, im->nz, &k, im->out_off);
     return im;
 }
 
