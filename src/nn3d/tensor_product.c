@@ -158,45 +158,44 @@ eqr_status eqr_tp_add_bias(eqr_ctx *ctx, eqr_tp *tp, const char *name) {
     return EQR_OK;
 }
 
-/* y + the bias on the 0e output columns (a fresh tensor: y stays the
- * kernel's output, which its backward does not read). */
+/* The bias added in place to y, the kernel's fresh output (its backward
+ * does not read y): the result is a view of y, so the gradient passes
+ * through in y's own buffer and the node only accumulates the bias's. */
 static void bias_backward(eqr_ctx *ctx, eqr_node *nd) {
     const eqr_tp *tp = nd->saved;
-    const float *g = nd->out->grad;
+    if (!eqr__needs_grad(nd->in[1])) return;
+    const float *g = eqr__grad(ctx, nd->out); /* y's buffer */
+    float *gb = eqr__grad(ctx, nd->in[1]);
+    if (!g || !gb) return;
     const int64_t n = nd->out->shape[0], d = nd->out->shape[1];
-    if (eqr__needs_grad(nd->in[0])) {
-        float *gy = eqr__grad(ctx, nd->in[0]);
-        if (!gy) return;
-        for (int64_t i = 0; i < n * d; i++) gy[i] += g[i];
-    }
-    if (eqr__needs_grad(nd->in[1])) {
-        float *gb = eqr__grad(ctx, nd->in[1]);
-        if (!gb) return;
-        int64_t at = 0;
-        for (int c = 0; c < tp->out.n; c++) {
-            if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
-            const int64_t off = eqr_irreps_offset(&tp->out, c), m = tp->out.e[c].mul;
-            for (int64_t r = 0; r < n; r++)
-                for (int64_t k = 0; k < m; k++) gb[at + k] += g[r * d + off + k];
-            at += m;
-        }
+    int64_t at = 0;
+    for (int c = 0; c < tp->out.n; c++) {
+        if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
+        const int64_t off = eqr_irreps_offset(&tp->out, c), m = tp->out.e[c].mul;
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t k = 0; k < m; k++) gb[at + k] += g[r * d + off + k];
+        at += m;
     }
 }
 
 static eqr_tensor *add_bias(eqr_ctx *ctx, const eqr_tp *tp, eqr_tensor *y) {
-    eqr_tensor *out = eqr__tensor_empty(ctx, 2, y->shape);
-    if (!out) return NULL;
     const int64_t n = y->shape[0], d = y->shape[1];
-    memcpy(out->data, y->data, sizeof(float) * (size_t)(n * d));
     int64_t at = 0;
     for (int c = 0; c < tp->out.n; c++) {
         if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
         const int64_t off = eqr_irreps_offset(&tp->out, c), m = tp->out.e[c].mul;
         const float *b = tp->bias->data + at;
         for (int64_t r = 0; r < n; r++)
-            for (int64_t k = 0; k < m; k++) out->data[r * d + off + k] += b[k];
+            for (int64_t k = 0; k < m; k++) y->data[r * d + off + k] += b[k];
         at += m;
     }
+    if (!ctx->grad_enabled || (!eqr__needs_grad(y) && !eqr__needs_grad(tp->bias))) return y;
+    eqr_tensor *out = eqr__arena_alloc(ctx, sizeof *out);
+    if (!out) return NULL;
+    *out = *y;
+    out->grad = NULL;
+    out->base = y;
+    out->offset = 0;
     eqr_tensor *in[2] = {y, tp->bias};
     eqr_node *nd = eqr__record(ctx, out, bias_backward, 2, in);
     if (nd) nd->saved = (void *)tp;
