@@ -61,13 +61,15 @@ add() { # MODEL MODE LAYERS N SEED EPOCHS
     if [ -n "${RESULTS_ONLY:-}" ] && ! [[ $tag =~ ^(${RESULTS_ONLY})$ ]]; then return 0; fi
     runs+=("$tag --model $model --relax $relax --layers $L --train-size $N --epochs $e --seed $s --select best")
 }
+# the long run first: it takes one core for the whole time while the
+# other runs share the rest
+[ "${SEGNN_LONG:-0}" = 1 ] && add segnn strict 4 3000 1 "$LONG_EPOCHS"
 for s in $SEEDS; do
     for c in 4:3000 2:3000 6:3000 4:500 4:1000; do
         for mode in strict relaxed; do add segnn "$mode" "${c%%:*}" "${c##*:}" "$s" "$EPOCHS"; done
     done
     add egnn strict 4 3000 "$s" "$EPOCHS"
 done
-[ "${SEGNN_LONG:-0}" = 1 ] && add segnn strict 4 3000 1 "$LONG_EPOCHS"
 if [ ${#runs[@]} -gt 0 ]; then
     printf '%s\n' "${runs[@]}" | xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' _
 fi
