@@ -548,6 +548,50 @@ static void test_egnn_tuple(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* SEGNN through the tuple forward: the module equals the model called
+ * directly, a single tensor is refused, and one call relaxes it (two terms
+ * per layer through the hooks; theta 0 leaves it unchanged). */
+static void test_segnn_tuple(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(10);
+    eqr_segnn_opts so = {.hidden = "4x0e+2x1o", .layers = 2};
+    eqr_module *m = eqr_segnn_module(ctx, "sg", &so);
+    assert_ok(ctx);
+    eqr_tensor *x = tu_input(ctx, "x", 3, (int64_t[]){2, 4, 3}, 1.0f);
+    eqr_tensor *v = tu_input(ctx, "v", 3, (int64_t[]){2, 4, 3}, 1.0f);
+    eqr_tensor *q = tu_input(ctx, "q", 3, (int64_t[]){2, 4, 1}, 1.0f);
+    eqr_tensor *io[3] = {x, v, q};
+    assert_int_equal(eqr_module_forward_n(ctx, m, 3, io), EQR_OK);
+    eqr_tensor *ref = eqr_segnn_forward(ctx, eqr_module_segnn(m), x, v, q);
+    assert_same(io[0], ref);
+    assert_ptr_equal(io[1], v);
+    assert_null(eqr_module_forward(ctx, m, x));
+    tu_assert_error(ctx, EQR_ERR_ARG, "use eqr_module_forward_n");
+    eqr_tensor *io2[2] = {x, v};
+    assert_int_equal(eqr_module_forward_n(ctx, m, 2, io2), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "n = 3 (got 2)");
+    char buf[512];
+    eqr_module_summary(ctx, m, buf, sizeof buf);
+    assert_non_null(strstr(buf, "N-body SEGNN, 2 layers, hidden 4x0e+2x1o"));
+    eqr_relax *r = tu_relax(ctx, "relax", 0.0f, 0.1f, 0.0f, 0.0f, 0);
+    m = eqr_relax_module(ctx, r, NULL, m, NULL);
+    assert_ok(ctx);
+    assert_int_equal(eqr_relax_num_layers(r), 4);
+    assert_non_null(eqr_param_find(ctx, "sg.layer1.relax2.wr"));
+    assert_ptr_equal(eqr_module_rlayer(m), eqr_relax_layer(r, 0));
+    eqr_tensor *io3[3] = {x, v, q};
+    assert_int_equal(eqr_module_forward_n(ctx, m, 3, io3), EQR_OK);
+    assert_same(io3[0], ref);
+    eqr_relax_set_theta(r, 0.5f);
+    eqr_tensor *io4[3] = {x, v, q};
+    assert_int_equal(eqr_module_forward_n(ctx, m, 3, io4), EQR_OK);
+    assert_memory_not_equal(io4[0]->data, ref->data, (size_t)ref->numel * sizeof(float));
+    assert_null(eqr_relax_module(ctx, r, NULL, m, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "relaxed already");
+    eqr_relax_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sequential_equals_by_hand),
@@ -559,6 +603,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_user_module),
         cmocka_unit_test(test_egnn_tuple),
+        cmocka_unit_test(test_segnn_tuple),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

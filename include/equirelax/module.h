@@ -50,6 +50,7 @@
 #include "irreps_nn.h"
 #include "ops.h"
 #include "steerable.h"
+#include "segnn.h"
 #include "vn.h"
 
 #ifdef __cplusplus
@@ -303,6 +304,11 @@ eqr_module *eqr_vn_invariant_module(eqr_ctx *ctx, const char *name, int channels
  * eqr_relax_egnn. */
 eqr_module *eqr_egnn_module(eqr_ctx *ctx, const char *name, int in_features, int out_features,
                             const eqr_egnn_opts *opts);
+/* N-body SEGNN (segnn.h, the arguments of eqr_segnn_create): a tuple-only
+ * module, io = {x [B, n, 3], v [B, n, 3], q [B, n, 1]} -> {predicted x, v,
+ * q} (n = 3); its one-tensor forward is refused. Types none. Relaxed by
+ * eqr_relax_module through eqr_relax_segnn. */
+eqr_module *eqr_segnn_module(eqr_ctx *ctx, const char *name, const eqr_segnn_opts *opts);
 /* Irreps linear (irreps_nn.h): types in -> out (copied). */
 eqr_module *eqr_irreps_linear_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in,
                                      const eqr_irreps *out);
@@ -323,6 +329,7 @@ eqr_vn_linear *eqr_module_vn_linear(const eqr_module *m);
 eqr_vn_bn *eqr_module_vn_bn(const eqr_module *m);
 eqr_irreps_linear *eqr_module_irreps_linear(const eqr_module *m);
 eqr_egnn *eqr_module_egnn(const eqr_module *m);
+eqr_segnn *eqr_module_segnn(const eqr_module *m);
 
 #ifdef __cplusplus
 }

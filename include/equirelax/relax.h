@@ -279,12 +279,14 @@ typedef struct eqr_rlayer_stats {
 } eqr_rlayer_stats;
 
 /* Relax a module (module.h) through one call, whatever its kind: a
- * "gconv", "steer_conv", "vn_linear" or "egnn" module is relaxed as by
- * eqr_relax_gconv / eqr_relax_steer_conv / eqr_relax_vn_linear /
- * eqr_relax_egnn under name (NULL: the module's name; W_r is
- * "<name>.wr"), and the call returns a module of kind "relaxed" whose
- * forward is eqr_rlayer_forward (for EGNN, whose term sits in the layer's
- * coordinate-term hook: the layer's own tuple forward), with m's types, m
+ * "gconv", "steer_conv", "vn_linear", "egnn" or "segnn" module is relaxed
+ * as by eqr_relax_gconv / eqr_relax_steer_conv / eqr_relax_vn_linear /
+ * eqr_relax_egnn / eqr_relax_segnn under name (NULL: the module's name;
+ * W_r is "<name>.wr", for SEGNN "<name>.layer<k>.relax1.wr" and
+ * ".relax2.wr"), and the call returns a module of kind "relaxed" whose
+ * forward is eqr_rlayer_forward (for EGNN and SEGNN, whose terms sit in
+ * the layers' hooks: the layer's own tuple forward; eqr_module_rlayer then
+ * gives the first of SEGNN's terms), with m's types, m
  * as its one child and m's parameters plus the new ones. For a
  * container, every relaxable module inside it (at any depth) is replaced
  * in place by its relaxed module under its own name (name is unused), and

@@ -1,6 +1,8 @@
 /* Modules of the 3D layers (nn3d): vector neurons, irreps linear maps, the
- * gate, and EGNN (a tuple forward: h, x, v, edge attributes). */
+ * gate, EGNN (a tuple forward: h, x, v, edge attributes) and the N-body
+ * SEGNN (a tuple forward: x, v, q). */
 #include "equirelax/gate.h"
+#include "equirelax/segnn.h"
 #include "nn/module_internal.h"
 
 #include <stdlib.h>
@@ -193,4 +195,39 @@ eqr_module *eqr_egnn_module(eqr_ctx *ctx, const char *name, int in_features, int
 }
 eqr_egnn *eqr_module_egnn(const eqr_module *m) {
     return m && m->ops == &egnn_ops ? m->impl : NULL;
+}
+
+/* The N-body SEGNN: io = {x, v, q} -> {predicted x, v, q}. */
+static eqr_tensor *segnn_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    (void)x;
+    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (segnn) takes (x, v, q): use eqr_module_forward_n",
+              m->name);
+    return NULL;
+}
+static eqr_status segnn_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    if (n != 3)
+        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (segnn): the tuple is (x, v, q), n = 3 "
+                         "(got %d)", m->name, n);
+    io[0] = eqr_segnn_forward(ctx, m->impl, io[0], io[1], io[2]);
+    return io[0] ? EQR_OK : eqr_status_get(ctx);
+}
+static int segnn_describe(const eqr_module *m, char *buf, size_t n) {
+    const eqr_segnn *s = m->impl;
+    char ir[128];
+    eqr_irreps_str(eqr_segnn_layer_hidden(eqr_segnn_layer_at(s, 0)), ir, sizeof ir);
+    return snprintf(buf, n, "N-body SEGNN, %d layers, hidden %s%s", eqr_segnn_num_layers(s), ir,
+                    eqr_segnn_layer_term(eqr_segnn_layer_at(s, 0), 0) ? ", update terms" : "");
+}
+static void segnn_free(void *s) { eqr_segnn_destroy(s); }
+static const eqr_module_ops segnn_ops = {.kind = "segnn", .forward = segnn_fwd,
+                                         .forward_n = segnn_fwd_n, .destroy = segnn_free,
+                                         .describe = segnn_describe};
+
+eqr_module *eqr_segnn_module(eqr_ctx *ctx, const char *name, const eqr_segnn_opts *opts) {
+    int p0 = eqr_param_count(ctx);
+    eqr_segnn *s = eqr_segnn_create(ctx, name, opts);
+    return s ? eqr__module_new(ctx, __func__, name, &segnn_ops, s, p0, eqr_param_count(ctx)) : NULL;
+}
+eqr_segnn *eqr_module_segnn(const eqr_module *m) {
+    return m && m->ops == &segnn_ops ? m->impl : NULL;
 }

@@ -16,8 +16,8 @@ static int relaxed_describe(const eqr_module *m, char *buf, size_t n) {
 static const eqr_module_ops relaxed_ops = {.kind = "relaxed", .forward = relaxed_fwd,
                                            .describe = relaxed_describe};
 
-/* EGNN carries its term inside (the coordinate-term hook): the relaxed
- * module runs the layer's own tuple forward. */
+/* EGNN and SEGNN carry their terms inside (hooks): the relaxed module runs
+ * the layer's own tuple forward. */
 static eqr_tensor *relaxed_child_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
     return m->child[0]->ops->forward(ctx, m->child[0], x);
 }
@@ -32,7 +32,8 @@ eqr_rlayer *eqr_module_rlayer(const eqr_module *m) {
     return m && (m->ops == &relaxed_ops || m->ops == &relaxed_hook_ops) ? m->impl : NULL;
 }
 
-static const char relaxable[] = "gconv, steer_conv, vn_linear, egnn, or a container holding one";
+static const char relaxable[] =
+    "gconv, steer_conv, vn_linear, egnn, segnn, or a container holding one";
 
 /* The relaxed module of leaf m (owned: destroyed on error). */
 static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_module *m,
@@ -49,13 +50,18 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
         rl = eqr_relax_vn_linear(ctx, r, nm, eqr_module_vn_linear(m), opts);
     else if (eqr_module_egnn(m))
         rl = eqr_relax_egnn(ctx, r, nm, eqr_module_egnn(m), opts);
-    else if (eqr_module_rlayer(m))
+    else if (eqr_module_segnn(m)) { /* two terms per layer; the module keeps the first */
+        const int first = eqr_relax_num_layers(r);
+        if (!eqr_relax_segnn(ctx, r, nm, eqr_module_segnn(m), opts))
+            rl = eqr_relax_layer(r, first);
+    } else if (eqr_module_rlayer(m))
         eqr__fail(ctx, EQR_ERR_ARG, "%s: module '%s' is relaxed already", fn, m->name);
     else
         eqr__fail(ctx, EQR_ERR_ARG,
                   "%s: module '%s' is of kind '%s', which cannot be relaxed (relaxable: %s)", fn,
                   m->name, m->ops->kind, relaxable);
-    const eqr_module_ops *ops = eqr_module_egnn(m) ? &relaxed_hook_ops : &relaxed_ops;
+    const eqr_module_ops *ops =
+        eqr_module_egnn(m) || eqr_module_segnn(m) ? &relaxed_hook_ops : &relaxed_ops;
     eqr_module *w = rl ? eqr__module_new(ctx, fn, nm, ops, rl, p0, eqr_param_count(ctx)) : NULL;
     if (!w || eqr__module_adopt(w, m) != EQR_OK) {
         eqr_module_destroy(w);
@@ -74,7 +80,7 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
 
 static int is_relaxable(const eqr_module *m) {
     return eqr_module_gconv(m) || eqr_module_steer_conv(m) || eqr_module_vn_linear(m) ||
-           eqr_module_egnn(m);
+           eqr_module_egnn(m) || eqr_module_segnn(m);
 }
 
 /* Relax every relaxable module inside container s in place; returns how
