@@ -95,6 +95,25 @@ typedef struct eqr_relax_opts {
     int norm_subsample;   /* 0 = exact N; m > 0: estimate from m images */
     eqr_lie_form lie_form; /* LD of linear maps of continuous groups */
     eqr_penalty_grad penalty_grad; /* N / activation LD on detached x (default) or not */
+    /* ADAPTIVE theta by constrained optimisation (as ACE, Manolache et al.,
+     * NeurIPS 2025). With adaptive = 1 every relaxed layer gets its own
+     * LEARNABLE "<name>.theta" (a parameter, no weight decay, starting at
+     * opts.theta) and a Lagrange multiplier "<name>.mult" (buffer, >= 0), and
+     * the relaxation's own theta buffer becomes the constraint's bound
+     * eps(t): |theta_i| <= eps(t). Schedule that buffer down to 0 as for the
+     * paper's theta (any eqr_schedule on eqr_relax_theta); the penalty
+     * gains sum_i mult_i |theta_i| and eqr_relax_dual_step, called after
+     * each optimizer step, does the dual ascent
+     *     mult_i <- max(0, mult_i + dual_lr (|theta_i| - eps - slack_cost mult_i))
+     * (slack_cost > 0: the resilient form, in which the bound of layer i
+     * relaxes by the slack s_i = slack_cost mult_i that balances the cost
+     * of the slack against the multiplier, so a constraint gives way where
+     * keeping it costs the loss most; 0: the hard constraint).
+     * Thetas and multipliers live in the store, so checkpoints and resume
+     * stay bit-exact; projection sets every theta to 0 as always. */
+    int adaptive;
+    float dual_lr;    /* adaptive: dual step size; 0 = 0.1 */
+    float slack_cost; /* adaptive: resilient slack cost (0 = hard constraint) */
 } eqr_relax_opts;
 
 /* Options of one relaxed layer; NULL or zero-initialised for the defaults. */
@@ -117,8 +136,15 @@ eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts
  * in the store; the wrapped equivariant layers are not freed. */
 void eqr_relax_destroy(eqr_relax *r);
 
-/* The global theta ([1] buffer in the store: a scheduler target). */
+/* The global theta ([1] buffer in the store: a scheduler target); with
+ * opts.adaptive the bound eps(t) of the layers' learnable thetas. */
 eqr_tensor *eqr_relax_theta(eqr_relax *r);
+/* Adaptive theta (opts.adaptive): one step of dual ascent on every layer's
+ * multiplier against the current bound; call it after each optimizer step
+ * (the trainer does). A no-op without opts.adaptive. */
+eqr_status eqr_relax_dual_step(eqr_ctx *ctx, eqr_relax *r);
+/* The multiplier of a layer (adaptive; NULL otherwise). */
+eqr_tensor *eqr_rlayer_multiplier(const eqr_rlayer *l);
 /* Set the global theta (and every layer's own theta) to value. */
 void eqr_relax_set_theta(eqr_relax *r, float value);
 const eqr_relax_opts *eqr_relax_get_opts(const eqr_relax *r);

@@ -141,7 +141,8 @@ void eqr_trainer_destroy(eqr_trainer *t);
  * samples, from forwards since the last step reset): adds the relaxation's
  * penalty, runs backward, calls opts.after_backward if set, records
  * telemetry if due, clips, steps the
- * optimizer and the scheduler, and ends the step (eqr_step_reset: the
+ * optimizer, the scheduler and (adaptive theta) the relaxation's dual
+ * step, and ends the step (eqr_step_reset: the
  * step's tensors are released). *penalty (may be NULL) gets the penalty's
  * value (0 without relaxation). Telemetry (the layer probes and the probe
  * set's evaluations, on the model the step starts from) runs before the

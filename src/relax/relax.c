@@ -97,7 +97,17 @@ eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts
         eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): unknown penalty_grad %d", fn, name, (int)o.penalty_grad);
         return NULL;
     }
+    if (!isfinite(o.dual_lr) || !isfinite(o.slack_cost) || o.dual_lr < 0 || o.slack_cost < 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): dual_lr %g and slack_cost %g must be finite and >= 0",
+                  fn, name, o.dual_lr, o.slack_cost);
+        return NULL;
+    }
+    if (o.adaptive != 0 && o.adaptive != 1) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): adaptive must be 0 or 1, got %d", fn, name, o.adaptive);
+        return NULL;
+    }
     if (o.init_std == 0) o.init_std = 1e-2f;
+    if (o.dual_lr == 0) o.dual_lr = 0.1f;
     char pname[EQR_NAME_LEN];
     snprintf(pname, sizeof pname, "%s.theta", name);
     if (eqr_param_find(ctx, pname)) {
@@ -162,8 +172,9 @@ eqr_rlayer *eqr__rlayer_new(eqr_ctx *ctx, eqr_relax *r, const char *name,
                             const int64_t *wr_shape, const eqr_rlayer_opts *opts) {
     static const char *fn = "eqr_relax: new relaxed layer";
     eqr_rlayer *l = NULL;
-    char pw[EQR_NAME_LEN], pt[EQR_NAME_LEN];
-    int own = opts && opts->own_theta;
+    char pw[EQR_NAME_LEN], pt[EQR_NAME_LEN], pm[EQR_NAME_LEN];
+    /* adaptive: every layer has its own (learnable) theta */
+    int own = (opts && opts->own_theta) || (r && r->opts.adaptive);
     if (!ctx || ctx->status != EQR_OK) goto fail;
     if (!r || !ops || !ops->forward || !ops->defect || !wr_shape) {
         eqr__fail(ctx, EQR_ERR_ARG, "%s: relaxation, ops (forward, defect) and W_r shape are required",
@@ -180,12 +191,16 @@ eqr_rlayer *eqr__rlayer_new(eqr_ctx *ctx, eqr_relax *r, const char *name,
                   fn, name ? name : "(null)", (int)(EQR_NAME_LEN - 1 - strlen(".theta")));
         goto fail;
     }
+    const int adaptive = r->opts.adaptive;
     snprintf(pw, sizeof pw, "%s.wr", name);
     snprintf(pt, sizeof pt, "%s.theta", name);
-    /* check both names first: the store cannot remove a parameter */
-    if (eqr_param_find(ctx, pw) || (own && eqr_param_find(ctx, pt))) {
-        eqr__fail(ctx, EQR_ERR_ARG, "%s: a parameter named '%s' already exists", fn,
-                  eqr_param_find(ctx, pw) ? pw : pt);
+    snprintf(pm, sizeof pm, "%s.mult", name);
+    /* check every name first: the store cannot remove a parameter */
+    const char *taken = eqr_param_find(ctx, pw) ? pw
+                        : own && eqr_param_find(ctx, pt) ? pt
+                        : adaptive && eqr_param_find(ctx, pm) ? pm : NULL;
+    if (taken) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: a parameter named '%s' already exists", fn, taken);
         goto fail;
     }
     if (eqr__shape_check(ctx, fn, "W_r shape", ndim, wr_shape) < 0) goto fail;
@@ -208,9 +223,14 @@ eqr_rlayer *eqr__rlayer_new(eqr_ctx *ctx, eqr_relax *r, const char *name,
     if (!l->wr) goto fail;
     if (own) {
         int64_t one = 1;
-        l->theta = eqr_param_new(ctx, pt, 1, &one, EQR_PARAM_BUFFER);
+        l->theta = eqr_param_new(ctx, pt, 1, &one,
+                                 adaptive ? EQR_PARAM_NO_DECAY : EQR_PARAM_BUFFER);
         if (!l->theta) goto fail;
         l->theta->data[0] = r->theta->data[0];
+        if (adaptive) {
+            l->mult = eqr_param_new(ctx, pm, 1, &one, EQR_PARAM_BUFFER);
+            if (!l->mult) goto fail;
+        }
     } else {
         l->theta = r->theta;
     }
@@ -231,6 +251,12 @@ fail:
 }
 
 float eqr__rlayer_theta(const eqr_rlayer *l) { return l->theta->data[0]; }
+
+eqr_tensor *eqr__rlayer_scale(eqr_ctx *ctx, const eqr_rlayer *l, eqr_tensor *t) {
+    /* a learnable theta takes its gradient through the product */
+    if (l->mult && eqr__needs_grad(l->theta) && ctx->grad_enabled) return eqr_mul(ctx, t, l->theta);
+    return eqr_scale(ctx, t, eqr__rlayer_theta(l));
+}
 
 int eqr__rlayer_wants_norm(eqr_ctx *ctx, const eqr_rlayer *l) {
     return ctx->grad_enabled && l->relax->opts.lambda_norm > 0;
@@ -358,12 +384,41 @@ eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r) {
             pen = add_opt(ctx, pen, eqr_scale(ctx, eqr__ssqrt(ctx, ns), r->opts.lambda_norm));
         }
     }
+    if (r->opts.adaptive && ctx->status == EQR_OK)
+        for (int i = 0; i < r->nlayers; i++) {
+            /* mult_i |theta_i|: gradient mult_i sign(theta_i) (0 at 0) */
+            eqr_rlayer *l = r->layers[i];
+            const float th = l->theta->data[0], m = l->mult->data[0];
+            if (m == 0.0f || th == 0.0f) continue;
+            eqr_tensor *c = zero_scalar(ctx);
+            if (!c) break;
+            c->data[0] = th > 0 ? m : -m;
+            pen = add_opt(ctx, pen, eqr_mul(ctx, l->theta, c));
+        }
     consume_terms(r);
     if (ctx->status != EQR_OK) return NULL;
     if (!pen) return zero_scalar(ctx);
     int64_t one = 1;
     return pen->ndim == 1 ? pen : eqr_reshape(ctx, pen, 1, &one);
 }
+
+eqr_status eqr_relax_dual_step(eqr_ctx *ctx, eqr_relax *r) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!r) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_dual_step: relaxation is NULL");
+    if (!r->opts.adaptive) return EQR_OK;
+    const double eps = fabs((double)r->theta->data[0]);
+    for (int i = 0; i < r->nlayers; i++) {
+        eqr_rlayer *l = r->layers[i];
+        const double m = l->mult->data[0];
+        const double g = fabs((double)l->theta->data[0]) - eps - (double)r->opts.slack_cost * m;
+        const double nm = m + (double)r->opts.dual_lr * g;
+        l->mult->data[0] = nm > 0 ? (float)nm : 0.0f;
+    }
+    return EQR_OK;
+}
+
+eqr_tensor *eqr_rlayer_multiplier(const eqr_rlayer *l) { return l ? l->mult : NULL; }
 
 /* ------------------------------------------------------------ projection */
 

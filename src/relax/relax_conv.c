@@ -109,7 +109,7 @@ static eqr_tensor *conv_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     eqr_tensor *bias = c->g ? eqr_gconv_bias_vector(ctx, c->g) : eqr_steer_conv_bias_vector(ctx, c->s);
     if (ctx->status != EQR_OK) return NULL;
     const float th = eqr__rlayer_theta(l);
-    if (th != 0.0f) bank = eqr_add(ctx, bank, eqr_scale(ctx, l->wr, th));
+    if (th != 0.0f) bank = eqr_add(ctx, bank, eqr__rlayer_scale(ctx, l, l->wr));
     if (!eqr__rlayer_wants_norm(ctx, l)) {
         eqr_tensor *y = eqr_conv2d(ctx, x, bank, bias, c->geom);
         return ctx->status == EQR_OK ? y : NULL;

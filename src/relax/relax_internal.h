@@ -36,6 +36,7 @@ struct eqr_rlayer {
     char name[EQR_NAME_LEN];
     eqr_tensor *wr;    /* "<name>.wr" */
     eqr_tensor *theta; /* own "<name>.theta" or the relaxation's */
+    eqr_tensor *mult;  /* adaptive: the Lagrange multiplier "<name>.mult"; else NULL */
     int own_theta;
     void *impl;        /* the kind's data (wrapped layer, generators, ...) */
     /* This step's activation-norm term N (scalar [1], step arena) or NULL;
@@ -60,6 +61,10 @@ eqr_rlayer *eqr__rlayer_new(eqr_ctx *ctx, eqr_relax *r, const char *name,
 
 /* Current theta of the layer. */
 float eqr__rlayer_theta(const eqr_rlayer *l);
+/* theta * t: through the tape (a gradient for theta) when theta is
+ * learnable (adaptive), else a constant scale. Every kind scales its W_r
+ * term with this. */
+eqr_tensor *eqr__rlayer_scale(eqr_ctx *ctx, const eqr_rlayer *l, eqr_tensor *t);
 /* 1 if this forward must record the activation-norm term: gradients
  * enabled and lambda_norm > 0. */
 int eqr__rlayer_wants_norm(eqr_ctx *ctx, const eqr_rlayer *l);

@@ -169,7 +169,7 @@ eqr_tensor *eqr__lie_forward(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *i
     eqr_tensor *xp = (want_norm || want_lie) ? eqr__rlayer_penalty_input(ctx, l, xf) : xf;
     eqr_tensor *y = NULL; /* W_r x, [rows, out] */
     if (theta != 0.0f || (want_norm && m >= batch && xp == xf)) y = eqr_linear(ctx, xf, l->wr, NULL);
-    eqr_tensor *res = theta != 0.0f ? eqr_reshape(ctx, eqr_scale(ctx, y, theta), x->ndim, oshape)
+    eqr_tensor *res = theta != 0.0f ? eqr_reshape(ctx, eqr__rlayer_scale(ctx, l, y), x->ndim, oshape)
                                     : eqr_tensor_zeros(ctx, x->ndim, oshape);
     if (want_norm) {
         /* exact: all of W_r x; estimate: the first m images, scaled by B / m.

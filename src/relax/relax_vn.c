@@ -37,7 +37,7 @@ static eqr_tensor *vnr_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
         /* one channel mix with W (x) I3 + theta W_r on the flattened vectors */
         int64_t ms[2] = {3 * (int64_t)eqr_vn_linear_out_channels(lay), 3 * (int64_t)eqr_vn_linear_in_channels(lay)};
         eqr_tensor *m = eqr_add(ctx, eqr__gather(ctx, eqr_vn_linear_weight(lay), im->kron, 2, ms),
-                                eqr_scale(ctx, l->wr, theta));
+                                eqr__rlayer_scale(ctx, l, l->wr));
         int64_t os[4] = {N, eqr_vn_linear_out_channels(lay), 3, P};
         y4 = eqr_reshape(ctx, eqr__vn_mix(ctx, m, flat_vectors(ctx, x4)), 4, os);
     }
