@@ -80,7 +80,8 @@ typedef struct options {
     int64_t epochs, train_size, test_size, batch, threads, width, norm_subsample, equiv_images;
     int64_t stop_after, eval_every, classes, telemetry, probe_images;
     uint64_t seed;
-    float lr, theta_max, lambda_defect, lambda_norm;
+    float lr, theta_max, lambda_defect, lambda_norm, dual_lr, slack_cost;
+    int adaptive;
     int resume;
     /* parsed */
     gkind gk;
@@ -104,7 +105,8 @@ static void parse_args(int argc, char **argv, options *o) {
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
                    .probe_images = 500,
                    .lr = 3e-3f,
-                   .theta_max = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f};
+                   .theta_max = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f,
+                   .dual_lr = 0.1f};
     const ex_flag flags[] = {
         EX_FLAG_STR("--group", "G", &o->group,
                     "c4 | d4 (group convs), c8 (steerable convs, regular fields), none (plain "
@@ -114,6 +116,15 @@ static void parse_args(int argc, char **argv, options *o) {
                     "(default triangle)"),
         EX_FLAG_FLOAT("--theta-max", &o->theta_max, 0.0f, 1e6f,
                       "peak (triangle) or start value of theta (default 1)"),
+        EX_FLAG_SWITCH("--adaptive", &o->adaptive,
+                       "adaptive theta (relax.h opts.adaptive, as ACE): per-layer learnable "
+                       "thetas from --theta-max, held to |theta| <= the --relax schedule's value "
+                       "by Lagrange multipliers (use a decaying schedule: linear or cosine)"),
+        EX_FLAG_FLOAT_ABOVE("--dual-lr", &o->dual_lr, 0.0f, 1e6f,
+                            "adaptive: step size of the multipliers' dual ascent (default 0.1)"),
+        EX_FLAG_FLOAT("--slack-cost", &o->slack_cost, 0.0f, 1e6f,
+                      "adaptive: resilient slack s = slack_cost * multiplier, 0 = hard "
+                      "(default 0)"),
         EX_FLAG_FLOAT("--lambda-defect", &o->lambda_defect, 0.0f, 1e6f,
                       "weight of the equivariance-defect penalty ssqrt(LD) (default 0.01)"),
         EX_FLAG_FLOAT("--lambda-norm", &o->lambda_norm, 0.0f, 1e6f,
@@ -189,6 +200,8 @@ static void parse_args(int argc, char **argv, options *o) {
         ex_usage_error(flags, "bad value '%s' for --group: expected c4, d4, c8 or none", o->group);
     o->gk = (gkind)i;
     o->relax_kind = ex_relax_kind(flags, o->relax);
+    if (o->adaptive && o->relax_kind < 0)
+        ex_usage_error(flags, "--adaptive needs a relaxation (--relax linear, cosine, ...)");
     o->proj = ex_projection(flags, o->projection);
     o->pgrad = ex_penalty_grad(flags, o->penalty_grad);
     if ((i = pick(o->rotate, rots, 2)) < 0)
@@ -321,7 +334,11 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int 
         eqr_sequential_add(m->net, eqr_group_pool_module(ctx, NULL, m->reg[2], EQR_GPOOL_MAX));
     eqr_sequential_add(m->net, eqr_global_avgpool_module(ctx, NULL));
     if (o->relax_kind >= 0 && o->gk != G_NONE) {
-        eqr_relax_opts ro = {.theta = 0.0f,
+        /* adaptive: the layers' thetas start at the peak (a theta of 0 with
+         * W_r = 0 would have no gradient), the schedule bounds them */
+        eqr_relax_opts ro = {.theta = o->adaptive ? o->theta_max : 0.0f,
+                             .adaptive = o->adaptive, .dual_lr = o->dual_lr,
+                             .slack_cost = o->slack_cost,
                              .init = o->wr_normal ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO,
                              .lambda_defect = o->lambda_defect,
                              .lambda_norm = o->lambda_norm,
@@ -367,6 +384,9 @@ static uint64_t config_hash(const options *o) {
              (long long)o->norm_subsample, o->wr_normal, o->lr, o->lr_cosine, (long long)o->batch,
              (long long)o->epochs, (long long)o->train_size, (long long)o->width, o->rotate_cont,
              (unsigned long long)o->seed, o->side, (long long)o->classes);
+    if (o->adaptive) /* appended only when on: other runs keep their hash */
+        snprintf(s + strlen(s), sizeof s - strlen(s), "|adaptive|%.9g|%.9g", o->dual_lr,
+                 o->slack_cost);
     uint64_t h = 1469598103934665603u;
     for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
     return h;
@@ -438,6 +458,9 @@ static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t
                "(norm subsample %lld, penalty grad %s), W_r init %s, projection %s\n",
                o->relax, o->theta_max, o->lambda_defect, o->lambda_norm,
                (long long)o->norm_subsample, o->penalty_grad, o->wr_init, o->projection);
+    if (m->relax && o->adaptive)
+        printf("# adaptive theta: per-layer learnable thetas from %g, bound = the schedule above, "
+               "dual lr %g, slack cost %g\n", o->theta_max, o->dual_lr, o->slack_cost);
     fflush(stdout);
 }
 
