@@ -44,8 +44,7 @@ typedef struct options {
 typedef struct model {
     eqr_group G;
     eqr_rep *t1, *r16, *r32;
-    eqr_gconv *l1, *l2, *l3, *l4;
-    eqr_tensor *fc_w, *fc_b;
+    eqr_module *net, *conv[4]; /* conv[l]: the group convs inside net */
 } model;
 
 /* ---- command line ---- */
@@ -104,6 +103,8 @@ static eqr_rep *rep_of(eqr_ctx *ctx, const eqr_group *G, int regular, int mult) 
     return eqr_rep_create(ctx, G, 1, &p);
 }
 
+/* Modules are created in the order of the parameters they draw from the
+ * context RNG (l1..l4, fc), so the initialisation matches the seed's. */
 static int model_build(eqr_ctx *ctx, model *m) {
     memset(m, 0, sizeof *m);
     m->G = eqr_group_cyclic(4);
@@ -111,23 +112,27 @@ static int model_build(eqr_ctx *ctx, model *m) {
     m->r16 = rep_of(ctx, &m->G, 1, 16);
     m->r32 = rep_of(ctx, &m->G, 1, 32);
     if (!m->t1 || !m->r16 || !m->r32) return -1;
-    eqr_gconv_opts k5 = {.geom = EQR_CONV2D(1, 2, 1)}, k3 = {.geom = EQR_CONV2D(1, 1, 1)};
-    m->l1 = eqr_gconv_create(ctx, "l1", m->t1, m->r16, 5, &k5);
-    m->l2 = eqr_gconv_create(ctx, "l2", m->r16, m->r16, 5, &k5);
-    m->l3 = eqr_gconv_create(ctx, "l3", m->r16, m->r32, 3, &k3);
-    m->l4 = eqr_gconv_create(ctx, "l4", m->r32, m->r32, 3, &k3);
-    int64_t sw[2] = {10, 32}, sb[1] = {10};
-    m->fc_w = eqr_param_new(ctx, "fc.weight", 2, sw, 0);
-    m->fc_b = eqr_param_new(ctx, "fc.bias", 1, sb, EQR_PARAM_NO_DECAY);
-    if (!m->l1 || !m->l2 || !m->l3 || !m->l4 || !m->fc_w || !m->fc_b) return -1;
-    return eqr_init_xavier_uniform(ctx, m->fc_w, 1.0f) == EQR_OK ? 0 : -1;
+    const eqr_rep *in[4] = {m->t1, m->r16, m->r16, m->r32};
+    const eqr_rep *out[4] = {m->r16, m->r16, m->r32, m->r32};
+    const int k[4] = {5, 5, 3, 3};
+    m->net = eqr_sequential_create(ctx, "net");
+    for (int l = 0; l < 4; l++) {
+        char nm[4];
+        snprintf(nm, sizeof nm, "l%d", l + 1);
+        eqr_gconv_opts go = {.geom = EQR_CONV2D(1, k[l] / 2, 1)};
+        m->conv[l] = eqr_gconv_module(ctx, nm, in[l], out[l], k[l], &go);
+        eqr_sequential_add(m->net, m->conv[l]);
+        eqr_sequential_add(m->net, eqr_relu_module(ctx, NULL));
+        if (l == 1 || l == 2) eqr_sequential_add(m->net, eqr_maxpool2d_module(ctx, NULL, 2, 2, 0));
+    }
+    eqr_sequential_add(m->net, eqr_group_pool_module(ctx, NULL, m->r32, EQR_GPOOL_MAX));
+    eqr_sequential_add(m->net, eqr_global_avgpool_module(ctx, NULL));
+    eqr_sequential_add(m->net, eqr_linear_module(ctx, "fc", 32, 10, 1));
+    return eqr_status_get(ctx) == EQR_OK ? 0 : -1;
 }
 
 static void model_free(model *m) {
-    eqr_gconv_destroy(m->l1);
-    eqr_gconv_destroy(m->l2);
-    eqr_gconv_destroy(m->l3);
-    eqr_gconv_destroy(m->l4);
+    eqr_module_destroy(m->net);
     eqr_rep_destroy(m->t1);
     eqr_rep_destroy(m->r16);
     eqr_rep_destroy(m->r32);
@@ -137,33 +142,17 @@ static void model_free(model *m) {
  * the whole model is exactly C4-invariant. Prints the check; 0 if it holds. */
 static int check_geometry(const model *m) {
     int s = SIDE, ok = 1;
-    ok &= eqr_gconv_exact_on(m->l1, s, s);
-    ok &= eqr_gconv_exact_on(m->l2, s, s);
+    ok &= eqr_gconv_exact_on(eqr_module_gconv(m->conv[0]), s, s);
+    ok &= eqr_gconv_exact_on(eqr_module_gconv(m->conv[1]), s, s);
     ok &= s % 2 == 0; /* pool 1 on 28 x 28 */
     s /= 2;
-    ok &= eqr_gconv_exact_on(m->l3, s, s);
+    ok &= eqr_gconv_exact_on(eqr_module_gconv(m->conv[2]), s, s);
     ok &= s % 2 == 0; /* pool 2 on 14 x 14 */
     s /= 2;
-    ok &= eqr_gconv_exact_on(m->l4, s, s);
+    ok &= eqr_gconv_exact_on(eqr_module_gconv(m->conv[3]), s, s);
     printf("# geometry: convs stride 1 'same', max-pools on 28x28 and 14x14 (even) -> %s\n",
            ok ? "exactly C4-invariant" : "NOT exact");
     return ok ? 0 : -1;
-}
-
-/* The model has no training-only behaviour: no mode switch. */
-static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
-    model *m = mm;
-    eqr_tensor *h = eqr_relu(ctx, eqr_gconv_forward(ctx, m->l1, x));
-    h = eqr_relu(ctx, eqr_gconv_forward(ctx, m->l2, h));
-    h = eqr_maxpool2d(ctx, h, 2, 2, 0);
-    h = eqr_relu(ctx, eqr_gconv_forward(ctx, m->l3, h));
-    h = eqr_maxpool2d(ctx, h, 2, 2, 0);
-    h = eqr_relu(ctx, eqr_gconv_forward(ctx, m->l4, h));
-    if (!h) return NULL;
-    int64_t s5[5] = {h->shape[0], h->shape[1] / 4, 4, h->shape[2], h->shape[3]};
-    h = eqr_max(ctx, eqr_reshape(ctx, h, 5, s5), 2, 0); /* group max-pool */
-    h = eqr_global_avgpool(ctx, h);
-    return eqr_linear(ctx, h, m->fc_w, m->fc_b);
 }
 
 /* Invariance of the logits to the four rotations, per test image:
@@ -176,7 +165,7 @@ static void measure_invariance(eqr_ctx *ctx, model *m, const eqr_dataset *ds, in
         int64_t shape[4] = {1, 1, SIDE, SIDE};
         eqr_tensor *x = eqr_tensor_wrap(ctx, ds->x + i * IMG, 4, shape);
         double e;
-        if (!x || eqr_equivariance_error_max(ctx, model_forward, m, m->t1, NULL, x, NULL, 0, &e))
+        if (!x || eqr_equivariance_error_max(ctx, eqr_module_apply, m->net, m->t1, NULL, x, NULL, 0, &e))
             ex_die_ctx(ctx, "invariance measurement");
         if (e > *worst) *worst = e;
         *mean += e;
@@ -220,7 +209,7 @@ int main(int argc, char **argv) {
 
     ex_progress_style tenths = EX_PROGRESS_TENTHS;
     eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
-        .forward = model_forward, .model = &m, .opt = opt, .epochs = o.epochs,
+        .module = m.net, .opt = opt, .epochs = o.epochs,
         .eval_batch = EVAL_BATCH, .progress = ex_progress, .progress_user = &tenths});
     if (!tr) ex_die_ctx(ctx, "creating the trainer");
     double test_loss = 0, test_acc = 0, train_secs = 0;

@@ -31,14 +31,6 @@ typedef struct options {
     int resume;
 } options;
 
-typedef struct model {
-    eqr_tensor *c1w, *bn1g, *bn1b, *bn1m, *bn1v;
-    eqr_tensor *c2w, *bn2g, *bn2b, *bn2m, *bn2v;
-    eqr_tensor *f1w, *f1b, *f2w, *f2b;
-    float dropout;
-    int training; /* batch norm and dropout mode (set_mode) */
-} model;
-
 /* ---- command line ---- */
 
 static void parse_args(int argc, char **argv, options *o) {
@@ -71,66 +63,36 @@ static void parse_args(int argc, char **argv, options *o) {
 
 /* ---- model ---- */
 
-static eqr_tensor *param(eqr_ctx *ctx, const char *name, int ndim, const int64_t *shape,
-                         unsigned flags) {
-    return eqr_param_new(ctx, name, ndim, shape, flags);
-}
-
-static int model_build(eqr_ctx *ctx, model *m, float dropout) {
-    const unsigned nd = EQR_PARAM_NO_DECAY, buf = EQR_PARAM_BUFFER;
-    int64_t s_c1[4] = {32, 1, 3, 3}, s_c2[4] = {64, 32, 3, 3}, s32[1] = {32}, s64[1] = {64};
-    int64_t s_f1[2] = {128, 64 * 7 * 7}, s128[1] = {128}, s_f2[2] = {10, 128}, s10[1] = {10};
-    m->dropout = dropout;
-    m->c1w = param(ctx, "conv1.weight", 4, s_c1, 0);
-    m->bn1g = param(ctx, "bn1.gamma", 1, s32, nd);
-    m->bn1b = param(ctx, "bn1.beta", 1, s32, nd);
-    m->bn1m = param(ctx, "bn1.running_mean", 1, s32, buf);
-    m->bn1v = param(ctx, "bn1.running_var", 1, s32, buf);
-    m->c2w = param(ctx, "conv2.weight", 4, s_c2, 0);
-    m->bn2g = param(ctx, "bn2.gamma", 1, s64, nd);
-    m->bn2b = param(ctx, "bn2.beta", 1, s64, nd);
-    m->bn2m = param(ctx, "bn2.running_mean", 1, s64, buf);
-    m->bn2v = param(ctx, "bn2.running_var", 1, s64, buf);
-    m->f1w = param(ctx, "fc1.weight", 2, s_f1, 0);
-    m->f1b = param(ctx, "fc1.bias", 1, s128, nd);
-    m->f2w = param(ctx, "fc2.weight", 2, s_f2, 0);
-    m->f2b = param(ctx, "fc2.bias", 1, s10, nd);
-    if (eqr_status_get(ctx) != EQR_OK) return -1;
-    const float relu_gain = sqrtf(2.0f);
-    eqr_init_kaiming_normal(ctx, m->c1w, relu_gain);
-    eqr_init_kaiming_normal(ctx, m->c2w, relu_gain);
-    eqr_init_kaiming_normal(ctx, m->f1w, relu_gain);
-    eqr_init_xavier_uniform(ctx, m->f2w, 1.0f);
-    eqr_tensor_fill(m->bn1g, 1.0f);
-    eqr_tensor_fill(m->bn2g, 1.0f);
-    eqr_tensor_fill(m->bn1v, 1.0f);
-    eqr_tensor_fill(m->bn2v, 1.0f);
-    return eqr_status_get(ctx) == EQR_OK ? 0 : -1;
-}
-
-static eqr_tensor *conv_block(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *w, eqr_tensor *g,
-                              eqr_tensor *b, eqr_tensor *rm, eqr_tensor *rv, int training) {
+/* Logits [N,10] for images [N,1,28,28]; batch norm and dropout follow the
+ * trainer's train/eval switch. Modules are created in the order of the
+ * parameters they draw from the context RNG (conv1, conv2, fc1, fc2), so a
+ * seed gives the same initialisation as ever. NULL on error. */
+static eqr_module *model_build(eqr_ctx *ctx, float dropout) {
     const eqr_conv2d_geom geom = EQR_CONV2D(1, 1, 1);
-    eqr_tensor *h = eqr_conv2d(ctx, x, w, NULL, &geom);
-    h = eqr_batchnorm(ctx, h, g, b, rm, rv, 0.1f, 1e-5f, training);
-    h = eqr_relu(ctx, h);
-    return eqr_maxpool2d(ctx, h, 2, 2, 0);
-}
-
-/* Logits [N,10] for images x [N,1,28,28]; NULL on error (on the context). */
-static void model_mode(void *mm, int training) { ((model *)mm)->training = training; }
-
-static eqr_tensor *model_forward(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
-    const model *m = mm;
-    if (!x) return NULL;
-    const int training = m->training;
-    const int64_t flat[2] = {x->shape[0], -1};
-    eqr_tensor *h = conv_block(ctx, x, m->c1w, m->bn1g, m->bn1b, m->bn1m, m->bn1v, training);
-    h = conv_block(ctx, h, m->c2w, m->bn2g, m->bn2b, m->bn2m, m->bn2v, training);
-    h = eqr_reshape(ctx, h, 2, flat);
-    h = eqr_relu(ctx, eqr_linear(ctx, h, m->f1w, m->f1b));
-    h = eqr_dropout(ctx, h, m->dropout, training);
-    return eqr_linear(ctx, h, m->f2w, m->f2b);
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    for (int l = 0; l < 2; l++) {
+        char conv[8], bn[8];
+        snprintf(conv, sizeof conv, "conv%d", l + 1);
+        snprintf(bn, sizeof bn, "bn%d", l + 1);
+        eqr_sequential_add(net, eqr_conv2d_module(ctx, conv, l ? 32 : 1, l ? 64 : 32, 3, &geom, 0));
+        eqr_sequential_add(net, eqr_batchnorm_module(ctx, bn, l ? 64 : 32));
+        eqr_sequential_add(net, eqr_relu_module(ctx, NULL));
+        eqr_sequential_add(net, eqr_maxpool2d_module(ctx, NULL, 2, 2, 0));
+    }
+    eqr_sequential_add(net, eqr_flatten_module(ctx, NULL));
+    /* fc1 is Kaiming-initialised (it feeds a ReLU), not the module's Xavier:
+     * the Xavier draws are undone so that the RNG stream stays as it was. */
+    eqr_rng before = *eqr_ctx_rng(ctx);
+    eqr_module *fc1 = eqr_linear_module(ctx, "fc1", 64 * 7 * 7, 128, 1);
+    *eqr_ctx_rng(ctx) = before;
+    if (fc1) eqr_init_kaiming_normal(ctx, eqr_param_find(ctx, "fc1.weight"), sqrtf(2.0f));
+    eqr_sequential_add(net, fc1);
+    eqr_sequential_add(net, eqr_relu_module(ctx, NULL));
+    eqr_sequential_add(net, eqr_dropout_module(ctx, NULL, dropout));
+    eqr_sequential_add(net, eqr_linear_module(ctx, "fc2", 128, 10, 1));
+    if (eqr_status_get(ctx) == EQR_OK) return net;
+    eqr_module_destroy(net);
+    return NULL;
 }
 
 /* ---- checkpoint ---- */
@@ -166,8 +128,8 @@ int main(int argc, char **argv) {
     eqr_dataset train, test;
     ex_load_fashion_mnist(ctx, o.data, o.train_limit, 0, 28, 10, &train, &test);
 
-    model m;
-    if (model_build(ctx, &m, o.dropout)) ex_die_ctx(ctx, "building the model");
+    eqr_module *net = model_build(ctx, o.dropout);
+    if (!net) ex_die_ctx(ctx, "building the model");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAMW, .lr = o.lr,
                                                              .weight_decay = o.wd});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
@@ -200,7 +162,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
-        .forward = model_forward, .model = &m, .set_mode = model_mode, .opt = opt,
+        .module = net, .opt = opt,
         .sched = sched, .epochs = o.epochs, .eval_batch = EVAL_BATCH, .progress = ex_progress});
     if (!tr) ex_die_ctx(ctx, "creating the trainer");
     double test_loss = 0, test_acc = 0, best_acc = -1, t_start = ex_now();
@@ -248,6 +210,7 @@ int main(int argc, char **argv) {
     eqr_batcher_free(&bt);
     eqr_scheduler_destroy(sched);
     eqr_optim_destroy(opt);
+    eqr_module_destroy(net);
     eqr_dataset_free(&train);
     eqr_dataset_free(&test);
     eqr_ctx_destroy(ctx);
