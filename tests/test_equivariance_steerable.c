@@ -785,22 +785,62 @@ static void test_projection(void **state) {
     for (int64_t i = 0; i < n; i++) w[i] = eqr_rng_normal(&rng);
     eqr_steer_basis_expand(B, w, bank);
     eqr_steer_basis_project(B, bank, w2);
-    double *wd = malloc(sizeof(double) * n);
-    for (int64_t i = 0; i < n; i++) wd[i] = w[i];
-    tu_assert_close("project(expand(w))", w2, wd, n, 1e-5, 1e-5);
+    double *wd = malloc(sizeof(double) * n), *mg = malloc(sizeof(double) * n);
+    float *Sm = malloc(sizeof(float) * (size_t)(n * L1)); /* the float samples, [n, L1] */
+    assert_true(wd && mg && Sm);
+    for (int64_t t = 0; t < n; t++) assert_true(eqr_steer_basis_sample(B, t, Sm + t * L1));
+    /* |S_t| . |S_s|, the scale of the float samples' Gram error (2 u of it) */
+    double *GA = malloc(sizeof(double) * (size_t)(n * n));
+    assert_non_null(GA);
+    for (int64_t a = 0; a < n; a++)
+        for (int64_t b = 0; b < n; b++) {
+            double g = 0;
+            for (int64_t i = 0; i < L1; i++) g += fabs((double)Sm[a * L1 + i] * Sm[b * L1 + i]);
+            GA[a * n + b] = g;
+        }
+    /* w2 = S (S^T w): the projection sums L1 terms S_ti bank_i (magnitude
+     * sum_i |S_ti| |bank_i|), the bank n terms w_s S_si, each within
+     * gamma_n sum_s |w_s S_si|, carried by |S_t| (magnitude sum_s |w_s|
+     * |S_t|.|S_s|, which also scales the float samples' Gram error 2u):
+     * gamma_L1 m1 + gamma_{n + 2} m2, passed as gamma_L1 of m1 + m2 scaled */
+    for (int64_t t = 0; t < n; t++) {
+        double m1 = 0, m2 = 0;
+        for (int64_t i = 0; i < L1; i++) m1 += fabs((double)Sm[t * L1 + i] * bank[i]);
+        for (int64_t q = 0; q < n; q++) m2 += fabs((double)w[q]) * GA[t * n + q];
+        wd[t] = w[t];
+        mg[t] = m1 + m2 * tu_gamma(n + 2) / tu_gamma(L1);
+    }
+    tu_assert_close_bound("project(expand(w))", w2, wd, mg, n, L1, 1);
     /* a random bank: its residual after the fit is orthogonal to every
      * element, and the fit is an equivariant bank (grid check on a conv) */
     for (int64_t i = 0; i < L1; i++) bank[i] = eqr_rng_normal(&rng);
     eqr_steer_basis_project(B, bank, w2);
     eqr_steer_basis_expand(B, w2, bank2);
-    float *el = malloc(sizeof(float) * L1);
-    for (int64_t t = 0; t < n; t++) {
-        eqr_steer_basis_sample(B, t, el);
-        double s = 0;
-        for (int64_t i = 0; i < L1; i++) s += (double)(bank[i] - bank2[i]) * el[i];
-        assert_true(fabs(s) < 1e-4);
+    /* <bank - bank2, S_t> (in double; bank - bank2 exact in double): bank2 =
+     * sum_s w2_s S_s within gamma_n of sum_s |w2_s| |S_s|, seen through S_t:
+     * A_t = sum_s |w2_s| |S_t|.|S_s| (which also bounds the float samples'
+     * Gram error, 2u A_t); w2_s within gamma_L1 of sum_j |S_sj| |bank_j|,
+     * seen through S_s . S_t: B_t. c 3 gamma_{L1 + n} (A_t + B_t) */
+    double *pm = malloc(sizeof(double) * n);
+    assert_non_null(pm);
+    for (int64_t q = 0; q < n; q++) {
+        pm[q] = 0;
+        for (int64_t j = 0; j < L1; j++) pm[q] += fabs((double)Sm[q * L1 + j] * bank[j]);
     }
-    free(el);
+    for (int64_t t = 0; t < n; t++) {
+        double s = 0, A = 0, Bt = 0;
+        for (int64_t i = 0; i < L1; i++) s += ((double)bank[i] - bank2[i]) * Sm[t * L1 + i];
+        for (int64_t q = 0; q < n; q++) {
+            A += fabs((double)w2[q]) * GA[t * n + q];
+            Bt += GA[t * n + q] * pm[q];
+        }
+        const double tol = 3 * tu_gamma(L1 + n) * (A + Bt);
+        if (!(fabs(s) <= tol)) fail_msg("residual . S_%lld = %g > %g", (long long)t, s, tol);
+    }
+    free(pm);
+    free(GA);
+    free(Sm);
+    free(mg);
     free(w);
     free(w2);
     free(bank);
