@@ -7,8 +7,8 @@
 #
 # For relax 0/1 x threads 1/2, every round runs ours and the peer back to
 # back (alternating who goes first), with OPENBLAS_CORETYPE and
-# OPENBLAS_L2_SIZE unset for those commands only and idle OpenMP workers
-# sleeping (OMP_WAIT_POLICY=passive for both). Ratios are taken per round
+# OPENBLAS_L2_SIZE unset for those commands only (OMP_WAIT_POLICY as the
+# caller has it: passive made the peer's 2-thread step 1.7x slower). Ratios are taken per round
 # (the two runs of a round see nearly the same machine load) and reported as
 # median [min, max] of ours/peer step time and ours/peer peak RSS (target
 # <= 0.5 for both). Defaults: 3 rounds, batch 100, build dir build-bench
@@ -51,7 +51,7 @@ run_all() {
   cmake --build "$BUILD" -j2 --target bench_segnn >/dev/null
   OURS=$BUILD/bench/bench_segnn
   [ -n "$LOG" ] || LOG=$(mktemp /tmp/compare_segnn.XXXXXX)
-  clean() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$@"; }
+  clean() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; }
   {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(uname -m)  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')  cores $(nproc)"
     for r in $(seq "$ROUNDS"); do
