@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct eqr_tp {
     eqr_irreps in1, in2, out;
@@ -16,6 +15,8 @@ struct eqr_tp {
     int64_t nweights, d1, d2, d3;
     eqr_tensor *weight;
     eqr_tensor *bias; /* [sum of the 0e output muls] or NULL */
+    int nbias;        /* 0e output entries: column offsets and muls */
+    int64_t bias_off[EQR_IRREPS_MAX], bias_mul[EQR_IRREPS_MAX];
     double fan[EQR_IRREPS_MAX]; /* per output entry: sum over its paths of m1 m2 */
 };
 
@@ -135,8 +136,12 @@ eqr_status eqr_tp_add_bias(eqr_ctx *ctx, eqr_tp *tp, const char *name) {
     if (!tp || !name) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_tp_add_bias: NULL argument");
     if (tp->bias) return eqr__fail(ctx, EQR_ERR_STATE, "eqr_tp_add_bias: the product has a bias");
     int64_t nb = 0;
+    int ne = 0, ent[EQR_IRREPS_MAX];
     for (int c = 0; c < tp->out.n; c++)
-        if (tp->out.e[c].l == 0 && tp->out.e[c].p == 1) nb += tp->out.e[c].mul;
+        if (tp->out.e[c].l == 0 && tp->out.e[c].p == 1) {
+            ent[ne++] = c;
+            nb += tp->out.e[c].mul;
+        }
     if (!nb)
         return eqr__fail(ctx, EQR_ERR_ARG, "eqr_tp_add_bias: the output irreps have no 0e entry");
     char pname[EQR_NAME_LEN];
@@ -145,15 +150,18 @@ eqr_status eqr_tp_add_bias(eqr_ctx *ctx, eqr_tp *tp, const char *name) {
     if (!b) return ctx->status;
     /* U(-1/sqrt(fan), 1/sqrt(fan)) per entry, as its weights (SEGNN) */
     int64_t at = 0;
-    for (int c = 0; c < tp->out.n; c++) {
-        if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
+    for (int k = 0; k < ne; k++) {
+        const int c = ent[k];
         const float lim = (float)(1.0 / sqrt(tp->fan[c] > 0 ? tp->fan[c] : 1.0));
         eqr_tensor seg = *b;
         seg.data = b->data + at;
         seg.numel = tp->out.e[c].mul;
         eqr_tensor_uniform(&seg, eqr_ctx_rng(ctx), -lim, lim);
         at += tp->out.e[c].mul;
+        tp->bias_off[k] = eqr_irreps_offset(&tp->out, c);
+        tp->bias_mul[k] = tp->out.e[c].mul;
     }
+    tp->nbias = ne;
     tp->bias = b;
     return EQR_OK;
 }
@@ -168,26 +176,20 @@ static void bias_backward(eqr_ctx *ctx, eqr_node *nd) {
     float *gb = eqr__grad(ctx, nd->in[1]);
     if (!g || !gb) return;
     const int64_t n = nd->out->shape[0], d = nd->out->shape[1];
-    int64_t at = 0;
-    for (int c = 0; c < tp->out.n; c++) {
-        if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
-        const int64_t off = eqr_irreps_offset(&tp->out, c), m = tp->out.e[c].mul;
+    for (int e = 0, at = 0; e < tp->nbias; at += (int)tp->bias_mul[e++]) {
+        const int64_t off = tp->bias_off[e], m = tp->bias_mul[e];
         for (int64_t r = 0; r < n; r++)
             for (int64_t k = 0; k < m; k++) gb[at + k] += g[r * d + off + k];
-        at += m;
     }
 }
 
 static eqr_tensor *add_bias(eqr_ctx *ctx, const eqr_tp *tp, eqr_tensor *y) {
     const int64_t n = y->shape[0], d = y->shape[1];
-    int64_t at = 0;
-    for (int c = 0; c < tp->out.n; c++) {
-        if (tp->out.e[c].l != 0 || tp->out.e[c].p != 1) continue;
-        const int64_t off = eqr_irreps_offset(&tp->out, c), m = tp->out.e[c].mul;
+    for (int e = 0, at = 0; e < tp->nbias; at += (int)tp->bias_mul[e++]) {
+        const int64_t off = tp->bias_off[e], m = tp->bias_mul[e];
         const float *b = tp->bias->data + at;
         for (int64_t r = 0; r < n; r++)
             for (int64_t k = 0; k < m; k++) y->data[r * d + off + k] += b[k];
-        at += m;
     }
     if (!ctx->grad_enabled || (!eqr__needs_grad(y) && !eqr__needs_grad(tp->bias))) return y;
     eqr_tensor *out = eqr__arena_alloc(ctx, sizeof *out);
