@@ -81,7 +81,7 @@ typedef struct options {
     int64_t stop_after, eval_every, classes, telemetry, probe_images;
     uint64_t seed;
     float lr, theta_max, lambda_defect, lambda_norm, dual_lr, slack_cost;
-    int adaptive;
+    int adaptive, orthogonal;
     int resume;
     /* parsed */
     gkind gk;
@@ -120,6 +120,10 @@ static void parse_args(int argc, char **argv, options *o) {
                        "adaptive theta (relax.h opts.adaptive, as ACE): per-layer learnable "
                        "thetas from --theta-max, held to |theta| <= the --relax schedule's value "
                        "by Lagrange multipliers (use a decaying schedule: linear or cosine)"),
+        EX_FLAG_SWITCH("--orthogonal", &o->orthogonal,
+                       "orthogonal relaxation (relax.h opts.orthogonal): after every step the "
+                       "equivariant part of each W_r moves into the layer's weights, so "
+                       "annealing theta removes only the non-equivariant part"),
         EX_FLAG_FLOAT_ABOVE("--dual-lr", &o->dual_lr, 0.0f, 1e6f,
                             "adaptive: step size of the multipliers' dual ascent (default 0.1)"),
         EX_FLAG_FLOAT("--slack-cost", &o->slack_cost, 0.0f, 1e6f,
@@ -202,6 +206,8 @@ static void parse_args(int argc, char **argv, options *o) {
     o->relax_kind = ex_relax_kind(flags, o->relax);
     if (o->adaptive && o->relax_kind < 0)
         ex_usage_error(flags, "--adaptive needs a relaxation (--relax linear, cosine, ...)");
+    if (o->orthogonal && o->relax_kind < 0)
+        ex_usage_error(flags, "--orthogonal needs a relaxation (--relax triangle, ...)");
     o->proj = ex_projection(flags, o->projection);
     o->pgrad = ex_penalty_grad(flags, o->penalty_grad);
     if ((i = pick(o->rotate, rots, 2)) < 0)
@@ -338,6 +344,7 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int 
          * W_r = 0 would have no gradient), the schedule bounds them */
         eqr_relax_opts ro = {.theta = o->adaptive ? o->theta_max : 0.0f,
                              .adaptive = o->adaptive, .dual_lr = o->dual_lr,
+                             .orthogonal = o->orthogonal,
                              .slack_cost = o->slack_cost,
                              .init = o->wr_normal ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO,
                              .lambda_defect = o->lambda_defect,
@@ -387,6 +394,7 @@ static uint64_t config_hash(const options *o) {
     if (o->adaptive) /* appended only when on: other runs keep their hash */
         snprintf(s + strlen(s), sizeof s - strlen(s), "|adaptive|%.9g|%.9g", o->dual_lr,
                  o->slack_cost);
+    if (o->orthogonal) snprintf(s + strlen(s), sizeof s - strlen(s), "|orthogonal");
     uint64_t h = 1469598103934665603u;
     for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
     return h;

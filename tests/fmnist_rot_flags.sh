@@ -50,6 +50,7 @@ check "missing value for --seed" --seed
 check "bad value '/nonexistent/fmnist' for --data: no such directory" --data /nonexistent/fmnist
 check "--resume needs --checkpoint FILE" --resume
 check "bad value 'half' for --penalty-grad: expected detached or full" --penalty-grad half
+check "--orthogonal needs a relaxation" --orthogonal --relax off
 check "bad value '1' for --classes: expected an integer in [2, 65536]" --classes 1
 check "bad value 'ten' for --classes" --classes ten
 # fewer classes than the labels have (the default data, as fmnist_rot_tiny.sh; other

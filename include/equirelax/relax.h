@@ -114,6 +114,17 @@ typedef struct eqr_relax_opts {
     int adaptive;
     float dual_lr;    /* adaptive: dual step size; 0 = 0.1 */
     float slack_cost; /* adaptive: resilient slack cost (0 = hard constraint) */
+    /* ORTHOGONAL relaxation: after every optimizer step
+     * (eqr_relax_after_step) the equivariant part P W_r of each W_r is moved
+     * into its layer's equivariant weights, scaled by theta (as fold does),
+     * and removed from W_r:  W += theta P W_r,  W_r -= P W_r.  The function
+     * is unchanged, W_r stays in the orthogonal complement of the layer's
+     * equivariant span, and annealing theta away removes only the
+     * non-equivariant part: what W_r learnt that is equivariant is kept.
+     * P is the projection of fold (group average, steerable least squares,
+     * the trace of VN blocks, Schur per irreps pair). Kinds with nothing to
+     * fold into (bare "linear" terms, EGNN, SEGNN) keep W_r whole. */
+    int orthogonal;
 } eqr_relax_opts;
 
 /* Options of one relaxed layer; NULL or zero-initialised for the defaults. */
@@ -143,6 +154,14 @@ eqr_tensor *eqr_relax_theta(eqr_relax *r);
  * multiplier against the current bound; call it after each optimizer step
  * (the trainer does). A no-op without opts.adaptive. */
 eqr_status eqr_relax_dual_step(eqr_ctx *ctx, eqr_relax *r);
+/* Orthogonal relaxation (opts.orthogonal): for every layer whose kind
+ * folds, W += theta P W_r and W_r -= P W_r with the layer's current theta
+ * (file comment). Callable without opts.orthogonal too (one split now). */
+eqr_status eqr_relax_orthogonalize(eqr_ctx *ctx, eqr_relax *r);
+/* What a training loop calls after each optimizer step and scheduler step
+ * (the trainer does): eqr_relax_dual_step, then eqr_relax_orthogonalize
+ * if opts.orthogonal. */
+eqr_status eqr_relax_after_step(eqr_ctx *ctx, eqr_relax *r);
 /* The multiplier of a layer (adaptive; NULL otherwise). */
 eqr_tensor *eqr_rlayer_multiplier(const eqr_rlayer *l);
 /* Set the global theta (and every layer's own theta) to value. */

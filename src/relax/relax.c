@@ -102,6 +102,11 @@ eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts
                   fn, name, o.dual_lr, o.slack_cost);
         return NULL;
     }
+    if (o.orthogonal != 0 && o.orthogonal != 1) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): orthogonal must be 0 or 1, got %d", fn, name,
+                  o.orthogonal);
+        return NULL;
+    }
     if (o.adaptive != 0 && o.adaptive != 1) {
         eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): adaptive must be 0 or 1, got %d", fn, name, o.adaptive);
         return NULL;
@@ -416,6 +421,23 @@ eqr_status eqr_relax_dual_step(eqr_ctx *ctx, eqr_relax *r) {
         l->mult->data[0] = nm > 0 ? (float)nm : 0.0f;
     }
     return EQR_OK;
+}
+
+eqr_status eqr_relax_orthogonalize(eqr_ctx *ctx, eqr_relax *r) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!r) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_orthogonalize: relaxation is NULL");
+    for (int i = 0; i < r->nlayers; i++) {
+        eqr_rlayer *l = r->layers[i];
+        if (l->ops->split && l->ops->split(ctx, l, eqr__rlayer_theta(l)) != EQR_OK)
+            return ctx->status;
+    }
+    return EQR_OK;
+}
+
+eqr_status eqr_relax_after_step(eqr_ctx *ctx, eqr_relax *r) {
+    if (eqr_relax_dual_step(ctx, r) != EQR_OK) return ctx->status;
+    return r->opts.orthogonal ? eqr_relax_orthogonalize(ctx, r) : EQR_OK;
 }
 
 eqr_tensor *eqr_rlayer_multiplier(const eqr_rlayer *l) { return l ? l->mult : NULL; }

@@ -34,6 +34,7 @@
 #include "nn2d/equi_internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct conv_impl {
     eqr_gconv *g;       /* exactly one of g, s is set */
@@ -47,7 +48,8 @@ typedef struct conv_impl {
     int64_t *bank_idx;   /* T: bank entry -> weight entry */
     /* steer */
     const eqr_steer_basis *basis;
-    int64_t nweights;
+    int64_t nweights; /* weights of the equivariant layer (both kinds) */
+    float *scratch;   /* split: nweights (+ bank_numel for steer) floats */
 } conv_impl;
 
 static void impl_destroy(void *p) {
@@ -56,6 +58,7 @@ static void impl_destroy(void *p) {
     free(c->gen_idx[0]);
     free(c->gen_idx[1]);
     free(c->bank_idx);
+    free(c->scratch);
     free(c);
 }
 
@@ -180,6 +183,35 @@ static eqr_status steer_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
     return EQR_OK;
 }
 
+/* Orthogonal split. gconv: P W_r = T(a), a = T^*(W_r) / |G| (the Reynolds
+ * average, file comment): W += theta a, W_r -= T(a). */
+static eqr_status gconv_split(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
+    (void)ctx;
+    conv_impl *c = l->impl;
+    float *w = eqr_gconv_weight(c->g)->data, *a = c->scratch, *wr = l->wr->data;
+    memset(a, 0, (size_t)c->nweights * sizeof(float));
+    for (int64_t b = 0; b < c->bank_numel; b++) a[c->bank_idx[b]] += wr[b];
+    const float inv = 1.0f / (float)c->order;
+    for (int64_t j = 0; j < c->nweights; j++) {
+        a[j] *= inv;
+        w[j] += theta * a[j];
+    }
+    for (int64_t b = 0; b < c->bank_numel; b++) wr[b] -= a[c->bank_idx[b]];
+    return EQR_OK;
+}
+
+/* steer: P W_r = expand(a), a = project(W_r). */
+static eqr_status steer_split(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
+    (void)ctx;
+    conv_impl *c = l->impl;
+    float *a = c->scratch, *pb = c->scratch + c->nweights, *wr = l->wr->data;
+    float *w = eqr_steer_conv_weight(c->s)->data;
+    sproj(c->basis, wr, a, pb);
+    for (int64_t i = 0; i < c->nweights; i++) w[i] += theta * a[i];
+    for (int64_t b = 0; b < c->bank_numel; b++) wr[b] -= pb[b];
+    return EQR_OK;
+}
+
 /* f_eq x = conv(x, bank) + bias and W_r x = conv(x, W_r), apart. */
 static eqr_status conv_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq,
                              double *wr) {
@@ -193,10 +225,10 @@ static eqr_status conv_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double 
 
 static const eqr_rlayer_ops gconv_ops = {.kind = "gconv", .forward = conv_forward,
                                          .defect = gconv_defect, .fold = gconv_fold,
-                                         .probe = conv_probe, .destroy = impl_destroy};
+                                         .split = gconv_split, .probe = conv_probe, .destroy = impl_destroy};
 static const eqr_rlayer_ops steer_ops = {.kind = "steer_conv", .forward = conv_forward,
                                          .defect = steer_defect, .fold = steer_fold,
-                                         .probe = conv_probe, .destroy = impl_destroy};
+                                         .split = steer_split, .probe = conv_probe, .destroy = impl_destroy};
 
 /* ------------------------------------------------------ construction */
 
@@ -296,6 +328,9 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
     for (int i = 0; i < c->ngen; i++)
         if (!(c->gen_idx[i] = build_gen_idx(ctx, c, group, gens[i]))) break;
     if (ctx->status == EQR_OK) c->bank_idx = build_bank_idx(ctx, c, group);
+    c->nweights = eqr_gconv_weight(layer)->numel;
+    if (ctx->status == EQR_OK && !(c->scratch = malloc((size_t)c->nweights * sizeof(float))))
+        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_gconv: out of memory");
     if (ctx->status != EQR_OK) {
         impl_destroy(c);
         return NULL;
@@ -322,5 +357,10 @@ eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
     c->in_dim = (int)c->bank_shape[1];
     c->basis = eqr_steer_conv_basis(layer);
     c->nweights = eqr_steer_basis_size(c->basis);
+    if (!(c->scratch = malloc((size_t)(c->nweights + c->bank_numel) * sizeof(float)))) {
+        impl_destroy(c);
+        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_steer_conv: out of memory");
+        return NULL;
+    }
     return eqr__rlayer_new(ctx, r, name, &steer_ops, c, 4, c->bank_shape, opts);
 }

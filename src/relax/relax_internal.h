@@ -22,6 +22,11 @@ typedef struct eqr_rlayer_ops {
     /* Add theta * (equivariant part of W_r) into the equivariant layer's
      * weights (no gradient recorded). NULL: fold acts as drop. */
     eqr_status (*fold)(eqr_ctx *ctx, eqr_rlayer *l, float theta);
+    /* Orthogonal split: fold's theta * P W_r into the weights AND W_r -=
+     * P W_r, so the layer's function stays the same (no gradient recorded,
+     * no allocation: scratch comes from construction). NULL with fold
+     * NULL. */
+    eqr_status (*split)(eqr_ctx *ctx, eqr_rlayer *l, float theta);
     /* ||f_eq x|| (NaN for a bare term, which has no f_eq of its own) and
      * ||W_r x|| on x, without gradients (telemetry, eqr_rlayer_probe). */
     eqr_status (*probe)(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq_norm,

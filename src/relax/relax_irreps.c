@@ -52,6 +52,29 @@ static eqr_status irr_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
     return EQR_OK;
 }
 
+/* Orthogonal split: per path and copies, the d x d block's part tr(B)/d I
+ * moves to W (as c W I, so W += theta tr(B) / (d c)) and leaves W_r. */
+static eqr_status irr_split(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
+    (void)ctx;
+    const eqr_irreps_linear *L = ((irr_impl *)l->impl)->layer;
+    float *wr = l->wr->data, *w = L->w->data;
+    for (int q = 0; q < L->npaths; q++) {
+        const lin_path *p = &L->p[q];
+        const int d = 2 * L->in.e[p->a].l + 1, mu = L->in.e[p->a].mul, mw = L->out.e[p->b].mul;
+        const int64_t oa = eqr_irreps_offset(&L->in, p->a), ob = eqr_irreps_offset(&L->out, p->b);
+        for (int ww = 0; ww < mw; ww++)
+            for (int u = 0; u < mu; u++) {
+                float *blk = wr + (ob + ww * d) * L->din + oa + u * d;
+                double tr = 0;
+                for (int m = 0; m < d; m++) tr += blk[m * L->din + m];
+                w[p->woff + ww * mu + u] += (float)((double)theta * tr / ((double)d * p->c));
+                const float t = (float)(tr / d);
+                for (int m = 0; m < d; m++) blk[m * L->din + m] -= t;
+            }
+    }
+    return EQR_OK;
+}
+
 static void irr_destroy(void *impl) {
     irr_impl *im = impl;
     if (im) free(im->lie);
@@ -63,6 +86,7 @@ static const eqr_rlayer_ops irr_ops = {
     .forward = irr_forward,
     .defect = irr_defect,
     .fold = irr_fold,
+    .split = irr_split,
     .destroy = irr_destroy,
 };
 

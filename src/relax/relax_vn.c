@@ -88,6 +88,24 @@ static eqr_status vnr_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
     return EQR_OK;
 }
 
+/* Orthogonal split: the trace part tr(B_oc) / 3 I3 of each block moves to
+ * W[o, c] (times theta) and leaves W_r. */
+static eqr_status vnr_split(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
+    (void)ctx;
+    eqr_vn_linear *lay = ((vnr_impl *)l->impl)->layer;
+    const int64_t ci = eqr_vn_linear_in_channels(lay), cols = 3 * ci;
+    float *wr = l->wr->data, *w = eqr_vn_linear_weight(lay)->data;
+    for (int64_t o = 0; o < eqr_vn_linear_out_channels(lay); o++)
+        for (int64_t c = 0; c < ci; c++) {
+            double tr = 0.0;
+            for (int i = 0; i < 3; i++) tr += wr[(3 * o + i) * cols + 3 * c + i];
+            const float t = (float)(tr / 3.0);
+            w[o * ci + c] += theta * t;
+            for (int i = 0; i < 3; i++) wr[(3 * o + i) * cols + 3 * c + i] -= t;
+        }
+    return EQR_OK;
+}
+
 static void vnr_destroy(void *impl) {
     vnr_impl *im = impl;
     if (im) free(im->kron);
@@ -112,6 +130,7 @@ static const eqr_rlayer_ops vnr_ops = {
     .forward = vnr_forward,
     .defect = vnr_defect,
     .fold = vnr_fold,
+    .split = vnr_split,
     .destroy = vnr_destroy,
 };
 

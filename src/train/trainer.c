@@ -303,8 +303,8 @@ eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double 
     if (t->o.clip_norm > 0) eqr_clip_grad_norm(ctx, t->o.clip_norm);
     if (eqr_optim_step(t->o.opt) != EQR_OK) return ctx->status;
     if (t->o.sched && eqr_scheduler_step(t->o.sched) != EQR_OK) return ctx->status;
-    /* adaptive theta: the multipliers' ascent against the new bound */
-    if (t->o.relax && eqr_relax_dual_step(ctx, t->o.relax) != EQR_OK) return ctx->status;
+    /* adaptive theta's dual ascent against the new bound; orthogonal split */
+    if (t->o.relax && eqr_relax_after_step(ctx, t->o.relax) != EQR_OK) return ctx->status;
     t->nsteps++;
     eqr_step_reset(ctx);
     return ctx->status;
