@@ -60,9 +60,11 @@ int ex_relax_kind(const ex_flag *flags, const char *value) {
     if (!strcmp(value, "off")) return -1;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!strcmp(value, names[i])) return eqr_sched_kind_parse(value);
+    if (!strcmp(value, "early")) return EX_THETA_EARLY;
+    if (!strcmp(value, "late")) return EX_THETA_LATE;
     ex_usage_error(flags,
-                   "bad value '%s' for --relax: expected off, triangle, linear, cosine or constant",
-                   value);
+                   "bad value '%s' for --relax: expected off, triangle, linear, cosine, constant, "
+                   "early or late", value);
 }
 
 eqr_project_mode ex_projection(const ex_flag *flags, const char *value) {
@@ -304,6 +306,10 @@ eqr_scheduler *ex_schedules(eqr_ctx *ctx, eqr_optim *opt, float lr_cosine_start,
     if (relax) {
         eqr_schedule s = {.kind = (eqr_sched_kind)theta_kind, .start = theta_max, .end = 0,
                           .total = total};
+        if (theta_kind >= EX_THETA_EARLY &&
+            eqr_schedule_theta_preset(ctx, theta_kind == EX_THETA_EARLY ? "early" : "late",
+                                      theta_max, total, &s) != EQR_OK)
+            ex_die_ctx(ctx, "theta schedule");
         if (eqr_scheduler_add_value(sched, eqr_relax_theta(relax), &s) != EQR_OK)
             ex_die_ctx(ctx, "theta schedule");
     }

@@ -77,6 +77,9 @@ _Noreturn void ex_bad_usage(const char *fmt, ...) EX_PRINTF(1, 2);
 /* The flags the relaxed examples share. --relax: "off" gives -1, otherwise
  * the theta schedule kind (triangle, linear, cosine, constant);
  * --projection: drop | fold. A bad value is a usage error (exit status 2). */
+/* --relax: -1 for off, an eqr_sched_kind, or one of the presets of
+ * eqr_schedule_theta_preset below (schedule.h). */
+enum { EX_THETA_EARLY = 100, EX_THETA_LATE = 101 };
 int ex_relax_kind(const ex_flag *flags, const char *value);
 eqr_project_mode ex_projection(const ex_flag *flags, const char *value);
 /* --penalty-grad: detached (the paper: penalties shape W_r only) | full. */

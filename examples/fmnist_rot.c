@@ -112,7 +112,7 @@ static void parse_args(int argc, char **argv, options *o) {
                     "c4 | d4 (group convs), c8 (steerable convs, regular fields), none (plain "
                     "CNN, same channels) (default c4)"),
         EX_FLAG_STR("--relax", "KIND", &o->relax,
-                    "off | triangle | linear | cosine | constant: theta schedule per step "
+                    "off | triangle | linear | cosine | constant | early | late: theta schedule per step; early and late are schedule.h presets (warm-up, cosine to 0 at half / 0.9 of the steps) "
                     "(default triangle)"),
         EX_FLAG_FLOAT("--theta-max", &o->theta_max, 0.0f, 1e6f,
                       "peak (triangle) or start value of theta (default 1)"),

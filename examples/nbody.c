@@ -111,7 +111,7 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_STR("--select", "last|best", &o->select,
                     "test the last epoch's model or the best-validation epoch's (default last)"),
         EX_FLAG_STR("--relax", "KIND", &o->relax,
-                    "off|triangle|linear|cosine|constant: strict model, or the theta schedule "
+                    "off|triangle|linear|cosine|constant|early|late: strict model, or the theta schedule "
                     "(per step, 0 at the end but for constant) (default off)"),
         EX_FLAG_INT("--layers", &o->layers, 1, MAX_LAYERS, "message-passing / VN layers (default 4)"),
         EX_FLAG_INT("--hidden", &o->hidden, 1, 4096, "hidden width (default 64)"),
@@ -506,13 +506,7 @@ int main(int argc, char **argv) {
     const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
     const int64_t total_steps = steps_per_epoch * o.epochs;
     eqr_scheduler *sch = NULL;
-    if (m.relax) {
-        sch = eqr_scheduler_create(ctx, opt);
-        eqr_schedule s = {.kind = (eqr_sched_kind)o.relax_kind, .start = o.theta_max, .end = 0.0f,
-                          .total = total_steps, .unit_steps = 1};
-        if (!sch || eqr_scheduler_add_value(sch, eqr_relax_theta(m.relax), &s))
-            ex_die_ctx(ctx, "theta schedule");
-    }
+    if (m.relax) sch = ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max, total_steps);
     printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
            o.model, (long long)o.layers, (long long)o.hidden,
            m.relax ? "relaxed" : "strict", (long long)nmodel);

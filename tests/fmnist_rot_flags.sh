@@ -36,7 +36,7 @@ check() {
 
 check "unknown option '--bogus'" --bogus
 check "unexpected argument 'extra'" extra
-check "bad value 'bogus' for --relax: expected off, triangle, linear, cosine or constant" --relax bogus
+check "bad value 'bogus' for --relax: expected off, triangle, linear, cosine, constant, early or late" --relax bogus
 check "bad value 'c5' for --group" --group c5
 check "bad value 'keep' for --projection" --projection keep
 check "bad value 'any' for --rotate" --rotate any

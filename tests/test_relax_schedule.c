@@ -299,6 +299,39 @@ typedef struct bad_case {
     const char *needle;
 } bad_case;
 
+/* The budget-aware presets: the phases at their fractions of T, exact 0
+ * from the end of the decay on, and bad calls refused. */
+static void test_theta_presets(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(1);
+    eqr_schedule s;
+    assert_int_equal(eqr_schedule_theta_preset(ctx, "paper", 2.0f, 100, &s), EQR_OK);
+    assert_int_equal(s.kind, EQR_SCHED_TRIANGLE);
+    check_exact(&s, 50, 2.0f);
+    check_exact(&s, 100, 0.0f);
+    assert_int_equal(eqr_schedule_theta_preset(ctx, "early", 2.0f, 1000, &s), EQR_OK);
+    check(&s, 0, 2.0 / 50);    /* warm-up: 50 steps, start (t + 1) / warmup */
+    check_exact(&s, 49, 2.0f); /* peak at the end of the warm-up */
+    check(&s, 275, 1.0);       /* cosine half-way between 50 and 500 */
+    for (int64_t t = 500; t <= 1000; t += 100) check_exact(&s, t, 0.0f);
+    assert_int_equal(eqr_schedule_theta_preset(ctx, "late", 1.0f, 1000, &s), EQR_OK);
+    check_exact(&s, 99, 1.0f);
+    check(&s, 500, 0.5);
+    check_exact(&s, 900, 0.0f);
+    /* the shortest budget: every phase one step */
+    assert_int_equal(eqr_schedule_theta_preset(ctx, "early", 1.0f, 4, &s), EQR_OK);
+    check_exact(&s, 0, 1.0f);
+    check_exact(&s, 2, 0.0f);
+    assert_int_equal(eqr_schedule_check(ctx, &s), EQR_OK);
+    assert_int_equal(eqr_schedule_theta_preset(ctx, "soon", 1.0f, 100, &s), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "unknown preset 'soon'");
+    eqr_ctx_destroy(ctx);
+    ctx = tu_ctx(1);
+    assert_int_equal(eqr_schedule_theta_preset(ctx, "early", 1.0f, 3, &s), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "need >= 4");
+    eqr_ctx_destroy(ctx);
+}
+
 static void test_bad_schedules(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
@@ -605,6 +638,7 @@ int main(void) {
         cmocka_unit_test(test_callback),
         cmocka_unit_test(test_unit_steps),
         cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_theta_presets),
         cmocka_unit_test(test_bad_schedules),
         cmocka_unit_test(test_scheduler_drives_lr_and_theta),
         cmocka_unit_test(test_checkpoint_resume),

@@ -73,6 +73,19 @@ int eqr_sched_kind_parse(const char *name);
 /* Name of a kind (static string), "?" if unknown. */
 const char *eqr_sched_kind_name(eqr_sched_kind kind);
 
+/* Budget-aware theta schedules: the shape as fractions of the training's
+ * total number of optimizer steps T, so one name serves any budget.
+ *   "paper"  TRIANGLE: 0 -> peak at T/2 -> 0 at T (the paper's).
+ *   "early"  COSINE with a linear warm-up over the first 5% of T (at least
+ *            1 step), at 0 from T/2 on: the second half trains the exact
+ *            equivariant model, which then needs no projection jump.
+ *   "late"   COSINE, warm-up 10%, at 0 from 0.9 T (a short settle).
+ * Fractions round down to whole steps; T must be >= 4 (each phase at least
+ * one step). Fills *out (unit: one optimizer step). EQR_ERR_ARG for an
+ * unknown name, T < 4 or a peak that is not finite and >= 0. */
+eqr_status eqr_schedule_theta_preset(eqr_ctx *ctx, const char *name, float peak,
+                                     int64_t total_steps, eqr_schedule *out);
+
 typedef struct eqr_scheduler eqr_scheduler;
 
 /* New scheduler. Its position is the optimizer's step count

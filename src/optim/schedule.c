@@ -5,6 +5,7 @@
 #include "equirelax/schedule.h"
 
 #include <math.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -82,6 +83,37 @@ static int sched_problem(const eqr_schedule *s, char *buf, size_t len) {
         return bad(buf, len, "step_size must be > 0 for STEP, got %lld",
                         (long long)s->step_size);
     return 0;
+}
+
+eqr_status eqr_schedule_theta_preset(eqr_ctx *ctx, const char *name, float peak,
+                                     int64_t total_steps, eqr_schedule *out) {
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!name || !out)
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_schedule_theta_preset: name and out must not be NULL");
+    if (!isfinite(peak) || peak < 0)
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_schedule_theta_preset: peak %g must be finite and >= 0",
+                         peak);
+    if (total_steps < 4)
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_schedule_theta_preset(%s): %lld steps, need >= 4",
+                         name, (long long)total_steps);
+    eqr_schedule s = {.start = peak, .end = 0.0f, .unit_steps = 1};
+    if (!strcmp(name, "paper")) {
+        s.kind = EQR_SCHED_TRIANGLE;
+        s.total = total_steps;
+    } else if (!strcmp(name, "early") || !strcmp(name, "late")) {
+        const int early = name[0] == 'e';
+        s.kind = EQR_SCHED_COSINE;
+        s.warmup = total_steps / (early ? 20 : 10);
+        if (s.warmup < 1) s.warmup = 1;
+        s.total = early ? total_steps / 2 : total_steps * 9 / 10;
+        if (s.total <= s.warmup) s.total = s.warmup + 1;
+    } else {
+        return eqr__fail(ctx, EQR_ERR_ARG, "eqr_schedule_theta_preset: unknown preset '%s' "
+                         "(expected paper, early or late)", name);
+    }
+    *out = s;
+    return EQR_OK;
 }
 
 eqr_status eqr_schedule_check(eqr_ctx *ctx, const eqr_schedule *s) {
