@@ -1,6 +1,7 @@
 /* The conv with a stacked norm bank (conv_internal.h eqr__conv2d_norm). */
 #include "ops/conv_internal.h"
 #include "ops/kernels/conv_kernels.h"
+#include "ops/sumsq_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -19,16 +20,6 @@ typedef struct convn_saved {
     float ds;          /* dL/dnorm, set by the norm node's backward */
     int detach_x;      /* 1: the norm's gradient does not reach x */
 } convn_saved;
-
-/* Sum of squares of n floats in double, 8 independent partial sums. */
-static double sumsq8(const float *restrict x, size_t n) {
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) a[j] += (double)x[i + j] * x[i + j];
-    for (; i < n; i++) a[i & 7] += (double)x[i] * x[i];
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
 
 /* Floats of one chunk's [2O, tile] buffer. */
 static size_t stack_floats(const conv_dims *d) { return (size_t)2 * d->O * d->TR * d->OW; }
@@ -83,7 +74,7 @@ static void convn_forward_chunk(const void *job, int k) {
                        (size_t)cols * sizeof(float));
             }
         }
-        j->part[n] = sumsq8(rn, ch.ys);
+        j->part[n] = eqr__sumsq8(rn, (int64_t)ch.ys);
     }
 }
 
