@@ -82,11 +82,8 @@ eqr_pointwise *eqr_pointwise_create(eqr_ctx *ctx, const eqr_rep *in_type, eqr_po
             return NULL;
         }
     }
-    eqr_pointwise *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_pointwise_create: out of memory");
-        return NULL;
-    }
+    eqr_pointwise *l = eqr__calloc(ctx, "eqr_pointwise_create", 1, sizeof *l);
+    if (!l) return NULL;
     l->type = in_type;
     l->kind = kind;
     l->slope = slope;

@@ -26,11 +26,8 @@ eqr_vn_leaky_relu *eqr_vn_leaky_relu_create(eqr_ctx *ctx, const char *name, int 
                   (double)o.negative_slope);
         return NULL;
     }
-    eqr_vn_leaky_relu *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_vn_leaky_relu *l = eqr__calloc(ctx, fn, 1, sizeof *l);
+    if (!l) return NULL;
     l->channels = channels;
     l->dirs = o.shared ? 1 : channels;
     l->slope = o.negative_slope;
@@ -90,11 +87,8 @@ eqr_vn_bn *eqr_vn_bn_create(eqr_ctx *ctx, const char *name, int channels,
                   (double)o.eps, (double)o.momentum);
         return NULL;
     }
-    eqr_vn_bn *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_vn_bn *l = eqr__calloc(ctx, fn, 1, sizeof *l);
+    if (!l) return NULL;
     l->channels = channels;
     l->training = 1;
     l->eps = o.eps > 0.0f ? o.eps : 1e-5f;

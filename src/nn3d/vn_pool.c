@@ -27,11 +27,8 @@ static const char *w_suffix[] = {".weight"};
 static vn_dir_layer *dir_layer_create(eqr_ctx *ctx, const char *fn, const char *name,
                                       int channels, int rows_is_three) {
     if (!eqr__vn_create_ok(ctx, fn, name, 1, &channels, 1, w_suffix)) return NULL;
-    vn_dir_layer *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    vn_dir_layer *l = eqr__calloc(ctx, fn, 1, sizeof *l);
+    if (!l) return NULL;
     l->channels = channels;
     int64_t s[2] = {rows_is_three ? 3 : channels, channels};
     l->w = eqr__param_filled(ctx, name, ".weight", 2, s, 0, 0.0f);

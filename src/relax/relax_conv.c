@@ -276,11 +276,8 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_gconv: relaxation and layer must not be NULL");
         return NULL;
     }
-    conv_impl *c = calloc(1, sizeof *c);
-    if (!c) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_gconv: out of memory");
-        return NULL;
-    }
+    conv_impl *c = eqr__calloc(ctx, "eqr_relax_gconv", 1, sizeof *c);
+    if (!c) return NULL;
     c->g = layer;
     c->geom = eqr_gconv_geom(layer);
     eqr_gconv_bank_shape(layer, c->bank_shape);
@@ -310,11 +307,8 @@ eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_steer_conv: relaxation and layer must not be NULL");
         return NULL;
     }
-    conv_impl *c = calloc(1, sizeof *c);
-    if (!c) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_steer_conv: out of memory");
-        return NULL;
-    }
+    conv_impl *c = eqr__calloc(ctx, "eqr_relax_steer_conv", 1, sizeof *c);
+    if (!c) return NULL;
     c->s = layer;
     c->geom = eqr_steer_conv_geom(layer);
     eqr_steer_conv_bank_shape(layer, c->bank_shape);
