@@ -36,11 +36,7 @@ eqr_tensor *eqr__vn_linear4(eqr_ctx *ctx, eqr_tensor *w, eqr_tensor *x4, int c_o
 }
 
 eqr_tensor *eqr_vn_linear_forward(eqr_ctx *ctx, eqr_vn_linear *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_linear_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_linear_forward", layer, x)) return NULL;
     eqr_tensor *x4 = eqr__vn_view4(ctx, "eqr_vn_linear_forward", x, layer->c_in);
     if (!x4) return NULL;
     return eqr__vn_unview(ctx, eqr__vn_linear4(ctx, layer->w, x4, layer->c_out), x);

@@ -52,11 +52,7 @@ eqr_vn_max_pool *eqr_vn_max_pool_create(eqr_ctx *ctx, const char *name, int chan
 }
 
 eqr_tensor *eqr_vn_max_pool_forward(eqr_ctx *ctx, eqr_vn_max_pool *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_max_pool_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_max_pool_forward", layer, x)) return NULL;
     int C = layer->d.channels;
     if (x->ndim != 4 || x->shape[1] != C || x->shape[2] != 3 || x->shape[3] < 1) {
         char b[EQR_SHAPE_BUF];
@@ -103,11 +99,7 @@ eqr_vn_invariant *eqr_vn_invariant_create(eqr_ctx *ctx, const char *name, int ch
 }
 
 eqr_tensor *eqr_vn_invariant_forward(eqr_ctx *ctx, eqr_vn_invariant *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_invariant_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_invariant_forward", layer, x)) return NULL;
     int64_t C = layer->d.channels;
     eqr_tensor *x4 = eqr__vn_view4(ctx, "eqr_vn_invariant_forward", x, (int)C);
     if (!x4) return NULL;
