@@ -103,6 +103,12 @@ eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...) {
     return st;
 }
 
+void *eqr__calloc(eqr_ctx *ctx, const char *fn, size_t n, size_t size) {
+    void *p = calloc(n, size);
+    if (!p) eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
+    return p;
+}
+
 void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...) {
     if (!ctx || !ctx->log_fn) return;
     char msg[EQR_ERRMSG_LEN];

@@ -78,6 +78,10 @@ struct eqr_ctx {
 eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* calloc(n, size); when it fails, records EQR_ERR_NOMEM "<fn>: out of
+ * memory" (fn names the public function) and returns NULL. */
+void *eqr__calloc(eqr_ctx *ctx, const char *fn, size_t n, size_t size);
+
 /* Pass a formatted message to the context's log callback at level (nothing
  * if none is set); never touches the error state. */
 void eqr__log(eqr_ctx *ctx, eqr_log_level level, const char *fmt, ...)

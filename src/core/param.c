@@ -141,22 +141,24 @@ eqr_status eqr_init_kaiming_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {
     return EQR_OK;
 }
 
-eqr_status eqr_init_kaiming_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain) {
+/* w ~ U(-a, a), a = gain sqrt(c / fan) with fan = fan_in, or fan_in + fan_out
+ * where both_fans (fn names the public function in messages). */
+static eqr_status init_uniform(eqr_ctx *ctx, eqr_tensor *w, const char *fn, float gain, double c,
+                               int both_fans) {
     double fi = 0, fo = 0;
-    eqr_status st = fans(ctx, w, "eqr_init_kaiming_uniform", &fi, &fo);
+    eqr_status st = fans(ctx, w, fn, &fi, &fo);
     if (st) return st;
-    float a = (float)(gain * sqrt(3.0 / fi));
+    float a = (float)(gain * sqrt(c / (both_fans ? fi + fo : fi)));
     eqr_tensor_uniform(w, &ctx->rng, -a, a);
     return EQR_OK;
 }
 
+eqr_status eqr_init_kaiming_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain) {
+    return init_uniform(ctx, w, "eqr_init_kaiming_uniform", gain, 3.0, 0);
+}
+
 eqr_status eqr_init_xavier_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain) {
-    double fi = 0, fo = 0;
-    eqr_status st = fans(ctx, w, "eqr_init_xavier_uniform", &fi, &fo);
-    if (st) return st;
-    float a = (float)(gain * sqrt(6.0 / (fi + fo)));
-    eqr_tensor_uniform(w, &ctx->rng, -a, a);
-    return EQR_OK;
+    return init_uniform(ctx, w, "eqr_init_xavier_uniform", gain, 6.0, 1);
 }
 
 eqr_status eqr_init_xavier_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {

@@ -30,11 +30,8 @@ eqr_dist *eqr_dist_create(eqr_ctx *ctx, MPI_Comm comm) {
         eqr__fail(ctx, EQR_ERR_ARG, "%s: comm is MPI_COMM_NULL", fn);
         return NULL;
     }
-    eqr_dist *d = calloc(1, sizeof *d);
-    if (!d) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_dist *d = eqr__calloc(ctx, fn, 1, sizeof *d);
+    if (!d) return NULL;
     d->ctx = ctx;
     d->bucket = EQR_DIST_BUCKET_DEFAULT;
     d->comm = MPI_COMM_NULL;

@@ -149,9 +149,11 @@ static void build_image(eqr_ctx *ctx, const eqr_optim *opt, int nslots, const ui
     put_u64(buf + 16, (uint64_t)(size - CK_HEADER));
 }
 
-eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *opt,
-                               const uint64_t *counters, int ncounters) {
-    static const char *fn = "eqr_checkpoint_save";
+/* The arguments save and load share: a healthy context, a path and
+ * ncounters in [0, CK_MAX_COUNTERS] with an array. EQR_OK, or the status
+ * (recorded, naming fn). */
+static eqr_status check_call(eqr_ctx *ctx, const char *fn, const char *path,
+                             const uint64_t *counters, int ncounters) {
     if (!ctx) return EQR_ERR_ARG;
     if (ctx->status != EQR_OK) return ctx->status;
     if (!path || !*path) return eqr__fail(ctx, EQR_ERR_ARG, "%s: path is empty", fn);
@@ -159,6 +161,14 @@ eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *
         return eqr__fail(ctx, EQR_ERR_ARG,
                          "%s: ncounters must be in [0,%d] with a non-NULL array, got %d", fn,
                          CK_MAX_COUNTERS, ncounters);
+    return EQR_OK;
+}
+
+eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *opt,
+                               const uint64_t *counters, int ncounters) {
+    static const char *fn = "eqr_checkpoint_save";
+    eqr_status st = check_call(ctx, fn, path, counters, ncounters);
+    if (st) return st;
     int nslots = opt ? opt_slots(ctx, opt) : 0;
     if (nslots < 0)
         return eqr__fail(ctx, EQR_ERR_STATE,
@@ -169,7 +179,7 @@ eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *
     uint8_t *buf = malloc(size);
     if (!buf) return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, size);
     build_image(ctx, opt, nslots, counters, ncounters, buf, size);
-    eqr_status st = eqr__write_atomic_buf(ctx, fn, path, buf, size);
+    st = eqr__write_atomic_buf(ctx, fn, path, buf, size);
     free(buf);
     return st;
 }
@@ -421,16 +431,11 @@ eqr_status eqr_checkpoint_load_opts(eqr_ctx *ctx, const char *path, eqr_optim *o
                                     uint64_t *counters, int ncounters, const eqr_load_opts *opts,
                                     eqr_load_report *report) {
     static const char *fn = "eqr_checkpoint_load";
-    if (!ctx) return EQR_ERR_ARG;
-    if (ctx->status != EQR_OK) return ctx->status;
-    if (!path || !*path) return eqr__fail(ctx, EQR_ERR_ARG, "%s: path is empty", fn);
-    if (ncounters < 0 || ncounters > CK_MAX_COUNTERS || (ncounters > 0 && !counters))
-        return eqr__fail(ctx, EQR_ERR_ARG,
-                         "%s: ncounters must be in [0,%d] with a non-NULL array, got %d", fn,
-                         CK_MAX_COUNTERS, ncounters);
+    eqr_status st = check_call(ctx, fn, path, counters, ncounters);
+    if (st) return st;
     uint8_t *buf = NULL;
     size_t n = 0;
-    eqr_status st = eqr__load_begin(ctx, fn, path, opts, report, &buf, &n);
+    st = eqr__load_begin(ctx, fn, path, opts, report, &buf, &n);
     if (st) return st;
     ckfile F;
     memset(&F, 0, sizeof F);

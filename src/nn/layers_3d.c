@@ -141,11 +141,8 @@ eqr_module *eqr_gate_module(eqr_ctx *ctx, const char *name, const eqr_irreps *sc
                       scalars->e[i].mul, scalars->e[i].l, scalars->e[i].p > 0 ? 'e' : 'o');
             return NULL;
         }
-    gate *g = calloc(1, sizeof *g);
-    if (!g) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", __func__);
-        return NULL;
-    }
+    gate *g = eqr__calloc(ctx, __func__, 1, sizeof *g);
+    if (!g) return NULL;
     g->ns = eqr_irreps_dim(scalars);
     g->nb = gated->n;
     for (int i = 0; i < gated->n; i++) {

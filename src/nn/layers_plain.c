@@ -23,9 +23,7 @@ static eqr_module *plain_new(eqr_ctx *ctx, const char *fn, const char *name,
 }
 
 static plain *plain_alloc(eqr_ctx *ctx, const char *fn) {
-    plain *p = calloc(1, sizeof *p);
-    if (!p) eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-    return p;
+    return eqr__calloc(ctx, fn, 1, sizeof(plain));
 }
 
 static int describe_k(const eqr_module *m, char *buf, size_t n) {

@@ -26,11 +26,8 @@ eqr_module *eqr__module_new(eqr_ctx *ctx, const char *fn, const char *name,
         goto fail;
     }
     if (!name_ok(ctx, fn, name ? name : ops->kind)) goto fail;
-    m = calloc(1, sizeof *m);
-    if (!m) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        goto fail;
-    }
+    m = eqr__calloc(ctx, fn, 1, sizeof *m);
+    if (!m) goto fail;
     m->ctx = ctx;
     m->ops = ops;
     m->impl = impl;

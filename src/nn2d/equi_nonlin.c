@@ -14,16 +14,22 @@ static int count_fields(const eqr_rep *t) {
     return n;
 }
 
-/* Channel offset and dimension of every field of t, in order. */
-static void list_fields(const eqr_rep *t, int32_t *off, int32_t *dim) {
+/* *off and *dim: the channel offset and dimension of each of the F fields of
+ * t, in order, in one allocation of 2F (freed through *off). 0 if it fails. */
+static int field_table(const eqr_rep *t, int F, int32_t **off, int32_t **dim) {
+    int32_t *tab = calloc(2 * (size_t)F, sizeof *tab);
+    if (!tab) return 0;
+    *off = tab;
+    *dim = tab + F;
     int f = 0;
     for (int k = 0; k < t->nparts; k++) {
         int d = eqr_rep_part_dim(t, k), o = eqr_rep_part_offset(t, k);
         for (int c = 0; c < t->parts[k].mult; c++, f++) {
-            off[f] = o + c * d;
-            dim[f] = d;
+            tab[f] = o + c * d;
+            tab[F + f] = d;
         }
     }
+    return 1;
 }
 
 /* Check x is [N, dim, ...]; sets N and S (spatial size). 0 on error. */
@@ -76,11 +82,8 @@ eqr_pointwise *eqr_pointwise_create(eqr_ctx *ctx, const eqr_rep *in_type, eqr_po
             return NULL;
         }
     }
-    eqr_pointwise *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_pointwise_create: out of memory");
-        return NULL;
-    }
+    eqr_pointwise *l = eqr__calloc(ctx, "eqr_pointwise_create", 1, sizeof *l);
+    if (!l) return NULL;
     l->type = in_type;
     l->kind = kind;
     l->slope = slope;
@@ -131,18 +134,13 @@ eqr_norm_relu *eqr_norm_relu_create(eqr_ctx *ctx, const char *name, const eqr_re
     snprintf(pname, sizeof pname, "%s.bias", name);
     int F = count_fields(in_type);
     eqr_norm_relu *l = calloc(1, sizeof *l);
-    int32_t *tab = calloc(2 * (size_t)F, sizeof *tab);
-    if (!l || !tab) {
+    if (!l || !field_table(in_type, F, &l->off, &l->dim)) {
         free(l);
-        free(tab);
         eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_norm_relu_create: out of memory");
         return NULL;
     }
     l->type = in_type;
     l->nfields = F;
-    l->off = tab;
-    l->dim = tab + F;
-    list_fields(in_type, l->off, l->dim);
     int64_t shape[1] = {F};
     l->bias = eqr_param_new(ctx, pname, 1, shape, EQR_PARAM_NO_DECAY);
     if (!l->bias) {
@@ -297,19 +295,14 @@ eqr_gated *eqr_gated_create(eqr_ctx *ctx, const eqr_rep *in_type) {
         seen += p->mult;
     }
     eqr_gated *l = calloc(1, sizeof *l);
-    int32_t *tab = calloc(2 * (size_t)F, sizeof *tab);
-    if (!l || !tab) {
+    if (!l || !field_table(in_type, F, &l->off, &l->dim)) {
         free(parts);
         free(l);
-        free(tab);
         eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_gated_create: out of memory");
         return NULL;
     }
     l->in_type = in_type;
     l->ngated = K;
-    l->off = tab;
-    l->dim = tab + F;
-    list_fields(in_type, l->off, l->dim);
     l->out_type = eqr_rep_create(ctx, &in_type->group, nparts_out, parts);
     free(parts);
     if (!l->out_type) {

@@ -173,11 +173,8 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
     if (!eqr__conv_geom_fill(ctx, "eqr_gconv_create", &o.geom) || !check_types(ctx, in_type, out_type, k, o.kind, &kind))
         return NULL;
 
-    eqr_gconv *L = calloc(1, sizeof *L);
-    if (!L) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_gconv_create: out of memory");
-        return NULL;
-    }
+    eqr_gconv *L = eqr__calloc(ctx, "eqr_gconv_create", 1, sizeof *L);
+    if (!L) return NULL;
     L->kind = kind;
     L->group = out_type->group;
     L->order = eqr_group_order(&L->group);

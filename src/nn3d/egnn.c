@@ -150,11 +150,8 @@ eqr_egnn *eqr_egnn_create(eqr_ctx *ctx, const char *name, int in_features, int o
             }
         }
     }
-    eqr_egnn *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_egnn_create: out of memory");
-        return NULL;
-    }
+    eqr_egnn *l = eqr__calloc(ctx, "eqr_egnn_create", 1, sizeof *l);
+    if (!l) return NULL;
     if (o.norm_eps == 0) o.norm_eps = 1e-8f;
     if (o.coord_range == 0) o.coord_range = 1.0f;
     snprintf(l->name, sizeof l->name, "%s", name);

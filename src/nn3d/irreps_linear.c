@@ -19,11 +19,8 @@ eqr_irreps_linear *eqr_irreps_linear_create(eqr_ctx *ctx, const char *name,
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_irreps_linear_create: '%s': empty input or output irreps", name);
         return NULL;
     }
-    eqr_irreps_linear *L = calloc(1, sizeof *L);
-    if (!L) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_irreps_linear_create: out of memory");
-        return NULL;
-    }
+    eqr_irreps_linear *L = eqr__calloc(ctx, "eqr_irreps_linear_create", 1, sizeof *L);
+    if (!L) return NULL;
     L->in = *in;
     L->out = *out;
     L->din = eqr_irreps_dim(in);

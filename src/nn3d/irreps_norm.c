@@ -170,11 +170,8 @@ eqr_irreps_ln *eqr_irreps_ln_create(eqr_ctx *ctx, const char *name, const eqr_ir
     if (!norm_setup(ctx, fn, name, irreps, opts, &o, &C, &B)) return NULL;
     const char *suffixes[2] = {".weight", ".bias"};
     if (!o.no_affine && !eqr__param_names_free(ctx, fn, name, 1 + (B > 0), suffixes)) return NULL;
-    eqr_irreps_ln *L = calloc(1, sizeof *L);
-    if (!L) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_irreps_ln *L = eqr__calloc(ctx, fn, 1, sizeof *L);
+    if (!L) return NULL;
     L->ir = *irreps;
     L->dim = eqr_irreps_dim(irreps);
     L->eps = o.eps;

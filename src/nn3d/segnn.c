@@ -108,11 +108,8 @@ eqr_segnn_layer *eqr_segnn_layer_create(eqr_ctx *ctx, const char *name, const eq
     int64_t ns;
     int fg;
     if (split_hidden(ctx, fn, hidden, &ns, &fg)) return NULL;
-    eqr_segnn_layer *L = calloc(1, sizeof *L);
-    if (!L) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_segnn_layer *L = eqr__calloc(ctx, fn, 1, sizeof *L);
+    if (!L) return NULL;
     L->hidden = *hidden, L->attr = *attr, L->add = add;
     eqr_irreps hh, msg_in, extra = {.n = add ? 1 : 0, .e = {{add, 0, 1}}};
     char nm[EQR_NAME_LEN];
@@ -226,11 +223,8 @@ eqr_segnn *eqr_segnn_create(eqr_ctx *ctx, const char *name, const eqr_segnn_opts
                   "[0, 8] (0: the defaults 4 and 1)", fn, o.layers, SEGNN_MAX_LAYERS, o.lmax_attr);
         return NULL;
     }
-    eqr_segnn *m = calloc(1, sizeof *m);
-    if (!m) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_segnn *m = eqr__calloc(ctx, fn, 1, sizeof *m);
+    if (!m) return NULL;
     m->lmax = o.lmax_attr ? o.lmax_attr : 1;
     const int nl = o.layers ? o.layers : 4;
     eqr_irreps in, out;

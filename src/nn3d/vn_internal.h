@@ -32,6 +32,10 @@ eqr_tensor *eqr__vn_view4(eqr_ctx *ctx, const char *fn, eqr_tensor *x, int chann
 /* y4 [N, C', 3, P] back in x's form: a [N, C', 3] view if x was 3-d. */
 eqr_tensor *eqr__vn_unview(eqr_ctx *ctx, eqr_tensor *y4, const eqr_tensor *x);
 
+/* Prologue of a VN layer's forward: 0 if the context is in error, x is NULL
+ * or layer is NULL (EQR_ERR_ARG recorded, naming fn), else 1. */
+int eqr__vn_forward_ok(eqr_ctx *ctx, const char *fn, const void *layer, const eqr_tensor *x);
+
 /* Checks of a create: channels >= 1 (each of n counts), a usable name and
  * free parameter names "<name><suffix>". 0 with EQR_ERR_ARG recorded. */
 int eqr__vn_create_ok(eqr_ctx *ctx, const char *fn, const char *name, int n,

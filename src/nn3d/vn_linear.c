@@ -16,11 +16,8 @@ eqr_vn_linear *eqr_vn_linear_create(eqr_ctx *ctx, const char *name, int c_in, in
     static const char *fn = "eqr_vn_linear_create";
     int ch[2] = {c_in, c_out};
     if (!eqr__vn_create_ok(ctx, fn, name, 2, ch, 1, lin_suffixes)) return NULL;
-    eqr_vn_linear *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_vn_linear *l = eqr__calloc(ctx, fn, 1, sizeof *l);
+    if (!l) return NULL;
     int64_t s[2] = {c_out, c_in};
     l->c_in = c_in, l->c_out = c_out;
     l->w = eqr__param_filled(ctx, name, ".weight", 2, s, 0, 0.0f);
@@ -39,11 +36,7 @@ eqr_tensor *eqr__vn_linear4(eqr_ctx *ctx, eqr_tensor *w, eqr_tensor *x4, int c_o
 }
 
 eqr_tensor *eqr_vn_linear_forward(eqr_ctx *ctx, eqr_vn_linear *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_linear_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_linear_forward", layer, x)) return NULL;
     eqr_tensor *x4 = eqr__vn_view4(ctx, "eqr_vn_linear_forward", x, layer->c_in);
     if (!x4) return NULL;
     return eqr__vn_unview(ctx, eqr__vn_linear4(ctx, layer->w, x4, layer->c_out), x);

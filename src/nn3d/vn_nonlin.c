@@ -26,11 +26,8 @@ eqr_vn_leaky_relu *eqr_vn_leaky_relu_create(eqr_ctx *ctx, const char *name, int 
                   (double)o.negative_slope);
         return NULL;
     }
-    eqr_vn_leaky_relu *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_vn_leaky_relu *l = eqr__calloc(ctx, fn, 1, sizeof *l);
+    if (!l) return NULL;
     l->channels = channels;
     l->dirs = o.shared ? 1 : channels;
     l->slope = o.negative_slope;
@@ -45,11 +42,7 @@ eqr_vn_leaky_relu *eqr_vn_leaky_relu_create(eqr_ctx *ctx, const char *name, int 
 }
 
 eqr_tensor *eqr_vn_leaky_relu_forward(eqr_ctx *ctx, eqr_vn_leaky_relu *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_leaky_relu_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_leaky_relu_forward", layer, x)) return NULL;
     eqr_tensor *x4 = eqr__vn_view4(ctx, "eqr_vn_leaky_relu_forward", x, layer->channels);
     if (!x4) return NULL;
     int64_t N = x4->shape[0], C = layer->channels, P = x4->shape[3];
@@ -90,11 +83,8 @@ eqr_vn_bn *eqr_vn_bn_create(eqr_ctx *ctx, const char *name, int channels,
                   (double)o.eps, (double)o.momentum);
         return NULL;
     }
-    eqr_vn_bn *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_vn_bn *l = eqr__calloc(ctx, fn, 1, sizeof *l);
+    if (!l) return NULL;
     l->channels = channels;
     l->training = 1;
     l->eps = o.eps > 0.0f ? o.eps : 1e-5f;
@@ -112,11 +102,7 @@ eqr_vn_bn *eqr_vn_bn_create(eqr_ctx *ctx, const char *name, int channels,
 }
 
 eqr_tensor *eqr_vn_bn_forward(eqr_ctx *ctx, eqr_vn_bn *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_bn_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_bn_forward", layer, x)) return NULL;
     eqr_tensor *x4 = eqr__vn_view4(ctx, "eqr_vn_bn_forward", x, layer->channels);
     if (!x4) return NULL;
     if (layer->training && x4->shape[0] * x4->shape[3] < 2) {

@@ -173,6 +173,15 @@ eqr_tensor *eqr__vn_unview(eqr_ctx *ctx, eqr_tensor *y4, const eqr_tensor *x) {
     return eqr_reshape(ctx, y4, 3, s);
 }
 
+int eqr__vn_forward_ok(eqr_ctx *ctx, const char *fn, const void *layer, const eqr_tensor *x) {
+    if (!eqr__ok_in(ctx, fn, 1, x)) return 0;
+    if (!layer) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: layer is NULL", fn);
+        return 0;
+    }
+    return 1;
+}
+
 int eqr__vn_create_ok(eqr_ctx *ctx, const char *fn, const char *name, int n,
                       const int *channels, int nsuffix, const char *const *suffixes) {
     if (!ctx || ctx->status != EQR_OK) return 0;

@@ -27,11 +27,8 @@ static const char *w_suffix[] = {".weight"};
 static vn_dir_layer *dir_layer_create(eqr_ctx *ctx, const char *fn, const char *name,
                                       int channels, int rows_is_three) {
     if (!eqr__vn_create_ok(ctx, fn, name, 1, &channels, 1, w_suffix)) return NULL;
-    vn_dir_layer *l = calloc(1, sizeof *l);
-    if (!l) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    vn_dir_layer *l = eqr__calloc(ctx, fn, 1, sizeof *l);
+    if (!l) return NULL;
     l->channels = channels;
     int64_t s[2] = {rows_is_three ? 3 : channels, channels};
     l->w = eqr__param_filled(ctx, name, ".weight", 2, s, 0, 0.0f);
@@ -55,11 +52,7 @@ eqr_vn_max_pool *eqr_vn_max_pool_create(eqr_ctx *ctx, const char *name, int chan
 }
 
 eqr_tensor *eqr_vn_max_pool_forward(eqr_ctx *ctx, eqr_vn_max_pool *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_max_pool_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_max_pool_forward", layer, x)) return NULL;
     int C = layer->d.channels;
     if (x->ndim != 4 || x->shape[1] != C || x->shape[2] != 3 || x->shape[3] < 1) {
         char b[EQR_SHAPE_BUF];
@@ -106,11 +99,7 @@ eqr_vn_invariant *eqr_vn_invariant_create(eqr_ctx *ctx, const char *name, int ch
 }
 
 eqr_tensor *eqr_vn_invariant_forward(eqr_ctx *ctx, eqr_vn_invariant *layer, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 1, x)) return NULL;
-    if (!layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_vn_invariant_forward: layer is NULL");
-        return NULL;
-    }
+    if (!eqr__vn_forward_ok(ctx, "eqr_vn_invariant_forward", layer, x)) return NULL;
     int64_t C = layer->d.channels;
     eqr_tensor *x4 = eqr__vn_view4(ctx, "eqr_vn_invariant_forward", x, (int)C);
     if (!x4) return NULL;

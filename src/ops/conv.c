@@ -52,9 +52,15 @@ int eqr__conv_chunks(const eqr_ctx *ctx, int N) {
     return (t > 1 && N >= t) ? t : 1;
 }
 
-void eqr__conv_chunk_range(int N, int chunks, int k, int *n0, int *n1) {
-    *n0 = (int)((int64_t)N * k / chunks);
-    *n1 = (int)((int64_t)N * (k + 1) / chunks);
+conv_chunk eqr__conv_chunk(const conv_dims *d, int chunks, int k, float *cols, float *pads) {
+    conv_chunk c;
+    c.xs = (size_t)d->C * d->H * d->W;
+    c.ys = (size_t)d->O * d->P;
+    c.n0 = (int)((int64_t)d->N * k / chunks);
+    c.n1 = (int)((int64_t)d->N * (k + 1) / chunks);
+    c.col = cols ? cols + (size_t)k * eqr__conv_col_floats(d) : NULL;
+    c.pad = pads ? pads + (size_t)k * eqr__conv_pad_floats(d) : NULL;
+    return c;
 }
 
 void eqr__conv_fill_dims(conv_dims *d, const eqr_tensor *x, const eqr_tensor *w, const int *g) {
@@ -121,14 +127,11 @@ typedef struct conv_fwd_job {
 static void conv_forward_chunk(const void *job, int k) {
     const conv_fwd_job *j = job;
     const conv_dims *d = j->d;
-    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
-    int n0, n1;
-    eqr__conv_chunk_range(d->N, j->chunks, k, &n0, &n1);
-    float *col = j->cols ? j->cols + (size_t)k * eqr__conv_col_floats(d) : NULL;
-    float *pad = j->pads ? j->pads + (size_t)k * eqr__conv_pad_floats(d) : NULL;
-    for (int n = n0; n < n1; n++) {
-        const float *xn = j->x + (size_t)n * xs;
-        float *yn = j->y + (size_t)n * ys;
+    const conv_chunk ch = eqr__conv_chunk(d, j->chunks, k, j->cols, j->pads);
+    float *col = ch.col, *pad = ch.pad;
+    for (int n = ch.n0; n < ch.n1; n++) {
+        const float *xn = j->x + (size_t)n * ch.xs;
+        float *yn = j->y + (size_t)n * ch.ys;
         float beta = 0.0f;
         if (j->b) { /* rows start at the bias; sgemm adds W col on top */
             for (int o = 0; o < d->O; o++) {
@@ -172,22 +175,19 @@ typedef struct conv_bwd_job {
 static void conv_backward_chunk(const void *job, int k) {
     const conv_bwd_job *j = job;
     const conv_dims *d = j->d;
-    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
+    const conv_chunk ch = eqr__conv_chunk(d, j->chunks, k, j->cols, j->pads);
+    float *col = ch.col, *pad = ch.pad;
     const size_t wsz = (size_t)d->O * d->CK;
-    int n0, n1;
-    eqr__conv_chunk_range(d->N, j->chunks, k, &n0, &n1);
-    float *col = j->cols ? j->cols + (size_t)k * eqr__conv_col_floats(d) : NULL;
-    float *pad = j->pads ? j->pads + (size_t)k * eqr__conv_pad_floats(d) : NULL;
     float *dw = (j->chunks > 1 || d->rowshift) ? (j->wacc ? j->wacc + (size_t)k * wsz : NULL)
                                                : j->gw;
     float *db = j->chunks > 1 ? (j->bacc ? j->bacc + (size_t)k * d->O : NULL) : j->gb;
-    for (int n = n0; n < n1; n++) {
-        const float *xn = j->x + (size_t)n * xs;
-        const float *dyn = j->gy + (size_t)n * ys;
+    for (int n = ch.n0; n < ch.n1; n++) {
+        const float *xn = j->x + (size_t)n * ch.xs;
+        const float *dyn = j->gy + (size_t)n * ch.ys;
         if (db) /* db += dY_n 1 (a scalar loop here cost a quarter of col2im) */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, d->O, d->P, 1.0f, dyn, d->P, j->ones, 1,
                         1.0f, db, 1);
-        float *gxn = j->gx ? j->gx + (size_t)n * xs : NULL;
+        float *gxn = j->gx ? j->gx + (size_t)n * ch.xs : NULL;
         if (d->direct) { /* col_n is x_n itself, dcol is dX_n */
             if (dw) eqr__conv_sgemm_rm(0, 1, d->O, d->CK, d->P, dyn, d->P, xn, d->P, 1.0f, dw, d->CK);
             if (gxn) eqr__conv_sgemm_rm(1, 0, d->CK, d->P, d->O, j->w, d->CK, dyn, d->P, 1.0f, gxn, d->P);

@@ -1,6 +1,7 @@
 /* The conv with a stacked norm bank (conv_internal.h eqr__conv2d_norm). */
 #include "ops/conv_internal.h"
 #include "ops/kernels/conv_kernels.h"
+#include "ops/sumsq_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -19,16 +20,6 @@ typedef struct convn_saved {
     float ds;          /* dL/dnorm, set by the norm node's backward */
     int detach_x;      /* 1: the norm's gradient does not reach x */
 } convn_saved;
-
-/* Sum of squares of n floats in double, 8 independent partial sums. */
-static double sumsq8(const float *restrict x, size_t n) {
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) a[j] += (double)x[i + j] * x[i + j];
-    for (; i < n; i++) a[i & 7] += (double)x[i] * x[i];
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
 
 /* Floats of one chunk's [2O, tile] buffer. */
 static size_t stack_floats(const conv_dims *d) { return (size_t)2 * d->O * d->TR * d->OW; }
@@ -58,15 +49,12 @@ typedef struct convn_fwd_job {
 static void convn_forward_chunk(const void *job, int k) {
     const convn_fwd_job *j = job;
     const conv_dims *d = j->d;
-    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
-    int n0, n1;
-    eqr__conv_chunk_range(d->N, j->chunks, k, &n0, &n1);
-    float *col = j->cols ? j->cols + (size_t)k * eqr__conv_col_floats(d) : NULL;
-    float *pad = j->pads ? j->pads + (size_t)k * eqr__conv_pad_floats(d) : NULL;
+    const conv_chunk ch = eqr__conv_chunk(d, j->chunks, k, j->cols, j->pads);
+    float *col = ch.col, *pad = ch.pad;
     float *t = j->stacks + (size_t)k * stack_floats(d);
-    for (int n = n0; n < n1; n++) {
-        const float *xn = j->x + (size_t)n * xs;
-        float *yn = j->y + (size_t)n * ys, *rn = j->rmap + (size_t)n * ys;
+    for (int n = ch.n0; n < ch.n1; n++) {
+        const float *xn = j->x + (size_t)n * ch.xs;
+        float *yn = j->y + (size_t)n * ch.ys, *rn = j->rmap + (size_t)n * ch.ys;
         if (pad) eqr__conv_pad_image(d, xn, pad);
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;
@@ -86,7 +74,7 @@ static void convn_forward_chunk(const void *job, int k) {
                        (size_t)cols * sizeof(float));
             }
         }
-        j->part[n] = sumsq8(rn, ys);
+        j->part[n] = eqr__sumsq8(rn, (int64_t)ch.ys);
     }
 }
 
@@ -103,21 +91,18 @@ typedef struct convn_bwd_job {
 static void convn_backward_chunk(const void *job, int k) {
     const convn_bwd_job *j = job;
     const conv_dims *d = j->d;
-    const size_t xs = (size_t)d->C * d->H * d->W, ys = (size_t)d->O * d->P;
-    int n0, n1;
-    eqr__conv_chunk_range(d->N, j->chunks, k, &n0, &n1);
-    float *col = j->cols ? j->cols + (size_t)k * eqr__conv_col_floats(d) : NULL;
-    float *pad = j->pads ? j->pads + (size_t)k * eqr__conv_pad_floats(d) : NULL;
+    const conv_chunk ch = eqr__conv_chunk(d, j->chunks, k, j->cols, j->pads);
+    float *col = ch.col, *pad = ch.pad;
     float *st = j->stacks + (size_t)k * stack_floats(d);
     float *dw = j->need_w ? j->wacc + (size_t)k * 2 * d->O * d->CK : NULL;
     float *db = j->chunks > 1 ? (j->bacc ? j->bacc + (size_t)k * d->O : NULL) : j->gb;
-    for (int n = n0; n < n1; n++) {
-        const float *xn = j->x + (size_t)n * xs;
-        const float *dyn = j->gy + (size_t)n * ys, *rn = j->rmap + (size_t)n * ys;
+    for (int n = ch.n0; n < ch.n1; n++) {
+        const float *xn = j->x + (size_t)n * ch.xs;
+        const float *dyn = j->gy + (size_t)n * ch.ys, *rn = j->rmap + (size_t)n * ch.ys;
         if (db)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, d->O, d->P, 1.0f, dyn, d->P, j->ones, 1,
                         1.0f, db, 1);
-        float *gxn = j->gx ? j->gx + (size_t)n * xs : NULL;
+        float *gxn = j->gx ? j->gx + (size_t)n * ch.xs : NULL;
         if (dw && pad) eqr__conv_pad_image(d, xn, pad);
         for (int oh0 = 0; oh0 < d->OH; oh0 += d->TR) {
             const int oh1 = oh0 + d->TR < d->OH ? oh0 + d->TR : d->OH, cols = (oh1 - oh0) * d->OW;

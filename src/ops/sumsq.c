@@ -1,6 +1,7 @@
 /* Sum of squares (ops.h eqr_sumsq), deterministic for any thread count. */
 #include "core/internal.h"
 #include "equirelax/ops.h"
+#include "ops/sumsq_internal.h"
 
 /* sum of squares. The sum runs over fixed blocks of SUMSQ_BLOCK elements,
  * each with 8 independent double partial sums (a single dependent chain of
@@ -20,7 +21,7 @@ typedef struct sumsq_job {
     int parts;
 } sumsq_job;
 
-static double sumsq_block(const float *restrict x, int64_t n) {
+double eqr__sumsq8(const float *restrict x, int64_t n) {
     double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -34,7 +35,7 @@ static void sumsq_fwd_part(const void *job, int k) {
     const int64_t b0 = j->nblocks * k / j->parts, b1 = j->nblocks * (k + 1) / j->parts;
     for (int64_t b = b0; b < b1; b++) {
         const int64_t i0 = b * SUMSQ_BLOCK, len = j->n - i0 < SUMSQ_BLOCK ? j->n - i0 : SUMSQ_BLOCK;
-        j->part[b] = sumsq_block(j->x + i0, len);
+        j->part[b] = eqr__sumsq8(j->x + i0, len);
     }
 }
 

@@ -66,11 +66,8 @@ eqr_optim *eqr_optim_create(eqr_ctx *ctx, const eqr_optim_opts *opts) {
     }
     eqr_optim_opts o = *opts;
     if (check_opts(ctx, &o) != EQR_OK) return NULL;
-    eqr_optim *opt = calloc(1, sizeof *opt);
-    if (!opt) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_optim_create: out of memory");
-        return NULL;
-    }
+    eqr_optim *opt = eqr__calloc(ctx, "eqr_optim_create", 1, sizeof *opt);
+    if (!opt) return NULL;
     opt->ctx = ctx;
     opt->o = o;
     opt->nparams = ctx->nparams;

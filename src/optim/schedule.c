@@ -188,11 +188,8 @@ struct eqr_scheduler {
 
 eqr_scheduler *eqr_scheduler_create(eqr_ctx *ctx, eqr_optim *opt) {
     if (!eqr__ok(ctx, 0)) return NULL;
-    eqr_scheduler *s = calloc(1, sizeof *s);
-    if (!s) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_scheduler_create: out of memory");
-        return NULL;
-    }
+    eqr_scheduler *s = eqr__calloc(ctx, "eqr_scheduler_create", 1, sizeof *s);
+    if (!s) return NULL;
     s->ctx = ctx;
     s->opt = opt;
     return s;

@@ -119,11 +119,8 @@ eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts
         eqr__fail(ctx, EQR_ERR_ARG, "%s: a parameter named '%s' already exists", fn, pname);
         return NULL;
     }
-    eqr_relax *r = calloc(1, sizeof *r);
-    if (!r) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_relax *r = eqr__calloc(ctx, fn, 1, sizeof *r);
+    if (!r) return NULL;
     int64_t one = 1;
     r->theta = eqr_param_new(ctx, pname, 1, &one, EQR_PARAM_BUFFER);
     if (!r->theta) {

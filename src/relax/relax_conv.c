@@ -301,23 +301,32 @@ static int64_t *build_bank_idx(eqr_ctx *ctx, const conv_impl *c, int group) {
     return idx;
 }
 
-eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gconv *layer,
-                            const eqr_rlayer_opts *opts) {
+/* A zeroed conv_impl for the relaxed wrapper fn of a layer; NULL with the
+ * error recorded if the context is in error, r or layer is NULL, or out of
+ * memory. */
+static conv_impl *impl_new(eqr_ctx *ctx, const char *fn, const eqr_relax *r, const void *layer) {
     if (!ctx || ctx->status != EQR_OK) return NULL;
     if (!r || !layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_gconv: relaxation and layer must not be NULL");
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: relaxation and layer must not be NULL", fn);
         return NULL;
     }
-    conv_impl *c = calloc(1, sizeof *c);
-    if (!c) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_gconv: out of memory");
-        return NULL;
-    }
+    return eqr__calloc(ctx, fn, 1, sizeof(conv_impl));
+}
+
+/* The bank's size and input channels from c->bank_shape [out, in, kh, kw]. */
+static void bank_dims(conv_impl *c) {
+    c->bank_numel = c->bank_shape[0] * c->bank_shape[1] * c->bank_shape[2] * c->bank_shape[3];
+    c->in_dim = (int)c->bank_shape[1];
+}
+
+eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gconv *layer,
+                            const eqr_rlayer_opts *opts) {
+    conv_impl *c = impl_new(ctx, "eqr_relax_gconv", r, layer);
+    if (!c) return NULL;
     c->g = layer;
     c->geom = eqr_gconv_geom(layer);
     eqr_gconv_bank_shape(layer, c->bank_shape);
-    c->bank_numel = c->bank_shape[0] * c->bank_shape[1] * c->bank_shape[2] * c->bank_shape[3];
-    c->in_dim = (int)c->bank_shape[1];
+    bank_dims(c);
     const eqr_group *G = eqr_gconv_group(layer);
     c->order = eqr_group_order(G);
     const int group = eqr_gconv_get_kind(layer) == EQR_GCONV_GROUP;
@@ -340,21 +349,12 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
 
 eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
                                  eqr_steer_conv *layer, const eqr_rlayer_opts *opts) {
-    if (!ctx || ctx->status != EQR_OK) return NULL;
-    if (!r || !layer) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_steer_conv: relaxation and layer must not be NULL");
-        return NULL;
-    }
-    conv_impl *c = calloc(1, sizeof *c);
-    if (!c) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_steer_conv: out of memory");
-        return NULL;
-    }
+    conv_impl *c = impl_new(ctx, "eqr_relax_steer_conv", r, layer);
+    if (!c) return NULL;
     c->s = layer;
     c->geom = eqr_steer_conv_geom(layer);
     eqr_steer_conv_bank_shape(layer, c->bank_shape);
-    c->bank_numel = c->bank_shape[0] * c->bank_shape[1] * c->bank_shape[2] * c->bank_shape[3];
-    c->in_dim = (int)c->bank_shape[1];
+    bank_dims(c);
     c->basis = eqr_steer_conv_basis(layer);
     c->nweights = eqr_steer_basis_size(c->basis);
     if (!(c->scratch = malloc((size_t)(c->nweights + c->bank_numel) * sizeof(float)))) {

@@ -59,11 +59,8 @@ eqr_trainer *eqr_trainer_create(eqr_ctx *ctx, const eqr_trainer_opts *opts) {
                   "%s: telemetry_every, epochs, eval_batch and clip_norm must be >= 0", fn);
         return NULL;
     }
-    eqr_trainer *t = calloc(1, sizeof *t);
-    if (!t) {
-        eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
+    eqr_trainer *t = eqr__calloc(ctx, fn, 1, sizeof *t);
+    if (!t) return NULL;
     t->ctx = ctx;
     t->o = *opts;
     if (t->o.module) {

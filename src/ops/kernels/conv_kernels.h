@@ -56,7 +56,16 @@ void eqr__conv_rs_dx(const conv_dims *d, const conv_runs *r, float *rc, int oh0,
  * geometry of a call, col buffer sizes, and argument checks (fn names the
  * public function in messages; 0 with the error recorded). */
 int eqr__conv_chunks(const eqr_ctx *ctx, int N);
-void eqr__conv_chunk_range(int N, int chunks, int k, int *n0, int *n1);
+
+/* What chunk k of a batch split into chunks works on: images [n0, n1), the
+ * floats of one image of x (xs) and of y (ys), and the chunk's own slices of
+ * the per-chunk col and pad buffers (NULL where the buffer is NULL). */
+typedef struct conv_chunk {
+    size_t xs, ys;
+    int n0, n1;
+    float *col, *pad;
+} conv_chunk;
+conv_chunk eqr__conv_chunk(const conv_dims *d, int chunks, int k, float *cols, float *pads);
 void eqr__conv_fill_dims(conv_dims *d, const eqr_tensor *x, const eqr_tensor *w, const int *g);
 size_t eqr__conv_col_floats(const conv_dims *d);
 int eqr__conv_setup(eqr_ctx *ctx, const char *fn, const eqr_tensor *x, const eqr_tensor *w,
