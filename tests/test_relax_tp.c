@@ -505,6 +505,48 @@ static void test_errors(void **state) {
     teardown(&f);
 }
 
+/* The usage example of docs/o3_irreps.md ("Modules and relaxation through
+ * one call"), as written there between the marked lines. */
+static void test_doc_example(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(10);
+    eqr_tensor *x = tu_input(ctx, "x", 2, (int64_t[]){N, 20}, 1.0f);
+    eqr_tensor *y_sh = tu_input(ctx, "y_sh", 2, (int64_t[]){N, 9}, 1.0f);
+    /* ---- from the doc ---- */
+    eqr_irreps h, sh, mid, sc, gated, g;
+    eqr_irreps_parse(ctx, "8x0e+4x1o", &h);
+    eqr_irreps_parse(ctx, "1x0e+1x1o+1x2e", &sh);     /* x2: eqr_sh of the edges */
+    eqr_irreps_parse(ctx, "8x0e+4x0e+4x1o", &mid);    /* scalars + gates + gated */
+    eqr_irreps_parse(ctx, "8x0e", &sc);
+    eqr_irreps_parse(ctx, "4x1o", &gated);
+    eqr_irreps_parse(ctx, "8x0e+4x1o", &g);
+    eqr_module *net = eqr_sequential_of(ctx, "net", 4,
+        eqr_tp_module(ctx, "tp1", &h, &sh, &mid, 1),
+        eqr_gate_module(ctx, NULL, &sc, &gated),
+        eqr_irreps_bn_module(ctx, "bn", &g, NULL),
+        eqr_irreps_linear_module(ctx, "lin", &g, &h)); /* on a type mismatch: NULL, naming both layers */
+    eqr_relax *r = eqr_relax_create(ctx, "relax", &(eqr_relax_opts){.lambda_defect = 1e-2f});
+    net = eqr_relax_module(ctx, r, NULL, net, NULL);  /* tp1 and lin relaxed in place */
+    eqr_tensor *io[2] = {x, y_sh};                    /* [N, 20], [N, 9] */
+    eqr_module_forward_n(ctx, net, 2, io);            /* io[0]: [N, 20], io[1]: y_sh */
+    /* ... train with eqr_relax_penalty, anneal theta ... */
+    eqr_relax_project(ctx, r, EQR_PROJECT_DROP);      /* FOLD: EQR_ERR_ARG naming 'tp1' */
+    eqr_module_set_training(net, 0);                  /* bn: running statistics */
+    /* ---- end ---- */
+    assert_ok(ctx);
+    assert_non_null(io[0]);
+    assert_int_equal(io[0]->shape[0], N);
+    assert_int_equal(io[0]->shape[1], 20);
+    assert_ptr_equal(io[1], y_sh);
+    assert_int_equal(eqr_relax_num_layers(r), 2);
+    eqr_relax_set_theta(r, 0.5f);
+    assert_int_equal(eqr_relax_project(ctx, r, EQR_PROJECT_FOLD), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "'tp1' cannot be folded");
+    eqr_module_destroy(net);
+    eqr_relax_destroy(r);
+    eqr_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tp_forward),
@@ -515,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_linear_module),
         cmocka_unit_test(test_container),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_doc_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
