@@ -48,9 +48,11 @@
 #include "equi_layers.h"
 #include "gconv.h"
 #include "irreps_nn.h"
+#include "irreps_norm.h"
 #include "ops.h"
 #include "steerable.h"
 #include "segnn.h"
+#include "tensor_product.h"
 #include "vn.h"
 
 #ifdef __cplusplus
@@ -309,9 +311,33 @@ eqr_module *eqr_egnn_module(eqr_ctx *ctx, const char *name, int in_features, int
  * q} (n = 3); its one-tensor forward is refused. Types none. Relaxed by
  * eqr_relax_module through eqr_relax_segnn. */
 eqr_module *eqr_segnn_module(eqr_ctx *ctx, const char *name, const eqr_segnn_opts *opts);
-/* Irreps linear (irreps_nn.h): types in -> out (copied). */
+/* Irreps linear (irreps_nn.h): types in -> out (copied). Relaxed by
+ * eqr_relax_module through eqr_relax_irreps_linear (fold supported). */
 eqr_module *eqr_irreps_linear_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in,
                                      const eqr_irreps *out);
+/* Weighted tensor product (tensor_product.h) with internal weights
+ * "<name>.weight" and, if bias, "<name>.bias" on the 0e outputs
+ * (eqr_tp_add_bias; EQR_ERR_ARG if out has no 0e entry). A tuple-only
+ * module: io = {x1 [N, dim in1], x2 [N, dim in2]} -> {y [N, dim out], x2}
+ * (n = 2): x2 (e.g. spherical harmonics of the edges, a node attribute)
+ * passes through, so a sequential of tensor products, gates, norms and
+ * linears maps {h, attr} to {h', attr} (the one-tensor modules map io[0]).
+ * The one-tensor forward and any other n are refused (EQR_ERR_ARG naming
+ * the module). Types: irreps in1 -> irreps out (the features in io[0];
+ * in2 is shown by the summary's details). Relaxed by eqr_relax_module
+ * through eqr_relax_tp (relax.h: y + theta W_r x1; fold is refused there). */
+eqr_module *eqr_tp_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
+                          const eqr_irreps *in2, const eqr_irreps *out, int bias);
+/* Irreps batch norm and layer norm (irreps_norm.h, the arguments of the
+ * create functions; opts may be NULL): types irreps -> the same irreps.
+ * The batch norm follows eqr_module_set_training (batch statistics and
+ * running update in training, running statistics in evaluation); the
+ * layer norm has no mode (it is the same in both). Their running
+ * statistics count as buffers in the summary. */
+eqr_module *eqr_irreps_bn_module(eqr_ctx *ctx, const char *name, const eqr_irreps *irreps,
+                                 const eqr_irreps_norm_opts *opts);
+eqr_module *eqr_irreps_ln_module(eqr_ctx *ctx, const char *name, const eqr_irreps *irreps,
+                                 const eqr_irreps_norm_opts *opts);
 /* Gate (gate.h) with its irreps spelled out: scalars (entries of l = 0,
  * parity +1) pass through the normalised SiLU, and each copy of each entry
  * of gated is multiplied by its gate. Input type scalars + G x 0e + gated
@@ -328,6 +354,9 @@ eqr_field_bn *eqr_module_field_bn(const eqr_module *m);
 eqr_vn_linear *eqr_module_vn_linear(const eqr_module *m);
 eqr_vn_bn *eqr_module_vn_bn(const eqr_module *m);
 eqr_irreps_linear *eqr_module_irreps_linear(const eqr_module *m);
+eqr_tp *eqr_module_tp(const eqr_module *m);
+eqr_irreps_bn *eqr_module_irreps_bn(const eqr_module *m);
+eqr_irreps_ln *eqr_module_irreps_ln(const eqr_module *m);
 eqr_egnn *eqr_module_egnn(const eqr_module *m);
 eqr_segnn *eqr_module_segnn(const eqr_module *m);
 

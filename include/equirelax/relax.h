@@ -247,6 +247,38 @@ eqr_rlayer *eqr_relax_egnn(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_egn
 eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *r, const char *name,
                                     eqr_irreps_linear *layer, const eqr_rlayer_opts *opts);
 
+/* Relax a weighted tensor product with internal weights (tensor_product.h)
+ * y = tp(x1, x2), the paper's form theta W_r acting on the features:
+ * registers "<name>.wr" [dim(out), dim(in1)], a dense map of x1's flat
+ * vector, and returns a relaxed layer of kind "tp" whose forward is
+ * eqr_rlayer_forward_tp,
+ *     y = tp(x1, x2) + theta W_r x1
+ * (the product alone when theta == 0, W_r untouched unless a penalty needs
+ * W_r x1). The term is eqr_relax_irreps_linear's on the irreps in1 -> out:
+ * LD = sum_k ||W_r G^in1_k - G^out_k W_r||^2 over the three so(3)
+ * generators of both irreps plus the parity term (weight form, or the
+ * activation form on x1), N = ||W_r x1||^2, both on the detached x1 by
+ * default (opts.penalty_grad), so their gradient reaches W_r only.
+ * Projection: drop as every kind. FOLD IS REFUSED (EQR_ERR_ARG naming the
+ * layer, nothing projected, every W_r kept) when this layer's theta is not
+ * 0: the term is linear in x1 alone and every output of the product is
+ * bilinear in (x1, x2), so no choice of the product's weights reproduces
+ * even the term's equivariant part for all x2 (it would if x2 had a
+ * constant 0e component, which a product cannot know; folding into the
+ * paths with a 0e of in2 would silently change the function wherever that
+ * scalar is not 1). A silent drop under the name "fold" would hide that
+ * the folded model differs from the relaxed one by more than the
+ * non-equivariant part, hence the error. The product stays owned by the
+ * caller and must outlive the relaxed layer. NULL on error (recorded;
+ * EQR_ERR_ARG also for a product with external weights). */
+eqr_rlayer *eqr_relax_tp(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_tp *tp,
+                         const eqr_rlayer_opts *opts);
+/* Forward of a relaxed tensor product: x1 [N, dim in1], x2 [N, dim in2]
+ * -> [N, dim out], errors as eqr_tp_forward; EQR_ERR_ARG if l is not of
+ * kind "tp". eqr_rlayer_forward refuses that kind (it takes two inputs).
+ * Records x1 (and x2) for eqr_rlayer_probe. */
+eqr_tensor *eqr_rlayer_forward_tp(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x1, eqr_tensor *x2);
+
 /* Relax a SEGNN layer as the paper (segnn.h, RELAXATION): two terms
  * theta W_r x on its updates, "<name>.relax1.wr" [dim H, 2 dim H] on x =
  * [h, m] added to u and "<name>.relax2.wr" [dim H, dim H] on u added to
@@ -324,14 +356,17 @@ typedef struct eqr_rlayer_stats {
 } eqr_rlayer_stats;
 
 /* Relax a module (module.h) through one call, whatever its kind: a
- * "gconv", "steer_conv", "vn_linear", "egnn" or "segnn" module is relaxed
- * as by eqr_relax_gconv / eqr_relax_steer_conv / eqr_relax_vn_linear /
+ * "gconv", "steer_conv", "vn_linear", "irreps_linear", "tp", "egnn" or
+ * "segnn" module is relaxed as by eqr_relax_gconv / eqr_relax_steer_conv /
+ * eqr_relax_vn_linear / eqr_relax_irreps_linear / eqr_relax_tp /
  * eqr_relax_egnn / eqr_relax_segnn under name (NULL: the module's name;
  * W_r is "<name>.wr", for SEGNN "<name>.layer<k>.relax1.wr" and
  * ".relax2.wr"), and the call returns a module of kind "relaxed" whose
- * forward is eqr_rlayer_forward (for EGNN and SEGNN, whose terms sit in
- * the layers' hooks: the layer's own tuple forward; eqr_module_rlayer then
- * gives the first of SEGNN's terms), with m's types, m
+ * forward is eqr_rlayer_forward (for a tensor product the tuple forward
+ * io = {x1, x2} -> {tp(x1, x2) + theta W_r x1, x2} of eqr_rlayer_forward_tp,
+ * its one-tensor forward refused as the product's; for EGNN and SEGNN,
+ * whose terms sit in the layers' hooks: the layer's own tuple forward;
+ * eqr_module_rlayer then gives the first of SEGNN's terms), with m's types, m
  * as its one child and m's parameters plus the new ones. For a
  * container, every relaxable module inside it (at any depth) is replaced
  * in place by its relaxed module under its own name (name is unused), and

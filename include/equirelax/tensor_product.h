@@ -42,6 +42,11 @@ void eqr_tp_destroy(eqr_tp *tp);
 /* Number of weights (per sample when external); number of paths. */
 int64_t eqr_tp_num_weights(const eqr_tp *tp);
 int eqr_tp_num_paths(const eqr_tp *tp);
+/* The product's irreps (copies it owns: x1's, x2's and the output's);
+ * NULL if tp is NULL. */
+const eqr_irreps *eqr_tp_irreps_in1(const eqr_tp *tp);
+const eqr_irreps *eqr_tp_irreps_in2(const eqr_tp *tp);
+const eqr_irreps *eqr_tp_irreps_out(const eqr_tp *tp);
 /* The internal weight parameter (NULL if external). */
 eqr_tensor *eqr_tp_weight(const eqr_tp *tp);
 /* Add a learned bias to every 0e output channel (0e is invariant, so the

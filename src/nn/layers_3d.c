@@ -1,9 +1,12 @@
-/* Modules of the 3D layers (nn3d): vector neurons, irreps linear maps, the
+/* Modules of the 3D layers (nn3d): vector neurons, irreps linear maps,
+ * tensor products (a tuple forward: x1, x2), irreps batch / layer norm, the
  * gate, EGNN (a tuple forward: h, x, v, edge attributes) and the N-body
  * SEGNN (a tuple forward: x, v, q). */
 #include "equirelax/gate.h"
 #include "equirelax/segnn.h"
 #include "nn/module_internal.h"
+
+#include <stdio.h>
 
 #include <stdlib.h>
 
@@ -107,6 +110,97 @@ eqr_module *eqr_irreps_linear_module(eqr_ctx *ctx, const char *name, const eqr_i
 }
 eqr_irreps_linear *eqr_module_irreps_linear(const eqr_module *m) {
     return m && m->ops == &ilin_ops ? m->impl : NULL;
+}
+
+/* ---- tensor product: io = {x1, x2} -> {y, x2} ---- */
+
+static eqr_tensor *tp_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    (void)x;
+    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (tp) takes (x1, x2): use eqr_module_forward_n with "
+              "n = 2", m->name);
+    return NULL;
+}
+static eqr_status tp_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    if (n != 2)
+        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (tp): the tuple is (x1, x2), n = 2 (got %d)",
+                         m->name, n);
+    if (!io[1])
+        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (tp): io[1] (x2) is NULL", m->name);
+    io[0] = eqr_tp_forward(ctx, m->impl, io[0], io[1], NULL);
+    return io[0] ? EQR_OK : eqr_status_get(ctx);
+}
+static int tp_describe(const eqr_module *m, char *buf, size_t n) {
+    const eqr_tp *tp = m->impl;
+    char ir[256];
+    eqr_irreps_str(eqr_tp_irreps_in2(tp), ir, sizeof ir);
+    return snprintf(buf, n, "x2 %s, %d paths%s", ir, eqr_tp_num_paths(tp),
+                    eqr_tp_bias(tp) ? ", bias" : "");
+}
+static void tp_free(void *tp) { eqr_tp_destroy(tp); }
+static const eqr_module_ops tp_ops = {.kind = "tp", .forward = tp_fwd, .forward_n = tp_fwd_n,
+                                      .destroy = tp_free, .describe = tp_describe};
+
+eqr_module *eqr_tp_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
+                          const eqr_irreps *in2, const eqr_irreps *out, int bias) {
+    if (!eqr__ok(ctx, 0)) return NULL;
+    int p0 = eqr_param_count(ctx);
+    eqr_tp *tp = NULL;
+    if (eqr_tp_create(ctx, name, in1, in2, out, 1, &tp) != EQR_OK) return NULL;
+    if (bias && eqr_tp_add_bias(ctx, tp, name) != EQR_OK) {
+        eqr_tp_destroy(tp);
+        return NULL;
+    }
+    eqr_module *m = eqr__module_new(ctx, __func__, name, &tp_ops, tp, p0, eqr_param_count(ctx));
+    if (m) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = in1},
+                                &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = out});
+    return m;
+}
+eqr_tp *eqr_module_tp(const eqr_module *m) { return m && m->ops == &tp_ops ? m->impl : NULL; }
+
+/* ---- irreps batch norm (follows the training switch) and layer norm ---- */
+
+static eqr_tensor *ibn_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    return eqr_irreps_bn_forward(ctx, m->impl, x);
+}
+static void ibn_train(eqr_module *m, int on) { eqr_irreps_bn_set_training(m->impl, on); }
+static void ibn_free(void *l) { eqr_irreps_bn_destroy(l); }
+static const eqr_module_ops ibn_ops = {.kind = "irreps_bn", .forward = ibn_fwd,
+                                       .train = ibn_train, .destroy = ibn_free};
+static eqr_tensor *iln_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    return eqr_irreps_ln_forward(ctx, m->impl, x);
+}
+static void iln_free(void *l) { eqr_irreps_ln_destroy(l); }
+static const eqr_module_ops iln_ops = {.kind = "irreps_ln", .forward = iln_fwd,
+                                       .destroy = iln_free};
+
+static eqr_module *wrap_irreps(eqr_ctx *ctx, const char *fn, const char *name,
+                               const eqr_module_ops *ops, void *layer, int p0,
+                               const eqr_irreps *ir) {
+    if (!layer) return NULL;
+    eqr_module *m = eqr__module_new(ctx, fn, name, ops, layer, p0, eqr_param_count(ctx));
+    if (m) {
+        eqr_ftype t = eqr_ftype_irreps(ir);
+        eqr_module_set_types(m, &t, &t);
+    }
+    return m;
+}
+eqr_module *eqr_irreps_bn_module(eqr_ctx *ctx, const char *name, const eqr_irreps *irreps,
+                                 const eqr_irreps_norm_opts *opts) {
+    int p0 = eqr_param_count(ctx);
+    eqr_irreps_bn *l = eqr_irreps_bn_create(ctx, name, irreps, opts);
+    return wrap_irreps(ctx, __func__, name, &ibn_ops, l, p0, eqr_irreps_bn_irreps(l));
+}
+eqr_module *eqr_irreps_ln_module(eqr_ctx *ctx, const char *name, const eqr_irreps *irreps,
+                                 const eqr_irreps_norm_opts *opts) {
+    int p0 = eqr_param_count(ctx);
+    eqr_irreps_ln *l = eqr_irreps_ln_create(ctx, name, irreps, opts);
+    return wrap_irreps(ctx, __func__, name, &iln_ops, l, p0, eqr_irreps_ln_irreps(l));
+}
+eqr_irreps_bn *eqr_module_irreps_bn(const eqr_module *m) {
+    return m && m->ops == &ibn_ops ? m->impl : NULL;
+}
+eqr_irreps_ln *eqr_module_irreps_ln(const eqr_module *m) {
+    return m && m->ops == &iln_ops ? m->impl : NULL;
 }
 
 /* ---- gate ---- */

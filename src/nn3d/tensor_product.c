@@ -127,6 +127,9 @@ eqr_status eqr_tp_create(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
 
 int64_t eqr_tp_num_weights(const eqr_tp *tp) { return tp ? tp->nweights : 0; }
 int eqr_tp_num_paths(const eqr_tp *tp) { return tp ? tp->npaths : 0; }
+const eqr_irreps *eqr_tp_irreps_in1(const eqr_tp *tp) { return tp ? &tp->in1 : NULL; }
+const eqr_irreps *eqr_tp_irreps_in2(const eqr_tp *tp) { return tp ? &tp->in2 : NULL; }
+const eqr_irreps *eqr_tp_irreps_out(const eqr_tp *tp) { return tp ? &tp->out : NULL; }
 eqr_tensor *eqr_tp_weight(const eqr_tp *tp) { return tp ? tp->weight : NULL; }
 eqr_tensor *eqr_tp_bias(const eqr_tp *tp) { return tp ? tp->bias : NULL; }
 

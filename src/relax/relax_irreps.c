@@ -2,11 +2,13 @@
  * kind "irreps_linear" (relax_internal.h). The dense term, its penalties and
  * their gradients are the Lie-term machinery of eqr_relax_linear
  * (relax_linear.c) run on the irreps' generators; this file adds the
- * generators, the equivariant layer around the term and the Schur fold. */
+ * generators, the equivariant layer around the term and the Schur fold,
+ * and the kind "tp": the same term on x1 beside a tensor product. */
 #include "relax/relax_internal.h"
 #include "nn3d/irreps_internal.h"
 #include "groups/o3_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,12 +83,22 @@ static void irr_destroy(void *impl) {
     free(im);
 }
 
+/* ||linear(x)|| and ||W_r x|| (telemetry). */
+static eqr_status irr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
+    irr_impl *im = l->impl;
+    int64_t fs[2] = {x->numel / im->lie->in_dim, im->lie->in_dim};
+    *eq = eqr__norm_of(ctx, eqr_irreps_linear_forward(ctx, im->layer, x));
+    *wr = eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
+    return ctx->status;
+}
+
 static const eqr_rlayer_ops irr_ops = {
     .kind = "irreps_linear",
     .forward = irr_forward,
     .defect = irr_defect,
     .fold = irr_fold,
     .split = irr_split,
+    .probe = irr_probe,
     .destroy = irr_destroy,
 };
 
@@ -141,4 +153,118 @@ eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *relax, const char *
     }
     int64_t shape[2] = {layer->dout, layer->din};
     return eqr__rlayer_new(ctx, relax, name, &irr_ops, im, 2, shape, opts);
+}
+
+/* ------------------------------------------------ relaxed tensor product */
+
+/* y = tp(x1, x2) + theta W_r x1: the term is the irreps-linear one on x1's
+ * side (same generators, penalties and defect), the equivariant part the
+ * product. */
+typedef struct tpr_impl {
+    eqr_tp *tp;
+    eqr__lie_pair *lie;
+    eqr_tensor *last_x2; /* x2 of the last forward (with the layer's last_x) */
+} tpr_impl;
+
+static eqr_tensor *tpr_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
+    (void)x;
+    eqr__fail(ctx, EQR_ERR_ARG, "eqr_rlayer_forward: relaxed tensor product '%s' takes (x1, x2): "
+              "use eqr_rlayer_forward_tp or its module's eqr_module_forward_n", l->name);
+    return NULL;
+}
+
+static eqr_tensor *tpr_defect(eqr_ctx *ctx, eqr_rlayer *l) {
+    if (!eqr__ok(ctx, 1, l)) return NULL;
+    return eqr__lie_defect(ctx, l, ((tpr_impl *)l->impl)->lie);
+}
+
+/* Refused: see eqr_relax_tp in relax.h. */
+static eqr_status tpr_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
+    (void)theta;
+    return eqr__fail(ctx, EQR_ERR_ARG,
+                     "eqr_relax_project: relaxed tensor product '%s' cannot be folded: its term "
+                     "theta W_r x1 is linear in x1 alone and the product is bilinear in (x1, x2), "
+                     "so no weights of it equal the term's equivariant part; project with "
+                     "EQR_PROJECT_DROP (or set this layer's theta to 0 first)",
+                     l->name);
+}
+
+static eqr_status tpr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
+    tpr_impl *im = l->impl;
+    int64_t fs[2] = {x->numel / im->lie->in_dim, im->lie->in_dim};
+    *eq = im->last_x2 ? eqr__norm_of(ctx, eqr_tp_forward(ctx, im->tp, x, im->last_x2, NULL)) : NAN;
+    *wr = eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
+    return ctx->status;
+}
+
+static void tpr_destroy(void *impl) {
+    tpr_impl *im = impl;
+    if (im) free(im->lie);
+    free(im);
+}
+
+static const eqr_rlayer_ops tpr_ops = {
+    .kind = "tp",
+    .forward = tpr_forward,
+    .defect = tpr_defect,
+    .fold = tpr_fold,
+    .probe = tpr_probe,
+    .destroy = tpr_destroy,
+};
+
+eqr_tensor *eqr_rlayer_forward_tp(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x1, eqr_tensor *x2) {
+    if (!eqr__ok(ctx, 2, x1, x2)) return NULL;
+    if (!l || l->ops != &tpr_ops) {
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_rlayer_forward_tp: layer %s%s%s is not a relaxed tensor "
+                  "product", l ? "'" : "", l ? l->name : "NULL", l ? "'" : "");
+        return NULL;
+    }
+    tpr_impl *im = l->impl;
+    l->last_x = x1;
+    l->last_x_step = ctx->step_id;
+    im->last_x2 = x2;
+    eqr_tensor *y = eqr_tp_forward(ctx, im->tp, x1, x2, NULL); /* checks the shapes */
+    if (!y || !eqr__rlayer_active(ctx, l)) return y;
+    eqr_tensor *t = eqr__lie_forward(ctx, l, im->lie, x1);
+    if (!t) return NULL;
+    return eqr__rlayer_theta(l) != 0.0f ? eqr_add(ctx, y, t) : y;
+}
+
+eqr_rlayer *eqr_relax_tp(eqr_ctx *ctx, eqr_relax *relax, const char *name, eqr_tp *tp,
+                         const eqr_rlayer_opts *opts) {
+    static const char fn[] = "eqr_relax_tp";
+    if (!ctx || ctx->status != EQR_OK) return NULL;
+    if (!relax || !tp) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: relaxation or tensor product is NULL", fn);
+        return NULL;
+    }
+    if (!eqr_tp_weight(tp)) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: '%s': the product has external (per-sample) weights; "
+                  "only a product with internal weights can be relaxed", fn, name ? name : "?");
+        return NULL;
+    }
+    const eqr_irreps *in = eqr_tp_irreps_in1(tp), *out = eqr_tp_irreps_out(tp);
+    const int64_t din = eqr_irreps_dim(in), dout = eqr_irreps_dim(out);
+    if (din > 4096 || dout > 4096) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: dims %lld -> %lld too large for a dense W_r (<= 4096)", fn,
+                  (long long)din, (long long)dout);
+        return NULL;
+    }
+    float *gi = side_generators(ctx, in);
+    float *go = gi ? side_generators(ctx, out) : NULL;
+    tpr_impl *im = go ? calloc(1, sizeof *im) : NULL;
+    if (go && !im) eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
+    if (im) {
+        eqr_lie_rep rin = {(int)din, 4, gi}, rout = {(int)dout, 4, go};
+        im->tp = tp;
+        im->lie = eqr__lie_pair_new(ctx, fn, &rin, &rout);
+    }
+    free(gi);
+    free(go);
+    if (!im || !im->lie) {
+        free(im);
+        return NULL;
+    }
+    int64_t shape[2] = {dout, din};
+    return eqr__rlayer_new(ctx, relax, name, &tpr_ops, im, 2, shape, opts);
 }

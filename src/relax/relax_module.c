@@ -28,12 +28,36 @@ static const eqr_module_ops relaxed_hook_ops = {.kind = "relaxed", .forward = re
                                                 .forward_n = relaxed_child_fwd_n,
                                                 .describe = relaxed_describe};
 
+/* A tensor product takes (x1, x2): the relaxed module maps io[0] with the
+ * relaxed product and passes x2 through, as the product's module. */
+static eqr_tensor *relaxed_tp_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    (void)x;
+    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (relaxed tp) takes (x1, x2): use "
+              "eqr_module_forward_n with n = 2", m->name);
+    return NULL;
+}
+static eqr_status relaxed_tp_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    if (n != 2)
+        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (relaxed tp): the tuple is (x1, x2), n = 2 "
+                         "(got %d)", m->name, n);
+    if (!io[1])
+        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (relaxed tp): io[1] (x2) is NULL", m->name);
+    io[0] = eqr_rlayer_forward_tp(ctx, m->impl, io[0], io[1]);
+    return io[0] ? EQR_OK : eqr_status_get(ctx);
+}
+static const eqr_module_ops relaxed_tp_ops = {.kind = "relaxed", .forward = relaxed_tp_fwd,
+                                              .forward_n = relaxed_tp_fwd_n,
+                                              .describe = relaxed_describe};
+
 eqr_rlayer *eqr_module_rlayer(const eqr_module *m) {
-    return m && (m->ops == &relaxed_ops || m->ops == &relaxed_hook_ops) ? m->impl : NULL;
+    return m && (m->ops == &relaxed_ops || m->ops == &relaxed_hook_ops ||
+                 m->ops == &relaxed_tp_ops)
+               ? m->impl
+               : NULL;
 }
 
 static const char relaxable[] =
-    "gconv, steer_conv, vn_linear, egnn, segnn, or a container holding one";
+    "gconv, steer_conv, vn_linear, irreps_linear, tp, egnn, segnn, or a container holding one";
 
 /* The relaxed module of leaf m (owned: destroyed on error). */
 static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_module *m,
@@ -48,6 +72,10 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
         rl = eqr_relax_steer_conv(ctx, r, nm, eqr_module_steer_conv(m), opts);
     else if (eqr_module_vn_linear(m))
         rl = eqr_relax_vn_linear(ctx, r, nm, eqr_module_vn_linear(m), opts);
+    else if (eqr_module_irreps_linear(m))
+        rl = eqr_relax_irreps_linear(ctx, r, nm, eqr_module_irreps_linear(m), opts);
+    else if (eqr_module_tp(m))
+        rl = eqr_relax_tp(ctx, r, nm, eqr_module_tp(m), opts);
     else if (eqr_module_egnn(m))
         rl = eqr_relax_egnn(ctx, r, nm, eqr_module_egnn(m), opts);
     else if (eqr_module_segnn(m)) { /* two terms per layer; the module keeps the first */
@@ -60,8 +88,9 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
         eqr__fail(ctx, EQR_ERR_ARG,
                   "%s: module '%s' is of kind '%s', which cannot be relaxed (relaxable: %s)", fn,
                   m->name, m->ops->kind, relaxable);
-    const eqr_module_ops *ops =
-        eqr_module_egnn(m) || eqr_module_segnn(m) ? &relaxed_hook_ops : &relaxed_ops;
+    const eqr_module_ops *ops = eqr_module_egnn(m) || eqr_module_segnn(m) ? &relaxed_hook_ops
+                                : eqr_module_tp(m)                         ? &relaxed_tp_ops
+                                                                           : &relaxed_ops;
     eqr_module *w = rl ? eqr__module_new(ctx, fn, nm, ops, rl, p0, eqr_param_count(ctx)) : NULL;
     if (!w || eqr__module_adopt(w, m) != EQR_OK) {
         eqr_module_destroy(w);
@@ -80,7 +109,8 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
 
 static int is_relaxable(const eqr_module *m) {
     return eqr_module_gconv(m) || eqr_module_steer_conv(m) || eqr_module_vn_linear(m) ||
-           eqr_module_egnn(m) || eqr_module_segnn(m);
+           eqr_module_irreps_linear(m) || eqr_module_tp(m) || eqr_module_egnn(m) ||
+           eqr_module_segnn(m);
 }
 
 /* Relax every relaxable module inside container s in place; returns how
