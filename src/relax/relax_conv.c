@@ -276,6 +276,7 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_gconv: relaxation and layer must not be NULL");
         return NULL;
     }
+    if (opts && opts->kind == EQR_RELAX_KIND_RGCONV) return eqr_relax_rgconv(ctx, r, name, layer, opts);
     conv_impl *c = calloc(1, sizeof *c);
     if (!c) {
         eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_gconv: out of memory");
