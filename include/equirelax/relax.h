@@ -200,8 +200,10 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
  * penalties and projection apply unchanged (docs/relaxation.md says why
  * this form rather than a spread penalty alone):
  *   LD = sum_l sum_g (D[l][g] - mean D[l])^2, the spread of the weights;
- *   N  = ||W_r x||^2, the deviation bank's output, with the base filters
- *        detached (N shapes D only, as it shapes only W_r elsewhere).
+ *   N  = ||W_r x||^2, the deviation bank's output; in the default
+ *        EQR_PENALTY_DETACHED form on the detached x AND base filters (N
+ *        shapes D only, as it shapes only W_r elsewhere), in the FULL form
+ *        with its gradient into x and the base filters too.
  * Storage: Psi_0 IS the gconv's weight; Psi_1 .. Psi_{L-1} are
  * "<name>.psi" [L-1, <weight shape>] (absent for L = 1). Init: a_l = 1/L;
  * D per the relaxation's opts.init (zero: exactly equal over g, so the

@@ -182,14 +182,17 @@ static eqr_tensor *rg_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
         eqr_tensor *y = eqr_conv2d(ctx, x, bank, bias, geom);
         return ctx->status == EQR_OK ? y : NULL;
     }
-    /* N = ||W_r x||^2, W_r the deviation bank of the detached base filters */
-    eqr_tensor *wrb = mixbank(ctx, c, Dc, detached(ctx, W), detached(ctx, c->psi));
+    /* N = ||W_r x||^2, W_r the deviation bank; in the detached form (the
+     * default) of the detached base filters too, so N shapes D only */
+    const int det = eqr__rlayer_detached(l);
+    eqr_tensor *wrb = det ? mixbank(ctx, c, Dc, detached(ctx, W), detached(ctx, c->psi))
+                          : mixbank(ctx, c, Dc, W, c->psi);
     if (!wrb) return NULL;
     float sc;
     int64_t rows = eqr__rlayer_norm_rows(l, x->shape[0], &sc);
     eqr_tensor *y, *n = NULL;
     if (rows == x->shape[0]) {
-        y = eqr__conv2d_norm(ctx, x, bank, bias, wrb, geom, eqr__rlayer_detached(l), &n);
+        y = eqr__conv2d_norm(ctx, x, bank, bias, wrb, geom, det, &n);
     } else {
         y = eqr_conv2d(ctx, x, bank, bias, geom);
         eqr_tensor *xs = eqr_slice(ctx, eqr__rlayer_penalty_input(ctx, l, x), 0, 0, rows);
