@@ -9,6 +9,10 @@ static eqr_tensor *relaxed_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
 }
 static int relaxed_describe(const eqr_module *m, char *buf, size_t n) {
     const eqr_tensor *t = eqr_rlayer_theta(m->impl);
+    const char *k = eqr_rlayer_kind(m->impl);
+    if (k && !strcmp(k, "rgconv"))
+        return snprintf(buf, n, "gconv as relaxed group conv (mixing weights a + theta D), theta %g",
+                        t ? t->data[0] : 0.0);
     return snprintf(buf, n, "%s + theta W_r, theta %g", m->nchild ? m->child[0]->ops->kind : "?",
                     t ? t->data[0] : 0.0);
 }
