@@ -3,7 +3,8 @@
  * equivariant with unequal weights at theta > 0; projection is exactly
  * equivariant, computes the plain gconv bit for bit and equals the layer of
  * the averaged weights; finite-difference gradients of x, the base filters,
- * the mean weights and the deviations (also through the penalties); LD on a
+ * the mean weights and the deviations (also through the penalties, and of
+ * an adaptive theta); LD on a
  * hand-set case; the report on a hand-set case; checkpoint / resume
  * bit-identical; eqr_relax_module on a container; bad options. */
 #include "testutil.h"
@@ -234,6 +235,32 @@ static void test_gradcheck(void **state) {
         eqr_rep_destroy(out);
         eqr_ctx_destroy(ctx);
     }
+}
+
+/* Adaptive theta (relax.h opts.adaptive): the layer's learnable theta gets
+ * its gradient through the deviations' scale. */
+static void test_adaptive_theta_gradcheck(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(70);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *R = tu_regular_rep(ctx, &G, 1);
+    eqr_gconv *g = tu_gconv(ctx, "g", R, R, 3, EQR_CONV2D(1, 1, 1), 0.5f);
+    eqr_relax_opts ro = {.theta = 0.6f, .adaptive = 1, .init = EQR_RELAX_INIT_NORMAL, .init_std = 0.5f};
+    eqr_relax *r = eqr_relax_create(ctx, "relax", &ro);
+    assert_non_null(r);
+    eqr_rlayer_opts o = rg_opts(2);
+    eqr_rlayer *l = eqr_relax_rgconv(ctx, r, "g", g, &o);
+    assert_non_null(l);
+    eqr_tensor *th = eqr_param_find(ctx, "g.theta");
+    assert_ptr_equal(th, eqr_rlayer_theta(l));
+    assert_true(th->flags & EQR_T_REQUIRES_GRAD);
+    int64_t xs[4] = {1, 4, 5, 5};
+    eqr_tensor *ins[3] = {tu_input(ctx, "x", 4, xs, 1.0f), th, eqr_rlayer_wr(l)};
+    tu_gradcheck(ctx, tu_rlayer_fn, ins, 3, l, 1e-2, 4 * 9 + 2 * 2 + 4 + 2 + 2);
+    eqr_relax_destroy(r);
+    eqr_gconv_destroy(g);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
 }
 
 typedef struct pen_case {
@@ -535,7 +562,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_equivariance),      cmocka_unit_test(test_init_is_strict),
         cmocka_unit_test(test_projection_function), cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_penalty_gradcheck), cmocka_unit_test(test_report_and_defect),
+        cmocka_unit_test(test_penalty_gradcheck), cmocka_unit_test(test_adaptive_theta_gradcheck),
+        cmocka_unit_test(test_report_and_defect),
         cmocka_unit_test(test_bad_options),       cmocka_unit_test(test_module),
         cmocka_unit_test(test_resume),
     };
