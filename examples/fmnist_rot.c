@@ -28,7 +28,12 @@
  * the --relax schedule PER OPTIMIZER STEP over all training steps (peak
  * --theta-max), so a decaying schedule reaches theta = 0 exactly after the
  * last step. Loss = cross-entropy + lambda_defect ssqrt(LD) + lambda_norm
- * ssqrt(N). After training the model is projected (--projection) and
+ * ssqrt(N). With --relax-form rgconv the convs are relaxed group convs
+ * instead (relax.h eqr_relax_rgconv: --rgconv-banks base filters mixed per
+ * group element, the deviations of the mixing weights scaled by theta;
+ * c4 / d4) and each epoch line adds rg_spread per conv, the largest
+ * relative std over g of its mixing weights (before projection). After
+ * training the model is projected (--projection) and
  * measured. The learning rate follows --lr-schedule through the same
  * scheduler.
  *
@@ -76,6 +81,8 @@ typedef enum gkind { G_C4, G_D4, G_C8, G_NONE } gkind;
 
 typedef struct options {
     const char *group, *relax, *projection, *rotate, *wr_init, *lr_schedule, *penalty_grad;
+    const char *relax_form;
+    int64_t rg_banks;
     const char *data, *checkpoint, *metrics, *plot, *steps, *steps_plot;
     int64_t epochs, train_size, test_size, batch, threads, width, norm_subsample, equiv_images;
     int64_t stop_after, eval_every, classes, telemetry, probe_images;
@@ -89,6 +96,7 @@ typedef struct options {
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
     int rotate_cont, wr_normal, lr_cosine;
+    int rgconv; /* --relax-form rgconv */
     int side; /* of the loaded images */
 } options;
 
@@ -100,6 +108,7 @@ static int pick(const char *s, const char *const *names, int n) {
 
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .penalty_grad = "detached", .rotate = "c4",
+                   .relax_form = "additive", .rg_banks = 2,
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
                    .batch = 64, .threads = 2, .width = 32,
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
@@ -114,6 +123,12 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_STR("--relax", "KIND", &o->relax,
                     "off | triangle | linear | cosine | constant | early | late: theta schedule per step; early and late are schedule.h presets (warm-up, cosine to 0 at half / 0.9 of the steps) "
                     "(default triangle)"),
+        EX_FLAG_STR("--relax-form", "F", &o->relax_form,
+                    "additive (f_eq + theta W_r, the paper) | rgconv (relaxed group conv, Wang "
+                    "et al. 2022: --rgconv-banks base filters mixed per group element; c4 / d4 "
+                    "only) (default additive)"),
+        EX_FLAG_INT("--rgconv-banks", &o->rg_banks, 1, EQR_RGCONV_MAX_BANKS,
+                    "rgconv: number L of base filters per conv (default 2)"),
         EX_FLAG_FLOAT("--theta-max", &o->theta_max, 0.0f, 1e6f,
                       "peak (triangle) or start value of theta (default 1)"),
         EX_FLAG_SWITCH("--adaptive", &o->adaptive,
@@ -204,6 +219,16 @@ static void parse_args(int argc, char **argv, options *o) {
         ex_usage_error(flags, "bad value '%s' for --group: expected c4, d4, c8 or none", o->group);
     o->gk = (gkind)i;
     o->relax_kind = ex_relax_kind(flags, o->relax);
+    o->rgconv = pick(o->relax_form, (const char *const[]){"additive", "rgconv"}, 2);
+    if (o->rgconv < 0)
+        ex_usage_error(flags, "bad value '%s' for --relax-form: expected additive or rgconv",
+                       o->relax_form);
+    if (o->rgconv && (o->gk == G_C8 || o->gk == G_NONE))
+        ex_usage_error(flags, "--relax-form rgconv needs group convs: --group c4 or d4 (got %s)",
+                       o->group);
+    if (o->rgconv && o->relax_kind < 0)
+        ex_usage_error(flags, "--relax-form rgconv needs a relaxation (--relax triangle, "
+                       "linear, ...)");
     if (o->adaptive && o->relax_kind < 0)
         ex_usage_error(flags, "--adaptive needs a relaxation (--relax linear, cosine, ...)");
     if (o->orthogonal && o->relax_kind < 0)
@@ -352,7 +377,9 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int 
                              .norm_subsample = (int)o->norm_subsample,
                              .penalty_grad = o->pgrad};
         m->relax = eqr_relax_create(ctx, "relax", &ro);
-        m->net = eqr_relax_module(ctx, m->relax, NULL, m->net, NULL); /* c1, c2, c3 */
+        eqr_rlayer_opts lo = {.kind = o->rgconv ? EQR_RELAX_KIND_RGCONV : EQR_RELAX_KIND_ADDITIVE,
+                              .nbanks = o->rgconv ? (int)o->rg_banks : 0};
+        m->net = eqr_relax_module(ctx, m->relax, NULL, m->net, &lo); /* c1, c2, c3 */
     }
     /* after the relaxation: the parameter store's order (c1..c3, W_r, fc) */
     eqr_sequential_add(m->net, eqr_linear_module(ctx, "fc", (int)(ch[2] / m->order), classes, 1));
@@ -391,6 +418,8 @@ static uint64_t config_hash(const options *o) {
              (long long)o->norm_subsample, o->wr_normal, o->lr, o->lr_cosine, (long long)o->batch,
              (long long)o->epochs, (long long)o->train_size, (long long)o->width, o->rotate_cont,
              (unsigned long long)o->seed, o->side, (long long)o->classes);
+    if (o->rgconv) /* appended only when on: other runs keep their hash */
+        snprintf(s + strlen(s), sizeof s - strlen(s), "|rgconv|%lld", (long long)o->rg_banks);
     if (o->adaptive) /* appended only when on: other runs keep their hash */
         snprintf(s + strlen(s), sizeof s - strlen(s), "|adaptive|%.9g|%.9g", o->dual_lr,
                  o->slack_cost);
@@ -442,6 +471,9 @@ static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
     if (!isnan(V("equiv_err_relaxed")))
         k += snprintf(line + k, sizeof line - (size_t)k, "  equiv relaxed %.2e projected %.2e",
                       V("equiv_err_relaxed"), V("equiv_err_projected"));
+    if (o->rgconv) /* how far each conv's mixing weights moved from equal over g */
+        k += snprintf(line + k, sizeof line - (size_t)k, "  rg_spread c1 %.3g c2 %.3g c3 %.3g",
+                      V("c1.rg_spread"), V("c2.rg_spread"), V("c3.rg_spread"));
     double steps = r > 0 ? V("steps") - eqr_metrics_get(ep, r - 1, 1) : V("steps");
     ex_progress_clear();
     printf("%s  train %.1fs (%.1f ms/step)\n", line, V("seconds"),
@@ -466,6 +498,10 @@ static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t
                "(norm subsample %lld, penalty grad %s), W_r init %s, projection %s\n",
                o->relax, o->theta_max, o->lambda_defect, o->lambda_norm,
                (long long)o->norm_subsample, o->penalty_grad, o->wr_init, o->projection);
+    if (m->relax && o->rgconv)
+        printf("# relaxed group convs (--relax-form rgconv): %lld base filters per conv, mixed "
+               "per group element by a_l + theta (D[l][g] - mean_g D[l]); W_r = D; projection "
+               "folds sum_l a_l Psi_l into each gconv\n", (long long)o->rg_banks);
     if (m->relax && o->adaptive)
         printf("# adaptive theta: per-layer learnable thetas from %g, bound = the schedule above, "
                "dual lr %g, slack cost %g\n", o->theta_max, o->dual_lr, o->slack_cost);

@@ -47,6 +47,10 @@ run c4_constant_fold 1 1 --epochs 1 --relax constant --theta-max 0.5 --projectio
 run c4_constant_drop 1 1 --epochs 1 --relax constant --theta-max 0.5 --projection drop --wr-init normal
 run d4_linear 1 1 --epochs 1 --group d4 --relax linear
 run c8_cosine 1 1 --epochs 1 --group c8 --relax cosine
+run c4_rgconv 1 1 --epochs 1 --relax-form rgconv --rgconv-banks 2
+run d4_rgconv_drop 1 1 --epochs 1 --group d4 --relax constant --theta-max 0.5 --projection drop \
+    --relax-form rgconv --rgconv-banks 3
+grep -q 'rg_spread c1 ' "$dir/c4_rgconv.out" || { echo "FAIL rgconv: no rg_spread on the epoch line"; fail=1; }
 run plain 0 0 --epochs 1 --group none
 run c4_continuous 1 1 --epochs 1 --rotate continuous --train-size 64 --test-size 100
 
@@ -77,6 +81,25 @@ if [ "$a" != "$b" ] || [ "$ca" != "$cb" ]; then
     fail=1
 else
     echo "ok resume: $b, metrics identical"
+fi
+# The same for a relaxed group conv run (its base filters, mixing weights).
+run rg_straight 1 1 --epochs 2 --relax-form rgconv --checkpoint "$dir/ra.ckpt" --metrics "$dir/ra.csv"
+"$bin" $tiny --epochs 2 --relax-form rgconv --checkpoint "$dir/rb.ckpt" --metrics "$dir/rb.csv" \
+    --stop-after 1 >"$dir/rstop.out" 2>&1 || { echo "FAIL rgconv stop-after: exit $?"; fail=1; }
+run rg_resumed 1 1 --epochs 2 --relax-form rgconv --checkpoint "$dir/rb.ckpt" --metrics "$dir/rb.csv" --resume
+a2=$(tail -n 1 "$dir/rg_straight.out" | sed 's/ seconds=.*//')
+b2=$(tail -n 1 "$dir/rg_resumed.out" | sed 's/ seconds=.*//')
+if [ "$a2" != "$b2" ] || [ "$(cut -d, -f1-14 "$dir/ra.csv")" != "$(cut -d, -f1-14 "$dir/rb.csv")" ]; then
+    echo "FAIL rgconv resume: straight '$a2' vs resumed '$b2'"
+    fail=1
+else
+    echo "ok rgconv resume: $b2, metrics identical"
+fi
+# An additive checkpoint is refused for an rgconv run.
+if "$bin" $tiny --epochs 2 --relax-form rgconv --checkpoint "$dir/b.ckpt" --resume >/dev/null \
+    2>"$dir/rmismatch.err" || ! grep -Eq 'other settings|does not match the model' "$dir/rmismatch.err"; then
+    echo "FAIL rgconv resume from an additive checkpoint was not refused"
+    fail=1
 fi
 # A checkpoint with other settings is refused.
 if "$bin" $tiny --epochs 3 --checkpoint "$dir/b.ckpt" --resume >/dev/null 2>"$dir/mismatch.err" ||

@@ -140,7 +140,7 @@ static void test_own_theta(void **state) {
     eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
     eqr_gconv *g1 = mk_gconv(ctx, "a", T, R), *g2 = mk_gconv(ctx, "b", T, R);
     eqr_relax *r = tu_relax(ctx, "relax", 0.0f, 0.5f, 0, 0, 0);
-    eqr_rlayer_opts lo = {1};
+    eqr_rlayer_opts lo = {.own_theta = 1};
     eqr_rlayer *la = eqr_relax_gconv(ctx, r, "a", g1, &lo), *lb = eqr_relax_gconv(ctx, r, "b", g2, NULL);
     assert_non_null(la);
     assert_non_null(lb);

@@ -366,7 +366,7 @@ static void test_checkpoint_roundtrip(void **state) {
     eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
     eqr_gconv *g1 = mk_gconv(ctx, "a", T, R), *g2 = mk_gconv(ctx, "b", R, R);
     eqr_relax *r = tu_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 0.0f, 0);
-    eqr_rlayer_opts own = {1};
+    eqr_rlayer_opts own = {.own_theta = 1};
     eqr_rlayer *la = eqr_relax_gconv(ctx, r, "a", g1, &own), *lb = eqr_relax_gconv(ctx, r, "b", g2, NULL);
     assert_non_null(la);
     assert_non_null(lb);
@@ -407,7 +407,7 @@ static void test_checkpoint_into_projected_model(void **state) {
     eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 1);
     eqr_gconv *g1 = mk_gconv(ctx, "a", T, R), *g2 = mk_gconv(ctx, "b", R, R);
     eqr_relax *r = tu_relax(ctx, "relax", 0.3f, 0.5f, 0.0f, 0.0f, 0);
-    eqr_rlayer_opts own = {1};
+    eqr_rlayer_opts own = {.own_theta = 1};
     assert_non_null(eqr_relax_gconv(ctx, r, "a", g1, &own));
     assert_non_null(eqr_relax_gconv(ctx, r, "b", g2, NULL));
     assert_int_equal(eqr_checkpoint_save(ctx, path, NULL, NULL, 0), EQR_OK);

@@ -127,10 +127,27 @@ typedef struct eqr_relax_opts {
     int orthogonal;
 } eqr_relax_opts;
 
+/* The form of a relaxed layer. */
+typedef enum eqr_relax_kind {
+    /* f_eq(x) + theta W_r x, W_r a free term of the layer's signature (the
+     * paper; every relaxable layer) */
+    EQR_RELAX_KIND_ADDITIVE = 0,
+    /* relaxed group convolution (Wang, Walters, Yu, ICML 2022): the filter
+     * is a bank of L base filters mixed by one weight per (filter, group
+     * element); group convs (eqr_gconv) only. See eqr_relax_rgconv. */
+    EQR_RELAX_KIND_RGCONV = 1
+} eqr_relax_kind;
+
+/* Largest number of filter banks L of a relaxed group conv. */
+#define EQR_RGCONV_MAX_BANKS 16
+
 /* Options of one relaxed layer; NULL or zero-initialised for the defaults. */
 typedef struct eqr_rlayer_opts {
     int own_theta; /* 1: the layer gets its own theta "<name>.theta",
                       initialised to the global theta's current value */
+    eqr_relax_kind kind; /* default ADDITIVE */
+    int nbanks;    /* RGCONV: the number L of base filters, 1..EQR_RGCONV_MAX_BANKS
+                      (required: 0 is refused); must be 0 for ADDITIVE */
 } eqr_rlayer_opts;
 
 /* The relaxation of one model: the global theta, the penalty settings and
@@ -176,10 +193,80 @@ void eqr_relax_set_penalty_grad(eqr_relax *r, eqr_penalty_grad mode);
 
 /* Relax a group conv: registers "<name>.wr" with the shape of its expanded
  * bank [Fout*|G|, in_dim, k, k] (no bias), initialised per the
- * relaxation's opts. The gconv stays owned by the caller and must outlive
+ * relaxation's opts (with opts->kind == EQR_RELAX_KIND_RGCONV: the relaxed
+ * group conv of eqr_relax_rgconv instead). The gconv stays owned by the caller and must outlive
  * the relaxed layer. NULL on error (recorded). */
 eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gconv *layer,
                             const eqr_rlayer_opts *opts);
+
+/* Relax a group conv as a RELAXED GROUP CONVOLUTION (Wang, Walters, Yu,
+ * ICML 2022, "Approximately equivariant networks for imperfectly symmetric
+ * dynamics"); eqr_relax_gconv and eqr_relax_module do this when
+ * opts->kind == EQR_RELAX_KIND_RGCONV. With L = opts->nbanks base filters
+ * Psi_0 .. Psi_{L-1} (each of the gconv's weight shape) and h.Psi the
+ * usual group-transformed filter (the rows of output orientation h of the
+ * gconv's bank T(Psi), gconv.h), the filter of output orientation h is
+ *     K_h = sum_l w_eff[l][h] h.Psi_l,
+ *     w_eff[l][h] = a_l + theta (D[l][h] - mean_g D[l][g]).
+ * a [L] ("<name>.mix", no weight decay) holds the mean over g of the
+ * weights, D [L, |G|] ("<name>.wr", the layer's W_r: its Adam moments,
+ * norm and stats are those of W_r) their deviations; at theta = 1 the
+ * weights are the paper's w[l][g] = a_l + D[l][g] - mean_g D[l][g]. The
+ * layer is exactly equivariant whenever w_eff is equal over g: at theta =
+ * 0, or with D equal over g (D = 0 at init). It is again f_eq + theta W_r
+ * x, with f_eq the group conv of the filter sum_l a_l Psi_l and W_r the
+ * bank sum_l (D - mean D)[l][h] h.Psi_l, so the library's schedules,
+ * penalties and projection apply unchanged (docs/relaxation.md says why
+ * this form rather than a spread penalty alone):
+ *   LD = sum_l sum_g (D[l][g] - mean D[l])^2, the spread of the weights;
+ *   N  = ||W_r x||^2, the deviation bank's output; in the default
+ *        EQR_PENALTY_DETACHED form on the detached x AND base filters (N
+ *        shapes D only, as it shapes only W_r elsewhere), in the FULL form
+ *        with its gradient into x and the base filters too.
+ * Storage: Psi_0 IS the gconv's weight; Psi_1 .. Psi_{L-1} are
+ * "<name>.psi" [L-1, <weight shape>] (absent for L = 1). Init: a_l = 1/L;
+ * D per the relaxation's opts.init (zero: exactly equal over g, so the
+ * layer starts exactly equivariant; normal: N(0, init_std^2), equivariant
+ * at theta = 0 only); Psi_l = W + delta_l with W the gconv's weight as
+ * created and delta_l ~ N(0, rms(W)^2) from the context RNG, centred over
+ * l, so sum_l a_l Psi_l = W: the relaxed layer starts as the strict one
+ * (to rounding) with distinct base filters. Projection (either mode, any
+ * theta): the gconv's weight becomes sum_l a_l Psi_l, a = (1, 0, .., 0)
+ * and D = 0, so the layer computes the plain gconv (the same bank, bit
+ * for bit) and eqr_gconv_forward alone gives the projected model (the
+ * Reynolds average of the deviation bank is 0, so folding theta times its
+ * equivariant part adds nothing). The forward costs L gathers of the bank
+ * more than the plain gconv. The gconv stays owned by the caller and must
+ * outlive the relaxed layer. NULL on error (recorded): EQR_ERR_ARG for
+ * NULL arguments, opts NULL or nbanks outside 1..EQR_RGCONV_MAX_BANKS,
+ * a name whose "<name>.wr", ".psi" or ".mix" exists. */
+eqr_rlayer *eqr_relax_rgconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gconv *layer,
+                             const eqr_rlayer_opts *opts);
+
+/* How far the mixing weights of a relaxed group conv moved from equal over
+ * the group: "where the data broke the symmetry". Per base filter l, of
+ * the weights at theta = 1, w[l][g] = a_l + D[l][g] - mean_g D[l][g]. */
+typedef struct eqr_rgconv_report {
+    int nbanks, order; /* L and |G| */
+    float theta;       /* the layer's theta now */
+    float mean[EQR_RGCONV_MAX_BANKS];   /* a_l = mean over g of w[l][g] */
+    float spread[EQR_RGCONV_MAX_BANKS]; /* std over g of w[l][g] (population: / |G|) */
+    /* spread / |mean| (0 when spread is 0; INFINITY when mean is 0 < spread) */
+    float rel_spread[EQR_RGCONV_MAX_BANKS];
+    float max_rel_spread;    /* largest rel_spread over l */
+    float eff_max_rel_spread; /* |theta| max_rel_spread: that of the weights in use */
+} eqr_rgconv_report;
+
+/* Fill *out for a relaxed group conv (statistics in double, stored as
+ * float). EQR_ERR_ARG for NULL arguments or a layer of another kind. */
+eqr_status eqr_rgconv_get_report(eqr_ctx *ctx, const eqr_rlayer *l, eqr_rgconv_report *out);
+/* The mixing weights of a relaxed group conv, w into out[l * |G| + g]
+ * (L * |G| floats): at theta = 1 (effective = 0) or the ones in use now,
+ * w_eff (effective = 1). EQR_ERR_ARG as eqr_rgconv_get_report. */
+eqr_status eqr_rgconv_weights(eqr_ctx *ctx, const eqr_rlayer *l, int effective, float *out);
+/* The kind of a relaxed layer: "gconv", "rgconv", "steer_conv", "linear",
+ * "vn_linear", "irreps_linear", ...; NULL for NULL. */
+const char *eqr_rlayer_kind(const eqr_rlayer *l);
 
 /* Relax a steerable conv: W_r has the shape of its bank [out_dim, in_dim,
  * k, k]. As eqr_relax_gconv otherwise. */
@@ -343,7 +430,8 @@ eqr_status eqr_lie_derivative(eqr_ctx *ctx, const float *W, const eqr_lie_rep *i
                               const eqr_lie_rep *out, float *out_ld);
 
 /* Project every layer (mode DROP or FOLD), then set W_r = 0 and every theta
- * to 0. Afterwards the model is exactly equivariant and the relaxed layers
+ * to 0 (a relaxed group conv folds its mean weights into the gconv in both
+ * modes: eqr_relax_rgconv). Afterwards the model is exactly equivariant and the relaxed layers
  * compute f_eq alone. */
 eqr_status eqr_relax_project(eqr_ctx *ctx, eqr_relax *r, eqr_project_mode mode);
 
@@ -376,7 +464,10 @@ typedef struct eqr_rlayer_stats {
  * for a NULL r or m on a healthy context, a module of a kind that cannot
  * be relaxed (the message names it and the relaxable kinds), a container
  * with nothing relaxable in it, an already relaxed module; errors of the
- * eqr_relax_xxx call. */
+ * eqr_relax_xxx call. opts (NULL: defaults) applies to every layer; with
+ * opts->kind == EQR_RELAX_KIND_RGCONV every gconv becomes a relaxed group
+ * conv (eqr_relax_rgconv) and any other relaxable module inside is
+ * refused (EQR_ERR_ARG naming it). */
 eqr_module *eqr_relax_module(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_module *m,
                              const eqr_rlayer_opts *opts);
 /* The relaxed layer of a module eqr_relax_module returned (for

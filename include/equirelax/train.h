@@ -221,7 +221,9 @@ typedef struct eqr_run_result {
  * epoch-table row (epoch, steps, train_loss, train_acc, penalty, theta, lr,
  * test_loss_projected, test_acc_projected, equiv_err_relaxed,
  * equiv_err_projected, defect, act_norm_sq, wr_norm, seconds and per
- * relaxed layer <l>.wr_norm and <l>.act_norm; empty where not measured),
+ * relaxed layer <l>.wr_norm and <l>.act_norm, then per relaxed group conv
+ * <l>.rg_spread, its eqr_rgconv_report max_rel_spread at the end of the
+ * epoch, before any projection; empty where not measured),
  * the checkpoint (counters: the epoch and config), the projected
  * evaluation when due, the files and on_epoch. After the last epoch the
  * model is projected for good (after its checkpoint, which keeps the

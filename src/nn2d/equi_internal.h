@@ -118,6 +118,10 @@ static inline void eqr__conv_watch_input(eqr_ctx *ctx, const char *fn, const cha
 /* eqr__conv_watch_input for a layer's h x w input, with the layer's own
  * once-per-size memory (shared by its plain and relaxed forwards); fn names
  * the calling function in the message. */
+/* The gather table of the layer's bank (gconv.h): bank entry -> weight
+ * entry, eqr_gconv_bank_shape's element count of them, valid while the
+ * layer lives. */
+const int64_t *eqr__gconv_bank_index(const eqr_gconv *layer);
 void eqr__gconv_watch_input(eqr_ctx *ctx, const char *fn, eqr_gconv *layer, int64_t h,
                             int64_t w);
 void eqr__steer_conv_watch_input(eqr_ctx *ctx, const char *fn, eqr_steer_conv *layer, int64_t h,

@@ -285,6 +285,10 @@ eqr_status eqr_gconv_export(eqr_ctx *ctx, const eqr_gconv *layer, float *weight,
     return EQR_OK;
 }
 
+const int64_t *eqr__gconv_bank_index(const eqr_gconv *layer) {
+    return layer ? layer->bank_idx : NULL;
+}
+
 int eqr_gconv_exact_on(const eqr_gconv *layer, int h, int w) {
     return layer ? eqr__conv_exact_on(&layer->group, &layer->geom, layer->k, h, w) : 0;
 }

@@ -188,6 +188,23 @@ eqr_rlayer *eqr__rlayer_new(eqr_ctx *ctx, eqr_relax *r, const char *name,
                   name ? name : "(null)");
         goto fail;
     }
+    if (opts && opts->kind != EQR_RELAX_KIND_ADDITIVE && opts->kind != EQR_RELAX_KIND_RGCONV) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): unknown relaxation kind %d in eqr_rlayer_opts", fn,
+                  name ? name : "(null)", (int)opts->kind);
+        goto fail;
+    }
+    if (opts && opts->kind == EQR_RELAX_KIND_RGCONV && strcmp(ops->kind, "rgconv") != 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): relaxation kind rgconv (relaxed group conv) "
+                  "applies to group convs (gconv) only, not to a layer of kind '%s'", fn,
+                  name ? name : "(null)", ops->kind);
+        goto fail;
+    }
+    if (opts && opts->kind == EQR_RELAX_KIND_ADDITIVE && opts->nbanks != 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): nbanks %d is set but the relaxation kind is "
+                  "additive (nbanks is for EQR_RELAX_KIND_RGCONV)", fn, name ? name : "(null)",
+                  opts->nbanks);
+        goto fail;
+    }
     if (!name || !*name || strlen(name) + strlen(".theta") >= EQR_NAME_LEN) {
         eqr__fail(ctx, EQR_ERR_ARG, "%s: name '%s' is NULL, empty or too long (need 1..%d characters)",
                   fn, name ? name : "(null)", (int)(EQR_NAME_LEN - 1 - strlen(".theta")));
@@ -448,14 +465,14 @@ eqr_status eqr_relax_project(eqr_ctx *ctx, eqr_relax *r, eqr_project_mode mode) 
     if (mode != EQR_PROJECT_DROP && mode != EQR_PROJECT_FOLD)
         return eqr__fail(ctx, EQR_ERR_ARG, "eqr_relax_project: unknown mode %d", (int)mode);
     /* fold everything first so that a failure leaves every W_r in place */
-    if (mode == EQR_PROJECT_FOLD)
-        for (int i = 0; i < r->nlayers; i++) {
-            eqr_rlayer *l = r->layers[i];
-            float th = eqr__rlayer_theta(l);
-            if (!l->ops->fold || th == 0.0f) continue;
-            eqr_status st = l->ops->fold(ctx, l, th);
-            if (st != EQR_OK) return st;
-        }
+    for (int i = 0; i < r->nlayers; i++) {
+        eqr_rlayer *l = r->layers[i];
+        float th = eqr__rlayer_theta(l);
+        if (!l->ops->fold) continue;
+        if (!l->ops->fold_always && (mode != EQR_PROJECT_FOLD || th == 0.0f)) continue;
+        eqr_status st = l->ops->fold(ctx, l, th);
+        if (st != EQR_OK) return st;
+    }
     for (int i = 0; i < r->nlayers; i++) {
         eqr_rlayer *l = r->layers[i];
         memset(l->wr->data, 0, (size_t)l->wr->numel * sizeof(float));
@@ -475,6 +492,7 @@ eqr_rlayer *eqr_relax_layer(eqr_relax *r, int i) {
 }
 
 const char *eqr_rlayer_name(const eqr_rlayer *l) { return l ? l->name : NULL; }
+const char *eqr_rlayer_kind(const eqr_rlayer *l) { return l ? l->ops->kind : NULL; }
 eqr_tensor *eqr_rlayer_wr(const eqr_rlayer *l) { return l ? l->wr : NULL; }
 eqr_tensor *eqr_rlayer_theta(const eqr_rlayer *l) { return l ? l->theta : NULL; }
 

@@ -321,6 +321,7 @@ static void bank_dims(conv_impl *c) {
 
 eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gconv *layer,
                             const eqr_rlayer_opts *opts) {
+    if (opts && opts->kind == EQR_RELAX_KIND_RGCONV) return eqr_relax_rgconv(ctx, r, name, layer, opts);
     conv_impl *c = impl_new(ctx, "eqr_relax_gconv", r, layer);
     if (!c) return NULL;
     c->g = layer;

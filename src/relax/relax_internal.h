@@ -33,6 +33,11 @@ typedef struct eqr_rlayer_ops {
                         double *wr_norm);
     /* Free impl (NULL: impl is not owned). */
     void (*destroy)(void *impl);
+    /* 1: the equivariant part lives in the layer's own parameters (the
+     * relaxed group conv), so projection calls fold in both modes and
+     * whatever theta, before W_r is zeroed; 0: fold in FOLD mode at
+     * theta != 0 only. */
+    int fold_always;
 } eqr_rlayer_ops;
 
 struct eqr_rlayer {

@@ -9,6 +9,10 @@ static eqr_tensor *relaxed_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
 }
 static int relaxed_describe(const eqr_module *m, char *buf, size_t n) {
     const eqr_tensor *t = eqr_rlayer_theta(m->impl);
+    const char *k = eqr_rlayer_kind(m->impl);
+    if (k && !strcmp(k, "rgconv"))
+        return snprintf(buf, n, "gconv as relaxed group conv (mixing weights a + theta D), theta %g",
+                        t ? t->data[0] : 0.0);
     return snprintf(buf, n, "%s + theta W_r, theta %g", m->nchild ? m->child[0]->ops->kind : "?",
                     t ? t->data[0] : 0.0);
 }
@@ -66,7 +70,11 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
     const char *nm = name ? name : m->name;
     int p0 = eqr_param_count(ctx);
     eqr_rlayer *rl = NULL;
-    if (eqr_module_gconv(m))
+    if (opts && opts->kind == EQR_RELAX_KIND_RGCONV && !eqr_module_gconv(m) && !eqr_module_rlayer(m))
+        eqr__fail(ctx, EQR_ERR_ARG,
+                  "%s: module '%s' is of kind '%s'; relaxation kind rgconv (relaxed group conv) "
+                  "applies to gconv modules only", fn, m->name, m->ops->kind);
+    else if (eqr_module_gconv(m))
         rl = eqr_relax_gconv(ctx, r, nm, eqr_module_gconv(m), opts);
     else if (eqr_module_steer_conv(m))
         rl = eqr_relax_steer_conv(ctx, r, nm, eqr_module_steer_conv(m), opts);

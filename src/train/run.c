@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *const epoch_cols[] = {
     "epoch", "steps", "train_loss", "train_acc", "penalty", "theta", "lr",
@@ -18,8 +19,19 @@ enum {
     E_LD, E_N, E_WR, E_SECS, NEPOCH
 };
 
+/* 1 if layer l of relax is a relaxed group conv (it gets a column more). */
+static int is_rg(eqr_relax *relax, int l) {
+    return !strcmp(eqr_rlayer_kind(eqr_relax_layer(relax, l)), "rgconv");
+}
+
+static int num_rg(eqr_relax *relax) {
+    int k = 0;
+    for (int l = 0; relax && l < eqr_relax_num_layers(relax); l++) k += is_rg(relax, l);
+    return k;
+}
+
 static eqr_metrics *epoch_table(eqr_ctx *ctx, eqr_relax *relax) {
-    int nl = relax ? eqr_relax_num_layers(relax) : 0, n = NEPOCH + 2 * nl;
+    int nl = relax ? eqr_relax_num_layers(relax) : 0, n = NEPOCH + 2 * nl + num_rg(relax);
     char(*names)[2 * EQR_NAME_LEN] = calloc((size_t)n, sizeof *names);
     const char **np = calloc((size_t)n, sizeof *np);
     eqr_metrics *m = NULL;
@@ -30,6 +42,10 @@ static eqr_metrics *epoch_table(eqr_ctx *ctx, eqr_relax *relax) {
             snprintf(names[NEPOCH + 2 * l], sizeof names[0], "%s.wr_norm", ln);
             snprintf(names[NEPOCH + 2 * l + 1], sizeof names[0], "%s.act_norm", ln);
         }
+        for (int l = 0, k = NEPOCH + 2 * nl; l < nl; l++)
+            if (is_rg(relax, l))
+                snprintf(names[k++], sizeof names[0], "%s.rg_spread",
+                         eqr_rlayer_name(eqr_relax_layer(relax, l)));
         for (int c = 0; c < n; c++) np[c] = names[c];
         m = eqr_metrics_create(ctx, n, np);
     } else {
@@ -54,6 +70,16 @@ static eqr_status relax_columns(eqr_ctx *ctx, eqr_relax *relax, double *row) {
         wr += (double)st.wr_norm * st.wr_norm;
         row[NEPOCH + 2 * l] = st.wr_norm;
         row[NEPOCH + 2 * l + 1] = st.act_norm >= 0 ? st.act_norm : NAN;
+    }
+    /* relaxed group convs: how far their weights moved from equal over g
+     * (eqr_rgconv_report.max_rel_spread), before any projection */
+    const int nl = eqr_relax_num_layers(relax);
+    for (int l = 0, k = NEPOCH + 2 * nl; l < nl; l++) {
+        if (!is_rg(relax, l)) continue;
+        eqr_rgconv_report rep;
+        if (eqr_rgconv_get_report(ctx, eqr_relax_layer(relax, l), &rep) != EQR_OK)
+            return ctx->status;
+        row[k++] = rep.max_rel_spread;
     }
     row[E_LD] = ld;
     row[E_N] = nsq;
