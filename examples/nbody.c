@@ -74,16 +74,20 @@ typedef struct options {
     eqr_penalty_grad pgrad;
 } options;
 
+/* The network is one module container (module.h), net:
+ *   egnn   embed, egnn0 .. egnn<L-1> on the tuple (h, x, v, edge_attr);
+ *          the prediction is the last layer's x
+ *   vn     per layer: cat<l> (the features and their mean over the
+ *          particles), vn<l> (VN-Linear), vn<l>.act (VN-LeakyReLU); then
+ *          cat<L>, vn<L> giving the displacement; on the features of
+ *          model_forward
+ *   segnn  the SEGNN module on (x, v, q)
+ * Relaxed, every EGNN layer and VN-Linear is replaced by its relaxed module
+ * (W_r "<layer>.rel.wr"), the SEGNN by its relaxed self ("segnn.layer<k>.
+ * relax<j>.wr"). */
 typedef struct model {
-    int vn, layers, hidden;
-    /* egnn */
-    eqr_tensor *emb_w, *emb_b;
-    eqr_egnn *g[MAX_LAYERS];
-    /* vn: layers hidden VN-Linears and the output one (index layers) */
-    eqr_vn_linear *lin[MAX_LAYERS + 1];
-    eqr_vn_leaky_relu *act[MAX_LAYERS];
-    eqr_rlayer *rl[MAX_LAYERS + 1];
-    eqr_segnn *segnn; /* segnn */
+    int vn, segnn, hidden;
+    eqr_module *net;
     eqr_relax *relax; /* NULL when strict */
 } model;
 
@@ -211,12 +215,73 @@ static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx,
 
 /* ---- model ---- */
 
+/* The EGNN model's node embedding, a module of its own: |v_i| [B, n, 1] ->
+ * [B, n, H] through "embed.weight" [H, 1] and "embed.bias" [H], both
+ * U(-1, 1). */
+typedef struct embed {
+    eqr_tensor *w, *b;
+} embed;
+
+static eqr_tensor *embed_forward(eqr_ctx *ctx, eqr_module *mod, eqr_tensor *hn) {
+    const embed *e = eqr_module_impl(mod);
+    int64_t s2[2] = {hn->shape[0] * hn->shape[1], 1},
+            s3[3] = {hn->shape[0], hn->shape[1], e->w->shape[0]};
+    return eqr_reshape(ctx, eqr_linear(ctx, eqr_reshape(ctx, hn, 2, s2), e->w, e->b), 3, s3);
+}
+static const eqr_module_ops embed_ops = {.kind = "embed", .forward = embed_forward, .destroy = free};
+
+static eqr_module *embed_module(eqr_ctx *ctx, int H) {
+    embed *e = malloc(sizeof *e);
+    if (!e) ex_die("out of memory");
+    e->w = eqr_param_new(ctx, "embed.weight", 2, (int64_t[]){H, 1}, 0);
+    e->b = eqr_param_new(ctx, "embed.bias", 1, (int64_t[]){H}, EQR_PARAM_NO_DECAY);
+    if (!e->w || !e->b) ex_die_ctx(ctx, "building the model");
+    eqr_tensor_uniform(e->w, eqr_ctx_rng(ctx), -1.0f, 1.0f);
+    eqr_tensor_uniform(e->b, eqr_ctx_rng(ctx), -1.0f, 1.0f);
+    return eqr_module_create(ctx, "embed", &embed_ops, e);
+}
+
+/* A VN layer's input: f [B, C, 3, n] and, broadcast over the particles,
+ * its mean over them: [B, 2C, 3, n]. Types vn(C) -> vn(2C). */
+static eqr_tensor *cat_mean_forward(eqr_ctx *ctx, eqr_module *mod, eqr_tensor *f) {
+    (void)mod;
+    int64_t sp[4] = {f->shape[0], f->shape[1], 3, 1};
+    eqr_tensor *pooled = eqr_reshape(ctx, eqr_vn_mean_pool(ctx, f), 4, sp);
+    eqr_tensor *bc = eqr_add(ctx, eqr_tensor_zeros(ctx, 4, f->shape), pooled);
+    eqr_tensor *cat[2] = {f, bc};
+    return eqr_concat(ctx, cat, 2, 1);
+}
+static const eqr_module_ops cat_mean_ops = {.kind = "cat_mean", .forward = cat_mean_forward};
+
+static eqr_module *cat_mean_module(eqr_ctx *ctx, int l, int channels) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "cat%d", l);
+    eqr_module *mod = eqr_module_create(ctx, nm, &cat_mean_ops, NULL);
+    if (mod)
+        eqr_module_set_types(mod, &(eqr_ftype){.kind = EQR_FTYPE_VN, .channels = channels},
+                             &(eqr_ftype){.kind = EQR_FTYPE_VN, .channels = 2 * channels});
+    return mod;
+}
+
+/* mod relaxed under "<its name>.rel" when the model is relaxed. */
+static eqr_module *relaxed(eqr_ctx *ctx, const model *m, eqr_module *mod) {
+    if (!m->relax || !mod) return mod;
+    char nm[80];
+    snprintf(nm, sizeof nm, "%s.rel", eqr_module_name(mod));
+    mod = eqr_relax_module(ctx, m->relax, nm, mod, NULL);
+    if (!mod) ex_die_ctx(ctx, "relaxing the model");
+    return mod;
+}
+
+/* Modules are created in the order of the former hand-built layers (the
+ * order they draw their initial weights and register their parameters), so
+ * a seed gives the same model and the same store layout. */
 static void model_build(eqr_ctx *ctx, const options *o, model *m) {
     memset(m, 0, sizeof *m);
     m->vn = o->vn;
-    m->layers = (int)o->layers;
+    m->segnn = o->segnn;
     m->hidden = (int)o->hidden;
-    const int H = m->hidden;
+    const int H = m->hidden, L = (int)o->layers;
     char nm[64];
     if (o->relax_kind >= 0) {
         eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_ZERO,
@@ -226,65 +291,47 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
         m->relax = eqr_relax_create(ctx, "relax", &ro);
         if (!m->relax) ex_die_ctx(ctx, "creating the relaxation");
     }
+    eqr_module *net = m->net = eqr_sequential_create(ctx, "net");
     if (o->segnn) {
         char ir[64];
         snprintf(ir, sizeof ir, "%dx0e+%dx1o", H / 2, H / 2);
-        eqr_segnn_opts so = {.hidden = o->irreps ? o->irreps : ir, .layers = m->layers};
-        m->segnn = eqr_segnn_create(ctx, "segnn", &so);
-        if (!m->segnn) ex_die_ctx(ctx, "building the model");
+        eqr_segnn_opts so = {.hidden = o->irreps ? o->irreps : ir, .layers = L};
+        eqr_module *seg = eqr_segnn_module(ctx, "segnn", &so);
+        if (!seg) ex_die_ctx(ctx, "building the model");
         /* W_r after every equivariant weight: a seed gives the same model either way */
-        if (m->relax && eqr_relax_segnn(ctx, m->relax, "segnn", m->segnn, NULL))
+        if (m->relax && !(seg = eqr_relax_module(ctx, m->relax, "segnn", seg, NULL)))
             ex_die_ctx(ctx, "relaxing the model");
-        return;
-    }
-    if (!m->vn) {
-        int64_t sw[2] = {H, 1}, sb[1] = {H};
-        m->emb_w = eqr_param_new(ctx, "embed.weight", 2, sw, 0);
-        m->emb_b = eqr_param_new(ctx, "embed.bias", 1, sb, EQR_PARAM_NO_DECAY);
-        if (!m->emb_w || !m->emb_b) ex_die_ctx(ctx, "building the model");
-        eqr_tensor_uniform(m->emb_w, eqr_ctx_rng(ctx), -1.0f, 1.0f);
-        eqr_tensor_uniform(m->emb_b, eqr_ctx_rng(ctx), -1.0f, 1.0f);
+        eqr_sequential_add(net, seg);
+    } else if (!m->vn) {
+        eqr_sequential_add(net, embed_module(ctx, H));
         eqr_egnn_opts go = {.hidden = H, .edge_attr = 1, .velocity = 1};
-        for (int l = 0; l < m->layers; l++) {
+        for (int l = 0; l < L; l++) {
             snprintf(nm, sizeof nm, "egnn%d", l);
-            m->g[l] = eqr_egnn_create(ctx, nm, H, H, &go);
-            if (!m->g[l]) ex_die_ctx(ctx, "building the model");
-            if (m->relax) {
-                snprintf(nm, sizeof nm, "egnn%d.rel", l);
-                if (!eqr_relax_egnn(ctx, m->relax, nm, m->g[l], NULL))
-                    ex_die_ctx(ctx, "relaxing the model");
+            eqr_sequential_add(net, relaxed(ctx, m, eqr_egnn_module(ctx, nm, H, H, &go)));
+        }
+    } else {
+        int c = 4;
+        eqr_vn_leaky_relu_opts ao = {.negative_slope = 0.2f};
+        for (int l = 0; l <= L; l++) {
+            int cout = l < L ? H : 1;
+            snprintf(nm, sizeof nm, "vn%d", l);
+            eqr_module *lin = eqr_vn_linear_module(ctx, nm, 2 * c, cout), *act = NULL;
+            if (l < L) {
+                snprintf(nm, sizeof nm, "vn%d.act", l);
+                act = eqr_vn_leaky_relu_module(ctx, nm, cout, &ao);
             }
+            lin = relaxed(ctx, m, lin); /* W_r after the activation's parameters */
+            eqr_sequential_add(net, cat_mean_module(ctx, l, c));
+            eqr_sequential_add(net, lin);
+            if (act) eqr_sequential_add(net, act);
+            c = cout;
         }
-        return;
     }
-    int c = 4;
-    eqr_vn_leaky_relu_opts ao = {.negative_slope = 0.2f};
-    for (int l = 0; l <= m->layers; l++) {
-        int cin = 2 * c, cout = l < m->layers ? H : 1;
-        snprintf(nm, sizeof nm, "vn%d", l);
-        m->lin[l] = eqr_vn_linear_create(ctx, nm, cin, cout);
-        if (!m->lin[l]) ex_die_ctx(ctx, "building the model");
-        if (l < m->layers) {
-            snprintf(nm, sizeof nm, "vn%d.act", l);
-            m->act[l] = eqr_vn_leaky_relu_create(ctx, nm, cout, &ao);
-            if (!m->act[l]) ex_die_ctx(ctx, "building the model");
-        }
-        if (m->relax) {
-            snprintf(nm, sizeof nm, "vn%d.rel", l);
-            m->rl[l] = eqr_relax_vn_linear(ctx, m->relax, nm, m->lin[l], NULL);
-            if (!m->rl[l]) ex_die_ctx(ctx, "relaxing the model");
-        }
-        c = cout;
-    }
+    if (eqr_status_get(ctx)) ex_die_ctx(ctx, "building the model");
 }
 
 static void model_free(model *m) {
-    for (int l = 0; l < MAX_LAYERS; l++) {
-        eqr_egnn_destroy(m->g[l]);
-        eqr_vn_leaky_relu_destroy(m->act[l]);
-    }
-    for (int l = 0; l <= MAX_LAYERS; l++) eqr_vn_linear_destroy(m->lin[l]);
-    eqr_segnn_destroy(m->segnn);
+    eqr_module_destroy(m->net);
     eqr_relax_destroy(m->relax);
 }
 
@@ -300,37 +347,20 @@ static eqr_tensor *to_vn(eqr_ctx *ctx, eqr_tensor *t) {
 /* Predicted positions [B, n, 3] for inputs x, v (possibly transformed). */
 static eqr_tensor *model_forward(eqr_ctx *ctx, model *m, const batch *b, eqr_tensor *x,
                                  eqr_tensor *v) {
-    const int64_t nb = x->shape[0];
-    if (m->segnn) return eqr_segnn_forward(ctx, m->segnn, x, v, b->q);
+    if (m->segnn) {
+        eqr_tensor *io[3] = {x, v, b->q};
+        return eqr_module_forward_n(ctx, m->net, 3, io) ? NULL : io[0];
+    }
     if (!m->vn) {
-        int64_t s2[2] = {nb * P, 1}, s3[3] = {nb, P, m->hidden};
-        eqr_tensor *h = eqr_reshape(ctx, eqr_linear(ctx, eqr_reshape(ctx, b->hn, 2, s2), m->emb_w,
-                                                    m->emb_b), 3, s3);
-        for (int l = 0; l < m->layers; l++) {
-            eqr_tensor *h2 = NULL, *x2 = NULL;
-            if (eqr_egnn_forward(ctx, m->g[l], h, x, v, b->e, l + 1 < m->layers ? &h2 : NULL,
-                                 &x2))
-                return NULL;
-            h = h2;
-            x = x2;
-        }
-        return x;
+        eqr_tensor *io[4] = {b->hn, x, v, b->e};
+        return eqr_module_forward_n(ctx, m->net, 4, io) ? NULL : io[1];
     }
     eqr_tensor *xc = eqr_sub(ctx, x, eqr_mean(ctx, x, 1, 1));
     eqr_tensor *parts[4] = {to_vn(ctx, xc), to_vn(ctx, v), to_vn(ctx, eqr_mul(ctx, xc, b->q)),
                             to_vn(ctx, eqr_mul(ctx, v, b->q))};
-    eqr_tensor *f = eqr_concat(ctx, parts, 4, 1); /* [B, 4, 3, n] */
-    for (int l = 0; l <= m->layers && f; l++) {
-        int64_t sp[4] = {nb, f->shape[1], 3, 1};
-        eqr_tensor *pooled = eqr_reshape(ctx, eqr_vn_mean_pool(ctx, f), 4, sp);
-        eqr_tensor *bc = eqr_add(ctx, eqr_tensor_zeros(ctx, 4, f->shape), pooled);
-        eqr_tensor *cat[2] = {f, bc};
-        f = eqr_concat(ctx, cat, 2, 1);
-        f = m->rl[l] ? eqr_rlayer_forward(ctx, m->rl[l], f) : eqr_vn_linear_forward(ctx, m->lin[l], f);
-        if (l < m->layers) f = eqr_vn_leaky_relu_forward(ctx, m->act[l], f);
-    }
+    eqr_tensor *f = eqr_module_forward(ctx, m->net, eqr_concat(ctx, parts, 4, 1)); /* [B, 1, 3, n] */
     if (!f) return NULL;
-    int64_t s3[3] = {nb, 3, P};
+    int64_t s3[3] = {x->shape[0], 3, P};
     const int perm[3] = {0, 2, 1};
     return eqr_add(ctx, x, eqr_permute(ctx, eqr_reshape(ctx, f, 3, s3), perm));
 }

@@ -37,15 +37,18 @@ static void c4net_build(eqr_ctx *ctx, c4net *n) {
     n->r4 = tu_regular_rep(ctx, &n->G, 4);
     n->r6 = tu_regular_rep(ctx, &n->G, 6);
     eqr_gconv_opts same = {.geom = EQR_CONV2D(1, 1, 1)};
-    n->inner = eqr_sequential_of(ctx, "inner", 2,
-                                 eqr_gconv_module(ctx, "c2", n->r4, n->r6, 3, &same),
-                                 eqr_activation_module(ctx, "act2", EQR_PW_LEAKY_RELU, 0.1f));
-    n->net = eqr_sequential_of(ctx, "net", 8, eqr_gconv_module(ctx, "c1", n->t1, n->r4, 3, &same),
-                               eqr_field_bn_module(ctx, "bn1", n->r4, NULL),
-                               eqr_relu_module(ctx, NULL), eqr_maxpool2d_module(ctx, "mp", 2, 2, 0),
-                               n->inner, eqr_group_pool_module(ctx, "gp", n->r6, EQR_GPOOL_MAX),
-                               eqr_global_avgpool_module(ctx, NULL),
-                               eqr_linear_module(ctx, "fc", 6, 3, 1));
+    n->inner = eqr_sequential_create(ctx, "inner");
+    eqr_sequential_add(n->inner, eqr_gconv_module(ctx, "c2", n->r4, n->r6, 3, &same));
+    eqr_sequential_add(n->inner, eqr_activation_module(ctx, "act2", EQR_PW_LEAKY_RELU, 0.1f));
+    n->net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(n->net, eqr_gconv_module(ctx, "c1", n->t1, n->r4, 3, &same));
+    eqr_sequential_add(n->net, eqr_field_bn_module(ctx, "bn1", n->r4, NULL));
+    eqr_sequential_add(n->net, eqr_relu_module(ctx, NULL));
+    eqr_sequential_add(n->net, eqr_maxpool2d_module(ctx, "mp", 2, 2, 0));
+    eqr_sequential_add(n->net, n->inner);
+    eqr_sequential_add(n->net, eqr_group_pool_module(ctx, "gp", n->r6, EQR_GPOOL_MAX));
+    eqr_sequential_add(n->net, eqr_global_avgpool_module(ctx, NULL));
+    eqr_sequential_add(n->net, eqr_linear_module(ctx, "fc", 6, 3, 1));
     assert_ok(ctx);
     assert_non_null(n->net);
 }
@@ -93,11 +96,13 @@ static void test_sequential_equals_by_hand(void **state) {
 static void test_sequential_vn_irreps(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(2);
-    eqr_module *vn = eqr_sequential_of(
-        ctx, "vn", 5, eqr_vn_linear_module(ctx, "l1", 3, 5),
-        eqr_vn_leaky_relu_module(ctx, "a1", 5, &(eqr_vn_leaky_relu_opts){.negative_slope = 0.2f}),
-        eqr_vn_bn_module(ctx, "bn", 5, NULL), eqr_vn_mean_pool_module(ctx, NULL),
-        eqr_vn_linear_module(ctx, "l2", 5, 2));
+    eqr_module *vn = eqr_sequential_create(ctx, "vn");
+    eqr_sequential_add(vn, eqr_vn_linear_module(ctx, "l1", 3, 5));
+    eqr_sequential_add(vn, eqr_vn_leaky_relu_module(ctx, "a1", 5,
+                                                    &(eqr_vn_leaky_relu_opts){.negative_slope = 0.2f}));
+    eqr_sequential_add(vn, eqr_vn_bn_module(ctx, "bn", 5, NULL));
+    eqr_sequential_add(vn, eqr_vn_mean_pool_module(ctx, NULL));
+    eqr_sequential_add(vn, eqr_vn_linear_module(ctx, "l2", 5, 2));
     assert_ok(ctx);
     eqr_tensor *x = tu_input(ctx, "x", 4, (int64_t[]){2, 3, 3, 6}, 1.0f);
     eqr_module_set_training(vn, 0);
@@ -117,8 +122,9 @@ static void test_sequential_vn_irreps(void **state) {
     assert_int_equal(eqr_irreps_parse(ctx, "3x0e+2x0e+2x1o", &mid), EQR_OK);
     assert_int_equal(eqr_irreps_parse(ctx, "3x0e", &sc), EQR_OK);
     assert_int_equal(eqr_irreps_parse(ctx, "2x1o", &gated), EQR_OK);
-    eqr_module *ir = eqr_sequential_of(ctx, "ir", 2, eqr_irreps_linear_module(ctx, "il", &in, &mid),
-                                       eqr_gate_module(ctx, NULL, &sc, &gated));
+    eqr_module *ir = eqr_sequential_create(ctx, "ir");
+    eqr_sequential_add(ir, eqr_irreps_linear_module(ctx, "il", &in, &mid));
+    eqr_sequential_add(ir, eqr_gate_module(ctx, NULL, &sc, &gated));
     assert_ok(ctx);
     eqr_tensor *xi = tu_input(ctx, "xi", 2, (int64_t[]){5, 10}, 1.0f);
     y = eqr_module_forward(ctx, ir, xi);
@@ -132,10 +138,12 @@ static void test_sequential_vn_irreps(void **state) {
     /* a gate whose input does not match the linear's output is refused */
     eqr_irreps wrong;
     eqr_irreps_parse(ctx, "2x0e+2x0e+2x1o", &wrong);
-    eqr_module *ir2 = eqr_sequential_of(ctx, "ir2", 2, eqr_irreps_linear_module(ctx, "il2", &in, &wrong),
-                                        eqr_gate_module(ctx, NULL, &sc, &gated));
-    assert_null(ir2);
+    eqr_module *ir2 = eqr_sequential_create(ctx, "ir2");
+    assert_int_equal(eqr_sequential_add(ir2, eqr_irreps_linear_module(ctx, "il2", &in, &wrong)), EQR_OK);
+    assert_int_equal(eqr_sequential_add(ir2, eqr_gate_module(ctx, NULL, &sc, &gated)), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "'il2' (irreps_linear) gives 2x0e+2x0e+2x1o");
+    assert_int_equal(eqr_module_num_children(ir2), 1); /* the refused gate is freed */
+    eqr_module_destroy(ir2);
     eqr_module_destroy(vn);
     eqr_module_destroy(ir);
     eqr_ctx_destroy(ctx);
@@ -147,10 +155,14 @@ static void test_training_switch(void **state) {
     eqr_ctx *ctx = tu_ctx(3);
     eqr_group G = eqr_group_dihedral(2);
     eqr_rep *r2 = tu_regular_rep(ctx, &G, 2);
-    eqr_module *deep = eqr_sequential_of(ctx, "deep", 2, eqr_field_bn_module(ctx, "fbn", r2, NULL),
-                                         eqr_dropout_module(ctx, "drop", 0.5f));
-    eqr_module *mid = eqr_sequential_of(ctx, "mid", 2, deep, eqr_batchnorm_module(ctx, "bn", 8));
-    eqr_module *net = eqr_sequential_of(ctx, "net", 1, mid);
+    eqr_module *deep = eqr_sequential_create(ctx, "deep");
+    eqr_sequential_add(deep, eqr_field_bn_module(ctx, "fbn", r2, NULL));
+    eqr_sequential_add(deep, eqr_dropout_module(ctx, "drop", 0.5f));
+    eqr_module *mid = eqr_sequential_create(ctx, "mid");
+    eqr_sequential_add(mid, deep);
+    eqr_sequential_add(mid, eqr_batchnorm_module(ctx, "bn", 8));
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(net, mid);
     assert_ok(ctx);
     eqr_tensor *x = tu_randn(ctx, 4, 8, 3, 3);
     const char *bufs[] = {"fbn.running_mean", "fbn.running_var", "bn.running_mean",
@@ -307,8 +319,9 @@ static void test_relax_module_kinds(void **state) {
     assert_null(eqr_relax_module(ctx, r, NULL, NULL, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "'m' is NULL");
     /* a container without anything relaxable */
-    assert_null(eqr_relax_module(ctx, r, NULL,
-                                 eqr_sequential_of(ctx, "empty", 1, eqr_relu_module(ctx, NULL)), NULL));
+    eqr_module *plain_seq = eqr_sequential_create(ctx, "empty");
+    eqr_sequential_add(plain_seq, eqr_relu_module(ctx, NULL));
+    assert_null(eqr_relax_module(ctx, r, NULL, plain_seq, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "holds no module that can be relaxed");
     assert_int_equal(eqr_relax_num_layers(r), 3);
     eqr_relax_destroy(r);
@@ -389,10 +402,11 @@ static void test_errors(void **state) {
     assert_int_equal(eqr_sequential_add(s, eqr_global_avgpool_module(ctx, NULL)), EQR_OK);
     assert_int_equal(eqr_sequential_add(s, eqr_linear_module(ctx, "fc16", 16, 2, 1)), EQR_OK);
     /* VN channels */
-    eqr_module *v = eqr_sequential_of(ctx, "v", 2, eqr_vn_linear_module(ctx, "v1", 2, 3),
-                                      eqr_vn_bn_module(ctx, "vbn", 4, NULL));
-    assert_null(v);
+    eqr_module *v = eqr_sequential_create(ctx, "v");
+    assert_int_equal(eqr_sequential_add(v, eqr_vn_linear_module(ctx, "v1", 2, 3)), EQR_OK);
+    assert_int_equal(eqr_sequential_add(v, eqr_vn_bn_module(ctx, "vbn", 4, NULL)), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "'v1' (vn_linear) gives vn(3) but the next layer 'vbn'");
+    eqr_module_destroy(v);
     /* NULLs and misuse */
     assert_int_equal(eqr_sequential_add(s, NULL), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "'child' is NULL");
@@ -417,8 +431,6 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "ops");
     assert_null(eqr_sequential_create(ctx, ""));
     tu_assert_error(ctx, EQR_ERR_ARG, "empty");
-    assert_null(eqr_sequential_of(ctx, "bad", 2, eqr_relu_module(ctx, NULL), NULL));
-    tu_assert_error(ctx, EQR_ERR_ARG, "'child' is NULL");
     assert_null(eqr_conv2d_module(ctx, "c", 0, 2, 3, NULL, 1));
     tu_assert_error(ctx, EQR_ERR_ARG, ">= 1");
     assert_null(eqr_dropout_module(ctx, NULL, 1.0f));
@@ -473,7 +485,9 @@ static void test_user_module(void **state) {
     assert_non_null(u);
     assert_int_equal(eqr_module_num_params(u), 1);
     assert_string_equal(eqr_param_name(ctx, eqr_module_param_index(u, 0)), "sc.scale");
-    eqr_module *net = eqr_sequential_of(ctx, "net", 2, eqr_linear_module(ctx, "fc", 4, 3, 0), u);
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(net, eqr_linear_module(ctx, "fc", 4, 3, 0));
+    eqr_sequential_add(net, u);
     assert_ok(ctx);
     eqr_tensor *x = tu_randn(ctx, 2, 4, 1, 1);
     x = eqr_reshape(ctx, x, 2, (int64_t[]){2, 4});
@@ -500,9 +514,10 @@ static void test_egnn_tuple(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(9);
     eqr_egnn_opts go = {.hidden = 8, .edge_attr = 1, .velocity = 1};
-    eqr_module *net = eqr_sequential_of(ctx, "gnn", 3, eqr_egnn_module(ctx, "g1", 4, 4, &go),
-                                        eqr_activation_module(ctx, NULL, EQR_PW_TANH, 0),
-                                        eqr_egnn_module(ctx, "g2", 4, 4, &go));
+    eqr_module *net = eqr_sequential_create(ctx, "gnn");
+    eqr_sequential_add(net, eqr_egnn_module(ctx, "g1", 4, 4, &go));
+    eqr_sequential_add(net, eqr_activation_module(ctx, NULL, EQR_PW_TANH, 0));
+    eqr_sequential_add(net, eqr_egnn_module(ctx, "g2", 4, 4, &go));
     assert_ok(ctx);
     eqr_tensor *h = tu_input(ctx, "h", 3, (int64_t[]){2, 5, 4}, 1.0f);
     eqr_tensor *x = tu_input(ctx, "x", 3, (int64_t[]){2, 5, 3}, 1.0f);

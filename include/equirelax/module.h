@@ -202,7 +202,19 @@ eqr_status eqr_module_log_summary(eqr_ctx *ctx, const eqr_module *m, eqr_log_lev
 /* ------------------------------------------------------------ containers */
 
 /* New empty sequential container: forward runs the children in order.
- * Parameterless; in training mode. name as eqr_module_create. */
+ * Parameterless; in training mode. name as eqr_module_create.
+ *
+ * Build it one statement per child,
+ *     eqr_module *net = eqr_sequential_create(ctx, "net");
+ *     eqr_sequential_add(net, eqr_gconv_module(ctx, "c1", t_in, r8, 5, &k5));
+ *     eqr_sequential_add(net, eqr_relu_module(ctx, NULL));
+ * so that the layers are created in the order written: constructors
+ * register their parameters and draw their initial values from the
+ * context RNG when they run, and C leaves the order in which the arguments
+ * of one call are evaluated unspecified (GCC on x86-64 goes last to
+ * first), which is why there is no variadic "sequential of these modules"
+ * call: with the constructors as its arguments, the same seed would give
+ * another model from another compiler. */
 eqr_module *eqr_sequential_create(eqr_ctx *ctx, const char *name);
 /* Append child (owned from now on, also on error: then destroyed).
  * EQR_ERR_ARG if seq is not a sequential, child is NULL on a healthy
@@ -210,12 +222,6 @@ eqr_module *eqr_sequential_create(eqr_ctx *ctx, const char *name);
  * does not match the output type before it (message names both layers and
  * types). A context in error: the child is destroyed, the error kept. */
 eqr_status eqr_sequential_add(eqr_module *seq, eqr_module *child);
-/* A sequential of the n children that follow (eqr_module *), added in
- * order: every one is owned (and destroyed on error; a NULL child, i.e. a
- * failed constructor, is an error). A count rather than a NULL terminator,
- * so a failing constructor in the list cannot cut it short. NULL on error,
- * all children then destroyed. */
-eqr_module *eqr_sequential_of(eqr_ctx *ctx, const char *name, int n, ...);
 /* Replace child i of a sequential by m (m owned; the old child returned
  * to the caller, who now owns it). m's types are checked against the
  * modules before and after it. NULL on error (EQR_ERR_ARG: not a

@@ -287,28 +287,6 @@ eqr_status eqr_sequential_add(eqr_module *seq, eqr_module *child) {
     return st;
 }
 
-eqr_module *eqr_sequential_of(eqr_ctx *ctx, const char *name, int n, ...) {
-    eqr_module *s = eqr_sequential_create(ctx, name);
-    if (s && n < 0) {
-        eqr__fail(ctx, EQR_ERR_ARG, "%s: negative count %d", __func__, n);
-        eqr_module_destroy(s);
-        return NULL; /* nothing can be read from the list */
-    }
-    va_list ap;
-    va_start(ap, n);
-    for (int i = 0; i < n; i++) {
-        eqr_module *c = va_arg(ap, eqr_module *);
-        if (!s) { /* an earlier failure: free the rest */
-            if (c && !c->in_container) eqr_module_destroy(c);
-        } else if (eqr_sequential_add(s, c) != EQR_OK) { /* c is gone */
-            eqr_module_destroy(s);
-            s = NULL;
-        }
-    }
-    va_end(ap);
-    return s;
-}
-
 eqr_module *eqr_module_replace_child(eqr_module *parent, int i, eqr_module *m) {
     eqr_ctx *ctx = parent ? parent->ctx : m ? m->ctx : NULL;
     if (!parent || !m || parent->ops != &eqr__sequential_ops || i < 0 || i >= parent->nchild ||
