@@ -84,6 +84,18 @@ eqr_penalty_grad ex_penalty_grad(const ex_flag *flags, const char *value);
 
 /* ---- runtime errors and timing ---- */
 
+/* A data-parallel run (ex_dist.h): this process's rank of size. Messages
+ * then read "<program>: rank r/N: ..." (ranks other than 0 wait 0.3 s
+ * before theirs, so an error all ranks meet is told by rank 0 first), the
+ * usage is printed by rank 0 only, and every exit goes through exit_fn
+ * (e.g. MPI_Abort for a failure, MPI_Finalize for status 0). */
+void ex_set_rank(int rank, int size, void (*exit_fn)(int status));
+int ex_rank(void);   /* 0 outside a data-parallel run */
+int ex_nranks(void); /* 1 outside a data-parallel run */
+/* Flush stdout and stderr and end the process with status (through the
+ * exit_fn of ex_set_rank if set). */
+_Noreturn void ex_exit(int status);
+
 const char *ex_prog(void);
 /* Refuse (as a usage error, exit 2) an output path given to flag that could
  * not be written: a directory or other non-file, a read-only file, or a

@@ -87,6 +87,11 @@ eqr_status eqr_dist_after_backward(eqr_ctx *ctx, void *user);
  * weight eqr_dist_allreduce_grads applies to this rank. */
 eqr_status eqr_dist_relax_reduce(eqr_ctx *ctx, void *user, double *sum, double *inv_weight);
 
+/* Collective: sums v[0..n) over ranks in place (MPI_Allreduce in double),
+ * with the signature of eqr_trainer_opts.reduce_sums (user: the eqr_dist),
+ * so eqr_trainer_epoch's loss and accuracy are the global batches'. */
+eqr_status eqr_dist_sum(eqr_ctx *ctx, void *user, double *v, int n);
+
 /* The distributed sampler. b is a batcher over the whole data set with the
  * global batch size, the same (seed, shuffle, position) on every rank.
  * Takes b's next global batch of k samples and copies this rank's

@@ -1,0 +1,138 @@
+/* Data-parallel glue of the examples; see ex_dist.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "ex_dist.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef EX_HAVE_DIST
+#include <equirelax/dist.h>
+#endif
+
+uint64_t ex_hash(uint64_t h, const void *bytes, size_t n) {
+    const unsigned char *p = bytes;
+    if (!h) h = 0xCBF29CE484222325ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) { /* a word at a time: data sets are large */
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001B3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
+}
+
+static void no_progress(void *user, const eqr_progress *p) {
+    (void)user;
+    (void)p;
+}
+
+#ifdef EX_HAVE_DIST
+
+static eqr_dist *grp;
+static eqr_ctx *grp_ctx;
+static int agreed; /* the exit is one every rank takes (a collective check) */
+
+static void dist_exit(int status) {
+    if (status == 0 || agreed) {
+        eqr_dist_destroy(grp);
+        grp = NULL;
+        MPI_Finalize();
+        return; /* ex_exit exits */
+    }
+    MPI_Abort(MPI_COMM_WORLD, status);
+}
+
+int ex_dist_init(int *argc, char ***argv) {
+    const char *s = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!s) s = getenv("PMI_SIZE");
+    if (!s || atoi(s) <= 1) return 1;
+    int rank = 0, size = 1;
+    if (MPI_Init(argc, argv) != MPI_SUCCESS) ex_die("MPI_Init failed");
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    ex_set_rank(rank, size, dist_exit);
+    return size;
+}
+
+void ex_dist_begin(eqr_ctx *ctx) {
+    if (ex_nranks() <= 1) return;
+    grp_ctx = ctx;
+    grp = eqr_dist_create(ctx, MPI_COMM_WORLD);
+    if (!grp) ex_die_ctx(ctx, "setting up data-parallel training");
+}
+
+void ex_dist_same(const void *bytes, size_t n, const char *what, int status) {
+    if (!grp) return;
+    if (eqr_dist_check_same(grp, bytes, n, what) == EQR_OK) return;
+    if (eqr_status_get(grp_ctx) == EQR_ERR_MISMATCH) {
+        if (ex_rank() == 0) fprintf(stderr, "%s: %s\n", ex_prog(), eqr_error_message(grp_ctx));
+        agreed = 1;
+        ex_exit(status);
+    }
+    ex_die_ctx(grp_ctx, "checking the ranks agree");
+}
+
+void ex_dist_same_file(const char *path, const char *what, int status) {
+    if (!grp) return;
+    uint64_t h = 0x6d697373696e67ull; /* "missing" */
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (f) {
+        unsigned char buf[1 << 16];
+        size_t k;
+        h = 0;
+        while ((k = fread(buf, 1, sizeof buf, f)) > 0) h = ex_hash(h, buf, k);
+        fclose(f);
+    }
+    ex_dist_same(&h, sizeof h, what, status);
+}
+
+void ex_dist_broadcast(void) {
+    if (grp && eqr_dist_broadcast_params(grp) != EQR_OK)
+        ex_die_ctx(grp_ctx, "broadcasting the initial parameters");
+}
+
+void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax) {
+    if (!grp) return;
+    to->next_batch = eqr_dist_next_batch;
+    to->next_batch_user = grp;
+    to->after_backward = eqr_dist_after_backward;
+    to->after_backward_user = grp;
+    to->reduce_sums = eqr_dist_sum;
+    to->reduce_sums_user = grp;
+    if (relax) eqr_relax_set_reduce(relax, eqr_dist_relax_reduce, grp);
+    if (ex_rank() != 0) {
+        to->progress = no_progress;
+        to->progress_user = NULL;
+    }
+}
+
+void ex_dist_end(void) {
+    if (ex_nranks() <= 1) return;
+    eqr_dist_destroy(grp);
+    grp = NULL;
+    MPI_Finalize();
+}
+
+#else /* built without MPI: one process */
+
+int ex_dist_init(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    return 1;
+}
+void ex_dist_begin(eqr_ctx *ctx) { (void)ctx; }
+void ex_dist_same(const void *bytes, size_t n, const char *what, int status) {
+    (void)bytes, (void)n, (void)what, (void)status;
+}
+void ex_dist_same_file(const char *path, const char *what, int status) {
+    (void)path, (void)what, (void)status;
+}
+void ex_dist_broadcast(void) {}
+void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax) {
+    (void)to, (void)relax, (void)no_progress;
+}
+void ex_dist_end(void) {}
+
+#endif
