@@ -2,8 +2,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ex_dist.h"
 
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef EX_HAVE_DIST
 #include <equirelax/dist.h>
@@ -26,6 +29,43 @@ uint64_t ex_hash(uint64_t h, const void *bytes, size_t n) {
 static void no_progress(void *user, const eqr_progress *p) {
     (void)user;
     (void)p;
+}
+
+/* What a rank stopped by a signal says (async-signal-safe: written by one
+ * write(2) of a buffer prepared beforehand). */
+static char term_msg[1024];
+static size_t term_len;
+static char term_note[600];
+
+static void set_term_msg(void) {
+    int k = snprintf(term_msg, sizeof term_msg,
+                     "%s: rank %d/%d: terminated (another rank failed, see its message or "
+                     "mpirun's, or the job was stopped)%s%s\n",
+                     ex_prog(), ex_rank(), ex_nranks(), term_note[0] ? "; " : "", term_note);
+    term_len = k < 0 ? 0 : (size_t)k < sizeof term_msg ? (size_t)k : sizeof term_msg - 1;
+}
+
+static void on_term(int sig) {
+    (void)sig;
+    if (term_len) {
+        ssize_t w = write(STDERR_FILENO, term_msg, term_len);
+        (void)w;
+    }
+    _exit(1);
+}
+
+void ex_dist_note(const char *fmt, ...) {
+    if (ex_nranks() <= 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(term_note, sizeof term_note, fmt, ap);
+    va_end(ap);
+    sigset_t blk, old;
+    sigemptyset(&blk);
+    sigaddset(&blk, SIGTERM);
+    sigprocmask(SIG_BLOCK, &blk, &old);
+    set_term_msg();
+    sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 #ifdef EX_HAVE_DIST
@@ -53,6 +93,16 @@ int ex_dist_init(int *argc, char ***argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     ex_set_rank(rank, size, dist_exit);
+    /* mpirun stops the other ranks with SIGTERM when one fails: rank 0
+     * says so (and where the last checkpoint is) */
+    if (rank == 0) {
+        set_term_msg();
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+    }
     return size;
 }
 
@@ -133,6 +183,6 @@ void ex_dist_broadcast(void) {}
 void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax) {
     (void)to, (void)relax, (void)no_progress;
 }
-void ex_dist_end(void) {}
+void ex_dist_end(void) { (void)on_term; }
 
 #endif

@@ -38,6 +38,9 @@ void ex_dist_broadcast(void);
  * relaxation's activation-norm penalty of the global batch (relax may be
  * NULL) and no progress output on ranks other than 0. */
 void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax);
+/* Rank 0's note when mpirun stops it because another rank failed (e.g.
+ * where the last checkpoint is); printf-style. Nothing with one process. */
+void ex_dist_note(const char *fmt, ...) EX_PRINTF(1, 2);
 /* End of main: frees the group and finalizes MPI. */
 void ex_dist_end(void);
 /* 64-bit FNV-1a style hash of n bytes continuing h (start with 0). */

@@ -461,6 +461,9 @@ static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
     ex_progress_clear();
     printf("%s  train %.1fs (%.1f ms/step)\n", line, V("seconds"),
            1e3 * V("seconds") / (steps > 0 ? steps : 1));
+    if (o->checkpoint) /* what rank 0 says if another rank fails */
+        ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with --resume "
+                     "to continue", o->checkpoint, (long long)V("epoch"));
 #undef V
     fflush(stdout);
 }
@@ -523,12 +526,12 @@ int main(int argc, char **argv) {
      * checkpoint a resume reads, before rank 0's parameters go everywhere */
     ex_dist_begin(ctx);
     const uint64_t sh = settings_hash(&o, test.n);
-    ex_dist_same(&sh, sizeof sh, "the settings (command-line flags)", 2);
+    ex_dist_same(&sh, sizeof sh, "the training configuration (command-line flags)", 2);
     uint64_t dh = data_hash(&test, data_hash(&train, 0));
-    ex_dist_same(&dh, sizeof dh, "the data (train and test images and labels after rotation)",
+    ex_dist_same(&dh, sizeof dh, "the data set (train and test images and labels after rotation)",
                  1);
     if (o.resume)
-        ex_dist_same_file(o.checkpoint, "the checkpoint to resume from (missing or different on "
+        ex_dist_same_file(o.checkpoint, "the checkpoint file to resume from (missing or different on "
                           "some node: it must be the same file on every node, e.g. on a shared "
                           "file system)", 1);
     ex_dist_broadcast();
