@@ -89,6 +89,7 @@ int ex_dist_init(int *argc, char ***argv) {
     if (!s) s = getenv("PMI_SIZE");
     if (!s || atoi(s) <= 1) return 1;
     int rank = 0, size = 1;
+    if (*argc > 0) ex_set_prog((*argv)[0]);
     if (MPI_Init(argc, argv) != MPI_SUCCESS) ex_die("MPI_Init failed");
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);

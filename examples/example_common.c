@@ -127,12 +127,16 @@ static float parse_float(const ex_flag *flags, const ex_flag *f, const char *s) 
     return v;
 }
 
+void ex_set_prog(const char *argv0) {
+    if (argv0 && *argv0) {
+        const char *s = strrchr(argv0, '/');
+        prog = s ? s + 1 : argv0;
+    }
+}
+
 void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, char **argv) {
     prog = default_name;
-    if (argc > 0 && argv[0] && *argv[0]) {
-        const char *s = strrchr(argv[0], '/');
-        prog = s ? s + 1 : argv[0];
-    }
+    if (argc > 0) ex_set_prog(argv[0]);
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');

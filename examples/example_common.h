@@ -97,6 +97,9 @@ int ex_nranks(void); /* 1 outside a data-parallel run */
 _Noreturn void ex_exit(int status);
 
 const char *ex_prog(void);
+/* The program name of the messages: the base name of argv0 (NULL or "":
+ * unchanged). ex_parse_args sets it too. */
+void ex_set_prog(const char *argv0);
 /* Refuse (as a usage error, exit 2) an output path given to flag that could
  * not be written: a directory or other non-file, a read-only file, or a
  * parent directory that is missing or not writable. Checked before any
