@@ -103,6 +103,14 @@ eqr_status eqr_dist_sum(eqr_ctx *ctx, void *user, double *v, int n);
  * weight for eqr_dist_allreduce_grads. */
 int eqr_dist_batcher_next(eqr_dist *d, eqr_batcher *b, float *x, int32_t *y, int64_t *count);
 
+/* For a loop drawing its own batches (not from an eqr_batcher): this
+ * rank's share local_n of a global batch of global_n samples, the weight
+ * eqr_dist_allreduce_grads and eqr_dist_relax_reduce then apply (as
+ * eqr_dist_batcher_next records it). The shares over ranks must sum to
+ * global_n; EQR_ERR_ARG unless 1 <= local_n <= global_n and global_n >=
+ * the number of ranks. */
+eqr_status eqr_dist_set_share(eqr_dist *d, int64_t local_n, int64_t global_n);
+
 /* eqr_dist_batcher_next with the signature of eqr_trainer_opts.next_batch
  * (user: the eqr_dist), so eqr_trainer_epoch and eqr_trainer_run train on
  * this rank's shares. */
