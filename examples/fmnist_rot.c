@@ -51,6 +51,13 @@
  * projection onto the equivariant space (a strict model is its own
  * projection); 0 for --group none. seconds = wall time of this process.
  *
+ * Data-parallel (docs/distributed.md): started by mpirun with N > 1
+ * processes (and built with equirelax_dist), every rank trains on its share
+ * of each global --batch, the gradients averaged over ranks every step; the
+ * ranks' flags, data and resumed checkpoint are checked the same before
+ * training, rank 0 alone prints and writes files, the checkpoint records N
+ * (a resume on another N is refused).
+ *
  * Exit status: 0 success, 1 runtime error, 2 bad usage. */
 #define _POSIX_C_SOURCE 200809L
 #include <equirelax/equirelax.h>
