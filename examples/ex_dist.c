@@ -195,8 +195,14 @@ void ex_dist_end(void) {
 #else /* built without MPI: one process */
 
 int ex_dist_init(int *argc, char ***argv) {
-    (void)argc;
-    (void)argv;
+    /* N copies of one process would each train and write the same files */
+    const char *s = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!s) s = getenv("PMI_SIZE");
+    if (s && atoi(s) > 1) {
+        if (*argc > 0) ex_set_prog((*argv)[0]);
+        ex_die("started by mpirun with %s processes, but built without MPI (no "
+               "equirelax_dist): install MPI and rebuild, or run one process", s);
+    }
     return 1;
 }
 void ex_dist_begin(eqr_ctx *ctx) { (void)ctx; }
