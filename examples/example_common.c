@@ -179,7 +179,7 @@ void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, cha
 /* ---- runtime errors and timing ---- */
 
 void ex_check_output(const ex_flag *flags, const char *flag, const char *path) {
-    if (!path) return;
+    if (!path || my_rank != 0) return; /* in a data-parallel run rank 0 alone writes */
     eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = 1});
     if (!ctx) ex_die("out of memory");
     if (eqr_path_writable(ctx, path) != EQR_OK) {

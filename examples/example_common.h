@@ -105,7 +105,8 @@ void ex_set_prog(const char *argv0);
  * parent directory that is missing or not writable. Checked before any
  * work so a bad path never costs an epoch; creates and changes nothing
  * (the library's eqr_path_writable, in the flag's words). NULL (flag not
- * given) passes. */
+ * given) passes, and so does every path on the ranks other than 0 of a
+ * data-parallel run (they write nothing; the path may not exist there). */
 void ex_check_output(const ex_flag *flags, const char *flag, const char *path);
 /* "<program>: <message>" on stderr, exit 1. */
 _Noreturn void ex_die(const char *fmt, ...) EX_PRINTF(1, 2);

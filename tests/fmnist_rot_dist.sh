@@ -73,11 +73,11 @@ else
     say "ok mismatched flags refused (exit 2)"
 fi
 
-# 5. a rank that fails (here rank 1 alone with an unwritable path) ends the
-# job: its message, and rank 0's that it was stopped
-$mpi -np 1 "$bin" $tiny : -np 1 "$bin" $tiny --metrics /nonexistent/m.csv >"$dir/f.out" 2>"$dir/f.err"
+# 5. a rank that fails (here rank 1 alone, its data directory missing)
+# ends the job: its message, and rank 0's that it was stopped
+$mpi -np 1 "$bin" $tiny : -np 1 "$bin" $tiny --data /nonexistent >"$dir/f.out" 2>"$dir/f.err"
 st=$?
-if [ "$st" -eq 0 ] || ! grep -q "^fmnist_rot: rank 1/2: bad value '/nonexistent/m.csv' for --metrics" "$dir/f.err" ||
+if [ "$st" -eq 0 ] || ! grep -q "^fmnist_rot: rank 1/2: bad value '/nonexistent' for --data" "$dir/f.err" ||
     ! grep -q '^fmnist_rot: rank 0/2: terminated (another rank failed' "$dir/f.err"; then
     say "FAIL failing rank: exit $st"; sed 's/^/    /' "$dir/f.err"
 else

@@ -11,7 +11,11 @@
  *   eqr_dist_after_backward  as eqr_trainer_opts.after_backward: the
  *                            gradients averaged over ranks before clipping
  *                            and the optimizer, so every rank takes the same
- *                            step and the parameters stay identical.
+ *                            step and the parameters stay identical;
+ *   eqr_dist_sum             as eqr_trainer_opts.reduce_sums: the epoch
+ *                            statistics of the global batches;
+ *   eqr_dist_set_share       the share weights for a loop drawing its own
+ *                            batches.
  *
  * Loss scaling: each rank's loss is the mean over its local share. With
  * equal shares (the global batch a multiple of the number of ranks) the
@@ -30,7 +34,10 @@
  * one process the result differs only by the order of float summation.
  *
  * Files: only rank 0 should write metrics, charts and checkpoints (pass
- * NULL paths on the other ranks); every rank computes the same numbers.
+ * NULL paths on the other ranks, and the checkpoint with
+ * eqr_run_opts.checkpoint_read_only for a resume); every rank computes the
+ * same numbers. eqr_run_opts.ranks records the number of ranks in the
+ * checkpoint; a resume on another number is refused.
  * Errors follow the library's rule: a status and a message on the context,
  * on every rank alike for the collective checks. MPI errors on the
  * library's own duplicate of the communicator are returned, not fatal. */
