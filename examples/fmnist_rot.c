@@ -532,6 +532,14 @@ int main(int argc, char **argv) {
     /* data-parallel: the ranks must agree on settings, data and the
      * checkpoint a resume reads, before rank 0's parameters go everywhere */
     ex_dist_begin(ctx);
+    {   /* every global batch, the short last one too, needs a sample per rank */
+        const int64_t last = train.n % o.batch;
+        if (nranks > 1 && (o.batch < nranks || (last > 0 && last < nranks)))
+            ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
+                         "fewer than the %d ranks: change --batch or --train-size, or use fewer "
+                         "ranks", (long long)o.batch, (long long)train.n,
+                         (long long)(o.batch < nranks ? o.batch : last), nranks);
+    }
     const uint64_t sh = settings_hash(&o, test.n);
     ex_dist_same(&sh, sizeof sh, "the training configuration (command-line flags)", 2);
     uint64_t dh = data_hash(&test, data_hash(&train, 0));

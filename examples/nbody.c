@@ -523,6 +523,14 @@ int main(int argc, char **argv) {
     /* data-parallel: same settings and data on every rank, rank 0's
      * parameters everywhere, the norm penalty of the global batch */
     ex_dist_begin(ctx);
+    {   /* every global batch, the short last one too, needs a sample per rank */
+        const int64_t last = train.n % o.batch;
+        if (nranks > 1 && (o.batch < nranks || (last > 0 && last < nranks)))
+            ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
+                         "fewer than the %d ranks: change --batch or --train-size, or use fewer "
+                         "ranks", (long long)o.batch, (long long)train.n,
+                         (long long)(o.batch < nranks ? o.batch : last), nranks);
+    }
     {
         char ds[64];
         snprintf(ds, sizeof ds, "%016llx|%lld|%d|%d", (unsigned long long)config_hash(&o),
