@@ -30,9 +30,38 @@ void ex_usage(const ex_flag *flags, FILE *f) {
     fprintf(f, "  %-17s %s\n", "--help", "show this help");
 }
 
-/* "<program>: <message>\n" on stderr. */
+/* A data-parallel run's rank and size (ex_set_rank), and its exit. */
+static int my_rank = 0, n_ranks = 1;
+static void (*exit_hook)(int status);
+
+void ex_set_rank(int rank, int size, void (*exit_fn)(int status)) {
+    my_rank = rank;
+    n_ranks = size;
+    exit_hook = exit_fn;
+}
+
+int ex_rank(void) { return my_rank; }
+int ex_nranks(void) { return n_ranks; }
+
+void ex_exit(int status) {
+    fflush(stdout);
+    fflush(stderr);
+    if (exit_hook) exit_hook(status);
+    exit(status);
+}
+
+/* "<program>: <message>\n" on stderr ("<program>: rank r/N: <message>" in a
+ * data-parallel run, where ranks other than 0 wait 0.3 s first: an error
+ * every rank meets is told once, by rank 0, whose exit ends the job). */
 static void message(const char *fmt, va_list ap) {
-    fprintf(stderr, "%s: ", prog);
+    if (n_ranks > 1 && my_rank != 0) {
+        struct timespec d = {0, 300000000L};
+        nanosleep(&d, NULL);
+    }
+    if (n_ranks > 1)
+        fprintf(stderr, "%s: rank %d/%d: ", prog, my_rank, n_ranks);
+    else
+        fprintf(stderr, "%s: ", prog);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
 }
@@ -42,8 +71,8 @@ void ex_usage_error(const ex_flag *flags, const char *fmt, ...) {
     va_start(ap, fmt);
     message(fmt, ap);
     va_end(ap);
-    ex_usage(flags, stderr);
-    exit(2);
+    if (my_rank == 0) ex_usage(flags, stderr);
+    ex_exit(2);
 }
 
 void ex_bad_usage(const char *fmt, ...) {
@@ -52,7 +81,7 @@ void ex_bad_usage(const char *fmt, ...) {
     message(fmt, ap);
     va_end(ap);
     fprintf(stderr, "run '%s --help' for the options\n", prog);
-    exit(2);
+    ex_exit(2);
 }
 
 int ex_relax_kind(const ex_flag *flags, const char *value) {
@@ -100,12 +129,16 @@ static float parse_float(const ex_flag *flags, const ex_flag *f, const char *s) 
     return v;
 }
 
+void ex_set_prog(const char *argv0) {
+    if (argv0 && *argv0) {
+        const char *s = strrchr(argv0, '/');
+        prog = s ? s + 1 : argv0;
+    }
+}
+
 void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, char **argv) {
     prog = default_name;
-    if (argc > 0 && argv[0] && *argv[0]) {
-        const char *s = strrchr(argv[0], '/');
-        prog = s ? s + 1 : argv[0];
-    }
+    if (argc > 0) ex_set_prog(argv[0]);
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
@@ -116,7 +149,7 @@ void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, cha
         name[len] = '\0';
         if (!strcmp(name, "--help")) {
             ex_usage(flags, stdout);
-            exit(0);
+            ex_exit(0);
         }
         const ex_flag *f = flags;
         while (f->name && strcmp(f->name, name) != 0) f++;
@@ -148,7 +181,7 @@ void ex_parse_args(const char *default_name, const ex_flag *flags, int argc, cha
 /* ---- runtime errors and timing ---- */
 
 void ex_check_output(const ex_flag *flags, const char *flag, const char *path) {
-    if (!path) return;
+    if (!path || my_rank != 0) return; /* in a data-parallel run rank 0 alone writes */
     eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = 1});
     if (!ctx) ex_die("out of memory");
     if (eqr_path_writable(ctx, path) != EQR_OK) {
@@ -169,7 +202,7 @@ void ex_die(const char *fmt, ...) {
     va_start(ap, fmt);
     message(fmt, ap);
     va_end(ap);
-    exit(1);
+    ex_exit(1);
 }
 
 void ex_die_ctx(eqr_ctx *ctx, const char *what) {

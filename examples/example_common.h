@@ -87,13 +87,29 @@ eqr_penalty_grad ex_penalty_grad(const ex_flag *flags, const char *value);
 
 /* ---- runtime errors and timing ---- */
 
+/* A data-parallel run (ex_dist.h): this process's rank of size. Messages
+ * then read "<program>: rank r/N: ..." (ranks other than 0 wait 0.3 s
+ * before theirs, so an error all ranks meet is told by rank 0 first), the
+ * usage is printed by rank 0 only, and every exit goes through exit_fn
+ * (e.g. MPI_Abort for a failure, MPI_Finalize for status 0). */
+void ex_set_rank(int rank, int size, void (*exit_fn)(int status));
+int ex_rank(void);   /* 0 outside a data-parallel run */
+int ex_nranks(void); /* 1 outside a data-parallel run */
+/* Flush stdout and stderr and end the process with status (through the
+ * exit_fn of ex_set_rank if set). */
+_Noreturn void ex_exit(int status);
+
 const char *ex_prog(void);
+/* The program name of the messages: the base name of argv0 (NULL or "":
+ * unchanged). ex_parse_args sets it too. */
+void ex_set_prog(const char *argv0);
 /* Refuse (as a usage error, exit 2) an output path given to flag that could
  * not be written: a directory or other non-file, a read-only file, or a
  * parent directory that is missing or not writable. Checked before any
  * work so a bad path never costs an epoch; creates and changes nothing
  * (the library's eqr_path_writable, in the flag's words). NULL (flag not
- * given) passes. */
+ * given) passes, and so does every path on the ranks other than 0 of a
+ * data-parallel run (they write nothing; the path may not exist there). */
 void ex_check_output(const ex_flag *flags, const char *flag, const char *path);
 /* "<program>: <message>" on stderr, exit 1. */
 _Noreturn void ex_die(const char *fmt, ...) EX_PRINTF(1, 2);

@@ -56,11 +56,19 @@
  * projection onto the equivariant space (a strict model is its own
  * projection); 0 for --group none. seconds = wall time of this process.
  *
+ * Data-parallel (docs/distributed.md): started by mpirun with N > 1
+ * processes (and built with equirelax_dist), every rank trains on its share
+ * of each global --batch, the gradients averaged over ranks every step; the
+ * ranks' flags, data and resumed checkpoint are checked the same before
+ * training, rank 0 alone prints and writes files, the checkpoint records N
+ * (a resume on another N is refused).
+ *
  * Exit status: 0 success, 1 runtime error, 2 bad usage. */
 #define _POSIX_C_SOURCE 200809L
 #include <equirelax/equirelax.h>
 
 #include "example_common.h"
+#include "ex_dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -429,6 +437,28 @@ static uint64_t config_hash(const options *o) {
     return h;
 }
 
+/* Everything the ranks of a data-parallel run must agree on: the
+ * trajectory's settings (config_hash) and the flags that decide what every
+ * rank does when (a rank stopping, resuming or evaluating alone would leave
+ * the others waiting). Threads and output paths may differ: only rank 0
+ * writes, and the averaged gradients keep the parameters identical. */
+static uint64_t settings_hash(const options *o, int64_t test_n) {
+    char s[256];
+    snprintf(s, sizeof s, "%016llx|%d|%d|%d|%lld|%lld|%lld|%lld|%lld|%lld|%d",
+             (unsigned long long)config_hash(o), (int)o->proj, (int)o->pgrad, o->resume,
+             (long long)o->stop_after, (long long)test_n, (long long)o->eval_every,
+             (long long)o->equiv_images, (long long)o->telemetry, (long long)o->probe_images,
+             o->checkpoint != NULL);
+    return ex_hash(0, s, strlen(s));
+}
+
+static uint64_t data_hash(const eqr_dataset *ds, uint64_t h) {
+    const size_t per = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    h = ex_hash(h, &ds->n, sizeof ds->n);
+    h = ex_hash(h, ds->x, (size_t)ds->n * per * sizeof(float));
+    return ex_hash(h, ds->y, (size_t)ds->n * sizeof(int32_t));
+}
+
 /* Refuse, before any training, images the model cannot take (see the file
  * comment) and a --classes below the labels'; fill o->side and o->classes. */
 static void check_data(options *o, const eqr_dataset *train) {
@@ -478,12 +508,20 @@ static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
     ex_progress_clear();
     printf("%s  train %.1fs (%.1f ms/step)\n", line, V("seconds"),
            1e3 * V("seconds") / (steps > 0 ? steps : 1));
+    if (o->checkpoint) /* what rank 0 says if another rank fails */
+        ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with --resume "
+                     "to continue", o->checkpoint, (long long)V("epoch"));
 #undef V
     fflush(stdout);
 }
 
 static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t n,
                          int64_t steps, const char *title) {
+    if (ex_nranks() > 1)
+        printf("# data-parallel on %d ranks: global batch %lld, %lld-%lld samples per rank, "
+               "gradients averaged over ranks every step\n", ex_nranks(), (long long)o->batch,
+               (long long)(o->batch / ex_nranks()),
+               (long long)((o->batch + ex_nranks() - 1) / ex_nranks()));
     printf("# %s\n# model: %dx%d images%s, %lld classes, width %lld (channels %lld/%lld/%lld), "
            "%lld parameters incl. W_r; batch %lld, epochs %lld (%lld steps), Adam lr %g (%s), "
            "threads %lld\n",
@@ -512,6 +550,8 @@ static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t
 
 int main(int argc, char **argv) {
     double t_start = ex_now();
+    /* under mpirun with N > 1 processes: data-parallel, rank 0 prints */
+    const int nranks = ex_dist_init(&argc, &argv), rank0 = ex_rank() == 0;
     options o;
     parse_args(argc, argv, &o);
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
@@ -533,34 +573,63 @@ int main(int argc, char **argv) {
     const int64_t total_steps = (train.n + o.batch - 1) / o.batch * o.epochs;
     eqr_scheduler *sched = ex_schedules(ctx, opt, o.lr_cosine ? o.lr : -1, m.relax,
                                         o.relax_kind, o.theta_max, total_steps);
+    /* data-parallel: the ranks must agree on settings, data and the
+     * checkpoint a resume reads, before rank 0's parameters go everywhere */
+    ex_dist_begin(ctx);
+    {   /* every global batch, the short last one too, needs a sample per rank */
+        const int64_t last = train.n % o.batch;
+        if (nranks > 1 && (o.batch < nranks || (last > 0 && last < nranks)))
+            ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
+                         "fewer than the %d ranks: change --batch or --train-size, or use fewer "
+                         "ranks", (long long)o.batch, (long long)train.n,
+                         (long long)(o.batch < nranks ? o.batch : last), nranks);
+    }
+    const uint64_t sh = settings_hash(&o, test.n);
+    ex_dist_same(&sh, sizeof sh, "the training configuration (command-line flags)", 2);
+    uint64_t dh = data_hash(&test, data_hash(&train, 0));
+    ex_dist_same(&dh, sizeof dh, "the data set (train and test images and labels after rotation)",
+                 1);
+    if (o.resume)
+        ex_dist_same_file(o.checkpoint, "the checkpoint file to resume from (missing or different on "
+                          "some node: it must be the same file on every node, e.g. on a shared "
+                          "file system)", 1);
+    ex_dist_broadcast();
     char title[256];
     snprintf(title, sizeof title, "fmnist_rot: %s, relax %s, %s-rotated, %lld images, seed %llu",
              o.group, m.relax ? o.relax : "off", o.rotate, (long long)train.n,
              (unsigned long long)o.seed);
-    print_header(&o, &m, ctx, train.n, total_steps, title);
+    if (rank0) print_header(&o, &m, ctx, train.n, total_steps, title);
     eqr_dataset probe = test; /* telemetry's view of the first test images */
     if (probe.n > o.probe_images) probe.n = o.probe_images;
 
-    eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
+    eqr_trainer_opts to = {
         .module = m.net, .opt = opt, .sched = sched, .relax = m.relax,
         .project = o.proj, .epochs = o.epochs, .eval_batch = EVAL_BATCH,
         .telemetry_every = o.telemetry, .probe = o.probe_images > 0 ? &probe : NULL,
-        .progress = ex_progress});
+        .progress = ex_progress};
+    ex_dist_trainer(&to, m.relax); /* shares, averaged gradients, global statistics */
+    eqr_trainer *tr = eqr_trainer_create(ctx, &to);
+    /* ranks other than 0 read the checkpoint on resume and write nothing */
     eqr_run_opts ro = {.train = &bt, .test = &test, .epochs = o.epochs,
                        .eval_every = o.eval_every, .invariance = &m.G,
                        .measure_n = o.equiv_images, .checkpoint = o.checkpoint,
                        .resume = o.resume, .config = config_hash(&o), .stop_after = o.stop_after,
-                       .metrics_csv = o.metrics, .steps_csv = o.steps, .plot_svg = o.plot,
-                       .steps_svg = o.steps_plot,
+                       .metrics_csv = rank0 ? o.metrics : NULL,
+                       .steps_csv = rank0 ? o.steps : NULL, .plot_svg = rank0 ? o.plot : NULL,
+                       .steps_svg = rank0 ? o.steps_plot : NULL,
                        .title = title,
-                       .on_epoch = print_epoch, .user = &o};
+                       .on_epoch = rank0 ? print_epoch : NULL, .user = &o,
+                       .ranks = nranks, .checkpoint_read_only = !rank0};
     eqr_run_result res;
     if (!tr || eqr_trainer_run(tr, &ro, &res) != EQR_OK) ex_die_ctx(ctx, "training");
-    if (res.resumed_after > 0)
+    /* the result is rank 0's to measure and print */
+    if (rank0 && res.resumed_after > 0)
         printf("# resumed from %s after epoch %lld (step %lld)\n", o.checkpoint,
                (long long)res.resumed_after,
                (long long)(res.resumed_after * ((train.n + o.batch - 1) / o.batch)));
-    if (res.stopped) {
+    if (!rank0) {
+        /* nothing to print */
+    } else if (res.stopped) {
         printf("# stopped after epoch %lld (--stop-after)\n", (long long)res.epochs_done);
     } else { /* final invariance over the whole test set (of --test-size) */
         double t2 = ex_now(), equiv = NAN;
@@ -585,5 +654,6 @@ int main(int argc, char **argv) {
     eqr_dataset_free(&train);
     eqr_dataset_free(&test);
     eqr_ctx_destroy(ctx);
+    ex_dist_end();
     return 0;
 }

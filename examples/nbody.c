@@ -48,6 +48,7 @@
 #include <equirelax/vn.h>
 
 #include "example_common.h"
+#include "ex_dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -496,7 +497,21 @@ static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const 
 
 /* ---- main ---- */
 
+/* Data-parallel runs: the ranks' data must agree. */
+static uint64_t set_hash(const eqr_nbody_set *s, uint64_t h) {
+    const size_t n3 = (size_t)s->n * (size_t)s->p * 3 * sizeof(float);
+    h = ex_hash(h, &s->n, sizeof s->n);
+    h = ex_hash(h, s->x, n3);
+    h = ex_hash(h, s->v, n3);
+    h = ex_hash(h, s->y, n3);
+    return ex_hash(h, s->q, (size_t)s->n * (size_t)s->p * sizeof(float));
+}
+
 int main(int argc, char **argv) {
+    /* under mpirun with N > 1 processes: data-parallel (each rank its share
+     * of every global --batch), rank 0 prints and writes */
+    const int nranks = ex_dist_init(&argc, &argv), rank0 = ex_rank() == 0;
+    ex_dist_rank0_stdout();
     options o;
     parse_args(argc, argv, &o);
     double t_start = ex_now();
@@ -535,6 +550,32 @@ int main(int argc, char **argv) {
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
     const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
     const int64_t total_steps = steps_per_epoch * o.epochs;
+    /* data-parallel: same settings and data on every rank, rank 0's
+     * parameters everywhere, the norm penalty of the global batch */
+    ex_dist_begin(ctx);
+    {   /* every global batch, the short last one too, needs a sample per rank */
+        const int64_t last = train.n % o.batch;
+        if (nranks > 1 && (o.batch < nranks || (last > 0 && last < nranks)))
+            ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
+                         "fewer than the %d ranks: change --batch or --train-size, or use fewer "
+                         "ranks", (long long)o.batch, (long long)train.n,
+                         (long long)(o.batch < nranks ? o.batch : last), nranks);
+    }
+    {
+        char ds[64];
+        snprintf(ds, sizeof ds, "%016llx|%lld|%d|%d", (unsigned long long)config_hash(&o),
+                 (long long)o.stop_after, o.resume, o.checkpoint != NULL);
+        const uint64_t sh = ex_hash(0, ds, strlen(ds));
+        ex_dist_same(&sh, sizeof sh, "the training configuration (command-line flags)", 2);
+        const uint64_t dh = set_hash(&test, set_hash(&val, set_hash(&train, 0)));
+        ex_dist_same(&dh, sizeof dh, "the data set (train, val and test systems)", 1);
+        if (o.resume)
+            ex_dist_same_file(o.checkpoint, "the checkpoint file to resume from (missing or "
+                              "different on some node: it must be the same file on every node)",
+                              1);
+        ex_dist_broadcast();
+        ex_dist_relax(m.relax);
+    }
     eqr_scheduler *sch = NULL;
     if (m.relax) sch = ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max, total_steps);
     printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
@@ -548,6 +589,9 @@ int main(int argc, char **argv) {
     printf("# Adam lr %g, batch %lld, epochs %lld, seed %llu, threads %lld\n", o.lr,
            (long long)o.batch, (long long)o.epochs, (unsigned long long)o.seed,
            (long long)o.threads);
+    if (nranks > 1)
+        printf("# data-parallel on %d ranks: global batch %lld, gradients averaged over ranks "
+               "every step\n", nranks, (long long)o.batch);
     fflush(stdout);
 
     epoch_rec *rec = calloc((size_t)o.epochs, sizeof *rec);
@@ -560,11 +604,22 @@ int main(int argc, char **argv) {
     int64_t best_epoch = 0, first = 0;
     int stopped = 0;
     /* counters: config hash, epochs done, the shuffling stream, best epoch
-     * and its validation MSE (bits) */
-    enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT };
-    uint64_t cnt[NCOUNT];
+     * and its validation MSE (bits); on more than one rank also their
+     * number (C_RANKS; a single-process checkpoint has none) */
+    enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT, C_RANKS = NCOUNT };
+    uint64_t cnt[NCOUNT + 1];
+    const int ncount = nranks > 1 ? NCOUNT + 1 : NCOUNT;
     if (o.resume && access(o.checkpoint, F_OK) == 0) {
-        if (eqr_checkpoint_load(ctx, o.checkpoint, opt, cnt, NCOUNT))
+        int nc = 0;
+        if (eqr_checkpoint_counters(ctx, o.checkpoint, cnt, NCOUNT + 1, &nc))
+            ex_die_ctx(ctx, "resuming");
+        const uint64_t file_ranks = nc == NCOUNT + 1 ? cnt[C_RANKS] : 1;
+        if (file_ranks != (uint64_t)nranks)
+            ex_die("%s was written by a run on %llu process%s, this run has %d: resume it on "
+                   "%llu (a resume on another number of processes is refused)", o.checkpoint,
+                   (unsigned long long)file_ranks, file_ranks == 1 ? "" : "es", nranks,
+                   (unsigned long long)file_ranks);
+        if (eqr_checkpoint_load(ctx, o.checkpoint, opt, cnt, nc))
             ex_die_ctx(ctx, "resuming (a checkpoint of this program with the same model?)");
         if (cnt[C_CONFIG] != config_hash(&o))
             ex_die("%s was written with other settings; give the same flags to resume",
@@ -588,9 +643,11 @@ int main(int argc, char **argv) {
         double theta_sum = 0;
         for (int64_t s = 0; s < steps_per_epoch; s++) {
             int64_t lo = s * o.batch, nb = train.n - lo < o.batch ? train.n - lo : o.batch;
+            int64_t sl, sn; /* this rank's share of the global batch (all with one) */
+            ex_dist_share(nb, &sl, &sn);
             if (m.relax) theta_sum += eqr_relax_theta(m.relax)->data[0];
             batch b;
-            make_batch(ctx, &train, order + lo, nb, &b);
+            make_batch(ctx, &train, order + lo + sl, sn, &b);
             eqr_tensor *pred = model_forward(ctx, &m, &b, b.x, b.v);
             eqr_tensor *loss = eqr_mse(ctx, pred, b.y), *total = loss;
             if (m.relax) {
@@ -599,13 +656,15 @@ int main(int argc, char **argv) {
                 if (pen) pen_sum += pen->data[0] * (double)nb;
             }
             eqr_zero_grad(ctx);
-            if (!total || eqr_backward(ctx, total) || eqr_optim_step(opt))
-                ex_die_ctx(ctx, "training step");
+            if (!total || eqr_backward(ctx, total)) ex_die_ctx(ctx, "training step");
+            ex_dist_allreduce(); /* the global batch's gradient on every rank */
+            if (eqr_optim_step(opt)) ex_die_ctx(ctx, "training step");
             if (sch && eqr_scheduler_step(sch)) ex_die_ctx(ctx, "theta schedule");
             if (!isfinite(loss->data[0])) ex_die("training diverged (loss %g)", loss->data[0]);
-            loss_sum += loss->data[0] * (double)nb;
+            loss_sum += loss->data[0] * (double)sn;
             eqr_step_reset(ctx);
         }
+        ex_dist_sum(&loss_sum, 1); /* over the global batches */
         epoch_rec *r = &rec[e];
         r->train_loss = loss_sum / (double)train.n;
         r->penalty = pen_sum / (double)train.n;
@@ -631,14 +690,17 @@ int main(int argc, char **argv) {
         const double rv[NREC] = {r->train_loss, r->val_mse, r->theta, r->penalty, r->defect,
                                  r->act_norm, r->equiv, r->secs};
         for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)rv[k];
-        if (o.checkpoint) {
+        if (o.checkpoint && rank0) {
             cnt[C_CONFIG] = config_hash(&o);
+            cnt[C_RANKS] = (uint64_t)nranks;
             cnt[C_EPOCH] = (uint64_t)(e + 1);
             memcpy(cnt + C_SHUF, shuf.s, sizeof shuf.s);
             cnt[C_BEST] = (uint64_t)best_epoch;
             memcpy(cnt + C_BESTVAL, &best_val, sizeof best_val);
-            if (eqr_checkpoint_save(ctx, o.checkpoint, opt, cnt, NCOUNT))
+            if (eqr_checkpoint_save(ctx, o.checkpoint, opt, cnt, ncount))
                 ex_die_ctx(ctx, "saving the checkpoint");
+            ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with "
+                         "--resume to continue", o.checkpoint, (long long)(e + 1));
         }
         if (o.stop_after == e + 1) {
             printf("# stopped after epoch %lld (--stop-after): resume with --resume\n",
@@ -666,7 +728,7 @@ int main(int argc, char **argv) {
     double equiv = eval_equiv(ctx, &m, &test, test.n);
     printf("# test_mse %.5f (baselines: no motion %.4f, constant velocity %.4f)%s\n", test_mse,
            bte.no_motion, bte.const_velocity, projected ? " after projection" : "");
-    if (o.metrics || o.plot) {
+    if (rank0 && (o.metrics || o.plot)) {
         char title[256];
         snprintf(title, sizeof title, "nbody %s %s, %lld layers, train %lld, seed %llu",
                  o.model, m.relax ? o.relax : "strict", (long long)o.layers,
@@ -686,5 +748,6 @@ done:
     eqr_nbody_free(&val);
     eqr_nbody_free(&test);
     eqr_ctx_destroy(ctx);
+    ex_dist_end();
     return 0;
 }

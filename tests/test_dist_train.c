@@ -164,6 +164,71 @@ static void test_trainer_epoch_over_sampler(void **state) {
     free(epoch);
 }
 
+/* One epoch's statistics through eqr_trainer_epoch: over the sampler with
+ * reduce_sums = eqr_dist_sum (d != NULL) or in one process. */
+static eqr_epoch_stats epoch_stats(eqr_dist *world, int dist) {
+    eqr_ctx *ctx = tu_ctx(7);
+    tu_tiny_model m;
+    tu_tiny_build(ctx, &m, 0.2f);
+    eqr_dist *d = dist ? eqr_dist_create(ctx, MPI_COMM_WORLD) : NULL;
+    if (d) eqr_relax_set_reduce(m.r, eqr_dist_relax_reduce, d);
+    eqr_optim_opts oo = {.kind = EQR_OPTIM_ADAM, .lr = 0.01f};
+    eqr_optim *opt = eqr_optim_create(ctx, &oo);
+    eqr_trainer_opts to = {.forward = tu_tiny_forward, .model = &m, .opt = opt, .relax = m.r,
+                           .after_backward = d ? eqr_dist_after_backward : NULL,
+                           .after_backward_user = d, .next_batch = d ? eqr_dist_next_batch : NULL,
+                           .next_batch_user = d, .reduce_sums = d ? eqr_dist_sum : NULL,
+                           .reduce_sums_user = d};
+    eqr_trainer *t = eqr_trainer_create(ctx, &to);
+    eqr_dataset ds;
+    tu_tiny_data(&ds, NDATA, DATA_SEED);
+    eqr_batcher bt;
+    assert_int_equal(eqr_batcher_init(ctx, &bt, &ds, BATCH, 1, ORDER_SEED), EQR_OK);
+    eqr_epoch_stats st;
+    assert_int_equal(eqr_trainer_epoch(t, &bt, 1, &st), EQR_OK);
+    (void)world;
+    eqr_batcher_free(&bt);
+    eqr_dataset_free(&ds);
+    eqr_trainer_destroy(t);
+    eqr_optim_destroy(opt);
+    eqr_dist_destroy(d);
+    tu_tiny_free(&m);
+    eqr_ctx_destroy(ctx);
+    return st;
+}
+
+/* eqr_dist_sum sums over ranks; with it the trainer's epoch statistics are
+ * the global batches' (the same on both ranks, one process's to float
+ * tolerance); eqr_dist_set_share refuses impossible shares. */
+static void test_sum_share_epoch_stats(void **state) {
+    eqr_dist *world = *state;
+    int rank = eqr_dist_rank(world);
+    eqr_ctx *ctx = tu_ctx(3);
+    eqr_dist *d = eqr_dist_create(ctx, MPI_COMM_WORLD);
+    double v[2] = {rank + 1.0, 10.0};
+    assert_int_equal(eqr_dist_sum(ctx, d, v, 2), EQR_OK);
+    assert_true(v[0] == 3.0 && v[1] == 20.0);
+    tu_assert_error(ctx, eqr_dist_sum(ctx, NULL, v, 2), "user must be the eqr_dist");
+    assert_int_equal(eqr_dist_set_share(d, 32, 64), EQR_OK);
+    tu_assert_error(ctx, eqr_dist_set_share(d, 0, 64), "a share of 0 of a global batch of 64");
+    tu_assert_error(ctx, eqr_dist_set_share(d, 1, 1), "on 2 ranks");
+    eqr_dist_destroy(d);
+    eqr_ctx_destroy(ctx);
+
+    eqr_epoch_stats two = epoch_stats(world, 1), one = epoch_stats(world, 0);
+    assert_int_equal(two.seen, NDATA);
+    assert_int_equal(two.steps, one.steps);
+    double both[3] = {two.loss, two.acc, two.penalty}, lo[3], hi[3];
+    MPI_Allreduce(both, lo, 3, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(both, hi, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    assert_memory_equal(lo, hi, sizeof lo); /* the same on both ranks */
+    print_message("epoch loss 2 ranks %.9g, one process %.9g; acc %.4f / %.4f\n", two.loss,
+                  one.loss, two.acc, one.acc);
+    assert_true(fabs(two.loss - one.loss) <= 1e-5 * fabs(one.loss));
+    assert_true(fabs(two.penalty - one.penalty) <= 1e-5 * fabs(one.penalty) + 1e-9);
+    assert_true(two.acc == one.acc);
+}
+
 static void test_mismatch_refused(void **state) {
     eqr_dist *world = *state;
     int rank = eqr_dist_rank(world);
@@ -254,6 +319,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_prestate(test_two_ranks_match_one_process, world),
         cmocka_unit_test_prestate(test_trainer_epoch_over_sampler, world),
         cmocka_unit_test_prestate(test_mismatch_refused, world),
+        cmocka_unit_test_prestate(test_sum_share_epoch_stats, world),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     eqr_dist_destroy(world);

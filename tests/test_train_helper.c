@@ -328,6 +328,105 @@ static void test_trainer_module(void **state) {
     free(after[1]);
 }
 
+/* eqr_run_opts.ranks: recorded in the checkpoint as a third counter (a
+ * single-process run writes two), a resume on another count refused naming
+ * both, on the same count accepted; checkpoint_read_only reads on resume
+ * and writes nothing; reduce_sums sees the epoch's sums. */
+static int reduce_calls;
+static eqr_status double_sums(eqr_ctx *ctx, void *user, double *v, int n) {
+    (void)ctx;
+    (void)user;
+    for (int i = 0; i < n; i++) v[i] *= 2; /* as if a second rank held the same */
+    reduce_calls++;
+    return EQR_OK;
+}
+
+static eqr_status run_tiny(int64_t ranks, int read_only, const char *ckpt, int resume,
+                           int reduce, eqr_run_result *res, char *msg, size_t msg_len) {
+    eqr_ctx *ctx = tu_ctx(9);
+    tu_tiny_model m;
+    tu_tiny_build(ctx, &m, 0.3f);
+    eqr_optim_opts oo = {.kind = EQR_OPTIM_ADAM, .lr = 0.02f};
+    eqr_optim *opt = eqr_optim_create(ctx, &oo);
+    eqr_dataset train, test;
+    tu_tiny_data(&train, 32, 11);
+    tu_tiny_data(&test, 16, 12);
+    eqr_batcher bt;
+    assert_int_equal(eqr_batcher_init(ctx, &bt, &train, 16, 1, 3), EQR_OK);
+    eqr_trainer_opts to = {.forward = tu_tiny_forward, .model = &m, .opt = opt, .relax = m.r,
+                           .epochs = 2, .eval_batch = 16,
+                           .reduce_sums = reduce ? double_sums : NULL};
+    eqr_trainer *t = eqr_trainer_create(ctx, &to);
+    assert_non_null(t);
+    eqr_run_opts ro = {.train = &bt, .test = &test, .epochs = 2, .checkpoint = ckpt,
+                       .resume = resume, .config = 77, .stop_after = resume ? 0 : 1,
+                       .ranks = ranks, .checkpoint_read_only = read_only};
+    eqr_status st = eqr_trainer_run(t, &ro, res);
+    snprintf(msg, msg_len, "%s", eqr_error_message(ctx));
+    eqr_trainer_destroy(t);
+    eqr_batcher_free(&bt);
+    eqr_dataset_free(&train);
+    eqr_dataset_free(&test);
+    eqr_optim_destroy(opt);
+    tu_tiny_free(&m);
+    eqr_ctx_destroy(ctx);
+    return st;
+}
+
+static void test_run_ranks(void **state) {
+    (void)state;
+    char p1[512], p2[512], p3[512], msg[512];
+    tu_tmp_path(p1, "ranks1.ckpt");
+    tu_tmp_path(p2, "ranks2.ckpt");
+    tu_tmp_path(p3, "ranks_ro.ckpt");
+    remove(p1);
+    remove(p2);
+    remove(p3);
+    eqr_run_result res;
+    assert_int_equal(run_tiny(0, 0, p1, 0, 0, &res, msg, sizeof msg), EQR_OK);
+    assert_int_equal(run_tiny(2, 0, p2, 0, 0, &res, msg, sizeof msg), EQR_OK);
+    assert_true(res.stopped && res.epochs_done == 1);
+    eqr_ctx *ctx = tu_ctx(1);
+    uint64_t c[4];
+    int nc = -1;
+    assert_int_equal(eqr_checkpoint_counters(ctx, p1, c, 4, &nc), EQR_OK);
+    assert_int_equal(nc, 2);
+    assert_true(c[0] == 1 && c[1] == 77);
+    assert_int_equal(eqr_checkpoint_counters(ctx, p2, c, 4, &nc), EQR_OK);
+    assert_int_equal(nc, 3);
+    assert_true(c[0] == 1 && c[1] == 77 && c[2] == 2);
+    tu_assert_error(ctx, eqr_checkpoint_counters(ctx, p2, c, 2, &nc), "holds 3 counters, room for 2");
+    eqr_ctx_destroy(ctx);
+    /* another count refused, naming both; the same count resumes */
+    assert_int_equal(run_tiny(1, 0, p2, 1, 0, &res, msg, sizeof msg), EQR_ERR_MISMATCH);
+    assert_non_null(strstr(msg, "written by a run on 2 processes, this run has 1"));
+    assert_int_equal(run_tiny(3, 0, p2, 1, 0, &res, msg, sizeof msg), EQR_ERR_MISMATCH);
+    assert_non_null(strstr(msg, "on 2 processes, this run has 3"));
+    assert_int_equal(run_tiny(2, 0, p1, 1, 0, &res, msg, sizeof msg), EQR_ERR_MISMATCH);
+    assert_non_null(strstr(msg, "written by a run on 1 process, this run has 2"));
+    /* read-only: resumes from p2 on 2 ranks and leaves it as it was */
+    FILE *f = fopen(p2, "rb");
+    assert_non_null(f);
+    unsigned char before[1 << 15], after[1 << 15];
+    size_t nb = fread(before, 1, sizeof before, f);
+    fclose(f);
+    assert_int_equal(run_tiny(2, 1, p2, 1, 0, &res, msg, sizeof msg), EQR_OK);
+    assert_int_equal(res.resumed_after, 1);
+    f = fopen(p2, "rb");
+    assert_int_equal(fread(after, 1, sizeof after, f), nb);
+    fclose(f);
+    assert_memory_equal(before, after, nb);
+    /* and writes no checkpoint of a fresh run */
+    assert_int_equal(run_tiny(2, 1, p3, 0, 0, &res, msg, sizeof msg), EQR_OK);
+    assert_null(fopen(p3, "rb"));
+    /* reduce_sums: once per epoch plus once per epoch for the norms */
+    reduce_calls = 0;
+    assert_int_equal(run_tiny(0, 0, NULL, 0, 1, &res, msg, sizeof msg), EQR_OK);
+    assert_int_equal(reduce_calls, 2);
+    remove(p1);
+    remove(p2);
+}
+
 static void test_trainer_errors(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(3);
@@ -346,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_epochs_telemetry_projection),
         cmocka_unit_test(test_trainer_module),
         cmocka_unit_test(test_trainer_errors),
+        cmocka_unit_test(test_run_ranks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

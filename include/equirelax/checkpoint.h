@@ -92,6 +92,12 @@ eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *
 eqr_status eqr_checkpoint_load(eqr_ctx *ctx, const char *path, eqr_optim *opt,
                                uint64_t *counters, int ncounters);
 
+/* The caller counters of the checkpoint at path (validated as a load
+ * does), without loading anything: up to max into counters, their number
+ * into *ncounters. EQR_ERR_ARG if the file holds more than max. */
+eqr_status eqr_checkpoint_counters(eqr_ctx *ctx, const char *path, uint64_t *counters, int max,
+                                   int *ncounters);
+
 /* Load with options (NULL: strict) and an optional report. A partial load
  * also logs its summary at EQR_LOG_INFO through the log callback. Errors:
  * EQR_ERR_IO (cannot read), EQR_ERR_FORMAT (corrupt, truncated, other

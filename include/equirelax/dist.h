@@ -11,7 +11,11 @@
  *   eqr_dist_after_backward  as eqr_trainer_opts.after_backward: the
  *                            gradients averaged over ranks before clipping
  *                            and the optimizer, so every rank takes the same
- *                            step and the parameters stay identical.
+ *                            step and the parameters stay identical;
+ *   eqr_dist_sum             as eqr_trainer_opts.reduce_sums: the epoch
+ *                            statistics of the global batches;
+ *   eqr_dist_set_share       the share weights for a loop drawing its own
+ *                            batches.
  *
  * Loss scaling: each rank's loss is the mean over its local share. With
  * equal shares (the global batch a multiple of the number of ranks) the
@@ -30,7 +34,10 @@
  * one process the result differs only by the order of float summation.
  *
  * Files: only rank 0 should write metrics, charts and checkpoints (pass
- * NULL paths on the other ranks); every rank computes the same numbers.
+ * NULL paths on the other ranks, and the checkpoint with
+ * eqr_run_opts.checkpoint_read_only for a resume); every rank computes the
+ * same numbers. eqr_run_opts.ranks records the number of ranks in the
+ * checkpoint; a resume on another number is refused.
  * Errors follow the library's rule: a status and a message on the context,
  * on every rank alike for the collective checks. MPI errors on the
  * library's own duplicate of the communicator are returned, not fatal. */
@@ -87,6 +94,11 @@ eqr_status eqr_dist_after_backward(eqr_ctx *ctx, void *user);
  * weight eqr_dist_allreduce_grads applies to this rank. */
 eqr_status eqr_dist_relax_reduce(eqr_ctx *ctx, void *user, double *sum, double *inv_weight);
 
+/* Collective: sums v[0..n) over ranks in place (MPI_Allreduce in double),
+ * with the signature of eqr_trainer_opts.reduce_sums (user: the eqr_dist),
+ * so eqr_trainer_epoch's loss and accuracy are the global batches'. */
+eqr_status eqr_dist_sum(eqr_ctx *ctx, void *user, double *v, int n);
+
 /* The distributed sampler. b is a batcher over the whole data set with the
  * global batch size, the same (seed, shuffle, position) on every rank.
  * Takes b's next global batch of k samples and copies this rank's
@@ -97,6 +109,14 @@ eqr_status eqr_dist_relax_reduce(eqr_ctx *ctx, void *user, double *sum, double *
  * a global batch smaller than the number of ranks). Records the share's
  * weight for eqr_dist_allreduce_grads. */
 int eqr_dist_batcher_next(eqr_dist *d, eqr_batcher *b, float *x, int32_t *y, int64_t *count);
+
+/* For a loop drawing its own batches (not from an eqr_batcher): this
+ * rank's share local_n of a global batch of global_n samples, the weight
+ * eqr_dist_allreduce_grads and eqr_dist_relax_reduce then apply (as
+ * eqr_dist_batcher_next records it). The shares over ranks must sum to
+ * global_n; EQR_ERR_ARG unless 1 <= local_n <= global_n and global_n >=
+ * the number of ranks. */
+eqr_status eqr_dist_set_share(eqr_dist *d, int64_t local_n, int64_t global_n);
 
 /* eqr_dist_batcher_next with the signature of eqr_trainer_opts.next_batch
  * (user: the eqr_dist), so eqr_trainer_epoch and eqr_trainer_run train on

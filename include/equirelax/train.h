@@ -130,6 +130,13 @@ typedef struct eqr_trainer_opts {
      * epoch's statistics then being this rank's. NULL: eqr_batcher_next. */
     int (*next_batch)(void *user, eqr_batcher *b, float *x, int32_t *y, int64_t *count);
     void *next_batch_user;
+    /* Sums n doubles in place over the processes of a data-parallel run
+     * (e.g. eqr_dist_sum); eqr_trainer_epoch passes its task-loss sum,
+     * correct count and sample count through it at the end of an epoch, so
+     * its statistics are those of the global batches. An error it returns
+     * ends the epoch. NULL: this process's own. */
+    eqr_status (*reduce_sums)(eqr_ctx *ctx, void *user, double *v, int n);
+    void *reduce_sums_user;
 } eqr_trainer_opts;
 
 /* NULL on error (recorded): a missing forward or optimizer. The step
@@ -207,6 +214,15 @@ typedef struct eqr_run_opts {
     const char *title;            /* of the chart */
     eqr_epoch_fn on_epoch;        /* NULL: none */
     void *user;
+    /* Data-parallel runs: the number of processes (0 or 1: one). Above 1
+     * it is recorded in the checkpoint (a third counter), and a resume from
+     * a checkpoint written by another number of processes (one without it:
+     * 1) is refused with EQR_ERR_MISMATCH naming both counts. */
+    int64_t ranks;
+    /* Nonzero: the checkpoint is read on resume but never written (the
+     * ranks other than 0 of a data-parallel run; pass NULL for the other
+     * files there). */
+    int checkpoint_read_only;
 } eqr_run_opts;
 
 typedef struct eqr_run_result {

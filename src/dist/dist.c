@@ -188,3 +188,15 @@ eqr_status eqr_dist_relax_reduce(eqr_ctx *ctx, void *user, double *sum, double *
                                                     : (double)d->size;
     return EQR_OK;
 }
+
+eqr_status eqr_dist_sum(eqr_ctx *ctx, void *user, double *v, int n) {
+    static const char *fn = "eqr_dist_sum";
+    eqr_dist *d = user;
+    if (!d || d->ctx != ctx || n < 0 || (n > 0 && !v))
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "%s: user must be the eqr_dist of this context, v n >= 0 doubles", fn);
+    if (n == 0) return EQR_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, d->comm);
+    if (rc != MPI_SUCCESS) return eqr__dist_mpi_fail(d, fn, "MPI_Allreduce", rc);
+    return EQR_OK;
+}

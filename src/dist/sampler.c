@@ -37,3 +37,15 @@ int eqr_dist_batcher_next(eqr_dist *d, eqr_batcher *b, float *x, int32_t *y, int
 int eqr_dist_next_batch(void *user, eqr_batcher *b, float *x, int32_t *y, int64_t *count) {
     return eqr_dist_batcher_next(user, b, x, y, count);
 }
+
+eqr_status eqr_dist_set_share(eqr_dist *d, int64_t local_n, int64_t global_n) {
+    if (!d) return EQR_ERR_ARG;
+    if (global_n < d->size || local_n < 1 || local_n > global_n)
+        return eqr__fail(d->ctx, EQR_ERR_ARG,
+                         "eqr_dist_set_share: a share of %lld of a global batch of %lld on %d "
+                         "ranks (need 1 <= share <= global, global >= ranks)",
+                         (long long)local_n, (long long)global_n, d->size);
+    d->local_n = local_n;
+    d->global_n = global_n;
+    return EQR_OK;
+}

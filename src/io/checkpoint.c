@@ -483,3 +483,34 @@ eqr_status eqr_checkpoint_load(eqr_ctx *ctx, const char *path, eqr_optim *opt,
                                uint64_t *counters, int ncounters) {
     return eqr_checkpoint_load_opts(ctx, path, opt, counters, ncounters, NULL, NULL);
 }
+
+eqr_status eqr_checkpoint_counters(eqr_ctx *ctx, const char *path, uint64_t *counters, int max,
+                                   int *ncounters) {
+    static const char *fn = "eqr_checkpoint_counters";
+    if (!ctx) return EQR_ERR_ARG;
+    if (ctx->status != EQR_OK) return ctx->status;
+    if (!path || !*path || !ncounters || max < 0 || (max > 0 && !counters))
+        return eqr__fail(ctx, EQR_ERR_ARG,
+                         "%s: need a path, ncounters and room for max >= 0 counters", fn);
+    *ncounters = 0;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    eqr_status st = eqr__load_begin(ctx, fn, path, NULL, NULL, &buf, &n);
+    if (st) return st;
+    ckfile F;
+    memset(&F, 0, sizeof F);
+    F.ctx = ctx;
+    F.path = path;
+    st = check_header(ctx, path, buf, n, &F.version);
+    if (!st) st = parse(&F, buf + CK_HEADER, n - CK_HEADER);
+    if (!st && (int)F.ncounters > max)
+        st = eqr__fail(ctx, EQR_ERR_ARG, "%s: '%s' holds %u counters, room for %d", fn, path,
+                       F.ncounters, max);
+    if (!st) {
+        for (uint32_t k = 0; k < F.ncounters; k++) counters[k] = F.counters[k];
+        *ncounters = (int)F.ncounters;
+    }
+    free(F.e);
+    free(buf);
+    return st;
+}

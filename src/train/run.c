@@ -56,24 +56,43 @@ static eqr_metrics *epoch_table(eqr_ctx *ctx, eqr_relax *relax) {
     return m;
 }
 
-/* The relaxation's state at the end of an epoch into the row. */
-static eqr_status relax_columns(eqr_ctx *ctx, eqr_relax *relax, double *row) {
+/* The relaxation's state at the end of an epoch into the row. The
+ * activation norms (sums over the last batch) are summed over the
+ * processes of a data-parallel run (eqr_trainer_opts.reduce_sums): those
+ * of the last global batch. */
+static eqr_status relax_columns(eqr_trainer *t, eqr_relax *relax, double *row) {
     if (!relax) return EQR_OK;
+    eqr_ctx *ctx = eqr__trainer_ctx(t);
+    const int nl = eqr_relax_num_layers(relax);
     double ld = 0, nsq = 0, wr = 0;
+    double *an = calloc((size_t)(2 * nl + 1), sizeof *an); /* per layer: |W_r x|^2, measured */
+    if (!an) return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_trainer_run: out of memory");
     row[E_THETA] = eqr_relax_theta(relax)->data[0];
-    for (int l = 0; l < eqr_relax_num_layers(relax); l++) {
+    for (int l = 0; l < nl; l++) {
         eqr_rlayer_stats st;
-        if (eqr_rlayer_get_stats(ctx, eqr_relax_layer(relax, l), &st) != EQR_OK)
+        if (eqr_rlayer_get_stats(ctx, eqr_relax_layer(relax, l), &st) != EQR_OK) {
+            free(an);
             return ctx->status;
+        }
         ld += st.defect;
-        if (st.act_norm >= 0) nsq += (double)st.act_norm * st.act_norm;
         wr += (double)st.wr_norm * st.wr_norm;
         row[NEPOCH + 2 * l] = st.wr_norm;
-        row[NEPOCH + 2 * l + 1] = st.act_norm >= 0 ? st.act_norm : NAN;
+        if (st.act_norm >= 0) {
+            an[2 * l] = (double)st.act_norm * st.act_norm;
+            an[2 * l + 1] = 1;
+        }
     }
+    if (eqr__trainer_reduce(t, an, 2 * nl) != EQR_OK) {
+        free(an);
+        return ctx->status;
+    }
+    for (int l = 0; l < nl; l++) {
+        if (an[2 * l + 1] > 0) nsq += an[2 * l];
+        row[NEPOCH + 2 * l + 1] = an[2 * l + 1] > 0 ? sqrt(an[2 * l]) : NAN;
+    }
+    free(an);
     /* relaxed group convs: how far their weights moved from equal over g
      * (eqr_rgconv_report.max_rel_spread), before any projection */
-    const int nl = eqr_relax_num_layers(relax);
     for (int l = 0, k = NEPOCH + 2 * nl; l < nl; l++) {
         if (!is_rg(relax, l)) continue;
         eqr_rgconv_report rep;
@@ -149,8 +168,23 @@ static eqr_status resume(eqr_trainer *t, const eqr_run_opts *o, int64_t *done) {
     FILE *f = fopen(o->checkpoint, "rb");
     if (!f) return EQR_OK; /* nothing to resume yet */
     fclose(f);
-    uint64_t cnt[2];
-    if (eqr_checkpoint_load(ctx, o->checkpoint, eqr__trainer_optim(t), cnt, 2) != EQR_OK)
+    /* the number of processes first, before anything is loaded */
+    uint64_t cnt[3];
+    int nc = 0;
+    if (eqr_checkpoint_counters(ctx, o->checkpoint, cnt, 3, &nc) != EQR_OK) return ctx->status;
+    const uint64_t file_ranks = nc == 3 ? cnt[2] : 1, ranks = o->ranks > 1 ? (uint64_t)o->ranks : 1;
+    if (nc < 2)
+        return eqr__fail(ctx, EQR_ERR_MISMATCH, "%s: %s holds %d counters, not a checkpoint of "
+                         "eqr_trainer_run", fn, o->checkpoint, nc);
+    if (file_ranks != ranks)
+        return eqr__fail(ctx, EQR_ERR_MISMATCH,
+                         "%s: %s was written by a run on %llu process%s, this run has %llu: "
+                         "resume it on %llu (a resume on another number of processes would not "
+                         "continue bit for bit and is refused)",
+                         fn, o->checkpoint, (unsigned long long)file_ranks,
+                         file_ranks == 1 ? "" : "es", (unsigned long long)ranks,
+                         (unsigned long long)file_ranks);
+    if (eqr_checkpoint_load(ctx, o->checkpoint, eqr__trainer_optim(t), cnt, nc) != EQR_OK)
         return ctx->status;
     if (cnt[1] != o->config)
         return eqr__fail(ctx, EQR_ERR_MISMATCH,
@@ -197,7 +231,7 @@ eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result
         return eqr__fail(ctx, EQR_ERR_ARG, "%s: resume needs a checkpoint path", fn);
     const char *outs[5] = {o->checkpoint, o->metrics_csv, o->steps_csv, o->plot_svg,
                            o->steps_svg};
-    for (int i = 0; i < 5; i++)
+    for (int i = o->checkpoint_read_only ? 1 : 0; i < 5; i++)
         if (outs[i] && eqr_path_writable(ctx, outs[i]) != EQR_OK) return ctx->status;
     eqr_relax *relax = eqr__trainer_relax(t);
     eqr_metrics *ep = epoch_table(ctx, relax);
@@ -224,10 +258,11 @@ eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result
         row[E_PEN] = relax ? es.penalty : NAN;
         row[E_LR] = eqr_optim_lr(eqr__trainer_optim(t));
         row[E_SECS] = es.secs;
-        if ((st = relax_columns(ctx, relax, row)) != EQR_OK) break;
-        if (o->checkpoint) {
-            uint64_t cnt[2] = {(uint64_t)(e + 1), o->config};
-            if ((st = eqr_checkpoint_save(ctx, o->checkpoint, eqr__trainer_optim(t), cnt, 2)))
+        if ((st = relax_columns(t, relax, row)) != EQR_OK) break;
+        if (o->checkpoint && !o->checkpoint_read_only) {
+            uint64_t cnt[3] = {(uint64_t)(e + 1), o->config, (uint64_t)o->ranks};
+            if ((st = eqr_checkpoint_save(ctx, o->checkpoint, eqr__trainer_optim(t), cnt,
+                                          o->ranks > 1 ? 3 : 2)))
                 break;
         }
         int last = e + 1 == o->epochs;

@@ -13,6 +13,8 @@ eqr_ctx *eqr__trainer_ctx(eqr_trainer *t);
 eqr_optim *eqr__trainer_optim(eqr_trainer *t);
 eqr_scheduler *eqr__trainer_sched(eqr_trainer *t);
 eqr_relax *eqr__trainer_relax(eqr_trainer *t);
+/* opts.reduce_sums on v[0..n) if set (a data-parallel run), else nothing. */
+eqr_status eqr__trainer_reduce(eqr_trainer *t, double *v, int n);
 /* Optimizer steps so far (after a resume), for telemetry's step numbers. */
 void eqr__trainer_set_steps(eqr_trainer *t, int64_t steps);
 /* Replace the epoch table (the trainer owns it). */

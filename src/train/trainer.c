@@ -110,6 +110,9 @@ void eqr_trainer_destroy(eqr_trainer *t) {
 eqr_metrics *eqr_trainer_steps(eqr_trainer *t) { return t ? t->steps : NULL; }
 eqr_metrics *eqr_trainer_epochs(eqr_trainer *t) { return t ? t->epochs : NULL; }
 eqr_ctx *eqr__trainer_ctx(eqr_trainer *t) { return t->ctx; }
+eqr_status eqr__trainer_reduce(eqr_trainer *t, double *v, int n) {
+    return t->o.reduce_sums ? t->o.reduce_sums(t->ctx, t->o.reduce_sums_user, v, n) : EQR_OK;
+}
 eqr_optim *eqr__trainer_optim(eqr_trainer *t) { return t->o.opt; }
 eqr_scheduler *eqr__trainer_sched(eqr_trainer *t) { return t->o.sched; }
 eqr_relax *eqr__trainer_relax(eqr_trainer *t) { return t->o.relax; }
@@ -360,6 +363,13 @@ eqr_status eqr_trainer_epoch(eqr_trainer *t, eqr_batcher *bt, int64_t epoch,
         }
     }
     if (ctx->status != EQR_OK) return ctx->status; /* next_batch failed */
+    if (t->o.reduce_sums) { /* the global batches' statistics */
+        double v[3] = {lsum, (double)correct, (double)seen};
+        if (t->o.reduce_sums(ctx, t->o.reduce_sums_user, v, 3) != EQR_OK) return ctx->status;
+        lsum = v[0];
+        correct = (int64_t)v[1];
+        seen = (int64_t)v[2];
+    }
     out->seen = seen;
     out->steps = steps;
     out->loss = seen ? lsum / (double)seen : NAN;
