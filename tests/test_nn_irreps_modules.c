@@ -124,9 +124,11 @@ static void test_tuple_stack(void **state) {
     eqr_irreps a = parse(ctx, IN1), b = parse(ctx, IN2), mid = parse(ctx, "3x0e+2x0e+2x1o");
     eqr_irreps sc = parse(ctx, "3x0e"), gated = parse(ctx, "2x1o"), g_out = parse(ctx, "3x0e+2x1o");
     eqr_irreps c = parse(ctx, OUT);
-    eqr_module *net = eqr_sequential_of(
-        ctx, "net", 4, eqr_tp_module(ctx, "tp1", &a, &b, &mid, 1), eqr_gate_module(ctx, NULL, &sc, &gated),
-        eqr_tp_module(ctx, "tp2", &g_out, &b, &c, 0), eqr_irreps_linear_module(ctx, "lin", &c, &a));
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(net, eqr_tp_module(ctx, "tp1", &a, &b, &mid, 1));
+    eqr_sequential_add(net, eqr_gate_module(ctx, NULL, &sc, &gated));
+    eqr_sequential_add(net, eqr_tp_module(ctx, "tp2", &g_out, &b, &c, 0));
+    eqr_sequential_add(net, eqr_irreps_linear_module(ctx, "lin", &c, &a));
     assert_non_null(net);
     assert_ok(ctx);
     eqr_tensor *h = tu_input(ctx, "h", 2, (int64_t[]){6, eqr_irreps_dim(&a)}, 1.0f);
@@ -220,8 +222,9 @@ static void test_train_eval(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(4);
     eqr_irreps a = parse(ctx, IN1);
-    eqr_module *net = eqr_sequential_of(ctx, "net", 2, eqr_irreps_bn_module(ctx, "bn", &a, NULL),
-                                        eqr_irreps_ln_module(ctx, "ln", &a, NULL));
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(net, eqr_irreps_bn_module(ctx, "bn", &a, NULL));
+    eqr_sequential_add(net, eqr_irreps_ln_module(ctx, "ln", &a, NULL));
     assert_non_null(net);
     eqr_irreps_bn *bn = eqr_module_irreps_bn(eqr_module_child(net, 0));
     eqr_irreps_ln *ln = eqr_module_irreps_ln(eqr_module_child(net, 1));
@@ -263,10 +266,11 @@ static void test_summary(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(5);
     eqr_irreps a = parse(ctx, IN1), b = parse(ctx, IN2), c = parse(ctx, OUT);
-    eqr_module *net = eqr_sequential_of(ctx, "net", 4, eqr_tp_module(ctx, "tp", &a, &b, &c, 1),
-                                        eqr_irreps_bn_module(ctx, "bn", &c, NULL),
-                                        eqr_irreps_ln_module(ctx, "ln", &c, NULL),
-                                        eqr_irreps_linear_module(ctx, "lin", &c, &a));
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(net, eqr_tp_module(ctx, "tp", &a, &b, &c, 1));
+    eqr_sequential_add(net, eqr_irreps_bn_module(ctx, "bn", &c, NULL));
+    eqr_sequential_add(net, eqr_irreps_ln_module(ctx, "ln", &c, NULL));
+    eqr_sequential_add(net, eqr_irreps_linear_module(ctx, "lin", &c, &a));
     assert_non_null(net);
     const int64_t nw = eqr_tp_num_weights(eqr_module_tp(eqr_module_child(net, 0)));
     /* channels of OUT: C = 2 + 2 + 1 + 1 = 6, 0e channels B = 2 */
@@ -329,16 +333,18 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_SHAPE, "must be [N, 13] and [N, 4]");
     eqr_module_destroy(m);
     /* mismatched irreps between modules: a product after a linear of other irreps */
-    eqr_module *s = eqr_sequential_of(ctx, "s", 2, eqr_irreps_linear_module(ctx, "lin", &a, &c),
-                                      eqr_tp_module(ctx, "tp2", &a, &b, &c, 0));
-    assert_null(s);
+    eqr_module *s = eqr_sequential_create(ctx, "s");
+    eqr_sequential_add(s, eqr_irreps_linear_module(ctx, "lin", &a, &c));
+    assert_int_equal(eqr_sequential_add(s, eqr_tp_module(ctx, "tp2", &a, &b, &c, 0)), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG,
                     "layer 'lin' (irreps_linear) gives 2x0e+2x1o+1x1e+1x2e but the next layer 'tp2' "
                     "(tp) expects 2x0e+2x1o+1x2e");
-    s = eqr_sequential_of(ctx, "s2", 2, eqr_tp_module(ctx, "tp3", &a, &b, &c, 0),
-                          eqr_irreps_bn_module(ctx, "bn", &a, NULL));
-    assert_null(s);
+    eqr_module_destroy(s);
+    s = eqr_sequential_create(ctx, "s2");
+    eqr_sequential_add(s, eqr_tp_module(ctx, "tp3", &a, &b, &c, 0));
+    assert_int_equal(eqr_sequential_add(s, eqr_irreps_bn_module(ctx, "bn", &a, NULL)), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "but the next layer 'bn' (irreps_bn) expects 2x0e+2x1o+1x2e");
+    eqr_module_destroy(s);
     /* a bias needs a 0e output; a product needs a name (its weights) */
     assert_null(eqr_tp_module(ctx, "tp4", &a, &b, &odd, 1));
     tu_assert_error(ctx, EQR_ERR_ARG, "no 0e entry");

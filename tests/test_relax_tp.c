@@ -431,10 +431,11 @@ static void test_container(void **state) {
     eqr_irreps a = parse(ctx, IN1), b = parse(ctx, IN2), mid = parse(ctx, "3x0e+2x0e+2x1o");
     eqr_irreps sc = parse(ctx, "3x0e"), gated = parse(ctx, "2x1o"), g = parse(ctx, "3x0e+2x1o");
     eqr_relax *r = eqr_relax_create(ctx, "relax", NULL);
-    eqr_module *net = eqr_sequential_of(ctx, "net", 4, eqr_tp_module(ctx, "tp1", &a, &b, &mid, 1),
-                                        eqr_gate_module(ctx, NULL, &sc, &gated),
-                                        eqr_irreps_bn_module(ctx, "bn", &g, NULL),
-                                        eqr_irreps_linear_module(ctx, "lin", &g, &a));
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(net, eqr_tp_module(ctx, "tp1", &a, &b, &mid, 1));
+    eqr_sequential_add(net, eqr_gate_module(ctx, NULL, &sc, &gated));
+    eqr_sequential_add(net, eqr_irreps_bn_module(ctx, "bn", &g, NULL));
+    eqr_sequential_add(net, eqr_irreps_linear_module(ctx, "lin", &g, &a));
     assert_non_null(net);
     eqr_tensor *h = tu_input(ctx, "h", 2, (int64_t[]){N, eqr_irreps_dim(&a)}, 1.0f);
     eqr_tensor *e = tu_input(ctx, "e", 2, (int64_t[]){N, eqr_irreps_dim(&b)}, 1.0f);
@@ -494,8 +495,9 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "external (per-sample) weights");
     eqr_tp_destroy(ext);
     eqr_irreps sc = parse(ctx, "2x0e");
-    eqr_module *s = eqr_sequential_of(ctx, "s", 2, eqr_irreps_bn_module(ctx, "bn", &sc, NULL),
-                                      eqr_irreps_ln_module(ctx, "ln", &sc, NULL));
+    eqr_module *s = eqr_sequential_create(ctx, "s");
+    eqr_sequential_add(s, eqr_irreps_bn_module(ctx, "bn", &sc, NULL));
+    eqr_sequential_add(s, eqr_irreps_ln_module(ctx, "ln", &sc, NULL));
     assert_null(eqr_relax_module(ctx, f.r, NULL, s, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "holds no module that can be relaxed (relaxable: gconv, "
                     "steer_conv, vn_linear, irreps_linear, tp,");
@@ -520,11 +522,11 @@ static void test_doc_example(void **state) {
     eqr_irreps_parse(ctx, "8x0e", &sc);
     eqr_irreps_parse(ctx, "4x1o", &gated);
     eqr_irreps_parse(ctx, "8x0e+4x1o", &g);
-    eqr_module *net = eqr_sequential_of(ctx, "net", 4,
-        eqr_tp_module(ctx, "tp1", &h, &sh, &mid, 1),
-        eqr_gate_module(ctx, NULL, &sc, &gated),
-        eqr_irreps_bn_module(ctx, "bn", &g, NULL),
-        eqr_irreps_linear_module(ctx, "lin", &g, &h)); /* on a type mismatch: NULL, naming both layers */
+    eqr_module *net = eqr_sequential_create(ctx, "net");
+    eqr_sequential_add(net, eqr_tp_module(ctx, "tp1", &h, &sh, &mid, 1));
+    eqr_sequential_add(net, eqr_gate_module(ctx, NULL, &sc, &gated));
+    eqr_sequential_add(net, eqr_irreps_bn_module(ctx, "bn", &g, NULL));
+    eqr_sequential_add(net, eqr_irreps_linear_module(ctx, "lin", &g, &h)); /* a type mismatch: EQR_ERR_ARG naming both layers */
     eqr_relax *r = eqr_relax_create(ctx, "relax", &(eqr_relax_opts){.lambda_defect = 1e-2f});
     net = eqr_relax_module(ctx, r, NULL, net, NULL);  /* tp1 and lin relaxed in place */
     eqr_tensor *io[2] = {x, y_sh};                    /* [N, 20], [N, 9] */
