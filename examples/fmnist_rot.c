@@ -47,7 +47,7 @@
  * figures between evaluations. The --metrics CSV keeps every column, the
  * fields that do not apply left empty; the --plot SVG skips them. A checkpoint is saved after every epoch; --resume continues
  * from it bit for bit (same thread count). The last line of stdout is
- *     result test_acc=<f> equiv_err=<f> projected=<0|1> seconds=<f>
+ *     result test_acc=<f> equiv_err=<f> projected=<0|1> seconds=<f> [val_acc=<f>]
  * with equiv_err the largest relative change ||f(g.x) - f(x)|| / ||f(x)||
  * of the final logits over every test image (of --test-size) and every
  * grid-exact element g of the group (c4: 4 rotations; d4: 8 rotations and
@@ -80,6 +80,7 @@
 #define EVAL_BATCH 200
 #define EQUIV_BATCH 100
 #define TEST_ROT_SEED 20240901u
+#define VAL_ROT_SEED 20241203u
 #define MAX_EPOCHS 10000
 #define PI 3.14159265358979323846
 
@@ -92,7 +93,7 @@ typedef struct options {
     const char *relax_form;
     int64_t rg_banks;
     const char *data, *checkpoint, *metrics, *plot, *steps, *steps_plot;
-    int64_t epochs, train_size, test_size, batch, threads, width, norm_subsample, equiv_images;
+    int64_t epochs, train_size, test_size, val_size, batch, threads, width, norm_subsample, equiv_images;
     int64_t stop_after, eval_every, classes, telemetry, probe_images;
     uint64_t seed;
     float lr, theta_max, lambda_defect, lambda_norm, dual_lr, slack_cost;
@@ -176,6 +177,10 @@ static void parse_args(int argc, char **argv, options *o) {
                     "train on the first N training images (default all)"),
         EX_FLAG_INT("--test-size", &o->test_size, 1, INT64_MAX,
                     "evaluate on the first N test images (default all)"),
+        EX_FLAG_INT("--val-size", &o->val_size, 1, INT64_MAX,
+                    "hold out the LAST N training images (never trained on, rotated like the "
+                    "test set) and add val_acc=, the final model's accuracy on them, to the "
+                    "result line: choose settings on it, not on the test set (default none)"),
         EX_FLAG_INT("--width", &o->width, 8, 4096,
                     "channels of the first conv, a multiple of 8; then 2x, 4x (default 32)"),
         EX_FLAG_STR("--rotate", "R", &o->rotate,
@@ -277,7 +282,28 @@ static void parse_args(int argc, char **argv, options *o) {
     if (o->gk == G_NONE) o->relax_kind = -1;
 }
 
-/* ---- data: a fixed random rotation per image ---- */
+/* ---- data: a validation split, a fixed random rotation per image ---- */
+
+/* val = a copy of the last o->val_size images of the full training set;
+ * train keeps its first --train-size (or all the others). */
+static void split_val(const options *o, eqr_dataset *train, eqr_dataset *val) {
+    const int64_t n = train->n, nv = o->val_size, nt = o->train_size ? o->train_size : n - nv;
+    if (nv >= n || nt + nv > n)
+        ex_bad_usage("--val-size %lld with %lld training images leaves %lld for training, "
+                     "fewer than --train-size %lld: the two must not overlap", (long long)nv,
+                     (long long)n, (long long)(n - nv), (long long)nt);
+    const int64_t img = (int64_t)train->c * train->h * train->w;
+    *val = *train;
+    val->n = nv;
+    val->x = malloc((size_t)(nv * img) * sizeof(float));
+    val->y = malloc((size_t)nv * sizeof(int32_t));
+    if (!val->x || !val->y) ex_die("out of memory for the validation set");
+    memcpy(val->x, train->x + (n - nv) * img, (size_t)(nv * img) * sizeof(float));
+    memcpy(val->y, train->y + (n - nv), (size_t)nv * sizeof(int32_t));
+    eqr_dataset_truncate(train, nt);
+}
+
+
 
 static void rotate_dataset(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed, int continuous) {
     eqr_grid_map *quarter[4] = {0};
@@ -555,13 +581,16 @@ int main(int argc, char **argv) {
     options o;
     parse_args(argc, argv, &o);
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
-    eqr_dataset train, test;
-    ex_load_fashion_mnist(ctx, o.data, o.train_size, o.test_size, 0, 0, &train, &test);
+    eqr_dataset train, test, val = {0};
+    ex_load_fashion_mnist(ctx, o.data, o.val_size ? 0 : o.train_size, o.test_size, 0, 0, &train,
+                          &test);
+    if (o.val_size) split_val(&o, &train, &val);
     check_data(&o, &train);
-    train.classes = test.classes = (int)o.classes;
+    train.classes = test.classes = val.classes = (int)o.classes;
     o.train_size = train.n; /* what the checkpoint settings record */
     rotate_dataset(ctx, &train, o.seed * 2654435761u + 1, o.rotate_cont);
     rotate_dataset(ctx, &test, TEST_ROT_SEED, o.rotate_cont);
+    if (val.n) rotate_dataset(ctx, &val, VAL_ROT_SEED, o.rotate_cont);
 
     model m;
     model_build(ctx, &m, &o, o.side, (int)o.classes);
@@ -642,8 +671,15 @@ int main(int argc, char **argv) {
                m.relax ? "projected" : (projected ? "strict equivariant" : "plain"),
                res.test_acc, (long long)test.n, projected ? o.group : "c4", equiv,
                ex_now() - t2);
-        printf("result test_acc=%.4f equiv_err=%.3e projected=%d seconds=%.1f\n", res.test_acc,
-               equiv, projected, ex_now() - t_start);
+        char vbuf[32] = "";
+        if (val.n) { /* the final (projected) model on the held-out training images */
+            double vloss, vacc;
+            if (eqr_trainer_evaluate(tr, &val, 0, &vloss, &vacc) != EQR_OK)
+                ex_die_ctx(ctx, "validation");
+            snprintf(vbuf, sizeof vbuf, " val_acc=%.4f", vacc);
+        }
+        printf("result test_acc=%.4f equiv_err=%.3e projected=%d seconds=%.1f%s\n", res.test_acc,
+               equiv, projected, ex_now() - t_start, vbuf);
     }
     fflush(stdout);
     eqr_trainer_destroy(tr);
@@ -653,6 +689,7 @@ int main(int argc, char **argv) {
     model_free(&m);
     eqr_dataset_free(&train);
     eqr_dataset_free(&test);
+    if (val.n) eqr_dataset_free(&val);
     eqr_ctx_destroy(ctx);
     ex_dist_end();
     return 0;

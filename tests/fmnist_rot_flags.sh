@@ -55,6 +55,7 @@ check "bad value '/nonexistent/fmnist' for --data: no such directory" --data /no
 check "--resume needs --checkpoint FILE" --resume
 check "bad value 'half' for --penalty-grad: expected detached or full" --penalty-grad half
 check "--orthogonal needs a relaxation" --orthogonal --relax off
+check "the two must not overlap" --train-size 59600 --val-size 500
 check "bad value '1' for --classes: expected an integer in [2, 65536]" --classes 1
 check "bad value 'ten' for --classes" --classes ten
 # fewer classes than the labels have (the default data, as fmnist_rot_tiny.sh; other
