@@ -26,7 +26,12 @@ static void ortho_det(const float R[9], double *err, double *det) {
 static void assert_rotation(const float R[9]) {
     double e, d;
     ortho_det(R, &e, &d);
-    if (!(e < 1e-6 && fabs(d - 1) < 1e-6)) fail_msg("not a rotation: |RR^T-I| %g det %g", e, d);
+    /* every constructor here computes R in double and rounds each entry once
+     * (relative u, |R_ij| <= 1): (R R^T)_ij moves by <= (2u + u^2) |R_i||R_j|
+     * = 2u + u^2 (unit rows), det by <= tr(|adj R| |dR|) + O(u^2) <= 3u +
+     * 10 u^2 (adj R = R^T, sum R_ij^2 = 3); 1e-14 for the double arithmetic */
+    if (!(e <= (2 + TU_U) * TU_U + 1e-14 && fabs(d - 1) <= (3 + 10 * TU_U) * TU_U + 1e-14))
+        fail_msg("not a rotation: |RR^T-I| %g det %g", e, d);
 }
 
 static double maxdiff(const float *a, const float *b, int n) {
@@ -60,24 +65,31 @@ static void test_rotations_orthogonal(void **state) {
         for (int i = 0; i < 3; i++) w[i] = (float)(axis[i] / n * ang);
         float E[9];
         eqr_so3_exp(w, E);
-        assert_true(maxdiff(E, R, 9) < 1e-6);
+        /* w rounded to float moves the rotation vector by <= u |ang| (2-norm),
+         * which moves each entry of R by at most that (|d exp| <= |dw|); both
+         * R and E round once (u) */
+        assert_true(maxdiff(E, R, 9) <= TU_U * (fabs(ang) + 2) + 1e-14);
         /* the axis is fixed */
         float v[3];
         eqr_so3_apply(R, axis, v);
-        assert_true(maxdiff(v, axis, 3) < 1e-5 * (1 + n));
+        /* R a (in double from float R, each entry off by u) is within
+         * u sum_j |R_ij a_j| <= u |a| of a, then rounded once: <= 2u |a| + u^2 */
+        assert_true(maxdiff(v, axis, 3) <= (2 + 2 * TU_U) * TU_U * n + 1e-14 * n);
         float Q[9];
         assert_int_equal(eqr_so3_from_quat(ctx, (float[4]){2 * q[0], 2 * q[1], 2 * q[2], 2 * q[3]}, Q),
                          EQR_OK);
         assert_rotation(Q);
     }
-    /* a quarter turn about z maps e_x to e_y, about x maps e_y to e_z */
+    /* a quarter turn about z maps e_x to e_y, about x maps e_y to e_z: to
+     * the float angle's offset from pi/2 (cos of it) plus one rounding */
+    const double qt = fabs(PI / 2 - (double)(float)(PI / 2)) + TU_U + 1e-15;
     assert_int_equal(eqr_so3_from_axis_angle(ctx, (float[3]){0, 0, 3}, (float)(PI / 2), R), EQR_OK);
     float v[3];
     eqr_so3_apply(R, (float[3]){1, 0, 0}, v);
-    assert_true(maxdiff(v, (float[3]){0, 1, 0}, 3) < 1e-7);
+    assert_true(maxdiff(v, (float[3]){0, 1, 0}, 3) <= qt);
     assert_int_equal(eqr_so3_from_axis_angle(ctx, (float[3]){1, 0, 0}, (float)(PI / 2), R), EQR_OK);
     eqr_so3_apply(R, (float[3]){0, 1, 0}, v);
-    assert_true(maxdiff(v, (float[3]){0, 0, 1}, 3) < 1e-7);
+    assert_true(maxdiff(v, (float[3]){0, 0, 1}, 3) <= qt);
     /* exp(0) = I; mul and transpose: R R^T = I */
     float I[9], Rt[9], P[9];
     eqr_so3_exp((float[3]){0, 0, 0}, P);
@@ -85,7 +97,9 @@ static void test_rotations_orthogonal(void **state) {
     assert_true(maxdiff(P, I, 9) == 0);
     eqr_so3_transpose(R, Rt);
     eqr_so3_mul(R, Rt, P);
-    assert_true(maxdiff(P, I, 9) < 1e-7);
+    /* R R^T of the float R is within 2u + u^2 of I (as in assert_rotation),
+     * the product rounds once more */
+    assert_true(maxdiff(P, I, 9) <= (3 + 2 * TU_U) * TU_U + 1e-14);
     eqr_ctx_destroy(ctx);
 }
 
@@ -183,6 +197,9 @@ static void test_generators_finite_difference(void **state) {
         assert_int_equal(eqr_so3_from_axis_angle(ctx, e[a], h, Rp), EQR_OK);
         assert_int_equal(eqr_so3_from_axis_angle(ctx, e[a], -h, Rm), EQR_OK);
         for (int i = 0; i < 9; i++) fd[i] = (float)(((double)Rp[i] - Rm[i]) / (2.0 * h));
+        /* finite differences at h = 1e-3: truncation h^2/6 |L^3| ~ 2e-7 and
+         * the float entries' rounding u / 2h ~ 6e-5; the 1e-3 is an FD
+         * tolerance (the entries are 0, +-1), not a derived rounding bound */
         assert_true(maxdiff(fd, L + 9 * a, 9) < 1e-3);
         /* L_a v = e_a x v */
         float v[3] = {0.3f, -1.2f, 0.7f}, Lv[3], cr[3];
@@ -190,7 +207,7 @@ static void test_generators_finite_difference(void **state) {
         cr[0] = e[a][1] * v[2] - e[a][2] * v[1];
         cr[1] = e[a][2] * v[0] - e[a][0] * v[2];
         cr[2] = e[a][0] * v[1] - e[a][1] * v[0];
-        assert_true(maxdiff(Lv, cr, 3) < 1e-7);
+        assert_true(maxdiff(Lv, cr, 3) == 0); /* 0 / +-1 entries: exact */
     }
     /* commutator [L_x, L_y] = L_z (the so(3) bracket) */
     float xy[9], yx[9], c[9];
