@@ -158,7 +158,7 @@ static void test_own_theta(void **state) {
     assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, la, T, R, g, x, NULL, &ea), EQR_OK);
     assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, lb, T, R, g, x, NULL, &eb), EQR_OK);
     assert_true(ea <= EQ_TOL);
-    assert_true(eb > 1e-2);
+    assert_true(eb > 1e-2); /* a threshold: theta 0.7 breaks equivariance at O(1) */
     eqr_relax_set_theta(r, 0.25f);
     assert_true(eqr_rlayer_theta(la)->data[0] == 0.25f && eqr_relax_theta(r)->data[0] == 0.25f);
     eqr_relax_destroy(r);
