@@ -26,7 +26,12 @@ static void ortho_det(const float R[9], double *err, double *det) {
 static void assert_rotation(const float R[9]) {
     double e, d;
     ortho_det(R, &e, &d);
-    if (!(e < 1e-6 && fabs(d - 1) < 1e-6)) fail_msg("not a rotation: |RR^T-I| %g det %g", e, d);
+    /* every constructor here computes R in double and rounds each entry once
+     * (relative u, |R_ij| <= 1): (R R^T)_ij moves by <= (2u + u^2) |R_i||R_j|
+     * = 2u + u^2 (unit rows), det by <= tr(|adj R| |dR|) + O(u^2) <= 3u +
+     * 10 u^2 (adj R = R^T, sum R_ij^2 = 3); 1e-14 for the double arithmetic */
+    if (!(e <= (2 + TU_U) * TU_U + 1e-14 && fabs(d - 1) <= (3 + 10 * TU_U) * TU_U + 1e-14))
+        fail_msg("not a rotation: |RR^T-I| %g det %g", e, d);
 }
 
 static double maxdiff(const float *a, const float *b, int n) {
@@ -60,24 +65,31 @@ static void test_rotations_orthogonal(void **state) {
         for (int i = 0; i < 3; i++) w[i] = (float)(axis[i] / n * ang);
         float E[9];
         eqr_so3_exp(w, E);
-        assert_true(maxdiff(E, R, 9) < 1e-6);
+        /* w rounded to float moves the rotation vector by <= u |ang| (2-norm),
+         * which moves each entry of R by at most that (|d exp| <= |dw|); both
+         * R and E round once (u) */
+        assert_true(maxdiff(E, R, 9) <= TU_U * (fabs(ang) + 2) + 1e-14);
         /* the axis is fixed */
         float v[3];
         eqr_so3_apply(R, axis, v);
-        assert_true(maxdiff(v, axis, 3) < 1e-5 * (1 + n));
+        /* R a (in double from float R, each entry off by u) is within
+         * u sum_j |R_ij a_j| <= u |a| of a, then rounded once: <= 2u |a| + u^2 */
+        assert_true(maxdiff(v, axis, 3) <= (2 + 2 * TU_U) * TU_U * n + 1e-14 * n);
         float Q[9];
         assert_int_equal(eqr_so3_from_quat(ctx, (float[4]){2 * q[0], 2 * q[1], 2 * q[2], 2 * q[3]}, Q),
                          EQR_OK);
         assert_rotation(Q);
     }
-    /* a quarter turn about z maps e_x to e_y, about x maps e_y to e_z */
+    /* a quarter turn about z maps e_x to e_y, about x maps e_y to e_z: to
+     * the float angle's offset from pi/2 (cos of it) plus one rounding */
+    const double qt = fabs(PI / 2 - (double)(float)(PI / 2)) + TU_U + 1e-15;
     assert_int_equal(eqr_so3_from_axis_angle(ctx, (float[3]){0, 0, 3}, (float)(PI / 2), R), EQR_OK);
     float v[3];
     eqr_so3_apply(R, (float[3]){1, 0, 0}, v);
-    assert_true(maxdiff(v, (float[3]){0, 1, 0}, 3) < 1e-7);
+    assert_true(maxdiff(v, (float[3]){0, 1, 0}, 3) <= qt);
     assert_int_equal(eqr_so3_from_axis_angle(ctx, (float[3]){1, 0, 0}, (float)(PI / 2), R), EQR_OK);
     eqr_so3_apply(R, (float[3]){0, 1, 0}, v);
-    assert_true(maxdiff(v, (float[3]){0, 0, 1}, 3) < 1e-7);
+    assert_true(maxdiff(v, (float[3]){0, 0, 1}, 3) <= qt);
     /* exp(0) = I; mul and transpose: R R^T = I */
     float I[9], Rt[9], P[9];
     eqr_so3_exp((float[3]){0, 0, 0}, P);
@@ -85,9 +97,23 @@ static void test_rotations_orthogonal(void **state) {
     assert_true(maxdiff(P, I, 9) == 0);
     eqr_so3_transpose(R, Rt);
     eqr_so3_mul(R, Rt, P);
-    assert_true(maxdiff(P, I, 9) < 1e-7);
+    /* R R^T of the float R is within 2u + u^2 of I (as in assert_rotation),
+     * the product rounds once more */
+    assert_true(maxdiff(P, I, 9) <= (3 + 2 * TU_U) * TU_U + 1e-14);
     eqr_ctx_destroy(ctx);
 }
+
+/* Bounds of the quaternion round trip. R = fl(R*) for a rotation R*
+ * (entries off by <= u). eqr_so3_to_quat (double) divides by s = 4 |q_k|
+ * >= 2 (Shepperd's branch: the largest component, >= 1/2): s moves by
+ * <= 3u, each unnormalised component by <= 2.5u, so its direction by <=
+ * 5u (2-norm; the normalisation removes the radial part), 12u with the
+ * second-order terms and the float output's rounding (QT_DQ). Each entry
+ * 2(q_a q_b +- q_c q_d) or 1 - 2(q_a^2 + q_b^2) of a rotation has a gradient
+ * of 2-norm <= 4 in q: R from a quaternion off by QT_DQ is off by 4 QT_DQ,
+ * plus two roundings (QT_DR). */
+#define QT_DQ (12 * TU_U)
+#define QT_DR (4 * QT_DQ + 2 * TU_U + 1e-14)
 
 static void test_quaternion_round_trip(void **state) {
     (void)state;
@@ -98,23 +124,28 @@ static void test_quaternion_round_trip(void **state) {
         eqr_so3_random(rng, R, q);
         eqr_so3_to_quat(R, q2);
         double s = q2[0] * q[0] + q2[1] * q[1] + q2[2] * q[2] + q2[3] * q[3];
-        assert_true(fabs(fabs(s) - 1) < 1e-6); /* same up to sign */
+        /* same up to sign: |q2|, |q| within 2u, u of 1 and ||q2 -+ q|| <=
+         * QT_DQ + u, so |<q2, q>| = (|q2|^2 + |q|^2 - ||q2 -+ q||^2) / 2 is
+         * within 2u + 100 u^2 of 1 */
+        assert_true(fabs(fabs(s) - 1) <= (2 + 100 * TU_U) * TU_U + 1e-15);
         assert_true(q2[0] >= 0);
         assert_int_equal(eqr_so3_from_quat(ctx, q2, R2), EQR_OK);
-        assert_true(maxdiff(R, R2, 9) < 2e-6);
+        assert_true(maxdiff(R, R2, 9) <= QT_DR);
     }
     /* half turns (trace -1, w = 0) and the identity take the other branches */
     const float axes[4][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, -2, 2}};
+    /* float(pi) and float(pi/2) are off by da, dh: w = cos(angle / 2) */
+    const double da = fabs(PI - (double)(float)PI), dh = fabs(PI / 2 - (double)(float)(PI / 2));
     for (int a = 0; a < 4; a++) {
         assert_int_equal(eqr_so3_from_axis_angle(ctx, axes[a], (float)PI, R), EQR_OK);
         eqr_so3_to_quat(R, q2);
-        assert_true(fabs(q2[0]) < 1e-6);
+        assert_true(fabs(q2[0]) <= da / 2 + QT_DQ);
         assert_int_equal(eqr_so3_from_quat(ctx, q2, R2), EQR_OK);
-        assert_true(maxdiff(R, R2, 9) < 2e-6);
+        assert_true(maxdiff(R, R2, 9) <= QT_DR);
         /* the vector part is along the axis */
         double n = sqrt(axes[a][0] * axes[a][0] + axes[a][1] * axes[a][1] + axes[a][2] * axes[a][2]);
         double dot = (q2[1] * axes[a][0] + q2[2] * axes[a][1] + q2[3] * axes[a][2]) / n;
-        assert_true(fabs(fabs(dot) - 1) < 1e-6);
+        assert_true(fabs(fabs(dot) - 1) <= QT_DQ + TU_U + da * da);
     }
     eqr_so3_identity(R);
     eqr_so3_to_quat(R, q2);
@@ -123,7 +154,7 @@ static void test_quaternion_round_trip(void **state) {
     assert_int_equal(eqr_so3_from_axis_angle(ctx, (float[3]){0, 0, 1}, (float)(PI / 2), R), EQR_OK);
     eqr_so3_to_quat(R, q2);
     float h = (float)sqrt(0.5);
-    assert_true(maxdiff(q2, (float[4]){h, 0, 0, h}, 4) < 1e-6);
+    assert_true(maxdiff(q2, (float[4]){h, 0, 0, h}, 4) <= dh / 2 + QT_DQ + TU_U);
     eqr_ctx_destroy(ctx);
 }
 
@@ -156,8 +187,10 @@ static void test_rep_homomorphism(void **state) {
                 e = fmax(e, fabs(s - C[i * d + j]));
                 o = fmax(o, fabs(p - (i == j)));
             }
-        assert_true(e < 1e-6);
-        assert_true(o < 1e-6);
+        /* the rep matrices copy R (1 and R blocks): A B in double vs C =
+         * fl(Ra Rb) (one rounding of entries <= 1), A A^T within 2u + u^2 */
+        assert_true(e <= TU_U + 1e-15);
+        assert_true(o <= (2 + TU_U) * TU_U + 1e-14);
     }
     /* the layout: scalars untouched, vector k at channels 2 + 3k */
     float R[9];
@@ -183,14 +216,19 @@ static void test_generators_finite_difference(void **state) {
         assert_int_equal(eqr_so3_from_axis_angle(ctx, e[a], h, Rp), EQR_OK);
         assert_int_equal(eqr_so3_from_axis_angle(ctx, e[a], -h, Rm), EQR_OK);
         for (int i = 0; i < 9; i++) fd[i] = (float)(((double)Rp[i] - Rm[i]) / (2.0 * h));
-        assert_true(maxdiff(fd, L + 9 * a, 9) < 1e-3);
+        /* finite differences at h: R(+-h) in double rounded once (entries
+         * <= 1: u each), so u / h from rounding; truncation h^2/6 |L|^3 with
+         * |L|^3 = |L| (entries <= 1) for these 2x2 rotation blocks (the
+         * rep's generators below too); fd itself rounded to float (u) */
+        const double fd_tol = TU_U / h + (double)h * h / 6 * (1 + (double)h * h) + TU_U + 1e-12;
+        assert_true(maxdiff(fd, L + 9 * a, 9) <= fd_tol);
         /* L_a v = e_a x v */
         float v[3] = {0.3f, -1.2f, 0.7f}, Lv[3], cr[3];
         eqr_so3_apply(L + 9 * a, v, Lv);
         cr[0] = e[a][1] * v[2] - e[a][2] * v[1];
         cr[1] = e[a][2] * v[0] - e[a][0] * v[2];
         cr[2] = e[a][0] * v[1] - e[a][1] * v[0];
-        assert_true(maxdiff(Lv, cr, 3) < 1e-7);
+        assert_true(maxdiff(Lv, cr, 3) == 0); /* 0 / +-1 entries: exact */
     }
     /* commutator [L_x, L_y] = L_z (the so(3) bracket) */
     float xy[9], yx[9], c[9];
@@ -217,7 +255,7 @@ static void test_generators_finite_difference(void **state) {
         assert_int_equal(eqr_so3_rep_matrix(ctx, &rep, Rm, Mm), EQR_OK);
         for (int i = 0; i < d * d; i++) {
             double fd = ((double)Mp[i] - Mm[i]) / (2.0 * h);
-            if (fabs(fd - g[a * d * d + i]) > 1e-3) fail_msg("gen %d entry %d: %g vs %g", a, i, fd,
+            if (fabs(fd - g[a * d * d + i]) > TU_U / h + (double)h * h / 6 * (1 + (double)h * h) + 1e-12) fail_msg("gen %d entry %d: %g vs %g", a, i, fd,
                                                              (double)g[a * d * d + i]);
         }
     }
@@ -343,12 +381,25 @@ static void test_tensor_actions(void **state) {
     assert_non_null(y);
     for (int i = 0; i < 5; i++)
         for (int j = 0; j < i; j++) {
-            double a = 0, b = 0;
+            /* a: float differences (u each, 2u + u^2 on a); b: y = R p + t
+             * within e = gamma_4 (sum |R p| + |t|) per coordinate (3-term sum,
+             * t), the float difference u more: |b - |p_i - p_j|^2| <=
+             * sum_k 2 |dy_k| E_k + E_k^2, E_k = e_ik + e_jk + u |dy_k| */
+            double a = 0, b = 0, tol = 1e-14;
             for (int k = 0; k < 3; k++) {
                 a += pow(p->data[3 * i + k] - p->data[3 * j + k], 2);
-                b += pow(y->data[3 * i + k] - y->data[3 * j + k], 2);
+                const double dy = (double)y->data[3 * i + k] - y->data[3 * j + k];
+                b += dy * dy;
+                double mi = fabs(c.t[k]), mj = fabs(c.t[k]);
+                for (int q = 0; q < 3; q++) {
+                    mi += fabs((double)c.R[3 * k + q] * p->data[3 * i + q]);
+                    mj += fabs((double)c.R[3 * k + q] * p->data[3 * j + q]);
+                }
+                const double E = tu_gamma(4) * (mi + mj) + TU_U * fabs(dy);
+                tol += 2 * fabs(dy) * E + E * E;
             }
-            assert_true(fabs(a - b) < 1e-5 * (1 + a));
+            tol += (2 + TU_U) * TU_U * a;
+            assert_true(fabs(a - b) <= tol);
         }
     /* translation alone, rotation NULL */
     y = eqr_e3_transform(ctx, NULL, c.t, p, 1);

@@ -158,7 +158,7 @@ static void test_own_theta(void **state) {
     assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, la, T, R, g, x, NULL, &ea), EQR_OK);
     assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, lb, T, R, g, x, NULL, &eb), EQR_OK);
     assert_true(ea <= EQ_TOL);
-    assert_true(eb > 1e-2);
+    assert_true(eb > 1e-2); /* a threshold: theta 0.7 breaks equivariance at O(1) */
     eqr_relax_set_theta(r, 0.25f);
     assert_true(eqr_rlayer_theta(la)->data[0] == 0.25f && eqr_relax_theta(r)->data[0] == 0.25f);
     eqr_relax_destroy(r);
@@ -196,6 +196,112 @@ static void run_grads(eqr_ctx *ctx, fused_case *c, eqr_tensor *x, float theta, i
     assert_int_equal(eqr_backward_from(ctx, y, seed), EQR_OK);
     memcpy(out, y->data, (size_t)y->numel * sizeof(float));
     for (int i = 0; i < nts; i++) memcpy(grads[i], ts[i]->grad, (size_t)ts[i]->numel * sizeof(float));
+    free(r);
+}
+
+/* Magnitudes of the four gradients of sum(y * r) (r as run_grads draws it),
+ * in double, for fused and unfused paths alike. T: the linear map from the
+ * layer's weight (bias) to the bank (bias vector), read off column by column
+ * by exporting unit weights (exact: one nonzero term per entry), |T| its
+ * absolute values. With B = |T| |W| + theta |W_r| (the bank's magnitude) and
+ * sums over the conv's taps:
+ *  - bank gradient dB = sum_{n,p} r x over n1 = N OH OW terms, magB = sum |r||x|;
+ *  - dW = T^T dB: <= ncol more terms, mag |T|^T magB; n = n1 + ncol + 2
+ *    (the accumulate into the zeroed gradient, one spare);
+ *  - dW_r = theta dB (fused) or conv(x, theta r) (unfused): mag theta magB,
+ *    n = n1 + 3 (the scale, the accumulate, one spare);
+ *  - dbias = Tb^T sum r: mag |Tb|^T sum |r|, n = n1 + ncolb + 2;
+ *  - dx = conv^T(r, bank) (fused) or the sum of the two convs' (unfused):
+ *    O k k terms of |r| B each, the bank itself nrow + 2 roundings off (the
+ *    basis sum, theta W_r, the add), n = O k k + nrow + 4.
+ * gn[k] gets n. Caller frees gm[k]. */
+static void grad_mags(eqr_ctx *ctx, fused_case *c, eqr_tensor *x, float theta, eqr_tensor **ts,
+                      double **gm, int64_t *gn) {
+    int64_t bs[4];
+    if (c->g) eqr_gconv_bank_shape(c->g, bs); else eqr_steer_conv_bank_shape(c->s, bs);
+    const eqr_conv2d_geom *geom = c->g ? eqr_gconv_geom(c->g) : eqr_steer_conv_geom(c->s);
+    const int64_t O = bs[0], C = bs[1], K = bs[2], nb = O * C * K * K;
+    const int64_t N = x->shape[0], H = x->shape[2], W = x->shape[3];
+    const int64_t OH = (H + 2 * geom->pad_h - geom->dil_h * (K - 1) - 1) / geom->stride_h + 1;
+    const int64_t OW = (W + 2 * geom->pad_w - geom->dil_w * (K - 1) - 1) / geom->stride_w + 1;
+    eqr_tensor *w = ts[0], *b = ts[2];
+    const int64_t nw = w->numel, nbias = b->numel;
+    float *bank = malloc((size_t)nb * sizeof(float)), *bv = malloc((size_t)O * sizeof(float));
+    double *T = calloc((size_t)(nb * nw), sizeof(double)), *Tb = calloc((size_t)(O * nbias), sizeof(double));
+    float *w0 = malloc((size_t)(nw + nbias) * sizeof(float));
+    assert_true(bank && bv && T && Tb && w0);
+    memcpy(w0, w->data, (size_t)nw * sizeof(float));
+    memcpy(w0 + nw, b->data, (size_t)nbias * sizeof(float));
+    int64_t ncol = 0, ncolb = 0, nrow = 0;
+    for (int64_t j = 0; j < nw + nbias; j++) {
+        memset(w->data, 0, (size_t)nw * sizeof(float));
+        memset(b->data, 0, (size_t)nbias * sizeof(float));
+        if (j < nw) w->data[j] = 1; else b->data[j - nw] = 1;
+        assert_int_equal(c->g ? eqr_gconv_export(ctx, c->g, bank, bv) : eqr_steer_conv_export(ctx, c->s, bank, bv),
+                         EQR_OK);
+        int64_t cnt = 0;
+        if (j < nw) {
+            for (int64_t i = 0; i < nb; i++) cnt += (T[i * nw + j] = fabsf(bank[i])) != 0;
+            if (cnt > ncol) ncol = cnt;
+        } else {
+            for (int64_t i = 0; i < O; i++) cnt += (Tb[i * nbias + j - nw] = fabsf(bv[i])) != 0;
+            if (cnt > ncolb) ncolb = cnt;
+        }
+    }
+    memcpy(w->data, w0, (size_t)nw * sizeof(float));
+    memcpy(b->data, w0 + nw, (size_t)nbias * sizeof(float));
+    double *B = calloc((size_t)nb, sizeof(double)), *mB = calloc((size_t)nb, sizeof(double));
+    double *mbo = calloc((size_t)O, sizeof(double));
+    const float *wr = eqr_rlayer_wr(c->l)->data;
+    assert_true(B && mB && mbo);
+    for (int64_t i = 0; i < nb; i++) {
+        int64_t cnt = 0;
+        for (int64_t j = 0; j < nw; j++) {
+            B[i] += T[i * nw + j] * fabsf(w->data[j]);
+            cnt += T[i * nw + j] != 0;
+        }
+        B[i] += theta * fabsf(wr[i]);
+        if (cnt > nrow) nrow = cnt;
+    }
+    float *r = malloc((size_t)(N * O * OH * OW) * sizeof(float));
+    assert_non_null(r);
+    tu_fill_uniform(r, N * O * OH * OW, 99);
+    for (int k = 0; k < 4; k++) gm[k] = calloc((size_t)ts[k]->numel, sizeof(double));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    const double ar = fabsf(r[((n * O + o) * OH + oh) * OW + ow]);
+                    mbo[o] += ar;
+                    for (int64_t ci = 0; ci < C; ci++)
+                        for (int64_t ki = 0; ki < K; ki++)
+                            for (int64_t kj = 0; kj < K; kj++) {
+                                const int64_t ih = oh * geom->stride_h - geom->pad_h + ki * geom->dil_h;
+                                const int64_t iw = ow * geom->stride_w - geom->pad_w + kj * geom->dil_w;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                const int64_t bi = ((o * C + ci) * K + ki) * K + kj, xi = ((n * C + ci) * H + ih) * W + iw;
+                                mB[bi] += ar * fabsf(x->data[xi]);
+                                gm[3][xi] += ar * B[bi];
+                            }
+                }
+    for (int64_t j = 0; j < nw; j++)
+        for (int64_t i = 0; i < nb; i++) gm[0][j] += T[i * nw + j] * mB[i];
+    for (int64_t i = 0; i < nb; i++) gm[1][i] = theta * mB[i];
+    for (int64_t j = 0; j < nbias; j++)
+        for (int64_t o = 0; o < O; o++) gm[2][j] += Tb[o * nbias + j] * mbo[o];
+    const int64_t n1 = N * OH * OW;
+    gn[0] = n1 + ncol + 2;
+    gn[1] = n1 + 3;
+    gn[2] = n1 + ncolb + 2;
+    gn[3] = O * K * K + nrow + 4;
+    free(bank);
+    free(bv);
+    free(T);
+    free(Tb);
+    free(w0);
+    free(B);
+    free(mB);
+    free(mbo);
     free(r);
 }
 
@@ -246,6 +352,9 @@ static void check_fused(eqr_ctx *ctx, fused_case *c, eqr_tensor *x, float theta,
     }
     free(ref);
     free(mag);
+    double *gm[4];
+    int64_t gn[4];
+    grad_mags(ctx, c, x, theta, ts, gm, gn);
     for (int k = 0; k < 4; k++) {
         double *rg = malloc((size_t)ts[k]->numel * sizeof(double)), nrm = 0;
         for (int64_t i = 0; i < ts[k]->numel; i++) {
@@ -253,8 +362,10 @@ static void check_fused(eqr_ctx *ctx, fused_case *c, eqr_tensor *x, float theta,
             nrm += rg[i] * rg[i];
         }
         assert_true(nrm > 0); /* every gradient is exercised */
-        tu_assert_close(names[k], g1[k], rg, ts[k]->numel, 1e-4, 1e-4);
+        /* both paths within gamma_n of the same magnitude sums: 2 of them */
+        tu_assert_close_bound(names[k], g1[k], rg, gm[k], ts[k]->numel, gn[k], 2);
         free(rg);
+        free(gm[k]);
         free(g1[k]);
         free(g2[k]);
     }
