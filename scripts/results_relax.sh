@@ -64,10 +64,12 @@ run_one() {
 export -f run_one
 
 runs=()
-for s in $SEEDS; do
-    for b in $BUDGETS; do
-        IFS=: read -r bname n e <<<"$b"
-        for g in $GROUPS_; do
+# short budget first, then long; per group every seed (partial results are
+# whole groups)
+for b in $BUDGETS; do
+    IFS=: read -r bname n e <<<"$b"
+    for g in $GROUPS_; do
+        for s in $SEEDS; do
             for opt in $OPTIONS; do
                 [ "$opt" = rgconv ] && [ "$g" = c8 ] && continue # rgconv: group convs only
                 tag="${g}_${bname}_${opt}_s${s}"
