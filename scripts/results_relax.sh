@@ -169,3 +169,4 @@ DOC=docs/results_relax.md
     done
 } >"$DOC"
 echo "wrote $DOC"
+bash scripts/results_page.sh

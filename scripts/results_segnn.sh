@@ -170,3 +170,4 @@ DOC=docs/results_segnn.md
     echo "in its header). Logs, per-epoch CSVs and the exact command of each run: results/segnn/."
 } >"$DOC"
 echo "wrote $DOC" >&2
+bash scripts/results_page.sh
