@@ -26,6 +26,27 @@ uint64_t ex_hash(uint64_t h, const void *bytes, size_t n) {
     return h;
 }
 
+void ex_dist_check_batches(int64_t batch, int64_t n) {
+    const int nranks = ex_nranks();
+    const int64_t last = n % batch;
+    if (nranks > 1 && (batch < nranks || (last > 0 && last < nranks)))
+        ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
+                     "fewer than the %d ranks: change --batch or --train-size, or use fewer "
+                     "ranks", (long long)batch, (long long)n,
+                     (long long)(batch < nranks ? batch : last), nranks);
+}
+
+void ex_dist_agree(uint64_t settings, uint64_t data, const char *data_what,
+                   const char *resume_from) {
+    ex_dist_same(&settings, sizeof settings, "the training configuration (command-line flags)", 2);
+    ex_dist_same(&data, sizeof data, data_what, 1);
+    if (resume_from)
+        ex_dist_same_file(resume_from, "the checkpoint file to resume from (missing or different "
+                          "on some node: it must be the same file on every node, e.g. on a "
+                          "shared file system)", 1);
+    ex_dist_broadcast();
+}
+
 static void no_progress(void *user, const eqr_progress *p) {
     (void)user;
     (void)p;

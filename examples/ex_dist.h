@@ -33,6 +33,16 @@ void ex_dist_same(const void *bytes, size_t n, const char *what, int status);
 void ex_dist_same_file(const char *path, const char *what, int status);
 /* Rank 0's parameters and buffers on every rank. */
 void ex_dist_broadcast(void);
+/* Refuse (ex_bad_usage, exit 2) a --batch of batch on n training samples
+ * that leaves a global batch, the short last one too, with fewer samples
+ * than ranks. Nothing with one process. */
+void ex_dist_check_batches(int64_t batch, int64_t n);
+/* Before training, collectively: the ranks agree on the settings (a hash of
+ * the flags; else exit 2), on the data (a hash; data_what names it in the
+ * message; else exit 1) and, with resume_from (NULL: not resuming), on the
+ * checkpoint file a resume reads (exit 1); then ex_dist_broadcast. */
+void ex_dist_agree(uint64_t settings, uint64_t data, const char *data_what,
+                   const char *resume_from);
 /* The trainer's hooks: this rank's share of each global batch, gradients
  * averaged over ranks after backward, epoch statistics summed, the
  * relaxation's activation-norm penalty of the global batch (relax may be

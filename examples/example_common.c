@@ -209,6 +209,12 @@ void ex_die_ctx(eqr_ctx *ctx, const char *what) {
     ex_die("%s: %s", what, eqr_error_message(ctx));
 }
 
+uint64_t ex_fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603u;
+    for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return h;
+}
+
 double ex_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);

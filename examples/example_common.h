@@ -116,6 +116,10 @@ _Noreturn void ex_die(const char *fmt, ...) EX_PRINTF(1, 2);
 /* "<program>: <what>: <context error message>" on stderr, exit 1. */
 _Noreturn void ex_die_ctx(eqr_ctx *ctx, const char *what);
 
+/* 64-bit FNV-1a of the string s: the examples' hash of the settings a
+ * checkpoint records. */
+uint64_t ex_fnv1a(const char *s);
+
 /* Monotonic clock in seconds. */
 double ex_now(void);
 /* s rounded to whole seconds as "m:ss", or "h:mm:ss" from an hour on. */

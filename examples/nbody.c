@@ -182,15 +182,14 @@ static uint64_t config_hash(const options *o) {
              (long long)o->train_size, (long long)o->epochs, (long long)o->batch,
              (unsigned long long)o->seed, o->lr, o->lambda_defect, o->lambda_norm, o->theta_max,
              o->relax_kind, (int)o->proj, (int)o->pgrad, o->best);
-    uint64_t h = 1469598103934665603u;
-    for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
-    return h;
+    return ex_fnv1a(s);
 }
 
 /* ---- batches ---- */
 
-static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx, int64_t nb,
-                       batch *b) {
+/* Samples idx[0 .. nb) of s (idx NULL: first, first + 1, ...) as tensors. */
+static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx, int64_t first,
+                       int64_t nb, batch *b) {
     int64_t s1[3] = {nb, P, 1}, s3[3] = {nb, P, 3}, se[4] = {nb, P, P, 1};
     b->hn = eqr_tensor_zeros(ctx, 3, s1);
     b->q = eqr_tensor_zeros(ctx, 3, s1);
@@ -200,7 +199,7 @@ static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx,
     b->e = eqr_tensor_zeros(ctx, 4, se);
     if (!b->hn || !b->q || !b->x || !b->v || !b->y || !b->e) ex_die_ctx(ctx, "batch");
     for (int64_t k = 0; k < nb; k++) {
-        int64_t i = idx ? idx[k] : k;
+        int64_t i = idx ? idx[k] : first + k;
         memcpy(b->x->data + k * P * 3, s->x + i * P * 3, P * 3 * sizeof(float));
         memcpy(b->v->data + k * P * 3, s->v + i * P * 3, P * 3 * sizeof(float));
         memcpy(b->y->data + k * P * 3, s->y + i * P * 3, P * 3 * sizeof(float));
@@ -373,12 +372,8 @@ static double eval_mse(eqr_ctx *ctx, model *m, const eqr_nbody_set *s) {
     double se = 0;
     for (int64_t i = 0; i < s->n; i += EVAL_BATCH) {
         int64_t nb = s->n - i < EVAL_BATCH ? s->n - i : EVAL_BATCH;
-        int64_t *idx = malloc((size_t)nb * sizeof(int64_t));
-        if (!idx) ex_die("out of memory");
-        for (int64_t k = 0; k < nb; k++) idx[k] = i + k;
         batch b;
-        make_batch(ctx, s, idx, nb, &b);
-        free(idx);
+        make_batch(ctx, s, NULL, i, nb, &b);
         eqr_tensor *pred = model_forward(ctx, m, &b, b.x, b.v);
         if (!pred) ex_die_ctx(ctx, "evaluation");
         for (int64_t k = 0; k < pred->numel; k++) {
@@ -401,12 +396,8 @@ static double eval_equiv(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t
     if (n > s->n) n = s->n;
     for (int64_t i = 0; i < n; i += EVAL_BATCH) {
         int64_t nb = n - i < EVAL_BATCH ? n - i : EVAL_BATCH;
-        int64_t *idx = malloc((size_t)nb * sizeof(int64_t));
-        if (!idx) ex_die("out of memory");
-        for (int64_t k = 0; k < nb; k++) idx[k] = i + k;
         batch b;
-        make_batch(ctx, s, idx, nb, &b);
-        free(idx);
+        make_batch(ctx, s, NULL, i, nb, &b);
         float R[9], t[3];
         eqr_so3_random(&rng, R, NULL);
         for (int c = 0; c < 3; c++) t[c] = eqr_rng_normal(&rng);
@@ -458,18 +449,11 @@ static void relax_stats(eqr_ctx *ctx, model *m, double *defect, double *act) {
 
 /* ---- metrics and plot ---- */
 
-/* One epoch's record: NREC values, kept in the buffer "nbody.history" so
- * that checkpoints carry them. */
+/* One epoch's record: NREC values, kept (as floats) in the buffer
+ * "nbody.history" too so that checkpoints carry them; a resumed run's
+ * records of the epochs before are those floats. */
 enum { R_LOSS, R_VAL, R_THETA, R_PEN, R_DEFECT, R_ACT, R_EQUIV, R_SECS, NREC };
-typedef struct epoch_rec {
-    double train_loss, val_mse, theta, penalty, defect, act_norm, equiv, secs;
-} epoch_rec;
-
-static epoch_rec rec_at(const eqr_tensor *hist, int64_t e) {
-    const float *h = hist->data + e * NREC;
-    return (epoch_rec){h[R_LOSS], h[R_VAL], h[R_THETA], h[R_PEN], h[R_DEFECT], h[R_ACT],
-                       h[R_EQUIV], h[R_SECS]};
-}
+typedef double epoch_rec[NREC];
 
 /* The epoch records as a metrics table (train.h), written as CSV and as a
  * chart (log MSE against the constant-velocity baseline, theta),
@@ -481,8 +465,8 @@ static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const 
                                        "seconds"};
     eqr_metrics *m = eqr_metrics_create(ctx, 10, cols);
     for (int64_t e = 0; m && e < n; e++) {
-        double v[10] = {(double)(e + 1), r[e].train_loss, r[e].val_mse, base_cv, r[e].theta,
-                        r[e].penalty, r[e].defect, r[e].act_norm, r[e].equiv, r[e].secs};
+        double v[10] = {(double)(e + 1), r[e][R_LOSS], r[e][R_VAL], base_cv};
+        memcpy(v + 4, r[e] + R_THETA, (NREC - R_THETA) * sizeof(double)); /* theta .. secs */
         eqr_metrics_add_row(ctx, m, v);
     }
     const eqr_plot_panel p[2] = {
@@ -493,6 +477,96 @@ static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const 
     if (svg) eqr_metrics_write_svg(ctx, m, svg, title, "epoch", p, 2);
     eqr_metrics_destroy(m);
     if (eqr_status_get(ctx) != EQR_OK) ex_die_ctx(ctx, "writing the metrics");
+}
+
+/* ---- training ---- */
+
+/* One epoch: the training set shuffled from the run's stream, then per
+ * global batch this rank's share through the model, the MSE and the
+ * trainer's step (the relaxation's penalty, backward, the gradients
+ * averaged over ranks, Adam, the theta schedule). Fills r's train loss
+ * (over the global batches), mean penalty and mean theta. */
+static void train_epoch(eqr_ctx *ctx, model *m, eqr_trainer *tr, const eqr_nbody_set *train,
+                        int64_t batch_size, eqr_rng *shuf, int64_t *order, double *r) {
+    const int64_t n = train->n, steps = (n + batch_size - 1) / batch_size;
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)eqr_rng_below(shuf, (uint64_t)(i + 1)), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    double loss_sum = 0, pen_sum = 0, theta_sum = 0;
+    for (int64_t s = 0; s < steps; s++) {
+        int64_t lo = s * batch_size, nb = n - lo < batch_size ? n - lo : batch_size;
+        int64_t sl, sn; /* this rank's share of the global batch (all with one) */
+        ex_dist_share(nb, &sl, &sn);
+        if (m->relax) theta_sum += eqr_relax_theta(m->relax)->data[0];
+        batch b;
+        make_batch(ctx, train, order + lo + sl, 0, sn, &b);
+        eqr_tensor *loss = eqr_mse(ctx, model_forward(ctx, m, &b, b.x, b.v), b.y);
+        const double lv = loss ? loss->data[0] : NAN; /* the step releases loss */
+        double pen;
+        if (eqr_trainer_step(tr, loss, sn, &pen) != EQR_OK) ex_die_ctx(ctx, "training step");
+        if (!isfinite(lv)) ex_die("training diverged (loss %g)", lv);
+        loss_sum += lv * (double)sn;
+        pen_sum += pen * (double)nb; /* the penalty is the global batch's */
+    }
+    ex_dist_sum(&loss_sum, 1); /* over the global batches */
+    r[R_LOSS] = loss_sum / (double)n;
+    r[R_PEN] = pen_sum / (double)n;
+    r[R_THETA] = m->relax ? theta_sum / (double)steps : 0.0;
+}
+
+/* The run's place, the checkpoint's counters: config hash, epochs done,
+ * the shuffling stream, the best epoch and its validation MSE (bits); on
+ * more than one rank also their number (C_RANKS; a single-process
+ * checkpoint has none). The rest of the run is in the store: parameters,
+ * buffers (the records, the best epoch's copy) and Adam. */
+enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT, C_RANKS = NCOUNT };
+typedef struct run_pos {
+    int64_t epoch, best_epoch; /* epochs done; the best one so far (--select best) */
+    double best_val;           /* its validation MSE at theta 0 */
+    eqr_rng shuf;              /* the shuffling stream */
+} run_pos;
+
+static void save_run(eqr_ctx *ctx, const options *o, eqr_optim *opt, const run_pos *p) {
+    uint64_t cnt[NCOUNT + 1];
+    cnt[C_CONFIG] = config_hash(o);
+    cnt[C_RANKS] = (uint64_t)ex_nranks();
+    cnt[C_EPOCH] = (uint64_t)p->epoch;
+    memcpy(cnt + C_SHUF, p->shuf.s, sizeof p->shuf.s);
+    cnt[C_BEST] = (uint64_t)p->best_epoch;
+    memcpy(cnt + C_BESTVAL, &p->best_val, sizeof p->best_val);
+    if (eqr_checkpoint_save(ctx, o->checkpoint, opt, cnt, ex_nranks() > 1 ? NCOUNT + 1 : NCOUNT))
+        ex_die_ctx(ctx, "saving the checkpoint");
+}
+
+/* --resume with an existing checkpoint: the store, Adam and *p from it
+ * (refused if written by another number of processes or other settings);
+ * returns 1. Otherwise 0. */
+static int resume_run(eqr_ctx *ctx, const options *o, eqr_optim *opt, run_pos *p) {
+    if (!o->resume || access(o->checkpoint, F_OK) != 0) return 0;
+    const int nranks = ex_nranks();
+    uint64_t cnt[NCOUNT + 1];
+    int nc = 0;
+    if (eqr_checkpoint_counters(ctx, o->checkpoint, cnt, NCOUNT + 1, &nc))
+        ex_die_ctx(ctx, "resuming");
+    const uint64_t file_ranks = nc == NCOUNT + 1 ? cnt[C_RANKS] : 1;
+    if (file_ranks != (uint64_t)nranks)
+        ex_die("%s was written by a run on %llu process%s, this run has %d: resume it on "
+               "%llu (a resume on another number of processes is refused)", o->checkpoint,
+               (unsigned long long)file_ranks, file_ranks == 1 ? "" : "es", nranks,
+               (unsigned long long)file_ranks);
+    if (eqr_checkpoint_load(ctx, o->checkpoint, opt, cnt, nc))
+        ex_die_ctx(ctx, "resuming (a checkpoint of this program with the same model?)");
+    if (cnt[C_CONFIG] != config_hash(o))
+        ex_die("%s was written with other settings; give the same flags to resume",
+               o->checkpoint);
+    p->epoch = (int64_t)cnt[C_EPOCH];
+    memcpy(p->shuf.s, cnt + C_SHUF, sizeof p->shuf.s);
+    p->best_epoch = (int64_t)cnt[C_BEST];
+    memcpy(&p->best_val, cnt + C_BESTVAL, sizeof p->best_val);
+    return 1;
 }
 
 /* ---- main ---- */
@@ -548,33 +622,18 @@ int main(int argc, char **argv) {
     if (!hist || (o.best && !best)) ex_die_ctx(ctx, "run state");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
-    const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
-    const int64_t total_steps = steps_per_epoch * o.epochs;
+    const int64_t total_steps = (train.n + o.batch - 1) / o.batch * o.epochs;
     /* data-parallel: same settings and data on every rank, rank 0's
-     * parameters everywhere, the norm penalty of the global batch */
+     * parameters everywhere (then the trainer's hooks: gradients averaged,
+     * the norm penalty of the global batch) */
     ex_dist_begin(ctx);
-    {   /* every global batch, the short last one too, needs a sample per rank */
-        const int64_t last = train.n % o.batch;
-        if (nranks > 1 && (o.batch < nranks || (last > 0 && last < nranks)))
-            ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
-                         "fewer than the %d ranks: change --batch or --train-size, or use fewer "
-                         "ranks", (long long)o.batch, (long long)train.n,
-                         (long long)(o.batch < nranks ? o.batch : last), nranks);
-    }
+    ex_dist_check_batches(o.batch, train.n);
     {
         char ds[64];
         snprintf(ds, sizeof ds, "%016llx|%lld|%d|%d", (unsigned long long)config_hash(&o),
                  (long long)o.stop_after, o.resume, o.checkpoint != NULL);
-        const uint64_t sh = ex_hash(0, ds, strlen(ds));
-        ex_dist_same(&sh, sizeof sh, "the training configuration (command-line flags)", 2);
-        const uint64_t dh = set_hash(&test, set_hash(&val, set_hash(&train, 0)));
-        ex_dist_same(&dh, sizeof dh, "the data set (train, val and test systems)", 1);
-        if (o.resume)
-            ex_dist_same_file(o.checkpoint, "the checkpoint file to resume from (missing or "
-                              "different on some node: it must be the same file on every node)",
-                              1);
-        ex_dist_broadcast();
-        ex_dist_relax(m.relax);
+        ex_dist_agree(ex_hash(0, ds, strlen(ds)), set_hash(&test, set_hash(&val, set_hash(&train, 0))),
+                      "the data set (train, val and test systems)", o.resume ? o.checkpoint : NULL);
     }
     eqr_scheduler *sch = NULL;
     if (m.relax) sch = ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max, total_steps);
@@ -593,112 +652,52 @@ int main(int argc, char **argv) {
         printf("# data-parallel on %d ranks: global batch %lld, gradients averaged over ranks "
                "every step\n", nranks, (long long)o.batch);
     fflush(stdout);
+    /* the step is the library's: the trainer owns Adam, the schedule, the
+     * relaxation and the data-parallel hooks */
+    eqr_trainer_opts to = {.module = m.net, .opt = opt, .sched = sch, .relax = m.relax,
+                           .epochs = o.epochs};
+    ex_dist_trainer(&to, m.relax);
+    eqr_trainer *tr = eqr_trainer_create(ctx, &to);
+    if (!tr) ex_die_ctx(ctx, "creating the trainer");
 
     epoch_rec *rec = calloc((size_t)o.epochs, sizeof *rec);
     int64_t *order = malloc((size_t)train.n * sizeof(int64_t));
     if (!rec || !order) ex_die("out of memory");
-    eqr_rng shuf;
-    eqr_rng_seed(&shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
+    run_pos pos = {.best_val = INFINITY};
+    eqr_rng_seed(&pos.shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
     const int64_t equiv_n = val.n < 500 ? val.n : 500;
-    double best_val = INFINITY;
-    int64_t best_epoch = 0, first = 0;
     int stopped = 0;
-    /* counters: config hash, epochs done, the shuffling stream, best epoch
-     * and its validation MSE (bits); on more than one rank also their
-     * number (C_RANKS; a single-process checkpoint has none) */
-    enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT, C_RANKS = NCOUNT };
-    uint64_t cnt[NCOUNT + 1];
-    const int ncount = nranks > 1 ? NCOUNT + 1 : NCOUNT;
-    if (o.resume && access(o.checkpoint, F_OK) == 0) {
-        int nc = 0;
-        if (eqr_checkpoint_counters(ctx, o.checkpoint, cnt, NCOUNT + 1, &nc))
-            ex_die_ctx(ctx, "resuming");
-        const uint64_t file_ranks = nc == NCOUNT + 1 ? cnt[C_RANKS] : 1;
-        if (file_ranks != (uint64_t)nranks)
-            ex_die("%s was written by a run on %llu process%s, this run has %d: resume it on "
-                   "%llu (a resume on another number of processes is refused)", o.checkpoint,
-                   (unsigned long long)file_ranks, file_ranks == 1 ? "" : "es", nranks,
-                   (unsigned long long)file_ranks);
-        if (eqr_checkpoint_load(ctx, o.checkpoint, opt, cnt, nc))
-            ex_die_ctx(ctx, "resuming (a checkpoint of this program with the same model?)");
-        if (cnt[C_CONFIG] != config_hash(&o))
-            ex_die("%s was written with other settings; give the same flags to resume",
-                   o.checkpoint);
-        first = (int64_t)cnt[C_EPOCH];
-        memcpy(shuf.s, cnt + C_SHUF, sizeof shuf.s);
-        best_epoch = (int64_t)cnt[C_BEST];
-        memcpy(&best_val, cnt + C_BESTVAL, sizeof best_val);
-        for (int64_t e = 0; e < first; e++) rec[e] = rec_at(hist, e);
+    if (resume_run(ctx, &o, opt, &pos)) {
+        for (int64_t e = 0; e < pos.epoch; e++)
+            for (int k = 0; k < NREC; k++) rec[e][k] = hist->data[e * NREC + k];
         if (sch && eqr_scheduler_sync(sch)) ex_die_ctx(ctx, "theta schedule");
-        printf("# resumed from %s after epoch %lld\n", o.checkpoint, (long long)first);
+        printf("# resumed from %s after epoch %lld\n", o.checkpoint, (long long)pos.epoch);
     }
-    for (int64_t e = first; e < o.epochs; e++) {
-        double t0 = ex_now(), loss_sum = 0, pen_sum = 0;
-        for (int64_t i = 0; i < train.n; i++) order[i] = i;
-        for (int64_t i = train.n - 1; i > 0; i--) {
-            int64_t j = (int64_t)eqr_rng_below(&shuf, (uint64_t)(i + 1)), t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
-        double theta_sum = 0;
-        for (int64_t s = 0; s < steps_per_epoch; s++) {
-            int64_t lo = s * o.batch, nb = train.n - lo < o.batch ? train.n - lo : o.batch;
-            int64_t sl, sn; /* this rank's share of the global batch (all with one) */
-            ex_dist_share(nb, &sl, &sn);
-            if (m.relax) theta_sum += eqr_relax_theta(m.relax)->data[0];
-            batch b;
-            make_batch(ctx, &train, order + lo + sl, sn, &b);
-            eqr_tensor *pred = model_forward(ctx, &m, &b, b.x, b.v);
-            eqr_tensor *loss = eqr_mse(ctx, pred, b.y), *total = loss;
-            if (m.relax) {
-                eqr_tensor *pen = eqr_relax_penalty(ctx, m.relax);
-                total = eqr_add(ctx, loss, pen);
-                if (pen) pen_sum += pen->data[0] * (double)nb;
-            }
-            eqr_zero_grad(ctx);
-            if (!total || eqr_backward(ctx, total)) ex_die_ctx(ctx, "training step");
-            ex_dist_allreduce(); /* the global batch's gradient on every rank */
-            if (eqr_optim_step(opt)) ex_die_ctx(ctx, "training step");
-            if (sch && eqr_scheduler_step(sch)) ex_die_ctx(ctx, "theta schedule");
-            if (!isfinite(loss->data[0])) ex_die("training diverged (loss %g)", loss->data[0]);
-            loss_sum += loss->data[0] * (double)sn;
-            eqr_step_reset(ctx);
-        }
-        ex_dist_sum(&loss_sum, 1); /* over the global batches */
-        epoch_rec *r = &rec[e];
-        r->train_loss = loss_sum / (double)train.n;
-        r->penalty = pen_sum / (double)train.n;
-        r->theta = m.relax ? theta_sum / (double)steps_per_epoch : 0.0;
-        r->val_mse = eval_mse(ctx, &m, &val);
-        relax_stats(ctx, &m, &r->defect, &r->act_norm);
-        r->equiv = eval_equiv(ctx, &m, &val, equiv_n);
+    for (int64_t e = pos.epoch; e < o.epochs; e++) {
+        double t0 = ex_now(), *r = rec[e];
+        train_epoch(ctx, &m, tr, &train, o.batch, &pos.shuf, order, r);
+        r[R_VAL] = eval_mse(ctx, &m, &val);
+        relax_stats(ctx, &m, &r[R_DEFECT], &r[R_ACT]);
+        r[R_EQUIV] = eval_equiv(ctx, &m, &val, equiv_n);
         if (o.best) {
-            const double vs = m.relax ? eval_mse_dropped(ctx, &m, &val) : r->val_mse;
-            if (vs < best_val) {
-                best_val = vs;
-                best_epoch = e + 1;
+            const double vs = m.relax ? eval_mse_dropped(ctx, &m, &val) : r[R_VAL];
+            if (vs < pos.best_val) {
+                pos.best_val = vs;
+                pos.best_epoch = e + 1;
                 memcpy(best->data, eqr_param_data_block(ctx), sizeof(float) * (size_t)nmodel);
             }
             if (m.relax) printf("# epoch %lld val_mse at theta 0: %.5f\n", (long long)(e + 1), vs);
         }
-        r->secs = ex_now() - t0;
+        r[R_SECS] = ex_now() - t0;
         printf("epoch %lld/%lld  train_loss %.5f  val_mse %.5f  theta %.4f  penalty %.4g  "
                "defect %.4g  act_norm %.4g  equiv_err %.3g  %.1fs\n",
-               (long long)(e + 1), (long long)o.epochs, r->train_loss, r->val_mse, r->theta,
-               r->penalty, r->defect, r->act_norm, r->equiv, r->secs);
+               (long long)(e + 1), (long long)o.epochs, r[R_LOSS], r[R_VAL], r[R_THETA],
+               r[R_PEN], r[R_DEFECT], r[R_ACT], r[R_EQUIV], r[R_SECS]);
         fflush(stdout);
-        const double rv[NREC] = {r->train_loss, r->val_mse, r->theta, r->penalty, r->defect,
-                                 r->act_norm, r->equiv, r->secs};
-        for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)rv[k];
+        for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)r[k];
+        pos.epoch = e + 1;
         if (o.checkpoint && rank0) {
-            cnt[C_CONFIG] = config_hash(&o);
-            cnt[C_RANKS] = (uint64_t)nranks;
-            cnt[C_EPOCH] = (uint64_t)(e + 1);
-            memcpy(cnt + C_SHUF, shuf.s, sizeof shuf.s);
-            cnt[C_BEST] = (uint64_t)best_epoch;
-            memcpy(cnt + C_BESTVAL, &best_val, sizeof best_val);
-            if (eqr_checkpoint_save(ctx, o.checkpoint, opt, cnt, ncount))
-                ex_die_ctx(ctx, "saving the checkpoint");
+            save_run(ctx, &o, opt, &pos);
             ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with "
                          "--resume to continue", o.checkpoint, (long long)(e + 1));
         }
@@ -713,8 +712,8 @@ int main(int argc, char **argv) {
 
     if (o.best) {
         memcpy(eqr_param_data_block(ctx), best->data, sizeof(float) * (size_t)nmodel);
-        printf("# selected epoch %lld (best val_mse at theta 0: %.5f)\n", (long long)best_epoch,
-               best_val);
+        printf("# selected epoch %lld (best val_mse at theta 0: %.5f)\n",
+               (long long)pos.best_epoch, pos.best_val);
     }
     int projected = 0;
     if (m.relax) {
@@ -741,6 +740,7 @@ int main(int argc, char **argv) {
 done:
     free(rec);
     free(order);
+    eqr_trainer_destroy(tr);
     eqr_scheduler_destroy(sch);
     eqr_optim_destroy(opt);
     model_free(&m);
