@@ -89,6 +89,11 @@ void ex_dist_note(const char *fmt, ...) {
     sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+void ex_dist_note_checkpoint(const char *path, int64_t epoch) {
+    ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with --resume to "
+                 "continue", path, (long long)epoch);
+}
+
 #ifdef EX_HAVE_DIST
 
 static eqr_dist *grp;

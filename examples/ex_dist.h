@@ -64,6 +64,8 @@ void ex_dist_rank0_stdout(void);
 /* Rank 0's note when mpirun stops it because another rank failed (e.g.
  * where the last checkpoint is); printf-style. Nothing with one process. */
 void ex_dist_note(const char *fmt, ...) EX_PRINTF(1, 2);
+/* ex_dist_note that the checkpoint path, saved after epoch, is intact. */
+void ex_dist_note_checkpoint(const char *path, int64_t epoch);
 /* End of main: frees the group and finalizes MPI. */
 void ex_dist_end(void);
 /* 64-bit FNV-1a style hash of n bytes continuing h (start with 0). */

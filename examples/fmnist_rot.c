@@ -109,12 +109,6 @@ typedef struct options {
     int side; /* of the loaded images */
 } options;
 
-static int pick(const char *s, const char *const *names, int n) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(s, names[i])) return i;
-    return -1;
-}
-
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .penalty_grad = "detached", .rotate = "c4",
                    .relax_form = "additive", .rg_banks = 2,
@@ -223,19 +217,11 @@ static void parse_args(int argc, char **argv, options *o) {
         {0}};
     ex_parse_args("fmnist_rot", flags, argc, argv);
 
-    static const char *const groups[] = {"c4", "d4", "c8", "none"};
-    static const char *const rots[] = {"c4", "continuous"};
-    static const char *const inits[] = {"zero", "normal"};
-    static const char *const lrs[] = {"constant", "cosine"};
-    int i;
-    if ((i = pick(o->group, groups, 4)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --group: expected c4, d4, c8 or none", o->group);
-    o->gk = (gkind)i;
+    o->gk = (gkind)ex_choice(flags, "--group", o->group,
+                             (const char *const[]){"c4", "d4", "c8", "none", NULL});
     o->relax_kind = ex_relax_kind(flags, o->relax);
-    o->rgconv = pick(o->relax_form, (const char *const[]){"additive", "rgconv"}, 2);
-    if (o->rgconv < 0)
-        ex_usage_error(flags, "bad value '%s' for --relax-form: expected additive or rgconv",
-                       o->relax_form);
+    o->rgconv = ex_choice(flags, "--relax-form", o->relax_form,
+                          (const char *const[]){"additive", "rgconv", NULL});
     if (o->rgconv && (o->gk == G_C8 || o->gk == G_NONE))
         ex_usage_error(flags, "--relax-form rgconv needs group convs: --group c4 or d4 (got %s)",
                        o->group);
@@ -248,25 +234,16 @@ static void parse_args(int argc, char **argv, options *o) {
         ex_usage_error(flags, "--orthogonal needs a relaxation (--relax triangle, ...)");
     o->proj = ex_projection(flags, o->projection);
     o->pgrad = ex_penalty_grad(flags, o->penalty_grad);
-    if ((i = pick(o->rotate, rots, 2)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --rotate: expected c4 or continuous", o->rotate);
-    o->rotate_cont = i;
-    if ((i = pick(o->wr_init, inits, 2)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --wr-init: expected zero or normal", o->wr_init);
-    o->wr_normal = i;
-    if ((i = pick(o->lr_schedule, lrs, 2)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --lr-schedule: expected constant or cosine",
-                       o->lr_schedule);
-    o->lr_cosine = i;
+    o->rotate_cont = ex_choice(flags, "--rotate", o->rotate,
+                               (const char *const[]){"c4", "continuous", NULL});
+    o->wr_normal = ex_choice(flags, "--wr-init", o->wr_init,
+                             (const char *const[]){"zero", "normal", NULL});
+    o->lr_cosine = ex_choice(flags, "--lr-schedule", o->lr_schedule,
+                             (const char *const[]){"constant", "cosine", NULL});
     if (o->width % 8 != 0)
         ex_usage_error(flags, "bad value '%lld' for --width: expected a multiple of 8",
                        (long long)o->width);
-    if (o->resume && !o->checkpoint)
-        ex_usage_error(flags, "--resume needs --checkpoint FILE");
-    if (o->stop_after > o->epochs)
-        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
-                       (long long)o->stop_after, (long long)o->epochs);
-    ex_check_output(flags, "--checkpoint", o->checkpoint);
+    ex_check_checkpoint_flags(flags, o->checkpoint, o->resume, o->stop_after, o->epochs);
     ex_check_output(flags, "--metrics", o->metrics);
     ex_check_output(flags, "--plot", o->plot);
     ex_check_output(flags, "--steps", o->steps);
@@ -533,8 +510,7 @@ static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
     printf("%s  train %.1fs (%.1f ms/step)\n", line, V("seconds"),
            1e3 * V("seconds") / (steps > 0 ? steps : 1));
     if (o->checkpoint) /* what rank 0 says if another rank fails */
-        ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with --resume "
-                     "to continue", o->checkpoint, (long long)V("epoch"));
+        ex_dist_note_checkpoint(o->checkpoint, (int64_t)V("epoch"));
 #undef V
     fflush(stdout);
 }

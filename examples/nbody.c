@@ -62,15 +62,13 @@
 #define EQUIV_SEED 777u
 
 typedef struct options {
-    int64_t layers, hidden, train_size, epochs, threads, batch;
+    int64_t layers, hidden, train_size, epochs, threads, batch, stop_after;
     uint64_t seed;
     float lr, lambda_defect, lambda_norm, theta_max;
     const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
     const char *checkpoint;
-    int64_t stop_after;
-    int resume;
+    int resume, vn, segnn, best;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
-    int vn, segnn, best;
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
 } options;
@@ -87,7 +85,7 @@ typedef struct options {
  * (W_r "<layer>.rel.wr"), the SEGNN by its relaxed self ("segnn.layer<k>.
  * relax<j>.wr"). */
 typedef struct model {
-    int vn, segnn, hidden;
+    int vn, segnn;
     eqr_module *net;
     eqr_relax *relax; /* NULL when strict */
 } model;
@@ -150,26 +148,20 @@ static void parse_args(int argc, char **argv, options *o) {
         {0}};
     memcpy(FLAGS, flags, sizeof flags);
     ex_parse_args("nbody", FLAGS, argc, argv);
-    if (!strcmp(o->model, "egnn")) o->vn = 0;
-    else if (!strcmp(o->model, "vn")) o->vn = 1;
-    else if (!strcmp(o->model, "segnn")) o->segnn = 1;
-    else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn, vn or segnn", o->model);
+    const int mk = ex_choice(FLAGS, "--model", o->model,
+                             (const char *const[]){"egnn", "vn", "segnn", NULL});
+    o->vn = mk == 1;
+    o->segnn = mk == 2;
     if (o->irreps && !o->segnn) ex_usage_error(FLAGS, "--irreps is for --model segnn only");
     if (o->segnn && !o->irreps && o->hidden % 2)
         ex_usage_error(FLAGS, "--hidden %lld: segnn needs an even width (or --irreps)",
                        (long long)o->hidden);
-    if (!strcmp(o->select, "best")) o->best = 1;
-    else if (strcmp(o->select, "last"))
-        ex_usage_error(FLAGS, "bad value '%s' for --select: expected last or best", o->select);
+    o->best = ex_choice(FLAGS, "--select", o->select, (const char *const[]){"last", "best", NULL});
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
     o->proj = ex_projection(FLAGS, o->projection);
     o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
 
-    if (o->resume && !o->checkpoint) ex_usage_error(FLAGS, "--resume needs --checkpoint FILE");
-    if (o->stop_after > o->epochs)
-        ex_usage_error(FLAGS, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
-                       (long long)o->stop_after, (long long)o->epochs);
-    ex_check_output(FLAGS, "--checkpoint", o->checkpoint);
+    ex_check_checkpoint_flags(FLAGS, o->checkpoint, o->resume, o->stop_after, o->epochs);
     ex_check_output(FLAGS, "--metrics", o->metrics);
     ex_check_output(FLAGS, "--plot", o->plot);
 }
@@ -190,14 +182,11 @@ static uint64_t config_hash(const options *o) {
 /* Samples idx[0 .. nb) of s (idx NULL: first, first + 1, ...) as tensors. */
 static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx, int64_t first,
                        int64_t nb, batch *b) {
-    int64_t s1[3] = {nb, P, 1}, s3[3] = {nb, P, 3}, se[4] = {nb, P, P, 1};
-    b->hn = eqr_tensor_zeros(ctx, 3, s1);
-    b->q = eqr_tensor_zeros(ctx, 3, s1);
-    b->x = eqr_tensor_zeros(ctx, 3, s3);
-    b->v = eqr_tensor_zeros(ctx, 3, s3);
-    b->y = eqr_tensor_zeros(ctx, 3, s3);
-    b->e = eqr_tensor_zeros(ctx, 4, se);
-    if (!b->hn || !b->q || !b->x || !b->v || !b->y || !b->e) ex_die_ctx(ctx, "batch");
+    const int64_t s1[3] = {nb, P, 1}, s3[3] = {nb, P, 3}, se[4] = {nb, P, P, 1};
+    eqr_tensor **t[6] = {&b->hn, &b->q, &b->x, &b->v, &b->y, &b->e};
+    const int64_t *shape[6] = {s1, s1, s3, s3, s3, se};
+    for (int j = 0; j < 6; j++)
+        if (!(*t[j] = eqr_tensor_zeros(ctx, j < 5 ? 3 : 4, shape[j]))) ex_die_ctx(ctx, "batch");
     for (int64_t k = 0; k < nb; k++) {
         int64_t i = idx ? idx[k] : first + k;
         memcpy(b->x->data + k * P * 3, s->x + i * P * 3, P * 3 * sizeof(float));
@@ -218,9 +207,7 @@ static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx,
 /* The EGNN model's node embedding, a module of its own: |v_i| [B, n, 1] ->
  * [B, n, H] through "embed.weight" [H, 1] and "embed.bias" [H], both
  * U(-1, 1). */
-typedef struct embed {
-    eqr_tensor *w, *b;
-} embed;
+typedef struct embed { eqr_tensor *w, *b; } embed;
 
 static eqr_tensor *embed_forward(eqr_ctx *ctx, eqr_module *mod, eqr_tensor *hn) {
     const embed *e = eqr_module_impl(mod);
@@ -280,8 +267,7 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
     memset(m, 0, sizeof *m);
     m->vn = o->vn;
     m->segnn = o->segnn;
-    m->hidden = (int)o->hidden;
-    const int H = m->hidden, L = (int)o->layers;
+    const int H = (int)o->hidden, L = (int)o->layers;
     char nm[64];
     if (o->relax_kind >= 0) {
         eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_ZERO,
@@ -367,28 +353,11 @@ static eqr_tensor *model_forward(eqr_ctx *ctx, model *m, const batch *b, eqr_ten
 
 /* ---- evaluation ---- */
 
-static double eval_mse(eqr_ctx *ctx, model *m, const eqr_nbody_set *s) {
-    int ge = eqr_set_grad_enabled(ctx, 0);
-    double se = 0;
-    for (int64_t i = 0; i < s->n; i += EVAL_BATCH) {
-        int64_t nb = s->n - i < EVAL_BATCH ? s->n - i : EVAL_BATCH;
-        batch b;
-        make_batch(ctx, s, NULL, i, nb, &b);
-        eqr_tensor *pred = model_forward(ctx, m, &b, b.x, b.v);
-        if (!pred) ex_die_ctx(ctx, "evaluation");
-        for (int64_t k = 0; k < pred->numel; k++) {
-            double d = (double)pred->data[k] - b.y->data[k];
-            se += d * d;
-        }
-        eqr_step_reset(ctx);
-    }
-    eqr_set_grad_enabled(ctx, ge);
-    return se / (double)(s->n * P * 3);
-}
-
-/* sqrt(sum ||f(g.x) - g.f(x)||^2 / sum ||f(x)||^2) over the first n samples
- * of s, g = (R, t) random per batch of EVAL_BATCH from a fixed seed. */
-static double eval_equiv(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t n) {
+/* Over the first n samples of s in batches of EVAL_BATCH, gradients off:
+ * equiv 0, the MSE of the predictions; equiv 1, sqrt(sum ||f(g.x) -
+ * g.f(x)||^2 / sum ||f(x)||^2) with g = (R, t) random per batch from a
+ * fixed seed (velocities rotated only). */
+static double evaluate(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t n, int equiv) {
     int ge = eqr_set_grad_enabled(ctx, 0);
     eqr_rng rng;
     eqr_rng_seed(&rng, EQUIV_SEED);
@@ -399,50 +368,40 @@ static double eval_equiv(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t
         batch b;
         make_batch(ctx, s, NULL, i, nb, &b);
         float R[9], t[3];
-        eqr_so3_random(&rng, R, NULL);
-        for (int c = 0; c < 3; c++) t[c] = eqr_rng_normal(&rng);
-        eqr_tensor *p0 = model_forward(ctx, m, &b, b.x, b.v);
-        eqr_tensor *gx = eqr_e3_transform(ctx, R, t, b.x, 2), *gv = eqr_so3_rotate(ctx, R, b.v, 2);
-        eqr_tensor *p1 = p0 && gx && gv ? model_forward(ctx, m, &b, gx, gv) : NULL;
-        eqr_tensor *gp0 = eqr_e3_transform(ctx, R, t, p0, 2);
-        if (!p1 || !gp0) ex_die_ctx(ctx, "equivariance measurement");
+        if (equiv) eqr_so3_random(&rng, R, NULL);
+        for (int c = 0; equiv && c < 3; c++) t[c] = eqr_rng_normal(&rng);
+        /* p1 against ref: f(g.x) against g.f(x), or f(x) against the targets */
+        eqr_tensor *p0 = model_forward(ctx, m, &b, b.x, b.v), *p1 = p0, *ref = b.y;
+        if (equiv) {
+            eqr_tensor *gx = eqr_e3_transform(ctx, R, t, b.x, 2);
+            eqr_tensor *gv = eqr_so3_rotate(ctx, R, b.v, 2);
+            p1 = p0 && gx && gv ? model_forward(ctx, m, &b, gx, gv) : NULL;
+            ref = eqr_e3_transform(ctx, R, t, p0, 2);
+        }
+        if (!p1 || !ref) ex_die_ctx(ctx, equiv ? "equivariance measurement" : "evaluation");
         for (int64_t k = 0; k < p0->numel; k++) {
-            double d = (double)p1->data[k] - gp0->data[k];
+            double d = (double)p1->data[k] - ref->data[k];
             num += d * d;
             den += (double)p0->data[k] * p0->data[k];
         }
         eqr_step_reset(ctx);
     }
     eqr_set_grad_enabled(ctx, ge);
+    if (!equiv) return num / (double)(n * P * 3);
     return den > 0 ? sqrt(num / den) : 0.0;
-}
-
-/* Validation MSE of the model projected by dropping W_r: theta 0 for the
- * evaluation, then restored. */
-static double eval_mse_dropped(eqr_ctx *ctx, model *m, const eqr_nbody_set *s) {
-    if (!m->relax) return eval_mse(ctx, m, s);
-    const float theta = eqr_relax_theta(m->relax)->data[0];
-    eqr_relax_set_theta(m->relax, 0.0f);
-    const double v = eval_mse(ctx, m, s);
-    eqr_relax_set_theta(m->relax, theta);
-    return v;
 }
 
 /* Sum over relaxed layers of the Lie-derivative defect (weight form) and
  * the mean recorded ||W_r x||. */
 static void relax_stats(eqr_ctx *ctx, model *m, double *defect, double *act) {
     *defect = *act = 0;
-    if (!m->relax) return;
-    int nl = eqr_relax_num_layers(m->relax), na = 0;
-    for (int i = 0; i < nl; i++) {
+    int na = 0; /* layers with a recorded norm */
+    for (int i = 0; m->relax && i < eqr_relax_num_layers(m->relax); i++) {
         eqr_rlayer_stats st;
         if (eqr_rlayer_get_stats(ctx, eqr_relax_layer(m->relax, i), &st))
             ex_die_ctx(ctx, "relaxation statistics");
         *defect += st.defect;
-        if (st.act_norm >= 0) {
-            *act += st.act_norm;
-            na++;
-        }
+        if (st.act_norm >= 0) *act += st.act_norm, na++;
     }
     if (na) *act /= na;
 }
@@ -481,11 +440,10 @@ static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const 
 
 /* ---- training ---- */
 
-/* One epoch: the training set shuffled from the run's stream, then per
- * global batch this rank's share through the model, the MSE and the
- * trainer's step (the relaxation's penalty, backward, the gradients
- * averaged over ranks, Adam, the theta schedule). Fills r's train loss
- * (over the global batches), mean penalty and mean theta. */
+/* One epoch: the training set shuffled from the run's stream, then per global
+ * batch this rank's share, the MSE and the trainer's step (penalty, backward,
+ * gradients averaged over ranks, Adam, theta schedule). r gets the train loss
+ * (over the global batches), the mean penalty and the mean theta. */
 static void train_epoch(eqr_ctx *ctx, model *m, eqr_trainer *tr, const eqr_nbody_set *train,
                         int64_t batch_size, eqr_rng *shuf, int64_t *order, double *r) {
     const int64_t n = train->n, steps = (n + batch_size - 1) / batch_size;
@@ -517,11 +475,9 @@ static void train_epoch(eqr_ctx *ctx, model *m, eqr_trainer *tr, const eqr_nbody
     r[R_THETA] = m->relax ? theta_sum / (double)steps : 0.0;
 }
 
-/* The run's place, the checkpoint's counters: config hash, epochs done,
- * the shuffling stream, the best epoch and its validation MSE (bits); on
- * more than one rank also their number (C_RANKS; a single-process
- * checkpoint has none). The rest of the run is in the store: parameters,
- * buffers (the records, the best epoch's copy) and Adam. */
+/* The run's place as the checkpoint's counters: config hash, epochs done, the
+ * shuffling stream, the best epoch and its validation MSE (bits); on more than
+ * one rank also their number (C_RANKS; a single-process checkpoint has none). */
 enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT, C_RANKS = NCOUNT };
 typedef struct run_pos {
     int64_t epoch, best_epoch; /* epochs done; the best one so far (--select best) */
@@ -530,15 +486,14 @@ typedef struct run_pos {
 } run_pos;
 
 static void save_run(eqr_ctx *ctx, const options *o, eqr_optim *opt, const run_pos *p) {
-    uint64_t cnt[NCOUNT + 1];
-    cnt[C_CONFIG] = config_hash(o);
-    cnt[C_RANKS] = (uint64_t)ex_nranks();
-    cnt[C_EPOCH] = (uint64_t)p->epoch;
+    uint64_t cnt[NCOUNT + 1] = {[C_CONFIG] = config_hash(o), [C_EPOCH] = (uint64_t)p->epoch,
+                                [C_BEST] = (uint64_t)p->best_epoch,
+                                [C_RANKS] = (uint64_t)ex_nranks()};
     memcpy(cnt + C_SHUF, p->shuf.s, sizeof p->shuf.s);
-    cnt[C_BEST] = (uint64_t)p->best_epoch;
     memcpy(cnt + C_BESTVAL, &p->best_val, sizeof p->best_val);
     if (eqr_checkpoint_save(ctx, o->checkpoint, opt, cnt, ex_nranks() > 1 ? NCOUNT + 1 : NCOUNT))
         ex_die_ctx(ctx, "saving the checkpoint");
+    ex_dist_note_checkpoint(o->checkpoint, p->epoch);
 }
 
 /* --resume with an existing checkpoint: the store, Adam and *p from it
@@ -574,10 +529,8 @@ static int resume_run(eqr_ctx *ctx, const options *o, eqr_optim *opt, run_pos *p
 /* Data-parallel runs: the ranks' data must agree. */
 static uint64_t set_hash(const eqr_nbody_set *s, uint64_t h) {
     const size_t n3 = (size_t)s->n * (size_t)s->p * 3 * sizeof(float);
-    h = ex_hash(h, &s->n, sizeof s->n);
-    h = ex_hash(h, s->x, n3);
-    h = ex_hash(h, s->v, n3);
-    h = ex_hash(h, s->y, n3);
+    h = ex_hash(ex_hash(h, &s->n, sizeof s->n), s->x, n3);
+    h = ex_hash(ex_hash(h, s->v, n3), s->y, n3);
     return ex_hash(h, s->q, (size_t)s->n * (size_t)s->p * sizeof(float));
 }
 
@@ -591,16 +544,13 @@ int main(int argc, char **argv) {
     double t_start = ex_now();
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
 
-    eqr_nbody_set train, val, test;
-    if (eqr_nbody_load_split(ctx, EQR_NBODY_TRAIN, o.train_size, &train) ||
-        eqr_nbody_load_split(ctx, EQR_NBODY_VAL, 0, &val) ||
-        eqr_nbody_load_split(ctx, EQR_NBODY_TEST, 0, &test))
-        ex_die_ctx(ctx, "generating the data");
-    eqr_nbody_baselines btr, bva, bte;
-    if (eqr_nbody_compute_baselines(ctx, &train, &btr) ||
-        eqr_nbody_compute_baselines(ctx, &val, &bva) ||
-        eqr_nbody_compute_baselines(ctx, &test, &bte))
-        ex_die_ctx(ctx, "baselines");
+    eqr_nbody_set train, val, test, *sets[3] = {&train, &val, &test};
+    eqr_nbody_baselines btr, bva, bte, *bases[3] = {&btr, &bva, &bte};
+    for (int i = 0; i < 3; i++) /* the train, val and test splits */
+        if (eqr_nbody_load_split(ctx, (eqr_nbody_split)i, i ? 0 : o.train_size, sets[i]))
+            ex_die_ctx(ctx, "generating the data");
+    for (int i = 0; i < 3; i++)
+        if (eqr_nbody_compute_baselines(ctx, sets[i], bases[i])) ex_die_ctx(ctx, "baselines");
     printf("# N-body (5 charged particles, frame 30 -> 40): train %lld, val %lld, test %lld "
            "(generated in %.1fs)\n",
            (long long)train.n, (long long)val.n, (long long)test.n, ex_now() - t_start);
@@ -628,18 +578,16 @@ int main(int argc, char **argv) {
      * the norm penalty of the global batch) */
     ex_dist_begin(ctx);
     ex_dist_check_batches(o.batch, train.n);
-    {
-        char ds[64];
-        snprintf(ds, sizeof ds, "%016llx|%lld|%d|%d", (unsigned long long)config_hash(&o),
-                 (long long)o.stop_after, o.resume, o.checkpoint != NULL);
-        ex_dist_agree(ex_hash(0, ds, strlen(ds)), set_hash(&test, set_hash(&val, set_hash(&train, 0))),
-                      "the data set (train, val and test systems)", o.resume ? o.checkpoint : NULL);
-    }
-    eqr_scheduler *sch = NULL;
-    if (m.relax) sch = ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max, total_steps);
+    char ds[64]; /* the settings every rank must share */
+    snprintf(ds, sizeof ds, "%016llx|%lld|%d|%d", (unsigned long long)config_hash(&o),
+             (long long)o.stop_after, o.resume, o.checkpoint != NULL);
+    ex_dist_agree(ex_hash(0, ds, strlen(ds)), set_hash(&test, set_hash(&val, set_hash(&train, 0))),
+                  "the data set (train, val and test systems)", o.resume ? o.checkpoint : NULL);
+    eqr_scheduler *sch = m.relax ? ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max,
+                                                total_steps) : NULL;
     printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
-           o.model, (long long)o.layers, (long long)o.hidden,
-           m.relax ? "relaxed" : "strict", (long long)nmodel);
+           o.model, (long long)o.layers, (long long)o.hidden, m.relax ? "relaxed" : "strict",
+           (long long)nmodel);
     if (m.relax)
         printf("# relax: schedule %s per step over %lld steps, theta_max %g, lambda_defect %g, "
                "lambda_norm %g, penalty grad %s, projection %s\n",
@@ -666,7 +614,6 @@ int main(int argc, char **argv) {
     run_pos pos = {.best_val = INFINITY};
     eqr_rng_seed(&pos.shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
     const int64_t equiv_n = val.n < 500 ? val.n : 500;
-    int stopped = 0;
     if (resume_run(ctx, &o, opt, &pos)) {
         for (int64_t e = 0; e < pos.epoch; e++)
             for (int k = 0; k < NREC; k++) rec[e][k] = hist->data[e * NREC + k];
@@ -676,11 +623,17 @@ int main(int argc, char **argv) {
     for (int64_t e = pos.epoch; e < o.epochs; e++) {
         double t0 = ex_now(), *r = rec[e];
         train_epoch(ctx, &m, tr, &train, o.batch, &pos.shuf, order, r);
-        r[R_VAL] = eval_mse(ctx, &m, &val);
+        r[R_VAL] = evaluate(ctx, &m, &val, val.n, 0);
         relax_stats(ctx, &m, &r[R_DEFECT], &r[R_ACT]);
-        r[R_EQUIV] = eval_equiv(ctx, &m, &val, equiv_n);
+        r[R_EQUIV] = evaluate(ctx, &m, &val, equiv_n, 1);
         if (o.best) {
-            const double vs = m.relax ? eval_mse_dropped(ctx, &m, &val) : r[R_VAL];
+            double vs = r[R_VAL];
+            if (m.relax) { /* projected by dropping W_r: theta 0 for the evaluation */
+                const float theta = eqr_relax_theta(m.relax)->data[0];
+                eqr_relax_set_theta(m.relax, 0.0f);
+                vs = evaluate(ctx, &m, &val, val.n, 0);
+                eqr_relax_set_theta(m.relax, theta);
+            }
             if (vs < pos.best_val) {
                 pos.best_val = vs;
                 pos.best_epoch = e + 1;
@@ -696,35 +649,28 @@ int main(int argc, char **argv) {
         fflush(stdout);
         for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)r[k];
         pos.epoch = e + 1;
-        if (o.checkpoint && rank0) {
-            save_run(ctx, &o, opt, &pos);
-            ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with "
-                         "--resume to continue", o.checkpoint, (long long)(e + 1));
-        }
+        if (o.checkpoint && rank0) save_run(ctx, &o, opt, &pos);
         if (o.stop_after == e + 1) {
             printf("# stopped after epoch %lld (--stop-after): resume with --resume\n",
                    (long long)(e + 1));
-            stopped = 1;
-            break;
+            goto done;
         }
     }
-    if (stopped) goto done;
 
     if (o.best) {
         memcpy(eqr_param_data_block(ctx), best->data, sizeof(float) * (size_t)nmodel);
         printf("# selected epoch %lld (best val_mse at theta 0: %.5f)\n",
                (long long)pos.best_epoch, pos.best_val);
     }
-    int projected = 0;
+    const int projected = m.relax != NULL;
     if (m.relax) {
-        double before = eval_mse(ctx, &m, &test);
+        double before = evaluate(ctx, &m, &test, test.n, 0);
         printf("# before projection: theta %g, test_mse %.5f\n",
                eqr_relax_theta(m.relax)->data[0], before);
         if (eqr_relax_project(ctx, m.relax, o.proj)) ex_die_ctx(ctx, "projection");
-        projected = 1;
     }
-    double test_mse = eval_mse(ctx, &m, &test);
-    double equiv = eval_equiv(ctx, &m, &test, test.n);
+    double test_mse = evaluate(ctx, &m, &test, test.n, 0);
+    double equiv = evaluate(ctx, &m, &test, test.n, 1);
     printf("# test_mse %.5f (baselines: no motion %.4f, constant velocity %.4f)%s\n", test_mse,
            bte.no_motion, bte.const_velocity, projected ? " after projection" : "");
     if (rank0 && (o.metrics || o.plot)) {
