@@ -177,18 +177,9 @@ void ex_dist_share(int64_t k, int64_t *lo, int64_t *n) {
     if (grp && eqr_dist_set_share(grp, *n, k) != EQR_OK) ex_die_ctx(grp_ctx, "sharing a batch");
 }
 
-void ex_dist_allreduce(void) {
-    if (grp && eqr_dist_allreduce_grads(grp) != EQR_OK)
-        ex_die_ctx(grp_ctx, "averaging the gradients over ranks");
-}
-
 void ex_dist_sum(double *v, int n) {
     if (grp && eqr_dist_sum(grp_ctx, grp, v, n) != EQR_OK)
         ex_die_ctx(grp_ctx, "summing over ranks");
-}
-
-void ex_dist_relax(eqr_relax *relax) {
-    if (grp && relax) eqr_relax_set_reduce(relax, eqr_dist_relax_reduce, grp);
 }
 
 void ex_dist_rank0_stdout(void) {
@@ -243,9 +234,7 @@ void ex_dist_share(int64_t k, int64_t *lo, int64_t *n) {
     *lo = 0;
     *n = k;
 }
-void ex_dist_allreduce(void) {}
 void ex_dist_sum(double *v, int n) { (void)v, (void)n; }
-void ex_dist_relax(eqr_relax *relax) { (void)relax; }
 void ex_dist_rank0_stdout(void) {}
 void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax) {
     (void)to, (void)relax, (void)no_progress;

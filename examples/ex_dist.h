@@ -48,17 +48,13 @@ void ex_dist_agree(uint64_t settings, uint64_t data, const char *data_what,
  * relaxation's activation-norm penalty of the global batch (relax may be
  * NULL) and no progress output on ranks other than 0. */
 void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax);
-/* For a program's own training loop: this rank's contiguous share
- * [*lo, *lo + *n) of a global batch of k samples (all of it with one
- * process; dies if k < ranks), recorded as the weight of the next
- * ex_dist_allreduce. */
+/* For a program drawing its own batches (then eqr_trainer_step with the
+ * hooks of ex_dist_trainer): this rank's contiguous share [*lo, *lo + *n)
+ * of a global batch of k samples (all of it with one process; dies if
+ * k < ranks), recorded as the weight of the next gradient all-reduce. */
 void ex_dist_share(int64_t k, int64_t *lo, int64_t *n);
-/* After backward: the gradients replaced by their weighted mean over ranks. */
-void ex_dist_allreduce(void);
 /* v[0..n) summed over ranks in place. */
 void ex_dist_sum(double *v, int n);
-/* The relaxation's activation-norm penalty of the global batch. */
-void ex_dist_relax(eqr_relax *relax);
 /* Ranks other than 0 send their stdout to /dev/null (rank 0 prints). */
 void ex_dist_rank0_stdout(void);
 /* Rank 0's note when mpirun stops it because another rank failed (e.g.
