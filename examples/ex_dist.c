@@ -26,6 +26,27 @@ uint64_t ex_hash(uint64_t h, const void *bytes, size_t n) {
     return h;
 }
 
+void ex_dist_check_batches(int64_t batch, int64_t n) {
+    const int nranks = ex_nranks();
+    const int64_t last = n % batch;
+    if (nranks > 1 && (batch < nranks || (last > 0 && last < nranks)))
+        ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
+                     "fewer than the %d ranks: change --batch or --train-size, or use fewer "
+                     "ranks", (long long)batch, (long long)n,
+                     (long long)(batch < nranks ? batch : last), nranks);
+}
+
+void ex_dist_agree(uint64_t settings, uint64_t data, const char *data_what,
+                   const char *resume_from) {
+    ex_dist_same(&settings, sizeof settings, "the training configuration (command-line flags)", 2);
+    ex_dist_same(&data, sizeof data, data_what, 1);
+    if (resume_from)
+        ex_dist_same_file(resume_from, "the checkpoint file to resume from (missing or different "
+                          "on some node: it must be the same file on every node, e.g. on a "
+                          "shared file system)", 1);
+    ex_dist_broadcast();
+}
+
 static void no_progress(void *user, const eqr_progress *p) {
     (void)user;
     (void)p;
@@ -66,6 +87,11 @@ void ex_dist_note(const char *fmt, ...) {
     sigprocmask(SIG_BLOCK, &blk, &old);
     set_term_msg();
     sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+void ex_dist_note_checkpoint(const char *path, int64_t epoch) {
+    ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with --resume to "
+                 "continue", path, (long long)epoch);
 }
 
 #ifdef EX_HAVE_DIST
@@ -151,18 +177,9 @@ void ex_dist_share(int64_t k, int64_t *lo, int64_t *n) {
     if (grp && eqr_dist_set_share(grp, *n, k) != EQR_OK) ex_die_ctx(grp_ctx, "sharing a batch");
 }
 
-void ex_dist_allreduce(void) {
-    if (grp && eqr_dist_allreduce_grads(grp) != EQR_OK)
-        ex_die_ctx(grp_ctx, "averaging the gradients over ranks");
-}
-
 void ex_dist_sum(double *v, int n) {
     if (grp && eqr_dist_sum(grp_ctx, grp, v, n) != EQR_OK)
         ex_die_ctx(grp_ctx, "summing over ranks");
-}
-
-void ex_dist_relax(eqr_relax *relax) {
-    if (grp && relax) eqr_relax_set_reduce(relax, eqr_dist_relax_reduce, grp);
 }
 
 void ex_dist_rank0_stdout(void) {
@@ -217,9 +234,7 @@ void ex_dist_share(int64_t k, int64_t *lo, int64_t *n) {
     *lo = 0;
     *n = k;
 }
-void ex_dist_allreduce(void) {}
 void ex_dist_sum(double *v, int n) { (void)v, (void)n; }
-void ex_dist_relax(eqr_relax *relax) { (void)relax; }
 void ex_dist_rank0_stdout(void) {}
 void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax) {
     (void)to, (void)relax, (void)no_progress;

@@ -33,27 +33,35 @@ void ex_dist_same(const void *bytes, size_t n, const char *what, int status);
 void ex_dist_same_file(const char *path, const char *what, int status);
 /* Rank 0's parameters and buffers on every rank. */
 void ex_dist_broadcast(void);
+/* Refuse (ex_bad_usage, exit 2) a --batch of batch on n training samples
+ * that leaves a global batch, the short last one too, with fewer samples
+ * than ranks. Nothing with one process. */
+void ex_dist_check_batches(int64_t batch, int64_t n);
+/* Before training, collectively: the ranks agree on the settings (a hash of
+ * the flags; else exit 2), on the data (a hash; data_what names it in the
+ * message; else exit 1) and, with resume_from (NULL: not resuming), on the
+ * checkpoint file a resume reads (exit 1); then ex_dist_broadcast. */
+void ex_dist_agree(uint64_t settings, uint64_t data, const char *data_what,
+                   const char *resume_from);
 /* The trainer's hooks: this rank's share of each global batch, gradients
  * averaged over ranks after backward, epoch statistics summed, the
  * relaxation's activation-norm penalty of the global batch (relax may be
  * NULL) and no progress output on ranks other than 0. */
 void ex_dist_trainer(eqr_trainer_opts *to, eqr_relax *relax);
-/* For a program's own training loop: this rank's contiguous share
- * [*lo, *lo + *n) of a global batch of k samples (all of it with one
- * process; dies if k < ranks), recorded as the weight of the next
- * ex_dist_allreduce. */
+/* For a program drawing its own batches (then eqr_trainer_step with the
+ * hooks of ex_dist_trainer): this rank's contiguous share [*lo, *lo + *n)
+ * of a global batch of k samples (all of it with one process; dies if
+ * k < ranks), recorded as the weight of the next gradient all-reduce. */
 void ex_dist_share(int64_t k, int64_t *lo, int64_t *n);
-/* After backward: the gradients replaced by their weighted mean over ranks. */
-void ex_dist_allreduce(void);
 /* v[0..n) summed over ranks in place. */
 void ex_dist_sum(double *v, int n);
-/* The relaxation's activation-norm penalty of the global batch. */
-void ex_dist_relax(eqr_relax *relax);
 /* Ranks other than 0 send their stdout to /dev/null (rank 0 prints). */
 void ex_dist_rank0_stdout(void);
 /* Rank 0's note when mpirun stops it because another rank failed (e.g.
  * where the last checkpoint is); printf-style. Nothing with one process. */
 void ex_dist_note(const char *fmt, ...) EX_PRINTF(1, 2);
+/* ex_dist_note that the checkpoint path, saved after epoch, is intact. */
+void ex_dist_note_checkpoint(const char *path, int64_t epoch);
 /* End of main: frees the group and finalizes MPI. */
 void ex_dist_end(void);
 /* 64-bit FNV-1a style hash of n bytes continuing h (start with 0). */

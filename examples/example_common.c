@@ -96,16 +96,29 @@ int ex_relax_kind(const ex_flag *flags, const char *value) {
                    "early or late", value);
 }
 
+int ex_choice(const ex_flag *flags, const char *flag, const char *value,
+              const char *const *names) {
+    char list[512] = "";
+    int n = 0;
+    for (; names[n]; n++)
+        if (!strcmp(value, names[n])) return n;
+    for (int i = 0; i < n; i++) /* "a, b or c" */
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                 i == 0 ? "" : i == n - 1 ? " or " : ", ", names[i]);
+    ex_usage_error(flags, "bad value '%s' for %s: expected %s", value, flag, list);
+}
+
 eqr_project_mode ex_projection(const ex_flag *flags, const char *value) {
-    if (!strcmp(value, "drop")) return EQR_PROJECT_DROP;
-    if (!strcmp(value, "fold")) return EQR_PROJECT_FOLD;
-    ex_usage_error(flags, "bad value '%s' for --projection: expected drop or fold", value);
+    return ex_choice(flags, "--projection", value, (const char *const[]){"drop", "fold", NULL})
+               ? EQR_PROJECT_FOLD
+               : EQR_PROJECT_DROP;
 }
 
 eqr_penalty_grad ex_penalty_grad(const ex_flag *flags, const char *value) {
-    if (!strcmp(value, "detached")) return EQR_PENALTY_DETACHED;
-    if (!strcmp(value, "full")) return EQR_PENALTY_FULL;
-    ex_usage_error(flags, "bad value '%s' for --penalty-grad: expected detached or full", value);
+    return ex_choice(flags, "--penalty-grad", value,
+                     (const char *const[]){"detached", "full", NULL})
+               ? EQR_PENALTY_FULL
+               : EQR_PENALTY_DETACHED;
 }
 
 static int64_t parse_int(const ex_flag *flags, const ex_flag *f, const char *s) {
@@ -207,6 +220,24 @@ void ex_die(const char *fmt, ...) {
 
 void ex_die_ctx(eqr_ctx *ctx, const char *what) {
     ex_die("%s: %s", what, eqr_error_message(ctx));
+}
+
+void ex_check_checkpoint_flags(const ex_flag *flags, const char *checkpoint, int resume,
+                               int64_t stop_after, int64_t epochs) {
+    const char *arg = "FILE"; /* the placeholder of the flags' --checkpoint */
+    for (const ex_flag *f = flags; f->name; f++)
+        if (!strcmp(f->name, "--checkpoint") && f->arg) arg = f->arg;
+    if (resume && !checkpoint) ex_usage_error(flags, "--resume needs --checkpoint %s", arg);
+    if (stop_after > epochs)
+        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
+                       (long long)stop_after, (long long)epochs);
+    ex_check_output(flags, "--checkpoint", checkpoint);
+}
+
+uint64_t ex_fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603u;
+    for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return h;
 }
 
 double ex_now(void) {

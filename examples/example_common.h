@@ -81,6 +81,10 @@ _Noreturn void ex_bad_usage(const char *fmt, ...) EX_PRINTF(1, 2);
  * eqr_schedule_theta_preset below (schedule.h). */
 enum { EX_THETA_EARLY = 100, EX_THETA_LATE = 101 };
 int ex_relax_kind(const ex_flag *flags, const char *value);
+/* The index of value in names (ended by NULL), the choices of flag; else a
+ * usage error "bad value '<value>' for <flag>: expected a, b or c". */
+int ex_choice(const ex_flag *flags, const char *flag, const char *value,
+              const char *const *names);
 eqr_project_mode ex_projection(const ex_flag *flags, const char *value);
 /* --penalty-grad: detached (the paper: penalties shape W_r only) | full. */
 eqr_penalty_grad ex_penalty_grad(const ex_flag *flags, const char *value);
@@ -111,10 +115,19 @@ void ex_set_prog(const char *argv0);
  * given) passes, and so does every path on the ranks other than 0 of a
  * data-parallel run (they write nothing; the path may not exist there). */
 void ex_check_output(const ex_flag *flags, const char *flag, const char *path);
+/* The checkpoint flags of the trainers: --resume needs --checkpoint, the
+ * --stop-after epoch must be within --epochs (usage errors otherwise), and
+ * the checkpoint path must be writable (ex_check_output). */
+void ex_check_checkpoint_flags(const ex_flag *flags, const char *checkpoint, int resume,
+                               int64_t stop_after, int64_t epochs);
 /* "<program>: <message>" on stderr, exit 1. */
 _Noreturn void ex_die(const char *fmt, ...) EX_PRINTF(1, 2);
 /* "<program>: <what>: <context error message>" on stderr, exit 1. */
 _Noreturn void ex_die_ctx(eqr_ctx *ctx, const char *what);
+
+/* 64-bit FNV-1a of the string s: the examples' hash of the settings a
+ * checkpoint records. */
+uint64_t ex_fnv1a(const char *s);
 
 /* Monotonic clock in seconds. */
 double ex_now(void);

@@ -109,12 +109,6 @@ typedef struct options {
     int side; /* of the loaded images */
 } options;
 
-static int pick(const char *s, const char *const *names, int n) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(s, names[i])) return i;
-    return -1;
-}
-
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .penalty_grad = "detached", .rotate = "c4",
                    .relax_form = "additive", .rg_banks = 2,
@@ -223,19 +217,11 @@ static void parse_args(int argc, char **argv, options *o) {
         {0}};
     ex_parse_args("fmnist_rot", flags, argc, argv);
 
-    static const char *const groups[] = {"c4", "d4", "c8", "none"};
-    static const char *const rots[] = {"c4", "continuous"};
-    static const char *const inits[] = {"zero", "normal"};
-    static const char *const lrs[] = {"constant", "cosine"};
-    int i;
-    if ((i = pick(o->group, groups, 4)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --group: expected c4, d4, c8 or none", o->group);
-    o->gk = (gkind)i;
+    o->gk = (gkind)ex_choice(flags, "--group", o->group,
+                             (const char *const[]){"c4", "d4", "c8", "none", NULL});
     o->relax_kind = ex_relax_kind(flags, o->relax);
-    o->rgconv = pick(o->relax_form, (const char *const[]){"additive", "rgconv"}, 2);
-    if (o->rgconv < 0)
-        ex_usage_error(flags, "bad value '%s' for --relax-form: expected additive or rgconv",
-                       o->relax_form);
+    o->rgconv = ex_choice(flags, "--relax-form", o->relax_form,
+                          (const char *const[]){"additive", "rgconv", NULL});
     if (o->rgconv && (o->gk == G_C8 || o->gk == G_NONE))
         ex_usage_error(flags, "--relax-form rgconv needs group convs: --group c4 or d4 (got %s)",
                        o->group);
@@ -248,25 +234,16 @@ static void parse_args(int argc, char **argv, options *o) {
         ex_usage_error(flags, "--orthogonal needs a relaxation (--relax triangle, ...)");
     o->proj = ex_projection(flags, o->projection);
     o->pgrad = ex_penalty_grad(flags, o->penalty_grad);
-    if ((i = pick(o->rotate, rots, 2)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --rotate: expected c4 or continuous", o->rotate);
-    o->rotate_cont = i;
-    if ((i = pick(o->wr_init, inits, 2)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --wr-init: expected zero or normal", o->wr_init);
-    o->wr_normal = i;
-    if ((i = pick(o->lr_schedule, lrs, 2)) < 0)
-        ex_usage_error(flags, "bad value '%s' for --lr-schedule: expected constant or cosine",
-                       o->lr_schedule);
-    o->lr_cosine = i;
+    o->rotate_cont = ex_choice(flags, "--rotate", o->rotate,
+                               (const char *const[]){"c4", "continuous", NULL});
+    o->wr_normal = ex_choice(flags, "--wr-init", o->wr_init,
+                             (const char *const[]){"zero", "normal", NULL});
+    o->lr_cosine = ex_choice(flags, "--lr-schedule", o->lr_schedule,
+                             (const char *const[]){"constant", "cosine", NULL});
     if (o->width % 8 != 0)
         ex_usage_error(flags, "bad value '%lld' for --width: expected a multiple of 8",
                        (long long)o->width);
-    if (o->resume && !o->checkpoint)
-        ex_usage_error(flags, "--resume needs --checkpoint FILE");
-    if (o->stop_after > o->epochs)
-        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
-                       (long long)o->stop_after, (long long)o->epochs);
-    ex_check_output(flags, "--checkpoint", o->checkpoint);
+    ex_check_checkpoint_flags(flags, o->checkpoint, o->resume, o->stop_after, o->epochs);
     ex_check_output(flags, "--metrics", o->metrics);
     ex_check_output(flags, "--plot", o->plot);
     ex_check_output(flags, "--steps", o->steps);
@@ -458,9 +435,7 @@ static uint64_t config_hash(const options *o) {
         snprintf(s + strlen(s), sizeof s - strlen(s), "|adaptive|%.9g|%.9g", o->dual_lr,
                  o->slack_cost);
     if (o->orthogonal) snprintf(s + strlen(s), sizeof s - strlen(s), "|orthogonal");
-    uint64_t h = 1469598103934665603u;
-    for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
-    return h;
+    return ex_fnv1a(s);
 }
 
 /* Everything the ranks of a data-parallel run must agree on: the
@@ -535,8 +510,7 @@ static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
     printf("%s  train %.1fs (%.1f ms/step)\n", line, V("seconds"),
            1e3 * V("seconds") / (steps > 0 ? steps : 1));
     if (o->checkpoint) /* what rank 0 says if another rank fails */
-        ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with --resume "
-                     "to continue", o->checkpoint, (long long)V("epoch"));
+        ex_dist_note_checkpoint(o->checkpoint, (int64_t)V("epoch"));
 #undef V
     fflush(stdout);
 }
@@ -572,6 +546,65 @@ static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t
     fflush(stdout);
 }
 
+/* The data: both splits loaded (a --val-size split off the end of the
+ * training images), checked for the model, given o->classes classes and
+ * rotated once each (the test and validation sets from fixed seeds). */
+static void load_data(eqr_ctx *ctx, options *o, eqr_dataset *train, eqr_dataset *test,
+                      eqr_dataset *val) {
+    *val = (eqr_dataset){0};
+    ex_load_fashion_mnist(ctx, o->data, o->val_size ? 0 : o->train_size, o->test_size, 0, 0,
+                          train, test);
+    if (o->val_size) split_val(o, train, val);
+    check_data(o, train);
+    train->classes = test->classes = val->classes = (int)o->classes;
+    o->train_size = train->n; /* what the checkpoint settings record */
+    rotate_dataset(ctx, train, o->seed * 2654435761u + 1, o->rotate_cont);
+    rotate_dataset(ctx, test, TEST_ROT_SEED, o->rotate_cont);
+    if (val->n) rotate_dataset(ctx, val, VAL_ROT_SEED, o->rotate_cont);
+}
+
+/* Data-parallel: the ranks must agree on settings, data and the checkpoint
+ * a resume reads, before rank 0's parameters go everywhere. */
+static void dist_agree(const options *o, const eqr_dataset *train, const eqr_dataset *test) {
+    ex_dist_check_batches(o->batch, train->n);
+    ex_dist_agree(settings_hash(o, test->n), data_hash(test, data_hash(train, 0)),
+                  "the data set (train and test images and labels after rotation)",
+                  o->resume ? o->checkpoint : NULL);
+}
+
+/* After the run (rank 0): the resume note, then either the stop note or
+ * the final model's invariance over the whole test set (of --test-size),
+ * its accuracy on the validation set if any and the result line. */
+static void print_result(eqr_ctx *ctx, const options *o, const model *m, eqr_trainer *tr,
+                         const eqr_run_result *res, const eqr_dataset *test,
+                         const eqr_dataset *val, int64_t steps_per_epoch, double t_start) {
+    if (res->resumed_after > 0)
+        printf("# resumed from %s after epoch %lld (step %lld)\n", o->checkpoint,
+               (long long)res->resumed_after, (long long)(res->resumed_after * steps_per_epoch));
+    if (res->stopped) {
+        printf("# stopped after epoch %lld (--stop-after)\n", (long long)res->epochs_done);
+        return;
+    }
+    double t2 = ex_now(), equiv = NAN;
+    if (eqr_invariance_max(ctx, eqr_module_apply, m->net, &m->G, test, test->n, EQUIV_BATCH,
+                           &equiv) != EQR_OK)
+        ex_die_ctx(ctx, "invariance measurement");
+    int projected = m->order > 1;
+    printf("# final: %s model, test_acc %.4f on %lld test images; invariance of the logits "
+           "to the grid-exact elements of %s: max relative change %.3g (%.1fs)\n",
+           m->relax ? "projected" : (projected ? "strict equivariant" : "plain"),
+           res->test_acc, (long long)test->n, projected ? o->group : "c4", equiv, ex_now() - t2);
+    char vbuf[32] = "";
+    if (val->n) { /* the final (projected) model on the held-out training images */
+        double vloss, vacc;
+        if (eqr_trainer_evaluate(tr, val, 0, &vloss, &vacc) != EQR_OK)
+            ex_die_ctx(ctx, "validation");
+        snprintf(vbuf, sizeof vbuf, " val_acc=%.4f", vacc);
+    }
+    printf("result test_acc=%.4f equiv_err=%.3e projected=%d seconds=%.1f%s\n", res->test_acc,
+           equiv, projected, ex_now() - t_start, vbuf);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -581,16 +614,8 @@ int main(int argc, char **argv) {
     options o;
     parse_args(argc, argv, &o);
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
-    eqr_dataset train, test, val = {0};
-    ex_load_fashion_mnist(ctx, o.data, o.val_size ? 0 : o.train_size, o.test_size, 0, 0, &train,
-                          &test);
-    if (o.val_size) split_val(&o, &train, &val);
-    check_data(&o, &train);
-    train.classes = test.classes = val.classes = (int)o.classes;
-    o.train_size = train.n; /* what the checkpoint settings record */
-    rotate_dataset(ctx, &train, o.seed * 2654435761u + 1, o.rotate_cont);
-    rotate_dataset(ctx, &test, TEST_ROT_SEED, o.rotate_cont);
-    if (val.n) rotate_dataset(ctx, &val, VAL_ROT_SEED, o.rotate_cont);
+    eqr_dataset train, test, val;
+    load_data(ctx, &o, &train, &test, &val);
 
     model m;
     model_build(ctx, &m, &o, o.side, (int)o.classes);
@@ -599,35 +624,16 @@ int main(int argc, char **argv) {
     eqr_batcher bt;
     if (!opt || eqr_batcher_init(ctx, &bt, &train, o.batch, 1, o.seed) != EQR_OK)
         ex_die_ctx(ctx, "setting up training");
-    const int64_t total_steps = (train.n + o.batch - 1) / o.batch * o.epochs;
+    const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
     eqr_scheduler *sched = ex_schedules(ctx, opt, o.lr_cosine ? o.lr : -1, m.relax,
-                                        o.relax_kind, o.theta_max, total_steps);
-    /* data-parallel: the ranks must agree on settings, data and the
-     * checkpoint a resume reads, before rank 0's parameters go everywhere */
+                                        o.relax_kind, o.theta_max, steps_per_epoch * o.epochs);
     ex_dist_begin(ctx);
-    {   /* every global batch, the short last one too, needs a sample per rank */
-        const int64_t last = train.n % o.batch;
-        if (nranks > 1 && (o.batch < nranks || (last > 0 && last < nranks)))
-            ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
-                         "fewer than the %d ranks: change --batch or --train-size, or use fewer "
-                         "ranks", (long long)o.batch, (long long)train.n,
-                         (long long)(o.batch < nranks ? o.batch : last), nranks);
-    }
-    const uint64_t sh = settings_hash(&o, test.n);
-    ex_dist_same(&sh, sizeof sh, "the training configuration (command-line flags)", 2);
-    uint64_t dh = data_hash(&test, data_hash(&train, 0));
-    ex_dist_same(&dh, sizeof dh, "the data set (train and test images and labels after rotation)",
-                 1);
-    if (o.resume)
-        ex_dist_same_file(o.checkpoint, "the checkpoint file to resume from (missing or different on "
-                          "some node: it must be the same file on every node, e.g. on a shared "
-                          "file system)", 1);
-    ex_dist_broadcast();
+    dist_agree(&o, &train, &test);
     char title[256];
     snprintf(title, sizeof title, "fmnist_rot: %s, relax %s, %s-rotated, %lld images, seed %llu",
              o.group, m.relax ? o.relax : "off", o.rotate, (long long)train.n,
              (unsigned long long)o.seed);
-    if (rank0) print_header(&o, &m, ctx, train.n, total_steps, title);
+    if (rank0) print_header(&o, &m, ctx, train.n, steps_per_epoch * o.epochs, title);
     eqr_dataset probe = test; /* telemetry's view of the first test images */
     if (probe.n > o.probe_images) probe.n = o.probe_images;
 
@@ -645,42 +651,13 @@ int main(int argc, char **argv) {
                        .resume = o.resume, .config = config_hash(&o), .stop_after = o.stop_after,
                        .metrics_csv = rank0 ? o.metrics : NULL,
                        .steps_csv = rank0 ? o.steps : NULL, .plot_svg = rank0 ? o.plot : NULL,
-                       .steps_svg = rank0 ? o.steps_plot : NULL,
-                       .title = title,
+                       .steps_svg = rank0 ? o.steps_plot : NULL, .title = title,
                        .on_epoch = rank0 ? print_epoch : NULL, .user = &o,
                        .ranks = nranks, .checkpoint_read_only = !rank0};
     eqr_run_result res;
     if (!tr || eqr_trainer_run(tr, &ro, &res) != EQR_OK) ex_die_ctx(ctx, "training");
     /* the result is rank 0's to measure and print */
-    if (rank0 && res.resumed_after > 0)
-        printf("# resumed from %s after epoch %lld (step %lld)\n", o.checkpoint,
-               (long long)res.resumed_after,
-               (long long)(res.resumed_after * ((train.n + o.batch - 1) / o.batch)));
-    if (!rank0) {
-        /* nothing to print */
-    } else if (res.stopped) {
-        printf("# stopped after epoch %lld (--stop-after)\n", (long long)res.epochs_done);
-    } else { /* final invariance over the whole test set (of --test-size) */
-        double t2 = ex_now(), equiv = NAN;
-        if (eqr_invariance_max(ctx, eqr_module_apply, m.net, &m.G, &test,
-                               test.n, EQUIV_BATCH, &equiv) != EQR_OK)
-            ex_die_ctx(ctx, "invariance measurement");
-        int projected = m.order > 1;
-        printf("# final: %s model, test_acc %.4f on %lld test images; invariance of the logits "
-               "to the grid-exact elements of %s: max relative change %.3g (%.1fs)\n",
-               m.relax ? "projected" : (projected ? "strict equivariant" : "plain"),
-               res.test_acc, (long long)test.n, projected ? o.group : "c4", equiv,
-               ex_now() - t2);
-        char vbuf[32] = "";
-        if (val.n) { /* the final (projected) model on the held-out training images */
-            double vloss, vacc;
-            if (eqr_trainer_evaluate(tr, &val, 0, &vloss, &vacc) != EQR_OK)
-                ex_die_ctx(ctx, "validation");
-            snprintf(vbuf, sizeof vbuf, " val_acc=%.4f", vacc);
-        }
-        printf("result test_acc=%.4f equiv_err=%.3e projected=%d seconds=%.1f%s\n", res.test_acc,
-               equiv, projected, ex_now() - t_start, vbuf);
-    }
+    if (rank0) print_result(ctx, &o, &m, tr, &res, &test, &val, steps_per_epoch, t_start);
     fflush(stdout);
     eqr_trainer_destroy(tr);
     eqr_scheduler_destroy(sched);

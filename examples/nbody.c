@@ -62,15 +62,13 @@
 #define EQUIV_SEED 777u
 
 typedef struct options {
-    int64_t layers, hidden, train_size, epochs, threads, batch;
+    int64_t layers, hidden, train_size, epochs, threads, batch, stop_after;
     uint64_t seed;
     float lr, lambda_defect, lambda_norm, theta_max;
     const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
     const char *checkpoint;
-    int64_t stop_after;
-    int resume;
+    int resume, vn, segnn, best;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
-    int vn, segnn, best;
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
 } options;
@@ -87,7 +85,7 @@ typedef struct options {
  * (W_r "<layer>.rel.wr"), the SEGNN by its relaxed self ("segnn.layer<k>.
  * relax<j>.wr"). */
 typedef struct model {
-    int vn, segnn, hidden;
+    int vn, segnn;
     eqr_module *net;
     eqr_relax *relax; /* NULL when strict */
 } model;
@@ -150,26 +148,20 @@ static void parse_args(int argc, char **argv, options *o) {
         {0}};
     memcpy(FLAGS, flags, sizeof flags);
     ex_parse_args("nbody", FLAGS, argc, argv);
-    if (!strcmp(o->model, "egnn")) o->vn = 0;
-    else if (!strcmp(o->model, "vn")) o->vn = 1;
-    else if (!strcmp(o->model, "segnn")) o->segnn = 1;
-    else ex_usage_error(FLAGS, "bad value '%s' for --model: expected egnn, vn or segnn", o->model);
+    const int mk = ex_choice(FLAGS, "--model", o->model,
+                             (const char *const[]){"egnn", "vn", "segnn", NULL});
+    o->vn = mk == 1;
+    o->segnn = mk == 2;
     if (o->irreps && !o->segnn) ex_usage_error(FLAGS, "--irreps is for --model segnn only");
     if (o->segnn && !o->irreps && o->hidden % 2)
         ex_usage_error(FLAGS, "--hidden %lld: segnn needs an even width (or --irreps)",
                        (long long)o->hidden);
-    if (!strcmp(o->select, "best")) o->best = 1;
-    else if (strcmp(o->select, "last"))
-        ex_usage_error(FLAGS, "bad value '%s' for --select: expected last or best", o->select);
+    o->best = ex_choice(FLAGS, "--select", o->select, (const char *const[]){"last", "best", NULL});
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
     o->proj = ex_projection(FLAGS, o->projection);
     o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
 
-    if (o->resume && !o->checkpoint) ex_usage_error(FLAGS, "--resume needs --checkpoint FILE");
-    if (o->stop_after > o->epochs)
-        ex_usage_error(FLAGS, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
-                       (long long)o->stop_after, (long long)o->epochs);
-    ex_check_output(FLAGS, "--checkpoint", o->checkpoint);
+    ex_check_checkpoint_flags(FLAGS, o->checkpoint, o->resume, o->stop_after, o->epochs);
     ex_check_output(FLAGS, "--metrics", o->metrics);
     ex_check_output(FLAGS, "--plot", o->plot);
 }
@@ -182,25 +174,21 @@ static uint64_t config_hash(const options *o) {
              (long long)o->train_size, (long long)o->epochs, (long long)o->batch,
              (unsigned long long)o->seed, o->lr, o->lambda_defect, o->lambda_norm, o->theta_max,
              o->relax_kind, (int)o->proj, (int)o->pgrad, o->best);
-    uint64_t h = 1469598103934665603u;
-    for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
-    return h;
+    return ex_fnv1a(s);
 }
 
 /* ---- batches ---- */
 
-static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx, int64_t nb,
-                       batch *b) {
-    int64_t s1[3] = {nb, P, 1}, s3[3] = {nb, P, 3}, se[4] = {nb, P, P, 1};
-    b->hn = eqr_tensor_zeros(ctx, 3, s1);
-    b->q = eqr_tensor_zeros(ctx, 3, s1);
-    b->x = eqr_tensor_zeros(ctx, 3, s3);
-    b->v = eqr_tensor_zeros(ctx, 3, s3);
-    b->y = eqr_tensor_zeros(ctx, 3, s3);
-    b->e = eqr_tensor_zeros(ctx, 4, se);
-    if (!b->hn || !b->q || !b->x || !b->v || !b->y || !b->e) ex_die_ctx(ctx, "batch");
+/* Samples idx[0 .. nb) of s (idx NULL: first, first + 1, ...) as tensors. */
+static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx, int64_t first,
+                       int64_t nb, batch *b) {
+    const int64_t s1[3] = {nb, P, 1}, s3[3] = {nb, P, 3}, se[4] = {nb, P, P, 1};
+    eqr_tensor **t[6] = {&b->hn, &b->q, &b->x, &b->v, &b->y, &b->e};
+    const int64_t *shape[6] = {s1, s1, s3, s3, s3, se};
+    for (int j = 0; j < 6; j++)
+        if (!(*t[j] = eqr_tensor_zeros(ctx, j < 5 ? 3 : 4, shape[j]))) ex_die_ctx(ctx, "batch");
     for (int64_t k = 0; k < nb; k++) {
-        int64_t i = idx ? idx[k] : k;
+        int64_t i = idx ? idx[k] : first + k;
         memcpy(b->x->data + k * P * 3, s->x + i * P * 3, P * 3 * sizeof(float));
         memcpy(b->v->data + k * P * 3, s->v + i * P * 3, P * 3 * sizeof(float));
         memcpy(b->y->data + k * P * 3, s->y + i * P * 3, P * 3 * sizeof(float));
@@ -219,9 +207,7 @@ static void make_batch(eqr_ctx *ctx, const eqr_nbody_set *s, const int64_t *idx,
 /* The EGNN model's node embedding, a module of its own: |v_i| [B, n, 1] ->
  * [B, n, H] through "embed.weight" [H, 1] and "embed.bias" [H], both
  * U(-1, 1). */
-typedef struct embed {
-    eqr_tensor *w, *b;
-} embed;
+typedef struct embed { eqr_tensor *w, *b; } embed;
 
 static eqr_tensor *embed_forward(eqr_ctx *ctx, eqr_module *mod, eqr_tensor *hn) {
     const embed *e = eqr_module_impl(mod);
@@ -281,8 +267,7 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
     memset(m, 0, sizeof *m);
     m->vn = o->vn;
     m->segnn = o->segnn;
-    m->hidden = (int)o->hidden;
-    const int H = m->hidden, L = (int)o->layers;
+    const int H = (int)o->hidden, L = (int)o->layers;
     char nm[64];
     if (o->relax_kind >= 0) {
         eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_ZERO,
@@ -368,32 +353,11 @@ static eqr_tensor *model_forward(eqr_ctx *ctx, model *m, const batch *b, eqr_ten
 
 /* ---- evaluation ---- */
 
-static double eval_mse(eqr_ctx *ctx, model *m, const eqr_nbody_set *s) {
-    int ge = eqr_set_grad_enabled(ctx, 0);
-    double se = 0;
-    for (int64_t i = 0; i < s->n; i += EVAL_BATCH) {
-        int64_t nb = s->n - i < EVAL_BATCH ? s->n - i : EVAL_BATCH;
-        int64_t *idx = malloc((size_t)nb * sizeof(int64_t));
-        if (!idx) ex_die("out of memory");
-        for (int64_t k = 0; k < nb; k++) idx[k] = i + k;
-        batch b;
-        make_batch(ctx, s, idx, nb, &b);
-        free(idx);
-        eqr_tensor *pred = model_forward(ctx, m, &b, b.x, b.v);
-        if (!pred) ex_die_ctx(ctx, "evaluation");
-        for (int64_t k = 0; k < pred->numel; k++) {
-            double d = (double)pred->data[k] - b.y->data[k];
-            se += d * d;
-        }
-        eqr_step_reset(ctx);
-    }
-    eqr_set_grad_enabled(ctx, ge);
-    return se / (double)(s->n * P * 3);
-}
-
-/* sqrt(sum ||f(g.x) - g.f(x)||^2 / sum ||f(x)||^2) over the first n samples
- * of s, g = (R, t) random per batch of EVAL_BATCH from a fixed seed. */
-static double eval_equiv(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t n) {
+/* Over the first n samples of s in batches of EVAL_BATCH, gradients off:
+ * equiv 0, the MSE of the predictions; equiv 1, sqrt(sum ||f(g.x) -
+ * g.f(x)||^2 / sum ||f(x)||^2) with g = (R, t) random per batch from a
+ * fixed seed (velocities rotated only). */
+static double evaluate(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t n, int equiv) {
     int ge = eqr_set_grad_enabled(ctx, 0);
     eqr_rng rng;
     eqr_rng_seed(&rng, EQUIV_SEED);
@@ -401,75 +365,54 @@ static double eval_equiv(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t
     if (n > s->n) n = s->n;
     for (int64_t i = 0; i < n; i += EVAL_BATCH) {
         int64_t nb = n - i < EVAL_BATCH ? n - i : EVAL_BATCH;
-        int64_t *idx = malloc((size_t)nb * sizeof(int64_t));
-        if (!idx) ex_die("out of memory");
-        for (int64_t k = 0; k < nb; k++) idx[k] = i + k;
         batch b;
-        make_batch(ctx, s, idx, nb, &b);
-        free(idx);
+        make_batch(ctx, s, NULL, i, nb, &b);
         float R[9], t[3];
-        eqr_so3_random(&rng, R, NULL);
-        for (int c = 0; c < 3; c++) t[c] = eqr_rng_normal(&rng);
-        eqr_tensor *p0 = model_forward(ctx, m, &b, b.x, b.v);
-        eqr_tensor *gx = eqr_e3_transform(ctx, R, t, b.x, 2), *gv = eqr_so3_rotate(ctx, R, b.v, 2);
-        eqr_tensor *p1 = p0 && gx && gv ? model_forward(ctx, m, &b, gx, gv) : NULL;
-        eqr_tensor *gp0 = eqr_e3_transform(ctx, R, t, p0, 2);
-        if (!p1 || !gp0) ex_die_ctx(ctx, "equivariance measurement");
+        if (equiv) eqr_so3_random(&rng, R, NULL);
+        for (int c = 0; equiv && c < 3; c++) t[c] = eqr_rng_normal(&rng);
+        /* p1 against ref: f(g.x) against g.f(x), or f(x) against the targets */
+        eqr_tensor *p0 = model_forward(ctx, m, &b, b.x, b.v), *p1 = p0, *ref = b.y;
+        if (equiv) {
+            eqr_tensor *gx = eqr_e3_transform(ctx, R, t, b.x, 2);
+            eqr_tensor *gv = eqr_so3_rotate(ctx, R, b.v, 2);
+            p1 = p0 && gx && gv ? model_forward(ctx, m, &b, gx, gv) : NULL;
+            ref = eqr_e3_transform(ctx, R, t, p0, 2);
+        }
+        if (!p1 || !ref) ex_die_ctx(ctx, equiv ? "equivariance measurement" : "evaluation");
         for (int64_t k = 0; k < p0->numel; k++) {
-            double d = (double)p1->data[k] - gp0->data[k];
+            double d = (double)p1->data[k] - ref->data[k];
             num += d * d;
             den += (double)p0->data[k] * p0->data[k];
         }
         eqr_step_reset(ctx);
     }
     eqr_set_grad_enabled(ctx, ge);
+    if (!equiv) return num / (double)(n * P * 3);
     return den > 0 ? sqrt(num / den) : 0.0;
-}
-
-/* Validation MSE of the model projected by dropping W_r: theta 0 for the
- * evaluation, then restored. */
-static double eval_mse_dropped(eqr_ctx *ctx, model *m, const eqr_nbody_set *s) {
-    if (!m->relax) return eval_mse(ctx, m, s);
-    const float theta = eqr_relax_theta(m->relax)->data[0];
-    eqr_relax_set_theta(m->relax, 0.0f);
-    const double v = eval_mse(ctx, m, s);
-    eqr_relax_set_theta(m->relax, theta);
-    return v;
 }
 
 /* Sum over relaxed layers of the Lie-derivative defect (weight form) and
  * the mean recorded ||W_r x||. */
 static void relax_stats(eqr_ctx *ctx, model *m, double *defect, double *act) {
     *defect = *act = 0;
-    if (!m->relax) return;
-    int nl = eqr_relax_num_layers(m->relax), na = 0;
-    for (int i = 0; i < nl; i++) {
+    int na = 0; /* layers with a recorded norm */
+    for (int i = 0; m->relax && i < eqr_relax_num_layers(m->relax); i++) {
         eqr_rlayer_stats st;
         if (eqr_rlayer_get_stats(ctx, eqr_relax_layer(m->relax, i), &st))
             ex_die_ctx(ctx, "relaxation statistics");
         *defect += st.defect;
-        if (st.act_norm >= 0) {
-            *act += st.act_norm;
-            na++;
-        }
+        if (st.act_norm >= 0) *act += st.act_norm, na++;
     }
     if (na) *act /= na;
 }
 
 /* ---- metrics and plot ---- */
 
-/* One epoch's record: NREC values, kept in the buffer "nbody.history" so
- * that checkpoints carry them. */
+/* One epoch's record: NREC values, kept (as floats) in the buffer
+ * "nbody.history" too so that checkpoints carry them; a resumed run's
+ * records of the epochs before are those floats. */
 enum { R_LOSS, R_VAL, R_THETA, R_PEN, R_DEFECT, R_ACT, R_EQUIV, R_SECS, NREC };
-typedef struct epoch_rec {
-    double train_loss, val_mse, theta, penalty, defect, act_norm, equiv, secs;
-} epoch_rec;
-
-static epoch_rec rec_at(const eqr_tensor *hist, int64_t e) {
-    const float *h = hist->data + e * NREC;
-    return (epoch_rec){h[R_LOSS], h[R_VAL], h[R_THETA], h[R_PEN], h[R_DEFECT], h[R_ACT],
-                       h[R_EQUIV], h[R_SECS]};
-}
+typedef double epoch_rec[NREC];
 
 /* The epoch records as a metrics table (train.h), written as CSV and as a
  * chart (log MSE against the constant-velocity baseline, theta),
@@ -481,8 +424,8 @@ static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const 
                                        "seconds"};
     eqr_metrics *m = eqr_metrics_create(ctx, 10, cols);
     for (int64_t e = 0; m && e < n; e++) {
-        double v[10] = {(double)(e + 1), r[e].train_loss, r[e].val_mse, base_cv, r[e].theta,
-                        r[e].penalty, r[e].defect, r[e].act_norm, r[e].equiv, r[e].secs};
+        double v[10] = {(double)(e + 1), r[e][R_LOSS], r[e][R_VAL], base_cv};
+        memcpy(v + 4, r[e] + R_THETA, (NREC - R_THETA) * sizeof(double)); /* theta .. secs */
         eqr_metrics_add_row(ctx, m, v);
     }
     const eqr_plot_panel p[2] = {
@@ -495,15 +438,99 @@ static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const 
     if (eqr_status_get(ctx) != EQR_OK) ex_die_ctx(ctx, "writing the metrics");
 }
 
+/* ---- training ---- */
+
+/* One epoch: the training set shuffled from the run's stream, then per global
+ * batch this rank's share, the MSE and the trainer's step (penalty, backward,
+ * gradients averaged over ranks, Adam, theta schedule). r gets the train loss
+ * (over the global batches), the mean penalty and the mean theta. */
+static void train_epoch(eqr_ctx *ctx, model *m, eqr_trainer *tr, const eqr_nbody_set *train,
+                        int64_t batch_size, eqr_rng *shuf, int64_t *order, double *r) {
+    const int64_t n = train->n, steps = (n + batch_size - 1) / batch_size;
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)eqr_rng_below(shuf, (uint64_t)(i + 1)), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    double loss_sum = 0, pen_sum = 0, theta_sum = 0;
+    for (int64_t s = 0; s < steps; s++) {
+        int64_t lo = s * batch_size, nb = n - lo < batch_size ? n - lo : batch_size;
+        int64_t sl, sn; /* this rank's share of the global batch (all with one) */
+        ex_dist_share(nb, &sl, &sn);
+        if (m->relax) theta_sum += eqr_relax_theta(m->relax)->data[0];
+        batch b;
+        make_batch(ctx, train, order + lo + sl, 0, sn, &b);
+        eqr_tensor *loss = eqr_mse(ctx, model_forward(ctx, m, &b, b.x, b.v), b.y);
+        const double lv = loss ? loss->data[0] : NAN; /* the step releases loss */
+        double pen;
+        if (eqr_trainer_step(tr, loss, sn, &pen) != EQR_OK) ex_die_ctx(ctx, "training step");
+        if (!isfinite(lv)) ex_die("training diverged (loss %g)", lv);
+        loss_sum += lv * (double)sn;
+        pen_sum += pen * (double)nb; /* the penalty is the global batch's */
+    }
+    ex_dist_sum(&loss_sum, 1); /* over the global batches */
+    r[R_LOSS] = loss_sum / (double)n;
+    r[R_PEN] = pen_sum / (double)n;
+    r[R_THETA] = m->relax ? theta_sum / (double)steps : 0.0;
+}
+
+/* The run's place as the checkpoint's counters: config hash, epochs done, the
+ * shuffling stream, the best epoch and its validation MSE (bits); on more than
+ * one rank also their number (C_RANKS; a single-process checkpoint has none). */
+enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT, C_RANKS = NCOUNT };
+typedef struct run_pos {
+    int64_t epoch, best_epoch; /* epochs done; the best one so far (--select best) */
+    double best_val;           /* its validation MSE at theta 0 */
+    eqr_rng shuf;              /* the shuffling stream */
+} run_pos;
+
+static void save_run(eqr_ctx *ctx, const options *o, eqr_optim *opt, const run_pos *p) {
+    uint64_t cnt[NCOUNT + 1] = {[C_CONFIG] = config_hash(o), [C_EPOCH] = (uint64_t)p->epoch,
+                                [C_BEST] = (uint64_t)p->best_epoch,
+                                [C_RANKS] = (uint64_t)ex_nranks()};
+    memcpy(cnt + C_SHUF, p->shuf.s, sizeof p->shuf.s);
+    memcpy(cnt + C_BESTVAL, &p->best_val, sizeof p->best_val);
+    if (eqr_checkpoint_save(ctx, o->checkpoint, opt, cnt, ex_nranks() > 1 ? NCOUNT + 1 : NCOUNT))
+        ex_die_ctx(ctx, "saving the checkpoint");
+    ex_dist_note_checkpoint(o->checkpoint, p->epoch);
+}
+
+/* --resume with an existing checkpoint: the store, Adam and *p from it
+ * (refused if written by another number of processes or other settings);
+ * returns 1. Otherwise 0. */
+static int resume_run(eqr_ctx *ctx, const options *o, eqr_optim *opt, run_pos *p) {
+    if (!o->resume || access(o->checkpoint, F_OK) != 0) return 0;
+    const int nranks = ex_nranks();
+    uint64_t cnt[NCOUNT + 1];
+    int nc = 0;
+    if (eqr_checkpoint_counters(ctx, o->checkpoint, cnt, NCOUNT + 1, &nc))
+        ex_die_ctx(ctx, "resuming");
+    const uint64_t file_ranks = nc == NCOUNT + 1 ? cnt[C_RANKS] : 1;
+    if (file_ranks != (uint64_t)nranks)
+        ex_die("%s was written by a run on %llu process%s, this run has %d: resume it on "
+               "%llu (a resume on another number of processes is refused)", o->checkpoint,
+               (unsigned long long)file_ranks, file_ranks == 1 ? "" : "es", nranks,
+               (unsigned long long)file_ranks);
+    if (eqr_checkpoint_load(ctx, o->checkpoint, opt, cnt, nc))
+        ex_die_ctx(ctx, "resuming (a checkpoint of this program with the same model?)");
+    if (cnt[C_CONFIG] != config_hash(o))
+        ex_die("%s was written with other settings; give the same flags to resume",
+               o->checkpoint);
+    p->epoch = (int64_t)cnt[C_EPOCH];
+    memcpy(p->shuf.s, cnt + C_SHUF, sizeof p->shuf.s);
+    p->best_epoch = (int64_t)cnt[C_BEST];
+    memcpy(&p->best_val, cnt + C_BESTVAL, sizeof p->best_val);
+    return 1;
+}
+
 /* ---- main ---- */
 
 /* Data-parallel runs: the ranks' data must agree. */
 static uint64_t set_hash(const eqr_nbody_set *s, uint64_t h) {
     const size_t n3 = (size_t)s->n * (size_t)s->p * 3 * sizeof(float);
-    h = ex_hash(h, &s->n, sizeof s->n);
-    h = ex_hash(h, s->x, n3);
-    h = ex_hash(h, s->v, n3);
-    h = ex_hash(h, s->y, n3);
+    h = ex_hash(ex_hash(h, &s->n, sizeof s->n), s->x, n3);
+    h = ex_hash(ex_hash(h, s->v, n3), s->y, n3);
     return ex_hash(h, s->q, (size_t)s->n * (size_t)s->p * sizeof(float));
 }
 
@@ -517,16 +544,13 @@ int main(int argc, char **argv) {
     double t_start = ex_now();
     eqr_ctx *ctx = ex_ctx_create(o.seed, o.threads);
 
-    eqr_nbody_set train, val, test;
-    if (eqr_nbody_load_split(ctx, EQR_NBODY_TRAIN, o.train_size, &train) ||
-        eqr_nbody_load_split(ctx, EQR_NBODY_VAL, 0, &val) ||
-        eqr_nbody_load_split(ctx, EQR_NBODY_TEST, 0, &test))
-        ex_die_ctx(ctx, "generating the data");
-    eqr_nbody_baselines btr, bva, bte;
-    if (eqr_nbody_compute_baselines(ctx, &train, &btr) ||
-        eqr_nbody_compute_baselines(ctx, &val, &bva) ||
-        eqr_nbody_compute_baselines(ctx, &test, &bte))
-        ex_die_ctx(ctx, "baselines");
+    eqr_nbody_set train, val, test, *sets[3] = {&train, &val, &test};
+    eqr_nbody_baselines btr, bva, bte, *bases[3] = {&btr, &bva, &bte};
+    for (int i = 0; i < 3; i++) /* the train, val and test splits */
+        if (eqr_nbody_load_split(ctx, (eqr_nbody_split)i, i ? 0 : o.train_size, sets[i]))
+            ex_die_ctx(ctx, "generating the data");
+    for (int i = 0; i < 3; i++)
+        if (eqr_nbody_compute_baselines(ctx, sets[i], bases[i])) ex_die_ctx(ctx, "baselines");
     printf("# N-body (5 charged particles, frame 30 -> 40): train %lld, val %lld, test %lld "
            "(generated in %.1fs)\n",
            (long long)train.n, (long long)val.n, (long long)test.n, ex_now() - t_start);
@@ -548,39 +572,22 @@ int main(int argc, char **argv) {
     if (!hist || (o.best && !best)) ex_die_ctx(ctx, "run state");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
-    const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
-    const int64_t total_steps = steps_per_epoch * o.epochs;
+    const int64_t total_steps = (train.n + o.batch - 1) / o.batch * o.epochs;
     /* data-parallel: same settings and data on every rank, rank 0's
-     * parameters everywhere, the norm penalty of the global batch */
+     * parameters everywhere (then the trainer's hooks: gradients averaged,
+     * the norm penalty of the global batch) */
     ex_dist_begin(ctx);
-    {   /* every global batch, the short last one too, needs a sample per rank */
-        const int64_t last = train.n % o.batch;
-        if (nranks > 1 && (o.batch < nranks || (last > 0 && last < nranks)))
-            ex_bad_usage("--batch %lld on %lld training samples leaves a global batch of %lld, "
-                         "fewer than the %d ranks: change --batch or --train-size, or use fewer "
-                         "ranks", (long long)o.batch, (long long)train.n,
-                         (long long)(o.batch < nranks ? o.batch : last), nranks);
-    }
-    {
-        char ds[64];
-        snprintf(ds, sizeof ds, "%016llx|%lld|%d|%d", (unsigned long long)config_hash(&o),
-                 (long long)o.stop_after, o.resume, o.checkpoint != NULL);
-        const uint64_t sh = ex_hash(0, ds, strlen(ds));
-        ex_dist_same(&sh, sizeof sh, "the training configuration (command-line flags)", 2);
-        const uint64_t dh = set_hash(&test, set_hash(&val, set_hash(&train, 0)));
-        ex_dist_same(&dh, sizeof dh, "the data set (train, val and test systems)", 1);
-        if (o.resume)
-            ex_dist_same_file(o.checkpoint, "the checkpoint file to resume from (missing or "
-                              "different on some node: it must be the same file on every node)",
-                              1);
-        ex_dist_broadcast();
-        ex_dist_relax(m.relax);
-    }
-    eqr_scheduler *sch = NULL;
-    if (m.relax) sch = ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max, total_steps);
+    ex_dist_check_batches(o.batch, train.n);
+    char ds[64]; /* the settings every rank must share */
+    snprintf(ds, sizeof ds, "%016llx|%lld|%d|%d", (unsigned long long)config_hash(&o),
+             (long long)o.stop_after, o.resume, o.checkpoint != NULL);
+    ex_dist_agree(ex_hash(0, ds, strlen(ds)), set_hash(&test, set_hash(&val, set_hash(&train, 0))),
+                  "the data set (train, val and test systems)", o.resume ? o.checkpoint : NULL);
+    eqr_scheduler *sch = m.relax ? ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max,
+                                                total_steps) : NULL;
     printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
-           o.model, (long long)o.layers, (long long)o.hidden,
-           m.relax ? "relaxed" : "strict", (long long)nmodel);
+           o.model, (long long)o.layers, (long long)o.hidden, m.relax ? "relaxed" : "strict",
+           (long long)nmodel);
     if (m.relax)
         printf("# relax: schedule %s per step over %lld steps, theta_max %g, lambda_defect %g, "
                "lambda_norm %g, penalty grad %s, projection %s\n",
@@ -593,139 +600,77 @@ int main(int argc, char **argv) {
         printf("# data-parallel on %d ranks: global batch %lld, gradients averaged over ranks "
                "every step\n", nranks, (long long)o.batch);
     fflush(stdout);
+    /* the step is the library's: the trainer owns Adam, the schedule, the
+     * relaxation and the data-parallel hooks */
+    eqr_trainer_opts to = {.module = m.net, .opt = opt, .sched = sch, .relax = m.relax,
+                           .epochs = o.epochs};
+    ex_dist_trainer(&to, m.relax);
+    eqr_trainer *tr = eqr_trainer_create(ctx, &to);
+    if (!tr) ex_die_ctx(ctx, "creating the trainer");
 
     epoch_rec *rec = calloc((size_t)o.epochs, sizeof *rec);
     int64_t *order = malloc((size_t)train.n * sizeof(int64_t));
     if (!rec || !order) ex_die("out of memory");
-    eqr_rng shuf;
-    eqr_rng_seed(&shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
+    run_pos pos = {.best_val = INFINITY};
+    eqr_rng_seed(&pos.shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
     const int64_t equiv_n = val.n < 500 ? val.n : 500;
-    double best_val = INFINITY;
-    int64_t best_epoch = 0, first = 0;
-    int stopped = 0;
-    /* counters: config hash, epochs done, the shuffling stream, best epoch
-     * and its validation MSE (bits); on more than one rank also their
-     * number (C_RANKS; a single-process checkpoint has none) */
-    enum { C_CONFIG, C_EPOCH, C_SHUF, C_BEST = C_SHUF + 4, C_BESTVAL, NCOUNT, C_RANKS = NCOUNT };
-    uint64_t cnt[NCOUNT + 1];
-    const int ncount = nranks > 1 ? NCOUNT + 1 : NCOUNT;
-    if (o.resume && access(o.checkpoint, F_OK) == 0) {
-        int nc = 0;
-        if (eqr_checkpoint_counters(ctx, o.checkpoint, cnt, NCOUNT + 1, &nc))
-            ex_die_ctx(ctx, "resuming");
-        const uint64_t file_ranks = nc == NCOUNT + 1 ? cnt[C_RANKS] : 1;
-        if (file_ranks != (uint64_t)nranks)
-            ex_die("%s was written by a run on %llu process%s, this run has %d: resume it on "
-                   "%llu (a resume on another number of processes is refused)", o.checkpoint,
-                   (unsigned long long)file_ranks, file_ranks == 1 ? "" : "es", nranks,
-                   (unsigned long long)file_ranks);
-        if (eqr_checkpoint_load(ctx, o.checkpoint, opt, cnt, nc))
-            ex_die_ctx(ctx, "resuming (a checkpoint of this program with the same model?)");
-        if (cnt[C_CONFIG] != config_hash(&o))
-            ex_die("%s was written with other settings; give the same flags to resume",
-                   o.checkpoint);
-        first = (int64_t)cnt[C_EPOCH];
-        memcpy(shuf.s, cnt + C_SHUF, sizeof shuf.s);
-        best_epoch = (int64_t)cnt[C_BEST];
-        memcpy(&best_val, cnt + C_BESTVAL, sizeof best_val);
-        for (int64_t e = 0; e < first; e++) rec[e] = rec_at(hist, e);
+    if (resume_run(ctx, &o, opt, &pos)) {
+        for (int64_t e = 0; e < pos.epoch; e++)
+            for (int k = 0; k < NREC; k++) rec[e][k] = hist->data[e * NREC + k];
         if (sch && eqr_scheduler_sync(sch)) ex_die_ctx(ctx, "theta schedule");
-        printf("# resumed from %s after epoch %lld\n", o.checkpoint, (long long)first);
+        printf("# resumed from %s after epoch %lld\n", o.checkpoint, (long long)pos.epoch);
     }
-    for (int64_t e = first; e < o.epochs; e++) {
-        double t0 = ex_now(), loss_sum = 0, pen_sum = 0;
-        for (int64_t i = 0; i < train.n; i++) order[i] = i;
-        for (int64_t i = train.n - 1; i > 0; i--) {
-            int64_t j = (int64_t)eqr_rng_below(&shuf, (uint64_t)(i + 1)), t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
-        double theta_sum = 0;
-        for (int64_t s = 0; s < steps_per_epoch; s++) {
-            int64_t lo = s * o.batch, nb = train.n - lo < o.batch ? train.n - lo : o.batch;
-            int64_t sl, sn; /* this rank's share of the global batch (all with one) */
-            ex_dist_share(nb, &sl, &sn);
-            if (m.relax) theta_sum += eqr_relax_theta(m.relax)->data[0];
-            batch b;
-            make_batch(ctx, &train, order + lo + sl, sn, &b);
-            eqr_tensor *pred = model_forward(ctx, &m, &b, b.x, b.v);
-            eqr_tensor *loss = eqr_mse(ctx, pred, b.y), *total = loss;
-            if (m.relax) {
-                eqr_tensor *pen = eqr_relax_penalty(ctx, m.relax);
-                total = eqr_add(ctx, loss, pen);
-                if (pen) pen_sum += pen->data[0] * (double)nb;
-            }
-            eqr_zero_grad(ctx);
-            if (!total || eqr_backward(ctx, total)) ex_die_ctx(ctx, "training step");
-            ex_dist_allreduce(); /* the global batch's gradient on every rank */
-            if (eqr_optim_step(opt)) ex_die_ctx(ctx, "training step");
-            if (sch && eqr_scheduler_step(sch)) ex_die_ctx(ctx, "theta schedule");
-            if (!isfinite(loss->data[0])) ex_die("training diverged (loss %g)", loss->data[0]);
-            loss_sum += loss->data[0] * (double)sn;
-            eqr_step_reset(ctx);
-        }
-        ex_dist_sum(&loss_sum, 1); /* over the global batches */
-        epoch_rec *r = &rec[e];
-        r->train_loss = loss_sum / (double)train.n;
-        r->penalty = pen_sum / (double)train.n;
-        r->theta = m.relax ? theta_sum / (double)steps_per_epoch : 0.0;
-        r->val_mse = eval_mse(ctx, &m, &val);
-        relax_stats(ctx, &m, &r->defect, &r->act_norm);
-        r->equiv = eval_equiv(ctx, &m, &val, equiv_n);
+    for (int64_t e = pos.epoch; e < o.epochs; e++) {
+        double t0 = ex_now(), *r = rec[e];
+        train_epoch(ctx, &m, tr, &train, o.batch, &pos.shuf, order, r);
+        r[R_VAL] = evaluate(ctx, &m, &val, val.n, 0);
+        relax_stats(ctx, &m, &r[R_DEFECT], &r[R_ACT]);
+        r[R_EQUIV] = evaluate(ctx, &m, &val, equiv_n, 1);
         if (o.best) {
-            const double vs = m.relax ? eval_mse_dropped(ctx, &m, &val) : r->val_mse;
-            if (vs < best_val) {
-                best_val = vs;
-                best_epoch = e + 1;
+            double vs = r[R_VAL];
+            if (m.relax) { /* projected by dropping W_r: theta 0 for the evaluation */
+                const float theta = eqr_relax_theta(m.relax)->data[0];
+                eqr_relax_set_theta(m.relax, 0.0f);
+                vs = evaluate(ctx, &m, &val, val.n, 0);
+                eqr_relax_set_theta(m.relax, theta);
+            }
+            if (vs < pos.best_val) {
+                pos.best_val = vs;
+                pos.best_epoch = e + 1;
                 memcpy(best->data, eqr_param_data_block(ctx), sizeof(float) * (size_t)nmodel);
             }
             if (m.relax) printf("# epoch %lld val_mse at theta 0: %.5f\n", (long long)(e + 1), vs);
         }
-        r->secs = ex_now() - t0;
+        r[R_SECS] = ex_now() - t0;
         printf("epoch %lld/%lld  train_loss %.5f  val_mse %.5f  theta %.4f  penalty %.4g  "
                "defect %.4g  act_norm %.4g  equiv_err %.3g  %.1fs\n",
-               (long long)(e + 1), (long long)o.epochs, r->train_loss, r->val_mse, r->theta,
-               r->penalty, r->defect, r->act_norm, r->equiv, r->secs);
+               (long long)(e + 1), (long long)o.epochs, r[R_LOSS], r[R_VAL], r[R_THETA],
+               r[R_PEN], r[R_DEFECT], r[R_ACT], r[R_EQUIV], r[R_SECS]);
         fflush(stdout);
-        const double rv[NREC] = {r->train_loss, r->val_mse, r->theta, r->penalty, r->defect,
-                                 r->act_norm, r->equiv, r->secs};
-        for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)rv[k];
-        if (o.checkpoint && rank0) {
-            cnt[C_CONFIG] = config_hash(&o);
-            cnt[C_RANKS] = (uint64_t)nranks;
-            cnt[C_EPOCH] = (uint64_t)(e + 1);
-            memcpy(cnt + C_SHUF, shuf.s, sizeof shuf.s);
-            cnt[C_BEST] = (uint64_t)best_epoch;
-            memcpy(cnt + C_BESTVAL, &best_val, sizeof best_val);
-            if (eqr_checkpoint_save(ctx, o.checkpoint, opt, cnt, ncount))
-                ex_die_ctx(ctx, "saving the checkpoint");
-            ex_dist_note("the last checkpoint, %s after epoch %lld, is intact: rerun with "
-                         "--resume to continue", o.checkpoint, (long long)(e + 1));
-        }
+        for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)r[k];
+        pos.epoch = e + 1;
+        if (o.checkpoint && rank0) save_run(ctx, &o, opt, &pos);
         if (o.stop_after == e + 1) {
             printf("# stopped after epoch %lld (--stop-after): resume with --resume\n",
                    (long long)(e + 1));
-            stopped = 1;
-            break;
+            goto done;
         }
     }
-    if (stopped) goto done;
 
     if (o.best) {
         memcpy(eqr_param_data_block(ctx), best->data, sizeof(float) * (size_t)nmodel);
-        printf("# selected epoch %lld (best val_mse at theta 0: %.5f)\n", (long long)best_epoch,
-               best_val);
+        printf("# selected epoch %lld (best val_mse at theta 0: %.5f)\n",
+               (long long)pos.best_epoch, pos.best_val);
     }
-    int projected = 0;
+    const int projected = m.relax != NULL;
     if (m.relax) {
-        double before = eval_mse(ctx, &m, &test);
+        double before = evaluate(ctx, &m, &test, test.n, 0);
         printf("# before projection: theta %g, test_mse %.5f\n",
                eqr_relax_theta(m.relax)->data[0], before);
         if (eqr_relax_project(ctx, m.relax, o.proj)) ex_die_ctx(ctx, "projection");
-        projected = 1;
     }
-    double test_mse = eval_mse(ctx, &m, &test);
-    double equiv = eval_equiv(ctx, &m, &test, test.n);
+    double test_mse = evaluate(ctx, &m, &test, test.n, 0);
+    double equiv = evaluate(ctx, &m, &test, test.n, 1);
     printf("# test_mse %.5f (baselines: no motion %.4f, constant velocity %.4f)%s\n", test_mse,
            bte.no_motion, bte.const_velocity, projected ? " after projection" : "");
     if (rank0 && (o.metrics || o.plot)) {
@@ -741,6 +686,7 @@ int main(int argc, char **argv) {
 done:
     free(rec);
     free(order);
+    eqr_trainer_destroy(tr);
     eqr_scheduler_destroy(sch);
     eqr_optim_destroy(opt);
     model_free(&m);

@@ -54,11 +54,7 @@ static void parse_args(int argc, char **argv, options *o) {
                     "stop once epoch N is done (resume later with --resume)"),
         {0}};
     ex_parse_args("train_fmnist_cnn", flags, argc, argv);
-    if (o->resume && !o->checkpoint) ex_usage_error(flags, "--resume needs --checkpoint PATH");
-    if (o->stop_after > o->epochs)
-        ex_usage_error(flags, "--stop-after %lld is beyond the last epoch (--epochs %lld)",
-                       (long long)o->stop_after, (long long)o->epochs);
-    ex_check_output(flags, "--checkpoint", o->checkpoint);
+    ex_check_checkpoint_flags(flags, o->checkpoint, o->resume, o->stop_after, o->epochs);
 }
 
 /* ---- model ---- */
