@@ -47,12 +47,12 @@ static int run(const shape *s, int threads, int reps, double fwd_ms[2], double b
     if (!ctx) return 1;
     int64_t xs[4] = {s->N, s->C, s->H, s->W}, ws[4] = {s->O, s->C, s->k, s->k}, bs[1] = {s->O};
     /* x is a parameter so that backward computes dX, as for a hidden layer */
-    eqr_tensor *x = eqr_param_new(ctx, "x", 4, xs, 0);
-    eqr_tensor *w = eqr_param_new(ctx, "w", 4, ws, 0);
-    eqr_tensor *b = eqr_param_new(ctx, "b", 1, bs, 0);
+    eqr_tensor *x = eqr_param_create(ctx, "x", 4, xs, 0);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 4, ws, 0);
+    eqr_tensor *b = eqr_param_create(ctx, "b", 1, bs, 0);
     if (!x || !w || !b) goto fail;
     eqr_tensor_normal(x, eqr_ctx_rng(ctx), 1.0f);
-    eqr_init_kaiming_normal(ctx, w, 1.414f);
+    eqr_param_init_kaiming_normal(ctx, w, 1.414f);
     eqr_conv2d_geom g = EQR_CONV2D(s->stride, s->pad, 1);
     double *tf = malloc(sizeof(double) * (size_t)reps), *tb = malloc(sizeof(double) * (size_t)reps);
     if (!tf || !tb) {
@@ -76,7 +76,7 @@ static int run(const shape *s, int threads, int reps, double fwd_ms[2], double b
             tb[r] = t3 - t2;
         }
     }
-    if (eqr_status_get(ctx) == EQR_OK) {
+    if (eqr_error_status(ctx) == EQR_OK) {
         qsort(tf, (size_t)reps, sizeof(double), bench_cmp_double);
         qsort(tb, (size_t)reps, sizeof(double), bench_cmp_double);
         fwd_ms[0] = tf[reps / 2];
@@ -87,7 +87,7 @@ static int run(const shape *s, int threads, int reps, double fwd_ms[2], double b
     free(tf);
     free(tb);
 fail:
-    if (eqr_status_get(ctx) != EQR_OK) {
+    if (eqr_error_status(ctx) != EQR_OK) {
         fprintf(stderr, "bench_conv: %s\n", eqr_error_message(ctx));
         eqr_ctx_destroy(ctx);
         return 1;

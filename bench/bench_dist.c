@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
     net = eqr_relax_module(ctx, relax, NULL, net, NULL);
     eqr_sequential_add(net, eqr_linear_module(ctx, "fc", ch[2] / 4, 10, 1));
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = 1e-3f});
-    if (eqr_status_get(ctx) != EQR_OK || !opt) die(ctx, "building the model");
+    if (eqr_error_status(ctx) != EQR_OK || !opt) die(ctx, "building the model");
 
     eqr_dist *d = eqr_dist_create(ctx, MPI_COMM_WORLD);
     if (!d || eqr_dist_set_bucket(d, bucket) != EQR_OK || eqr_dist_broadcast_params(d) != EQR_OK)
@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
     MPI_Reduce(st, mx, 3 * total, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
 
     /* the all-reduce alone: the gradient block's size, and one double */
-    const int64_t np = eqr_param_total(ctx);
+    const int64_t np = eqr_param_num_scalars(ctx);
     float *buf = calloc((size_t)np, sizeof(float));
     const int reps = 40;
     double *ta = malloc(sizeof(double) * reps), *tl = malloc(sizeof(double) * reps * 5);

@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
                 for (int c = 0; c < out.n; c++) {
                     const eqr_irrep_entry *x = &in.e[a], *y = &sh.e[b], *z = &out.e[c];
                     if (x->p * y->p != z->p) continue;
-                    const eqr_o3_cg *cg = eqr_o3_cg_get(ctx, tab, x->l, y->l, z->l);
+                    const eqr_o3_cg *cg = eqr_o3_cg_table_at(ctx, tab, x->l, y->l, z->l);
                     if (!cg) continue;
                     npaths++;
                     nnz += cg->nnz;
@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
         eqr_o3_cg_table_destroy(tab);
         t[r] = now_ms() - t0;
     }
-    if (eqr_status_get(ctx)) {
+    if (eqr_error_status(ctx)) {
         fprintf(stderr, "bench_o3: %s\n", eqr_error_message(ctx));
         return 1;
     }

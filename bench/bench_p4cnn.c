@@ -91,9 +91,9 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o) {
     m->l[2] = eqr_gconv_create(ctx, "l3", m->r16, m->r32, 3, &k3);
     m->l[3] = eqr_gconv_create(ctx, "l4", m->r32, m->r32, 3, &k3);
     int64_t sw[2] = {NCLASS, 32}, sb[1] = {NCLASS};
-    m->fc_w = eqr_param_new(ctx, "fc.weight", 2, sw, 0);
-    m->fc_b = eqr_param_new(ctx, "fc.bias", 1, sb, EQR_PARAM_NO_DECAY);
-    if (m->fc_w) eqr_init_xavier_uniform(ctx, m->fc_w, 1.0f);
+    m->fc_w = eqr_param_create(ctx, "fc.weight", 2, sw, 0);
+    m->fc_b = eqr_param_create(ctx, "fc.bias", 1, sb, EQR_PARAM_NO_DECAY);
+    if (m->fc_w) eqr_param_init_xavier_uniform(ctx, m->fc_w, 1.0f);
     if (o->relax) {
         eqr_relax_opts ro = {.theta = 0.5f, .init = EQR_RELAX_INIT_NORMAL, .init_std = 1e-2f,
                              .lambda_defect = 0.01f, .lambda_norm = 0.01f,
@@ -103,7 +103,7 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o) {
         for (int i = 0; i < 4 && m->relax; i++)
             m->rl[i] = eqr_relax_gconv(ctx, m->relax, names[i], m->l[i], NULL);
     }
-    if (eqr_status_get(ctx) != EQR_OK) die_ctx(ctx, "building the model");
+    if (eqr_error_status(ctx) != EQR_OK) die_ctx(ctx, "building the model");
 }
 
 static void model_free(model *m) {
@@ -187,7 +187,7 @@ static double cpu_ms(void) {
 static void train_step(eqr_ctx *ctx, model *m, eqr_optim *opt, eqr_tensor *x,
                        const int32_t *labels, step_times *t) {
     double c0 = cpu_ms(), t0 = now_ms();
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_tensor *loss = model_loss(ctx, m, x, labels);
     double t1 = now_ms();
     if (!loss || eqr_backward(ctx, loss) != EQR_OK) die_ctx(ctx, "training step");
@@ -259,7 +259,7 @@ static void profile(const options *o) {
         int64_t sh[4] = {o->batch, STAGES[s].C, STAGES[s].S, STAGES[s].S};
         /* a parameter, so its gradient is computed as for a hidden layer;
          * l1's input is the data and needs none */
-        in[s] = s == 0 ? NULL : eqr_param_new(ctx, name, 4, sh, 0);
+        in[s] = s == 0 ? NULL : eqr_param_create(ctx, name, 4, sh, 0);
         if (s && in[s]) eqr_tensor_normal(in[s], eqr_ctx_rng(ctx), 1.0f);
     }
     int64_t xs[4] = {o->batch, 1, SIDE, SIDE};

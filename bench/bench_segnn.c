@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     if (!ms || !cpu) return 1;
     for (int s = 0; s < o.warmup + o.steps; s++) {
         const double t0 = bench_now_s(), c0 = cpu_s();
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_tensor *pred = eqr_segnn_forward(ctx, m, eqr_tensor_from(ctx, 3, s3, x),
                                              eqr_tensor_from(ctx, 3, s3, v),
                                              eqr_tensor_from(ctx, 3, s1, q));

@@ -91,8 +91,8 @@ int main(int argc, char **argv) {
             eqr_tp_create(ctx, "tp", &a, &b, &a, 1, &tp) != EQR_OK)
             return fail(ctx);
         const int64_t sh1[2] = {n, eqr_irreps_dim(&a)}, sh2[2] = {n, eqr_irreps_dim(&b)};
-        eqr_tensor *x1 = eqr_param_new(ctx, "x1", 2, sh1, 0);
-        eqr_tensor *x2 = eqr_param_new(ctx, "x2", 2, sh2, 0);
+        eqr_tensor *x1 = eqr_param_create(ctx, "x1", 2, sh1, 0);
+        eqr_tensor *x2 = eqr_param_create(ctx, "x2", 2, sh2, 0);
         if (!x1 || !x2) return fail(ctx);
         eqr_tensor_normal(x1, eqr_ctx_rng(ctx), 1.0f);
         eqr_tensor_normal(x2, eqr_ctx_rng(ctx), 1.0f);

@@ -143,7 +143,7 @@ void ex_dist_begin(eqr_ctx *ctx) {
 void ex_dist_same(const void *bytes, size_t n, const char *what, int status) {
     if (!grp) return;
     if (eqr_dist_check_same(grp, bytes, n, what) == EQR_OK) return;
-    if (eqr_status_get(grp_ctx) == EQR_ERR_MISMATCH) {
+    if (eqr_error_status(grp_ctx) == EQR_ERR_MISMATCH) {
         if (ex_rank() == 0) fprintf(stderr, "%s: %s\n", ex_prog(), eqr_error_message(grp_ctx));
         agreed = 1;
         ex_exit(status);

@@ -289,7 +289,7 @@ static void rotate_dataset(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed, int con
     float *tmp = malloc((size_t)img * sizeof(float));
     if (!tmp) ex_die("out of memory");
     for (int r = 1; r < 4 && !continuous; r++) {
-        quarter[r] = eqr_grid_map_create(ctx, side, side, eqr_gelem_make(0, r * (PI / 2)));
+        quarter[r] = eqr_grid_map_create(ctx, side, side, eqr_gelem_of(0, r * (PI / 2)));
         if (!quarter[r] || !quarter[r]->exact) ex_die_ctx(ctx, "rotating the images");
     }
     eqr_rng rng;
@@ -298,7 +298,7 @@ static void rotate_dataset(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed, int con
         float *x = ds->x + i * img;
         if (continuous) {
             double a = 2 * PI * (double)eqr_rng_uniform(&rng);
-            eqr_grid_map *m = eqr_grid_map_create(ctx, side, side, eqr_gelem_make(0, a));
+            eqr_grid_map *m = eqr_grid_map_create(ctx, side, side, eqr_gelem_of(0, a));
             if (!m) ex_die_ctx(ctx, "rotating the images");
             eqr_grid_map_apply(m, x, tmp, 1);
             eqr_grid_map_destroy(m);
@@ -394,7 +394,7 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int 
     }
     /* after the relaxation: the parameter store's order (c1..c3, W_r, fc) */
     eqr_sequential_add(m->net, eqr_linear_module(ctx, "fc", (int)(ch[2] / m->order), classes, 1));
-    if (eqr_status_get(ctx) != EQR_OK) ex_die_ctx(ctx, "building the model");
+    if (eqr_error_status(ctx) != EQR_OK) ex_die_ctx(ctx, "building the model");
 }
 
 static void model_free(model *m) {
@@ -488,7 +488,7 @@ static void check_data(options *o, const eqr_dataset *train) {
  * run, no test figures between evaluations). */
 static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
     const options *o = user;
-#define V(name) eqr_metrics_get(ep, r, eqr_metrics_find(ep, name))
+#define V(name) eqr_metrics_at(ep, r, eqr_metrics_find(ep, name))
     char line[512];
     int k = snprintf(line, sizeof line, "epoch %lld/%lld  loss %.4f  train_acc %.4f",
                      (long long)V("epoch"), (long long)o->epochs, V("train_loss"), V("train_acc"));
@@ -505,7 +505,7 @@ static void print_epoch(void *user, const eqr_metrics *ep, int64_t r) {
     if (o->rgconv) /* how far each conv's mixing weights moved from equal over g */
         k += snprintf(line + k, sizeof line - (size_t)k, "  rg_spread c1 %.3g c2 %.3g c3 %.3g",
                       V("c1.rg_spread"), V("c2.rg_spread"), V("c3.rg_spread"));
-    double steps = r > 0 ? V("steps") - eqr_metrics_get(ep, r - 1, 1) : V("steps");
+    double steps = r > 0 ? V("steps") - eqr_metrics_at(ep, r - 1, 1) : V("steps");
     ex_progress_clear();
     printf("%s  train %.1fs (%.1f ms/step)\n", line, V("seconds"),
            1e3 * V("seconds") / (steps > 0 ? steps : 1));
@@ -527,7 +527,7 @@ static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t
            "threads %lld\n",
            title, o->side, o->side, m->extra ? " (conv 1 padded by 1 more)" : "",
            (long long)o->classes, (long long)o->width, (long long)o->width,
-           (long long)(2 * o->width), (long long)(4 * o->width), (long long)eqr_param_total(ctx),
+           (long long)(2 * o->width), (long long)(4 * o->width), (long long)eqr_param_num_scalars(ctx),
            (long long)o->batch, (long long)o->epochs, (long long)steps, o->lr, o->lr_schedule,
            (long long)o->threads);
     (void)n;

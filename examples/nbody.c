@@ -220,8 +220,8 @@ static const eqr_module_ops embed_ops = {.kind = "embed", .forward = embed_forwa
 static eqr_module *embed_module(eqr_ctx *ctx, int H) {
     embed *e = malloc(sizeof *e);
     if (!e) ex_die("out of memory");
-    e->w = eqr_param_new(ctx, "embed.weight", 2, (int64_t[]){H, 1}, 0);
-    e->b = eqr_param_new(ctx, "embed.bias", 1, (int64_t[]){H}, EQR_PARAM_NO_DECAY);
+    e->w = eqr_param_create(ctx, "embed.weight", 2, (int64_t[]){H, 1}, 0);
+    e->b = eqr_param_create(ctx, "embed.bias", 1, (int64_t[]){H}, EQR_PARAM_NO_DECAY);
     if (!e->w || !e->b) ex_die_ctx(ctx, "building the model");
     eqr_tensor_uniform(e->w, eqr_ctx_rng(ctx), -1.0f, 1.0f);
     eqr_tensor_uniform(e->b, eqr_ctx_rng(ctx), -1.0f, 1.0f);
@@ -313,7 +313,7 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
             c = cout;
         }
     }
-    if (eqr_status_get(ctx)) ex_die_ctx(ctx, "building the model");
+    if (eqr_error_status(ctx)) ex_die_ctx(ctx, "building the model");
 }
 
 static void model_free(model *m) {
@@ -358,7 +358,7 @@ static eqr_tensor *model_forward(eqr_ctx *ctx, model *m, const batch *b, eqr_ten
  * g.f(x)||^2 / sum ||f(x)||^2) with g = (R, t) random per batch from a
  * fixed seed (velocities rotated only). */
 static double evaluate(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t n, int equiv) {
-    int ge = eqr_set_grad_enabled(ctx, 0);
+    int ge = eqr_grad_set_enabled(ctx, 0);
     eqr_rng rng;
     eqr_rng_seed(&rng, EQUIV_SEED);
     double num = 0, den = 0;
@@ -386,7 +386,7 @@ static double evaluate(eqr_ctx *ctx, model *m, const eqr_nbody_set *s, int64_t n
         }
         eqr_step_reset(ctx);
     }
-    eqr_set_grad_enabled(ctx, ge);
+    eqr_grad_set_enabled(ctx, ge);
     if (!equiv) return num / (double)(n * P * 3);
     return den > 0 ? sqrt(num / den) : 0.0;
 }
@@ -435,7 +435,7 @@ static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const 
     if (csv) eqr_metrics_write_csv(ctx, m, csv);
     if (svg) eqr_metrics_write_svg(ctx, m, svg, title, "epoch", p, 2);
     eqr_metrics_destroy(m);
-    if (eqr_status_get(ctx) != EQR_OK) ex_die_ctx(ctx, "writing the metrics");
+    if (eqr_error_status(ctx) != EQR_OK) ex_die_ctx(ctx, "writing the metrics");
 }
 
 /* ---- training ---- */
@@ -564,10 +564,10 @@ int main(int argc, char **argv) {
     /* The run's own state as buffers, so that a checkpoint carries it: the
      * per-epoch records and (--select best) the best epoch's copy of the
      * model's part of the store (parameters and buffers, theta included). */
-    const int64_t nmodel = eqr_param_total(ctx);
-    eqr_tensor *hist = eqr_param_new(ctx, "nbody.history", 2, (int64_t[]){o.epochs, NREC},
+    const int64_t nmodel = eqr_param_num_scalars(ctx);
+    eqr_tensor *hist = eqr_param_create(ctx, "nbody.history", 2, (int64_t[]){o.epochs, NREC},
                                      EQR_PARAM_BUFFER);
-    eqr_tensor *best = o.best ? eqr_param_new(ctx, "nbody.best", 1, &nmodel, EQR_PARAM_BUFFER)
+    eqr_tensor *best = o.best ? eqr_param_create(ctx, "nbody.best", 1, &nmodel, EQR_PARAM_BUFFER)
                               : NULL;
     if (!hist || (o.best && !best)) ex_die_ctx(ctx, "run state");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});

@@ -45,7 +45,7 @@ int main(void) {
     eqr_scheduler_add_value(sched, eqr_relax_theta(relax), &tri);
     eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){
         .module = net, .opt = opt, .sched = sched, .relax = relax, .epochs = 1});
-    if (eqr_status_get(ctx)) {
+    if (eqr_error_status(ctx)) {
         fprintf(stderr, "setup: %s\n", eqr_error_message(ctx));
         return 1;
     }
@@ -78,7 +78,7 @@ int main(void) {
                    st.defect);
         }
     }
-    if (eqr_status_get(ctx)) {
+    if (eqr_error_status(ctx)) {
         fprintf(stderr, "training: %s\n", eqr_error_message(ctx));
         return 1;
     }
@@ -92,7 +92,7 @@ int main(void) {
     double err = 1;
     eqr_equivariance_error_max(ctx, eqr_module_apply, net, t_in, NULL, x, NULL, 0, &err);
     printf("theta at the end %g; projected model: max C4 invariance error %.3g\n", theta_end, err);
-    int ok = eqr_status_get(ctx) == EQR_OK && theta_end == 0.0f && err <= 1e-5;
+    int ok = eqr_error_status(ctx) == EQR_OK && theta_end == 0.0f && err <= 1e-5;
 
     eqr_trainer_destroy(tr);
     eqr_scheduler_destroy(sched);

@@ -30,7 +30,7 @@ int main(void) {
     eqr_sequential_add(net, eqr_group_pool_module(ctx, NULL, t_hid, EQR_GPOOL_MAX)); /* 8 invariant fields */
     eqr_sequential_add(net, eqr_global_avgpool_module(ctx, NULL));                  /* [N, 8] */
     eqr_sequential_add(net, eqr_linear_module(ctx, "fc", 8, 10, 1));
-    if (eqr_status_get(ctx)) {
+    if (eqr_error_status(ctx)) {
         fprintf(stderr, "model: %s\n", eqr_error_message(ctx));
         return 1;
     }
@@ -45,9 +45,9 @@ int main(void) {
                                   0.5f * expf(-((i - 20.f) * (i - 20.f) + (j - 11.f) * (j - 11.f)) / 12.f);
 
     double err90 = 0, err45 = 0;
-    eqr_equivariance_error(ctx, eqr_module_apply, net, t_in, NULL, eqr_gelem_make(0, PI / 2), x, NULL, &err90);
-    eqr_equivariance_error(ctx, eqr_module_apply, net, t_in, NULL, eqr_gelem_make(0, PI / 4), x, NULL, &err45);
-    if (eqr_status_get(ctx)) {
+    eqr_equivariance_error(ctx, eqr_module_apply, net, t_in, NULL, eqr_gelem_of(0, PI / 2), x, NULL, &err90);
+    eqr_equivariance_error(ctx, eqr_module_apply, net, t_in, NULL, eqr_gelem_of(0, PI / 4), x, NULL, &err45);
+    if (eqr_error_status(ctx)) {
         fprintf(stderr, "measure: %s\n", eqr_error_message(ctx));
         return 1;
     }

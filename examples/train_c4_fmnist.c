@@ -78,7 +78,7 @@ static int rotate_dataset(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed, int64_t 
     float *tmp = malloc(IMG * sizeof(float));
     int ok = tmp != NULL;
     for (int r = 0; r < 4 && ok; r++) {
-        maps[r] = eqr_grid_map_create(ctx, SIDE, SIDE, eqr_gelem_make(0, r * 1.57079632679489661923));
+        maps[r] = eqr_grid_map_create(ctx, SIDE, SIDE, eqr_gelem_of(0, r * 1.57079632679489661923));
         ok = maps[r] && maps[r]->exact;
     }
     eqr_rng rng;
@@ -128,7 +128,7 @@ static int model_build(eqr_ctx *ctx, model *m) {
     eqr_sequential_add(m->net, eqr_group_pool_module(ctx, NULL, m->r32, EQR_GPOOL_MAX));
     eqr_sequential_add(m->net, eqr_global_avgpool_module(ctx, NULL));
     eqr_sequential_add(m->net, eqr_linear_module(ctx, "fc", 32, 10, 1));
-    return eqr_status_get(ctx) == EQR_OK ? 0 : -1;
+    return eqr_error_status(ctx) == EQR_OK ? 0 : -1;
 }
 
 static void model_free(model *m) {
@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
            (long long)rtest[2], (long long)rtest[3]);
     printf("# batch %lld, epochs %lld, Adam lr %g, threads %lld, seed %llu, %lld parameters\n",
            (long long)o.batch, (long long)o.epochs, o.lr, (long long)o.threads,
-           (unsigned long long)o.seed, (long long)eqr_param_total(ctx));
+           (unsigned long long)o.seed, (long long)eqr_param_num_scalars(ctx));
     fflush(stdout);
 
     ex_progress_style tenths = EX_PROGRESS_TENTHS;

@@ -81,12 +81,12 @@ static eqr_module *model_build(eqr_ctx *ctx, float dropout) {
     eqr_rng before = *eqr_ctx_rng(ctx);
     eqr_module *fc1 = eqr_linear_module(ctx, "fc1", 64 * 7 * 7, 128, 1);
     *eqr_ctx_rng(ctx) = before;
-    if (fc1) eqr_init_kaiming_normal(ctx, eqr_param_find(ctx, "fc1.weight"), sqrtf(2.0f));
+    if (fc1) eqr_param_init_kaiming_normal(ctx, eqr_param_find(ctx, "fc1.weight"), sqrtf(2.0f));
     eqr_sequential_add(net, fc1);
     eqr_sequential_add(net, eqr_relu_module(ctx, NULL));
     eqr_sequential_add(net, eqr_dropout_module(ctx, NULL, dropout));
     eqr_sequential_add(net, eqr_linear_module(ctx, "fc2", 128, 10, 1));
-    if (eqr_status_get(ctx) == EQR_OK) return net;
+    if (eqr_error_status(ctx) == EQR_OK) return net;
     eqr_module_destroy(net);
     return NULL;
 }
@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
     if (o.resume && access(o.checkpoint, F_OK) == 0) {
         first_epoch = resume(ctx, &o, opt, &bt, train.n);
         printf("# resumed from %s after epoch %lld (optimizer step %lld)\n", o.checkpoint,
-               (long long)first_epoch, (long long)eqr_optim_steps(opt));
+               (long long)first_epoch, (long long)eqr_optim_num_steps(opt));
         if (eqr_scheduler_sync(sched) != EQR_OK) ex_die_ctx(ctx, "learning-rate schedule");
     } else if (o.resume) {
         printf("# no checkpoint at %s yet: starting from scratch\n", o.checkpoint);
@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
            "cosine over %lld steps, threads %lld, seed %llu, %lld parameters\n",
            (long long)train.n, (long long)test.n, (long long)o.batch, (long long)o.epochs,
            o.lr, o.wd, (long long)cosine.total, (long long)o.threads,
-           (unsigned long long)o.seed, (long long)eqr_param_total(ctx));
+           (unsigned long long)o.seed, (long long)eqr_param_num_scalars(ctx));
     fflush(stdout);
 
     eqr_trainer *tr = eqr_trainer_create(ctx, &(eqr_trainer_opts){

@@ -42,7 +42,7 @@ static int model_build(eqr_ctx *ctx, model *m) {
     eqr_relax_opts ro = {.theta = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f};
     m->relax = eqr_relax_create(ctx, "relax", &ro); /* y = conv(x) + theta W_r x: */
     m->net = eqr_relax_module(ctx, m->relax, NULL, net, NULL); /* c1, c2, c3 */
-    return eqr_status_get(ctx) == EQR_OK ? 0 : -1;
+    return eqr_error_status(ctx) == EQR_OK ? 0 : -1;
 }
 
 static void model_free(model *m) {
@@ -58,7 +58,7 @@ static int rotate_all(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed) {
     float *tmp = malloc((size_t)ds->h * ds->w * sizeof *tmp);
     for (int64_t i = 0; tmp && i < ds->n; i++) {
         float *img = ds->x + i * ds->h * ds->w;
-        eqr_gelem g = eqr_gelem_make(0, 6.283185307179586 * eqr_rng_uniform(&rng));
+        eqr_gelem g = eqr_gelem_of(0, 6.283185307179586 * eqr_rng_uniform(&rng));
         eqr_grid_map *gm = eqr_grid_map_create(ctx, ds->h, ds->w, g);
         if (!gm) break;
         eqr_grid_map_apply(gm, img, tmp, 1);
@@ -66,7 +66,7 @@ static int rotate_all(eqr_ctx *ctx, eqr_dataset *ds, uint64_t seed) {
         eqr_grid_map_destroy(gm);
     }
     free(tmp);
-    return tmp && eqr_status_get(ctx) == EQR_OK ? 0 : -1;
+    return tmp && eqr_error_status(ctx) == EQR_OK ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -77,8 +77,8 @@ int main(int argc, char **argv) {
     model m = {0};
     if (!ctx || n_train < 1 || epochs < 1) return 1;
     eqr_fashion_mnist_load(ctx, dir, 1, &train);
-    if (eqr_status_get(ctx) == EQR_OK && n_train < train.n) eqr_dataset_truncate(&train, n_train);
-    if (eqr_status_get(ctx) || rotate_all(ctx, &train, 2) || model_build(ctx, &m)) {
+    if (eqr_error_status(ctx) == EQR_OK && n_train < train.n) eqr_dataset_truncate(&train, n_train);
+    if (eqr_error_status(ctx) || rotate_all(ctx, &train, 2) || model_build(ctx, &m)) {
         fprintf(stderr, "setup: %s\n", eqr_error_message(ctx));
         return 1;
     }
@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
     float *xb = malloc((size_t)batch * 28 * 28 * sizeof *xb);
     int32_t yb[32];
     double first = 0, last = 0;
-    for (int64_t step = 0, cnt; step < steps && xb && !eqr_status_get(ctx); step++) {
+    for (int64_t step = 0, cnt; step < steps && xb && !eqr_error_status(ctx); step++) {
         if (!eqr_batcher_next(&bt, xb, yb, &cnt)) eqr_batcher_next(&bt, xb, yb, &cnt);
         eqr_tensor *x = eqr_tensor_wrap(ctx, xb, 4, (int64_t[]){cnt, 1, 28, 28});
         eqr_tensor *task = eqr_softmax_cross_entropy(ctx, eqr_module_forward(ctx, m.net, x), yb);
@@ -133,9 +133,9 @@ int main(int argc, char **argv) {
     printf("loss first %.4f last %.4f; projected model: theta %g, D4 invariance error %.3g, "
            "test accuracy %.4f (%lld images)\n", first, last, eqr_relax_theta(m.relax)->data[0],
            err, acc, (long long)test.n);
-    int ok = eqr_status_get(ctx) == EQR_OK && last < first && err <= 1e-5 &&
+    int ok = eqr_error_status(ctx) == EQR_OK && last < first && err <= 1e-5 &&
              eqr_relax_theta(m.relax)->data[0] == 0.0f;
-    if (eqr_status_get(ctx)) fprintf(stderr, "error: %s\n", eqr_error_message(ctx));
+    if (eqr_error_status(ctx)) fprintf(stderr, "error: %s\n", eqr_error_message(ctx));
 
     free(xb);
     eqr_trainer_destroy(tr);

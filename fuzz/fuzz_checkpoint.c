@@ -24,8 +24,8 @@ static char g_path[64];
 static void setup(void) {
     g_ctx = fuzz_ctx_new();
     int64_t s1[2] = {3, 4}, s2[1] = {5};
-    eqr_tensor *a = eqr_param_new(g_ctx, "w", 2, s1, 0);
-    eqr_tensor *b = eqr_param_new(g_ctx, "b", 1, s2, 0);
+    eqr_tensor *a = eqr_param_create(g_ctx, "w", 2, s1, 0);
+    eqr_tensor *b = eqr_param_create(g_ctx, "b", 1, s2, 0);
     if (!a || !b) abort();
     for (int64_t i = 0; i < a->numel; i++) a->data[i] = 0.25f * (float)i - 1.0f;
     for (int64_t i = 0; i < b->numel; i++) b->data[i] = 3.0f - (float)i;
@@ -36,8 +36,8 @@ static void setup(void) {
     g_opt = eqr_optim_create(g_ctx, &oo);
     if (!g_opt) abort();
     float *st = eqr_optim_state(g_opt);
-    for (int64_t i = 0; i < eqr_optim_state_len(g_opt); i++) st[i] = 0.5f + (float)i;
-    eqr_optim_set_steps(g_opt, 3);
+    for (int64_t i = 0; i < eqr_optim_num_state_floats(g_opt); i++) st[i] = 0.5f + (float)i;
+    eqr_optim_set_num_steps(g_opt, 3);
     fuzz_path(g_path, sizeof g_path, "ckpt");
 }
 
@@ -72,29 +72,29 @@ typedef struct snap {
 } snap;
 
 static void take(snap *s) {
-    int64_t n = eqr_param_total(g_ctx), m = eqr_optim_state_len(g_opt);
+    int64_t n = eqr_param_num_scalars(g_ctx), m = eqr_optim_num_state_floats(g_opt);
     s->params = malloc((size_t)n * sizeof(float));
     s->state = malloc((size_t)m * sizeof(float));
     if (!s->params || !s->state) abort();
     memcpy(s->params, eqr_param_data_block(g_ctx), (size_t)n * sizeof(float));
     memcpy(s->state, eqr_optim_state(g_opt), (size_t)m * sizeof(float));
-    s->steps = eqr_optim_steps(g_opt);
+    s->steps = eqr_optim_num_steps(g_opt);
     s->lr = eqr_optim_lr(g_opt);
     s->rng = *eqr_ctx_rng(g_ctx);
 }
 static int same(const snap *s) {
-    int64_t n = eqr_param_total(g_ctx), m = eqr_optim_state_len(g_opt);
+    int64_t n = eqr_param_num_scalars(g_ctx), m = eqr_optim_num_state_floats(g_opt);
     float lr = eqr_optim_lr(g_opt);
     return !memcmp(s->params, eqr_param_data_block(g_ctx), (size_t)n * sizeof(float)) &&
            !memcmp(s->state, eqr_optim_state(g_opt), (size_t)m * sizeof(float)) &&
-           s->steps == eqr_optim_steps(g_opt) && !memcmp(&s->lr, &lr, sizeof lr) &&
+           s->steps == eqr_optim_num_steps(g_opt) && !memcmp(&s->lr, &lr, sizeof lr) &&
            !memcmp(&s->rng, eqr_ctx_rng(g_ctx), sizeof s->rng);
 }
 static void restore(snap *s) {
-    int64_t n = eqr_param_total(g_ctx), m = eqr_optim_state_len(g_opt);
+    int64_t n = eqr_param_num_scalars(g_ctx), m = eqr_optim_num_state_floats(g_opt);
     memcpy(eqr_param_data_block(g_ctx), s->params, (size_t)n * sizeof(float));
     memcpy(eqr_optim_state(g_opt), s->state, (size_t)m * sizeof(float));
-    eqr_optim_set_steps(g_opt, s->steps);
+    eqr_optim_set_num_steps(g_opt, s->steps);
     eqr_optim_set_lr(g_opt, s->lr);
     *eqr_ctx_rng(g_ctx) = s->rng;
     free(s->params);
@@ -106,7 +106,7 @@ static void load(const uint8_t *data, size_t size, eqr_optim *opt) {
     snap s;
     take(&s);
     uint64_t c[2] = {11, 13};
-    eqr_clear_error(g_ctx);
+    eqr_error_clear(g_ctx);
     eqr_status st = eqr_checkpoint_load(g_ctx, g_path, opt, c, 2);
     if (st != EQR_OK) {
         if (!same(&s) || c[0] != 11 || c[1] != 13) {
@@ -118,7 +118,7 @@ static void load(const uint8_t *data, size_t size, eqr_optim *opt) {
             fprintf(stderr, "error without a message\n");
             abort();
         }
-    } else if (eqr_status_get(g_ctx) != EQR_OK) {
+    } else if (eqr_error_status(g_ctx) != EQR_OK) {
         fprintf(stderr, "load returned OK with an error on the context\n");
         abort();
     }

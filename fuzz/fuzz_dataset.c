@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const int cls[4] = {0, 10, 3, 1};
     int classes = cls[(fl >> 2) & 3];
 
-    eqr_clear_error(g_ctx);
+    eqr_error_clear(g_ctx);
     eqr_dataset ds;
     memset(&ds, 0xA5, sizeof ds);
     eqr_status st = eqr_dataset_load_idx(g_ctx, g_img, g_lab, classes, &ds);

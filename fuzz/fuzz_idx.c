@@ -128,14 +128,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     fuzz_write(g_path, file, filen);
 
-    eqr_clear_error(g_ctx);
+    eqr_error_clear(g_ctx);
     eqr_idx x;
     memset(&x, 0xA5, sizeof x); /* garbage the reader must overwrite */
     eqr_status st = eqr_idx_read(g_ctx, g_path, &x);
     if (st != EQR_OK) {
         const char *m = eqr_error_message(g_ctx);
         if (!m || !m[0]) die("error without a message");
-        if (eqr_status_get(g_ctx) != st) die("returned status differs from the context's");
+        if (eqr_error_status(g_ctx) != st) die("returned status differs from the context's");
         if (x.data || x.count || x.ndim) die("failed read left a non-empty result");
     } else {
         if (x.ndim < 1 || x.ndim > EQR_IDX_MAX_DIMS || !esize(x.type)) die("bad ndim or type");

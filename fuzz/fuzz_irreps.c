@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!s) abort();
     memcpy(s, data, size);
     s[size] = '\0';
-    eqr_clear_error(g_ctx);
+    eqr_error_clear(g_ctx);
     eqr_irreps r, sentinel;
     memset(&r, 0x5A, sizeof r);
     sentinel = r;
@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     eqr_irreps simp, sorted;
     int perm[EQR_IRREPS_MAX];
     eqr_irreps_simplify(&r, &simp);
-    if (eqr_irreps_dim(&simp) != dim_of(&r) || eqr_irreps_num(&simp) != eqr_irreps_num(&r))
+    if (eqr_irreps_dim(&simp) != dim_of(&r) || eqr_irreps_num_irreps(&simp) != eqr_irreps_num_irreps(&r))
         die("simplify changed the dimension or multiplicity", s);
     for (int k = 0; k < simp.n; k++)
         if (simp.e[k].mul <= 0) die("simplify kept an empty entry", s);

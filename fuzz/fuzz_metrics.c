@@ -77,7 +77,7 @@ bad:
 }
 
 static void one(const uint8_t *data, size_t size, int prefill) {
-    eqr_clear_error(g_ctx);
+    eqr_error_clear(g_ctx);
     eqr_metrics *m = eqr_metrics_create(g_ctx, NC, g_names);
     if (!m) die("create failed");
     double before[2][NC] = {{1, 2.5, NAN}, {2, -1e300, 0.125}};
@@ -87,12 +87,12 @@ static void one(const uint8_t *data, size_t size, int prefill) {
     double *ref;
     int64_t rows = reference(data, size, &ref);
     if (st != EQR_OK) {
-        if (!eqr_error_message(g_ctx)[0] || eqr_status_get(g_ctx) != st) die("error without a message");
+        if (!eqr_error_message(g_ctx)[0] || eqr_error_status(g_ctx) != st) die("error without a message");
         if (rows >= 0) die("a well-formed table was refused");
         if (eqr_metrics_num_rows(m) != prefill) die("a failed read changed the row count");
         for (int r = 0; r < prefill; r++)
             for (int c = 0; c < NC; c++) {
-                double x = eqr_metrics_get(m, r, c);
+                double x = eqr_metrics_at(m, r, c);
                 if (memcmp(&x, &before[r][c], sizeof x)) die("a failed read changed a value");
             }
     } else {
@@ -100,7 +100,7 @@ static void one(const uint8_t *data, size_t size, int prefill) {
         if (eqr_metrics_num_rows(m) != rows) die("row count differs from the lines in the file");
         for (int64_t r = 0; r < rows; r++)
             for (int c = 0; c < NC; c++) {
-                double x = eqr_metrics_get(m, r, c), y = ref[r * NC + c];
+                double x = eqr_metrics_at(m, r, c), y = ref[r * NC + c];
                 if (memcmp(&x, &y, sizeof x) && !(isnan(x) && isnan(y))) die("a value differs");
             }
     }

@@ -16,9 +16,9 @@ static char g_path[64];
 static void setup(void) {
     g_ctx = fuzz_ctx_new();
     int64_t s1[2] = {3, 4}, s2[1] = {5};
-    eqr_tensor *a = eqr_param_new(g_ctx, "w", 2, s1, 0);
-    eqr_tensor *b = eqr_param_new(g_ctx, "b", 1, s2, 0);
-    eqr_tensor *c = eqr_param_new(g_ctx, "s", 0, NULL, EQR_PARAM_BUFFER);
+    eqr_tensor *a = eqr_param_create(g_ctx, "w", 2, s1, 0);
+    eqr_tensor *b = eqr_param_create(g_ctx, "b", 1, s2, 0);
+    eqr_tensor *c = eqr_param_create(g_ctx, "s", 0, NULL, EQR_PARAM_BUFFER);
     if (!a || !b || !c) abort();
     for (int64_t i = 0; i < a->numel; i++) a->data[i] = 0.25f * (float)i - 1.0f;
     for (int64_t i = 0; i < b->numel; i++) b->data[i] = 3.0f - (float)i;
@@ -41,8 +41,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_write(g_path, data, size);
-    int n = eqr_param_count(g_ctx);
-    size_t bytes = (size_t)eqr_param_total(g_ctx) * sizeof(float);
+    int n = eqr_param_num_tensors(g_ctx);
+    size_t bytes = (size_t)eqr_param_num_scalars(g_ctx) * sizeof(float);
     float *before = malloc(bytes);
     memcpy(before, eqr_param_data_block(g_ctx), bytes);
     const char *pat[1] = {"*.theta"};
@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 fprintf(stderr, "failed load changed the store\n");
                 abort();
             }
-            eqr_clear_error(g_ctx); /* or every later load returns at once */
+            eqr_error_clear(g_ctx); /* or every later load returns at once */
         } else {
             if (mode == 0 && rep.loaded != n) { fprintf(stderr, "strict load left entries\n"); abort(); }
             /* restore, so every run starts from the same parameters */

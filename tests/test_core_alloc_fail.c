@@ -195,11 +195,11 @@ static eqr_status build(model *m, size_t arena_bytes) {
     m->r1 = eqr_relax_gconv(ctx, m->relax, "c1", m->c1, NULL);
     m->r2 = eqr_relax_gconv(ctx, m->relax, "c2", m->c2, NULL);
     int64_t ws[2] = {CLASSES, FIELDS}, bs[1] = {CLASSES};
-    m->fc_w = eqr_param_new(ctx, "fc.weight", 2, ws, 0);
-    m->fc_b = eqr_param_new(ctx, "fc.bias", 1, bs, EQR_PARAM_NO_DECAY);
-    eqr_init_xavier_uniform(ctx, m->fc_w, 1.0f);
+    m->fc_w = eqr_param_create(ctx, "fc.weight", 2, ws, 0);
+    m->fc_b = eqr_param_create(ctx, "fc.bias", 1, bs, EQR_PARAM_NO_DECAY);
+    eqr_param_init_xavier_uniform(ctx, m->fc_w, 1.0f);
     m->opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = 1e-2f});
-    eqr_status st = eqr_status_get(ctx);
+    eqr_status st = eqr_error_status(ctx);
     if (st == EQR_OK && !(m->t_in && m->t_hid && m->c1 && m->c2 && m->relax && m->r1 && m->r2 &&
                           m->fc_w && m->fc_b && m->opt))
         fail_msg("construction returned OK with an object missing");
@@ -241,7 +241,7 @@ static eqr_tensor *forward(eqr_ctx *ctx, void *p, eqr_tensor *x) {
 static eqr_status step(model *m) {
     eqr_ctx *ctx = m->ctx;
     eqr_step_reset(ctx);
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     int64_t xs[4] = {BATCH, 1, HW, HW};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 4, xs);
     if (x) memcpy(x->data, g_x, sizeof g_x);
@@ -249,29 +249,29 @@ static eqr_status step(model *m) {
     eqr_tensor *task = eqr_softmax_cross_entropy(ctx, logits, g_y);
     eqr_tensor *loss = eqr_add(ctx, task, eqr_sum_all(ctx, eqr_relax_penalty(ctx, m->relax)));
     if (loss) eqr_backward(ctx, loss);
-    if (!loss && eqr_status_get(ctx) == EQR_OK) fail_msg("step: NULL loss with status OK");
-    if (eqr_status_get(ctx) == EQR_OK) eqr_optim_step(m->opt);
-    return eqr_status_get(ctx);
+    if (!loss && eqr_error_status(ctx) == EQR_OK) fail_msg("step: NULL loss with status OK");
+    if (eqr_error_status(ctx) == EQR_OK) eqr_optim_step(m->opt);
+    return eqr_error_status(ctx);
 }
 
 /* The run failed: it must say so. */
 static void assert_clean_error(eqr_ctx *ctx, eqr_status st, const char *what, long n) {
     if (st == EQR_OK) fail_msg("%s, failing allocation %ld: status OK after a failure", what, n);
     if (!ctx) return; /* the context itself could not be made */
-    if (eqr_status_get(ctx) != st || !eqr_error_message(ctx)[0])
+    if (eqr_error_status(ctx) != st || !eqr_error_message(ctx)[0])
         fail_msg("%s, failing allocation %ld: status %s, message '%s'", what, n,
                  eqr_status_name(st), eqr_error_message(ctx));
 }
 
 static float *copy_params(eqr_ctx *ctx) {
-    int64_t n = eqr_param_total(ctx);
+    int64_t n = eqr_param_num_scalars(ctx);
     float *p = malloc((size_t)n * sizeof *p);
     assert_non_null(p);
     memcpy(p, eqr_param_data_block(ctx), (size_t)n * sizeof *p);
     return p;
 }
 static float *copy_state(eqr_optim *opt) {
-    int64_t n = eqr_optim_state_len(opt);
+    int64_t n = eqr_optim_num_state_floats(opt);
     float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
     assert_non_null(p);
     memcpy(p, eqr_optim_state(opt), (size_t)n * sizeof *p);
@@ -321,7 +321,7 @@ static void test_training_step(void **state) {
     assert_int_equal(build(&m, md->arena), EQR_OK);
     assert_int_equal(step(&m), EQR_OK);
     float *ref = copy_params(m.ctx);
-    int64_t np = eqr_param_total(m.ctx);
+    int64_t np = eqr_param_num_scalars(m.ctx);
     destroy(&m);
     long n = 1;
     for (;; n++) {
@@ -334,7 +334,7 @@ static void test_training_step(void **state) {
         if (failed && st != EQR_OK) {
             assert_clean_error(m.ctx, st, "training step", n);
             /* nothing lost: clear the error and the same step works */
-            eqr_clear_error(m.ctx);
+            eqr_error_clear(m.ctx);
             if (step(&m) != EQR_OK)
                 fail_msg("training step, failing allocation %ld: retry failed: %s", n,
                          eqr_error_message(m.ctx));
@@ -401,7 +401,7 @@ static void test_checkpoint_save(void **state) {
         free(now);
         struct stat sb;
         if (stat(tmp, &sb) == 0) fail_msg("checkpoint save, failing allocation %ld: '%s' left behind", n, tmp);
-        eqr_clear_error(m.ctx);
+        eqr_error_clear(m.ctx);
     }
     unsigned char *v2;
     size_t n2 = slurp(path, &v2);
@@ -429,8 +429,8 @@ static void test_checkpoint_load(void **state) {
     float *p1 = copy_params(m.ctx);
     assert_int_equal(step(&m), EQR_OK); /* now the model differs from the file */
     float *p2 = copy_params(m.ctx), *s2 = copy_state(m.opt);
-    int64_t np = eqr_param_total(m.ctx), ns = eqr_optim_state_len(m.opt);
-    int64_t steps2 = eqr_optim_steps(m.opt);
+    int64_t np = eqr_param_num_scalars(m.ctx), ns = eqr_optim_num_state_floats(m.opt);
+    int64_t steps2 = eqr_optim_num_steps(m.opt);
     long n = 1;
     for (;; n++) {
         long live0 = g_live, seq0 = g_seq;
@@ -448,9 +448,9 @@ static void test_checkpoint_load(void **state) {
         assert_clean_error(m.ctx, st, "checkpoint load", n);
         if (memcmp(p2, eqr_param_data_block(m.ctx), (size_t)np * sizeof *p2) != 0 ||
             memcmp(s2, eqr_optim_state(m.opt), (size_t)ns * sizeof *s2) != 0 ||
-            eqr_optim_steps(m.opt) != steps2 || got[0] != 77 || got[1] != 78)
+            eqr_optim_num_steps(m.opt) != steps2 || got[0] != 77 || got[1] != 78)
             fail_msg("checkpoint load, failing allocation %ld: the model or optimizer changed", n);
-        eqr_clear_error(m.ctx);
+        eqr_error_clear(m.ctx);
     }
     free(p1);
     free(p2);
@@ -509,7 +509,7 @@ static void test_dataset_load(void **state) {
             assert_clean_error(ctx, st, "dataset load", n);
             assert_true(ds.n == 0 && !ds.x && !ds.y);
             assert_no_leak(live0, seq0, "dataset load", n);
-            eqr_clear_error(ctx);
+            eqr_error_clear(ctx);
         }
         print_message("dataset load (%s): failures injected at allocations 1..%ld, then success\n",
                       sticky ? "sticky" : "one-shot", n - 1);
@@ -547,12 +547,12 @@ static void test_metrics(void **state) {
             eqr_metrics *m = eqr_metrics_create(ctx, 3, names);
             if (m) fill(ctx, m, 100, 1.0);
             disarm();
-            eqr_status st = eqr_status_get(ctx);
+            eqr_status st = eqr_error_status(ctx);
             if (!g_failed) assert_int_equal(st, EQR_OK);
             else assert_clean_error(ctx, st, "metrics create and fill", n[0]);
             if (!g_failed) assert_int_equal(eqr_metrics_num_rows(m), 100);
             eqr_metrics_destroy(m);
-            eqr_clear_error(ctx);
+            eqr_error_clear(ctx);
             assert_no_leak(live0, seq0, "metrics create and fill", n[0]);
             if (!g_failed) break;
         }
@@ -582,7 +582,7 @@ static void test_metrics(void **state) {
             free(now);
             struct stat sb;
             if (stat(tmp, &sb) == 0) fail_msg("metrics write, failing allocation %ld: '%s' left behind", n[1], tmp);
-            eqr_clear_error(ctx);
+            eqr_error_clear(ctx);
         }
         free(v1);
         for (n[2] = 1;; n[2]++) { /* read a's file into b (7 rows) */
@@ -601,10 +601,10 @@ static void test_metrics(void **state) {
                 assert_int_equal(eqr_metrics_num_rows(c), 7);
                 for (int r = 0; r < 7; r++)
                     for (int k = 0; k < 3; k++) {
-                        double x = eqr_metrics_get(c, r, k), y = eqr_metrics_get(b, r, k);
+                        double x = eqr_metrics_at(c, r, k), y = eqr_metrics_at(b, r, k);
                         assert_memory_equal(&x, &y, sizeof x);
                     }
-                eqr_clear_error(ctx);
+                eqr_error_clear(ctx);
             }
             eqr_metrics_destroy(c);
             assert_no_leak(live0, seq0, "metrics read", n[2]);
@@ -635,14 +635,14 @@ static eqr_trainer *make_trainer(model *m, const eqr_dataset *probe) {
 }
 static eqr_status trainer_step(model *m, eqr_trainer *t) {
     eqr_ctx *ctx = m->ctx;
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     int64_t xs[4] = {BATCH, 1, HW, HW};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 4, xs);
     if (x) memcpy(x->data, g_x, sizeof g_x);
     eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, forward(ctx, m, x), g_y);
-    if (!loss && eqr_status_get(ctx) == EQR_OK) fail_msg("trainer step: NULL loss with status OK");
+    if (!loss && eqr_error_status(ctx) == EQR_OK) fail_msg("trainer step: NULL loss with status OK");
     if (loss) eqr_trainer_step(t, loss, BATCH, NULL);
-    eqr_status st = eqr_status_get(ctx);
+    eqr_status st = eqr_error_status(ctx);
     if (st != EQR_OK) eqr_step_reset(ctx); /* the trainer ends only the steps it ran */
     return st;
 }
@@ -659,7 +659,7 @@ static void test_trainer(void **state) {
     assert_non_null(t);
     assert_int_equal(trainer_step(&m, t), EQR_OK);
     float *ref = copy_params(m.ctx);
-    int64_t np = eqr_param_total(m.ctx);
+    int64_t np = eqr_param_num_scalars(m.ctx);
     eqr_trainer_destroy(t);
     destroy(&m);
     long n[3];
@@ -670,7 +670,7 @@ static void test_trainer(void **state) {
         arm(n[0], sticky);
         t = make_trainer(&m, &probe);
         disarm();
-        if (g_failed && !t) assert_clean_error(m.ctx, eqr_status_get(m.ctx), "trainer create", n[0]);
+        if (g_failed && !t) assert_clean_error(m.ctx, eqr_error_status(m.ctx), "trainer create", n[0]);
         if (!g_failed) assert_non_null(t);
         eqr_trainer_destroy(t);
         destroy(&m);
@@ -689,7 +689,7 @@ static void test_trainer(void **state) {
         int failed = g_failed > 0;
         if (failed && st != EQR_OK) {
             assert_clean_error(m.ctx, st, "trainer step", n[1]);
-            eqr_clear_error(m.ctx);
+            eqr_error_clear(m.ctx);
             /* failed before the optimizer step: nothing moved, a retry is
              * the step; failed in the probe evaluation after it (train.h):
              * the step is taken, whole */

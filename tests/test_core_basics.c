@@ -37,15 +37,15 @@ static void test_error_first_kept(void **state) {
     eqr_ctx *ctx = tu_ctx(1);
     int64_t bad[2] = {2, -1};
     assert_null(eqr_tensor_zeros(ctx, 2, bad));
-    assert_int_equal(eqr_status_get(ctx), EQR_ERR_SHAPE);
+    assert_int_equal(eqr_error_status(ctx), EQR_ERR_SHAPE);
     char first[512];
     strcpy(first, eqr_error_message(ctx));
     /* ops on a context in error do nothing */
     int64_t ok[1] = {3};
     assert_null(eqr_tensor_zeros(ctx, 1, ok));
     assert_string_equal(first, eqr_error_message(ctx));
-    eqr_clear_error(ctx);
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    eqr_error_clear(ctx);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     assert_non_null(eqr_tensor_zeros(ctx, 1, ok));
     int64_t seven[7] = {1, 1, 1, 1, 1, 1, 1};
     assert_null(eqr_tensor_zeros(ctx, 7, seven));
@@ -64,7 +64,7 @@ static void test_log_callback(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
     nlog = 0;
-    eqr_set_log(ctx, logfn, &nlog);
+    eqr_ctx_set_log(ctx, logfn, &nlog);
     assert_null(eqr_tensor_wrap(ctx, NULL, 0, NULL));
     assert_int_equal(nlog, 1);
     eqr_ctx_destroy(ctx);
@@ -92,15 +92,15 @@ static void test_params_contiguous(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
     int64_t s1[2] = {3, 4}, s2[1] = {5};
-    eqr_tensor *a = eqr_param_new(ctx, "a", 2, s1, 0);
-    eqr_tensor *b = eqr_param_new(ctx, "b", 1, s2, EQR_PARAM_NO_DECAY);
-    eqr_tensor *c = eqr_param_new(ctx, "c", 1, s2, EQR_PARAM_BUFFER);
+    eqr_tensor *a = eqr_param_create(ctx, "a", 2, s1, 0);
+    eqr_tensor *b = eqr_param_create(ctx, "b", 1, s2, EQR_PARAM_NO_DECAY);
+    eqr_tensor *c = eqr_param_create(ctx, "c", 1, s2, EQR_PARAM_BUFFER);
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(c);
-    assert_null(eqr_param_new(ctx, "a", 1, s2, 0));
+    assert_null(eqr_param_create(ctx, "a", 1, s2, 0));
     tu_assert_error(ctx, EQR_ERR_ARG, "already exists");
-    assert_int_equal(eqr_param_count(ctx), 3);
+    assert_int_equal(eqr_param_num_tensors(ctx), 3);
     assert_ptr_equal(eqr_param_find(ctx, "b"), b);
     float *blk = eqr_param_data_block(ctx);
     assert_ptr_equal(a->data, blk + eqr_param_offset(ctx, 0));
@@ -115,7 +115,7 @@ static void test_params_contiguous(void **state) {
     int64_t big[1] = {100000};
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "big%d", i);
-        assert_non_null(eqr_param_new(ctx, name, 1, big, 0));
+        assert_non_null(eqr_param_create(ctx, name, 1, big, 0));
     }
     assert_true(a->data[5] == 7.0f);
     assert_ptr_equal(a->data, eqr_param_data_block(ctx) + eqr_param_offset(ctx, 0));
@@ -126,21 +126,21 @@ static void test_init_statistics(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(3);
     int64_t s[4] = {64, 32, 3, 3};
-    eqr_tensor *w = eqr_param_new(ctx, "w", 4, s, 0);
-    assert_int_equal(eqr_init_kaiming_normal(ctx, w, sqrtf(2.0f)), EQR_OK);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 4, s, 0);
+    assert_int_equal(eqr_param_init_kaiming_normal(ctx, w, sqrtf(2.0f)), EQR_OK);
     double v = 0;
     for (int64_t i = 0; i < w->numel; i++) v += (double)w->data[i] * w->data[i];
     v /= (double)w->numel;
     assert_true(fabs(v - 2.0 / 288.0) < 0.1 * 2.0 / 288.0);
-    assert_int_equal(eqr_init_xavier_uniform(ctx, w, 1.0f), EQR_OK);
+    assert_int_equal(eqr_param_init_xavier_uniform(ctx, w, 1.0f), EQR_OK);
     double a = sqrt(6.0 / (288 + 576));
     double mx = 0;
     for (int64_t i = 0; i < w->numel; i++) mx = fmax(mx, fabs(w->data[i]));
     assert_true(mx <= a && mx > 0.95 * a);
     int64_t s1[1] = {3};
-    eqr_tensor *v1 = eqr_param_new(ctx, "v", 1, s1, 0);
-    assert_int_equal(eqr_init_kaiming_normal(ctx, v1, 1.0f), EQR_ERR_SHAPE);
-    eqr_clear_error(ctx);
+    eqr_tensor *v1 = eqr_param_create(ctx, "v", 1, s1, 0);
+    assert_int_equal(eqr_param_init_kaiming_normal(ctx, v1, 1.0f), EQR_ERR_SHAPE);
+    eqr_error_clear(ctx);
     eqr_ctx_destroy(ctx);
 }
 
@@ -155,7 +155,7 @@ static void test_backward_errors(void **state) {
     assert_int_equal(eqr_backward(ctx, c), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "does not depend");
     assert_int_equal(eqr_backward(ctx, NULL), EQR_ERR_ARG);
-    eqr_clear_error(ctx);
+    eqr_error_clear(ctx);
     /* the seed of eqr_backward_from must have the output's shape, not just
      * its element count */
     int64_t s23[2] = {2, 3}, s6[1] = {6}, s32[2] = {3, 2};
@@ -178,14 +178,14 @@ static void test_arena_rewind_drops_tape(void **state) {
     int64_t s[1] = {4};
     eqr_tensor *p = tu_input(ctx, "p", 1, s, 1.0f);
     eqr_tensor *a = eqr_scale(ctx, p, 2.0f);
-    const int64_t tape = eqr_tape_size(ctx);
+    const int64_t tape = eqr_tape_num_nodes(ctx);
     const size_t used = eqr_arena_used(ctx);
     eqr__arena_mark m = eqr__arena_save(ctx);
     assert_non_null(eqr_mul(ctx, a, a));
-    assert_int_equal(eqr_tape_size(ctx), tape + 1);
+    assert_int_equal(eqr_tape_num_nodes(ctx), tape + 1);
     eqr__arena_rewind(ctx, m);
     assert_int_equal(eqr_arena_used(ctx), used);
-    assert_int_equal(eqr_tape_size(ctx), tape);
+    assert_int_equal(eqr_tape_num_nodes(ctx), tape);
     /* the step goes on over the tensors made before the mark */
     assert_int_equal(eqr_backward(ctx, eqr_sum_all(ctx, a)), EQR_OK);
     for (int i = 0; i < 4; i++) assert_true(p->grad[i] == 2.0f);
@@ -199,10 +199,10 @@ static void test_shape_limits(void **state) {
     (void)state;
     const int64_t t40 = (int64_t)1 << 40, t30 = (int64_t)1 << 30, t62 = (int64_t)1 << 62;
     int64_t a[3] = {0, t40, t40}, b[2] = {0, t62}, c[2] = {t62, 0}, d[3] = {t30, 0, t30};
-    assert_int_equal(eqr_shape_numel(3, a), -1); /* nonzero sizes multiply to 2^80 */
-    assert_int_equal(eqr_shape_numel(2, b), -1);
-    assert_int_equal(eqr_shape_numel(2, c), -1);
-    assert_int_equal(eqr_shape_numel(3, d), 0); /* 2^60: empty but valid */
+    assert_int_equal(eqr_shape_num_elements(3, a), -1); /* nonzero sizes multiply to 2^80 */
+    assert_int_equal(eqr_shape_num_elements(2, b), -1);
+    assert_int_equal(eqr_shape_num_elements(2, c), -1);
+    assert_int_equal(eqr_shape_num_elements(3, d), 0); /* 2^60: empty but valid */
     eqr_ctx *ctx = tu_ctx(1);
     assert_null(eqr_tensor_zeros(ctx, 3, a));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "eqr_tensor_zeros: invalid shape [0,");

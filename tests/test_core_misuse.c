@@ -80,7 +80,7 @@ static void make_fixture(eqr_ctx *ctx, fixture *f) {
     f->out = tu_regular_rep(ctx, &G, 1);
     f->gc = tu_gconv(ctx, "gc", f->in, f->out, 3, EQR_CONV2D(1, 1, 1), 0.0f);
     f->v4 = tu_randn(ctx, 1, 3, 4, 4);
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
 }
 
 /* A caller's NULL: EQR_ERR_ARG "<fn>: argument '<arg>' is NULL". */
@@ -93,10 +93,10 @@ static void test_user_null_names_argument(void **state) {
         assert_null(cases[i].call(ctx, &f));
         char want[128];
         snprintf(want, sizeof want, "%s: argument '%s' is NULL", cases[i].fn, cases[i].arg);
-        if (eqr_status_get(ctx) != EQR_ERR_ARG || strcmp(eqr_error_message(ctx), want) != 0)
+        if (eqr_error_status(ctx) != EQR_ERR_ARG || strcmp(eqr_error_message(ctx), want) != 0)
             fail_msg("case %d: status %s message '%s', want '%s'", i,
-                     eqr_status_name(eqr_status_get(ctx)), eqr_error_message(ctx), want);
-        eqr_clear_error(ctx);
+                     eqr_status_name(eqr_error_status(ctx)), eqr_error_message(ctx), want);
+        eqr_error_clear(ctx);
     }
     free_fixture(&f);
     eqr_ctx_destroy(ctx);
@@ -126,13 +126,13 @@ static void test_null_after_failure_keeps_first(void **state) {
     eqr_tensor *other = eqr_tensor_zeros(ctx, 2, bad);
     eqr_tensor *y = eqr_matmul(ctx, f.x, other); /* [2,3] x [5,7]: fails */
     assert_null(y);
-    assert_int_equal(eqr_status_get(ctx), EQR_ERR_SHAPE);
+    assert_int_equal(eqr_error_status(ctx), EQR_ERR_SHAPE);
     char first[512];
     snprintf(first, sizeof first, "%s", eqr_error_message(ctx));
     assert_non_null(strstr(first, "eqr_matmul"));
     for (int i = 0; i < NCASES; i++) {
         assert_null(cases[i].call(ctx, &f));
-        assert_int_equal(eqr_status_get(ctx), EQR_ERR_SHAPE);
+        assert_int_equal(eqr_error_status(ctx), EQR_ERR_SHAPE);
         assert_string_equal(eqr_error_message(ctx), first);
     }
     free_fixture(&f);
@@ -153,7 +153,7 @@ static void test_optional_null_allowed(void **state) {
     int64_t sb[2] = {2, 3};
     eqr_tensor *bx = tu_input(ctx, "bx", 2, sb, 1.0f);
     assert_non_null(eqr_batchnorm(ctx, bx, NULL, NULL, NULL, NULL, 0.1f, 1e-5f, 1));
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     free_fixture(&f);
     eqr_ctx_destroy(ctx);
 }
@@ -178,12 +178,12 @@ static void test_measure_leaves_bn_stats(void **state) {
     eqr_ctx *ctx = tu_ctx(5);
     bn_model m;
     int64_t sw[4] = {2, 1, 3, 3}, sc[1] = {2};
-    m.w = eqr_param_new(ctx, "w", 4, sw, 0);
-    m.gamma = eqr_param_new(ctx, "gamma", 1, sc, 0);
-    m.beta = eqr_param_new(ctx, "beta", 1, sc, 0);
-    m.rm = eqr_param_new(ctx, "rm", 1, sc, EQR_PARAM_BUFFER);
-    m.rv = eqr_param_new(ctx, "rv", 1, sc, EQR_PARAM_BUFFER);
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    m.w = eqr_param_create(ctx, "w", 4, sw, 0);
+    m.gamma = eqr_param_create(ctx, "gamma", 1, sc, 0);
+    m.beta = eqr_param_create(ctx, "beta", 1, sc, 0);
+    m.rm = eqr_param_create(ctx, "rm", 1, sc, EQR_PARAM_BUFFER);
+    m.rv = eqr_param_create(ctx, "rv", 1, sc, EQR_PARAM_BUFFER);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     tu_fill_uniform(m.w->data, m.w->numel, 11);
     for (int i = 0; i < 2; i++) {
         m.gamma->data[i] = 1.0f + 0.5f * (float)i;
@@ -195,7 +195,7 @@ static void test_measure_leaves_bn_stats(void **state) {
     eqr_group G = eqr_group_cyclic(4);
     eqr_rep *rep = tu_trivial_rep(ctx, &G, 1);
     eqr_rep *orep = tu_trivial_rep(ctx, &G, 2);
-    int np = eqr_param_count(ctx);
+    int np = eqr_param_num_tensors(ctx);
     int64_t total = 0;
     for (int i = 0; i < np; i++) total += eqr_param_at(ctx, i)->numel;
     float *before = malloc((size_t)total * sizeof(float));
@@ -261,7 +261,7 @@ static void test_gconv_inexact_warns(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(6);
     logcap cap = {0, ""};
-    eqr_set_log(ctx, cap_log, &cap);
+    eqr_ctx_set_log(ctx, cap_log, &cap);
     eqr_group G = eqr_group_cyclic(4);
     eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *L = tu_gconv(ctx, "down", in, out, 3, EQR_CONV2D(2, 1, 1), 0.5f);
@@ -380,7 +380,7 @@ static void test_gconv_never_exact_warns_at_create(void **state) {
     for (int gi = 0; gi < 4; gi++) {
         eqr_ctx *ctx = tu_ctx(7 + (uint64_t)gi);
         logcap cap = {0, ""};
-        eqr_set_log(ctx, cap_log, &cap);
+        eqr_ctx_set_log(ctx, cap_log, &cap);
         eqr_rep *in = tu_trivial_rep(ctx, &groups[gi], 1), *out = tu_regular_rep(ctx, &groups[gi], 1);
         for (int c = 0; c < 64; c++) {
             eqr_conv2d_geom g = {1 + (c & 1), 1 + (c >> 1 & 1), c >> 2 & 1, c >> 3 & 1,
@@ -417,7 +417,7 @@ static void test_gconv_never_exact_warns_at_create(void **state) {
      * equal axes is (float rounding, see test_gconv_inexact_warns). */
     eqr_ctx *ctx = tu_ctx(12);
     logcap cap = {0, ""};
-    eqr_set_log(ctx, cap_log, &cap);
+    eqr_ctx_set_log(ctx, cap_log, &cap);
     eqr_group G = eqr_group_cyclic(4);
     eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *A = tu_gconv(ctx, "skew", in, out, 3, (eqr_conv2d_geom){1, 1, 1, 2, 1, 2}, 0.5f);
@@ -452,7 +452,7 @@ static void test_steer_conv_warns(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(13);
     logcap cap = {0, ""};
-    eqr_set_log(ctx, cap_log, &cap);
+    eqr_ctx_set_log(ctx, cap_log, &cap);
     eqr_group G = eqr_group_cyclic(4); /* every element grid-exact */
     eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
     eqr_steer_conv_opts o = {0};
@@ -502,7 +502,7 @@ static void test_relaxed_gconv_warns(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(14);
     logcap cap = {0, ""};
-    eqr_set_log(ctx, cap_log, &cap);
+    eqr_ctx_set_log(ctx, cap_log, &cap);
     eqr_group G = eqr_group_cyclic(4);
     eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
     eqr_gconv *L = tu_gconv(ctx, "down", in, out, 3, EQR_CONV2D(2, 1, 1), 0.0f);

@@ -177,7 +177,7 @@ typedef struct model {
 static eqr_tensor *param(eqr_ctx *ctx, const char *name, int nd, int64_t a, int64_t b,
                          int64_t c, int64_t d, unsigned flags) {
     int64_t s[4] = {a, b, c, d};
-    eqr_tensor *t = eqr_param_new(ctx, name, nd, s, flags);
+    eqr_tensor *t = eqr_param_create(ctx, name, nd, s, flags);
     assert_non_null(t);
     return t;
 }
@@ -201,7 +201,7 @@ static void model_build(model *m, int nb) {
     m->bn_b = param(ctx, "bn.bias", 1, 4, 0, 0, 0, EQR_PARAM_NO_DECAY);
     m->bn_rm = param(ctx, "bn.running_mean", 1, 4, 0, 0, 0, EQR_PARAM_BUFFER);
     m->bn_rv = param(ctx, "bn.running_var", 1, 4, 0, 0, 0, EQR_PARAM_BUFFER);
-    eqr_init_kaiming_normal(ctx, m->c1_w, 1.41421356f);
+    eqr_param_init_kaiming_normal(ctx, m->c1_w, 1.41421356f);
     eqr_tensor_fill(m->bn_g, 1.0f);
     eqr_tensor_fill(m->bn_rv, 1.0f);
 
@@ -218,11 +218,11 @@ static void model_build(model *m, int nb) {
     const int64_t feat = 2 * (HW / 2) * (HW / 2);
     m->fc_w = param(ctx, "fc.weight", 2, NCLS, feat, 0, 0, 0);
     m->fc_b = param(ctx, "fc.bias", 1, NCLS, 0, 0, 0, EQR_PARAM_NO_DECAY);
-    eqr_init_xavier_uniform(ctx, m->fc_w, 1.0f);
+    eqr_param_init_xavier_uniform(ctx, m->fc_w, 1.0f);
 
     eqr_optim_opts oo = {.kind = EQR_OPTIM_ADAMW, .lr = 1e-3f, .weight_decay = 1e-2f};
     m->opt = eqr_optim_create(ctx, &oo);
-    if (eqr_status_get(ctx)) fail_msg("model: %s", eqr_error_message(ctx));
+    if (eqr_error_status(ctx)) fail_msg("model: %s", eqr_error_message(ctx));
 
     eqr_rng r;
     eqr_rng_seed(&r, 5);
@@ -249,7 +249,7 @@ static void model_destroy(model *m) {
 static float train_step(model *m) {
     eqr_ctx *ctx = m->ctx;
     const int64_t xs[4] = {m->nb, 1, HW, HW};
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_tensor *x = eqr_tensor_wrap(ctx, m->x, 4, xs);
     eqr_tensor *h = eqr_conv2d(ctx, x, m->c1_w, m->c1_b, &EQR_CONV2D(1, 1, 1));
     h = eqr_batchnorm(ctx, h, m->bn_g, m->bn_b, m->bn_rm, m->bn_rv, 0.1f, 1e-5f, 1);
@@ -265,14 +265,14 @@ static float train_step(model *m) {
     h = eqr_linear(ctx, eqr_reshape(ctx, h, 2, flat), m->fc_w, m->fc_b);
     eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, h, m->labels);
     if (loss) eqr_backward(ctx, loss);
-    float norm = eqr_clip_grad_norm(ctx, 0.5f);
+    float norm = eqr_grad_clip_norm(ctx, 0.5f);
     eqr_optim_step(m->opt);
-    if (eqr_status_get(ctx)) fail_msg("training step: %s", eqr_error_message(ctx));
+    if (eqr_error_status(ctx)) fail_msg("training step: %s", eqr_error_message(ctx));
     assert_true(isfinite(norm) && norm > 0.0f);
-    assert_true(eqr_tape_size(ctx) >= 15);
+    assert_true(eqr_tape_num_nodes(ctx) >= 15);
     float l = loss->data[0];
     eqr_step_reset(ctx);
-    if (eqr_status_get(ctx)) fail_msg("step reset: %s", eqr_error_message(ctx));
+    if (eqr_error_status(ctx)) fail_msg("step reset: %s", eqr_error_message(ctx));
     return l;
 }
 
@@ -297,7 +297,7 @@ static void test_arena_steady(void **state) {
     }
     /* the parameters did move: training, not a no-op, was measured */
     assert_true(isfinite(last) && last != first);
-    assert_int_equal(eqr_optim_steps(m.opt), WARMUP + STEADY);
+    assert_int_equal(eqr_optim_num_steps(m.opt), WARMUP + STEADY);
     model_destroy(&m);
 }
 
@@ -378,13 +378,13 @@ static void test_heap_steady_tp(void **state) {
     size_t reserved = 0;
     for (int s = 0; s < WARMUP + STEADY; s++) {
         unsigned long c0 = heap_count();
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_tensor *y = eqr_tp_forward(ctx, tp1, x1, x2, NULL);
         y = eqr_tp_forward(ctx, tp2, y, x2, eqr_linear(ctx, e, rw, NULL));
         eqr_tensor *loss = eqr_sum_all(ctx, y);
         if (loss) eqr_backward(ctx, loss);
         eqr_step_reset(ctx);
-        if (eqr_status_get(ctx)) fail_msg("tp step: %s", eqr_error_message(ctx));
+        if (eqr_error_status(ctx)) fail_msg("tp step: %s", eqr_error_message(ctx));
         unsigned long calls = heap_count() - c0;
         if (s == WARMUP) reserved = eqr_arena_reserved(ctx);
         if (s >= WARMUP) {

@@ -40,7 +40,7 @@ static float *train(eqr_dist *d, uint64_t init_seed, int64_t bucket, int steps, 
          * x||^2) is not a mean over samples: it is summed over the ranks */
         eqr_relax_set_reduce(m.r, eqr_dist_relax_reduce, dd);
     }
-    *total = eqr_param_total(ctx);
+    *total = eqr_param_num_scalars(ctx);
     size_t bytes = (size_t)*total * sizeof(float);
     if (init) {
         *init = malloc(bytes);
@@ -71,7 +71,7 @@ static float *train(eqr_dist *d, uint64_t init_seed, int64_t bucket, int steps, 
     }
     for (int s = by_epoch ? steps : 0; s < steps;) {
         int more = dd ? eqr_dist_batcher_next(dd, &bt, x, y, &n) : eqr_batcher_next(&bt, x, y, &n);
-        assert_int_equal(eqr_status_get(ctx), EQR_OK);
+        assert_int_equal(eqr_error_status(ctx), EQR_OK);
         if (!more) continue; /* next epoch */
         short_batches += dd && 2 * n != BATCH;
         int64_t shape[4] = {n, 1, 8, 8};
@@ -235,7 +235,7 @@ static void test_mismatch_refused(void **state) {
     eqr_ctx *ctx = tu_ctx(3);
     eqr_dist *d = eqr_dist_create(ctx, MPI_COMM_WORLD);
     assert_non_null(d);
-    assert_int_equal(eqr_dist_size(d), 2);
+    assert_int_equal(eqr_dist_num_ranks(d), 2);
     struct {
         int64_t batch;
         uint64_t seed;
@@ -250,7 +250,7 @@ static void test_mismatch_refused(void **state) {
     tu_tiny_build(ctx, &m, 0.2f);
     if (rank == 1) {
         int64_t s[1] = {3};
-        assert_non_null(eqr_param_new(ctx, "extra", 1, s, 0));
+        assert_non_null(eqr_param_create(ctx, "extra", 1, s, 0));
     }
     eqr_dist_broadcast_params(d);
     tu_assert_error(ctx, EQR_ERR_MISMATCH, "the parameter store");
@@ -310,7 +310,7 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     eqr_ctx *ctx = tu_ctx(0);
     eqr_dist *world = eqr_dist_create(ctx, MPI_COMM_WORLD);
-    if (!world || eqr_dist_size(world) != 2) {
+    if (!world || eqr_dist_num_ranks(world) != 2) {
         fprintf(stderr, "test_dist_train: run on 2 ranks (mpirun -np 2)\n");
         MPI_Abort(MPI_COMM_WORLD, 1);
     }

@@ -74,13 +74,13 @@ static double rel_err(const float *a, const float *b, int64_t n) {
 /* Forward without gradients; outputs copied into caller buffers. */
 static void run(eqr_ctx *ctx, eqr_egnn *L, eqr_tensor *h, eqr_tensor *x, eqr_tensor *v,
                 eqr_tensor *e, float *ho, float *xo) {
-    int ge = eqr_set_grad_enabled(ctx, 0);
+    int ge = eqr_grad_set_enabled(ctx, 0);
     eqr_tensor *th = NULL, *tx = NULL;
     eqr_status st = eqr_egnn_forward(ctx, L, h, x, v, e, ho ? &th : NULL, &tx);
     if (st != EQR_OK) fail_msg("forward: %s", eqr_error_message(ctx));
     if (ho) memcpy(ho, th->data, (size_t)th->numel * sizeof(float));
     memcpy(xo, tx->data, (size_t)tx->numel * sizeof(float));
-    eqr_set_grad_enabled(ctx, ge);
+    eqr_grad_set_enabled(ctx, ge);
 }
 
 /* max over `trials` random rotations (+ translations if translate) of the
@@ -177,7 +177,7 @@ static void test_stack_equivariance(void **state) {
     eqr_rng rng;
     eqr_rng_seed(&rng, 5);
     float out0[B * NN * 3], R[9], t[3] = {1.5f, -2.0f, 0.7f};
-    eqr_set_grad_enabled(ctx, 0);
+    eqr_grad_set_enabled(ctx, 0);
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) eqr_so3_random(&rng, R, NULL);
         eqr_tensor *x = pass ? eqr_e3_transform(ctx, R, t, in.x, 2) : in.x;
@@ -293,7 +293,7 @@ static void run_gradcheck(uint64_t seed, const eqr_egnn_opts *o, int relax) {
     all[n++] = in.x;
     all[n++] = in.v;
     all[n++] = in.e ? in.e : in.h; /* placeholder slot when there is no e */
-    for (int i = 0; i < eqr_param_count(ctx) && n < 64; i++) {
+    for (int i = 0; i < eqr_param_num_tensors(ctx) && n < 64; i++) {
         eqr_tensor *p = eqr_param_at(ctx, i);
         if (p == in.h || p == in.x || p == in.v || p == in.e) continue;
         all[n++] = p;
@@ -506,15 +506,15 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "hidden -1");
     assert_null(eqr_egnn_create(ctx, "", 3, 3, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "name");
-    int before = eqr_param_count(ctx);
+    int before = eqr_param_num_tensors(ctx);
     assert_int_equal(before, 0); /* nothing registered by the failures */
     eqr_egnn *L = eqr_egnn_create(ctx, "a", 3, 3, &o);
     assert_non_null(L);
     assert_int_equal(eqr_egnn_hidden(L), 4);
-    int after = eqr_param_count(ctx);
+    int after = eqr_param_num_tensors(ctx);
     assert_null(eqr_egnn_create(ctx, "a", 3, 3, &o));
     tu_assert_error(ctx, EQR_ERR_ARG, "already exists");
-    assert_int_equal(eqr_param_count(ctx), after);
+    assert_int_equal(eqr_param_num_tensors(ctx), after);
 
     inputs in = make_inputs(ctx, "in", 2, 4, 3, 1);
     eqr_tensor *ho = (eqr_tensor *)1, *xo = (eqr_tensor *)1;

@@ -380,7 +380,7 @@ static void test_bank_gradient_sums_copies(void **state) {
     assert_int_equal(bs[1], 16);
     eqr_tensor *seed = eqr_tensor_zeros(ctx, 4, bank->shape);
     eqr_tensor_fill(seed, 1.0f);
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     assert_int_equal(eqr_backward_from(ctx, bank, seed), EQR_OK);
     eqr_tensor *w = eqr_gconv_weight(L);
     for (int64_t i = 0; i < w->numel; i++) assert_float_equal(w->grad[i], 8.0f, 0.0f);
@@ -441,7 +441,7 @@ static void test_export(void **state) {
         assert_non_null(m.l3);
         assert_null(eqr_gconv_bias(m.l3));
         assert_null(eqr_gconv_bias_vector(ctx, m.l3));
-        assert_int_equal(eqr_status_get(ctx), EQR_OK);
+        assert_int_equal(eqr_error_status(ctx), EQR_OK);
         eqr_tensor *x = tu_randn(ctx, 2, 1, 11, 11);
         eqr_tensor *y = fwd_model3(ctx, &m, x);
         assert_non_null(y);
@@ -607,7 +607,7 @@ static void test_errors(void **state) {
     assert_null(eqr_gconv_create(ctx, "a", NULL, r3, 3, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
     /* none of the failures registered parameters */
-    assert_int_equal(eqr_param_count(ctx), 0);
+    assert_int_equal(eqr_param_num_tensors(ctx), 0);
 
     eqr_gconv *L = eqr_gconv_create(ctx, "lift", t1, r3, 3, NULL);
     eqr_gconv *G = eqr_gconv_create(ctx, "grp", r3, r2, 3, NULL);
@@ -631,13 +631,13 @@ static void test_errors(void **state) {
     assert_non_null(V);
     eqr_tensor *tiny = tu_randn(ctx, 1, 1, 3, 3);
     assert_null(eqr_gconv_forward(ctx, V, tiny));
-    assert_int_not_equal(eqr_status_get(ctx), EQR_OK);
-    eqr_clear_error(ctx);
+    assert_int_not_equal(eqr_error_status(ctx), EQR_OK);
+    eqr_error_clear(ctx);
     assert_int_equal(eqr_gconv_exact_on(V, 3, 3), 0);
     /* NULL arguments */
     assert_null(eqr_gconv_forward(ctx, L, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     assert_null(eqr_gconv_forward(ctx, NULL, xr));
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
     assert_int_equal(eqr_gconv_export(ctx, L, NULL, NULL), EQR_ERR_ARG);
@@ -677,11 +677,11 @@ static void test_no_partial_registration(void **state) {
     eqr_group C4 = eqr_group_cyclic(4);
     eqr_rep *t = tu_trivial_rep(ctx, &C4, 1), *r = tu_regular_rep(ctx, &C4, 1);
     int64_t one = 1;
-    assert_non_null(eqr_param_new(ctx, "g.bias", 1, &one, 0));
+    assert_non_null(eqr_param_create(ctx, "g.bias", 1, &one, 0));
     assert_null(eqr_gconv_create(ctx, "g", t, r, 3, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "already exists");
     assert_null(eqr_param_find(ctx, "g.weight"));
-    assert_int_equal(eqr_param_count(ctx), 1);
+    assert_int_equal(eqr_param_num_tensors(ctx), 1);
     eqr_rep_destroy(t);
     eqr_rep_destroy(r);
     eqr_ctx_destroy(ctx);

@@ -147,7 +147,7 @@ static void sym_kernel(float *k, float c, float e, float r) {
 /* Depthwise weight [C, C, 3, 3] with kernel k on the diagonal. */
 static eqr_tensor *depthwise(eqr_ctx *ctx, const char *name, int C, const float *k) {
     int64_t s[4] = {C, C, 3, 3};
-    eqr_tensor *w = eqr_param_new(ctx, name, 4, s, 0);
+    eqr_tensor *w = eqr_param_create(ctx, name, 4, s, 0);
     assert_non_null(w);
     for (int c = 0; c < C; c++) memcpy(w->data + ((int64_t)c * C + c) * 9, k, 9 * sizeof(float));
     return w;
@@ -285,7 +285,7 @@ static void test_disk_masking(void **state) {
     eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
     fill_normal(x->data, x->numel, 5);
     eqr_equiv_opts o = {disk};
-    eqr_gelem g90 = eqr_gelem_make(0, PI / 2);
+    eqr_gelem g90 = eqr_gelem_of(0, PI / 2);
     double e_disk = -1, e_all = -1;
     assert_int_equal(eqr_equivariance_error(ctx, fw_mask, &mm, T, T, g90, x, &o, &e_disk), EQR_OK);
     assert_int_equal(eqr_equivariance_error(ctx, fw_mask, &mm, T, T, g90, x, NULL, &e_all), EQR_OK);
@@ -299,7 +299,7 @@ static void test_disk_masking(void **state) {
     for (int q = 1; q < 4; q++) {
         double err = -1, ref = conv_error_ref(x->data, 2, kd, 0, q, r);
         double full = conv_error_ref(x->data, 2, kd, 0, q, -1);
-        eqr_gelem g = eqr_gelem_make(0, q * PI / 2);
+        eqr_gelem g = eqr_gelem_of(0, q * PI / 2);
         assert_int_equal(eqr_equivariance_error(ctx, fw_conv, &m, T, T, g, x, &o, &err), EQR_OK);
         if (!(fabs(err - ref) <= (1 + ref) * CONV_EQ))
             fail_msg("q=%d: disk error %.9g, reference %.9g", q, err, ref);
@@ -323,20 +323,20 @@ static void test_offgrid_denominator(void **state) {
     int64_t s[4] = {1, 1, HH, WW};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
     fill_normal(x->data, x->numel, 9);
-    eqr_gelem g = eqr_gelem_make(0, 0.5);
+    eqr_gelem g = eqr_gelem_of(0, 0.5);
     double err = -1;
     assert_int_equal(eqr_equivariance_error(ctx, fw_conv, &m, T, T, g, x, NULL, &err), EQR_OK);
     /* reference: y = conv(x), ygx = conv(g.x), gy = g.y, all pixels */
     double xd[HH * WW], y[HH * WW], gxd[HH * WW], ygx[HH * WW];
     for (int p = 0; p < HH * WW; p++) xd[p] = x->data[p];
     conv_plane(xd, kd, y);
-    eqr_tensor *gx = eqr_act_grid(ctx, g, x);
+    eqr_tensor *gx = eqr_grid_act(ctx, g, x);
     assert_non_null(gx);
     for (int p = 0; p < HH * WW; p++) gxd[p] = gx->data[p];
     conv_plane(gxd, kd, ygx);
     eqr_tensor *yt = eqr_tensor_zeros(ctx, 4, s);
     for (int p = 0; p < HH * WW; p++) yt->data[p] = (float)y[p];
-    eqr_tensor *gy = eqr_act_grid(ctx, g, yt);
+    eqr_tensor *gy = eqr_grid_act(ctx, g, yt);
     assert_non_null(gy);
     double num = 0, den = 0, den_gy = 0;
     for (int p = 0; p < HH * WW; p++) {
@@ -364,7 +364,7 @@ static void test_offgrid_denominator(void **state) {
             t1->data[p] = (float)((g9 * mk[p] + TU_U * fabs(y[p])) * (1 + 1e-6)); /* rounded up */
             t2->data[p] = (float)(fabs(y[p]) * (1 + 1e-6));
         }
-        eqr_tensor *a1 = eqr_act_grid(ctx, g, t1), *a2 = eqr_act_grid(ctx, g, t2);
+        eqr_tensor *a1 = eqr_grid_act(ctx, g, t1), *a2 = eqr_grid_act(ctx, g, t2);
         assert_true(a1 && a2);
         double E = 0, Ey = 0;
         for (int p = 0; p < HH * WW; p++) {
@@ -399,7 +399,7 @@ static void test_invariance_mode(void **state) {
     assert_true(err <= CONV_EQ);
     /* the top-left pixel is not invariant: after a +90 rotation it is the
      * former top-right pixel x[0, W-1] */
-    eqr_gelem g90 = eqr_gelem_make(0, PI / 2);
+    eqr_gelem g90 = eqr_gelem_of(0, PI / 2);
     assert_int_equal(eqr_equivariance_error(ctx, fw_corner, NULL, T, NULL, g90, x, NULL, &err), EQR_OK);
     double num = 0, den = 0;
     for (int pl = 0; pl < 4; pl++) {
@@ -414,7 +414,7 @@ static void test_invariance_mode(void **state) {
     assert_true(ref > 0.1);
     /* flip: the top-left pixel becomes the former top-right too */
     assert_int_equal(
-        eqr_equivariance_error(ctx, fw_corner, NULL, T, NULL, eqr_gelem_make(1, 0), x, NULL, &err), EQR_OK);
+        eqr_equivariance_error(ctx, fw_corner, NULL, T, NULL, eqr_gelem_of(1, 0), x, NULL, &err), EQR_OK);
     assert_true(fabs(err - ref) <= 64 * DBL_EPSILON * ref); /* as above */
     eqr_rep_destroy(T);
     eqr_ctx_destroy(ctx);
@@ -445,7 +445,7 @@ static void test_vector_outputs(void **state) {
     /* claiming frequency 2 for a frequency-1 output */
     const double a = 0.7;
     assert_int_equal(
-        eqr_equivariance_error(ctx, fw_flatten, NULL, T1, T2, eqr_gelem_make(0, a), x, NULL, &err), EQR_OK);
+        eqr_equivariance_error(ctx, fw_flatten, NULL, T1, T2, eqr_gelem_of(0, a), x, NULL, &err), EQR_OK);
     double num = 0, den = 0;
     for (int n = 0; n < 3; n++)
         for (int v = 0; v < 2; v++) { /* two frequency-1 vectors per sample */
@@ -506,7 +506,7 @@ static void test_error_paths(void **state) {
     eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
     fill_normal(x->data, x->numel, 23);
     eqr_tensor *x3 = eqr_tensor_zeros(ctx, 4, s3), *xv = eqr_tensor_zeros(ctx, 2, s2);
-    eqr_gelem g = eqr_gelem_make(0, PI / 2);
+    eqr_gelem g = eqr_gelem_of(0, PI / 2);
     double err = 123;
 
     /* wrong input channels / rank */
@@ -529,10 +529,10 @@ static void test_error_paths(void **state) {
                      EQR_ERR_SHAPE);
     tu_assert_error(ctx, EQR_ERR_SHAPE, "f(g.x)");
     /* element not in the group */
-    assert_int_equal(eqr_equivariance_error(ctx, fw_conv, &m, T, T, eqr_gelem_make(0, PI / 4), x, NULL, &err),
+    assert_int_equal(eqr_equivariance_error(ctx, fw_conv, &m, T, T, eqr_gelem_of(0, PI / 4), x, NULL, &err),
                      EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "not in C4");
-    assert_int_equal(eqr_equivariance_error(ctx, fw_conv, &m, T, T, eqr_gelem_make(1, 0), x, NULL, &err),
+    assert_int_equal(eqr_equivariance_error(ctx, fw_conv, &m, T, T, eqr_gelem_of(1, 0), x, NULL, &err),
                      EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "not in");
     /* failing forwards */
@@ -562,7 +562,7 @@ static void test_error_paths(void **state) {
         assert_null(eqr_tensor_zeros(ctx, 1, bad));
         assert_int_equal(eqr_equivariance_error(ctx, fw_conv, &m, T, T, g, x, NULL, &err), EQR_ERR_SHAPE);
         assert_true(err == 123);
-        eqr_clear_error(ctx);
+        eqr_error_clear(ctx);
     }
     eqr_rep_destroy(T);
     eqr_rep_destroy(T3);
@@ -586,7 +586,7 @@ static void test_arena_left_as_found(void **state) {
     /* a recorded op before the call: the tape has one node */
     eqr_tensor *y0 = eqr_conv2d(ctx, x, m.w, NULL, &EQR_CONV2D(1, 1, 1));
     assert_non_null(y0);
-    int64_t tape = eqr_tape_size(ctx);
+    int64_t tape = eqr_tape_num_nodes(ctx);
     assert_int_equal(tape, 1);
     float *copy = malloc((size_t)y0->numel * sizeof(float));
     memcpy(copy, y0->data, (size_t)y0->numel * sizeof(float));
@@ -605,19 +605,19 @@ static void test_arena_left_as_found(void **state) {
             assert_true(err > 0.05);
         } else {
             assert_int_equal(st, EQR_ERR_SHAPE);
-            eqr_clear_error(ctx);
+            eqr_error_clear(ctx);
         }
         assert_int_equal(eqr_arena_used(ctx), used);
         assert_int_equal(eqr_arena_reserved(ctx), reserved);
-        assert_int_equal(eqr_tape_size(ctx), tape);
+        assert_int_equal(eqr_tape_num_nodes(ctx), tape);
         assert_int_equal(eqr_grad_enabled(ctx), 1);
         assert_memory_equal(y0->data, copy, (size_t)y0->numel * sizeof(float));
     }
     /* grad mode off is restored too */
-    eqr_set_grad_enabled(ctx, 0);
+    eqr_grad_set_enabled(ctx, 0);
     assert_int_equal(eqr_equivariance_error_max(ctx, fw_conv, &m, T, T, x, NULL, 0, &err), EQR_OK);
     assert_int_equal(eqr_grad_enabled(ctx), 0);
-    eqr_set_grad_enabled(ctx, 1);
+    eqr_grad_set_enabled(ctx, 1);
     /* the earlier tape still backpropagates */
     eqr_tensor *l = eqr_sum_all(ctx, y0);
     assert_int_equal(eqr_backward(ctx, l), EQR_OK);

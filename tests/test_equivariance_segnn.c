@@ -85,7 +85,7 @@ static double equiv_err(eqr_ctx *ctx, fix *f, int nsamples) {
 /* Parameters whose name contains part, summed. */
 static int64_t numel_matching(eqr_ctx *ctx, const char *part) {
     int64_t n = 0;
-    for (int i = 0; i < eqr_param_count(ctx); i++)
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++)
         if (strstr(eqr_param_name(ctx, i), part)) n += eqr_param_at(ctx, i)->numel;
     return n;
 }
@@ -96,7 +96,7 @@ static void test_param_counts(void **state) {
     eqr_segnn *m = eqr_segnn_create(ctx, "segnn", NULL);
     assert_non_null(m);
     /* ../shared/bench/README.md: 147,424 strict; the 8 W_r add 196,608 */
-    assert_int_equal(eqr_param_total(ctx), 147424);
+    assert_int_equal(eqr_param_num_scalars(ctx), 147424);
     eqr_relax *r = eqr_relax_create(ctx, "relax", NULL);
     assert_int_equal(eqr_relax_segnn(ctx, r, "segnn", m, NULL), EQR_OK);
     assert_int_equal(numel_matching(ctx, ".relax"), 196608);
@@ -183,7 +183,7 @@ static void test_penalties(void **state) {
     /* random W_r: LD > 0, and the penalty's gradient reaches W_r only */
     eqr_tensor_normal(w1, eqr_ctx_rng(ctx), 0.1f);
     eqr_tensor_normal(w2, eqr_ctx_rng(ctx), 0.1f);
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     systems(ctx, 2, NP, &x, &v, &q); /* the reset freed the last ones */
     y = eqr_segnn_forward(ctx, m, x, v, q);
     eqr_tensor *pen = eqr_relax_penalty(ctx, r);
@@ -236,7 +236,7 @@ static void test_gradcheck(void **state) {
     /* every parameter with a gradient (theta is a buffer) */
     eqr_tensor *in[64];
     int nin = 0;
-    for (int i = 0; i < eqr_param_count(ctx) && nin < 64; i++) {
+    for (int i = 0; i < eqr_param_num_tensors(ctx) && nin < 64; i++) {
         eqr_tensor *t = eqr_param_at(ctx, i);
         if (t->flags & EQR_T_REQUIRES_GRAD) in[nin++] = t;
     }

@@ -104,7 +104,7 @@ static int grid_elements(const eqr_group *G, eqr_gelem *out) {
     int n = 0;
     for (int f = 0; f <= eqr_group_has_flips(G); f++)
         for (int q = 0; q < 4; q++) {
-            eqr_gelem g = eqr_gelem_make(f, q * HALF_PI);
+            eqr_gelem g = eqr_gelem_of(f, q * HALF_PI);
             if (eqr_group_contains(G, g)) out[n++] = g;
         }
     return n;
@@ -143,7 +143,7 @@ static double constraint_error(const eqr_steer_basis *B, const eqr_rep *in, cons
         assert_int_equal(eqr_rep_matrix(in, gs[gi], ri), di);
         double M[4];
         eqr_gelem_matrix(gp[gi], M);
-        for (int64_t t = 0; t < eqr_steer_basis_size(B); t++)
+        for (int64_t t = 0; t < eqr_steer_basis_num_elements(B); t++)
             for (int p = 0; p < 4; p++) {
                 double x = pts[p][0], y = pts[p][1];
                 assert_true(eqr_steer_basis_eval(B, t, x, y, K));
@@ -185,7 +185,7 @@ static void test_basis_constraint_continuous(void **state) {
         eqr_rep *T = all_irreps(ctx, G, 1);
         eqr_steer_basis *B = eqr_steer_basis_create(ctx, T, T, 5, NULL);
         assert_non_null(B);
-        assert_true(eqr_steer_basis_size(B) > 0);
+        assert_true(eqr_steer_basis_num_elements(B) > 0);
         /* every element of a finite group; 12 random rotations (and flips) of
          * a continuous one, at points off the grid */
         eqr_gelem gs[32];
@@ -194,20 +194,20 @@ static void test_basis_constraint_continuous(void **state) {
             for (int i = 0; i < eqr_group_order(G); i++) gs[ng++] = eqr_group_element(G, i);
         } else {
             for (int i = 0; i < 12; i++) gs[ng++] = eqr_group_sample(G, eqr_ctx_rng(ctx));
-            gs[ng++] = eqr_gelem_make(0, 0.123456);
+            gs[ng++] = eqr_gelem_of(0, 0.123456);
         }
         double err = constraint_error(B, T, T, gs, gs, ng, eqr_ctx_rng(ctx));
         if (err > 1e-9) fail_msg("%s: basis violates the constraint by %g", gname, err);
         /* the check detects a wrong kernel: rotate the point by g r instead
          * of g (r = a small extra rotation) */
         eqr_gelem gw[32];
-        for (int i = 0; i < ng; i++) gw[i] = eqr_group_compose(NULL, gs[i], eqr_gelem_make(0, 0.3));
+        for (int i = 0; i < ng; i++) gw[i] = eqr_group_compose(NULL, gs[i], eqr_gelem_of(0, 0.3));
         double bad = constraint_error(B, T, T, gs, gw, ng, eqr_ctx_rng(ctx));
         if (!(bad > 1e-2)) fail_msg("%s: constraint check blind (%g)", gname, bad);
         eqr_steer_basis_destroy(B);
         eqr_rep_destroy(T);
     }
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 
@@ -217,7 +217,7 @@ static void test_basis_constraint_continuous(void **state) {
  * at the pixel centres, with the moment correction close to it (relative
  * Frobenius difference over the whole basis below max_rel). */
 static void check_orthonormal(const eqr_steer_basis *B, int points, double max_rel) {
-    int64_t n = eqr_steer_basis_size(B);
+    int64_t n = eqr_steer_basis_num_elements(B);
     int k = eqr_steer_basis_kernel_size(B), dO = eqr_steer_basis_out_dim(B), di = eqr_steer_basis_in_dim(B);
     int64_t L = (int64_t)dO * di * k * k;
     float *S = malloc(sizeof(float) * (size_t)(n * L));
@@ -294,7 +294,7 @@ static void test_basis_orthonormal(void **state) {
  * samples do not have this property (the check is not blind). */
 static double moment_mismatch(const eqr_steer_basis *B, int order) {
     int k = eqr_steer_basis_kernel_size(B), kk = k * k;
-    int64_t n = eqr_steer_basis_size(B);
+    int64_t n = eqr_steer_basis_num_elements(B);
     float S[2 * 81];
     double K[2], worst = 0, R = 0.5 * k;
     const int NR = 400, NA = 64;
@@ -335,7 +335,7 @@ static void test_moment_sampling(void **state) {
             eqr_rep *v = eqr_rep_create(ctx, &G, 1, &p);
             eqr_steer_basis_opts o = {0};
             eqr_steer_basis *B = eqr_steer_basis_create(ctx, t, v, k, &o);
-            assert_true(eqr_steer_basis_size(B) > 0);
+            assert_true(eqr_steer_basis_num_elements(B) > 0);
             double mm = moment_mismatch(B, f);
             /* a quadrature tolerance: the polar midpoint rule's O((R/NR)^2)
              * error (~1e-4 relative), not rounding */
@@ -357,7 +357,7 @@ static int64_t count(eqr_ctx *ctx, eqr_group G, const char *in, const char *out,
     eqr_rep *a = type_of(ctx, &G, in), *b = type_of(ctx, &G, out);
     eqr_steer_basis *B = eqr_steer_basis_create(ctx, a, b, k, NULL);
     assert_non_null(B);
-    int64_t n = eqr_steer_basis_size(B);
+    int64_t n = eqr_steer_basis_num_elements(B);
     eqr_steer_basis_destroy(B);
     eqr_rep_destroy(a);
     eqr_rep_destroy(b);
@@ -401,7 +401,7 @@ static void test_basis_counts(void **state) {
         eqr_steer_basis_opts o = {0};
         o.max_freq = 1;
         eqr_steer_basis *B = eqr_steer_basis_create(ctx, t, t, 5, &o);
-        assert_int_equal(eqr_steer_basis_size(B), 3);
+        assert_int_equal(eqr_steer_basis_num_elements(B), 3);
         eqr_steer_basis_destroy(B);
         eqr_rep_destroy(t);
     }
@@ -419,7 +419,7 @@ static void test_basis_counts(void **state) {
             assert_int_equal(bl->weight_off, off);
             off += (int64_t)bl->out_mult * bl->in_mult * bl->n;
         }
-        assert_int_equal(off, eqr_steer_basis_size(B));
+        assert_int_equal(off, eqr_steer_basis_num_elements(B));
         assert_null(eqr_steer_basis_block(B, 4));
         /* regular -> regular on D4 with k = 3 matches the sum over the irrep
          * components (D4's 2D irrep twice) of the pair counts */
@@ -431,7 +431,7 @@ static void test_basis_counts(void **state) {
         eqr_rep_destroy(a);
         eqr_rep_destroy(b);
     }
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 
@@ -516,7 +516,7 @@ static void test_layer_grid_exact(void **state) {
         eqr_rep_destroy(in);
         eqr_rep_destroy(out);
     }
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 
@@ -675,7 +675,7 @@ static void test_forward_reference_and_export(void **state) {
     eqr_tensor *w = eqr_steer_conv_weight(L), *bias = eqr_steer_conv_bias(L);
     assert_non_null(bias);
     assert_int_equal(bias->numel, 2 + 1); /* two regular fields, one trivial */
-    assert_int_equal(w->numel, eqr_steer_basis_size(B));
+    assert_int_equal(w->numel, eqr_steer_basis_num_elements(B));
     eqr_tensor_normal(bias, eqr_ctx_rng(ctx), 1.0f);
     int O = out->dim, C = in->dim, k = 3, H = 7;
     int64_t L1 = (int64_t)O * C * k * k;
@@ -764,7 +764,7 @@ static void test_forward_reference_and_export(void **state) {
     L = eqr_steer_conv_create(ctx, "nb", in, out, 3, &nb);
     assert_null(eqr_steer_conv_bias(L));
     assert_null(eqr_steer_conv_bias_vector(ctx, L));
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_steer_conv_destroy(L);
     eqr_rep *vec = type_of(ctx, &G, "i0,1x2 i1,2x1");
     L = eqr_steer_conv_create(ctx, "vec", in, vec, 3, NULL);
@@ -788,7 +788,7 @@ static void test_projection(void **state) {
     eqr_group G = eqr_group_cyclic(4);
     eqr_rep *in = type_of(ctx, &G, "r1 t1"), *out = type_of(ctx, &G, "r1 i0,1x1");
     eqr_steer_basis *B = eqr_steer_basis_create(ctx, in, out, 3, NULL);
-    int64_t n = eqr_steer_basis_size(B), L1 = (int64_t)out->dim * in->dim * 9;
+    int64_t n = eqr_steer_basis_num_elements(B), L1 = (int64_t)out->dim * in->dim * 9;
     float *w = malloc(sizeof(float) * n), *w2 = malloc(sizeof(float) * n);
     float *bank = malloc(sizeof(float) * L1), *bank2 = malloc(sizeof(float) * L1);
     eqr_rng rng;
@@ -969,9 +969,9 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
     assert_null(eqr_steer_conv_forward(ctx, L, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     /* NULL-safe accessors and destroy */
-    assert_int_equal(eqr_steer_basis_size(NULL), 0);
+    assert_int_equal(eqr_steer_basis_num_elements(NULL), 0);
     assert_null(eqr_steer_conv_weight(NULL));
     assert_false(eqr_steer_conv_exact_on(NULL, 5, 5));
     eqr_steer_conv_destroy(NULL);
@@ -1021,7 +1021,7 @@ static void test_construction_time(void **state) {
             snprintf(name, sizeof name, "m%d_%d", mi, l);
             Ls[l] = eqr_steer_conv_create(ctx, name, l == 0 ? first : hid, l == 9 ? first : hid, ms[mi].k, NULL);
             assert_non_null(Ls[l]);
-            nw += eqr_steer_basis_size(eqr_steer_conv_basis(Ls[l]));
+            nw += eqr_steer_basis_num_elements(eqr_steer_conv_basis(Ls[l]));
         }
         double dt = now() - t0;
         char gname[32];

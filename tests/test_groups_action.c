@@ -68,8 +68,8 @@ static void test_exact_rotation_and_flip(void **state) {
     for (int n = 5; n <= 6; n++) {
         int64_t s[4] = {2, 3, n, n};
         eqr_tensor *x = rand_tensor(ctx, 4, s);
-        eqr_tensor *r = eqr_act_grid(ctx, eqr_gelem_make(0, PI / 2), x);
-        eqr_tensor *f = eqr_act_grid(ctx, eqr_gelem_make(1, 0), x);
+        eqr_tensor *r = eqr_grid_act(ctx, eqr_gelem_of(0, PI / 2), x);
+        eqr_tensor *f = eqr_grid_act(ctx, eqr_gelem_of(1, 0), x);
         assert_non_null(r);
         assert_non_null(f);
         for (int p = 0; p < 6; p++)
@@ -81,21 +81,21 @@ static void test_exact_rotation_and_flip(void **state) {
                 }
         /* four quarter turns and two flips are the identity */
         eqr_tensor *y = x;
-        for (int k = 0; k < 4; k++) y = eqr_act_grid(ctx, eqr_gelem_make(0, PI / 2), y);
+        for (int k = 0; k < 4; k++) y = eqr_grid_act(ctx, eqr_gelem_of(0, PI / 2), y);
         assert_same(y, x);
-        assert_same(eqr_act_grid(ctx, eqr_gelem_make(1, 0), f), x);
+        assert_same(eqr_grid_act(ctx, eqr_gelem_of(1, 0), f), x);
         /* every reflection is an involution */
-        eqr_gelem fr = eqr_gelem_make(1, PI / 2);
-        assert_same(eqr_act_grid(ctx, fr, eqr_act_grid(ctx, fr, x)), x);
+        eqr_gelem fr = eqr_gelem_of(1, PI / 2);
+        assert_same(eqr_grid_act(ctx, fr, eqr_grid_act(ctx, fr, x)), x);
     }
     /* the identity copies; a 2x3 non-square flip reverses columns */
     int64_t s2[2] = {2, 3};
     float v[6] = {1, 2, 3, 4, 5, 6}, fv[6] = {3, 2, 1, 6, 5, 4}, rv[6] = {6, 5, 4, 3, 2, 1};
     eqr_tensor *x = eqr_tensor_from(ctx, 2, s2, v);
-    assert_memory_equal(eqr_act_grid(ctx, eqr_group_identity(), x)->data, v, sizeof v);
-    assert_memory_equal(eqr_act_grid(ctx, eqr_gelem_make(1, 0), x)->data, fv, sizeof fv);
-    assert_memory_equal(eqr_act_grid(ctx, eqr_gelem_make(0, PI), x)->data, rv, sizeof rv);
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_memory_equal(eqr_grid_act(ctx, eqr_group_identity(), x)->data, v, sizeof v);
+    assert_memory_equal(eqr_grid_act(ctx, eqr_gelem_of(1, 0), x)->data, fv, sizeof fv);
+    assert_memory_equal(eqr_grid_act(ctx, eqr_gelem_of(0, PI), x)->data, rv, sizeof rv);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 
@@ -116,15 +116,15 @@ static void test_grid_homomorphism(void **state) {
             assert_true(eqr_grid_exact(h, w, ga));
             for (int b = 0; b < n; b++) {
                 eqr_gelem gb = eqr_group_element(&G, b);
-                eqr_tensor *l = eqr_act_grid(ctx, ga, eqr_act_grid(ctx, gb, x));
-                eqr_tensor *r = eqr_act_grid(ctx, eqr_group_compose(&G, ga, gb), x);
+                eqr_tensor *l = eqr_grid_act(ctx, ga, eqr_grid_act(ctx, gb, x));
+                eqr_tensor *r = eqr_grid_act(ctx, eqr_group_compose(&G, ga, gb), x);
                 assert_same(l, r);
             }
         }
-        if (h != w) assert_false(eqr_grid_exact(h, w, eqr_gelem_make(0, PI / 2)));
+        if (h != w) assert_false(eqr_grid_exact(h, w, eqr_gelem_of(0, PI / 2)));
         eqr_step_reset(ctx);
     }
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 
@@ -148,7 +148,7 @@ static void test_geometry_impulse(void **state) {
             assert_int_equal(eqr_irrep_matrix(&D4, std, g, m), 2);
             double qx = m[0] * px + m[1] * py, qy = m[2] * px + m[3] * py;
             int qi = (int)lround(c - qy), qj = (int)lround(qx + c);
-            eqr_tensor *y = eqr_act_grid(ctx, g, x);
+            eqr_tensor *y = eqr_grid_act(ctx, g, x);
             for (int k = 0; k < n * n; k++) assert_true(y->data[k] == (k == qi * n + qj ? 1.0f : 0.0f));
         }
     }
@@ -161,7 +161,7 @@ static void test_grid_map(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(4);
     /* exact: a permutation, equal to the tensor action */
-    eqr_gelem g = eqr_gelem_make(1, 3 * PI / 2);
+    eqr_gelem g = eqr_gelem_of(1, 3 * PI / 2);
     eqr_grid_map *m = eqr_grid_map_create(ctx, 6, 6, g);
     assert_non_null(m);
     assert_true(m->exact);
@@ -176,10 +176,10 @@ static void test_grid_map(void **state) {
     eqr_tensor *x = rand_tensor(ctx, 3, s);
     float out[4 * 36];
     eqr_grid_map_apply(m, x->data, out, 4);
-    assert_memory_equal(out, eqr_act_grid(ctx, g, x)->data, sizeof out);
+    assert_memory_equal(out, eqr_grid_act(ctx, g, x)->data, sizeof out);
     eqr_grid_map_destroy(m);
     /* bilinear: 4 taps in the grid, weights in [0,1] summing to 1 inside */
-    m = eqr_grid_map_create(ctx, 9, 9, eqr_gelem_make(0, 0.3));
+    m = eqr_grid_map_create(ctx, 9, 9, eqr_gelem_of(0, 0.3));
     assert_non_null(m);
     assert_false(m->exact);
     assert_null(m->src);
@@ -202,7 +202,7 @@ static void test_grid_map(void **state) {
     /* errors */
     assert_null(eqr_grid_map_create(ctx, 0, 5, g));
     tu_assert_error(ctx, EQR_ERR_ARG, "grid 0 x 5");
-    assert_null(eqr_grid_map_create(ctx, 5, 5, eqr_gelem_make(2, 0.0)));
+    assert_null(eqr_grid_map_create(ctx, 5, 5, eqr_gelem_of(2, 0.0)));
     tu_assert_error(ctx, EQR_ERR_ARG, "flip");
     eqr_gelem nan_g = {0, NAN};
     assert_null(eqr_grid_map_create(ctx, 5, 5, nan_g));
@@ -226,7 +226,7 @@ static double bump_error(eqr_ctx *ctx, int n, eqr_gelem g, double R, int wrong_w
     eqr_tensor *x = eqr_tensor_zeros(ctx, 2, s);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) x->data[i * n + j] = (float)bump(j - c, c - i, cx0, cy0, sigma);
-    eqr_tensor *y = eqr_act_grid(ctx, g, x);
+    eqr_tensor *y = eqr_grid_act(ctx, g, x);
     assert_non_null(y);
     double m[4];
     eqr_gelem_matrix(wrong_way ? g : eqr_group_inverse(NULL, g), m);
@@ -249,7 +249,7 @@ static void test_bilinear_gaussian(void **state) {
     for (int n = 40; n <= 41; n++)
         for (int f = 0; f < 2; f++)
             for (size_t a = 0; a < sizeof angles / sizeof *angles; a++) {
-                eqr_gelem g = eqr_gelem_make(f, angles[a]);
+                eqr_gelem g = eqr_gelem_of(f, angles[a]);
                 assert_false(eqr_grid_exact(n, n, g));
                 double e = bump_error(ctx, n, g, 15.0, 0);
                 worst = fmax(worst, e);
@@ -263,7 +263,7 @@ static void test_bilinear_gaussian(void **state) {
     print_message("bilinear gaussian (sigma 2.5): worst max error on r<=15 disk = %.4f\n", worst);
     /* exact elements through the same check have no error at all */
     /* (bump <= 1 rounded to float once; the double matrix of pi/2 moves q by 1e-16) */
-    assert_true(bump_error(ctx, 41, eqr_gelem_make(1, PI / 2), 15.0, 0) <= TU_U + 1e-14);
+    assert_true(bump_error(ctx, 41, eqr_gelem_of(1, PI / 2), 15.0, 0) <= TU_U + 1e-14);
     eqr_ctx_destroy(ctx);
 }
 
@@ -277,10 +277,10 @@ static void test_bilinear_matches_exact(void **state) {
         eqr_tensor *x = rand_tensor(ctx, 3, s);
         for (int f = 0; f < 2; f++)
             for (int q = 0; q < 4; q++) {
-                eqr_gelem ge = eqr_gelem_make(f, q * PI / 2), gb = eqr_gelem_make(f, q * PI / 2 + 1e-6);
+                eqr_gelem ge = eqr_gelem_of(f, q * PI / 2), gb = eqr_gelem_of(f, q * PI / 2 + 1e-6);
                 assert_true(eqr_grid_exact(n, n, ge));
                 assert_false(eqr_grid_exact(n, n, gb));
-                eqr_tensor *ye = eqr_act_grid(ctx, ge, x), *yb = eqr_act_grid(ctx, gb, x);
+                eqr_tensor *ye = eqr_grid_act(ctx, ge, x), *yb = eqr_grid_act(ctx, gb, x);
                 /* the 1e-6 turn moves each source point by d <= 1e-6 r (r <=
                  * sqrt(2) (n - 1) / 2) on each axis: the bilinear weights move
                  * <= 2 d off the exact tap, the value by <= 4 d max|x|; then
@@ -301,7 +301,7 @@ static void test_filters(void **state) {
     for (int k = 3; k <= 4; k++) {
         int64_t s[4] = {4, 3, k, k};
         eqr_tensor *w = rand_tensor(ctx, 4, s);
-        eqr_tensor *r = eqr_act_filters(ctx, eqr_gelem_make(0, PI / 2), w);
+        eqr_tensor *r = eqr_filters_act(ctx, eqr_gelem_of(0, PI / 2), w);
         assert_non_null(r);
         for (int p = 0; p < 12; p++)
             for (int i = 0; i < k; i++)
@@ -310,12 +310,12 @@ static void test_filters(void **state) {
         for (int a = 0; a < 8; a++)
             for (int b = 0; b < 8; b++) {
                 eqr_gelem ga = eqr_group_element(&D4, a), gb = eqr_group_element(&D4, b);
-                assert_same(eqr_act_filters(ctx, ga, eqr_act_filters(ctx, gb, w)),
-                            eqr_act_filters(ctx, eqr_group_compose(&D4, ga, gb), w));
+                assert_same(eqr_filters_act(ctx, ga, eqr_filters_act(ctx, gb, w)),
+                            eqr_filters_act(ctx, eqr_group_compose(&D4, ga, gb), w));
             }
     }
     int64_t bad[4] = {2, 2, 3, 4};
-    assert_null(eqr_act_filters(ctx, eqr_group_identity(), eqr_tensor_zeros(ctx, 4, bad)));
+    assert_null(eqr_filters_act(ctx, eqr_group_identity(), eqr_tensor_zeros(ctx, 4, bad)));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "[2,2,3,4]");
     eqr_ctx_destroy(ctx);
 }
@@ -335,10 +335,10 @@ static void test_regular_fields(void **state) {
             int64_t hw = n * n;
             for (int a = 0; a < order; a++) {
                 eqr_gelem g = eqr_group_element(G, a);
-                eqr_tensor *y = eqr_act_regular(ctx, G, g, x);
+                eqr_tensor *y = eqr_regular_act(ctx, G, g, x);
                 assert_non_null(y);
                 /* out[b, c|G| + h] = spatial(g)(in[b, c|G| + index(g^-1 h)]) */
-                eqr_tensor *sp = eqr_act_grid(ctx, g, x);
+                eqr_tensor *sp = eqr_grid_act(ctx, g, x);
                 eqr_gelem gi = eqr_group_inverse(G, g);
                 for (int b = 0; b < 2; b++)
                     for (int c = 0; c < C; c++)
@@ -351,13 +351,13 @@ static void test_regular_fields(void **state) {
                 /* the [N, C, |G|, H, W] layout is the same memory */
                 int64_t s5[5] = {2, C, order, n, n};
                 eqr_tensor *x5 = eqr_tensor_from(ctx, 5, s5, x->data);
-                eqr_tensor *y5 = eqr_act_regular(ctx, G, g, x5);
+                eqr_tensor *y5 = eqr_regular_act(ctx, G, g, x5);
                 assert_non_null(y5);
                 assert_memory_equal(y5->data, y->data, (size_t)y->numel * sizeof(float));
                 for (int b = 0; b < order; b++) {
                     eqr_gelem gb = eqr_group_element(G, b);
-                    assert_same(eqr_act_regular(ctx, G, g, eqr_act_regular(ctx, G, gb, x)),
-                                eqr_act_regular(ctx, G, eqr_group_compose(G, g, gb), x));
+                    assert_same(eqr_regular_act(ctx, G, g, eqr_regular_act(ctx, G, gb, x)),
+                                eqr_regular_act(ctx, G, eqr_group_compose(G, g, gb), x));
                 }
             }
             eqr_step_reset(ctx);
@@ -369,8 +369,8 @@ static void test_regular_fields(void **state) {
     for (int a = 0; a < 8; a += 2)
         for (int b = 0; b < 8; b += 2) {
             eqr_gelem ga = eqr_group_element(&C8, a), gb = eqr_group_element(&C8, b);
-            assert_same(eqr_act_regular(ctx, &C8, ga, eqr_act_regular(ctx, &C8, gb, x)),
-                        eqr_act_regular(ctx, &C8, eqr_group_compose(&C8, ga, gb), x));
+            assert_same(eqr_regular_act(ctx, &C8, ga, eqr_regular_act(ctx, &C8, gb, x)),
+                        eqr_regular_act(ctx, &C8, eqr_group_compose(&C8, ga, gb), x));
         }
     eqr_ctx_destroy(ctx);
 }
@@ -394,7 +394,7 @@ static void test_rep_act_finite(void **state) {
         for (int a = 0; a < 8; a++) {
             eqr_gelem g = eqr_group_element(&D4, a);
             eqr_tensor *y = eqr_rep_act(ctx, rep, g, x);
-            eqr_tensor *sp = eqr_act_grid(ctx, g, x);
+            eqr_tensor *sp = eqr_grid_act(ctx, g, x);
             assert_non_null(y);
             /* reference: out(p) = rho(g) [spatially transformed x](p) */
             double R[15 * 15];
@@ -410,11 +410,11 @@ static void test_rep_act_finite(void **state) {
                         /* the float irrep entries (u) in <= 2-term float sums */
                         assert_true(fabs(y->data[(b * 15 + c) * hw + q] - ref) <= tu_gamma(3) * mag + 1e-15);
                     }
-            /* the regular part equals eqr_act_regular on its channels */
+            /* the regular part equals eqr_regular_act on its channels */
             int64_t sr[4] = {2, 8, n, n};
             eqr_tensor *xr = eqr_tensor_zeros(ctx, 4, sr);
             for (int b = 0; b < 2; b++) memcpy(xr->data + b * 8 * hw, x->data + (b * 15 + 6) * hw, 8 * hw * sizeof(float));
-            eqr_tensor *yr = eqr_act_regular(ctx, &D4, g, xr);
+            eqr_tensor *yr = eqr_regular_act(ctx, &D4, g, xr);
             for (int b = 0; b < 2; b++)
                 assert_memory_equal(yr->data + b * 8 * hw, y->data + (b * 15 + 6) * hw, 8 * hw * sizeof(float));
             for (int b2 = 0; b2 < 8; b2++) {
@@ -483,7 +483,7 @@ static void test_rep_act_continuous(void **state) {
                       worst, tol);
         if (worst > tol) fail_msg("field action: max error %g > %g", worst, tol);
         /* grid-exact elements of a continuous group: exact homomorphism */
-        eqr_gelem q1 = eqr_gelem_make(G->kind == EQR_GROUP_O2, PI / 2), q2 = eqr_gelem_make(0, PI);
+        eqr_gelem q1 = eqr_gelem_of(G->kind == EQR_GROUP_O2, PI / 2), q2 = eqr_gelem_of(0, PI);
         assert_true(maxabs_diff(eqr_rep_act(ctx, rep, q1, eqr_rep_act(ctx, rep, q2, x)),
                                 eqr_rep_act(ctx, rep, eqr_group_compose(G, q1, q2), x)) <=
                     homo_bound(rep, q1, q2, eqr_group_compose(G, q1, q2), x));
@@ -499,32 +499,32 @@ static void test_action_errors(void **state) {
     eqr_group C4 = eqr_group_cyclic(4), so2 = eqr_group_so2(2);
     int64_t s[4] = {1, 7, 5, 5}, s1[1] = {5};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 4, s);
-    assert_null(eqr_act_regular(ctx, &so2, eqr_group_identity(), x));
+    assert_null(eqr_regular_act(ctx, &so2, eqr_group_identity(), x));
     tu_assert_error(ctx, EQR_ERR_ARG, "no regular representation");
-    assert_null(eqr_act_regular(ctx, &C4, eqr_group_identity(), x));
+    assert_null(eqr_regular_act(ctx, &C4, eqr_group_identity(), x));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "not a multiple of |C4| = 4");
     int64_t s8[4] = {1, 8, 5, 5};
     eqr_tensor *x8 = eqr_tensor_zeros(ctx, 4, s8);
-    assert_null(eqr_act_regular(ctx, &C4, eqr_gelem_make(0, 0.3), x8));
+    assert_null(eqr_regular_act(ctx, &C4, eqr_gelem_of(0, 0.3), x8));
     tu_assert_error(ctx, EQR_ERR_ARG, "not in C4");
-    assert_null(eqr_act_regular(ctx, &C4, eqr_gelem_make(1, 0), x8));
+    assert_null(eqr_regular_act(ctx, &C4, eqr_gelem_of(1, 0), x8));
     tu_assert_error(ctx, EQR_ERR_ARG, "not in C4");
     eqr_rep_part p = eqr_part_regular(1);
     eqr_rep *rep = eqr_rep_create(ctx, &C4, 1, &p);
     assert_null(eqr_rep_act(ctx, rep, eqr_group_identity(), x8));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "channel axis 8 != representation dim 4");
-    assert_null(eqr_rep_act(ctx, rep, eqr_gelem_make(0, 1.0), x8));
+    assert_null(eqr_rep_act(ctx, rep, eqr_gelem_of(0, 1.0), x8));
     tu_assert_error(ctx, EQR_ERR_ARG, "not in C4");
-    assert_null(eqr_act_grid(ctx, eqr_group_identity(), eqr_tensor_zeros(ctx, 1, s1)));
+    assert_null(eqr_grid_act(ctx, eqr_group_identity(), eqr_tensor_zeros(ctx, 1, s1)));
     tu_assert_error(ctx, EQR_ERR_SHAPE, "at least 2 dims");
-    assert_null(eqr_act_grid(ctx, eqr_gelem_make(3, 0), x));
+    assert_null(eqr_grid_act(ctx, eqr_gelem_of(3, 0), x));
     tu_assert_error(ctx, EQR_ERR_ARG, "flip");
     /* a caller's NULL input: EQR_ERR_ARG naming the argument */
-    assert_null(eqr_act_grid(ctx, eqr_group_identity(), NULL));
+    assert_null(eqr_grid_act(ctx, eqr_group_identity(), NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_rep_act(ctx, NULL, eqr_group_identity(), x));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_rep_destroy(rep);
     eqr_ctx_destroy(ctx);
 }

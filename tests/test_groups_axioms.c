@@ -111,22 +111,22 @@ static void test_axioms_finite(void **state) {
         int expect_abelian = G->kind == EQR_GROUP_CYCLIC || G->n <= 2;
         assert_int_equal(abelian, expect_abelian);
         if (G->kind == EQR_GROUP_DIHEDRAL) { /* F R F = R^-1 */
-            eqr_gelem f = eqr_gelem_make(1, 0.0), r = eqr_group_element(G, 1 % G->n);
+            eqr_gelem f = eqr_gelem_of(1, 0.0), r = eqr_group_element(G, 1 % G->n);
             eqr_gelem frf = eqr_group_compose(G, f, eqr_group_compose(G, r, f));
             assert_true(eqr_group_equal(G, frf, eqr_group_inverse(G, r)));
         }
     }
     /* the documented product formula: (1, a1)(0, a2) = (1, a1 - a2) */
     eqr_group D4 = eqr_group_dihedral(4);
-    eqr_gelem p = eqr_group_compose(&D4, eqr_gelem_make(1, TWO_PI / 4), eqr_gelem_make(0, TWO_PI / 2));
+    eqr_gelem p = eqr_group_compose(&D4, eqr_gelem_of(1, TWO_PI / 4), eqr_gelem_of(0, TWO_PI / 2));
     assert_int_equal(p.flip, 1);
     assert_true(fabs(p.angle - 3 * TWO_PI / 4) < 1e-12);
     /* C_N rejects flips and off-grid angles */
     eqr_group C4 = eqr_group_cyclic(4);
-    assert_false(eqr_group_contains(&C4, eqr_gelem_make(1, 0)));
-    assert_false(eqr_group_contains(&C4, eqr_gelem_make(0, 0.3)));
-    assert_int_equal(eqr_group_index(&C4, eqr_gelem_make(0, 0.3)), -1);
-    assert_int_equal(eqr_group_index(&C4, eqr_gelem_make(0, -TWO_PI / 4)), 3);
+    assert_false(eqr_group_contains(&C4, eqr_gelem_of(1, 0)));
+    assert_false(eqr_group_contains(&C4, eqr_gelem_of(0, 0.3)));
+    assert_int_equal(eqr_group_index(&C4, eqr_gelem_of(0, 0.3)), -1);
+    assert_int_equal(eqr_group_index(&C4, eqr_gelem_of(0, -TWO_PI / 4)), 3);
 }
 
 static void test_axioms_continuous(void **state) {
@@ -163,15 +163,15 @@ static void test_axioms_continuous(void **state) {
         }
         if (G->kind == EQR_GROUP_SO2) {
             assert_int_equal(nflip, 0);
-            assert_false(eqr_group_contains(G, eqr_gelem_make(1, 0.2)));
+            assert_false(eqr_group_contains(G, eqr_gelem_of(1, 0.2)));
         } else {
             assert_true(nflip > 100 && nflip < 200);
         }
     }
     /* angles are compared modulo 2 pi */
-    assert_true(eqr_group_equal(NULL, eqr_gelem_make(0, 1e-12), eqr_gelem_make(0, TWO_PI - 1e-12)));
-    assert_false(eqr_group_equal(NULL, eqr_gelem_make(0, 0.0), eqr_gelem_make(0, 1e-6)));
-    assert_false(eqr_group_equal(NULL, eqr_gelem_make(0, 0.5), eqr_gelem_make(1, 0.5)));
+    assert_true(eqr_group_equal(NULL, eqr_gelem_of(0, 1e-12), eqr_gelem_of(0, TWO_PI - 1e-12)));
+    assert_false(eqr_group_equal(NULL, eqr_gelem_of(0, 0.0), eqr_gelem_of(0, 1e-6)));
+    assert_false(eqr_group_equal(NULL, eqr_gelem_of(0, 0.5), eqr_gelem_of(1, 0.5)));
 }
 
 /* -------------------------------------------------------------- irreps */
@@ -293,9 +293,9 @@ static void test_irreps_homomorphism(void **state) {
     /* sentinels: element outside the group, irrep of another group */
     double r[4];
     eqr_group C4 = eqr_group_cyclic(4);
-    assert_int_equal(eqr_irrep_matrix(&C4, eqr_irrep_of(&C4, 0, 1), eqr_gelem_make(0, 0.3), r), 0);
-    assert_int_equal(eqr_irrep_matrix(&C4, eqr_irrep_of(&C4, 0, 1), eqr_gelem_make(1, 0), r), 0);
-    assert_true(isnan(eqr_irrep_character(&C4, eqr_irrep_of(&C4, 0, 1), eqr_gelem_make(0, 0.3))));
+    assert_int_equal(eqr_irrep_matrix(&C4, eqr_irrep_of(&C4, 0, 1), eqr_gelem_of(0, 0.3), r), 0);
+    assert_int_equal(eqr_irrep_matrix(&C4, eqr_irrep_of(&C4, 0, 1), eqr_gelem_of(1, 0), r), 0);
+    assert_true(isnan(eqr_irrep_character(&C4, eqr_irrep_of(&C4, 0, 1), eqr_gelem_of(0, 0.3))));
 }
 
 /* Expected <chi, chi>, worked out by hand: the 2D irreps of C_N split over C
@@ -357,7 +357,7 @@ static void test_schur_orthogonality(void **state) {
                 double s = 0;
                 for (int f = 0; f < nf; f++)
                     for (int k = 0; k < M; k++) {
-                        eqr_gelem g = eqr_gelem_make(f, TWO_PI * (k + 0.37) / M);
+                        eqr_gelem g = eqr_gelem_of(f, TWO_PI * (k + 0.37) / M);
                         s += eqr_irrep_character(G, a, g) * eqr_irrep_character(G, b, g);
                     }
                 s /= M * nf;
@@ -570,8 +570,8 @@ static void test_rep_errors(void **state) {
     eqr_rep *r = eqr_rep_create(ctx, &C4, 1, &reg);
     assert_non_null(r);
     double m[16];
-    assert_int_equal(eqr_rep_matrix(r, eqr_gelem_make(0, 0.1), m), 0);
-    assert_true(isnan(eqr_rep_character(r, eqr_gelem_make(1, 0))));
+    assert_int_equal(eqr_rep_matrix(r, eqr_gelem_of(0, 0.1), m), 0);
+    assert_true(isnan(eqr_rep_character(r, eqr_gelem_of(1, 0))));
     eqr_rep_destroy(r);
     eqr_ctx_destroy(ctx);
 }

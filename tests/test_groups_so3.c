@@ -437,7 +437,7 @@ static void test_errors(void **state) {
     assert_non_null(eqr_so3_rep_act(ctx, &r1, R, eqr_tensor_zeros(ctx, 2, (int64_t[2]){3, 5}), 1));
     assert_null(eqr_e3_transform(ctx, R, NULL, NULL, 0)); /* NULL x: nothing recorded */
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 

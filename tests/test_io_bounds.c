@@ -126,7 +126,7 @@ static void test_idx_lying_headers(void **state) {
 static void test_checkpoint_lying_header(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
-    eqr_tensor *w = eqr_param_new(ctx, "w", 1, (int64_t[]){4}, 0);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 1, (int64_t[]){4}, 0);
     assert_non_null(w);
     for (int i = 0; i < 4; i++) w->data[i] = (float)i;
     char path[512];
@@ -153,7 +153,7 @@ static void test_checkpoint_lying_header(void **state) {
 static void test_not_regular(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
-    eqr_tensor *w = eqr_param_new(ctx, "w", 1, (int64_t[]){2}, 0);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 1, (int64_t[]){2}, 0);
     assert_non_null(w);
     char dir[512], fifo[512], tmp[600];
     tu_tmp_path(dir, "d.ckpt");
@@ -266,7 +266,7 @@ static void test_kill_during_save(void **state) {
     char path[512];
     tu_tmp_path(path, "kill.ckpt");
     eqr_ctx *ctx = tu_ctx(1);
-    eqr_tensor *w = eqr_param_new(ctx, "w", 1, (int64_t[]){KN}, 0);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 1, (int64_t[]){KN}, 0);
     assert_non_null(w);
     fill(w, 0);
     assert_int_equal(eqr_checkpoint_save(ctx, path, NULL, (uint64_t[]){0}, 1), EQR_OK);

@@ -27,9 +27,9 @@ static eqr_ctx *build(uint64_t seed, const spec *sp) {
     eqr_ctx *ctx = tu_ctx(seed);
     int64_t ws[2] = {3, sp->wcols}, bs[1] = {4}, fs[2] = {2, 2}, es[1] = {2};
     assert_non_null(tu_input(ctx, sp->wname, 2, ws, 1.0f));
-    eqr_tensor *b = eqr_param_new(ctx, "b", 1, bs, sp->bflags);
-    eqr_tensor *run = eqr_param_new(ctx, "running_var", 1, bs, EQR_PARAM_BUFFER);
-    eqr_tensor *sc = eqr_param_new(ctx, "scale", 0, NULL, 0);
+    eqr_tensor *b = eqr_param_create(ctx, "b", 1, bs, sp->bflags);
+    eqr_tensor *run = eqr_param_create(ctx, "running_var", 1, bs, EQR_PARAM_BUFFER);
+    eqr_tensor *sc = eqr_param_create(ctx, "scale", 0, NULL, 0);
     assert_non_null(b);
     assert_non_null(run);
     assert_non_null(sc);
@@ -37,11 +37,11 @@ static eqr_ctx *build(uint64_t seed, const spec *sp) {
     eqr_tensor_normal(run, eqr_ctx_rng(ctx), 1.0f);
     sc->data[0] = eqr_rng_normal(eqr_ctx_rng(ctx));
     if (!sp->drop_last) {
-        eqr_tensor *fr = eqr_param_new(ctx, "frozen", 2, fs, EQR_PARAM_FROZEN);
+        eqr_tensor *fr = eqr_param_create(ctx, "frozen", 2, fs, EQR_PARAM_FROZEN);
         assert_non_null(fr);
         eqr_tensor_normal(fr, eqr_ctx_rng(ctx), 1.0f);
     }
-    if (sp->extra) assert_non_null(eqr_param_new(ctx, "extra", 1, es, 0));
+    if (sp->extra) assert_non_null(eqr_param_create(ctx, "extra", 1, es, 0));
     return ctx;
 }
 
@@ -54,10 +54,10 @@ static eqr_optim *make_opt(eqr_ctx *ctx, eqr_optim_kind kind, int nsteps) {
     eqr_rng_seed(&r, 77 + (uint64_t)kind);
     float *g = eqr_param_grad_block(ctx);
     for (int s = 0; s < nsteps; s++) {
-        for (int64_t i = 0; i < eqr_param_total(ctx); i++) g[i] = eqr_rng_normal(&r);
+        for (int64_t i = 0; i < eqr_param_num_scalars(ctx); i++) g[i] = eqr_rng_normal(&r);
         assert_int_equal(eqr_optim_step(opt), EQR_OK);
     }
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     return opt;
 }
 
@@ -73,17 +73,17 @@ typedef struct snap {
 static snap take_snap(eqr_ctx *ctx, eqr_optim *opt, const uint64_t *counters, int nc) {
     snap s;
     memset(&s, 0, sizeof s);
-    s.total = eqr_param_total(ctx);
+    s.total = eqr_param_num_scalars(ctx);
     s.data = malloc((size_t)s.total * sizeof(float));
     assert_non_null(s.data);
     memcpy(s.data, eqr_param_data_block(ctx), (size_t)s.total * sizeof(float));
     if (opt) {
-        s.state_len = eqr_optim_state_len(opt);
+        s.state_len = eqr_optim_num_state_floats(opt);
         s.state = malloc((size_t)s.state_len * sizeof(float) + 1);
         assert_non_null(s.state);
         if (s.state_len)
             memcpy(s.state, eqr_optim_state(opt), (size_t)s.state_len * sizeof(float));
-        s.steps = eqr_optim_steps(opt);
+        s.steps = eqr_optim_num_steps(opt);
         s.lr = eqr_optim_lr(opt);
     }
     s.rng = *eqr_ctx_rng(ctx);
@@ -94,14 +94,14 @@ static snap take_snap(eqr_ctx *ctx, eqr_optim *opt, const uint64_t *counters, in
 /* Assert the context/optimizer/counters hold exactly what snapshot s holds. */
 static void assert_snap(const snap *s, eqr_ctx *ctx, eqr_optim *opt, const uint64_t *counters,
                         int nc) {
-    assert_int_equal(eqr_param_total(ctx), s->total);
+    assert_int_equal(eqr_param_num_scalars(ctx), s->total);
     assert_memory_equal(s->data, eqr_param_data_block(ctx), (size_t)s->total * sizeof(float));
     if (opt) {
-        assert_int_equal(eqr_optim_state_len(opt), s->state_len);
+        assert_int_equal(eqr_optim_num_state_floats(opt), s->state_len);
         if (s->state_len)
             assert_memory_equal(s->state, eqr_optim_state(opt),
                                 (size_t)s->state_len * sizeof(float));
-        assert_int_equal(eqr_optim_steps(opt), s->steps);
+        assert_int_equal(eqr_optim_num_steps(opt), s->steps);
         assert_true(eqr_optim_lr(opt) == s->lr);
     }
     assert_memory_equal(&s->rng, eqr_ctx_rng(ctx), sizeof s->rng);
@@ -161,7 +161,7 @@ static void test_roundtrip(void **state) {
         assert_memory_not_equal(sa.data, sb.data, (size_t)sa.total * sizeof(float));
         assert_int_equal(eqr_checkpoint_load(b, path, ob, cb, 3), EQR_OK);
         assert_snap(&sa, b, ob, cb, 3); /* params, buffers, frozen, state, steps, lr, RNG */
-        assert_int_equal(eqr_optim_steps(ob), 3);
+        assert_int_equal(eqr_optim_num_steps(ob), 3);
         free_snap(&sb);
         free_snap(&sa);
         eqr_optim_destroy(ob);
@@ -199,7 +199,7 @@ static void test_byte_layout(void **state) {
     tu_tmp_path(path, "layout.ckpt");
     eqr_ctx *ctx = tu_ctx(5);
     int64_t s[1] = {2};
-    eqr_tensor *w = eqr_param_new(ctx, "w", 1, s, EQR_PARAM_NO_DECAY);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 1, s, EQR_PARAM_NO_DECAY);
     assert_non_null(w);
     w->data[0] = 1.0f;  /* 0x3F800000 */
     w->data[1] = -2.0f; /* 0xC0000000 */
@@ -231,18 +231,18 @@ static void test_byte_layout(void **state) {
     /* optimizer state: slot-major, each parameter's floats packed in PARM
      * order (the store's alignment gap between "w" and "v" is not saved) */
     int64_t s1[1] = {1};
-    eqr_tensor *v = eqr_param_new(ctx, "v", 1, s1, 0);
+    eqr_tensor *v = eqr_param_create(ctx, "v", 1, s1, 0);
     assert_non_null(v);
     v->data[0] = 0.5f; /* 0x3F000000 */
     eqr_optim_opts oo = {.kind = EQR_OPTIM_SGD, .lr = 1.0f, .momentum = 0.5f};
     eqr_optim *opt = eqr_optim_create(ctx, &oo);
     assert_non_null(opt);
     float *st = eqr_optim_state(opt);
-    assert_int_equal(eqr_optim_state_len(opt), eqr_param_total(ctx));
+    assert_int_equal(eqr_optim_num_state_floats(opt), eqr_param_num_scalars(ctx));
     st[eqr_param_offset(ctx, 0)] = 2.0f;     /* 0x40000000 */
     st[eqr_param_offset(ctx, 0) + 1] = 4.0f; /* 0x40800000 */
     st[eqr_param_offset(ctx, 1)] = -1.0f;    /* 0xBF800000 */
-    eqr_optim_set_steps(opt, 3);
+    eqr_optim_set_num_steps(opt, 3);
     assert_int_equal(eqr_checkpoint_save(ctx, path, opt, NULL, 0), EQR_OK);
     b = read_all(path, &n);
     static const unsigned char optm[] = {
@@ -295,7 +295,7 @@ static void expect_reject(target *t, const char *path, int nc, eqr_status st, co
     for (int i = 0; i < 3; i++)
         if (needles[i] && !strstr(msg, needles[i]))
             fail_msg("message '%s' lacks '%s'", msg, needles[i]);
-    eqr_clear_error(t->ctx);
+    eqr_error_clear(t->ctx);
     assert_snap(&s, t->ctx, t->opt, t->counters, 3);
     free_snap(&s);
 }
@@ -480,7 +480,7 @@ static void test_save_errors(void **state) {
 /* ---- loading by name ---- */
 
 static int find(eqr_ctx *ctx, const char *name) {
-    for (int i = 0; i < eqr_param_count(ctx); i++)
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++)
         if (strcmp(eqr_param_name(ctx, i), name) == 0) return i;
     return -1;
 }
@@ -495,11 +495,11 @@ static void assert_same_entry(eqr_ctx *a, eqr_optim *oa, eqr_ctx *b, eqr_optim *
     assert_int_equal(ta->numel, tb->numel);
     assert_memory_equal(ta->data, tb->data, (size_t)ta->numel * sizeof(float));
     if (!oa) return;
-    int slots = (int)(eqr_optim_state_len(oa) / eqr_param_total(a));
-    assert_int_equal(eqr_optim_state_len(ob), slots * eqr_param_total(b));
+    int slots = (int)(eqr_optim_num_state_floats(oa) / eqr_param_num_scalars(a));
+    assert_int_equal(eqr_optim_num_state_floats(ob), slots * eqr_param_num_scalars(b));
     for (int k = 0; k < slots; k++)
-        assert_memory_equal(eqr_optim_state(oa) + k * eqr_param_total(a) + eqr_param_offset(a, i),
-                            eqr_optim_state(ob) + k * eqr_param_total(b) + eqr_param_offset(b, j),
+        assert_memory_equal(eqr_optim_state(oa) + k * eqr_param_num_scalars(a) + eqr_param_offset(a, i),
+                            eqr_optim_state(ob) + k * eqr_param_num_scalars(b) + eqr_param_offset(b, j),
                             (size_t)ta->numel * sizeof(float));
 }
 
@@ -507,13 +507,13 @@ static void assert_same_entry(eqr_ctx *a, eqr_optim *oa, eqr_ctx *b, eqr_optim *
 static eqr_ctx *build_reordered(uint64_t seed, int with_extra) {
     eqr_ctx *ctx = tu_ctx(seed);
     int64_t ws[2] = {3, 4}, bs[1] = {4}, fs[2] = {2, 2}, es[1] = {7};
-    assert_non_null(eqr_param_new(ctx, "frozen", 2, fs, EQR_PARAM_FROZEN));
-    if (with_extra) assert_non_null(eqr_param_new(ctx, "new.head", 1, es, 0));
-    assert_non_null(eqr_param_new(ctx, "scale", 0, NULL, 0));
-    assert_non_null(eqr_param_new(ctx, "running_var", 1, bs, EQR_PARAM_BUFFER));
+    assert_non_null(eqr_param_create(ctx, "frozen", 2, fs, EQR_PARAM_FROZEN));
+    if (with_extra) assert_non_null(eqr_param_create(ctx, "new.head", 1, es, 0));
+    assert_non_null(eqr_param_create(ctx, "scale", 0, NULL, 0));
+    assert_non_null(eqr_param_create(ctx, "running_var", 1, bs, EQR_PARAM_BUFFER));
     assert_non_null(tu_input(ctx, "w", 2, ws, 1.0f));
-    assert_non_null(eqr_param_new(ctx, "b", 1, bs, EQR_PARAM_NO_DECAY));
-    for (int i = 0; i < eqr_param_count(ctx); i++)
+    assert_non_null(eqr_param_create(ctx, "b", 1, bs, EQR_PARAM_NO_DECAY));
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++)
         eqr_tensor_normal(eqr_param_at(ctx, i), eqr_ctx_rng(ctx), 1.0f);
     return ctx;
 }
@@ -537,7 +537,7 @@ static void test_load_by_name(void **state) {
         for (int i = 0; i < 5; i++) assert_same_entry(a, oa, b, ob, BASE_NAMES[i]);
         assert_int_equal(rep.loaded, 5);
         assert_int_equal(rep.missing + rep.unexpected + rep.skipped + rep.mismatched, 0);
-        assert_int_equal(eqr_optim_steps(ob), 3);
+        assert_int_equal(eqr_optim_num_steps(ob), 3);
         assert_memory_equal(eqr_ctx_rng(a), eqr_ctx_rng(b), sizeof(eqr_rng));
         eqr_optim_destroy(ob);
         eqr_ctx_destroy(b);
@@ -599,7 +599,7 @@ static void test_partial_load(void **state) {
     memcpy(keep_m, eqr_optim_state(t.opt) + eqr_param_offset(t.ctx, ie), sizeof keep_m);
     seen s;
     memset(&s, 0, sizeof s);
-    eqr_set_log(t.ctx, on_log, &s);
+    eqr_ctx_set_log(t.ctx, on_log, &s);
     eqr_load_opts lo = {.mode = EQR_LOAD_PARTIAL, .on_name = on_name, .user = &s};
     eqr_load_report rep;
     memset(&rep, 0x55, sizeof rep);
@@ -608,7 +608,7 @@ static void test_partial_load(void **state) {
     for (int i = 0; i < 4; i++) assert_same_entry(a, oa, t.ctx, t.opt, BASE_NAMES[i]);
     assert_memory_equal(extra->data, keep, sizeof keep);
     assert_memory_equal(eqr_optim_state(t.opt) + eqr_param_offset(t.ctx, ie), keep_m, sizeof keep_m);
-    assert_int_equal(eqr_optim_steps(t.opt), 2);
+    assert_int_equal(eqr_optim_num_steps(t.opt), 2);
     assert_memory_equal(t.counters, ca, sizeof ca);
     assert_int_equal(rep.loaded, 4);
     assert_int_equal(rep.missing, 1);
@@ -697,13 +697,13 @@ static void test_strict_lists_names(void **state) {
     char nm[32];
     for (int i = 0; i < 6; i++) {
         snprintf(nm, sizeof nm, "old%d", i);
-        assert_non_null(eqr_param_new(a, nm, 1, s1, 0));
+        assert_non_null(eqr_param_create(a, nm, 1, s1, 0));
     }
     assert_int_equal(eqr_checkpoint_save(a, path, NULL, NULL, 0), EQR_OK);
     eqr_ctx *b = tu_ctx(2);
     for (int i = 0; i < 5; i++) {
         snprintf(nm, sizeof nm, "new%d", i);
-        assert_non_null(eqr_param_new(b, nm, 1, s1, 0));
+        assert_non_null(eqr_param_create(b, nm, 1, s1, 0));
     }
     eqr_load_report rep;
     assert_int_equal(eqr_checkpoint_load_opts(b, path, NULL, NULL, 0, NULL, &rep), EQR_ERR_MISMATCH);
@@ -732,10 +732,10 @@ static void test_version1_file(void **state) {
                                          "head.weight"};
     eqr_ctx *ctx = tu_ctx(9);
     int64_t s0[2] = {3, 5}, s1[1] = {5}, s3[2] = {2, 5};
-    assert_non_null(eqr_param_new(ctx, "head.weight", 2, s3, 0));
-    assert_non_null(eqr_param_new(ctx, "bn.running_mean", 1, s1, EQR_PARAM_BUFFER));
-    assert_non_null(eqr_param_new(ctx, "enc.bias", 1, s1, EQR_PARAM_NO_DECAY));
-    assert_non_null(eqr_param_new(ctx, "enc.weight", 2, s0, 0));
+    assert_non_null(eqr_param_create(ctx, "head.weight", 2, s3, 0));
+    assert_non_null(eqr_param_create(ctx, "bn.running_mean", 1, s1, EQR_PARAM_BUFFER));
+    assert_non_null(eqr_param_create(ctx, "enc.bias", 1, s1, EQR_PARAM_NO_DECAY));
+    assert_non_null(eqr_param_create(ctx, "enc.weight", 2, s0, 0));
     eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = 0.5f};
     eqr_optim *opt = eqr_optim_create(ctx, &o);
     assert_non_null(opt);
@@ -743,7 +743,7 @@ static void test_version1_file(void **state) {
     if (eqr_checkpoint_load(ctx, path, opt, c, 2) != EQR_OK)
         fail_msg("version 1 file: %s", eqr_error_message(ctx));
     const float *st = eqr_optim_state(opt);
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     for (int p = 0; p < 4; p++) {
         int i = find(ctx, names[p]);
         eqr_tensor *t = eqr_param_at(ctx, i);
@@ -754,7 +754,7 @@ static void test_version1_file(void **state) {
             assert_true(st[total + off + e] == 1000.0f + (float)(100 * p + e));
         }
     }
-    assert_int_equal(eqr_optim_steps(opt), 7);
+    assert_int_equal(eqr_optim_num_steps(opt), 7);
     assert_true(eqr_optim_lr(opt) == 0.0125f);
     for (int k = 0; k < 4; k++) assert_int_equal(eqr_ctx_rng(ctx)->s[k], (uint64_t)k + 1);
     assert_int_equal(c[0], 11);
@@ -762,7 +762,7 @@ static void test_version1_file(void **state) {
     eqr_optim_destroy(opt);
     /* and a version 1 file is matched strictly like any other */
     eqr_ctx *b = tu_ctx(9);
-    assert_non_null(eqr_param_new(b, "enc.weight", 2, s0, 0));
+    assert_non_null(eqr_param_create(b, "enc.weight", 2, s0, 0));
     assert_int_equal(eqr_checkpoint_load(b, path, NULL, c, 2), EQR_ERR_MISMATCH);
     tu_assert_error(b, EQR_ERR_MISMATCH, "3 not in the model");
     eqr_ctx_destroy(b);
@@ -796,13 +796,13 @@ static void trainer_init(trainer *tr, uint64_t ctx_seed) {
     tr->ctx = tu_ctx(ctx_seed);
     eqr_ctx *ctx = tr->ctx;
     int64_t s1[2] = {R_HID, R_IN}, s2[1] = {R_HID}, s3[2] = {R_OUT, R_HID}, s4[1] = {R_OUT};
-    tr->w1 = eqr_param_new(ctx, "fc1.weight", 2, s1, 0);
-    tr->b1 = eqr_param_new(ctx, "fc1.bias", 1, s2, EQR_PARAM_NO_DECAY);
-    tr->w2 = eqr_param_new(ctx, "fc2.weight", 2, s3, 0);
-    tr->b2 = eqr_param_new(ctx, "fc2.bias", 1, s4, EQR_PARAM_NO_DECAY);
+    tr->w1 = eqr_param_create(ctx, "fc1.weight", 2, s1, 0);
+    tr->b1 = eqr_param_create(ctx, "fc1.bias", 1, s2, EQR_PARAM_NO_DECAY);
+    tr->w2 = eqr_param_create(ctx, "fc2.weight", 2, s3, 0);
+    tr->b2 = eqr_param_create(ctx, "fc2.bias", 1, s4, EQR_PARAM_NO_DECAY);
     assert_non_null(tr->b2);
-    assert_int_equal(eqr_init_kaiming_uniform(ctx, tr->w1, 1.41421356f), EQR_OK);
-    assert_int_equal(eqr_init_kaiming_uniform(ctx, tr->w2, 1.0f), EQR_OK);
+    assert_int_equal(eqr_param_init_kaiming_uniform(ctx, tr->w1, 1.41421356f), EQR_OK);
+    assert_int_equal(eqr_param_init_kaiming_uniform(ctx, tr->w2, 1.0f), EQR_OK);
     eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = SCHED.start, .weight_decay = 1e-3f};
     tr->opt = eqr_optim_create(ctx, &o);
     assert_non_null(tr->opt);
@@ -835,14 +835,14 @@ static void train_steps(trainer *tr, int n) {
             memcpy(xb + i * R_IN, tr->x + k * R_IN, sizeof(float) * R_IN);
             yb[i] = tr->y[k];
         }
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_tensor *x = eqr_tensor_from(ctx, 2, xs, xb);
         eqr_tensor *h = eqr_relu(ctx, eqr_linear(ctx, x, tr->w1, tr->b1));
         h = eqr_dropout(ctx, h, 0.3f, 1);
         eqr_tensor *loss = eqr_softmax_cross_entropy(ctx, eqr_linear(ctx, h, tr->w2, tr->b2), yb);
         if (!loss) fail_msg("forward failed: %s", eqr_error_message(ctx));
         assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
-        eqr_clip_grad_norm(ctx, 1.0f);
+        eqr_grad_clip_norm(ctx, 1.0f);
         assert_int_equal(eqr_optim_step(tr->opt), EQR_OK);
         assert_int_equal(eqr_scheduler_step(tr->sched), EQR_OK);
         eqr_step_reset(ctx);
@@ -875,7 +875,7 @@ static void test_resume_equivalence(void **state) {
     trainer a;
     trainer_init(&a, 5);
     float init[1024];
-    total = eqr_param_total(a.ctx);
+    total = eqr_param_num_scalars(a.ctx);
     assert_true(total <= 1024);
     memcpy(init, eqr_param_data_block(a.ctx), (size_t)total * sizeof(float));
     train_steps(&a, 2 * R_K);
@@ -893,13 +893,13 @@ static void test_resume_equivalence(void **state) {
     trainer c;
     trainer_init(&c, 6);
     trainer_load(&c, path);
-    assert_int_equal(eqr_optim_steps(c.opt), R_K);
+    assert_int_equal(eqr_optim_num_steps(c.opt), R_K);
     assert_int_equal(c.seen, (uint64_t)R_K * R_BATCH);
     train_steps(&c, R_K);
-    assert_int_equal(eqr_optim_steps(c.opt), 2 * R_K);
+    assert_int_equal(eqr_optim_num_steps(c.opt), 2 * R_K);
     assert_memory_equal(straight, eqr_param_data_block(c.ctx), (size_t)total * sizeof(float));
     assert_memory_equal(eqr_optim_state(a.opt), eqr_optim_state(c.opt),
-                        (size_t)eqr_optim_state_len(a.opt) * sizeof(float));
+                        (size_t)eqr_optim_num_state_floats(a.opt) * sizeof(float));
     assert_memory_equal(eqr_ctx_rng(a.ctx), eqr_ctx_rng(c.ctx), sizeof(eqr_rng));
     trainer_free(&c);
 
@@ -916,7 +916,7 @@ static void test_resume_equivalence(void **state) {
     trainer e;
     trainer_init(&e, 6);
     trainer_load(&e, path);
-    memset(eqr_optim_state(e.opt), 0, (size_t)eqr_optim_state_len(e.opt) * sizeof(float));
+    memset(eqr_optim_state(e.opt), 0, (size_t)eqr_optim_num_state_floats(e.opt) * sizeof(float));
     train_steps(&e, R_K);
     assert_memory_not_equal(straight, eqr_param_data_block(e.ctx), (size_t)total * sizeof(float));
     trainer_free(&e);

@@ -356,7 +356,7 @@ static void test_missing_and_state(void **state) {
     assert_int_equal(eqr_idx_read(ctx, path, &idx), EQR_ERR_SHAPE);
     assert_null(idx.data);
     assert_null(strstr(eqr_error_message(ctx), "does_not_exist"));
-    eqr_clear_error(ctx);
+    eqr_error_clear(ctx);
     eqr_ctx_destroy(ctx);
 }
 

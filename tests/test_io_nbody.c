@@ -190,7 +190,7 @@ static void test_baselines_documented(void **state) {
     eqr_ctx *ctx = tu_ctx(1);
     eqr_nbody_set t;
     assert_int_equal(eqr_nbody_load_split(ctx, EQR_NBODY_TEST, 0, &t), EQR_OK);
-    assert_int_equal(t.n, EQR_NBODY_TEST_SIZE);
+    assert_int_equal(t.n, EQR_NBODY_NUM_TEST);
     eqr_nbody_baselines b;
     assert_int_equal(eqr_nbody_compute_baselines(ctx, &t, &b), EQR_OK);
     printf("# test split: no motion %.4f, constant velocity %.4f\n", b.no_motion,

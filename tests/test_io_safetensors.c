@@ -70,12 +70,12 @@ static const char *const NAMES[5] = {"conv.weight", "q\"uote\\back", "\xc3\xa9t\
 static eqr_ctx *build(uint64_t seed) {
     eqr_ctx *ctx = tu_ctx(seed);
     int64_t s0[4] = {2, 3, 1, 2}, s1[1] = {5}, s3[2] = {0, 3}, s4[1] = {3};
-    assert_non_null(eqr_param_new(ctx, NAMES[0], 4, s0, 0));
-    assert_non_null(eqr_param_new(ctx, NAMES[1], 1, s1, EQR_PARAM_NO_DECAY));
-    assert_non_null(eqr_param_new(ctx, NAMES[2], 0, NULL, EQR_PARAM_FROZEN));
-    assert_non_null(eqr_param_new(ctx, NAMES[3], 2, s3, 0));
-    assert_non_null(eqr_param_new(ctx, NAMES[4], 1, s4, EQR_PARAM_BUFFER));
-    for (int i = 0; i < eqr_param_count(ctx); i++)
+    assert_non_null(eqr_param_create(ctx, NAMES[0], 4, s0, 0));
+    assert_non_null(eqr_param_create(ctx, NAMES[1], 1, s1, EQR_PARAM_NO_DECAY));
+    assert_non_null(eqr_param_create(ctx, NAMES[2], 0, NULL, EQR_PARAM_FROZEN));
+    assert_non_null(eqr_param_create(ctx, NAMES[3], 2, s3, 0));
+    assert_non_null(eqr_param_create(ctx, NAMES[4], 1, s4, EQR_PARAM_BUFFER));
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++)
         eqr_tensor_normal(eqr_param_at(ctx, i), eqr_ctx_rng(ctx), 1.0f);
     float *w = eqr_param_at(ctx, 0)->data; /* bit patterns a text format would lose */
     w[0] = -0.0f;
@@ -86,7 +86,7 @@ static eqr_ctx *build(uint64_t seed) {
 }
 
 static float *copy_block(eqr_ctx *ctx) {
-    size_t n = (size_t)eqr_param_total(ctx) * sizeof(float);
+    size_t n = (size_t)eqr_param_num_scalars(ctx) * sizeof(float);
     float *c = malloc(n + 1);
     assert_non_null(c);
     memcpy(c, eqr_param_data_block(ctx), n);
@@ -115,7 +115,7 @@ static void test_roundtrip(void **state) {
     float *buf_before = copy_block(b);
     assert_int_equal(eqr_safetensors_load(b, path, NULL, NULL), EQR_ERR_MISMATCH);
     tu_assert_error(b, EQR_ERR_MISMATCH, "'bn.running_mean' [3]");
-    assert_memory_equal(buf_before, eqr_param_data_block(b), (size_t)eqr_param_total(b) * 4);
+    assert_memory_equal(buf_before, eqr_param_data_block(b), (size_t)eqr_param_num_scalars(b) * 4);
     eqr_load_opts lo = {.skip_buffers = 1};
     eqr_load_report rep;
     if (eqr_safetensors_load(b, path, &lo, &rep) != EQR_OK)
@@ -147,7 +147,7 @@ static void test_byte_exact(void **state) {
     tu_tmp_path(path, "exact.safetensors");
     eqr_ctx *ctx = tu_ctx(5);
     int64_t s[1] = {2};
-    eqr_tensor *w = eqr_param_new(ctx, "w", 1, s, 0);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 1, s, 0);
     assert_non_null(w);
     w->data[0] = 1.0f;
     w->data[1] = -2.0f;
@@ -187,8 +187,8 @@ static void test_byte_exact(void **state) {
     write_st(path, h2, d2, sizeof d2);
     eqr_ctx *c2 = tu_ctx(6);
     int64_t s3[1] = {3}, s22[2] = {2, 2}, s1[1] = {1};
-    eqr_tensor *ta = eqr_param_new(c2, "a", 1, s3, 0), *tb = eqr_param_new(c2, "b", 2, s22, 0),
-               *tc = eqr_param_new(c2, "c", 1, s1, 0);
+    eqr_tensor *ta = eqr_param_create(c2, "a", 1, s3, 0), *tb = eqr_param_create(c2, "b", 2, s22, 0),
+               *tc = eqr_param_create(c2, "c", 1, s1, 0);
     assert_non_null(tc);
     if (eqr_safetensors_load(c2, path, NULL, NULL) != EQR_OK)
         fail_msg("hand-written file: %s", eqr_error_message(c2));
@@ -287,8 +287,8 @@ static store mk_store(void) {
     store s;
     s.ctx = tu_ctx(7);
     int64_t s2[1] = {2};
-    s.a = eqr_param_new(s.ctx, "a", 1, s2, 0);
-    s.b = eqr_param_new(s.ctx, "b", 0, NULL, 0);
+    s.a = eqr_param_create(s.ctx, "a", 1, s2, 0);
+    s.b = eqr_param_create(s.ctx, "b", 0, NULL, 0);
     assert_non_null(s.b);
     s.a->data[0] = 11.0f;
     s.a->data[1] = 12.0f;
@@ -304,7 +304,7 @@ static void expect_refused(store *s, const char *path, eqr_status want, const ch
                  eqr_error_message(s->ctx));
     if (!strstr(eqr_error_message(s->ctx), needle))
         fail_msg("message '%s' lacks '%s'", eqr_error_message(s->ctx), needle);
-    eqr_clear_error(s->ctx);
+    eqr_error_clear(s->ctx);
     assert_true(s->a->data[0] == a0 && s->a->data[1] == a1 && s->b->data[0] == b0);
 }
 
@@ -359,7 +359,7 @@ static void test_matching(void **state) {
     expect_refused(&s, path, EQR_ERR_MISMATCH, "'a' [3] in the file, [2] in the model");
     eqr_load_opts part = {.mode = EQR_LOAD_PARTIAL};
     assert_int_equal(eqr_safetensors_load(s.ctx, path, &part, NULL), EQR_ERR_MISMATCH);
-    eqr_clear_error(s.ctx);
+    eqr_error_clear(s.ctx);
     assert_true(s.a->data[0] == 11.0f && s.b->data[0] == 13.0f);
     /* an integer dtype for a store entry: refused; for another name: validated, not read */
     write_st(path,
@@ -393,7 +393,7 @@ static void test_save_errors(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(8);
     int64_t s1[1] = {1};
-    assert_non_null(eqr_param_new(ctx, "bad\xff", 1, s1, 0));
+    assert_non_null(eqr_param_create(ctx, "bad\xff", 1, s1, 0));
     char path[512];
     tu_tmp_path(path, "save.safetensors");
     assert_int_equal(eqr_safetensors_save(ctx, path, NULL), EQR_ERR_ARG);
@@ -401,7 +401,7 @@ static void test_save_errors(void **state) {
     assert_int_equal(access(path, F_OK), -1);
     eqr_ctx_destroy(ctx);
     ctx = tu_ctx(8);
-    assert_non_null(eqr_param_new(ctx, "ok", 1, s1, 0));
+    assert_non_null(eqr_param_create(ctx, "ok", 1, s1, 0));
     const char *k[1] = {"library"}, *v[1] = {"x"};
     eqr_safetensors_opts o = {.meta_keys = k, .meta_values = v, .nmeta = 1};
     assert_int_equal(eqr_safetensors_save(ctx, path, &o), EQR_ERR_ARG);
@@ -433,7 +433,7 @@ static int mode_export(const char *dir) {
     if (!f) return 1;
     fprintf(f, "library equirelax %d.%d.%d\n", EQUIRELAX_VERSION_MAJOR, EQUIRELAX_VERSION_MINOR,
             EQUIRELAX_VERSION_PATCH);
-    for (int i = 0; i < eqr_param_count(ctx); i++) {
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++) {
         eqr_tensor *t = eqr_param_at(ctx, i);
         hex_name(f, eqr_param_name(ctx, i));
         fprintf(f, " %d", t->ndim);
@@ -470,7 +470,7 @@ static int mode_import(const char *path, const char *dump) {
         if (fscanf(f, "%lld", &numel) != 1 || numel > 64 || count >= 64) return 1;
         for (long long e = 0; e < numel; e++)
             if (fscanf(f, "%x", &want[count][e]) != 1) return 1;
-        if (!eqr_param_new(ctx, name, nd, shape, 0)) {
+        if (!eqr_param_create(ctx, name, nd, shape, 0)) {
             fprintf(stderr, "%s\n", eqr_error_message(ctx));
             return 1;
         }

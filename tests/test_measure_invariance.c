@@ -30,7 +30,7 @@ static eqr_tensor *fw(eqr_ctx *ctx, void *mm, eqr_tensor *x) {
 
 static pix_model model(eqr_ctx *ctx, const char *name, int h, int w, int symmetric) {
     int64_t ws[2] = {2, (int64_t)h * w};
-    pix_model m = {eqr_param_new(ctx, name, 2, ws, 0), 0};
+    pix_model m = {eqr_param_create(ctx, name, 2, ws, 0), 0};
     assert_non_null(m.w);
     tu_fill_uniform(m.w->data, h * w, 3);
     for (int p = 0; p < h * w; p++) {
@@ -49,7 +49,7 @@ static void dataset(eqr_dataset *ds, int64_t n, int h, int w) {
 }
 
 /* Source pixel of output pixel (i, j) under the quarter turn (k = 1..3,
- * counterclockwise, as eqr_act_grid) or the flip j -> w-1-j (k = 4). The
+ * counterclockwise, as eqr_grid_act) or the flip j -> w-1-j (k = 4). The
  * test uses only errors over all of C4 or D4, so the direction of the turn
  * does not matter. */
 static int src_pixel(int k, int i, int j) {

@@ -107,10 +107,10 @@ static void test_bn_forward_and_grad(void **state) {
     g_bn = eqr_irreps_bn_create(ctx, "bn", &ir, NULL);
     assert_non_null(g_bn);
     assert_int_equal(eqr_irreps_bn_training(g_bn), 1);
-    assert_int_equal(eqr_irreps_bn_weight(g_bn)->numel, eqr_irreps_num(&ir));
+    assert_int_equal(eqr_irreps_bn_weight(g_bn)->numel, eqr_irreps_num_irreps(&ir));
     assert_int_equal(eqr_irreps_bn_bias(g_bn)->numel, 5);
     assert_int_equal(eqr_irreps_bn_running_mean(g_bn)->numel, 5);
-    assert_int_equal(eqr_irreps_bn_running_var(g_bn)->numel, eqr_irreps_num(&ir));
+    assert_int_equal(eqr_irreps_bn_running_var(g_bn)->numel, eqr_irreps_num_irreps(&ir));
     assert_true(eqr_irreps_equal(eqr_irreps_bn_irreps(g_bn), &ir));
     randomise(eqr_irreps_bn_weight(g_bn), 1, 0.5f, 1.5f);
     randomise(eqr_irreps_bn_bias(g_bn), 2, -1.0f, 1.0f);
@@ -152,7 +152,7 @@ static void test_ln_forward_and_grad(void **state) {
     eqr_irreps_norm_opts o = {1e-3f, 0, 0};
     g_ln = eqr_irreps_ln_create(ctx, "ln", &ir, &o);
     assert_non_null(g_ln);
-    assert_int_equal(eqr_irreps_ln_weight(g_ln)->numel, eqr_irreps_num(&ir));
+    assert_int_equal(eqr_irreps_ln_weight(g_ln)->numel, eqr_irreps_num_irreps(&ir));
     assert_int_equal(eqr_irreps_ln_bias(g_ln)->numel, 5);
     randomise(eqr_irreps_ln_weight(g_ln), 5, 0.5f, 1.5f);
     randomise(eqr_irreps_ln_bias(g_ln), 6, -1.0f, 1.0f);
@@ -252,7 +252,7 @@ static void test_running_stats(void **state) {
     eqr_ctx *ctx = tu_ctx(34);
     eqr_irreps ir;
     assert_int_equal(eqr_irreps_parse(ctx, IR, &ir), EQR_OK);
-    const int64_t dim = eqr_irreps_dim(&ir), C = eqr_irreps_num(&ir);
+    const int64_t dim = eqr_irreps_dim(&ir), C = eqr_irreps_num_irreps(&ir);
     const double mom = 0.25;
     eqr_irreps_norm_opts o = {1e-4f, 0.25f, 0};
     eqr_irreps_bn *bn = eqr_irreps_bn_create(ctx, "bn", &ir, &o);
@@ -262,7 +262,7 @@ static void test_running_stats(void **state) {
     double rm[64], rv[64], mx = 0;
     for (int i = 0; i < 64; i++) rm[i] = 0, rv[i] = 1;
     enum { T = 4 };
-    eqr_set_grad_enabled(ctx, 0);
+    eqr_grad_set_enabled(ctx, 0);
     for (int t = 0; t < T; t++) {
         int64_t s[2] = {5, dim};
         eqr_tensor *x = eqr_tensor_zeros(ctx, 2, s);
@@ -325,7 +325,7 @@ static void test_running_stats(void **state) {
     assert_memory_equal(keep_v, eqr_irreps_bn_running_var(bn)->data, (size_t)C * sizeof(float));
     remove(path);
     /* and flagged as buffers (no gradient, no optimizer step) */
-    for (int i = 0; i < eqr_param_count(ctx); i++) {
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++) {
         const char *nm = eqr_param_name(ctx, i);
         int buf = !strcmp(nm, "bn.running_mean") || !strcmp(nm, "bn.running_var");
         assert_int_equal(!!(eqr_param_flags(ctx, i) & EQR_PARAM_BUFFER), buf);
@@ -357,17 +357,17 @@ static void test_errors(void **state) {
     eqr_irreps_norm_opts o = {0, 1.5f, 0};
     assert_null(eqr_irreps_bn_create(ctx, "bn", &ir, &o));
     tu_assert_error(ctx, EQR_ERR_ARG, "momentum in (0, 1]");
-    assert_int_equal(eqr_param_count(ctx), 0); /* nothing registered by a failed create */
+    assert_int_equal(eqr_param_num_tensors(ctx), 0); /* nothing registered by a failed create */
     eqr_irreps_bn *bn = eqr_irreps_bn_create(ctx, "bn", &ir, NULL);
     eqr_irreps_ln *ln = eqr_irreps_ln_create(ctx, "ln", &ir, NULL);
     assert_non_null(bn);
     assert_non_null(ln);
-    int np = eqr_param_count(ctx);
+    int np = eqr_param_num_tensors(ctx);
     assert_null(eqr_irreps_bn_create(ctx, "bn", &ir, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "'bn.running_var' already exists");
     assert_null(eqr_irreps_ln_create(ctx, "ln", &ir, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "'ln.weight' already exists");
-    assert_int_equal(eqr_param_count(ctx), np);
+    assert_int_equal(eqr_param_num_tensors(ctx), np);
     /* x not ending in dim(irreps): names the irreps */
     int64_t s[2] = {4, 6};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 2, s);

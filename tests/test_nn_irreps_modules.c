@@ -21,7 +21,7 @@ static void assert_same(const eqr_tensor *a, const eqr_tensor *b) {
 }
 
 static void assert_ok(eqr_ctx *ctx) {
-    if (eqr_status_get(ctx) != EQR_OK) fail_msg("context error: %s", eqr_error_message(ctx));
+    if (eqr_error_status(ctx) != EQR_OK) fail_msg("context error: %s", eqr_error_message(ctx));
 }
 
 static eqr_irreps parse(eqr_ctx *ctx, const char *s) {
@@ -84,7 +84,7 @@ static void test_tp_module(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
     eqr_irreps a = parse(ctx, IN1), b = parse(ctx, IN2), c = parse(ctx, OUT);
-    const int p0 = eqr_param_count(ctx);
+    const int p0 = eqr_param_num_tensors(ctx);
     eqr_module *m = eqr_tp_module(ctx, "tp", &a, &b, &c, 1);
     assert_non_null(m);
     assert_string_equal(eqr_module_kind(m), "tp");

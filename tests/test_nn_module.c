@@ -20,7 +20,7 @@ static void assert_same(const eqr_tensor *a, const eqr_tensor *b) {
 }
 
 static void assert_ok(eqr_ctx *ctx) {
-    if (eqr_status_get(ctx)) fail_msg("unexpected error: %s", eqr_error_message(ctx));
+    if (eqr_error_status(ctx)) fail_msg("unexpected error: %s", eqr_error_message(ctx));
 }
 
 /* The C4 stack of the tests: conv, bn, relu, pool, [conv, relu] nested,
@@ -225,7 +225,7 @@ static void test_summary(void **state) {
     /* every store entry belongs to the model: the totals are the store's */
     int64_t p = 0, b = 0;
     int nt = 0;
-    for (int i = 0; i < eqr_param_count(ctx); i++) {
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++) {
         if (eqr_param_flags(ctx, i) & EQR_PARAM_BUFFER)
             b += eqr_param_at(ctx, i)->numel;
         else
@@ -241,7 +241,7 @@ static void test_summary(void **state) {
     eqr_module_num_scalars(n.net, &mp, &mb);
     assert_int_equal(mp, p);
     assert_int_equal(mb, b);
-    assert_int_equal(eqr_module_num_params(n.net), eqr_param_count(ctx));
+    assert_int_equal(eqr_module_num_params(n.net), eqr_param_num_tensors(ctx));
     /* truncation: the full length is returned, the buffer terminated */
     char small[40];
     assert_int_equal(eqr_module_summary(ctx, n.net, small, sizeof small), len);
@@ -249,9 +249,9 @@ static void test_summary(void **state) {
     assert_int_equal(eqr_module_summary(ctx, n.net, NULL, 0), len);
     /* the log callback gets the same text, line by line */
     logbuf lb = {{0}, 0};
-    eqr_set_log(ctx, log_cb, &lb);
+    eqr_ctx_set_log(ctx, log_cb, &lb);
     assert_int_equal(eqr_module_log_summary(ctx, n.net, EQR_LOG_INFO), EQR_OK);
-    eqr_set_log(ctx, NULL, NULL);
+    eqr_ctx_set_log(ctx, NULL, NULL);
     assert_string_equal(lb.text, buf);
     assert_int_equal(eqr_module_summary(ctx, NULL, buf, sizeof buf), -1);
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
@@ -349,17 +349,17 @@ static void test_relax_container(void **state) {
     assert_string_equal(eqr_module_kind(eqr_module_child(n.inner, 0)), "relaxed");
     assert_non_null(eqr_param_find(ctx, "c1.wr"));
     assert_non_null(eqr_param_find(ctx, "c2.wr"));
-    eqr_set_grad_enabled(ctx, 0); /* no penalty terms recorded */
+    eqr_grad_set_enabled(ctx, 0); /* no penalty terms recorded */
     assert_same(eqr_module_forward(ctx, net, x), y0);
-    eqr_set_grad_enabled(ctx, 1);
+    eqr_grad_set_enabled(ctx, 1);
     /* the relaxed model's parameters include W_r; the relaxation's global
      * theta is no module's */
     int64_t p = 0, mp = 0;
-    for (int i = 0; i < eqr_param_count(ctx); i++)
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++)
         if (!(eqr_param_flags(ctx, i) & EQR_PARAM_BUFFER)) p += eqr_param_at(ctx, i)->numel;
     eqr_module_num_scalars(net, &mp, NULL);
     assert_int_equal(mp, p);
-    assert_int_equal(eqr_module_num_params(net), eqr_param_count(ctx) - 1);
+    assert_int_equal(eqr_module_num_params(net), eqr_param_num_tensors(ctx) - 1);
     char buf[8192];
     eqr_module_summary(ctx, net, buf, sizeof buf);
     assert_non_null(strstr(buf, "relaxed"));
@@ -477,9 +477,9 @@ static void test_user_module(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(8);
     eqr_tensor **impl = malloc(sizeof *impl);
-    *impl = eqr_param_new(ctx, "sc.scale", 1, (int64_t[]){1}, 0);
+    *impl = eqr_param_create(ctx, "sc.scale", 1, (int64_t[]){1}, 0);
     (*impl)->data[0] = 3.0f;
-    eqr_param_new(ctx, "scx.other", 1, (int64_t[]){2}, 0); /* not sc's */
+    eqr_param_create(ctx, "scx.other", 1, (int64_t[]){2}, 0); /* not sc's */
     user_destroyed = 0;
     eqr_module *u = eqr_module_create(ctx, "sc", &user_ops, impl);
     assert_non_null(u);

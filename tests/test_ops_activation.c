@@ -99,7 +99,7 @@ static void test_backward_saturated(void **state) {
     const float v[4] = {-100.0f, -20.0f, 20.0f, 100.0f};
     memcpy(x->data, v, sizeof v);
     for (int op = 0; op < NACT; op++) {
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_step_reset(ctx);
         eqr_tensor *y = eqr_sum_all(ctx, apply(ctx, op, x));
         assert_int_equal(eqr_backward(ctx, y), EQR_OK);
@@ -150,7 +150,7 @@ static void test_null_and_error_state(void **state) {
         assert_null(apply(ctx, op, NULL));
         tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     }
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     int64_t s[1] = {3};
     eqr_tensor *x = eqr_tensor_zeros(ctx, 1, s);
     int64_t bad[1] = {-1};
@@ -159,7 +159,7 @@ static void test_null_and_error_state(void **state) {
     strcpy(first, eqr_error_message(ctx));
     for (int op = 0; op < NACT; op++) assert_null(apply(ctx, op, x));
     assert_string_equal(first, eqr_error_message(ctx));
-    eqr_clear_error(ctx);
+    eqr_error_clear(ctx);
     eqr_ctx_destroy(ctx);
 }
 

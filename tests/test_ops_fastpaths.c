@@ -30,7 +30,7 @@ static eqr_ctx *mkctx(int threads) {
 /* A parameter of the given shape filled from data. */
 static eqr_tensor *param_from(eqr_ctx *ctx, const char *name, int ndim, const int64_t *shape,
                               const float *data) {
-    eqr_tensor *t = eqr_param_new(ctx, name, ndim, shape, 0);
+    eqr_tensor *t = eqr_param_create(ctx, name, ndim, shape, 0);
     assert_non_null(t);
     memcpy(t->data, data, (size_t)t->numel * sizeof(float));
     return t;

@@ -111,7 +111,7 @@ static void test_xent_errors(void **state) {
     /* a caller's NULL input: EQR_ERR_ARG naming the argument */
     assert_null(eqr_softmax_cross_entropy(ctx, NULL, lab));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     lab[3] = 2;
     eqr_tensor *y = eqr_softmax_cross_entropy(ctx, x, lab);
     assert_non_null(y);
@@ -160,7 +160,7 @@ static void test_mse(void **state) {
     tu_gradcheck(ctx, mse_self_fn, &a, 1, NULL, 1e-2, 27);
     tu_gradcheck(ctx, mse_plus_fn, in, 2, NULL, 1e-2, 28);
     /* same tensor on both sides: zero loss, zero gradient */
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_step_reset(ctx);
     y = eqr_mse(ctx, a, a);
     assert_true(y->data[0] == 0.0f);
@@ -182,7 +182,7 @@ static void test_mse_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
     assert_null(eqr_mse(ctx, NULL, a));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 

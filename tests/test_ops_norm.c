@@ -80,7 +80,7 @@ static double chan_mean(const float *x, int64_t N, int64_t C, int64_t S, int64_t
 
 static eqr_tensor *buffer(eqr_ctx *ctx, const char *name, int64_t C, float v0, float dv) {
     int64_t s[1] = {C};
-    eqr_tensor *t = eqr_param_new(ctx, name, 1, s, EQR_PARAM_BUFFER);
+    eqr_tensor *t = eqr_param_create(ctx, name, 1, s, EQR_PARAM_BUFFER);
     assert_non_null(t);
     for (int64_t c = 0; c < C; c++) t->data[c] = v0 + dv * (float)c;
     return t;
@@ -123,9 +123,9 @@ static void test_batchnorm_train_forward(void **state) {
     tu_assert_close_bound("running mean 2", rm->data, drm, rmag, 3, 12 + BN_OPS, 1);
     tu_assert_close_bound("running var 2", rv->data, drv, rvmag, 3, 12 + BN_OPS, 1);
     /* no-grad mode still trains the statistics; no affine parameters */
-    int prev = eqr_set_grad_enabled(ctx, 0);
+    int prev = eqr_grad_set_enabled(ctx, 0);
     out = eqr_batchnorm(ctx, x, NULL, NULL, rm, rv, 1.0f, 1e-3f, 1);
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     assert_non_null(out);
     bn_ref(x->data, 2, 3, 6, NULL, NULL, drm, drv, 1.0, 1e-3, 1, y, ym, rmag, rvmag);
     tu_assert_close_bound("bn train no affine", out->data, y, ym, 36, 12 + BN_OPS, 1);
@@ -167,7 +167,7 @@ static void test_batchnorm_train_grad(void **state) {
     tu_gradcheck(ctx, f_bn, in, 3, &a, H, DEPTH);
     /* through the batch statistics the gradient of sum(y) w.r.t. x is zero;
      * a backward that ignored them would give gamma * invstd instead */
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_step_reset(ctx);
     tu_backward_ones(ctx, f_bn(ctx, in, &a));
     /* dx = g inv (1 - mean(1) - xh mean(xh * 1)): terms of size |g| inv and
@@ -224,7 +224,7 @@ static void test_batchnorm_eval(void **state) {
     bn_args a = {1, 0, rm, rv};
     tu_gradcheck(ctx, f_bn, in, 3, &a, H, DEPTH);
     /* in evaluation the gradient of sum(y) is gamma / sqrt(rv + eps) */
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_step_reset(ctx);
     tu_backward_ones(ctx, f_bn(ctx, in, &a));
     double gx[24];
@@ -273,7 +273,7 @@ static void test_batchnorm_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "eps");
     assert_null(eqr_batchnorm(ctx, NULL, NULL, NULL, rm, rv, 0.1f, 1e-5f, 1));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 
@@ -330,7 +330,7 @@ static void test_dropout_grad(void **state) {
     eqr_tensor *x = tu_input(ctx, "x", 3, s, 1.0f);
     tu_gradcheck(ctx, f_dropout, &x, 1, NULL, H, DEPTH);
     /* the gradient is the mask: 0 where dropped, 1/(1-p) where kept */
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_tensor *y = f_dropout(ctx, &x, NULL);
     tu_backward_ones(ctx, y);
     int dropped = 0;
@@ -359,7 +359,7 @@ static void test_dropout_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "eqr_dropout");
     assert_null(eqr_dropout(ctx, NULL, 0.5f, 1));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     eqr_ctx_destroy(ctx);
 }
 

@@ -23,8 +23,8 @@ static const double GS[3][NW] = {
 static eqr_ctx *make_ctx(eqr_tensor **w, eqr_tensor **b) {
     eqr_ctx *ctx = tu_ctx(1);
     int64_t s[1] = {NW};
-    *w = eqr_param_new(ctx, "w", 1, s, 0);
-    *b = eqr_param_new(ctx, "b", 1, s, EQR_PARAM_NO_DECAY);
+    *w = eqr_param_create(ctx, "w", 1, s, 0);
+    *b = eqr_param_create(ctx, "b", 1, s, EQR_PARAM_NO_DECAY);
     assert_non_null(*w);
     assert_non_null(*b);
     for (int i = 0; i < NW; i++) (*w)->data[i] = (*b)->data[i] = (float)W0[i];
@@ -103,7 +103,7 @@ static void check_w0_by_hand(const eqr_optim_opts *o, const double *hand, int n,
     eqr_ctx *ctx = make_ctx(&w, &b);
     eqr_optim *opt = eqr_optim_create(ctx, o);
     assert_non_null(opt);
-    assert_int_equal(eqr_optim_state_len(opt), eqr_param_total(ctx));
+    assert_int_equal(eqr_optim_num_state_floats(opt), eqr_param_num_scalars(ctx));
     for (int t = 0; t < n; t++) {
         set_grads(w, t);
         set_grads(b, t);
@@ -136,7 +136,7 @@ static void run_three(const eqr_optim_opts *o, adv_fn adv) {
         tu_assert_close_bound(what, w->data, rw.w, rw.wm, NW, OPS * t, 1);
         snprintf(what, sizeof what, "kind %d step %d b (no decay)", (int)o->kind, t);
         tu_assert_close_bound(what, b->data, rb.w, rb.wm, NW, OPS * t, 1);
-        assert_int_equal(eqr_optim_steps(opt), t);
+        assert_int_equal(eqr_optim_num_steps(opt), t);
     }
     eqr_optim_destroy(opt);
     eqr_ctx_destroy(ctx);
@@ -165,7 +165,7 @@ static void test_sgd_plain_hand(void **state) {
     eqr_ctx *ctx = make_ctx(&w, &b);
     eqr_optim *opt = eqr_optim_create(ctx, &o);
     assert_non_null(opt);
-    assert_int_equal(eqr_optim_state_len(opt), 0); /* no momentum, no state */
+    assert_int_equal(eqr_optim_num_state_floats(opt), 0); /* no momentum, no state */
     set_grads(w, 0);
     set_grads(b, 0);
     assert_int_equal(eqr_optim_step(opt), EQR_OK);
@@ -227,7 +227,7 @@ static void test_adam(void **state) {
     eqr_ctx *ctx = make_ctx(&w, &b);
     eqr_optim *opt = eqr_optim_create(ctx, &o);
     assert_non_null(opt);
-    assert_int_equal(eqr_optim_state_len(opt), 2 * eqr_param_total(ctx));
+    assert_int_equal(eqr_optim_num_state_floats(opt), 2 * eqr_param_num_scalars(ctx));
     set_grads(w, 0);
     set_grads(b, 0);
     assert_int_equal(eqr_optim_step(opt), EQR_OK);
@@ -280,8 +280,8 @@ static void test_buffers_untouched(void **state) {
         eqr_ctx *ctx = tu_ctx(2);
         int64_t s[1] = {5};
         eqr_tensor *w = tu_input(ctx, "w", 1, s, 1.0f);
-        eqr_tensor *buf = eqr_param_new(ctx, "running", 1, s, EQR_PARAM_BUFFER);
-        eqr_tensor *fr = eqr_param_new(ctx, "frozen", 1, s, EQR_PARAM_FROZEN);
+        eqr_tensor *buf = eqr_param_create(ctx, "running", 1, s, EQR_PARAM_BUFFER);
+        eqr_tensor *fr = eqr_param_create(ctx, "frozen", 1, s, EQR_PARAM_FROZEN);
         assert_non_null(buf);
         assert_non_null(fr);
         assert_null(buf->grad);
@@ -319,7 +319,7 @@ static void test_store_grew(void **state) {
     eqr_optim *opt = eqr_optim_create(ctx, &o);
     assert_non_null(opt);
     int64_t s[1] = {3};
-    assert_non_null(eqr_param_new(ctx, "late", 1, s, 0));
+    assert_non_null(eqr_param_create(ctx, "late", 1, s, 0));
     w = eqr_param_find(ctx, "w");
     set_grads(w, 0);
     float before[NW];
@@ -327,7 +327,7 @@ static void test_store_grew(void **state) {
     assert_int_equal(eqr_optim_step(opt), EQR_ERR_STATE);
     tu_assert_error(ctx, EQR_ERR_STATE, "parameter store changed");
     assert_memory_equal(before, w->data, sizeof before);
-    assert_int_equal(eqr_optim_steps(opt), 0);
+    assert_int_equal(eqr_optim_num_steps(opt), 0);
     eqr_optim_destroy(opt);
     eqr_ctx_destroy(ctx);
 }
@@ -346,7 +346,7 @@ static void test_step_on_error_context(void **state) {
     memcpy(before, w->data, sizeof before);
     assert_int_equal(eqr_optim_step(opt), EQR_ERR_SHAPE);
     assert_memory_equal(before, w->data, sizeof before);
-    eqr_clear_error(ctx);
+    eqr_error_clear(ctx);
     assert_int_equal(eqr_optim_step(opt), EQR_OK);
     assert_memory_not_equal(before, w->data, sizeof before);
     eqr_optim_destroy(opt);
@@ -403,11 +403,11 @@ static void test_accessors(void **state) {
     eqr_optim_set_lr(opt, -1.0f);
     tu_assert_error(ctx, EQR_ERR_ARG, "lr");
     assert_true(eqr_optim_lr(opt) == 0.5f);
-    eqr_optim_set_steps(opt, 41);
-    assert_int_equal(eqr_optim_steps(opt), 41);
-    eqr_optim_set_steps(opt, -3);
+    eqr_optim_set_num_steps(opt, 41);
+    assert_int_equal(eqr_optim_num_steps(opt), 41);
+    eqr_optim_set_num_steps(opt, -3);
     tu_assert_error(ctx, EQR_ERR_ARG, "steps");
-    assert_int_equal(eqr_optim_steps(opt), 41);
+    assert_int_equal(eqr_optim_num_steps(opt), 41);
     /* the step count drives Adam's bias correction: at t = 42 the update is
      * about 0.65 lr, not the lr of a first step */
     eqr_optim_set_lr(opt, 0.01f);
@@ -473,7 +473,7 @@ static void test_clip_grad_norm(void **state) {
     eqr_tensor *w, *b;
     eqr_ctx *ctx = make_ctx(&w, &b);
     int64_t s[1] = {3};
-    eqr_tensor *buf = eqr_param_new(ctx, "buf", 1, s, EQR_PARAM_BUFFER);
+    eqr_tensor *buf = eqr_param_create(ctx, "buf", 1, s, EQR_PARAM_BUFFER);
     assert_non_null(buf);
     float *G = eqr_param_grad_block(ctx);
     for (int i = 0; i < 3; i++) G[eqr_param_offset(ctx, 2) + i] = 100.0f; /* must be ignored */
@@ -483,12 +483,12 @@ static void test_clip_grad_norm(void **state) {
     memcpy(b->grad, gb, sizeof gb);
     eqr_tensor *ts[2] = {w, b};
     /* below the threshold: returned norm, gradients bit-identical */
-    float n = eqr_clip_grad_norm(ctx, 20.0f);
+    float n = eqr_grad_clip_norm(ctx, 20.0f);
     assert_true(n == 13.0f); /* integers: 169 and its square root are exact */
     assert_memory_equal(w->grad, gw, sizeof gw);
     assert_memory_equal(b->grad, gb, sizeof gb);
     /* above: scaled to max_norm (not above it), direction kept */
-    n = eqr_clip_grad_norm(ctx, 6.5f);
+    n = eqr_grad_clip_norm(ctx, 6.5f);
     assert_true(n == 13.0f);
     /* the scale 6.5 / 13 (or / (13 + 1e-6)) and the products: a few roundings */
     double after = grad_norm(ts, 2);
@@ -504,21 +504,21 @@ static void test_clip_grad_norm(void **state) {
     /* norm in double: many small gradients whose float sum of squares would lose digits */
     eqr_ctx *c2 = tu_ctx(3);
     int64_t big[1] = {100000};
-    eqr_tensor *p = eqr_param_new(c2, "p", 1, big, 0);
+    eqr_tensor *p = eqr_param_create(c2, "p", 1, big, 0);
     assert_non_null(p);
     double ss = 0;
     for (int64_t i = 0; i < big[0]; i++) {
         p->grad[i] = (i % 2 ? 1.0f : 1e-3f) * (float)(1 + i % 7);
         ss += (double)p->grad[i] * p->grad[i];
     }
-    float nn = eqr_clip_grad_norm(c2, 1e30f);
+    float nn = eqr_grad_clip_norm(c2, 1e30f);
     /* summed in double (error ~1e-16 relative), rounded to float once */
     assert_true(fabs(nn - sqrt(ss)) <= 2 * TU_U * sqrt(ss));
     eqr_ctx_destroy(c2);
     /* invalid max_norm */
-    eqr_clip_grad_norm(ctx, -1.0f);
+    eqr_grad_clip_norm(ctx, -1.0f);
     tu_assert_error(ctx, EQR_ERR_ARG, "max_norm");
-    eqr_clip_grad_norm(ctx, NAN);
+    eqr_grad_clip_norm(ctx, NAN);
     tu_assert_error(ctx, EQR_ERR_ARG, "max_norm");
     eqr_ctx_destroy(ctx);
 }

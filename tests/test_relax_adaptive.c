@@ -32,9 +32,9 @@ static void tiny_adaptive(eqr_ctx *ctx, tu_tiny_model *m, float theta, float sla
     m->r = adaptive(ctx, theta, slack);
     m->rl = eqr_relax_gconv(ctx, m->r, "c1", m->g, NULL);
     assert_non_null(m->rl);
-    m->head = eqr_param_new(ctx, "head", 2, (int64_t[]){2, 12}, 0);
-    eqr_init_xavier_uniform(ctx, m->head, 1.0f);
-    m->bias = eqr_param_new(ctx, "head.bias", 1, (int64_t[]){2}, EQR_PARAM_NO_DECAY);
+    m->head = eqr_param_create(ctx, "head", 2, (int64_t[]){2, 12}, 0);
+    eqr_param_init_xavier_uniform(ctx, m->head, 1.0f);
+    m->bias = eqr_param_create(ctx, "head.bias", 1, (int64_t[]){2}, EQR_PARAM_NO_DECAY);
 }
 
 static void test_parameters(void **state) {
@@ -122,7 +122,7 @@ static void test_multiplier_term(void **state) {
     eqr_rlayer *l = eqr_relax_linear(ctx, r, "lin", &li, &li, NULL);
     assert_non_null(l);
     eqr_rlayer_multiplier(l)->data[0] = 0.75f;
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_tensor *pen = eqr_relax_penalty(ctx, r);
     assert_non_null(pen);
     assert_true(pen->data[0] == 0.75f * 0.25f); /* both lambdas 0: the multiplier term alone */
@@ -219,7 +219,7 @@ static float *train(int stop_resume, const char *ckpt, int64_t *total) {
     assert_true(fabsf(th) < 0.05f);
     assert_int_equal(eqr_relax_project(ctx, m.r, EQR_PROJECT_FOLD), EQR_OK);
     assert_true(eqr_rlayer_theta(m.rl)->data[0] == 0.0f);
-    *total = eqr_param_total(ctx);
+    *total = eqr_param_num_scalars(ctx);
     float *out = malloc(sizeof(float) * (size_t)*total);
     memcpy(out, eqr_param_data_block(ctx), sizeof(float) * (size_t)*total);
     eqr_trainer_destroy(t);

@@ -120,7 +120,7 @@ static void test_steer_theta_zero_exact(void **state) {
         assert_non_null(l);
         eqr_tensor *x = tu_randn(ctx, 2, in->dim, 9, 9);
         eqr_gelem gs[4];
-        for (int q = 0; q < 4; q++) gs[q] = eqr_gelem_make(0, q * HALF_PI);
+        for (int q = 0; q < 4; q++) gs[q] = eqr_gelem_of(0, q * HALF_PI);
         check_theta_sweep(ctx, tu_rlayer_forward, l, r, in, out, gs, 4, x,
                           gi ? "steer SO(2)" : "steer C8");
         eqr_relax_destroy(r);
@@ -186,7 +186,7 @@ static eqr_tensor *unfused(eqr_ctx *ctx, fused_case *c, eqr_tensor *x, float the
 /* Outputs and the gradients of W, W_r, bias and x of sum(y * seed). */
 static void run_grads(eqr_ctx *ctx, fused_case *c, eqr_tensor *x, float theta, int fused,
                       float *out, float **grads, eqr_tensor **ts, int nts) {
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_step_reset(ctx);
     eqr_tensor *y = fused ? eqr_rlayer_forward(ctx, c->l, x) : unfused(ctx, c, x, theta);
     if (!y) fail_msg("forward: %s", eqr_error_message(ctx));
@@ -342,9 +342,9 @@ static void check_fused(eqr_ctx *ctx, fused_case *c, eqr_tensor *x, float theta,
         for (int64_t i = 0; i < nw; i++) A->data[i] = fabsf(A->data[i]) + theta * fabsf(wr[i]);
         for (int64_t i = 0; i < bs[0]; i++) bb->data[i] = fabsf(bb->data[i]);
         for (int64_t i = 0; i < x->numel; i++) X->data[i] = fabsf(x->data[i]);
-        int prev = eqr_set_grad_enabled(ctx, 0);
+        int prev = eqr_grad_set_enabled(ctx, 0);
         eqr_tensor *m = eqr_conv2d(ctx, X, A, bb, c->g ? eqr_gconv_geom(c->g) : eqr_steer_conv_geom(c->s));
-        eqr_set_grad_enabled(ctx, prev);
+        eqr_grad_set_enabled(ctx, prev);
         assert_non_null(m);
         assert_int_equal(m->numel, ny);
         for (int64_t i = 0; i < ny; i++) mag[i] = m->data[i] * (1 + tu_gamma(n + 2));
@@ -456,32 +456,32 @@ static void test_theta_zero_untouched(void **state) {
     eqr_step_reset(ctx);
     eqr_tensor *yp = eqr_gconv_forward(ctx, g, x);
     assert_non_null(yp);
-    int64_t tape_plain = eqr_tape_size(ctx), n = yp->numel;
+    int64_t tape_plain = eqr_tape_num_nodes(ctx), n = yp->numel;
     float *plain = malloc((size_t)n * sizeof(float));
     memcpy(plain, yp->data, (size_t)n * sizeof(float));
 
     /* penalties off, gradients on */
     eqr_relax_set_lambdas(r, 0.0f, 0.0f);
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_step_reset(ctx);
     eqr_tensor *y = eqr_rlayer_forward(ctx, l, x);
     assert_non_null(y);
-    assert_int_equal(eqr_tape_size(ctx), tape_plain);
+    assert_int_equal(eqr_tape_num_nodes(ctx), tape_plain);
     assert_memory_equal(y->data, plain, (size_t)n * sizeof(float));
     eqr_tensor *pen = eqr_relax_penalty(ctx, r);
     assert_non_null(pen);
     assert_true(pen->numel == 1 && pen->data[0] == 0.0f);
     assert_false(pen->flags & EQR_T_REQUIRES_GRAD);
-    assert_int_equal(eqr_tape_size(ctx), tape_plain);
+    assert_int_equal(eqr_tape_num_nodes(ctx), tape_plain);
     tu_backward_ones(ctx, y);
     for (int64_t i = 0; i < wr->numel; i++) assert_true(wr->grad[i] == 0.0f);
 
     /* norm penalty on but no gradients (evaluation): still untouched */
     eqr_relax_set_lambdas(r, 0.0f, 0.5f);
     eqr_step_reset(ctx);
-    int prev = eqr_set_grad_enabled(ctx, 0);
+    int prev = eqr_grad_set_enabled(ctx, 0);
     y = eqr_rlayer_forward(ctx, l, x);
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     assert_non_null(y);
     assert_memory_equal(y->data, plain, (size_t)n * sizeof(float));
     eqr_rlayer_stats st;
@@ -543,7 +543,7 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "NULL");
     assert_null(eqr_rlayer_forward(ctx, l, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "is NULL");
-    assert_int_equal(eqr_status_get(ctx), EQR_OK);
+    assert_int_equal(eqr_error_status(ctx), EQR_OK);
     assert_int_equal(eqr_relax_project(ctx, r, (eqr_project_mode)7), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "mode");
     eqr_relax_destroy(NULL);

@@ -314,7 +314,7 @@ static void test_sumsq(void **state) {
     for (int t = 0; t < 2; t++) {
         eqr_ctx *ctx = mkctx(t + 1);
         int64_t s = SQ_N;
-        eqr_tensor *x = eqr_param_new(ctx, "x", 1, &s, 0);
+        eqr_tensor *x = eqr_param_create(ctx, "x", 1, &s, 0);
         assert_non_null(x);
         tu_fill_uniform(x->data, SQ_N, 3);
         eqr_tensor *y = eqr_sumsq(ctx, x);

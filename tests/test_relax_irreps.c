@@ -61,7 +61,7 @@ static eqr_relax_opts normal_opts(void) {
 /* The dense matrix [dout][din] of the relaxed layer's forward (column c is
  * the image of the basis vector e_c), without gradients. */
 static void dense_of(fixture *f, double *M) {
-    int ge = eqr_set_grad_enabled(f->ctx, 0);
+    int ge = eqr_grad_set_enabled(f->ctx, 0);
     int64_t s[2] = {f->din, f->din};
     eqr_tensor *e = eqr_tensor_zeros(f->ctx, 2, s);
     for (int i = 0; i < f->din; i++) e->data[i * f->din + i] = 1.0f;
@@ -70,7 +70,7 @@ static void dense_of(fixture *f, double *M) {
     for (int r = 0; r < f->dout; r++)
         for (int c = 0; c < f->din; c++) M[r * f->din + c] = y->data[c * f->dout + r];
     eqr_step_reset(f->ctx);
-    eqr_set_grad_enabled(f->ctx, ge);
+    eqr_grad_set_enabled(f->ctx, ge);
 }
 
 /* Generators in double built here from eqr_o3_generators, independently of
@@ -221,7 +221,7 @@ static void set_equivariant(fixture *f, uint64_t seed) {
     eqr_irreps_linear *e = eqr_irreps_linear_create(f->ctx, seed == 1 ? "e1" : "e2", &f->in, &f->out);
     assert_non_null(e);
     int64_t s[2] = {f->din, f->din};
-    int ge = eqr_set_grad_enabled(f->ctx, 0);
+    int ge = eqr_grad_set_enabled(f->ctx, 0);
     eqr_tensor *id = eqr_tensor_zeros(f->ctx, 2, s);
     for (int i = 0; i < f->din; i++) id->data[i * f->din + i] = 1.0f;
     eqr_tensor *y = eqr_irreps_linear_forward(f->ctx, e, id);
@@ -229,7 +229,7 @@ static void set_equivariant(fixture *f, uint64_t seed) {
     for (int r = 0; r < f->dout; r++)
         for (int c = 0; c < f->din; c++) f->wr->data[r * f->din + c] = y->data[c * f->dout + r];
     eqr_step_reset(f->ctx);
-    eqr_set_grad_enabled(f->ctx, ge);
+    eqr_grad_set_enabled(f->ctx, ge);
     eqr_irreps_linear_destroy(e);
 }
 
@@ -371,7 +371,7 @@ static void test_forward_and_projection(void **state) {
     ref_gens(ctx, &f.in, Gi);
     ref_gens(ctx, &f.out, Go);
     brute_projection(W, Gi, Go, di, dout, 2, P);
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     float *saved = malloc(sizeof(float) * total);
     memcpy(saved, eqr_param_data_block(ctx), sizeof(float) * total);
     assert_int_equal(eqr_relax_project(ctx, f.r, EQR_PROJECT_FOLD), EQR_OK);

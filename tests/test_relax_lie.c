@@ -52,7 +52,7 @@ typedef void (*expo_fn)(const void *u, int a, double t, double *M);
 
 static void expo_planar(const void *u, int a, double t, double *M) {
     (void)a;
-    assert_int_equal(eqr_rep_matrix((const eqr_rep *)u, eqr_gelem_make(0, t), M),
+    assert_int_equal(eqr_rep_matrix((const eqr_rep *)u, eqr_gelem_of(0, t), M),
                      ((const eqr_rep *)u)->dim);
 }
 
@@ -314,8 +314,8 @@ static void test_generators_match_fd(void **state) {
         assert_true(g && P && Mm && E && T && T2);
         assert_int_equal(eqr_rep_lie_generator(ctx, reps[k], g), EQR_OK);
         const double h = 1e-5;
-        eqr_rep_matrix(reps[k], eqr_gelem_make(0, h), P);
-        eqr_rep_matrix(reps[k], eqr_gelem_make(0, -h), Mm);
+        eqr_rep_matrix(reps[k], eqr_gelem_of(0, h), P);
+        eqr_rep_matrix(reps[k], eqr_gelem_of(0, -h), Mm);
         /* bound: g rounded to float (u |g|), truncation h^2/6 |g|^3 (times
          * 1 + 1e-9 for the higher terms at h = 1e-5), the double matrices
          * (entries <= 1, cos/sin within 4 eps) over 2h */
@@ -342,7 +342,7 @@ static void test_generators_match_fd(void **state) {
                 }
             for (int i = 0; i < d * d; i++) T[i] = T2[i], E[i] += T2[i];
         }
-        eqr_rep_matrix(reps[k], eqr_gelem_make(0, t), P);
+        eqr_rep_matrix(reps[k], eqr_gelem_of(0, t), P);
         /* double arithmetic (series and cos/sin, ~1e-15 of e^{t|A|}): a
          * double-level threshold, not a float bound */
         for (int i = 0; i < d * d; i++) assert_true(fabs(E[i] - P[i]) < 1e-9);
@@ -674,9 +674,9 @@ static eqr_tensor *gc_forward(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     u->l->norm_term = u->l->lie_act_term = NULL;
     /* the penalty terms are recorded only with gradients on; the FD
      * evaluations of tu_gradcheck run with them off */
-    int prev = eqr_set_grad_enabled(ctx, 1);
+    int prev = eqr_grad_set_enabled(ctx, 1);
     eqr_tensor *y = eqr_rlayer_forward(ctx, u->l, in[1]);
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     if (u->what == 1) return u->l->norm_term;
     if (u->what == 2) return u->l->lie_act_term;
     return y;
@@ -725,7 +725,7 @@ static void test_penalty_grad_reach(void **state) {
             reach_user ru = {&f, tu_input(ctx, "x0", 2, xs, 0.5f), tu_input(ctx, "u", 2, us, 0.3f)};
             eqr_tensor *wr = eqr_rlayer_wr(f.l);
             eqr_step_reset(ctx);
-            eqr_zero_grad(ctx);
+            eqr_grad_zero(ctx);
             eqr_tensor *loss = reach_fn(ctx, NULL, &ru);
             assert_non_null(loss);
             assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
@@ -801,24 +801,24 @@ static void test_theta_zero_is_free(void **state) {
         eqr_ctx *ctx = f.ctx;
         int64_t xs[2] = {4, 10};
         eqr_tensor *x = tu_input(ctx, "x", 2, xs, 1.0f);
-        int64_t tape0 = eqr_tape_size(ctx);
+        int64_t tape0 = eqr_tape_num_nodes(ctx);
         eqr_tensor *y = eqr_rlayer_forward(ctx, f.l, x);
         assert_non_null(y);
         assert_int_equal(y->shape[0], 4);
         assert_int_equal(y->shape[1], 9);
         for (int64_t i = 0; i < y->numel; i++) assert_true(y->data[i] == 0.0f);
-        assert_int_equal(eqr_tape_size(ctx), tape0);
+        assert_int_equal(eqr_tape_num_nodes(ctx), tape0);
         assert_null(f.l->norm_term);
         assert_null(f.l->lie_act_term);
         /* penalties on but gradients off: still nothing recorded */
         eqr_relax_set_lambdas(f.r, 1.0f, 1.0f);
-        eqr_set_grad_enabled(ctx, 0);
+        eqr_grad_set_enabled(ctx, 0);
         y = eqr_rlayer_forward(ctx, f.l, x);
         assert_non_null(y);
         for (int64_t i = 0; i < y->numel; i++) assert_true(y->data[i] == 0.0f);
         assert_null(f.l->norm_term);
         assert_null(f.l->lie_act_term);
-        eqr_set_grad_enabled(ctx, 1);
+        eqr_grad_set_enabled(ctx, 1);
         /* and with gradients on the terms appear (the test can fail) */
         y = eqr_rlayer_forward(ctx, f.l, x);
         assert_non_null(y);
@@ -869,7 +869,7 @@ static void test_errors(void **state) {
     /* relaxed linear: same checks, nothing registered */
     eqr_relax *r = eqr_relax_create(ctx, "rx", NULL);
     assert_non_null(r);
-    int np = eqr_param_count(ctx);
+    int np = eqr_param_num_tensors(ctx);
     assert_null(eqr_relax_linear(ctx, r, "l", &a1, &a3, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "eqr_relax_linear: in and out need the same ngen");
     assert_null(eqr_relax_linear(ctx, r, "l", &a1, &a0, NULL));
@@ -878,7 +878,7 @@ static void test_errors(void **state) {
     tu_assert_error(ctx, EQR_ERR_ARG, "gens is NULL");
     assert_null(eqr_relax_linear(ctx, NULL, "l", &a1, &a1, NULL));
     tu_assert_error(ctx, EQR_ERR_ARG, "relaxation is NULL");
-    assert_int_equal(eqr_param_count(ctx), np);
+    assert_int_equal(eqr_param_num_tensors(ctx), np);
     assert_int_equal(eqr_relax_num_layers(r), 0);
 
     /* forward: x whose last dim is not in->dim */

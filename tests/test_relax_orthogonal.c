@@ -227,7 +227,7 @@ static void test_split_irreps(void **state) {
     const int64_t n = (int64_t)din * dout;
     float *m[2], *wr0 = copy_of(wr);
     int64_t xs[2] = {din, din};
-    int prev = eqr_set_grad_enabled(ctx, 0);
+    int prev = eqr_grad_set_enabled(ctx, 0);
     for (int k = 0; k < 2; k++) {
         if (k) assert_int_equal(eqr_relax_orthogonalize(ctx, r), EQR_OK);
         eqr_step_reset(ctx);
@@ -239,18 +239,18 @@ static void test_split_irreps(void **state) {
         for (int j = 0; j < din; j++)
             for (int i = 0; i < dout; i++) m[k][(int64_t)i * din + j] = y->data[(int64_t)j * dout + i];
     }
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     assert_same_map("irreps", m[0], wr0, m[1], wr->data, n, 0.0);
     /* W_r' has no equivariant part: a second split moves M_eq by at most
      * theta (d + 3) u max|W_r| per entry (the trace of a d-block of
      * W_r' is the rounding of d subtractions and of t = fl(tr / d)) */
     assert_int_equal(eqr_relax_orthogonalize(ctx, r), EQR_OK);
     eqr_step_reset(ctx);
-    prev = eqr_set_grad_enabled(ctx, 0);
+    prev = eqr_grad_set_enabled(ctx, 0);
     eqr_tensor *x = eqr_tensor_zeros(ctx, 2, xs);
     for (int j = 0; j < din; j++) x->data[(int64_t)j * din + j] = 1.0f;
     eqr_tensor *y = eqr_irreps_linear_forward(ctx, lin, x);
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     assert_non_null(y);
     const double tol = THETA * (tu_gamma(5 + 1) + 3 * TU_U) * 5 * max_abs(wr0, n);
     for (int j = 0; j < din; j++)

@@ -171,7 +171,7 @@ static void test_defect_matches_act_on_filters(void **state) {
  * err_i = gamma_{nt + ne + 3} (m_i + |d_i|), m_i = sum_t |e_ti| sum_j |e_tj w_j|. */
 static void steer_defect_terms(const eqr_steer_basis *b, const float *w, int64_t n, double *d,
                                double *err) {
-    const int64_t nb = eqr_steer_basis_size(b);
+    const int64_t nb = eqr_steer_basis_num_elements(b);
     float *e = malloc((size_t)n * sizeof(float));
     double *m = calloc((size_t)n, sizeof(double));
     int64_t *ne = calloc((size_t)n, sizeof(int64_t)), nt = 0, nemax = 0;
@@ -368,7 +368,7 @@ static void test_norm_reduced(void **state) {
         assert_non_null(eqr_rlayer_forward(ctx, l1, x));
         eqr_tensor *p = eqr_relax_penalty(ctx, r);
         pen[way] = value_of(p);
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         assert_int_equal(eqr_backward(ctx, p), EQR_OK);
         grad[way] = malloc((size_t)wr->numel * sizeof(float));
         memcpy(grad[way], wr->grad, (size_t)wr->numel * sizeof(float));
@@ -479,7 +479,7 @@ static void test_ssqrt_zero(void **state) {
     eqr_ctx *ctx = tu_ctx(600);
     /* the op itself */
     int64_t one = 1;
-    eqr_tensor *z = eqr_param_new(ctx, "z", 1, &one, 0), *f = eqr_param_new(ctx, "f", 1, &one, 0);
+    eqr_tensor *z = eqr_param_create(ctx, "z", 1, &one, 0), *f = eqr_param_create(ctx, "f", 1, &one, 0);
     f->data[0] = 4.0f;
     eqr_tensor *y = eqr_add(ctx, eqr__ssqrt(ctx, z), eqr__ssqrt(ctx, f));
     assert_true(y->data[0] == 2.0f);
@@ -502,7 +502,7 @@ static void test_ssqrt_zero(void **state) {
     float *ref = malloc((size_t)wr->numel * sizeof(float));
     for (int pass = 0; pass < 2; pass++) {
         eqr_relax_set_lambdas(r, pass ? 0.0f : 0.01f, pass ? 0.0f : 0.01f);
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_step_reset(ctx);
         eqr_tensor *loss = eqr_add(ctx, eqr_sum_all(ctx, eqr_rlayer_forward(ctx, l, x)),
                                    eqr_sum_all(ctx, eqr_relax_penalty(ctx, r)));
@@ -631,7 +631,7 @@ static void test_penalty_grad_reach(void **state) {
             eqr_tensor *x = c.x = tu_input(ctx, "x", 4, xs, 1.0f);
             eqr_tensor *wu = eqr_gconv_weight(c.up), *wr = eqr_rlayer_wr(c.l);
             eqr_step_reset(ctx);
-            eqr_zero_grad(ctx);
+            eqr_grad_zero(ctx);
             eqr_tensor *loss = reach_fn(ctx, NULL, &c);
             assert_non_null(loss);
             assert_true(loss->data[0] > 0.0f);
@@ -672,10 +672,10 @@ static void test_stats(void **state) {
     for (int64_t i = 0; i < wr->numel; i++) n2 += (double)wr->data[i] * wr->data[i];
     eqr_tensor *d = eqr_relax_defect(ctx, r);
     size_t used = eqr_arena_used(ctx);
-    int64_t tape = eqr_tape_size(ctx);
+    int64_t tape = eqr_tape_num_nodes(ctx);
     eqr_rlayer_stats st;
     assert_int_equal(eqr_rlayer_get_stats(ctx, l, &st), EQR_OK);
-    assert_true(eqr_arena_used(ctx) == used && eqr_tape_size(ctx) == tape);
+    assert_true(eqr_arena_used(ctx) == used && eqr_tape_num_nodes(ctx) == tape);
     assert_true(st.theta == 0.25f);
     /* the square root of a sum of numel squares: relatively gamma_{numel + 2} */
     assert_true(fabs(st.wr_norm - sqrt(n2)) <= tu_gamma(wr->numel + 2) * sqrt(n2));

@@ -63,10 +63,10 @@ static void test_probe_gconv(void **state) {
     /* gradients of the step must be untouched by the probe */
     eqr_tensor *wr = eqr_rlayer_wr(l);
     int64_t off = -1;
-    for (int i = 0; i < eqr_param_count(ctx); i++)
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++)
         if (eqr_param_at(ctx, i) == wr) off = eqr_param_offset(ctx, i);
     assert_true(off >= 0);
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     float *g0 = malloc((size_t)total * sizeof(float));
     memcpy(g0, eqr_param_grad_block(ctx), (size_t)total * sizeof(float));
 
@@ -77,7 +77,7 @@ static void test_probe_gconv(void **state) {
 
     double mag, ref;
     int64_t K;
-    eqr_set_grad_enabled(ctx, 0); /* the tape is used: build the bank unrecorded */
+    eqr_grad_set_enabled(ctx, 0); /* the tape is used: build the bank unrecorded */
     ref = conv_norm_ref(x, eqr_gconv_filter_bank(ctx, g), eqr_gconv_bias_vector(ctx, g), 1, &mag, &K);
     assert_norm("||f_eq x||", st.eq_norm, ref, mag, K);
     double ref_wr = conv_norm_ref(x, wr, NULL, 1, &mag, &K);

@@ -148,7 +148,7 @@ static void test_project_steer(void **state) {
         /* fold: b1 - b0 = theta P W_r, i.e. the residual W_r - (b1 - b0) / theta
          * is orthogonal to every basis element; drop: b1 == b0 */
         const eqr_steer_basis *B = eqr_steer_conv_basis(s);
-        const int64_t nt = eqr_steer_basis_size(B);
+        const int64_t nt = eqr_steer_basis_num_elements(B);
         assert_int_equal(nt, nw);
         float *e = malloc((size_t)(nt * nb) * sizeof(float));
         assert_non_null(e);
@@ -211,7 +211,7 @@ static void test_project_steer(void **state) {
         for (int q = 1; q < 4; q++) {
             double eg;
             assert_int_equal(eqr_equivariance_error(ctx, tu_rlayer_forward, l, in, out,
-                                                    eqr_gelem_make(0, q * HALF_PI), x, NULL, &eg),
+                                                    eqr_gelem_of(0, q * HALF_PI), x, NULL, &eg),
                              EQR_OK);
             err = fmax(err, eg);
         }
@@ -374,7 +374,7 @@ static void test_fold_closer_than_drop(void **state) {
     double first = 0, last = 0;
     for (int s = 0; s < steps; s++) {
         eqr_step_reset(ctx);
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_tensor *x = eqr_tensor_from(ctx, 4, xs, xd), *y = eqr_tensor_from(ctx, 4, ys, yd);
         eqr_tensor *task = eqr_mse(ctx, model_fwd(ctx, &m, x), y);
         eqr_tensor *loss = eqr_add(ctx, task, eqr_sum_all(ctx, eqr_relax_penalty(ctx, m.r)));
@@ -387,10 +387,10 @@ static void test_fold_closer_than_drop(void **state) {
     assert_true(last < first);
     eqr_step_reset(ctx);
     eqr_tensor *x = eqr_tensor_from(ctx, 4, xs, xd);
-    int prev = eqr_set_grad_enabled(ctx, 0);
+    int prev = eqr_grad_set_enabled(ctx, 0);
     eqr_tensor *yr = model_fwd(ctx, &m, x);
     assert_non_null(yr);
-    const int64_t total = eqr_param_total(ctx);
+    const int64_t total = eqr_param_num_scalars(ctx);
     float *saved = malloc((size_t)total * sizeof(float));
     memcpy(saved, eqr_param_data_block(ctx), (size_t)total * sizeof(float));
     double d[2], err[2];
@@ -403,7 +403,7 @@ static void test_fold_closer_than_drop(void **state) {
         assert_int_equal(eqr_equivariance_error_max(ctx, model_fwd, &m, m.T, m.R, x, NULL, 0, &err[mode]), EQR_OK);
         assert_true(err[mode] <= EQ_TOL);
     }
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     double yn = 0;
     for (int64_t i = 0; i < ny; i++) yn += (double)yr->data[i] * yr->data[i];
     yn = sqrt(yn);
@@ -479,19 +479,19 @@ static void test_checkpoint_into_projected_model(void **state) {
     eqr_ctx *pc = tu_ctx(52);
     eqr_rep *T2 = tu_trivial_rep(pc, &G, 1), *R2 = tu_regular_rep(pc, &G, 1);
     eqr_gconv *p1 = mk_gconv(pc, "a", T2, R2), *p2 = mk_gconv(pc, "b", R2, R2);
-    int np = eqr_param_count(pc);
-    assert_true(np >= 2 && np < eqr_param_count(ctx));
-    float *before = malloc((size_t)eqr_param_total(pc) * sizeof(float));
+    int np = eqr_param_num_tensors(pc);
+    assert_true(np >= 2 && np < eqr_param_num_tensors(ctx));
+    float *before = malloc((size_t)eqr_param_num_scalars(pc) * sizeof(float));
     assert_non_null(before);
-    memcpy(before, eqr_param_data_block(pc), (size_t)eqr_param_total(pc) * sizeof(float));
+    memcpy(before, eqr_param_data_block(pc), (size_t)eqr_param_num_scalars(pc) * sizeof(float));
     assert_int_equal(eqr_checkpoint_load(pc, path, NULL, NULL, 0), EQR_ERR_MISMATCH);
     tu_assert_error(pc, EQR_ERR_MISMATCH, "'a.wr'");
-    assert_memory_equal(before, eqr_param_data_block(pc), (size_t)eqr_param_total(pc) * sizeof(float));
+    assert_memory_equal(before, eqr_param_data_block(pc), (size_t)eqr_param_num_scalars(pc) * sizeof(float));
 
     const char *relax_names[] = {"*.wr", "*.theta"};
     eqr_load_opts lo = {.skip = relax_names, .nskip = 2};
     for (int mode = 0; mode < 2; mode++) {
-        memcpy(eqr_param_data_block(pc), before, (size_t)eqr_param_total(pc) * sizeof(float));
+        memcpy(eqr_param_data_block(pc), before, (size_t)eqr_param_num_scalars(pc) * sizeof(float));
         eqr_load_report rep;
         eqr_load_opts o = mode ? (eqr_load_opts){.mode = EQR_LOAD_PARTIAL} : lo;
         if (eqr_checkpoint_load_opts(pc, path, NULL, NULL, 0, &o, &rep) != EQR_OK)
@@ -499,14 +499,14 @@ static void test_checkpoint_into_projected_model(void **state) {
         assert_int_equal(rep.loaded, np);
         assert_int_equal(rep.missing, 0);
         /* a.wr, a.theta, b.wr, relax.theta */
-        assert_int_equal(mode ? rep.unexpected : rep.skipped, eqr_param_count(ctx) - np);
+        assert_int_equal(mode ? rep.unexpected : rep.skipped, eqr_param_num_tensors(ctx) - np);
         for (int i = 0; i < np; i++) {
             eqr_tensor *t = eqr_param_at(pc, i), *u = eqr_param_find(ctx, eqr_param_name(pc, i));
             assert_non_null(u);
             assert_memory_equal(t->data, u->data, (size_t)t->numel * sizeof(float));
         }
     }
-    assert_memory_not_equal(before, eqr_param_data_block(pc), (size_t)eqr_param_total(pc) * sizeof(float));
+    assert_memory_not_equal(before, eqr_param_data_block(pc), (size_t)eqr_param_num_scalars(pc) * sizeof(float));
     free(before);
     remove(path);
     eqr_gconv_destroy(p1);

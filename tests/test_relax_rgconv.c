@@ -296,7 +296,7 @@ static void test_penalty_gradcheck(void **state) {
         tu_gradcheck_recorded(ctx, pen_fn, ins, 5, &c, 7, 1e-2, 512);
         /* detached (the default): the penalty alone trains D only */
         eqr_relax_set_penalty_grad(c.r, EQR_PENALTY_DETACHED);
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_step_reset(ctx);
         assert_non_null(eqr_rlayer_forward(ctx, c.l, ins[0]));
         eqr_tensor *pen = eqr_relax_penalty(ctx, c.r);
@@ -475,9 +475,9 @@ static void tiny_rgconv(eqr_ctx *ctx, tu_tiny_model *m) {
     eqr_rlayer_opts o = rg_opts(2);
     m->rl = eqr_relax_gconv(ctx, m->r, "c1", m->g, &o);
     assert_non_null(m->rl);
-    m->head = eqr_param_new(ctx, "head", 2, (int64_t[]){2, 12}, 0);
-    eqr_init_xavier_uniform(ctx, m->head, 1.0f);
-    m->bias = eqr_param_new(ctx, "head.bias", 1, (int64_t[]){2}, EQR_PARAM_NO_DECAY);
+    m->head = eqr_param_create(ctx, "head", 2, (int64_t[]){2, 12}, 0);
+    eqr_param_init_xavier_uniform(ctx, m->head, 1.0f);
+    m->bias = eqr_param_create(ctx, "head.bias", 1, (int64_t[]){2}, EQR_PARAM_NO_DECAY);
 }
 
 /* 8 epochs of a triangle theta; with stop_resume, saved after epoch 4 and
@@ -528,7 +528,7 @@ static float *train(int stop_resume, const char *ckpt, int64_t *total, float *sp
     eqr_rgconv_report rep;
     assert_int_equal(eqr_rgconv_get_report(ctx, m.rl, &rep), EQR_OK);
     *spread = rep.max_rel_spread;
-    *total = eqr_param_total(ctx);
+    *total = eqr_param_num_scalars(ctx);
     float *out = malloc(sizeof(float) * (size_t)*total);
     memcpy(out, eqr_param_data_block(ctx), sizeof(float) * (size_t)*total);
     eqr_trainer_destroy(t);

@@ -223,7 +223,7 @@ static void test_callback(void **state) {
     /* through a scheduler with its own count, in epochs of 2 steps */
     eqr_ctx *ctx = tu_ctx(1);
     int64_t one[1] = {1};
-    eqr_tensor *v = eqr_param_new(ctx, "v", 1, one, EQR_PARAM_BUFFER);
+    eqr_tensor *v = eqr_param_create(ctx, "v", 1, one, EQR_PARAM_BUFFER);
     assert_non_null(v);
     eqr_scheduler *s = eqr_scheduler_create(ctx, NULL);
     assert_non_null(s);
@@ -251,9 +251,9 @@ static void test_unit_steps(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
     int64_t one[1] = {1};
-    eqr_tensor *a = eqr_param_new(ctx, "a", 1, one, EQR_PARAM_BUFFER);
-    eqr_tensor *b = eqr_param_new(ctx, "b", 1, one, EQR_PARAM_BUFFER);
-    eqr_tensor *c = eqr_param_new(ctx, "c", 1, one, EQR_PARAM_BUFFER);
+    eqr_tensor *a = eqr_param_create(ctx, "a", 1, one, EQR_PARAM_BUFFER);
+    eqr_tensor *b = eqr_param_create(ctx, "b", 1, one, EQR_PARAM_BUFFER);
+    eqr_tensor *c = eqr_param_create(ctx, "c", 1, one, EQR_PARAM_BUFFER);
     assert_non_null(c);
     eqr_scheduler *s = eqr_scheduler_create(ctx, NULL);
     assert_non_null(s);
@@ -386,14 +386,14 @@ static void test_bad_schedules(void **state) {
     };
     for (int i = 0; i < 5; i++) {
         assert_int_equal(eqr_schedule_check(ctx, &good[i]), EQR_OK);
-        assert_int_equal(eqr_status_get(ctx), EQR_OK);
+        assert_int_equal(eqr_error_status(ctx), EQR_OK);
     }
 
     /* the scheduler rejects bad schedules and targets and keeps none of them */
     int64_t one[1] = {1}, two[1] = {2};
-    eqr_tensor *th = eqr_param_new(ctx, "theta", 1, one, EQR_PARAM_BUFFER);
-    eqr_tensor *pair = eqr_param_new(ctx, "pair", 1, two, EQR_PARAM_BUFFER);
-    eqr_tensor *w = eqr_param_new(ctx, "w", 1, two, 0);
+    eqr_tensor *th = eqr_param_create(ctx, "theta", 1, one, EQR_PARAM_BUFFER);
+    eqr_tensor *pair = eqr_param_create(ctx, "pair", 1, two, EQR_PARAM_BUFFER);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 1, two, 0);
     assert_non_null(w);
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_SGD, .lr = 0.5f});
     assert_non_null(opt);
@@ -423,7 +423,7 @@ static void test_bad_schedules(void **state) {
     eqr_schedule_check(ctx, &cases[0].s);
     assert_int_equal(eqr_scheduler_step(s), EQR_ERR_ARG);
     assert_true(th->data[0] == -1.0f);
-    eqr_clear_error(ctx);
+    eqr_error_clear(ctx);
     assert_int_equal(eqr_scheduler_step(s), EQR_OK);
     assert_true(th->data[0] == -1.0f); /* the position is the optimizer's: still 0 */
     assert_int_equal(eqr_scheduler_step(NULL), EQR_ERR_ARG);
@@ -440,8 +440,8 @@ static void test_scheduler_drives_lr_and_theta(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
     int64_t two[1] = {2}, one[1] = {1};
-    eqr_tensor *w = eqr_param_new(ctx, "w", 1, two, 0);
-    eqr_tensor *theta = eqr_param_new(ctx, "theta", 1, one, EQR_PARAM_BUFFER);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 1, two, 0);
+    eqr_tensor *theta = eqr_param_create(ctx, "theta", 1, one, EQR_PARAM_BUFFER);
     assert_non_null(theta);
     w->data[0] = 1.0f;
     w->data[1] = -1.0f;
@@ -477,11 +477,11 @@ static void test_scheduler_drives_lr_and_theta(void **state) {
     }
     /* seek moves the optimizer's count too; sync re-applies after a change */
     assert_int_equal(eqr_scheduler_seek(s, 2), EQR_OK);
-    assert_int_equal(eqr_optim_steps(opt), 2);
+    assert_int_equal(eqr_optim_num_steps(opt), 2);
     assert_true(theta->data[0] == 1.0f);
     assert_true(eqr_optim_lr(opt) == 0.0625f);
     theta->data[0] = 7.0f;
-    eqr_optim_set_steps(opt, 1);
+    eqr_optim_set_num_steps(opt, 1);
     assert_int_equal(eqr_scheduler_sync(s), EQR_OK);
     assert_true(theta->data[0] == 0.5f);
     assert_true(eqr_optim_lr(opt) == 0.09375f);
@@ -515,13 +515,13 @@ static const eqr_schedule R_THETA = {.kind = EQR_SCHED_TRIANGLE, .start = 0.8f, 
 static void run_init(run *r, uint64_t seed, int own_count) {
     r->ctx = tu_ctx(seed);
     int64_t sw[2] = {C_OUT, C_IN}, sb[1] = {C_OUT}, one[1] = {1};
-    r->w = eqr_param_new(r->ctx, "fc.weight", 2, sw, 0);
-    r->b = eqr_param_new(r->ctx, "fc.bias", 1, sb, EQR_PARAM_NO_DECAY);
-    r->wr = eqr_param_new(r->ctx, "fc.relax", 2, sw, 0);
-    r->theta = eqr_param_new(r->ctx, "theta", 1, one, EQR_PARAM_BUFFER);
+    r->w = eqr_param_create(r->ctx, "fc.weight", 2, sw, 0);
+    r->b = eqr_param_create(r->ctx, "fc.bias", 1, sb, EQR_PARAM_NO_DECAY);
+    r->wr = eqr_param_create(r->ctx, "fc.relax", 2, sw, 0);
+    r->theta = eqr_param_create(r->ctx, "theta", 1, one, EQR_PARAM_BUFFER);
     assert_non_null(r->theta);
-    assert_int_equal(eqr_init_kaiming_uniform(r->ctx, r->w, 1.0f), EQR_OK);
-    assert_int_equal(eqr_init_kaiming_uniform(r->ctx, r->wr, 1.0f), EQR_OK);
+    assert_int_equal(eqr_param_init_kaiming_uniform(r->ctx, r->w, 1.0f), EQR_OK);
+    assert_int_equal(eqr_param_init_kaiming_uniform(r->ctx, r->wr, 1.0f), EQR_OK);
     r->opt = eqr_optim_create(r->ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAMW, .lr = 1.0f,
                                                          .weight_decay = 0.01f});
     assert_non_null(r->opt);
@@ -545,9 +545,9 @@ static void run_steps(run *r, int n, float *theta, float *lr, float *params) {
     tu_fill_uniform(xd, C_B * C_IN, 77);
     const int32_t y[C_B] = {0, 1, 2, 2, 1, 0};
     int64_t xs[2] = {C_B, C_IN};
-    const int64_t total = eqr_param_total(ctx);
+    const int64_t total = eqr_param_num_scalars(ctx);
     for (int i = 0; i < n; i++) {
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_tensor *x = eqr_tensor_from(ctx, 2, xs, xd);
         eqr_tensor *h = eqr_linear(ctx, x, r->w, r->b);
         eqr_tensor *rel = eqr_mul(ctx, eqr_linear(ctx, x, r->wr, NULL), r->theta);
@@ -574,7 +574,7 @@ static void test_checkpoint_resume(void **state) {
     /* straight: K steps, save, N more */
     run a;
     run_init(&a, 3, 0);
-    const int64_t np = eqr_param_total(a.ctx);
+    const int64_t np = eqr_param_num_scalars(a.ctx);
     assert_true(np >= 2 * C_OUT * C_IN + C_OUT + 1 && np <= NP);
     const size_t pbytes = (size_t)(C_N * np) * sizeof(float); /* the params of N steps */
     run_steps(&a, C_K, th_a, lr_a, p_a);

@@ -23,7 +23,7 @@ static eqr_irreps parse(eqr_ctx *ctx, const char *s) {
 }
 
 static void assert_ok(eqr_ctx *ctx) {
-    if (eqr_status_get(ctx) != EQR_OK) fail_msg("context error: %s", eqr_error_message(ctx));
+    if (eqr_error_status(ctx) != EQR_OK) fail_msg("context error: %s", eqr_error_message(ctx));
 }
 
 typedef struct fixture {
@@ -137,14 +137,14 @@ static void equivariant_dense(eqr_ctx *ctx, const char *name, const eqr_irreps *
     eqr_irreps_linear *lin = eqr_irreps_linear_create(ctx, name, in, out);
     assert_non_null(lin);
     const int64_t di = eqr_irreps_dim(in), dout = eqr_irreps_dim(out);
-    int ge = eqr_set_grad_enabled(ctx, 0);
+    int ge = eqr_grad_set_enabled(ctx, 0);
     eqr_tensor *e = eqr_tensor_zeros(ctx, 2, (int64_t[]){di, di});
     for (int64_t i = 0; i < di; i++) e->data[i * di + i] = 1.0f;
     eqr_tensor *y = eqr_irreps_linear_forward(ctx, lin, e);
     assert_non_null(y);
     for (int64_t r = 0; r < dout; r++)
         for (int64_t c = 0; c < di; c++) W->data[r * di + c] = y->data[c * dout + r];
-    eqr_set_grad_enabled(ctx, ge);
+    eqr_grad_set_enabled(ctx, ge);
     eqr_step_reset(ctx);
     eqr_irreps_linear_destroy(lin);
 }
@@ -306,7 +306,7 @@ static void test_tp_penalty_grad(void **state) {
         fixture f;
         setup(&f, 5 + 10 * full, &o);
         eqr_ctx *ctx = f.ctx;
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_tensor *loss = pen_fn(ctx, NULL, &f);
         assert_non_null(loss);
         assert_int_equal(eqr_backward(ctx, loss), EQR_OK);

@@ -65,9 +65,9 @@ static void set_kron(eqr_tensor *wr, const float *M) {
 /* ||f(R x) - R f(x)|| / ||f(x)||, max over 10 random rotations, without
  * gradients */
 static double equiv_err(fixture *f) {
-    int ge = eqr_set_grad_enabled(f->ctx, 0);
+    int ge = eqr_grad_set_enabled(f->ctx, 0);
     double worst = tu_so3_equiv_err(f->ctx, tu_rlayer_forward, f->rl, f->x, 10, 0);
-    eqr_set_grad_enabled(f->ctx, ge);
+    eqr_grad_set_enabled(f->ctx, ge);
     return worst;
 }
 
@@ -106,7 +106,7 @@ static void test_theta_zero_equivariant(void **state) {
     assert_non_null(yp);
     assert_memory_equal(y->data, yp->data, (size_t)y->numel * sizeof(float));
     /* W_r takes no part: it gets no gradient */
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     assert_int_equal(eqr_backward(ctx, eqr_sum_all(ctx, y)), EQR_OK);
     for (int64_t i = 0; i < f.wr->numel; i++) assert_true(f.wr->grad[i] == 0.0f);
     eqr_step_reset(ctx);
@@ -433,7 +433,7 @@ static void test_penalty_grad_reach(void **state) {
         setup(&f, 60 + full, &o);
         eqr_ctx *ctx = f.ctx;
         eqr_step_reset(ctx);
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         eqr_tensor *loss = vn_pen_fn(ctx, NULL, &f);
         assert_non_null(loss);
         assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
@@ -461,7 +461,7 @@ static void test_gradients(void **state) {
     /* the norm penalty through forward + penalty (recorded only with
      * gradients on): central differences on a few entries of W_r */
     eqr_relax_set_lambdas(f.r, 0.0f, 0.5f);
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     assert_non_null(eqr_rlayer_forward(ctx, f.rl, f.x));
     eqr_tensor *pen = eqr_relax_penalty(ctx, f.r);
     assert_non_null(pen);
@@ -489,7 +489,7 @@ static void test_gradients(void **state) {
     /* W_r = 0 (the default init): penalties finite, gradients finite */
     memset(f.wr->data, 0, (size_t)f.wr->numel * sizeof(float));
     eqr_relax_set_lambdas(f.r, 0.1f, 0.1f);
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     assert_non_null(eqr_rlayer_forward(ctx, f.rl, f.x));
     pen = eqr_relax_penalty(ctx, f.r);
     assert_non_null(pen);
@@ -522,11 +522,11 @@ static void test_projection(void **state) {
             wexp[a * CI + c] = f.w->data[a * CI + c] + theta * tr / 3;
             wmag[a * CI + c] = fabs(theta * tr / 3);
         }
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     float *saved = malloc(sizeof(float) * total);
     assert_non_null(saved);
     memcpy(saved, eqr_param_data_block(ctx), sizeof(float) * total);
-    int ge = eqr_set_grad_enabled(ctx, 0);
+    int ge = eqr_grad_set_enabled(ctx, 0);
     eqr_tensor *y = eqr_rlayer_forward(ctx, f.rl, f.x);
     assert_non_null(y);
     int64_t n = y->numel;
@@ -554,7 +554,7 @@ static void test_projection(void **state) {
     print_message("vn_linear projection: ||y_proj - y_relaxed|| drop %.4g, fold %.4g; equiv err %.2g / %.2g\n",
                   dist[0], dist[1], err[0], err[1]);
     assert_true(dist[1] < 0.5 * dist[0]);
-    eqr_set_grad_enabled(ctx, ge);
+    eqr_grad_set_enabled(ctx, ge);
     free(saved), free(yrel);
     teardown(&f);
 }

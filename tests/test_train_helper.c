@@ -54,7 +54,7 @@ static void test_metrics_csv_strict(void **state) {
         write_text(path, bad[k].text, bad[k].n);
         tu_assert_error(ctx, eqr_metrics_read_csv(ctx, m, path), bad[k].needle);
         assert_int_equal(eqr_metrics_num_rows(m), 1); /* the table as it was */
-        assert_true(eqr_metrics_get(m, 0, 2) == 7);
+        assert_true(eqr_metrics_at(m, 0, 2) == 7);
     }
     eqr_metrics_destroy(e);
     eqr_metrics_destroy(m);
@@ -79,7 +79,7 @@ static void test_metrics_csv(void **state) {
     assert_int_equal(eqr_metrics_num_rows(b), 3);
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 3; c++) {
-            double want = rows[r][c], got = eqr_metrics_get(b, r, c);
+            double want = rows[r][c], got = eqr_metrics_at(b, r, c);
             if (isnan(want)) {
                 assert_true(isnan(got));
                 continue;
@@ -117,11 +117,11 @@ static void test_metrics_csv(void **state) {
     /* bad names */
     const char *bad[2] = {"a,b", "c"};
     assert_null(eqr_metrics_create(ctx, 2, bad));
-    assert_int_equal(eqr_status_get(ctx), EQR_ERR_ARG);
-    eqr_clear_error(ctx);
+    assert_int_equal(eqr_error_status(ctx), EQR_ERR_ARG);
+    eqr_error_clear(ctx);
     const char *twice[2] = {"a", "a"};
     assert_null(eqr_metrics_create(ctx, 2, twice));
-    eqr_clear_error(ctx);
+    eqr_error_clear(ctx);
     eqr_metrics_destroy(m);
     eqr_metrics_destroy(b);
     eqr_metrics_destroy(o);
@@ -181,12 +181,12 @@ static void test_step_matches_by_hand(void **state) {
             eqr_trainer_destroy(t);
         } else {
             eqr_tensor *tot = eqr_add(ctx, loss, eqr_relax_penalty(ctx, m.r));
-            eqr_zero_grad(ctx);
+            eqr_grad_zero(ctx);
             assert_int_equal(eqr_backward(ctx, tot), EQR_OK);
             assert_int_equal(eqr_optim_step(opt), EQR_OK);
             eqr_step_reset(ctx);
         }
-        total = eqr_param_total(ctx);
+        total = eqr_param_num_scalars(ctx);
         after[way] = malloc((size_t)total * sizeof(float));
         memcpy(after[way], eqr_param_data_block(ctx), (size_t)total * sizeof(float));
         eqr_optim_destroy(opt);
@@ -228,15 +228,15 @@ static void test_epochs_telemetry_projection(void **state) {
     int cp = eqr_metrics_find(s, "probe_acc_projected"), cj = eqr_metrics_find(s, "projection_jump");
     assert_true(cs >= 0 && cm >= 0 && cp >= 0 && cj >= 0);
     for (int64_t r = 0; r < 18; r++) {
-        assert_true(eqr_metrics_get(s, r, 0) == 2.0 * (double)(r + 1)); /* step */
-        assert_true(eqr_metrics_get(s, r, cs) > 0 && isfinite(eqr_metrics_get(s, r, cs)));
-        assert_true(eqr_metrics_get(s, r, cp) >= 0 && eqr_metrics_get(s, r, cp) <= 1);
+        assert_true(eqr_metrics_at(s, r, 0) == 2.0 * (double)(r + 1)); /* step */
+        assert_true(eqr_metrics_at(s, r, cs) > 0 && isfinite(eqr_metrics_at(s, r, cs)));
+        assert_true(eqr_metrics_at(s, r, cp) >= 0 && eqr_metrics_at(s, r, cp) <= 1);
     }
     /* moments before the first step are 0: row 1 (step 2) has them set */
-    assert_true(eqr_metrics_get(s, 0, cm) > 0);
+    assert_true(eqr_metrics_at(s, 0, cm) > 0);
 
     /* a projected evaluation on a copy leaves every parameter as it was */
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     float *before = malloc((size_t)total * sizeof(float));
     memcpy(before, eqr_param_data_block(ctx), (size_t)total * sizeof(float));
     double l0, a0, l1, a1, l2, a2;
@@ -342,14 +342,14 @@ static void test_trainer_module(void **state) {
             assert_true(lsum / 20.0 == l);
         }
         eqr_step_reset(ctx);
-        total = eqr_param_total(ctx);
+        total = eqr_param_num_scalars(ctx);
         after[way] = malloc((size_t)total * sizeof(float));
         memcpy(after[way], eqr_param_data_block(ctx), (size_t)total * sizeof(float));
         /* the module path refuses a forward given beside it */
         to.module = net;
         to.forward = eqr_module_apply;
         assert_null(eqr_trainer_create(ctx, &to));
-        tu_assert_error(ctx, eqr_status_get(ctx), "opts.module replaces forward");
+        tu_assert_error(ctx, eqr_error_status(ctx), "opts.module replaces forward");
         eqr_trainer_destroy(t);
         eqr_batcher_free(&bt);
         eqr_dataset_free(&train);
@@ -468,7 +468,7 @@ static void test_trainer_errors(void **state) {
     eqr_ctx *ctx = tu_ctx(3);
     eqr_trainer_opts to = {0};
     assert_null(eqr_trainer_create(ctx, &to));
-    tu_assert_error(ctx, eqr_status_get(ctx), "opts.forward (or opts.module) and opts.opt are required");
+    tu_assert_error(ctx, eqr_error_status(ctx), "opts.forward (or opts.module) and opts.opt are required");
     eqr_ctx_destroy(ctx);
 }
 

@@ -17,7 +17,7 @@ eqr_ctx *tu_ctx(uint64_t seed) {
 }
 
 eqr_tensor *tu_input(eqr_ctx *ctx, const char *name, int ndim, const int64_t *shape, float std) {
-    eqr_tensor *t = eqr_param_new(ctx, name, ndim, shape, 0);
+    eqr_tensor *t = eqr_param_create(ctx, name, ndim, shape, 0);
     if (!t) fail_msg("tu_input(%s): %s", name, eqr_error_message(ctx));
     eqr_tensor_normal(t, eqr_ctx_rng(ctx), std);
     return t;
@@ -83,9 +83,9 @@ void tu_assert_close_rel(const char *what, const float *got, const double *ref, 
  * outputs are copied to out (n floats). */
 static double objective(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, void *user, const float *r,
                         int64_t n, int record, float *out) {
-    int prev = eqr_set_grad_enabled(ctx, record);
+    int prev = eqr_grad_set_enabled(ctx, record);
     eqr_tensor *y = f(ctx, in, user);
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     if (!y) fail_msg("gradcheck forward failed: %s", eqr_error_message(ctx));
     if (y->numel != n)
         fail_msg("gradcheck: output size changed (%lld, was %lld)", (long long)y->numel,
@@ -131,7 +131,7 @@ static double central(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, void *user, const 
 static void gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, int record,
                       uint64_t seed, double h, double depth) {
     assert_true(h > 0 && depth >= 1);
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     eqr_step_reset(ctx);
     eqr_tensor *y = f(ctx, in, user);
     if (!y) fail_msg("gradcheck forward failed: %s", eqr_error_message(ctx));
@@ -187,7 +187,7 @@ static void gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *use
         free(ana);
     }
     free(r);
-    if (eqr_status_get(ctx) != EQR_OK) fail_msg("gradcheck: context error: %s", eqr_error_message(ctx));
+    if (eqr_error_status(ctx) != EQR_OK) fail_msg("gradcheck: context error: %s", eqr_error_message(ctx));
 }
 
 void tu_gradcheck(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void *user, double h,
@@ -201,13 +201,13 @@ void tu_gradcheck_recorded(eqr_ctx *ctx, tu_fn f, eqr_tensor **in, int nin, void
 }
 
 void tu_assert_error(eqr_ctx *ctx, eqr_status st, const char *needle) {
-    if (eqr_status_get(ctx) != st)
+    if (eqr_error_status(ctx) != st)
         fail_msg("expected status %s, got %s (%s)", eqr_status_name(st),
-                 eqr_status_name(eqr_status_get(ctx)), eqr_error_message(ctx));
+                 eqr_status_name(eqr_error_status(ctx)), eqr_error_message(ctx));
     const char *msg = eqr_error_message(ctx);
     assert_true(msg[0] != '\0');
     if (needle && !strstr(msg, needle)) fail_msg("message '%s' lacks '%s'", msg, needle);
-    eqr_clear_error(ctx);
+    eqr_error_clear(ctx);
 }
 
 char *tu_tmp_path(char *buf, const char *name) {

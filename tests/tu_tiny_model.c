@@ -20,10 +20,10 @@ void tu_tiny_build(eqr_ctx *ctx, tu_tiny_model *m, float theta) {
     m->r = tu_relax(ctx, "relax", theta, 0.1f, 0.01f, 0.01f, 0);
     m->rl = eqr_relax_gconv(ctx, m->r, "c1", m->g, NULL);
     int64_t hs[2] = {2, 12};
-    m->head = eqr_param_new(ctx, "head", 2, hs, 0);
-    eqr_init_xavier_uniform(ctx, m->head, 1.0f);
+    m->head = eqr_param_create(ctx, "head", 2, hs, 0);
+    eqr_param_init_xavier_uniform(ctx, m->head, 1.0f);
     int64_t bs[1] = {2};
-    m->bias = eqr_param_new(ctx, "head.bias", 1, bs, EQR_PARAM_NO_DECAY);
+    m->bias = eqr_param_create(ctx, "head.bias", 1, bs, EQR_PARAM_NO_DECAY);
     assert_non_null(m->rl);
 }
 

@@ -3,7 +3,7 @@
  * Every op run while gradients are enabled and with an input that requires
  * grad appends one node to the context's tape. eqr_backward walks the tape in
  * reverse from a scalar. Parameter gradients accumulate across calls until
- * eqr_zero_grad; activation gradients live in the step arena. */
+ * eqr_grad_zero; activation gradients live in the step arena. */
 #ifndef EQUIRELAX_AUTODIFF_H
 #define EQUIRELAX_AUTODIFF_H
 
@@ -24,15 +24,15 @@ eqr_status eqr_backward_from(eqr_ctx *ctx, eqr_tensor *out, const eqr_tensor *se
 
 /* Enable (1) or disable (0) tape recording; returns the previous setting.
  * With recording off, ops compute values only (evaluation, no-grad mode). */
-int eqr_set_grad_enabled(eqr_ctx *ctx, int enabled);
+int eqr_grad_set_enabled(eqr_ctx *ctx, int enabled);
 /* 1 if tape recording is on. */
 int eqr_grad_enabled(const eqr_ctx *ctx);
 
 /* Zero the gradients of all parameters in the store. */
-void eqr_zero_grad(eqr_ctx *ctx);
+void eqr_grad_zero(eqr_ctx *ctx);
 
 /* Number of nodes currently on the tape (for tests and monitoring). */
-int64_t eqr_tape_size(const eqr_ctx *ctx);
+int64_t eqr_tape_num_nodes(const eqr_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -78,16 +78,16 @@ eqr_ctx *eqr_ctx_create(const eqr_ctx_opts *opts);
 /* Free the context and everything it owns (tensors, parameters). NULL is ok. */
 void eqr_ctx_destroy(eqr_ctx *ctx);
 
-/* Status of the first error since the last eqr_clear_error (EQR_OK if none). */
-eqr_status eqr_status_get(const eqr_ctx *ctx);
+/* Status of the first error since the last eqr_error_clear (EQR_OK if none). */
+eqr_status eqr_error_status(const eqr_ctx *ctx);
 /* Message of the first error, "" if none. Valid until the error is cleared. */
 const char *eqr_error_message(const eqr_ctx *ctx);
 /* Forget the recorded error so the context can be used again. */
-void eqr_clear_error(eqr_ctx *ctx);
+void eqr_error_clear(eqr_ctx *ctx);
 
 /* Install a logging callback (NULL to silence, the default). Errors are
  * logged at EQR_LOG_ERROR when they are first recorded. */
-void eqr_set_log(eqr_ctx *ctx, eqr_log_fn fn, void *user);
+void eqr_ctx_set_log(eqr_ctx *ctx, eqr_log_fn fn, void *user);
 
 /* Check that path could be written as the library writes files (a
  * temporary file next to it, then a rename), before any work depends on
@@ -101,7 +101,7 @@ eqr_status eqr_path_writable(eqr_ctx *ctx, const char *path);
 eqr_rng *eqr_ctx_rng(eqr_ctx *ctx);
 
 /* Number of worker threads the context uses for batched kernels. */
-int eqr_ctx_threads(const eqr_ctx *ctx);
+int eqr_ctx_num_threads(const eqr_ctx *ctx);
 
 /* Release all step-scoped memory: activations, their gradients and the tape.
  * Call once per training step after the optimizer update. Tensors created

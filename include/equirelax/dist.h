@@ -66,7 +66,7 @@ eqr_dist *eqr_dist_create(eqr_ctx *ctx, MPI_Comm comm);
 void eqr_dist_destroy(eqr_dist *d);
 /* This process's rank and the number of ranks. */
 int eqr_dist_rank(const eqr_dist *d);
-int eqr_dist_size(const eqr_dist *d);
+int eqr_dist_num_ranks(const eqr_dist *d);
 /* Floats per all-reduce / broadcast call (>= 1; the same on every rank). */
 eqr_status eqr_dist_set_bucket(eqr_dist *d, int64_t floats);
 

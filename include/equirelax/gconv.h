@@ -42,7 +42,7 @@
  * applies to pooling between layers: max-pool 2 / stride 2 is exact on even
  * sizes only.
  *
- * WARNINGS (EQR_LOG_WARN through the log callback, eqr_set_log; never an
+ * WARNINGS (EQR_LOG_WARN through the log callback, eqr_ctx_set_log; never an
  * error: the layer computes its conv either way), each naming the layer and
  * the rule. At construction, only for a geometry that no input size can
  * make exact: with 90-degree rotations (C4, D4), a stride, padding or
@@ -97,7 +97,7 @@ typedef struct eqr_gconv eqr_gconv;
  * that is not regular, in_type mixes trivial and regular parts or has an
  * irrep part that is not trivial, in_type does not fit opts->kind, k < 1,
  * the geometry has a negative entry, or name is NULL / empty / too long for
- * the parameter names; errors of eqr_param_new (e.g. a duplicate name).
+ * the parameter names; errors of eqr_param_create (e.g. a duplicate name).
  * Logs a warning (no error) if the geometry is exact on no input size (file
  * comment, WARNINGS). */
 eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,

@@ -106,7 +106,7 @@ typedef struct eqr_gelem {
 } eqr_gelem;
 
 /* Element with the given flip (0 or 1) and angle (normalised to [0, 2 pi)). */
-eqr_gelem eqr_gelem_make(int flip, double angle);
+eqr_gelem eqr_gelem_of(int flip, double angle);
 /* The identity (0, 0). */
 eqr_gelem eqr_group_identity(void);
 /* 1 if g is an element of G: flip is 0 for C_N / SO(2), and the angle is a
@@ -292,16 +292,16 @@ void eqr_grid_map_apply(const eqr_grid_map *m, const float *in, float *out,
 
 /* Spatial action on the last two dimensions of x ([..., H, W], ndim >= 2):
  * every plane transformed as a scalar field. */
-eqr_tensor *eqr_act_grid(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *x);
+eqr_tensor *eqr_grid_act(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *x);
 /* Spatial action on a filter bank [..., k, k] (square last two dimensions,
  * ndim >= 2; e.g. [Cout, Cin, k, k]): each filter rotated / flipped about
  * its centre like an image. Channel axes are not permuted. */
-eqr_tensor *eqr_act_filters(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *w);
+eqr_tensor *eqr_filters_act(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *w);
 /* Action on regular fields of finite G: x is [..., C * |G|, H, W]
  * (ndim >= 3, e.g. [N, C*|G|, H, W] or [N, C, |G|, H, W]) with the layout
  * of the file comment; spatial transform plus permutation of the group axis
  * by rho_reg(g). g must be in G. */
-eqr_tensor *eqr_act_regular(eqr_ctx *ctx, const eqr_group *G, eqr_gelem g,
+eqr_tensor *eqr_regular_act(eqr_ctx *ctx, const eqr_group *G, eqr_gelem g,
                             const eqr_tensor *x);
 /* Action on a feature map of any representation: x is [..., rep->dim, H, W]
  * (ndim >= 3); out(p) = rho(g) x(g^-1 p) per pixel, rho the block-diagonal

@@ -42,9 +42,9 @@ extern "C" {
 #define EQR_NBODY_FRAME_OUT 40
 /* Time between the input and the target frame: 10 frames * 100 * dt. */
 #define EQR_NBODY_HORIZON 1.0
-#define EQR_NBODY_TRAIN_SIZE 3000
-#define EQR_NBODY_VAL_SIZE 2000
-#define EQR_NBODY_TEST_SIZE 2000
+#define EQR_NBODY_NUM_TRAIN 3000
+#define EQR_NBODY_NUM_VAL 2000
+#define EQR_NBODY_NUM_TEST 2000
 
 typedef enum eqr_nbody_split {
     EQR_NBODY_TRAIN = 0,

@@ -65,7 +65,7 @@ int64_t eqr_irreps_dim(const eqr_irreps *ir);
 /* Offset of entry i in the flat layout (i == n gives the dimension). */
 int64_t eqr_irreps_offset(const eqr_irreps *ir, int i);
 /* Sum of the multiplicities; largest l (-1 if empty). */
-int64_t eqr_irreps_num(const eqr_irreps *ir);
+int64_t eqr_irreps_num_irreps(const eqr_irreps *ir);
 int eqr_irreps_lmax(const eqr_irreps *ir);
 /* Equal as lists of entries. */
 int eqr_irreps_equal(const eqr_irreps *a, const eqr_irreps *b);
@@ -129,7 +129,7 @@ void eqr_o3_cg_table_destroy(eqr_o3_cg_table *t);
 int eqr_o3_cg_table_lmax(const eqr_o3_cg_table *t);
 /* The tensor for (l1, l2, l3), or NULL if the triangle rule fails (a valid
  * answer, no error) or an l exceeds the table's lmax (EQR_ERR_ARG). */
-const eqr_o3_cg *eqr_o3_cg_get(eqr_ctx *ctx, const eqr_o3_cg_table *t, int l1, int l2, int l3);
+const eqr_o3_cg *eqr_o3_cg_table_at(eqr_ctx *ctx, const eqr_o3_cg_table *t, int l1, int l2, int l3);
 
 /* --------------------------------------------------- spherical harmonics */
 

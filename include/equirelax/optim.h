@@ -39,14 +39,14 @@ eqr_status eqr_optim_step(eqr_optim *opt);
 void eqr_optim_set_lr(eqr_optim *opt, float lr);
 float eqr_optim_lr(const eqr_optim *opt);
 /* Updates taken so far (restored by checkpoints). */
-int64_t eqr_optim_steps(const eqr_optim *opt);
+int64_t eqr_optim_num_steps(const eqr_optim *opt);
 
 /* Optimizer state for checkpoints: the kind, the step count, and the state
  * floats (momentum, or Adam's m then v), state_len of them. */
 eqr_optim_kind eqr_optim_get_kind(const eqr_optim *opt);
-int64_t eqr_optim_state_len(const eqr_optim *opt);
+int64_t eqr_optim_num_state_floats(const eqr_optim *opt);
 float *eqr_optim_state(eqr_optim *opt);
-void eqr_optim_set_steps(eqr_optim *opt, int64_t steps);
+void eqr_optim_set_num_steps(eqr_optim *opt, int64_t steps);
 
 /* Norms of the optimizer's state for one parameter p of its context, for
  * telemetry (e.g. how W_r's Adam moments behave while theta falls): Adam's
@@ -58,7 +58,7 @@ eqr_status eqr_optim_state_norms(eqr_optim *opt, const eqr_tensor *p, double *m_
 
 /* Scale all trainable gradients so their global L2 norm is at most max_norm.
  * Returns the norm before clipping (computed in double). */
-float eqr_clip_grad_norm(eqr_ctx *ctx, float max_norm);
+float eqr_grad_clip_norm(eqr_ctx *ctx, float max_norm);
 
 #ifdef __cplusplus
 }

@@ -23,14 +23,14 @@ enum {
 
 /* Add a zero-filled parameter named name (unique, <= 63 chars). flags is an
  * or of EQR_PARAM_*. Returns a persistent tensor, NULL on error. */
-eqr_tensor *eqr_param_new(eqr_ctx *ctx, const char *name, int ndim,
+eqr_tensor *eqr_param_create(eqr_ctx *ctx, const char *name, int ndim,
                           const int64_t *shape, unsigned flags);
 
 /* Find a parameter by name; NULL if none. */
 eqr_tensor *eqr_param_find(eqr_ctx *ctx, const char *name);
 
 /* Number of parameters and buffers in the store. */
-int eqr_param_count(const eqr_ctx *ctx);
+int eqr_param_num_tensors(const eqr_ctx *ctx);
 /* The i-th parameter (creation order), its name and flags; NULL if out of range. */
 eqr_tensor *eqr_param_at(eqr_ctx *ctx, int i);
 const char *eqr_param_name(const eqr_ctx *ctx, int i);
@@ -39,7 +39,7 @@ unsigned eqr_param_flags(const eqr_ctx *ctx, int i);
 int64_t eqr_param_offset(const eqr_ctx *ctx, int i);
 
 /* Total elements in the store, and the contiguous blocks themselves. */
-int64_t eqr_param_total(const eqr_ctx *ctx);
+int64_t eqr_param_num_scalars(const eqr_ctx *ctx);
 float *eqr_param_data_block(eqr_ctx *ctx);
 float *eqr_param_grad_block(eqr_ctx *ctx);
 
@@ -47,10 +47,10 @@ float *eqr_param_grad_block(eqr_ctx *ctx);
  * linear weight [out, in, k...] (fan_in = in * prod(k), fan_out = out * prod(k)).
  * Kaiming-normal: std = gain / sqrt(fan_in) with gain = sqrt(2) for ReLU.
  * Xavier-uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)). */
-eqr_status eqr_init_kaiming_normal(eqr_ctx *ctx, eqr_tensor *w, float gain);
-eqr_status eqr_init_kaiming_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain);
-eqr_status eqr_init_xavier_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain);
-eqr_status eqr_init_xavier_normal(eqr_ctx *ctx, eqr_tensor *w, float gain);
+eqr_status eqr_param_init_kaiming_normal(eqr_ctx *ctx, eqr_tensor *w, float gain);
+eqr_status eqr_param_init_kaiming_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain);
+eqr_status eqr_param_init_xavier_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain);
+eqr_status eqr_param_init_xavier_normal(eqr_ctx *ctx, eqr_tensor *w, float gain);
 
 #ifdef __cplusplus
 }

@@ -42,7 +42,7 @@
  * and a scheduler drives it (eqr_scheduler_add_value). W_r is a parameter
  * "<layer>.wr", saved like any other. To evaluate the projected model in the
  * middle of training, copy the store's data block (eqr_param_data_block,
- * eqr_param_total floats), project, evaluate, and copy it back. */
+ * eqr_param_num_scalars floats), project, evaluate, and copy it back. */
 #ifndef EQUIRELAX_RELAX_H
 #define EQUIRELAX_RELAX_H
 
@@ -158,7 +158,7 @@ typedef struct eqr_rlayer eqr_rlayer;
 
 /* New relaxation; registers the buffer "<name>.theta" ([1]). NULL on error
  * (bad option values: negative lambda or init_std, negative subsample;
- * NULL/empty name; errors of eqr_param_new). opts may be NULL. */
+ * NULL/empty name; errors of eqr_param_create). opts may be NULL. */
 eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts *opts);
 /* Free the relaxation and its layers' own memory (NULL ok). Parameters stay
  * in the store; the wrapped equivariant layers are not freed. */

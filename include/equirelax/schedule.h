@@ -89,7 +89,7 @@ eqr_status eqr_schedule_theta_preset(eqr_ctx *ctx, const char *name, float peak,
 typedef struct eqr_scheduler eqr_scheduler;
 
 /* New scheduler. Its position is the optimizer's step count
- * (eqr_optim_steps), so a checkpoint that restores the optimizer restores
+ * (eqr_optim_num_steps), so a checkpoint that restores the optimizer restores
  * the schedule exactly; call eqr_scheduler_sync after loading. With
  * opt == NULL it keeps its own count (eqr_scheduler_seek to restore).
  * NULL on error (recorded). */

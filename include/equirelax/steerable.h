@@ -163,7 +163,7 @@ typedef struct eqr_steer_basis eqr_steer_basis;
  * the two types have different groups (kind, N or band limit L), a regular
  * part belongs to a continuous group, k < 1, sigma < 0 or max_freq < 0;
  * EQR_ERR_NOMEM on allocation failure. A basis with no element at all is
- * valid here (eqr_steer_basis_size == 0); the conv layer rejects it. */
+ * valid here (eqr_steer_basis_num_elements == 0); the conv layer rejects it. */
 eqr_steer_basis *eqr_steer_basis_create(eqr_ctx *ctx, const eqr_rep *in_type,
                                         const eqr_rep *out_type, int k,
                                         const eqr_steer_basis_opts *opts);
@@ -171,7 +171,7 @@ eqr_steer_basis *eqr_steer_basis_create(eqr_ctx *ctx, const eqr_rep *in_type,
 void eqr_steer_basis_destroy(eqr_steer_basis *b);
 
 /* Total number of basis elements (= weights of a layer); 0 for NULL. */
-int64_t eqr_steer_basis_size(const eqr_steer_basis *b);
+int64_t eqr_steer_basis_num_elements(const eqr_steer_basis *b);
 /* Kernel size k, out_type->dim and in_type->dim; 0 for NULL. */
 int eqr_steer_basis_kernel_size(const eqr_steer_basis *b);
 int eqr_steer_basis_out_dim(const eqr_steer_basis *b);
@@ -233,7 +233,7 @@ typedef struct eqr_steer_conv eqr_steer_conv;
  * "different groups", a regular part of a continuous group); EQR_ERR_ARG if
  * no equivariant kernel exists at all for the types (e.g. O(2) trivial ->
  * det irrep; a larger k may help), the geometry has a negative entry, or
- * name is NULL / empty / too long; errors of eqr_param_new. Logs a warning
+ * name is NULL / empty / too long; errors of eqr_param_create. Logs a warning
  * (no error) if the geometry is exact on no input size: with 90-degree
  * rotations, a stride, padding or dilation that differs between the axes
  * (WARNINGS in gconv.h). */

@@ -55,7 +55,7 @@ void eqr_tensor_uniform(eqr_tensor *t, eqr_rng *rng, float lo, float hi);
 /* Element count of a shape; -1 if a dimension is negative or the product
  * of the nonzero sizes reaches 2^61 (also for empty shapes, so that sums and
  * products of sizes never overflow int64). */
-int64_t eqr_shape_numel(int ndim, const int64_t *shape);
+int64_t eqr_shape_num_elements(int ndim, const int64_t *shape);
 /* 1 if a and b have the same shape. */
 int eqr_tensor_same_shape(const eqr_tensor *a, const eqr_tensor *b);
 /* Format a shape as "[2,3,4]" into buf (always NUL-terminated); returns buf. */

@@ -51,7 +51,7 @@ int eqr_metrics_find(const eqr_metrics *m, const char *name);
 /* Append a row of ncols values (NaN: empty). */
 eqr_status eqr_metrics_add_row(eqr_ctx *ctx, eqr_metrics *m, const double *values);
 /* Value at (row, col); NaN out of range. */
-double eqr_metrics_get(const eqr_metrics *m, int64_t row, int col);
+double eqr_metrics_at(const eqr_metrics *m, int64_t row, int col);
 /* Keep the first rows rows (e.g. on resume, the steps before the
  * checkpoint). */
 void eqr_metrics_truncate(eqr_metrics *m, int64_t rows);

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-int eqr_set_grad_enabled(eqr_ctx *ctx, int enabled) {
+int eqr_grad_set_enabled(eqr_ctx *ctx, int enabled) {
     if (!ctx) return 0;
     int prev = ctx->grad_enabled;
     ctx->grad_enabled = enabled ? 1 : 0;
@@ -11,7 +11,7 @@ int eqr_set_grad_enabled(eqr_ctx *ctx, int enabled) {
 }
 
 int eqr_grad_enabled(const eqr_ctx *ctx) { return ctx ? ctx->grad_enabled : 0; }
-int64_t eqr_tape_size(const eqr_ctx *ctx) { return ctx ? ctx->tape_len : 0; }
+int64_t eqr_tape_num_nodes(const eqr_ctx *ctx) { return ctx ? ctx->tape_len : 0; }
 
 float *eqr__grad(eqr_ctx *ctx, eqr_tensor *t) {
     if (t->grad) return t->grad;
@@ -126,7 +126,7 @@ eqr_status eqr_backward_from(eqr_ctx *ctx, eqr_tensor *out, const eqr_tensor *se
     return run_backward(ctx, out, seed->data);
 }
 
-void eqr_zero_grad(eqr_ctx *ctx) {
+void eqr_grad_zero(eqr_ctx *ctx) {
     if (!ctx || !ctx->pgrad) return;
     memset(ctx->pgrad, 0, (size_t)ctx->ptotal * sizeof(float));
 }

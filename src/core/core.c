@@ -73,23 +73,23 @@ void eqr_ctx_destroy(eqr_ctx *ctx) {
     free(ctx);
 }
 
-eqr_status eqr_status_get(const eqr_ctx *ctx) { return ctx ? ctx->status : EQR_ERR_ARG; }
+eqr_status eqr_error_status(const eqr_ctx *ctx) { return ctx ? ctx->status : EQR_ERR_ARG; }
 const char *eqr_error_message(const eqr_ctx *ctx) { return ctx ? ctx->errmsg : "no context"; }
 
-void eqr_clear_error(eqr_ctx *ctx) {
+void eqr_error_clear(eqr_ctx *ctx) {
     if (!ctx) return;
     ctx->status = EQR_OK;
     ctx->errmsg[0] = '\0';
 }
 
-void eqr_set_log(eqr_ctx *ctx, eqr_log_fn fn, void *user) {
+void eqr_ctx_set_log(eqr_ctx *ctx, eqr_log_fn fn, void *user) {
     if (!ctx) return;
     ctx->log_fn = fn;
     ctx->log_user = user;
 }
 
 eqr_rng *eqr_ctx_rng(eqr_ctx *ctx) { return ctx ? &ctx->rng : NULL; }
-int eqr_ctx_threads(const eqr_ctx *ctx) { return ctx ? ctx->threads : 1; }
+int eqr_ctx_num_threads(const eqr_ctx *ctx) { return ctx ? ctx->threads : 1; }
 
 eqr_status eqr__fail(eqr_ctx *ctx, eqr_status st, const char *fmt, ...) {
     if (!ctx) return st;

@@ -21,24 +21,24 @@ eqr_tensor *eqr_param_find(eqr_ctx *ctx, const char *name) {
     return NULL;
 }
 
-eqr_tensor *eqr_param_new(eqr_ctx *ctx, const char *name, int ndim, const int64_t *shape,
+eqr_tensor *eqr_param_create(eqr_ctx *ctx, const char *name, int ndim, const int64_t *shape,
                           unsigned flags) {
     if (!eqr__ok(ctx, 0)) return NULL;
     if (!name || !*name || strlen(name) >= EQR_NAME_LEN) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_param_new: name must have 1..%d characters",
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_param_create: name must have 1..%d characters",
                   EQR_NAME_LEN - 1);
         return NULL;
     }
     if (flags & ~(unsigned)(EQR_PARAM_NO_DECAY | EQR_PARAM_BUFFER | EQR_PARAM_FROZEN)) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_param_new(%s): unknown flags 0x%x", name, flags);
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_param_create(%s): unknown flags 0x%x", name, flags);
         return NULL;
     }
     if (eqr_param_find(ctx, name)) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_param_new: a parameter named '%s' already exists", name);
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_param_create: a parameter named '%s' already exists", name);
         return NULL;
     }
     char fn[EQR_NAME_LEN + 16];
-    snprintf(fn, sizeof fn, "eqr_param_new(%s)", name);
+    snprintf(fn, sizeof fn, "eqr_param_create(%s)", name);
     int64_t n = eqr__shape_check(ctx, fn, "shape", ndim, shape);
     if (n < 0) return NULL;
     /* keep each parameter 16-float aligned inside the blocks */
@@ -53,7 +53,7 @@ eqr_tensor *eqr_param_new(eqr_ctx *ctx, const char *name, int ndim, const int64_
         if (g) ctx->pgrad = g;
         if (!d || !g) {
             rebind(ctx);
-            eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_param_new(%s): out of memory", name);
+            eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_param_create(%s): out of memory", name);
             return NULL;
         }
         ctx->pcap = cap;
@@ -63,7 +63,7 @@ eqr_tensor *eqr_param_new(eqr_ctx *ctx, const char *name, int ndim, const int64_
         eqr_param_entry *p = realloc(ctx->params, (size_t)cap * sizeof *p);
         if (!p) {
             rebind(ctx);
-            eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_param_new(%s): out of memory", name);
+            eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_param_create(%s): out of memory", name);
             return NULL;
         }
         ctx->params = p;
@@ -72,7 +72,7 @@ eqr_tensor *eqr_param_new(eqr_ctx *ctx, const char *name, int ndim, const int64_
     eqr_tensor *t = calloc(1, sizeof *t);
     if (!t) {
         rebind(ctx);
-        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_param_new(%s): out of memory", name);
+        eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_param_create(%s): out of memory", name);
         return NULL;
     }
     t->ndim = ndim;
@@ -98,7 +98,7 @@ eqr_tensor *eqr_param_new(eqr_ctx *ctx, const char *name, int ndim, const int64_
     return t;
 }
 
-int eqr_param_count(const eqr_ctx *ctx) { return ctx ? ctx->nparams : 0; }
+int eqr_param_num_tensors(const eqr_ctx *ctx) { return ctx ? ctx->nparams : 0; }
 
 static int in_range(const eqr_ctx *ctx, int i) { return ctx && i >= 0 && i < ctx->nparams; }
 
@@ -112,7 +112,7 @@ unsigned eqr_param_flags(const eqr_ctx *ctx, int i) {
 int64_t eqr_param_offset(const eqr_ctx *ctx, int i) {
     return in_range(ctx, i) ? ctx->params[i].offset : -1;
 }
-int64_t eqr_param_total(const eqr_ctx *ctx) { return ctx ? ctx->ptotal : 0; }
+int64_t eqr_param_num_scalars(const eqr_ctx *ctx) { return ctx ? ctx->ptotal : 0; }
 float *eqr_param_data_block(eqr_ctx *ctx) { return ctx ? ctx->pdata : NULL; }
 float *eqr_param_grad_block(eqr_ctx *ctx) { return ctx ? ctx->pgrad : NULL; }
 
@@ -133,9 +133,9 @@ static eqr_status fans(eqr_ctx *ctx, const eqr_tensor *w, const char *fn, double
     return EQR_OK;
 }
 
-eqr_status eqr_init_kaiming_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {
+eqr_status eqr_param_init_kaiming_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {
     double fi = 0, fo = 0;
-    eqr_status st = fans(ctx, w, "eqr_init_kaiming_normal", &fi, &fo);
+    eqr_status st = fans(ctx, w, "eqr_param_init_kaiming_normal", &fi, &fo);
     if (st) return st;
     eqr_tensor_normal(w, &ctx->rng, (float)(gain / sqrt(fi)));
     return EQR_OK;
@@ -153,17 +153,17 @@ static eqr_status init_uniform(eqr_ctx *ctx, eqr_tensor *w, const char *fn, floa
     return EQR_OK;
 }
 
-eqr_status eqr_init_kaiming_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain) {
-    return init_uniform(ctx, w, "eqr_init_kaiming_uniform", gain, 3.0, 0);
+eqr_status eqr_param_init_kaiming_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain) {
+    return init_uniform(ctx, w, "eqr_param_init_kaiming_uniform", gain, 3.0, 0);
 }
 
-eqr_status eqr_init_xavier_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain) {
-    return init_uniform(ctx, w, "eqr_init_xavier_uniform", gain, 6.0, 1);
+eqr_status eqr_param_init_xavier_uniform(eqr_ctx *ctx, eqr_tensor *w, float gain) {
+    return init_uniform(ctx, w, "eqr_param_init_xavier_uniform", gain, 6.0, 1);
 }
 
-eqr_status eqr_init_xavier_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {
+eqr_status eqr_param_init_xavier_normal(eqr_ctx *ctx, eqr_tensor *w, float gain) {
     double fi = 0, fo = 0;
-    eqr_status st = fans(ctx, w, "eqr_init_xavier_normal", &fi, &fo);
+    eqr_status st = fans(ctx, w, "eqr_param_init_xavier_normal", &fi, &fo);
     if (st) return st;
     eqr_tensor_normal(w, &ctx->rng, (float)(gain * sqrt(2.0 / (fi + fo))));
     return EQR_OK;
@@ -173,7 +173,7 @@ eqr_tensor *eqr__param_filled(eqr_ctx *ctx, const char *name, const char *suffix
                               const int64_t *shape, unsigned flags, float fill) {
     char pname[EQR_NAME_LEN];
     snprintf(pname, sizeof pname, "%s%s", name, suffix);
-    eqr_tensor *t = eqr_param_new(ctx, pname, ndim, shape, flags);
+    eqr_tensor *t = eqr_param_create(ctx, pname, ndim, shape, flags);
     if (t) eqr_tensor_fill(t, fill);
     return t;
 }

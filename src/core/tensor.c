@@ -6,7 +6,7 @@
 /* The product of the NONZERO sizes must stay below 2^61, so an empty
  * tensor cannot carry sizes whose products or sums (strides, planes,
  * concatenated axes) overflow int64 inside the ops. */
-int64_t eqr_shape_numel(int ndim, const int64_t *shape) {
+int64_t eqr_shape_num_elements(int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > EQR_MAX_DIMS) return -1;
     int64_t nz = 1;
     int empty = 0;
@@ -43,7 +43,7 @@ int eqr_tensor_same_shape(const eqr_tensor *a, const eqr_tensor *b) {
 int64_t eqr__shape_check(eqr_ctx *ctx, const char *fn, const char *what, int ndim,
                          const int64_t *shape) {
     const int listed = ndim >= 0 && ndim <= EQR_MAX_DIMS && (ndim == 0 || shape);
-    int64_t n = listed ? eqr_shape_numel(ndim, shape) : -1;
+    int64_t n = listed ? eqr_shape_num_elements(ndim, shape) : -1;
     if (n < 0) {
         char b[EQR_SHAPE_BUF];
         if (listed)

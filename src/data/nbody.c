@@ -183,9 +183,9 @@ eqr_status eqr_nbody_load_split(eqr_ctx *ctx, eqr_nbody_split split, int64_t n,
         return eqr__fail(ctx, EQR_ERR_ARG, "eqr_nbody_load_split: unknown split %d", (int)split);
     }
     if (n <= 0)
-        n = split == EQR_NBODY_TRAIN ? EQR_NBODY_TRAIN_SIZE
-            : split == EQR_NBODY_VAL ? EQR_NBODY_VAL_SIZE
-                                     : EQR_NBODY_TEST_SIZE;
+        n = split == EQR_NBODY_TRAIN ? EQR_NBODY_NUM_TRAIN
+            : split == EQR_NBODY_VAL ? EQR_NBODY_NUM_VAL
+                                     : EQR_NBODY_NUM_TEST;
     return eqr_nbody_generate(ctx, n, eqr_nbody_split_seed(split), out);
 }
 

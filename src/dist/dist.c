@@ -54,7 +54,7 @@ void eqr_dist_destroy(eqr_dist *d) {
 }
 
 int eqr_dist_rank(const eqr_dist *d) { return d ? d->rank : -1; }
-int eqr_dist_size(const eqr_dist *d) { return d ? d->size : 0; }
+int eqr_dist_num_ranks(const eqr_dist *d) { return d ? d->size : 0; }
 
 eqr_status eqr_dist_set_bucket(eqr_dist *d, int64_t floats) {
     if (!d) return EQR_ERR_ARG;
@@ -108,8 +108,8 @@ eqr_status eqr_dist_check_same(eqr_dist *d, const void *bytes, size_t n, const c
 
 /* Hash of the store's layout: what must agree before blocks are exchanged. */
 static uint64_t layout_hash(eqr_ctx *ctx) {
-    int np = eqr_param_count(ctx);
-    int64_t total = eqr_param_total(ctx);
+    int np = eqr_param_num_tensors(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     uint64_t h = fnv(fnv(FNV_START, &np, sizeof np), &total, sizeof total);
     for (int i = 0; i < np; i++) {
         const char *name = eqr_param_name(ctx, i);
@@ -132,7 +132,7 @@ eqr_status eqr_dist_broadcast_params(eqr_dist *d) {
     if (check_hash(d, fn, layout_hash(ctx), "the parameter store (names, shapes, flags)") !=
         EQR_OK)
         return ctx->status;
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     float *blk = eqr_param_data_block(ctx);
     for (int64_t i = 0; i < total; i += d->bucket) {
         int n = (int)(total - i < d->bucket ? total - i : d->bucket);
@@ -146,7 +146,7 @@ eqr_status eqr_dist_allreduce_grads(eqr_dist *d) {
     static const char *fn = "eqr_dist_allreduce_grads";
     if (!d) return EQR_ERR_ARG;
     eqr_ctx *ctx = d->ctx;
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     float *g = eqr_param_grad_block(ctx);
     if (total > 0 && !g)
         return eqr__fail(ctx, EQR_ERR_STATE, "%s: the store has no gradient block", fn);

@@ -122,7 +122,7 @@ static int map_args_ok(eqr_ctx *ctx, const char *fn, int h, int w, eqr_gelem g) 
 
 eqr_grid_map *eqr_grid_map_create(eqr_ctx *ctx, int h, int w, eqr_gelem g) {
     if (!eqr__ok(ctx, 0) || !map_args_ok(ctx, "eqr_grid_map_create", h, w, g)) return NULL;
-    g = eqr_gelem_make(g.flip, g.angle);
+    g = eqr_gelem_of(g.flip, g.angle);
     void *block = malloc(map_bytes(h, w, eqr_grid_exact(h, w, g)));
     if (!block) {
         eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_grid_map_create: out of memory for a %d x %d map", h, w);
@@ -137,7 +137,7 @@ void eqr_grid_map_destroy(eqr_grid_map *m) { free(m); }
 static eqr_grid_map *map_arena(eqr_ctx *ctx, const char *fn, int64_t h64, int64_t w64, eqr_gelem g) {
     int h = h64 > INT32_MAX ? 0 : (int)h64, w = w64 > INT32_MAX ? 0 : (int)w64;
     if (!map_args_ok(ctx, fn, h, w, g)) return NULL;
-    g = eqr_gelem_make(g.flip, g.angle);
+    g = eqr_gelem_of(g.flip, g.angle);
     void *block = eqr__arena_alloc(ctx, map_bytes(h, w, eqr_grid_exact(h, w, g)));
     return block ? map_init(block, h, w, g) : NULL;
 }
@@ -168,30 +168,30 @@ static eqr_tensor *like(eqr_ctx *ctx, const eqr_tensor *x) {
     return eqr__tensor_empty(ctx, x->ndim, x->shape);
 }
 
-eqr_tensor *eqr_act_grid(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *x) {
+eqr_tensor *eqr_grid_act(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *x) {
     if (!eqr__ok(ctx, 1, x)) return NULL;
     char sb[EQR_SHAPE_BUF];
     if (x->ndim < 2) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_act_grid: x %s needs at least 2 dims [..., H, W]", EQR_SHAPE(x, sb));
+        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_grid_act: x %s needs at least 2 dims [..., H, W]", EQR_SHAPE(x, sb));
         return NULL;
     }
     eqr_tensor *out = like(ctx, x);
     if (!out || x->numel == 0) return out;
     int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
-    eqr_grid_map *m = map_arena(ctx, "eqr_act_grid", h, w, g);
+    eqr_grid_map *m = map_arena(ctx, "eqr_grid_act", h, w, g);
     if (!m) return NULL;
     eqr_grid_map_apply(m, x->data, out->data, x->numel / (h * w));
     return out;
 }
 
-eqr_tensor *eqr_act_filters(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *w) {
+eqr_tensor *eqr_filters_act(eqr_ctx *ctx, eqr_gelem g, const eqr_tensor *w) {
     if (!eqr__ok(ctx, 1, w)) return NULL;
     char sb[EQR_SHAPE_BUF];
     if (w->ndim < 2 || w->shape[w->ndim - 1] != w->shape[w->ndim - 2]) {
-        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_act_filters: filter bank %s must be [..., k, k]", EQR_SHAPE(w, sb));
+        eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_filters_act: filter bank %s must be [..., k, k]", EQR_SHAPE(w, sb));
         return NULL;
     }
-    return eqr_act_grid(ctx, g, w);
+    return eqr_grid_act(ctx, g, w);
 }
 
 /* Check x is [..., K, H, W] with ndim >= 3; returns K or -1 (error recorded). */
@@ -216,33 +216,33 @@ static void act_regular_block(const eqr_grid_map *m, const int *perm, int order,
     }
 }
 
-eqr_tensor *eqr_act_regular(eqr_ctx *ctx, const eqr_group *G, eqr_gelem g, const eqr_tensor *x) {
+eqr_tensor *eqr_regular_act(eqr_ctx *ctx, const eqr_group *G, eqr_gelem g, const eqr_tensor *x) {
     if (!eqr__ok(ctx, 2, G, x)) return NULL;
     char sb[EQR_SHAPE_BUF], gname[32];
     if (!eqr_group_valid(G) || !eqr_group_is_finite(G)) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_act_regular: group %s has no regular representation (need C_N or D_N)",
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_regular_act: group %s has no regular representation (need C_N or D_N)",
                   eqr_group_name(G, gname, sizeof gname));
         return NULL;
     }
     eqr_group_name(G, gname, sizeof gname);
     if (!eqr_group_contains(G, g)) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_act_regular: element (flip %d, angle %g) is not in %s", g.flip,
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_regular_act: element (flip %d, angle %g) is not in %s", g.flip,
                   g.angle, gname);
         return NULL;
     }
-    int64_t K = field_axis(ctx, "eqr_act_regular", x);
+    int64_t K = field_axis(ctx, "eqr_regular_act", x);
     if (K < 0) return NULL;
     int order = eqr_group_order(G);
     if (K % order != 0) {
         eqr__fail(ctx, EQR_ERR_SHAPE,
-                  "eqr_act_regular: x %s: channel axis %lld is not a multiple of |%s| = %d", EQR_SHAPE(x, sb),
+                  "eqr_regular_act: x %s: channel axis %lld is not a multiple of |%s| = %d", EQR_SHAPE(x, sb),
                   (long long)K, gname, order);
         return NULL;
     }
     eqr_tensor *out = like(ctx, x);
     if (!out || x->numel == 0) return out;
     int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
-    eqr_grid_map *m = map_arena(ctx, "eqr_act_regular", h, w, g);
+    eqr_grid_map *m = map_arena(ctx, "eqr_regular_act", h, w, g);
     int *perm = eqr__arena_alloc(ctx, (size_t)order * sizeof *perm);
     if (!m || !perm) return NULL;
     eqr_regular_perm(G, g, perm);

@@ -91,7 +91,7 @@ static int rot_index(double angle, int n) {
     return (int)kk;
 }
 
-eqr_gelem eqr_gelem_make(int flip, double angle) {
+eqr_gelem eqr_gelem_of(int flip, double angle) {
     eqr_gelem g = {flip, wrap_angle(angle)};
     return g;
 }

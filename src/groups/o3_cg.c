@@ -169,16 +169,16 @@ eqr_o3_cg_table *eqr_o3_cg_table_create(eqr_ctx *ctx, int lmax) {
     return t;
 fail:
     eqr_o3_cg_table_destroy(t);
-    if (!eqr_status_get(ctx)) eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_o3_cg_table_create: out of memory");
+    if (!eqr_error_status(ctx)) eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_o3_cg_table_create: out of memory");
     return NULL;
 }
 
 int eqr_o3_cg_table_lmax(const eqr_o3_cg_table *t) { return t ? t->lmax : -1; }
 
-const eqr_o3_cg *eqr_o3_cg_get(eqr_ctx *ctx, const eqr_o3_cg_table *t, int l1, int l2, int l3) {
+const eqr_o3_cg *eqr_o3_cg_table_at(eqr_ctx *ctx, const eqr_o3_cg_table *t, int l1, int l2, int l3) {
     if (!ctx) return NULL;
     if (!t || l1 < 0 || l2 < 0 || l3 < 0 || l1 > t->lmax || l2 > t->lmax || l3 > t->lmax) {
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_o3_cg_get: (%d, %d, %d) outside the table (lmax %d)", l1,
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_o3_cg_table_at: (%d, %d, %d) outside the table (lmax %d)", l1,
                   l2, l3, t ? t->lmax : -1);
         return NULL;
     }

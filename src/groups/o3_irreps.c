@@ -92,7 +92,7 @@ int64_t eqr_irreps_offset(const eqr_irreps *ir, int i) {
 
 int64_t eqr_irreps_dim(const eqr_irreps *ir) { return eqr_irreps_offset(ir, ir->n); }
 
-int64_t eqr_irreps_num(const eqr_irreps *ir) {
+int64_t eqr_irreps_num_irreps(const eqr_irreps *ir) {
     int64_t s = 0;
     for (int k = 0; k < ir->n; k++) s += ir->e[k].mul;
     return s;

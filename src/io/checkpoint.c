@@ -62,9 +62,9 @@ static const char *kind_name(uint32_t k) {
  * and v), or -1 if the optimizer does not cover the context's current store
  * (created before parameters were added). */
 static int opt_slots(const eqr_ctx *ctx, const eqr_optim *opt) {
-    int ns = eqr_optim_get_kind(opt) == EQR_OPTIM_SGD ? (eqr_optim_state_len(opt) > 0) : 2;
-    if (ctx->ptotal == 0) return eqr_optim_state_len(opt) == 0 ? ns : -1;
-    return eqr_optim_state_len(opt) == (int64_t)ns * ctx->ptotal ? ns : -1;
+    int ns = eqr_optim_get_kind(opt) == EQR_OPTIM_SGD ? (eqr_optim_num_state_floats(opt) > 0) : 2;
+    if (ctx->ptotal == 0) return eqr_optim_num_state_floats(opt) == 0 ? ns : -1;
+    return eqr_optim_num_state_floats(opt) == (int64_t)ns * ctx->ptotal ? ns : -1;
 }
 
 /* ---- save ---- */
@@ -123,7 +123,7 @@ static void build_image(eqr_ctx *ctx, const eqr_optim *opt, int nslots, const ui
     w_u32(&w, opt != NULL);
     if (opt) {
         w_u32(&w, (uint32_t)eqr_optim_get_kind(opt));
-        w_u64(&w, (uint64_t)eqr_optim_steps(opt));
+        w_u64(&w, (uint64_t)eqr_optim_num_steps(opt));
         w_u32(&w, f2u(eqr_optim_lr(opt)));
         w_u32(&w, (uint32_t)nslots);
         /* eqr_optim_state only reads here; its accessor is not const */
@@ -174,7 +174,7 @@ eqr_status eqr_checkpoint_save(eqr_ctx *ctx, const char *path, const eqr_optim *
         return eqr__fail(ctx, EQR_ERR_STATE,
                          "%s: the optimizer holds %lld state floats, which do not fit the %lld "
                          "of the store (parameters added after it was created)",
-                         fn, (long long)eqr_optim_state_len(opt), (long long)ctx->ptotal);
+                         fn, (long long)eqr_optim_num_state_floats(opt), (long long)ctx->ptotal);
     size_t size = image_size(ctx, nslots, opt != NULL, ncounters);
     uint8_t *buf = malloc(size);
     if (!buf) return eqr__fail(ctx, EQR_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, size);
@@ -266,7 +266,7 @@ static eqr_status parse_params(ckfile *F, rd *r) {
             if (!r_u64(r, &v) || v > (uint64_t)INT64_MAX) return corrupt(F, "bad parameter shape");
             e->shape[d] = (int64_t)v;
         }
-        e->numel = eqr_shape_numel((int)ndim, e->shape);
+        e->numel = eqr_shape_num_elements((int)ndim, e->shape);
         if (e->numel < 0 || !r_floats(r, (uint64_t)e->numel, &e->data))
             return corrupt(F, "parameter data truncated");
         F->n = (int)i + 1;
@@ -414,7 +414,7 @@ static eqr_status check_rest(ckfile *F, eqr_optim *opt, int ncounters) {
             return eqr__fail(ctx, EQR_ERR_MISMATCH,
                              "%sthe optimizer holds %lld state floats, which do not fit the %lld "
                              "of the store (parameters added after it was created)",
-                             p, (long long)eqr_optim_state_len(opt), (long long)ctx->ptotal);
+                             p, (long long)eqr_optim_num_state_floats(opt), (long long)ctx->ptotal);
         if (F->nslots != ns)
             return eqr__fail(ctx, EQR_ERR_MISMATCH,
                              "%sthe file holds %d optimizer state vectors (momentum or moments) "
@@ -466,7 +466,7 @@ eqr_status eqr_checkpoint_load_opts(eqr_ctx *ctx, const char *path, eqr_optim *o
                 get_floats(state + (int64_t)k * ctx->ptotal + e->offset, fe->slot[k], fe->numel);
         }
         if (opt) {
-            eqr_optim_set_steps(opt, F.steps);
+            eqr_optim_set_num_steps(opt, F.steps);
             eqr_optim_set_lr(opt, F.lr);
         }
         memcpy(ctx->rng.s, F.rng, sizeof F.rng);

@@ -408,7 +408,7 @@ static eqr_status tensor(jp *J, eqr__fentry *e, stinfo *in) {
     if (!have[0] || !have[1] || !have[2])
         return bad(J, "tensor '%s' lacks %s", e->name,
                    !have[0] ? "dtype" : !have[1] ? "shape" : "data_offsets");
-    e->numel = eqr_shape_numel(e->ndim, e->shape);
+    e->numel = eqr_shape_num_elements(e->ndim, e->shape);
     if (e->numel < 0) return bad(J, "tensor '%s': shape too large", e->name);
     uint64_t bytes = (uint64_t)e->numel * (uint64_t)DTYPES[in->dtype].size;
     if (in->end < in->begin || in->end - in->begin != bytes)

@@ -58,7 +58,7 @@ eqr_status eqr_invariance_max(eqr_ctx *ctx, eqr_forward_fn f, void *model, const
     if (ne == 0 || n == 0) return EQR_OK;
     const int64_t per = (int64_t)ds->c * ds->h * ds->w;
     eqr__arena_mark mark = eqr__arena_save(ctx);
-    int prev = eqr_set_grad_enabled(ctx, 0);
+    int prev = eqr_grad_set_enabled(ctx, 0);
     /* Leave the model as it was (see eqr_equivariance_error): the store and
      * the RNG are restored before every forward and at the end. */
     eqr_rng rng0 = ctx->rng;
@@ -81,7 +81,7 @@ eqr_status eqr_invariance_max(eqr_ctx *ctx, eqr_forward_fn f, void *model, const
             if (pbytes) memcpy(ctx->pdata, psnap, pbytes);
             ctx->rng = rng0;
             eqr_tensor *x = eqr_tensor_from(ctx, 4, shape, ds->x + i * per);
-            eqr_tensor *gx = x && e >= 0 ? eqr_act_grid(ctx, el[e], x) : x;
+            eqr_tensor *gx = x && e >= 0 ? eqr_grid_act(ctx, el[e], x) : x;
             eqr_tensor *y = gx ? f(ctx, model, gx) : NULL;
             if (!y) {
                 st = ctx->status ? ctx->status
@@ -117,7 +117,7 @@ done:
     free(base);
     if (psnap) memcpy(ctx->pdata, psnap, pbytes);
     ctx->rng = rng0;
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     eqr__arena_rewind(ctx, mark);
     return st;
 }

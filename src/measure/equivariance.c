@@ -57,7 +57,7 @@ eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
     }
     double disk = opts ? opts->disk : 0;
     eqr__arena_mark mark = eqr__arena_save(ctx);
-    int prev = eqr_set_grad_enabled(ctx, 0);
+    int prev = eqr_grad_set_enabled(ctx, 0);
     eqr_status st = EQR_OK;
     /* A measurement must leave the model as it was, whatever mode the caller's
      * forward runs in: snapshot the whole parameter store (weights and buffers
@@ -114,7 +114,7 @@ eqr_status eqr_equivariance_error(eqr_ctx *ctx, eqr_forward_fn f, void *model,
 done:
     if (psnap) memcpy(ctx->pdata, psnap, pbytes);
     ctx->rng = rng0;
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     eqr__arena_rewind(ctx, mark);
     return st;
 }

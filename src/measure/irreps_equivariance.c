@@ -11,7 +11,7 @@ eqr_status eqr_irreps_equivariance(eqr_ctx *ctx, eqr_irreps_fn fn, void *user,
                                    eqr_tensor *pos, int nsamples, unsigned flags, double *max_rel) {
     static const char *f = "eqr_irreps_equivariance";
     if (!ctx) return EQR_ERR_ARG;
-    if (eqr_status_get(ctx)) return eqr_status_get(ctx);
+    if (eqr_error_status(ctx)) return eqr_error_status(ctx);
     if (!fn || !in || !out || !x || !max_rel || nsamples < 1)
         return eqr__fail(ctx, EQR_ERR_ARG, "%s: NULL argument or nsamples %d < 1", f, nsamples);
     int64_t din = eqr_irreps_dim(in), dout = eqr_irreps_dim(out);
@@ -27,7 +27,7 @@ eqr_status eqr_irreps_equivariance(eqr_ctx *ctx, eqr_irreps_fn fn, void *user,
     eqr_status st = EQR_OK;
     double worst = 0;
     eqr_tensor *y0 = fn(ctx, x, pos, user);
-    if (!y0 || eqr_status_get(ctx)) { st = eqr_status_get(ctx) ? eqr_status_get(ctx) : EQR_ERR_ARG; goto done; }
+    if (!y0 || eqr_error_status(ctx)) { st = eqr_error_status(ctx) ? eqr_error_status(ctx) : EQR_ERR_ARG; goto done; }
     if (y0->shape[y0->ndim - 1] != dout) {
         st = eqr__fail(ctx, EQR_ERR_SHAPE, "%s: fn output %s must end in dim(out) = %lld", f,
                        EQR_SHAPE(y0, b), (long long)dout);
@@ -37,7 +37,7 @@ eqr_status eqr_irreps_equivariance(eqr_ctx *ctx, eqr_irreps_fn fn, void *user,
     float *gy = eqr__arena_alloc(ctx, sizeof(float) * (size_t)ny);
     eqr_tensor *gx = eqr_tensor_zeros(ctx, x->ndim, x->shape);
     eqr_tensor *gp = pos ? eqr_tensor_zeros(ctx, 2, pos->shape) : NULL;
-    if (!gy || !gx || (pos && !gp)) { st = eqr_status_get(ctx); goto done; }
+    if (!gy || !gx || (pos && !gp)) { st = eqr_error_status(ctx); goto done; }
     for (int smp = 0; smp < nsamples; smp++) {
         float Rf[9];
         double R[9], t[3] = {0, 0, 0};
@@ -66,8 +66,8 @@ eqr_status eqr_irreps_equivariance(eqr_ctx *ctx, eqr_irreps_fn fn, void *user,
         if ((st = eqr_irreps_act(ctx, out, R, s, y0->data, gy, nrow))) goto done;
         eqr__arena_mark m2 = eqr__arena_save(ctx);
         eqr_tensor *y1 = fn(ctx, gx, gp, user);
-        if (!y1 || eqr_status_get(ctx) || y1->numel != ny) {
-            st = eqr_status_get(ctx) ? eqr_status_get(ctx)
+        if (!y1 || eqr_error_status(ctx) || y1->numel != ny) {
+            st = eqr_error_status(ctx) ? eqr_error_status(ctx)
                                      : eqr__fail(ctx, EQR_ERR_SHAPE, "%s: fn output changed size", f);
             goto done;
         }

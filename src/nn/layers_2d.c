@@ -8,7 +8,7 @@ static eqr_module *wrap(eqr_ctx *ctx, const char *fn, const char *name,
                         const eqr_module_ops *ops, void *layer, int p0, const eqr_rep *in,
                         const eqr_rep *out) {
     if (!layer) return NULL;
-    eqr_module *m = eqr__module_new(ctx, fn, name, ops, layer, p0, eqr_param_count(ctx));
+    eqr_module *m = eqr__module_new(ctx, fn, name, ops, layer, p0, eqr_param_num_tensors(ctx));
     if (m && in && out) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_REP, .rep = in},
                                              &(eqr_ftype){.kind = EQR_FTYPE_REP, .rep = out});
     return m;
@@ -35,7 +35,7 @@ static const eqr_module_ops gconv_ops = {.kind = "gconv", .forward = gconv_fwd,
 
 eqr_module *eqr_gconv_module(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                              const eqr_rep *out_type, int k, const eqr_gconv_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap(ctx, __func__, name, &gconv_ops,
                 eqr_gconv_create(ctx, name, in_type, out_type, k, opts), p0, in_type, out_type);
 }
@@ -52,7 +52,7 @@ static int steer_describe(const eqr_module *m, char *buf, size_t n) {
     const eqr_steer_conv *l = m->impl;
     char what[40];
     snprintf(what, sizeof what, "%lld basis",
-             (long long)eqr_steer_basis_size(eqr_steer_conv_basis(l)));
+             (long long)eqr_steer_basis_num_elements(eqr_steer_conv_basis(l)));
     return geom_describe(buf, n, what, eqr_steer_conv_kernel_size(l), eqr_steer_conv_geom(l));
 }
 static void steer_free(void *l) { eqr_steer_conv_destroy(l); }
@@ -62,7 +62,7 @@ static const eqr_module_ops steer_ops = {.kind = "steer_conv", .forward = steer_
 eqr_module *eqr_steer_conv_module(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                                   const eqr_rep *out_type, int k,
                                   const eqr_steer_conv_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap(ctx, __func__, name, &steer_ops,
                 eqr_steer_conv_create(ctx, name, in_type, out_type, k, opts), p0, in_type,
                 out_type);
@@ -86,7 +86,7 @@ static const eqr_module_ops imap_ops = {.kind = "invariant_map", .forward = fpoo
 
 static eqr_module *fpool(eqr_ctx *ctx, const char *fn, const char *name,
                          const eqr_module_ops *ops, eqr_field_pool *l, const eqr_rep *in) {
-    return wrap(ctx, fn, name, ops, l, eqr_param_count(ctx), in, eqr_field_pool_out_type(l));
+    return wrap(ctx, fn, name, ops, l, eqr_param_num_tensors(ctx), in, eqr_field_pool_out_type(l));
 }
 eqr_module *eqr_group_pool_module(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                                   eqr_gpool_mode mode) {
@@ -112,7 +112,7 @@ static const eqr_module_ops pw_ops = {.kind = "pointwise", .forward = pw_fwd, .d
 eqr_module *eqr_pointwise_module(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                                  eqr_pointwise_kind kind, float slope) {
     return wrap(ctx, __func__, name, &pw_ops, eqr_pointwise_create(ctx, in_type, kind, slope),
-                eqr_param_count(ctx), in_type, in_type);
+                eqr_param_num_tensors(ctx), in_type, in_type);
 }
 
 static eqr_tensor *nrelu_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
@@ -122,7 +122,7 @@ static void nrelu_free(void *l) { eqr_norm_relu_destroy(l); }
 static const eqr_module_ops nrelu_ops = {.kind = "norm_relu", .forward = nrelu_fwd,
                                          .destroy = nrelu_free};
 eqr_module *eqr_norm_relu_module(eqr_ctx *ctx, const char *name, const eqr_rep *in_type) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap(ctx, __func__, name, &nrelu_ops, eqr_norm_relu_create(ctx, name, in_type), p0,
                 in_type, in_type);
 }
@@ -135,7 +135,7 @@ static const eqr_module_ops gated_ops = {.kind = "gated", .forward = gated_fwd,
                                          .destroy = gated_free};
 eqr_module *eqr_gated_module(eqr_ctx *ctx, const char *name, const eqr_rep *in_type) {
     eqr_gated *l = eqr_gated_create(ctx, in_type);
-    return wrap(ctx, __func__, name, &gated_ops, l, eqr_param_count(ctx), in_type,
+    return wrap(ctx, __func__, name, &gated_ops, l, eqr_param_num_tensors(ctx), in_type,
                 eqr_gated_out_type(l));
 }
 
@@ -150,7 +150,7 @@ static const eqr_module_ops fbn_ops = {.kind = "field_bn", .forward = fbn_fwd, .
                                        .destroy = fbn_free};
 eqr_module *eqr_field_bn_module(eqr_ctx *ctx, const char *name, const eqr_rep *in_type,
                                 const eqr_field_bn_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap(ctx, __func__, name, &fbn_ops, eqr_field_bn_create(ctx, name, in_type, opts), p0,
                 in_type, in_type);
 }

@@ -13,7 +13,7 @@
 static eqr_module *wrap_vn(eqr_ctx *ctx, const char *fn, const char *name,
                            const eqr_module_ops *ops, void *layer, int p0, int c_in, int c_out) {
     if (!layer) return NULL;
-    eqr_module *m = eqr__module_new(ctx, fn, name, ops, layer, p0, eqr_param_count(ctx));
+    eqr_module *m = eqr__module_new(ctx, fn, name, ops, layer, p0, eqr_param_num_tensors(ctx));
     if (m) {
         eqr_ftype in = eqr_ftype_vn(c_in), out = c_out > 0 ? eqr_ftype_vn(c_out) : eqr_ftype_none();
         eqr_module_set_types(m, &in, &out);
@@ -37,7 +37,7 @@ VN_OPS(vinv, "vn_invariant", eqr_vn_invariant, eqr_vn_invariant_forward,
        eqr_vn_invariant_destroy);
 
 eqr_module *eqr_vn_linear_module(eqr_ctx *ctx, const char *name, int c_in, int c_out) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap_vn(ctx, __func__, name, &vlin_ops, eqr_vn_linear_create(ctx, name, c_in, c_out),
                    p0, c_in, c_out);
 }
@@ -46,17 +46,17 @@ eqr_vn_linear *eqr_module_vn_linear(const eqr_module *m) {
 }
 eqr_module *eqr_vn_leaky_relu_module(eqr_ctx *ctx, const char *name, int channels,
                                      const eqr_vn_leaky_relu_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap_vn(ctx, __func__, name, &vlrelu_ops,
                    eqr_vn_leaky_relu_create(ctx, name, channels, opts), p0, channels, channels);
 }
 eqr_module *eqr_vn_max_pool_module(eqr_ctx *ctx, const char *name, int channels) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap_vn(ctx, __func__, name, &vmax_ops, eqr_vn_max_pool_create(ctx, name, channels),
                    p0, channels, channels);
 }
 eqr_module *eqr_vn_invariant_module(eqr_ctx *ctx, const char *name, int channels) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap_vn(ctx, __func__, name, &vinv_ops, eqr_vn_invariant_create(ctx, name, channels),
                    p0, channels, 0);
 }
@@ -71,7 +71,7 @@ static const eqr_module_ops vbn_ops = {.kind = "vn_bn", .forward = vbn_fwd, .tra
                                        .destroy = vbn_free};
 eqr_module *eqr_vn_bn_module(eqr_ctx *ctx, const char *name, int channels,
                              const eqr_vn_bn_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     return wrap_vn(ctx, __func__, name, &vbn_ops, eqr_vn_bn_create(ctx, name, channels, opts), p0,
                    channels, channels);
 }
@@ -100,10 +100,10 @@ static const eqr_module_ops ilin_ops = {.kind = "irreps_linear", .forward = ilin
                                         .destroy = ilin_free};
 eqr_module *eqr_irreps_linear_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in,
                                      const eqr_irreps *out) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_irreps_linear *l = eqr_irreps_linear_create(ctx, name, in, out);
     if (!l) return NULL;
-    eqr_module *m = eqr__module_new(ctx, __func__, name, &ilin_ops, l, p0, eqr_param_count(ctx));
+    eqr_module *m = eqr__module_new(ctx, __func__, name, &ilin_ops, l, p0, eqr_param_num_tensors(ctx));
     if (m) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = in},
                                 &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = out});
     return m;
@@ -127,7 +127,7 @@ static eqr_status tp_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) 
     if (!io[1])
         return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (tp): io[1] (x2) is NULL", m->name);
     io[0] = eqr_tp_forward(ctx, m->impl, io[0], io[1], NULL);
-    return io[0] ? EQR_OK : eqr_status_get(ctx);
+    return io[0] ? EQR_OK : eqr_error_status(ctx);
 }
 static int tp_describe(const eqr_module *m, char *buf, size_t n) {
     const eqr_tp *tp = m->impl;
@@ -143,14 +143,14 @@ static const eqr_module_ops tp_ops = {.kind = "tp", .forward = tp_fwd, .forward_
 eqr_module *eqr_tp_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
                           const eqr_irreps *in2, const eqr_irreps *out, int bias) {
     if (!eqr__ok(ctx, 0)) return NULL;
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_tp *tp = NULL;
     if (eqr_tp_create(ctx, name, in1, in2, out, 1, &tp) != EQR_OK) return NULL;
     if (bias && eqr_tp_add_bias(ctx, tp, name) != EQR_OK) {
         eqr_tp_destroy(tp);
         return NULL;
     }
-    eqr_module *m = eqr__module_new(ctx, __func__, name, &tp_ops, tp, p0, eqr_param_count(ctx));
+    eqr_module *m = eqr__module_new(ctx, __func__, name, &tp_ops, tp, p0, eqr_param_num_tensors(ctx));
     if (m) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = in1},
                                 &(eqr_ftype){.kind = EQR_FTYPE_IRREPS, .irreps = out});
     return m;
@@ -177,7 +177,7 @@ static eqr_module *wrap_irreps(eqr_ctx *ctx, const char *fn, const char *name,
                                const eqr_module_ops *ops, void *layer, int p0,
                                const eqr_irreps *ir) {
     if (!layer) return NULL;
-    eqr_module *m = eqr__module_new(ctx, fn, name, ops, layer, p0, eqr_param_count(ctx));
+    eqr_module *m = eqr__module_new(ctx, fn, name, ops, layer, p0, eqr_param_num_tensors(ctx));
     if (m) {
         eqr_ftype t = eqr_ftype_irreps(ir);
         eqr_module_set_types(m, &t, &t);
@@ -186,13 +186,13 @@ static eqr_module *wrap_irreps(eqr_ctx *ctx, const char *fn, const char *name,
 }
 eqr_module *eqr_irreps_bn_module(eqr_ctx *ctx, const char *name, const eqr_irreps *irreps,
                                  const eqr_irreps_norm_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_irreps_bn *l = eqr_irreps_bn_create(ctx, name, irreps, opts);
     return wrap_irreps(ctx, __func__, name, &ibn_ops, l, p0, eqr_irreps_bn_irreps(l));
 }
 eqr_module *eqr_irreps_ln_module(eqr_ctx *ctx, const char *name, const eqr_irreps *irreps,
                                  const eqr_irreps_norm_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_irreps_ln *l = eqr_irreps_ln_create(ctx, name, irreps, opts);
     return wrap_irreps(ctx, __func__, name, &iln_ops, l, p0, eqr_irreps_ln_irreps(l));
 }
@@ -223,7 +223,7 @@ eqr_module *eqr_gate_module(eqr_ctx *ctx, const char *name, const eqr_irreps *sc
                             const eqr_irreps *gated) {
     if (!eqr__ok(ctx, 2, scalars, gated)) return NULL;
     eqr_irreps in = {0}, out = {0};
-    int64_t ng = eqr_irreps_num(gated);
+    int64_t ng = eqr_irreps_num_irreps(gated);
     if (scalars->n + gated->n + 1 > EQR_IRREPS_MAX) {
         eqr__fail(ctx, EQR_ERR_ARG, "%s: too many irreps entries (%d + %d + 1 > %d)", __func__,
                   scalars->n, gated->n, EQR_IRREPS_MAX);
@@ -280,9 +280,9 @@ static const eqr_module_ops egnn_ops = {.kind = "egnn", .forward = egnn_fwd,
 
 eqr_module *eqr_egnn_module(eqr_ctx *ctx, const char *name, int in_features, int out_features,
                             const eqr_egnn_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_egnn *l = eqr_egnn_create(ctx, name, in_features, out_features, opts);
-    return l ? eqr__module_new(ctx, __func__, name, &egnn_ops, l, p0, eqr_param_count(ctx)) : NULL;
+    return l ? eqr__module_new(ctx, __func__, name, &egnn_ops, l, p0, eqr_param_num_tensors(ctx)) : NULL;
 }
 eqr_egnn *eqr_module_egnn(const eqr_module *m) {
     return m && m->ops == &egnn_ops ? m->impl : NULL;
@@ -300,7 +300,7 @@ static eqr_status segnn_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **i
         return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (segnn): the tuple is (x, v, q), n = 3 "
                          "(got %d)", m->name, n);
     io[0] = eqr_segnn_forward(ctx, m->impl, io[0], io[1], io[2]);
-    return io[0] ? EQR_OK : eqr_status_get(ctx);
+    return io[0] ? EQR_OK : eqr_error_status(ctx);
 }
 static int segnn_describe(const eqr_module *m, char *buf, size_t n) {
     const eqr_segnn *s = m->impl;
@@ -315,9 +315,9 @@ static const eqr_module_ops segnn_ops = {.kind = "segnn", .forward = segnn_fwd,
                                          .describe = segnn_describe};
 
 eqr_module *eqr_segnn_module(eqr_ctx *ctx, const char *name, const eqr_segnn_opts *opts) {
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_segnn *s = eqr_segnn_create(ctx, name, opts);
-    return s ? eqr__module_new(ctx, __func__, name, &segnn_ops, s, p0, eqr_param_count(ctx)) : NULL;
+    return s ? eqr__module_new(ctx, __func__, name, &segnn_ops, s, p0, eqr_param_num_tensors(ctx)) : NULL;
 }
 eqr_segnn *eqr_module_segnn(const eqr_module *m) {
     return m && m->ops == &segnn_ops ? m->impl : NULL;

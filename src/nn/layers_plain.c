@@ -19,7 +19,7 @@ static void plain_free(void *p) { free(p); }
  * on. NULL on error (pl freed). */
 static eqr_module *plain_new(eqr_ctx *ctx, const char *fn, const char *name,
                              const eqr_module_ops *ops, plain *pl, int p0) {
-    return eqr__module_new(ctx, fn, name, ops, pl, p0, eqr_param_count(ctx));
+    return eqr__module_new(ctx, fn, name, ops, pl, p0, eqr_param_num_tensors(ctx));
 }
 
 static plain *plain_alloc(eqr_ctx *ctx, const char *fn) {
@@ -60,16 +60,16 @@ eqr_module *eqr_conv2d_module(eqr_ctx *ctx, const char *name, int c_in, int c_ou
     if (!p) return NULL;
     if (geom) p->geom = *geom;
     p->k = k;
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     char pn[EQR_NAME_LEN];
     snprintf(pn, sizeof pn, "%s.weight", name);
-    p->w = eqr_param_new(ctx, pn, 4, (int64_t[]){c_out, c_in, k, k}, 0);
-    eqr_init_kaiming_normal(ctx, p->w, 1.41421356f);
+    p->w = eqr_param_create(ctx, pn, 4, (int64_t[]){c_out, c_in, k, k}, 0);
+    eqr_param_init_kaiming_normal(ctx, p->w, 1.41421356f);
     if (bias) {
         snprintf(pn, sizeof pn, "%s.bias", name);
-        p->b = eqr_param_new(ctx, pn, 1, (int64_t[]){c_out}, EQR_PARAM_NO_DECAY);
+        p->b = eqr_param_create(ctx, pn, 1, (int64_t[]){c_out}, EQR_PARAM_NO_DECAY);
     }
-    eqr_module *m = eqr_status_get(ctx) ? (plain_free(p), NULL)
+    eqr_module *m = eqr_error_status(ctx) ? (plain_free(p), NULL)
                                          : plain_new(ctx, __func__, name, &conv_ops, p, p0);
     if (m) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_PLAIN, .channels = c_in},
                                 &(eqr_ftype){.kind = EQR_FTYPE_PLAIN, .channels = c_out});
@@ -95,16 +95,16 @@ eqr_module *eqr_linear_module(eqr_ctx *ctx, const char *name, int in, int out, i
     if (!eqr__param_names_free(ctx, __func__, name, 2, sfx)) return NULL;
     plain *p = plain_alloc(ctx, __func__);
     if (!p) return NULL;
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     char pn[EQR_NAME_LEN];
     snprintf(pn, sizeof pn, "%s.weight", name);
-    p->w = eqr_param_new(ctx, pn, 2, (int64_t[]){out, in}, 0);
-    eqr_init_xavier_uniform(ctx, p->w, 1.0f);
+    p->w = eqr_param_create(ctx, pn, 2, (int64_t[]){out, in}, 0);
+    eqr_param_init_xavier_uniform(ctx, p->w, 1.0f);
     if (bias) {
         snprintf(pn, sizeof pn, "%s.bias", name);
-        p->b = eqr_param_new(ctx, pn, 1, (int64_t[]){out}, EQR_PARAM_NO_DECAY);
+        p->b = eqr_param_create(ctx, pn, 1, (int64_t[]){out}, EQR_PARAM_NO_DECAY);
     }
-    eqr_module *m = eqr_status_get(ctx) ? (plain_free(p), NULL)
+    eqr_module *m = eqr_error_status(ctx) ? (plain_free(p), NULL)
                                          : plain_new(ctx, __func__, name, &linear_ops, p, p0);
     if (m) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_PLAIN, .channels = in},
                                 &(eqr_ftype){.kind = EQR_FTYPE_PLAIN, .channels = out});
@@ -131,18 +131,18 @@ eqr_module *eqr_batchnorm_module(eqr_ctx *ctx, const char *name, int channels) {
     if (!eqr__param_names_free(ctx, __func__, name, 4, sfx)) return NULL;
     plain *p = plain_alloc(ctx, __func__);
     if (!p) return NULL;
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_tensor **t[4] = {&p->w, &p->b, &p->rm, &p->rv};
     const unsigned fl[4] = {EQR_PARAM_NO_DECAY, EQR_PARAM_NO_DECAY, EQR_PARAM_BUFFER,
                             EQR_PARAM_BUFFER};
     for (int i = 0; i < 4; i++) {
         char pn[EQR_NAME_LEN];
         snprintf(pn, sizeof pn, "%s%s", name, sfx[i]);
-        *t[i] = eqr_param_new(ctx, pn, 1, (int64_t[]){channels}, fl[i]);
+        *t[i] = eqr_param_create(ctx, pn, 1, (int64_t[]){channels}, fl[i]);
     }
     if (p->w) eqr_tensor_fill(p->w, 1.0f);
     if (p->rv) eqr_tensor_fill(p->rv, 1.0f);
-    eqr_module *m = eqr_status_get(ctx) ? (plain_free(p), NULL)
+    eqr_module *m = eqr_error_status(ctx) ? (plain_free(p), NULL)
                                          : plain_new(ctx, __func__, name, &bn_ops, p, p0);
     if (m) eqr_module_set_types(m, &(eqr_ftype){.kind = EQR_FTYPE_PLAIN, .channels = channels},
                                 &(eqr_ftype){.kind = EQR_FTYPE_PLAIN, .channels = channels});
@@ -184,7 +184,7 @@ eqr_module *eqr_activation_module(eqr_ctx *ctx, const char *name, eqr_pointwise_
     p->act = kind;
     p->f = slope;
     return plain_new(ctx, __func__, name ? name : act_names[kind], &act_ops, p,
-                     eqr_param_count(ctx));
+                     eqr_param_num_tensors(ctx));
 }
 
 eqr_module *eqr_relu_module(eqr_ctx *ctx, const char *name) {
@@ -219,7 +219,7 @@ static eqr_module *pool_new(eqr_ctx *ctx, const char *fn, const char *name,
     p->k = k;
     p->stride = stride;
     p->pad = pad;
-    return plain_new(ctx, fn, name, ops, p, eqr_param_count(ctx));
+    return plain_new(ctx, fn, name, ops, p, eqr_param_num_tensors(ctx));
 }
 
 eqr_module *eqr_maxpool2d_module(eqr_ctx *ctx, const char *name, int k, int stride, int pad) {
@@ -267,5 +267,5 @@ eqr_module *eqr_dropout_module(eqr_ctx *ctx, const char *name, float p) {
     plain *pl = plain_alloc(ctx, __func__);
     if (!pl) return NULL;
     pl->f = p;
-    return plain_new(ctx, __func__, name, &dropout_ops, pl, eqr_param_count(ctx));
+    return plain_new(ctx, __func__, name, &dropout_ops, pl, eqr_param_num_tensors(ctx));
 }

@@ -62,7 +62,7 @@ eqr_module *eqr_module_create(eqr_ctx *ctx, const char *name, const eqr_module_o
     if (!m) return NULL;
     /* its parameters: the store entries "<name>.*" that exist now */
     size_t len = strlen(m->name);
-    for (int i = 0; i < eqr_param_count(ctx); i++) {
+    for (int i = 0; i < eqr_param_num_tensors(ctx); i++) {
         const char *pn = eqr_param_name(ctx, i);
         if (!strncmp(pn, m->name, len) && pn[len] == '.' && eqr__module_add_params(m, i, i + 1)) {
             eqr_module_destroy(m);
@@ -110,11 +110,11 @@ eqr_tensor *eqr_module_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
 static eqr_status step_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
     if (m->ops->forward_n) return m->ops->forward_n(ctx, m, n, io);
     io[0] = m->ops->forward(ctx, m, io[0]);
-    return io[0] ? EQR_OK : eqr_status_get(ctx);
+    return io[0] ? EQR_OK : eqr_error_status(ctx);
 }
 
 eqr_status eqr_module_forward_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
-    if (!eqr__ok(ctx, 2, m, io)) return ctx && eqr_status_get(ctx) ? eqr_status_get(ctx) : EQR_ERR_ARG;
+    if (!eqr__ok(ctx, 2, m, io)) return ctx && eqr_error_status(ctx) ? eqr_error_status(ctx) : EQR_ERR_ARG;
     if (n < 1 || !io[0])
         return eqr__fail(ctx, EQR_ERR_ARG, "%s: module '%s': need n >= 1 and io[0] (got n = %d%s)",
                          __func__, m->name, n, n >= 1 ? ", io[0] NULL" : "");
@@ -267,8 +267,8 @@ eqr_status eqr_sequential_add(eqr_module *seq, eqr_module *child) {
     if (!seq) {
         st = EQR_ERR_ARG;
         if (ctx) eqr__fail(ctx, st, "%s: argument 'seq' is NULL", __func__);
-    } else if (eqr_status_get(ctx) != EQR_OK) {
-        st = eqr_status_get(ctx);
+    } else if (eqr_error_status(ctx) != EQR_OK) {
+        st = eqr_error_status(ctx);
     } else if (!child) {
         st = eqr__fail(ctx, EQR_ERR_ARG, "%s: argument 'child' is NULL", __func__);
     } else if (seq->ops != &eqr__sequential_ops) {
@@ -291,7 +291,7 @@ eqr_module *eqr_module_replace_child(eqr_module *parent, int i, eqr_module *m) {
     eqr_ctx *ctx = parent ? parent->ctx : m ? m->ctx : NULL;
     if (!parent || !m || parent->ops != &eqr__sequential_ops || i < 0 || i >= parent->nchild ||
         m->in_container) {
-        if (ctx && eqr_status_get(ctx) == EQR_OK)
+        if (ctx && eqr_error_status(ctx) == EQR_OK)
             eqr__fail(ctx, EQR_ERR_ARG,
                       "%s: need a sequential, a child index in range and a module of no container",
                       __func__);

@@ -142,7 +142,7 @@ eqr_norm_relu *eqr_norm_relu_create(eqr_ctx *ctx, const char *name, const eqr_re
     l->type = in_type;
     l->nfields = F;
     int64_t shape[1] = {F};
-    l->bias = eqr_param_new(ctx, pname, 1, shape, EQR_PARAM_NO_DECAY);
+    l->bias = eqr_param_create(ctx, pname, 1, shape, EQR_PARAM_NO_DECAY);
     if (!l->bias) {
         eqr_norm_relu_destroy(l);
         return NULL;

@@ -202,11 +202,11 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
         wdim = 4;
     }
     snprintf(pname, sizeof pname, "%s.weight", name);
-    L->weight = eqr_param_new(ctx, pname, wdim, ws, 0);
+    L->weight = eqr_param_create(ctx, pname, wdim, ws, 0);
     if (L->weight && !o.no_bias) {
         int64_t bs[1] = {L->out_fields};
         snprintf(pname, sizeof pname, "%s.bias", name);
-        L->bias = eqr_param_new(ctx, pname, 1, bs, EQR_PARAM_NO_DECAY);
+        L->bias = eqr_param_create(ctx, pname, 1, bs, EQR_PARAM_NO_DECAY);
     }
     if (!L->weight || (!o.no_bias && !L->bias)) {
         eqr_gconv_destroy(L);
@@ -215,7 +215,7 @@ eqr_gconv *eqr_gconv_create(eqr_ctx *ctx, const char *name, const eqr_rep *in_ty
     /* fan_in of one expanded output channel: in channels * k^2, which is what
      * the weight's shape [Fout, Cin, k, k] / [Fout, Fin, G, k, k] gives. */
     const float gain = o.init_gain > 0 ? o.init_gain : 1.41421356237f;
-    if (eqr_init_kaiming_normal(ctx, L->weight, gain) != EQR_OK) {
+    if (eqr_param_init_kaiming_normal(ctx, L->weight, gain) != EQR_OK) {
         eqr_gconv_destroy(L);
         return NULL;
     }

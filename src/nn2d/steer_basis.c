@@ -310,7 +310,7 @@ eqr_steer_basis *eqr_steer_basis_create(eqr_ctx *ctx, const eqr_rep *in_type,
 
 /* ----------------------------------------------------------- accessors */
 
-int64_t eqr_steer_basis_size(const eqr_steer_basis *b) { return b ? b->size : 0; }
+int64_t eqr_steer_basis_num_elements(const eqr_steer_basis *b) { return b ? b->size : 0; }
 int eqr_steer_basis_kernel_size(const eqr_steer_basis *b) { return b ? b->k : 0; }
 int eqr_steer_basis_out_dim(const eqr_steer_basis *b) { return b ? b->out_dim : 0; }
 int eqr_steer_basis_in_dim(const eqr_steer_basis *b) { return b ? b->in_dim : 0; }

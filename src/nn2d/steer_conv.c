@@ -42,7 +42,7 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
 
     eqr_steer_basis *B = eqr__steer_basis_build(ctx, fn, in_type, out_type, k, &o.basis);
     if (!B) return NULL;
-    if (eqr_steer_basis_size(B) == 0) {
+    if (eqr_steer_basis_num_elements(B) == 0) {
         char gname[32];
         eqr__fail(ctx, EQR_ERR_ARG,
                   "%s(%s): no equivariant %dx%d kernel exists from in_type to out_type over %s "
@@ -78,9 +78,9 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
     if (!eqr__param_names_free(ctx, fn, name, nb > 0 ? 2 : 1, suffixes)) goto fail;
 
     char pname[EQR_NAME_LEN];
-    int64_t nw = eqr_steer_basis_size(B);
+    int64_t nw = eqr_steer_basis_num_elements(B);
     snprintf(pname, sizeof pname, "%s.weight", name);
-    L->weight = eqr_param_new(ctx, pname, 1, &nw, 0);
+    L->weight = eqr_param_create(ctx, pname, 1, &nw, 0);
     if (!L->weight) goto fail;
     /* Orthonormal basis: sum over the bank of Var = s^2 * size, so this s
      * gives each output channel on average a summed tap variance of gain^2. */
@@ -104,7 +104,7 @@ eqr_steer_conv *eqr_steer_conv_create(eqr_ctx *ctx, const char *name, const eqr_
             }
         }
         snprintf(pname, sizeof pname, "%s.bias", name);
-        L->bias = eqr_param_new(ctx, pname, 1, &nb, EQR_PARAM_NO_DECAY);
+        L->bias = eqr_param_create(ctx, pname, 1, &nb, EQR_PARAM_NO_DECAY);
         if (!L->bias) goto fail;
     }
     /* size-dependent inexactness is only known at the forward */

@@ -127,7 +127,7 @@ static int fixed_space(const eqr_group *G, eqr_irrep io, eqr_irrep ii, int m, do
     if (eqr_group_is_finite(G)) {
         /* (A(r) - I)^T (A(r) - I) has eigenvalues |e^{2 pi i q / N} - 1|^2:
          * 0 on the fixed space, >= 2 - 2 cos(2 pi / N) elsewhere. */
-        action_matrix(G, io, ii, m, eqr_gelem_make(0, TWO_PI / G->n), A);
+        action_matrix(G, io, ii, m, eqr_gelem_of(0, TWO_PI / G->n), A);
         for (int i = 0; i < D; i++) A[i * D + i] -= 1.0;
         gram(D, A, M);
         thr = G->n == 1 ? 0.5 : 1.0 - cos(TWO_PI / G->n);
@@ -151,7 +151,7 @@ static int fixed_space(const eqr_group *G, eqr_irrep io, eqr_irrep ii, int m, do
     }
     /* The flip maps the rotation-fixed space to itself (F r F = r^-1) and
      * acts there as a symmetric involution: keep its +1 eigenspace. */
-    action_matrix(G, io, ii, m, eqr_gelem_make(1, 0.0), A);
+    action_matrix(G, io, ii, m, eqr_gelem_of(1, 0.0), A);
     double Fr[MAXV * MAXV], W[MAXV * MAXV], ev2[MAXV];
     for (int i = 0; i < nu; i++)
         for (int j = 0; j < nu; j++) {

@@ -98,22 +98,22 @@ static eqr_status make_lin(eqr_ctx *ctx, const char *name, const char *part, int
     char buf[160];
     int64_t sw[2] = {out, in}, sb[1] = {out};
     snprintf(buf, sizeof buf, "%s.%s.weight", name, part);
-    l->w = eqr_param_new(ctx, buf, 2, sw, 0);
-    if (!l->w) return eqr_status_get(ctx);
+    l->w = eqr_param_create(ctx, buf, 2, sw, 0);
+    if (!l->w) return eqr_error_status(ctx);
     float a = 1.0f / sqrtf((float)in);
     eqr_tensor_uniform(l->w, eqr_ctx_rng(ctx), -a, a);
     l->b = NULL;
     if (!bias) return EQR_OK;
     snprintf(buf, sizeof buf, "%s.%s.bias", name, part);
-    l->b = eqr_param_new(ctx, buf, 1, sb, EQR_PARAM_NO_DECAY);
-    if (!l->b) return eqr_status_get(ctx);
+    l->b = eqr_param_create(ctx, buf, 1, sb, EQR_PARAM_NO_DECAY);
+    if (!l->b) return eqr_error_status(ctx);
     eqr_tensor_uniform(l->b, eqr_ctx_rng(ctx), -a, a);
     return EQR_OK;
 }
 
 eqr_egnn *eqr_egnn_create(eqr_ctx *ctx, const char *name, int in_features, int out_features,
                           const eqr_egnn_opts *opts) {
-    if (!ctx || eqr_status_get(ctx) != EQR_OK) return NULL;
+    if (!ctx || eqr_error_status(ctx) != EQR_OK) return NULL;
     eqr_egnn_opts o = opts ? *opts : (eqr_egnn_opts){0};
     if (!name || !name[0] || strlen(name) > EQR_NAME_LEN - 16) {
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_egnn_create: name must be 1..%d characters",
@@ -165,7 +165,7 @@ eqr_egnn *eqr_egnn_create(eqr_ctx *ctx, const char *name, int in_features, int o
     if (!st) st = make_lin(ctx, name, "edge2", H, H, 1, &l->e2);
     if (!st) st = make_lin(ctx, name, "coord1", H, H, 1, &l->c1);
     if (!st) st = make_lin(ctx, name, "coord2", 1, H, 0, &l->c2);
-    if (!st) st = eqr_init_xavier_uniform(ctx, l->c2.w, 0.001f);
+    if (!st) st = eqr_param_init_xavier_uniform(ctx, l->c2.w, 0.001f);
     if (!st) st = make_lin(ctx, name, "node1", H, F + H, 1, &l->n1);
     if (!st) st = make_lin(ctx, name, "node2", l->Fo, H, 1, &l->n2);
     if (!st && o.velocity) st = make_lin(ctx, name, "vel1", H, F, 1, &l->v1);
@@ -226,7 +226,7 @@ eqr_status eqr_egnn_forward(eqr_ctx *ctx, eqr_egnn *L, eqr_tensor *h, eqr_tensor
     if (h_out) *h_out = NULL;
     if (x_out) *x_out = NULL;
     if (!ctx) return EQR_ERR_ARG;
-    if (eqr_status_get(ctx) != EQR_OK) return eqr_status_get(ctx);
+    if (eqr_error_status(ctx) != EQR_OK) return eqr_error_status(ctx);
     if (!L || !h || !x)
         return eqr__fail(ctx, EQR_ERR_ARG, "eqr_egnn_forward: NULL layer, h or x");
     const int need_v = L->o.velocity || (L->term && L->term_vel);
@@ -257,7 +257,7 @@ eqr_status eqr_egnn_forward(eqr_ctx *ctx, eqr_egnn *L, eqr_tensor *h, eqr_tensor
 
     /* edge tables (step arena: they must live until backward) */
     int64_t *src = eqr__arena_alloc(ctx, (size_t)E * sizeof(int64_t) * (L->A > 0 ? 3 : 2));
-    if (!src) return eqr_status_get(ctx);
+    if (!src) return eqr_error_status(ctx);
     int64_t *dst = src + E, *eix = src + 2 * E;
     for (int64_t r = 0, e = 0; r < N; r++) {
         int64_t base = r - r % n, i = r % n;
@@ -313,7 +313,7 @@ eqr_status eqr_egnn_forward(eqr_ctx *ctx, eqr_egnn *L, eqr_tensor *h, eqr_tensor
         if (!L->o.no_residual) ho = eqr_add(ctx, hv, ho);
         *h_out = eqr_reshape(ctx, ho, 3, sO);
     }
-    eqr_status st = eqr_status_get(ctx);
+    eqr_status st = eqr_error_status(ctx);
     if (st != EQR_OK) {
         if (h_out) *h_out = NULL;
         if (x_out) *x_out = NULL;

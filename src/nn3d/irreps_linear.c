@@ -9,7 +9,7 @@
 
 eqr_irreps_linear *eqr_irreps_linear_create(eqr_ctx *ctx, const char *name,
                                             const eqr_irreps *in, const eqr_irreps *out) {
-    if (!ctx || eqr_status_get(ctx)) return NULL;
+    if (!ctx || eqr_error_status(ctx)) return NULL;
     char pname[EQR_NAME_LEN];
     if (!name || !in || !out || snprintf(pname, sizeof pname, "%s.w", name) >= (int)sizeof pname) {
         eqr__fail(ctx, EQR_ERR_ARG, "eqr_irreps_linear_create: NULL or too long name/irreps");
@@ -41,7 +41,7 @@ eqr_irreps_linear *eqr_irreps_linear_create(eqr_ctx *ctx, const char *name,
             }
     }
     int64_t shape[1] = {nw ? nw : 1};
-    L->w = eqr_param_new(ctx, pname, 1, shape, 0);
+    L->w = eqr_param_create(ctx, pname, 1, shape, 0);
     if (!L->w) { free(L); return NULL; }
     eqr_tensor_normal(L->w, eqr_ctx_rng(ctx), 1.0f);
     return L;

@@ -333,11 +333,11 @@ eqr_tensor *eqr_segnn_forward(eqr_ctx *ctx, eqr_segnn *m, eqr_tensor *x, eqr_ten
     if (build_graph(ctx, x->data, v->data, q->data, B, n, &g)) return NULL;
     /* attributes are data: computed without the tape */
     const int rec = eqr_grad_enabled(ctx);
-    eqr_set_grad_enabled(ctx, 0);
+    eqr_grad_set_enabled(ctx, 0);
     eqr_tensor *ea = eqr_sh(ctx, g.rel, m->lmax, EQR_SH_INTEGRAL, 1);
     eqr_tensor *na = eqr_add(ctx, eqr_scatter_mean(ctx, ea, g.dst, N),
                              eqr_sh(ctx, g.vel, m->lmax, EQR_SH_INTEGRAL, 1));
-    eqr_set_grad_enabled(ctx, rec);
+    eqr_grad_set_enabled(ctx, rec);
     if (!na) return NULL;
     const int64_t da = na->shape[1];
     for (int64_t a = 0; a < N; a++) na->data[a * da] = 1.0f; /* SEGNN: 0e attribute 1 */

@@ -79,7 +79,7 @@ eqr_status eqr_tp_create(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
             for (int b = 0; b < in2->n; b++) {
                 const eqr_irrep_entry *A = &in1->e[a], *B = &in2->e[b], *O = &out->e[c];
                 if (!allowed(A, B, O)) continue;
-                const eqr_o3_cg *C = eqr_o3_cg_get(ctx, cg, A->l, B->l, O->l);
+                const eqr_o3_cg *C = eqr_o3_cg_table_at(ctx, cg, A->l, B->l, O->l);
                 if (!C) break;
                 eqr__tp_path *p = &tp->paths[tp->npaths++];
                 p->m1 = A->mul, p->d1 = 2 * A->l + 1, p->off1 = eqr_irreps_offset(in1, a);
@@ -104,7 +104,7 @@ eqr_status eqr_tp_create(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
         char pname[EQR_NAME_LEN];
         snprintf(pname, sizeof pname, "%s.weight", name);
         const int64_t sw[1] = {woff > 0 ? woff : 1};
-        tp->weight = eqr_param_new(ctx, pname, 1, sw, 0);
+        tp->weight = eqr_param_create(ctx, pname, 1, sw, 0);
         if (!tp->weight) {
             eqr_tp_destroy(tp);
             return ctx->status;
@@ -149,7 +149,7 @@ eqr_status eqr_tp_add_bias(eqr_ctx *ctx, eqr_tp *tp, const char *name) {
         return eqr__fail(ctx, EQR_ERR_ARG, "eqr_tp_add_bias: the output irreps have no 0e entry");
     char pname[EQR_NAME_LEN];
     snprintf(pname, sizeof pname, "%s.bias", name);
-    eqr_tensor *b = eqr_param_new(ctx, pname, 1, &nb, EQR_PARAM_NO_DECAY);
+    eqr_tensor *b = eqr_param_create(ctx, pname, 1, &nb, EQR_PARAM_NO_DECAY);
     if (!b) return ctx->status;
     /* U(-1/sqrt(fan), 1/sqrt(fan)) per entry, as its weights (SEGNN) */
     int64_t at = 0;

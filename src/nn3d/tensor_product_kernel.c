@@ -533,7 +533,7 @@ static eqr__task_fn tp_task(int backward) {
 
 /* Chunks (= threads used) for N samples. */
 static int tp_chunks(const eqr_ctx *ctx, int64_t N) {
-    int t = eqr_ctx_threads(ctx);
+    int t = eqr_ctx_num_threads(ctx);
 #ifndef _OPENMP
     t = 1;
 #endif

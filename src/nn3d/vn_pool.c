@@ -62,10 +62,10 @@ eqr_tensor *eqr_vn_max_pool_forward(eqr_ctx *ctx, eqr_vn_max_pool *layer, eqr_te
     }
     int64_t N = x->shape[0], P = x->shape[3];
     /* the selection is piecewise constant: compute k = U x without a tape */
-    int ge = eqr_set_grad_enabled(ctx, 0);
+    int ge = eqr_grad_set_enabled(ctx, 0);
     int64_t fs[3] = {N, C, 3 * P};
     eqr_tensor *k = eqr__vn_mix(ctx, layer->d.w, eqr_reshape(ctx, x, 3, fs));
-    eqr_set_grad_enabled(ctx, ge);
+    eqr_grad_set_enabled(ctx, ge);
     int64_t *idx = k ? eqr__arena_alloc(ctx, (size_t)(N * C * 3) * sizeof(int64_t)) : NULL;
     if (!idx) return NULL;
     for (int64_t r = 0; r < N * C; r++) {

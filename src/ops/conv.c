@@ -45,7 +45,7 @@
 
 /* Number of image chunks (= OpenMP threads) for a batch of N. */
 int eqr__conv_chunks(const eqr_ctx *ctx, int N) {
-    int t = eqr_ctx_threads(ctx);
+    int t = eqr_ctx_num_threads(ctx);
 #ifndef _OPENMP
     t = 1;
 #endif

@@ -101,7 +101,7 @@ static void reduce_part(const void *arg, int k) {
 }
 
 static int graph_parts(const eqr_ctx *ctx, int64_t n, int64_t work) {
-    int t = eqr_ctx_threads(ctx);
+    int t = eqr_ctx_num_threads(ctx);
     while (t > 1 && work < (int64_t)t * GRAPH_MIN_PER_THREAD) t--;
     if (t > n) t = n > 0 ? (int)n : 1;
     return t;

@@ -58,7 +58,7 @@ static int pool_check(eqr_ctx *ctx, const char *op, const eqr_tensor *x, int k, 
  * small tensor (e.g. one image) takes, and makes the threads of OpenMP and of
  * a multi-threaded BLAS compete for the cores. */
 static int pool_threads(const eqr_ctx *ctx, const pool_dims *d) {
-    const int64_t t = eqr_ctx_threads(ctx), cells = d->planes * d->H * d->W;
+    const int64_t t = eqr_ctx_num_threads(ctx), cells = d->planes * d->H * d->W;
     return d->planes >= 2 * t && cells >= t * ((int64_t)1 << 16) ? (int)t : 1;
 }
 

@@ -53,10 +53,10 @@ eqr_tensor *eqr_reshape(eqr_ctx *ctx, eqr_tensor *x, int ndim, const int64_t *sh
             return NULL;
         }
     }
-    int64_t known = eqr_shape_numel(ndim, s);
+    int64_t known = eqr_shape_num_elements(ndim, s);
     if (infer >= 0 && known > 0 && x->numel % known == 0) s[infer] = x->numel / known;
     else if (infer >= 0) known = -1; /* cannot infer: reported below */
-    if (known < 0 || eqr_shape_numel(ndim, s) != x->numel) {
+    if (known < 0 || eqr_shape_num_elements(ndim, s) != x->numel) {
         eqr__fail(ctx, EQR_ERR_SHAPE, "eqr_reshape: cannot view %s (%lld elements) as %s",
                   EQR_SHAPE(x, bx), (long long)x->numel,
                   eqr_shape_str(ndim, shape, bs, sizeof bs));
@@ -199,7 +199,7 @@ eqr_tensor *eqr_concat(eqr_ctx *ctx, eqr_tensor *const *xs, int n, int axis) {
                       k, EQR_SHAPE(xs[k], bk), EQR_SHAPE(xs[0], b0), ax);
             return NULL;
         }
-        /* each size is below 2^61 (eqr_shape_numel), so this cannot overflow */
+        /* each size is below 2^61 (eqr_shape_num_elements), so this cannot overflow */
         total += xs[k]->shape[ax];
         if (total > INT64_MAX / 4) {
             eqr__fail(ctx, EQR_ERR_SHAPE,

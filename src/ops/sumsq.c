@@ -49,7 +49,7 @@ static void sumsq_bwd_part(const void *job, int k) {
 }
 
 static int sumsq_parts(const eqr_ctx *ctx, int64_t n) {
-    int t = eqr_ctx_threads(ctx);
+    int t = eqr_ctx_num_threads(ctx);
     while (t > 1 && n < (int64_t)t * SUMSQ_MIN_PER_THREAD) t--;
     return t;
 }

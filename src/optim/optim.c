@@ -193,27 +193,27 @@ void eqr_optim_set_lr(eqr_optim *opt, float lr) {
 }
 
 float eqr_optim_lr(const eqr_optim *opt) { return opt ? opt->o.lr : 0.0f; }
-int64_t eqr_optim_steps(const eqr_optim *opt) { return opt ? opt->steps : 0; }
+int64_t eqr_optim_num_steps(const eqr_optim *opt) { return opt ? opt->steps : 0; }
 eqr_optim_kind eqr_optim_get_kind(const eqr_optim *opt) {
     return opt ? opt->o.kind : EQR_OPTIM_SGD;
 }
-int64_t eqr_optim_state_len(const eqr_optim *opt) { return opt ? opt->state_len : 0; }
+int64_t eqr_optim_num_state_floats(const eqr_optim *opt) { return opt ? opt->state_len : 0; }
 float *eqr_optim_state(eqr_optim *opt) { return opt ? opt->state : NULL; }
 
-void eqr_optim_set_steps(eqr_optim *opt, int64_t steps) {
+void eqr_optim_set_num_steps(eqr_optim *opt, int64_t steps) {
     if (!opt) return;
     if (steps < 0) {
-        eqr__fail(opt->ctx, EQR_ERR_ARG, "eqr_optim_set_steps: steps must be >= 0, got %lld",
+        eqr__fail(opt->ctx, EQR_ERR_ARG, "eqr_optim_set_num_steps: steps must be >= 0, got %lld",
                   (long long)steps);
         return;
     }
     opt->steps = steps;
 }
 
-float eqr_clip_grad_norm(eqr_ctx *ctx, float max_norm) {
+float eqr_grad_clip_norm(eqr_ctx *ctx, float max_norm) {
     if (!ctx) return 0.0f;
     if (!(max_norm >= 0.0f)) { /* also catches NaN */
-        eqr__fail(ctx, EQR_ERR_ARG, "eqr_clip_grad_norm: max_norm must be >= 0, got %g",
+        eqr__fail(ctx, EQR_ERR_ARG, "eqr_grad_clip_norm: max_norm must be >= 0, got %g",
                   (double)max_norm);
         return 0.0f;
     }

@@ -203,7 +203,7 @@ void eqr_scheduler_destroy(eqr_scheduler *s) {
 
 int64_t eqr_scheduler_position(const eqr_scheduler *s) {
     if (!s) return 0;
-    return s->opt ? eqr_optim_steps(s->opt) : s->count;
+    return s->opt ? eqr_optim_num_steps(s->opt) : s->count;
 }
 
 /* Compute and set target i for optimizer step pos. */
@@ -299,7 +299,7 @@ eqr_status eqr_scheduler_seek(eqr_scheduler *s, int64_t step) {
         return eqr__fail(s->ctx, EQR_ERR_ARG, "eqr_scheduler_seek: step must be >= 0, got %lld",
                          (long long)step);
     if (s->opt)
-        eqr_optim_set_steps(s->opt, step);
+        eqr_optim_set_num_steps(s->opt, step);
     else
         s->count = step;
     return apply_all(s);

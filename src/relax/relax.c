@@ -122,7 +122,7 @@ eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts
     eqr_relax *r = eqr__calloc(ctx, fn, 1, sizeof *r);
     if (!r) return NULL;
     int64_t one = 1;
-    r->theta = eqr_param_new(ctx, pname, 1, &one, EQR_PARAM_BUFFER);
+    r->theta = eqr_param_create(ctx, pname, 1, &one, EQR_PARAM_BUFFER);
     if (!r->theta) {
         free(r);
         return NULL;
@@ -238,16 +238,16 @@ eqr_rlayer *eqr__rlayer_new(eqr_ctx *ctx, eqr_relax *r, const char *name,
         eqr__fail(ctx, EQR_ERR_NOMEM, "%s(%s): out of memory", fn, name);
         goto fail;
     }
-    l->wr = eqr_param_new(ctx, pw, ndim, wr_shape, 0);
+    l->wr = eqr_param_create(ctx, pw, ndim, wr_shape, 0);
     if (!l->wr) goto fail;
     if (own) {
         int64_t one = 1;
-        l->theta = eqr_param_new(ctx, pt, 1, &one,
+        l->theta = eqr_param_create(ctx, pt, 1, &one,
                                  adaptive ? EQR_PARAM_NO_DECAY : EQR_PARAM_BUFFER);
         if (!l->theta) goto fail;
         l->theta->data[0] = r->theta->data[0];
         if (adaptive) {
-            l->mult = eqr_param_new(ctx, pm, 1, &one, EQR_PARAM_BUFFER);
+            l->mult = eqr_param_create(ctx, pm, 1, &one, EQR_PARAM_BUFFER);
             if (!l->mult) goto fail;
         }
     } else {
@@ -519,10 +519,10 @@ eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats 
     out->eq_norm = out->wr_norm = out->share = NAN;
     if (!l->last_x || l->last_x_step != ctx->step_id) return EQR_OK; /* not run this step */
     eqr__arena_mark m = eqr__arena_save(ctx);
-    int ge = eqr_set_grad_enabled(ctx, 0);
+    int ge = eqr_grad_set_enabled(ctx, 0);
     double eq = NAN, wr = NAN;
     eqr_status st = l->ops->probe(ctx, l, l->last_x, &eq, &wr);
-    eqr_set_grad_enabled(ctx, ge);
+    eqr_grad_set_enabled(ctx, ge);
     eqr__arena_rewind(ctx, m);
     if (st != EQR_OK) return st;
     out->eq_norm = eq;
@@ -542,10 +542,10 @@ eqr_status eqr_rlayer_get_stats(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_stats *s
     stats->act_norm = l->last_act_norm;
     /* evaluate LD without touching the tape or the step's tensors */
     eqr__arena_mark m = eqr__arena_save(ctx);
-    int ge = eqr_set_grad_enabled(ctx, 0);
+    int ge = eqr_grad_set_enabled(ctx, 0);
     eqr_tensor *d = l->ops->defect(ctx, l);
     stats->defect = d ? d->data[0] : NAN;
-    eqr_set_grad_enabled(ctx, ge);
+    eqr_grad_set_enabled(ctx, ge);
     eqr__arena_rewind(ctx, m);
     return ctx->status;
 }

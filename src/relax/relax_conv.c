@@ -357,7 +357,7 @@ eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
     eqr_steer_conv_bank_shape(layer, c->bank_shape);
     bank_dims(c);
     c->basis = eqr_steer_conv_basis(layer);
-    c->nweights = eqr_steer_basis_size(c->basis);
+    c->nweights = eqr_steer_basis_num_elements(c->basis);
     if (!(c->scratch = malloc((size_t)(c->nweights + c->bank_numel) * sizeof(float)))) {
         impl_destroy(c);
         eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_steer_conv: out of memory");

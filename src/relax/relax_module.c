@@ -47,7 +47,7 @@ static eqr_status relaxed_tp_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tenso
     if (!io[1])
         return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (relaxed tp): io[1] (x2) is NULL", m->name);
     io[0] = eqr_rlayer_forward_tp(ctx, m->impl, io[0], io[1]);
-    return io[0] ? EQR_OK : eqr_status_get(ctx);
+    return io[0] ? EQR_OK : eqr_error_status(ctx);
 }
 static const eqr_module_ops relaxed_tp_ops = {.kind = "relaxed", .forward = relaxed_tp_fwd,
                                               .forward_n = relaxed_tp_fwd_n,
@@ -68,7 +68,7 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
                               const eqr_rlayer_opts *opts) {
     const char *fn = "eqr_relax_module";
     const char *nm = name ? name : m->name;
-    int p0 = eqr_param_count(ctx);
+    int p0 = eqr_param_num_tensors(ctx);
     eqr_rlayer *rl = NULL;
     if (opts && opts->kind == EQR_RELAX_KIND_RGCONV && !eqr_module_gconv(m) && !eqr_module_rlayer(m))
         eqr__fail(ctx, EQR_ERR_ARG,
@@ -99,7 +99,7 @@ static eqr_module *relax_leaf(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_
     const eqr_module_ops *ops = eqr_module_egnn(m) || eqr_module_segnn(m) ? &relaxed_hook_ops
                                 : eqr_module_tp(m)                         ? &relaxed_tp_ops
                                                                            : &relaxed_ops;
-    eqr_module *w = rl ? eqr__module_new(ctx, fn, nm, ops, rl, p0, eqr_param_count(ctx)) : NULL;
+    eqr_module *w = rl ? eqr__module_new(ctx, fn, nm, ops, rl, p0, eqr_param_num_tensors(ctx)) : NULL;
     if (!w || eqr__module_adopt(w, m) != EQR_OK) {
         eqr_module_destroy(w);
         eqr_module_destroy(m);

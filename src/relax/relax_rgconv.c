@@ -326,12 +326,12 @@ eqr_rlayer *eqr_relax_rgconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_g
     eqr_rlayer *rl = eqr__rlayer_new(ctx, r, name, &rg_ops, c, 2, dshape, opts);
     if (!rl) return NULL; /* c destroyed */
     int64_t one = L;
-    c->mix = eqr_param_new(ctx, pm, 1, &one, EQR_PARAM_NO_DECAY);
+    c->mix = eqr_param_create(ctx, pm, 1, &one, EQR_PARAM_NO_DECAY);
     if (c->mix && L > 1) {
         int64_t ps[EQR_MAX_DIMS];
         ps[0] = L - 1;
         for (int d = 0; d < W->ndim; d++) ps[d + 1] = W->shape[d];
-        c->psi = eqr_param_new(ctx, pp, W->ndim + 1, ps, 0);
+        c->psi = eqr_param_create(ctx, pp, W->ndim + 1, ps, 0);
     }
     if (!c->mix || (L > 1 && !c->psi)) return NULL; /* recorded; r owns c */
     for (int k = 0; k < L; k++) c->mix->data[k] = 1.0f / (float)L;

@@ -78,7 +78,7 @@ int eqr_metrics_find(const eqr_metrics *m, const char *name) {
     return -1;
 }
 
-double eqr_metrics_get(const eqr_metrics *m, int64_t row, int col) {
+double eqr_metrics_at(const eqr_metrics *m, int64_t row, int col) {
     if (!m || row < 0 || row >= m->rows || col < 0 || col >= m->ncols) return NAN;
     return m->v[row * m->ncols + col];
 }

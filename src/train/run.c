@@ -198,22 +198,22 @@ static eqr_status resume(eqr_trainer *t, const eqr_run_opts *o, int64_t *done) {
     eqr_scheduler *sched = eqr__trainer_sched(t);
     if (sched && eqr_scheduler_sync(sched) != EQR_OK) return ctx->status;
     if (eqr_batcher_seek(ctx, o->train, *done, 0) != EQR_OK) return ctx->status;
-    eqr__trainer_set_steps(t, eqr_optim_steps(eqr__trainer_optim(t)));
+    eqr__trainer_set_steps(t, eqr_optim_num_steps(eqr__trainer_optim(t)));
     /* the tables as far as the checkpoint; lost or unreadable files start empty */
     eqr_metrics *ep = eqr_trainer_epochs(t), *st = eqr_trainer_steps(t);
     if (o->metrics_csv && eqr_metrics_read_csv(ctx, ep, o->metrics_csv) != EQR_OK)
-        eqr_clear_error(ctx);
-    if (o->steps_csv && eqr_metrics_read_csv(ctx, st, o->steps_csv) != EQR_OK) eqr_clear_error(ctx);
+        eqr_error_clear(ctx);
+    if (o->steps_csv && eqr_metrics_read_csv(ctx, st, o->steps_csv) != EQR_OK) eqr_error_clear(ctx);
     int64_t r = 0;
-    while (r < eqr_metrics_num_rows(ep) && eqr_metrics_get(ep, r, E_EPOCH) <= (double)*done) r++;
+    while (r < eqr_metrics_num_rows(ep) && eqr_metrics_at(ep, r, E_EPOCH) <= (double)*done) r++;
     eqr_metrics_truncate(ep, r);
     r = 0;
     while (r < eqr_metrics_num_rows(st) &&
-           eqr_metrics_get(st, r, 0) <= (double)eqr_optim_steps(eqr__trainer_optim(t)))
+           eqr_metrics_at(st, r, 0) <= (double)eqr_optim_num_steps(eqr__trainer_optim(t)))
         r++;
     eqr_metrics_truncate(st, r);
     eqr__log(ctx, EQR_LOG_INFO, "resumed from %s after epoch %lld (step %lld)", o->checkpoint,
-             (long long)*done, (long long)eqr_optim_steps(eqr__trainer_optim(t)));
+             (long long)*done, (long long)eqr_optim_num_steps(eqr__trainer_optim(t)));
     return EQR_OK;
 }
 
@@ -252,7 +252,7 @@ eqr_status eqr_trainer_run(eqr_trainer *t, const eqr_run_opts *o, eqr_run_result
         if ((st = eqr_trainer_epoch(t, o->train, e + 1, &es)) != EQR_OK) break;
         for (int c = 0; c < ncols; c++) row[c] = NAN;
         row[E_EPOCH] = (double)(e + 1);
-        row[E_STEPS] = (double)eqr_optim_steps(eqr__trainer_optim(t));
+        row[E_STEPS] = (double)eqr_optim_num_steps(eqr__trainer_optim(t));
         row[E_LOSS] = es.loss;
         row[E_ACC] = es.acc;
         row[E_PEN] = relax ? es.penalty : NAN;

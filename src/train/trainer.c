@@ -145,7 +145,7 @@ static eqr_status evaluate_plain(eqr_trainer *t, const eqr_dataset *ds, double *
                                  double *acc) {
     eqr_ctx *ctx = t->ctx;
     const int64_t img = (int64_t)ds->c * ds->h * ds->w, batch = t->o.eval_batch;
-    int prev = eqr_set_grad_enabled(ctx, 0);
+    int prev = eqr_grad_set_enabled(ctx, 0);
     set_mode(t, 0);
     double lsum = 0;
     int64_t correct = 0;
@@ -162,7 +162,7 @@ static eqr_status evaluate_plain(eqr_trainer *t, const eqr_dataset *ds, double *
         eqr_step_reset(ctx);
     }
     set_mode(t, 1);
-    eqr_set_grad_enabled(ctx, prev);
+    eqr_grad_set_enabled(ctx, prev);
     *loss = ds->n > 0 ? lsum / (double)ds->n : NAN;
     *acc = ds->n > 0 ? (double)correct / (double)ds->n : NAN;
     return ctx->status;
@@ -173,13 +173,13 @@ static eqr_status measure(eqr_trainer *t, const eqr__measure *me, const eqr_data
                           double *err) {
     *err = NAN;
     if (!me || (!me->fn && !me->invariance) || me->n <= 0) return EQR_OK;
-    int prev = eqr_set_grad_enabled(t->ctx, 0);
+    int prev = eqr_grad_set_enabled(t->ctx, 0);
     set_mode(t, 0);
     eqr_status st = me->fn ? me->fn(t->ctx, t->o.model, ds, me->n, err)
                            : eqr_invariance_max(t->ctx, t->o.forward, t->o.model, me->invariance,
                                                 ds, me->n, 0, err);
     set_mode(t, 1);
-    eqr_set_grad_enabled(t->ctx, prev);
+    eqr_grad_set_enabled(t->ctx, prev);
     eqr_step_reset(t->ctx);
     return st;
 }
@@ -194,7 +194,7 @@ eqr_status eqr__trainer_eval_projected(eqr_trainer *t, const eqr_dataset *ds, in
         *eq_projected = *eq_relaxed;
         return evaluate_plain(t, ds, loss, acc);
     }
-    int64_t total = eqr_param_total(ctx);
+    int64_t total = eqr_param_num_scalars(ctx);
     float *blk = eqr_param_data_block(ctx);
     if (mode == 1) { /* on a copy: snapshot the store (weights, W_r, theta, BN stats) */
         if (t->snap_len < total) {
@@ -269,7 +269,7 @@ eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double 
     }
     double pv = pen ? (double)pen->data[0] : 0.0, lv = (double)loss->data[0];
     if (penalty) *penalty = pv;
-    eqr_zero_grad(ctx);
+    eqr_grad_zero(ctx);
     if (!total || eqr_backward(ctx, total) != EQR_OK) return ctx->status;
     if (t->o.after_backward) {
         eqr_status st = t->o.after_backward(ctx, t->o.after_backward_user);
@@ -300,7 +300,7 @@ eqr_status eqr_trainer_step(eqr_trainer *t, eqr_tensor *loss, int64_t n, double 
         }
         if (eqr_metrics_add_row(ctx, t->steps, t->row) != EQR_OK) return ctx->status;
     }
-    if (t->o.clip_norm > 0) eqr_clip_grad_norm(ctx, t->o.clip_norm);
+    if (t->o.clip_norm > 0) eqr_grad_clip_norm(ctx, t->o.clip_norm);
     if (eqr_optim_step(t->o.opt) != EQR_OK) return ctx->status;
     if (t->o.sched && eqr_scheduler_step(t->o.sched) != EQR_OK) return ctx->status;
     /* adaptive theta's dual ascent against the new bound; orthogonal split */

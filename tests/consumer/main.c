@@ -6,7 +6,7 @@ int main(void) {
     eqr_ctx *ctx = eqr_ctx_create(&(eqr_ctx_opts){.seed = 1});
     if (!ctx) return 1;
     int64_t wshape[2] = {1, 3};
-    eqr_tensor *w = eqr_param_new(ctx, "w", 2, wshape, 0);
+    eqr_tensor *w = eqr_param_create(ctx, "w", 2, wshape, 0);
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = 0.1f});
     float xs[3] = {1, 2, 3}, target = 2.0f;
     int64_t xshape[2] = {1, 3}, yshape[2] = {1, 1};
@@ -16,7 +16,7 @@ int main(void) {
         eqr_tensor *y = eqr_linear(ctx, x, w, NULL);               /* y = x w^T */
         eqr_tensor *t = eqr_tensor_wrap(ctx, &target, 2, yshape);
         eqr_tensor *loss = eqr_mse(ctx, y, t);
-        eqr_zero_grad(ctx);
+        eqr_grad_zero(ctx);
         if (!loss || eqr_backward(ctx, loss) || eqr_optim_step(opt)) {
             fprintf(stderr, "error: %s\n", eqr_error_message(ctx));
             return 1;

@@ -11,15 +11,15 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "ckpt_v1.ckpt";
     eqr_ctx *ctx = eqr_ctx_create(NULL);
     int64_t s0[2] = {3, 5}, s1[1] = {5}, s3[2] = {2, 5};
-    eqr_param_new(ctx, "enc.weight", 2, s0, 0);
-    eqr_param_new(ctx, "enc.bias", 1, s1, EQR_PARAM_NO_DECAY);
-    eqr_param_new(ctx, "bn.running_mean", 1, s1, EQR_PARAM_BUFFER);
-    eqr_param_new(ctx, "head.weight", 2, s3, 0);
+    eqr_param_create(ctx, "enc.weight", 2, s0, 0);
+    eqr_param_create(ctx, "enc.bias", 1, s1, EQR_PARAM_NO_DECAY);
+    eqr_param_create(ctx, "bn.running_mean", 1, s1, EQR_PARAM_BUFFER);
+    eqr_param_create(ctx, "head.weight", 2, s3, 0);
     eqr_optim_opts o = {.kind = EQR_OPTIM_ADAM, .lr = 0.0125f};
     eqr_optim *opt = eqr_optim_create(ctx, &o);
     float *st = eqr_optim_state(opt);
-    int64_t total = eqr_param_total(ctx);
-    for (int p = 0; p < eqr_param_count(ctx); p++) {
+    int64_t total = eqr_param_num_scalars(ctx);
+    for (int p = 0; p < eqr_param_num_tensors(ctx); p++) {
         eqr_tensor *t = eqr_param_at(ctx, p);
         int64_t off = eqr_param_offset(ctx, p);
         for (int64_t e = 0; e < t->numel; e++) {
@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
             st[total + off + e] = 1000.0f + (float)(100 * p + e);
         }
     }
-    eqr_optim_set_steps(opt, 7);
+    eqr_optim_set_num_steps(opt, 7);
     eqr_rng *r = eqr_ctx_rng(ctx);
     for (int k = 0; k < 4; k++) r->s[k] = (uint64_t)k + 1;
     uint64_t c[2] = {11, 22};
