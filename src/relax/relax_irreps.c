@@ -123,6 +123,28 @@ static float *side_generators(eqr_ctx *ctx, const eqr_irreps *ir) {
     return g;
 }
 
+/* The Lie pair of a dense W_r from irreps in to irreps out (both sides'
+ * generators); NULL with the error recorded. */
+static eqr__lie_pair *irreps_lie_pair(eqr_ctx *ctx, const char *fn, const eqr_irreps *in,
+                                      const eqr_irreps *out) {
+    const int64_t din = eqr_irreps_dim(in), dout = eqr_irreps_dim(out);
+    if (din > 4096 || dout > 4096) { /* W_r and 4 generators per side are dense */
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: dims %lld -> %lld too large for a dense W_r (<= 4096)", fn,
+                  (long long)din, (long long)dout);
+        return NULL;
+    }
+    float *gi = side_generators(ctx, in);
+    float *go = gi ? side_generators(ctx, out) : NULL;
+    eqr__lie_pair *p = NULL;
+    if (go) {
+        eqr_lie_rep rin = {(int)din, 4, gi}, rout = {(int)dout, 4, go};
+        p = eqr__lie_pair_new(ctx, fn, &rin, &rout);
+    }
+    free(gi);
+    free(go);
+    return p;
+}
+
 eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *relax, const char *name,
                                     eqr_irreps_linear *layer, const eqr_rlayer_opts *opts) {
     static const char fn[] = "eqr_relax_irreps_linear";
@@ -131,23 +153,10 @@ eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *relax, const char *
         eqr__fail(ctx, EQR_ERR_ARG, "%s: relaxation or layer is NULL", fn);
         return NULL;
     }
-    if (layer->din > 4096 || layer->dout > 4096) { /* W_r and 4 generators per side are dense */
-        eqr__fail(ctx, EQR_ERR_ARG, "%s: dims %lld -> %lld too large for a dense W_r (<= 4096)", fn,
-                  (long long)layer->din, (long long)layer->dout);
-        return NULL;
-    }
-    float *gi = side_generators(ctx, &layer->in);
-    float *go = gi ? side_generators(ctx, &layer->out) : NULL;
-    irr_impl *im = go ? calloc(1, sizeof *im) : NULL;
-    if (go && !im) eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-    if (im) {
-        eqr_lie_rep rin = {(int)layer->din, 4, gi}, rout = {(int)layer->dout, 4, go};
-        im->layer = layer;
-        im->lie = eqr__lie_pair_new(ctx, fn, &rin, &rout);
-    }
-    free(gi);
-    free(go);
-    if (!im || !im->lie) {
+    irr_impl *im = eqr__calloc(ctx, fn, 1, sizeof *im);
+    if (!im) return NULL;
+    im->layer = layer;
+    if (!(im->lie = irreps_lie_pair(ctx, fn, &layer->in, &layer->out))) {
         free(im);
         return NULL;
     }
@@ -245,23 +254,10 @@ eqr_rlayer *eqr_relax_tp(eqr_ctx *ctx, eqr_relax *relax, const char *name, eqr_t
     }
     const eqr_irreps *in = eqr_tp_irreps_in1(tp), *out = eqr_tp_irreps_out(tp);
     const int64_t din = eqr_irreps_dim(in), dout = eqr_irreps_dim(out);
-    if (din > 4096 || dout > 4096) {
-        eqr__fail(ctx, EQR_ERR_ARG, "%s: dims %lld -> %lld too large for a dense W_r (<= 4096)", fn,
-                  (long long)din, (long long)dout);
-        return NULL;
-    }
-    float *gi = side_generators(ctx, in);
-    float *go = gi ? side_generators(ctx, out) : NULL;
-    tpr_impl *im = go ? calloc(1, sizeof *im) : NULL;
-    if (go && !im) eqr__fail(ctx, EQR_ERR_NOMEM, "%s: out of memory", fn);
-    if (im) {
-        eqr_lie_rep rin = {(int)din, 4, gi}, rout = {(int)dout, 4, go};
-        im->tp = tp;
-        im->lie = eqr__lie_pair_new(ctx, fn, &rin, &rout);
-    }
-    free(gi);
-    free(go);
-    if (!im || !im->lie) {
+    tpr_impl *im = eqr__calloc(ctx, fn, 1, sizeof *im);
+    if (!im) return NULL;
+    im->tp = tp;
+    if (!(im->lie = irreps_lie_pair(ctx, fn, in, out))) {
         free(im);
         return NULL;
     }
