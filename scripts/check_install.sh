@@ -34,4 +34,13 @@ cc -std=c11 -Wall -Wextra -Werror "$work/readme.c" $(pkg-config --cflags --libs 
 cmake -S tests/consumer -B "$work/cbuild" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/cbuild" >/dev/null
 "$work/cbuild/consumer"
-echo "install check: pkg-config (shared, static), README snippet and find_package consumers OK"
+# 5. equirelax_dist through pkg-config, run on 2 ranks (where MPI was found)
+dist=""
+if [ -f "$libdir/pkgconfig/equirelax_dist.pc" ] && command -v mpirun >/dev/null; then
+  cc -std=c11 -Wall -Wextra -Werror tests/consumer/dist_main.c \
+    $(pkg-config --cflags --libs equirelax_dist) -o "$work/consumer_dist"
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 \
+    "$work/consumer_dist"
+  dist=", equirelax_dist on 2 ranks"
+fi
+echo "install check: pkg-config (shared, static), README snippet and find_package consumers$dist OK"
