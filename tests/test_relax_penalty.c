@@ -402,6 +402,86 @@ static void test_norm_reduced(void **state) {
     eqr_ctx_destroy(ctx);
 }
 
+/* With a reduce and the activation form, the defect penalty is that of the
+ * global batch: a group conv's weight-form LD W (the same on every rank)
+ * plus a VN layer's activation-form LD A (a sum over this rank's share):
+ * lambda sqrt(W + 2 A) on two identical ranks, the conv's W_r gradient
+ * scaled by sqrt(W + A) / sqrt(W + 2 A) against the unreduced penalty and
+ * the VN's by 2 sqrt(W + A) / sqrt(W + 2 A) (its term is divided by the
+ * rank's weight 1/2); one reduce call per penalty term. */
+static void test_defect_reduced_activation(void **state) {
+    (void)state;
+    eqr_ctx *ctx = tu_ctx(420);
+    eqr_group G = eqr_group_cyclic(4);
+    eqr_rep *T = tu_trivial_rep(ctx, &G, 1), *R = tu_regular_rep(ctx, &G, 2);
+    eqr_gconv *g1 = mk_gconv(ctx, "a", T, R, 3);
+    eqr_vn_linear *vn = eqr_vn_linear_create(ctx, "vn", 3, 2);
+    eqr_relax_opts o = {.theta = 0.3f, .init = EQR_RELAX_INIT_NORMAL, .init_std = 0.5f,
+                        .lambda_defect = 2.0f, .lie_form = EQR_LIE_ACTIVATION};
+    eqr_relax *r = eqr_relax_create(ctx, "relax", &o);
+    eqr_rlayer *lg = eqr_relax_gconv(ctx, r, "a", g1, NULL);
+    eqr_rlayer *lv = eqr_relax_vn_linear(ctx, r, "vn", vn, NULL);
+    assert_non_null(lg);
+    assert_non_null(lv);
+    int64_t xs[4] = {3, 1, 6, 6}, vs[4] = {4, 3, 3, 5};
+    eqr_tensor *x = tu_input(ctx, "x", 4, xs, 1.0f), *xv = tu_input(ctx, "xv", 4, vs, 1.0f);
+    eqr_tensor *wg = eqr_rlayer_wr(lg), *wv = eqr_rlayer_wr(lv);
+    double pen[2];
+    float *gg[2], *gv[2];
+    int calls = 0;
+    for (int way = 0; way < 2; way++) {
+        eqr_relax_set_reduce(r, way ? two_same_ranks : NULL, &calls);
+        assert_non_null(eqr_rlayer_forward(ctx, lg, x));
+        assert_non_null(eqr_rlayer_forward(ctx, lv, xv));
+        eqr_tensor *p = eqr_relax_penalty(ctx, r);
+        pen[way] = value_of(p);
+        eqr_grad_zero(ctx);
+        assert_int_equal(eqr_backward(ctx, p), EQR_OK);
+        gg[way] = malloc((size_t)wg->numel * sizeof(float));
+        gv[way] = malloc((size_t)wv->numel * sizeof(float));
+        memcpy(gg[way], wg->grad, (size_t)wg->numel * sizeof(float));
+        memcpy(gv[way], wv->grad, (size_t)wv->numel * sizeof(float));
+        eqr_step_reset(ctx);
+    }
+    assert_int_equal(calls, 1); /* the norm is off: one reduce, the defect's */
+    eqr_rlayer_stats st;
+    assert_int_equal(eqr_rlayer_get_stats(ctx, lg, &st), EQR_OK);
+    const double W = st.defect, D0 = (pen[0] / 2.0) * (pen[0] / 2.0), A = D0 - W;
+    assert_true(W > 0 && A > 0.05 * D0); /* both kinds of term take part */
+    const double want = 2.0 * sqrt(W + 2 * A);
+    print_message("reduced activation-form defect penalty %.8g, expected %.8g\n", pen[1], want);
+    /* W, A are recovered from float penalties (a few roundings each, the
+     * squaring doubles them): 16 u of the penalty */
+    assert_true(fabs(pen[1] - want) <= 16 * TU_U * want);
+    const double sg = sqrt(W + A) / sqrt(W + 2 * A), sv = 2 * sg;
+    double dg = 0, ng = 0, dv = 0, nv = 0;
+    for (int64_t i = 0; i < wg->numel; i++) {
+        double e = (double)gg[1][i] - sg * gg[0][i];
+        dg += e * e;
+        ng += sg * sg * gg[0][i] * gg[0][i];
+    }
+    for (int64_t i = 0; i < wv->numel; i++) {
+        double e = (double)gv[1][i] - sv * gv[0][i];
+        dv += e * e;
+        nv += sv * sv * gv[0][i] * gv[0][i];
+    }
+    assert_true(ng > 0 && nv > 0);
+    /* the same backward scaled by two differently rounded scalars (each a
+     * few roundings, plus the error of the recovered W, A): 32 u */
+    assert_true(sqrt(dg) <= 32 * TU_U * sqrt(ng));
+    assert_true(sqrt(dv) <= 32 * TU_U * sqrt(nv));
+    for (int k = 0; k < 2; k++) {
+        free(gg[k]);
+        free(gv[k]);
+    }
+    eqr_relax_destroy(r);
+    eqr_vn_linear_destroy(vn);
+    eqr_gconv_destroy(g1);
+    eqr_rep_destroy(T);
+    eqr_rep_destroy(R);
+    eqr_ctx_destroy(ctx);
+}
+
 /* N of one forward of l on x through the penalty (lambda_norm = 1). */
 static double norm_of(eqr_ctx *ctx, eqr_relax *r, eqr_rlayer *l, eqr_tensor *x) {
     assert_non_null(eqr_rlayer_forward(ctx, l, x));
@@ -715,6 +795,7 @@ int main(void) {
         cmocka_unit_test(test_steer_defect),
         cmocka_unit_test(test_norm_exact),
         cmocka_unit_test(test_norm_reduced),
+        cmocka_unit_test(test_defect_reduced_activation),
         cmocka_unit_test(test_norm_estimator),
         cmocka_unit_test(test_ssqrt_zero),
         cmocka_unit_test(test_penalty_gradcheck),

@@ -407,11 +407,14 @@ eqr_tensor *eqr_rlayer_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x);
  * average of the gradients over ranks (size for equal shares). Collective. */
 typedef eqr_status (*eqr_relax_reduce_fn)(eqr_ctx *ctx, void *user, double *sum,
                                           double *inv_weight);
-/* With fn set, eqr_relax_penalty's activation-norm term is that of the
- * global batch: lambda_norm * ssqrt(N summed over the ranks' shares), with
- * each rank's gradient scaled so that the weighted mean over ranks is its
- * gradient (eqr_dist_relax_reduce). The defect term (weight form) needs
- * nothing: it is the same on every rank. NULL: no reduction. */
+/* With fn set, eqr_relax_penalty's batch terms are those of the global
+ * batch: lambda_norm * ssqrt(N summed over the ranks' shares) and, with
+ * opts.lie_form == EQR_LIE_ACTIVATION, lambda_defect * ssqrt(weight-form
+ * LD + activation-form LD summed over the shares), with each rank's
+ * gradient scaled so that the weighted mean over ranks is their gradient
+ * (eqr_dist_relax_reduce). fn is called once per penalty term per step on
+ * every rank. Weight-form defects alone need nothing: they are the same on
+ * every rank. NULL: no reduction. */
 void eqr_relax_set_reduce(eqr_relax *r, eqr_relax_reduce_fn fn, void *user);
 
 /* The penalty lambda_defect * ssqrt(sum LD) + lambda_norm * ssqrt(sum N) of

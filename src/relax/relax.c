@@ -360,26 +360,32 @@ void eqr_relax_set_reduce(eqr_relax *r, eqr_relax_reduce_fn fn, void *user) {
     r->reduce_user = user;
 }
 
-/* The activation-norm penalty lambda ssqrt(S) of the global batch, S the
- * sum over ranks of the local sums s (ns; NULL: 0), as a tensor whose value
- * is that and whose gradient is lambda / (2 sqrt S) / w times that of s, w
- * this rank's weight in the gradient average: averaged over ranks with the
- * weights, the gradient of lambda ssqrt(S). Called on every rank alike
- * (the reduce is collective). */
-static eqr_tensor *reduced_norm(eqr_ctx *ctx, eqr_relax *r, eqr_tensor *ns) {
-    double s = ns ? (double)ns->data[0] : 0.0, S = s, inv_w = 1.0;
+/* lam * ssqrt(D) of the global batch, D = rep + S with rep a term that is
+ * the same on every rank (weight-form defects; NULL: 0) and S the sum over
+ * ranks of this rank's batch term loc (activation norms or activation-form
+ * defects; NULL: 0). Its value is that on every rank; its gradient is
+ * c = lam / (2 sqrt D) times rep's plus c / w times loc's, w this rank's
+ * weight in the gradient average, so that the weighted mean over ranks is
+ * the gradient of lam ssqrt(D). Collective (the reduce is), so it is
+ * called on every rank alike, also with nothing local. */
+static eqr_tensor *reduced_root(eqr_ctx *ctx, eqr_relax *r, double lam, eqr_tensor *rep,
+                                eqr_tensor *loc) {
+    double s = loc ? (double)loc->data[0] : 0.0, S = s, inv_w = 1.0;
     eqr_status st = r->reduce(ctx, r->reduce_user, &S, &inv_w);
     if (st != EQR_OK) {
         if (ctx->status == EQR_OK)
             eqr__fail(ctx, st, "eqr_relax_penalty(%s): the reduce callback failed", r->name);
         return NULL;
     }
-    const double lam = r->opts.lambda_norm, root = S > 0 ? sqrt(S) : 0.0;
-    const double c = root > 0 ? lam * inv_w * 0.5 / root : 0.0;
+    const double rv = rep ? (double)rep->data[0] : 0.0, D = rv + S;
+    const double root = D > 0 ? sqrt(D) : 0.0, c = root > 0 ? lam * 0.5 / root : 0.0;
     eqr_tensor *k = zero_scalar(ctx);
     if (!k) return NULL;
-    k->data[0] = (float)(lam * root - c * s);
-    return ns ? eqr_add(ctx, eqr_scale(ctx, ns, (float)c), k) : k;
+    k->data[0] = (float)(lam * root - c * rv - c * inv_w * s);
+    eqr_tensor *out = k;
+    if (rep) out = eqr_add(ctx, out, eqr_scale(ctx, rep, (float)c));
+    if (loc) out = eqr_add(ctx, out, eqr_scale(ctx, loc, (float)(c * inv_w)));
+    return out;
 }
 
 eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r) {
@@ -389,7 +395,17 @@ eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r) {
         return NULL;
     }
     eqr_tensor *pen = NULL;
-    if (r->opts.lambda_defect > 0) {
+    if (r->opts.lambda_defect > 0 && r->reduce && r->opts.lie_form == EQR_LIE_ACTIVATION) {
+        /* activation-form terms are sums over this rank's share: reduce */
+        eqr_tensor *rep = NULL, *loc = NULL;
+        for (int i = 0; i < r->nlayers && ctx->status == EQR_OK; i++) {
+            eqr_rlayer *l = r->layers[i];
+            if (term_live(ctx, l->lie_act_term)) loc = add_opt(ctx, loc, l->lie_act_term);
+            else rep = add_opt(ctx, rep, l->ops->defect(ctx, l));
+        }
+        if (ctx->status == EQR_OK)
+            pen = add_opt(ctx, pen, reduced_root(ctx, r, r->opts.lambda_defect, rep, loc));
+    } else if (r->opts.lambda_defect > 0) {
         eqr_tensor *ld = defect_sum(ctx, r);
         if (ld) pen = eqr_scale(ctx, eqr__ssqrt(ctx, ld), r->opts.lambda_defect);
     }
@@ -398,7 +414,7 @@ eqr_tensor *eqr_relax_penalty(eqr_ctx *ctx, eqr_relax *r) {
         for (int i = 0; i < r->nlayers; i++)
             if (term_live(ctx, r->layers[i]->norm_term)) ns = add_opt(ctx, ns, r->layers[i]->norm_term);
         if (r->reduce) {
-            pen = add_opt(ctx, pen, reduced_norm(ctx, r, ns));
+            pen = add_opt(ctx, pen, reduced_root(ctx, r, r->opts.lambda_norm, NULL, ns));
         } else if (ns) {
             pen = add_opt(ctx, pen, eqr_scale(ctx, eqr__ssqrt(ctx, ns), r->opts.lambda_norm));
         }
