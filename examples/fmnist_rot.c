@@ -96,7 +96,7 @@ typedef struct options {
     int64_t epochs, train_size, test_size, val_size, batch, threads, width, norm_subsample, equiv_images;
     int64_t stop_after, eval_every, classes, telemetry, probe_images;
     uint64_t seed;
-    float lr, theta_max, lambda_defect, lambda_norm, dual_lr, slack_cost;
+    float lr, theta_max, lambda_defect, lambda_norm, dual_lr, slack_cost, wr_scale;
     int adaptive, orthogonal;
     int resume;
     /* parsed */
@@ -118,7 +118,7 @@ static void parse_args(int argc, char **argv, options *o) {
                    .probe_images = 500,
                    .lr = 3e-3f,
                    .theta_max = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f,
-                   .dual_lr = 0.1f};
+                   .dual_lr = 0.1f, .wr_scale = 1.0f};
     const ex_flag flags[] = {
         EX_FLAG_STR("--group", "G", &o->group,
                     "c4 | d4 (group convs), c8 (steerable convs, regular fields), none (plain "
@@ -142,6 +142,9 @@ static void parse_args(int argc, char **argv, options *o) {
                        "orthogonal relaxation (relax.h opts.orthogonal): after every step the "
                        "equivariant part of each W_r moves into the layer's weights, so "
                        "annealing theta removes only the non-equivariant part"),
+        EX_FLAG_FLOAT_ABOVE("--wr-scale", &o->wr_scale, 0.0f, 1e6f,
+                            "the term is theta * wr_scale * W_r x (relax.h opts.wr_scale): with "
+                            "Adam, W_r's effect learns wr_scale times faster (default 1)"),
         EX_FLAG_FLOAT_ABOVE("--dual-lr", &o->dual_lr, 0.0f, 1e6f,
                             "adaptive: step size of the multipliers' dual ascent (default 0.1)"),
         EX_FLAG_FLOAT("--slack-cost", &o->slack_cost, 0.0f, 1e6f,
@@ -380,7 +383,7 @@ static void model_build(eqr_ctx *ctx, model *m, const options *o, int side, int 
          * W_r = 0 would have no gradient), the schedule bounds them */
         eqr_relax_opts ro = {.theta = o->adaptive ? o->theta_max : 0.0f,
                              .adaptive = o->adaptive, .dual_lr = o->dual_lr,
-                             .orthogonal = o->orthogonal,
+                             .orthogonal = o->orthogonal, .wr_scale = o->wr_scale,
                              .slack_cost = o->slack_cost,
                              .init = o->wr_normal ? EQR_RELAX_INIT_NORMAL : EQR_RELAX_INIT_ZERO,
                              .lambda_defect = o->lambda_defect,
@@ -435,6 +438,7 @@ static uint64_t config_hash(const options *o) {
         snprintf(s + strlen(s), sizeof s - strlen(s), "|adaptive|%.9g|%.9g", o->dual_lr,
                  o->slack_cost);
     if (o->orthogonal) snprintf(s + strlen(s), sizeof s - strlen(s), "|orthogonal");
+    if (o->wr_scale != 1.0f) snprintf(s + strlen(s), sizeof s - strlen(s), "|wr%.9g", o->wr_scale);
     return ex_fnv1a(s);
 }
 

@@ -1,4 +1,5 @@
-/* Orthogonal relaxation (relax.h opts.orthogonal, eqr_relax_orthogonalize):
+/* Orthogonal relaxation (relax.h opts.orthogonal, eqr_relax_orthogonalize)
+ * and the term's scale (opts.wr_scale):
  * for every kind that folds (group conv, lifting conv, steerable conv,
  * VN-Linear, irreps linear) the split W += theta P W_r, W_r -= P W_r
  *   - leaves the layer's effective map f_eq + theta W_r unchanged (checked
@@ -316,6 +317,55 @@ static void test_trainer_orthogonal(void **state) {
     }
 }
 
+/* wr_scale s: the term is theta s W_r x, so (theta, s) = (0.25, 4) gives
+ * the outputs and gradients of (1, 1) bit for bit (0.25 * 4 = 1 exactly),
+ * for a relaxed group conv and a relaxed VN-Linear. */
+static void test_wr_scale(void **state) {
+    (void)state;
+    float *y[2], *g[2];
+    int64_t ny = 0, ng = 0;
+    for (int k = 0; k < 2; k++) {
+        eqr_ctx *ctx = tu_ctx(123);
+        eqr_group G = eqr_group_cyclic(4);
+        eqr_rep *in = tu_trivial_rep(ctx, &G, 1), *out = tu_regular_rep(ctx, &G, 2);
+        eqr_gconv *gc = tu_gconv(ctx, "g", in, out, 3, EQR_CONV2D(1, 1, 1), 0.3f);
+        eqr_relax_opts o = {.theta = k ? 0.25f : 1.0f, .wr_scale = k ? 4.0f : 0.0f,
+                            .init = EQR_RELAX_INIT_NORMAL, .init_std = 0.5f, .lambda_norm = 0.1f};
+        eqr_relax *r = eqr_relax_create(ctx, "relax", &o);
+        eqr_rlayer *l = eqr_relax_gconv(ctx, r, "g", gc, NULL);
+        assert_non_null(l);
+        eqr_rlayer_stats st;
+        assert_int_equal(eqr_rlayer_get_stats(ctx, l, &st), EQR_OK);
+        assert_true(st.theta == o.theta); /* stats report theta itself */
+        eqr_tensor *x = tu_randn(ctx, 2, 1, 6, 6);
+        eqr_tensor *f = eqr_rlayer_forward(ctx, l, x);
+        eqr_tensor *loss = eqr_add(ctx, eqr_sum_all(ctx, eqr_mul(ctx, f, f)),
+                                   eqr_sum_all(ctx, eqr_relax_penalty(ctx, r)));
+        assert_int_equal(eqr_backward(ctx, loss), EQR_OK);
+        ny = f->numel;
+        ng = eqr_rlayer_wr(l)->numel;
+        y[k] = copy_of(f);
+        g[k] = malloc((size_t)ng * sizeof(float));
+        memcpy(g[k], eqr_rlayer_wr(l)->grad, (size_t)ng * sizeof(float));
+        eqr_relax_destroy(r);
+        eqr_gconv_destroy(gc);
+        eqr_rep_destroy(in);
+        eqr_rep_destroy(out);
+        eqr_ctx_destroy(ctx);
+    }
+    assert_memory_equal(y[0], y[1], (size_t)ny * sizeof(float));
+    assert_memory_equal(g[0], g[1], (size_t)ng * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        free(y[k]);
+        free(g[k]);
+    }
+    eqr_ctx *ctx = tu_ctx(1);
+    eqr_relax_opts bad = {.wr_scale = -1.0f};
+    assert_null(eqr_relax_create(ctx, "relax", &bad));
+    tu_assert_error(ctx, EQR_ERR_ARG, "wr_scale -1 must be finite and >= 0");
+    eqr_ctx_destroy(ctx);
+}
+
 static void test_bad_option(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
@@ -329,7 +379,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_gconv),   cmocka_unit_test(test_split_steer),
         cmocka_unit_test(test_split_vn),      cmocka_unit_test(test_split_irreps),
-        cmocka_unit_test(test_trainer_orthogonal), cmocka_unit_test(test_bad_option),
+        cmocka_unit_test(test_trainer_orthogonal), cmocka_unit_test(test_wr_scale),
+        cmocka_unit_test(test_bad_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

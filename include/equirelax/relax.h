@@ -125,6 +125,13 @@ typedef struct eqr_relax_opts {
      * the trace of VN blocks, Schur per irreps pair). Kinds with nothing to
      * fold into (bare "linear" terms, EGNN, SEGNN) keep W_r whole. */
     int orthogonal;
+    /* The term is theta * wr_scale * W_r x (0 = 1). With Adam, whose steps
+     * do not depend on the gradient's scale, this is a learning rate
+     * wr_scale times the others' for the term's effect: the telemetry of
+     * docs/relaxation.md found the paper's term at ~1% of the layer
+     * outputs. Penalties act on W_r itself; fold and the orthogonal split
+     * use theta * wr_scale; stats report theta. */
+    float wr_scale;
 } eqr_relax_opts;
 
 /* The form of a relaxed layer. */

@@ -111,6 +111,12 @@ eqr_relax *eqr_relax_create(eqr_ctx *ctx, const char *name, const eqr_relax_opts
         eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): adaptive must be 0 or 1, got %d", fn, name, o.adaptive);
         return NULL;
     }
+    if (!isfinite(o.wr_scale) || o.wr_scale < 0) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s(%s): wr_scale %g must be finite and >= 0 (0 = 1)", fn,
+                  name, o.wr_scale);
+        return NULL;
+    }
+    if (o.wr_scale == 0) o.wr_scale = 1.0f;
     if (o.init_std == 0) o.init_std = 1e-2f;
     if (o.dual_lr == 0) o.dual_lr = 0.1f;
     char pname[EQR_NAME_LEN];
@@ -269,11 +275,18 @@ fail:
     return NULL;
 }
 
-float eqr__rlayer_theta(const eqr_rlayer *l) { return l->theta->data[0]; }
+float eqr__rlayer_theta(const eqr_rlayer *l) {
+    const float s = l->relax->opts.wr_scale;
+    return s == 1.0f ? l->theta->data[0] : s * l->theta->data[0];
+}
 
 eqr_tensor *eqr__rlayer_scale(eqr_ctx *ctx, const eqr_rlayer *l, eqr_tensor *t) {
     /* a learnable theta takes its gradient through the product */
-    if (l->mult && eqr__needs_grad(l->theta) && ctx->grad_enabled) return eqr_mul(ctx, t, l->theta);
+    if (l->mult && eqr__needs_grad(l->theta) && ctx->grad_enabled) {
+        const float s = l->relax->opts.wr_scale;
+        eqr_tensor *y = eqr_mul(ctx, t, l->theta);
+        return s == 1.0f ? y : eqr_scale(ctx, y, s);
+    }
     return eqr_scale(ctx, t, eqr__rlayer_theta(l));
 }
 
@@ -531,7 +544,7 @@ double eqr__norm_of(eqr_ctx *ctx, eqr_tensor *t) {
 eqr_status eqr_rlayer_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_probe_stats *out) {
     if (!ctx) return EQR_ERR_ARG;
     if (!eqr__ok(ctx, 2, l, out)) return ctx->status;
-    out->theta = eqr__rlayer_theta(l);
+    out->theta = l->theta->data[0];
     out->eq_norm = out->wr_norm = out->share = NAN;
     if (!l->last_x || l->last_x_step != ctx->step_id) return EQR_OK; /* not run this step */
     eqr__arena_mark m = eqr__arena_save(ctx);
@@ -553,7 +566,7 @@ eqr_status eqr_rlayer_get_stats(eqr_ctx *ctx, eqr_rlayer *l, eqr_rlayer_stats *s
     if (!l || !stats) return eqr__fail(ctx, EQR_ERR_ARG, "eqr_rlayer_get_stats: NULL layer or stats");
     double s = 0.0;
     for (int64_t i = 0; i < l->wr->numel; i++) s += (double)l->wr->data[i] * l->wr->data[i];
-    stats->theta = eqr__rlayer_theta(l);
+    stats->theta = l->theta->data[0];
     stats->wr_norm = (float)sqrt(s);
     stats->act_norm = l->last_act_norm;
     /* evaluate LD without touching the tape or the step's tensors */

@@ -371,7 +371,7 @@ eqr_status eqr_rgconv_get_report(eqr_ctx *ctx, const eqr_rlayer *l, eqr_rgconv_r
     memset(out, 0, sizeof *out);
     out->nbanks = c->L;
     out->order = c->G;
-    out->theta = eqr__rlayer_theta(l);
+    out->theta = l->theta->data[0];
     const float *D = l->wr->data;
     for (int k = 0; k < c->L; k++) {
         /* w[k][g] = a_k + D[k][g] - mean D[k]: mean a_k, spread that of D */
