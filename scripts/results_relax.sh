@@ -100,6 +100,24 @@ stats() {
               sd = 0; if (NR > 1) sd = sqrt(ss / (NR - 1))
               printf "%.4f %.4f %d\n", m, sd, NR }'
 }
+# paired GLOB_PREFIX OPT: "mean std k" over seeds of test_acc(OPT) -
+# test_acc(strict) with the same seed (same data order, rotations, init)
+paired() {
+    local d=() f s o
+    for f in $OUT/${1}_strict_s*.out; do
+        [ -f "$f" ] || continue
+        s=${f##*_s}; s=${s%.out}
+        o=$OUT/${1}_${2}_s$s.out
+        tail -n 1 "$f" | grep -q '^result ' || continue
+        [ -f "$o" ] && tail -n 1 "$o" | grep -q '^result ' || continue
+        d+=("$(tail -n 1 "$o" | grep -o 'test_acc=[0-9.]*' | cut -d= -f2) $(tail -n 1 "$f" | grep -o 'test_acc=[0-9.]*' | cut -d= -f2)")
+    done
+    if [ ${#d[@]} -eq 0 ]; then echo "nan nan 0"; return; fi
+    printf '%s\n' "${d[@]}" | awk '{ a[NR] = $1 - $2; sum += a[NR] }
+        END { m = sum / NR; ss = 0; for (i = 1; i <= NR; i++) ss += (a[i] - m) ^ 2
+              sd = 0; if (NR > 1) sd = sqrt(ss / (NR - 1))
+              printf "%+.4f %.4f %d\n", m, sd, NR }'
+}
 fmt() { # mean std k
     if [ "$3" = 0 ]; then echo "—"; else echo "$1 ± $2 ($3)"; fi
 }
@@ -134,6 +152,30 @@ DOC=docs/results_relax.md
                 read -r tm ts tk <<<"$(stats "${g}_${bname}_${opt}_s*" test_acc)"
                 read -r vm vs vk <<<"$(stats "${g}_${bname}_${opt}_s*" val_acc)"
                 if [ "$tk" = 0 ]; then row="$row — |"; else row="$row $tm ± $ts ($tk) (val $vm) |"; fi
+            done
+            echo "$row"
+        done
+    done
+    echo
+    echo "## Paired: option minus strict, same seed"
+    echo
+    echo "A seed fixes the training images' rotations, the initialisation and the batch order"
+    echo "for every option (rgconv's extra base filters aside), so most of the seed-to-seed"
+    echo "spread above is shared; the paired"
+    echo "difference (mean ± std over seeds, count) isolates the option's effect."
+    for b in $BUDGETS; do
+        IFS=: read -r bname n e <<<"$b"
+        echo
+        echo "$bname budget:"
+        echo
+        echo "| option | $(echo $GROUPS_ | sed 's/ / | /g') |"
+        echo "|---|$(for g in $GROUPS_; do printf -- '---|'; done)"
+        for opt in $OPTIONS; do
+            [ "$opt" = strict ] && continue
+            row="| $opt |"
+            for g in $GROUPS_; do
+                read -r pm ps pk <<<"$(paired "${g}_${bname}" "$opt")"
+                if [ "$pk" = 0 ]; then row="$row — |"; else row="$row $pm ± $ps ($pk) |"; fi
             done
             echo "$row"
         done

@@ -1,0 +1,1 @@
+./build/examples/fmnist_rot --group c4 --relax triangle --wr-scale 10 --train-size 5000 --epochs 2 --eval-every 2 --val-size 5000 --seed 1 --threads 1
