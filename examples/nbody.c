@@ -1,48 +1,32 @@
 /* N-body dynamics with an E(3)-equivariant network, strict or relaxed.
  *
  * Data (nbody.h): 5 charged particles; from positions and velocities at
- * frame 30 and the charges, predict the positions at frame 40. Train on
- * the first --train-size samples of the standard training split, select
- * nothing on validation (it is reported per epoch), report MSE on the 2000
- * test samples.
- *
+ * frame 30 and the charges, predict the positions at frame 40. Train on the
+ * first --train-size samples, report MSE on the 2000 test samples.
  * Models:
- *   egnn  EGNN's N-body model (egnn.h): node features |v_i| embedded to
- *         --hidden, edge attribute q_i q_j, --layers EGNN layers with the
- *         velocity term; the last layer's coordinates are the prediction.
- *         Relaxed: each layer's coordinate update gets theta W_r [x_i - c,
- *         v_i] (egnn.h, RELAXATION).
- *   vn    vector neurons (vn.h): per particle the vectors x_i - c, v_i,
- *         q_i (x_i - c), q_i v_i; each layer concatenates the mean over
- *         the particles and applies VN-Linear + VN-LeakyReLU; a final
- *         VN-Linear gives the displacement added to x_i. Relaxed: every
- *         VN-Linear through eqr_relax_vn_linear.
- *   segnn SEGNN's N-body model (segnn.h): hidden irreps (H/2)x0e+(H/2)x1o
- *         for --hidden H (64: SEGNN's 32x0e+32x1o) or --irreps, --layers
- *         layers, attributes of lmax 1. Relaxed as the paper: theta W_r on
- *         both updates of every layer (relax.h eqr_relax_segnn), the
+ *   egnn  EGNN's N-body model (egnn.h): |v_i| embedded to --hidden, edge
+ *         attribute q_i q_j, --layers EGNN layers with the velocity term.
+ *         Relaxed: theta W_r [x_i - c, v_i] on each coordinate update.
+ *   vn    vector neurons (vn.h) on x_i - c, v_i, q_i (x_i - c), q_i v_i;
+ *         each layer concatenates the mean over the particles, VN-Linear +
+ *         VN-LeakyReLU; a final VN-Linear gives the displacement. Relaxed:
+ *         every VN-Linear (eqr_relax_vn_linear).
+ *   segnn SEGNN's N-body model (segnn.h): hidden (H/2)x0e+(H/2)x1o for
+ *         --hidden H or --irreps, attributes of lmax 1. Relaxed as the
+ *         paper: theta W_r on both updates of every layer, the
  *         activation-form Lie derivative.
- *
- * --select best reports the test MSE of the epoch with the best validation
- * MSE (the validation MSE of a relaxed model is taken with theta = 0, i.e.
- * projected by dropping W_r), as SEGNN's protocol; last (default) the final
- * model.
- *
- * --checkpoint FILE saves the whole run after every epoch (parameters,
- * Adam, schedule position, the shuffling stream, the per-epoch records and
- * the best-epoch snapshot); --resume continues from it bit-identically
- * (same settings required, checked by a hash).
- *
- * Relaxation: theta follows --relax (stepped per optimizer step, reaching 0
- * on the last step except for constant), penalties weighted by
- * --lambda-defect / --lambda-norm, and the model is projected at the end
+ * --select best: the test MSE of the epoch with the best validation MSE (a
+ * relaxed model's taken projected, W_r dropped), SEGNN's protocol; last
+ * (default): the final model. --checkpoint FILE saves the whole run every
+ * epoch; --resume continues it bit-identically (settings checked by hash).
+ * Relaxation: theta follows --relax per optimizer step (0 on the last step
+ * but for constant), penalties --lambda-defect / --lambda-norm, options
+ * --adaptive / --orthogonal / --wr-scale (relax.h), projected at the end
  * (--projection). The last line is
  *     result test_mse=<f> equiv_err=<f> projected=<0|1> seconds=<f>
  * with equiv_err = sqrt(sum ||f(g.x) - g.f(x)||^2 / sum ||f(x)||^2) over the
  * test set, g a random rotation and translation per batch (velocities
- * rotated only).
- *
- * Exit status: 0 success, 1 runtime error, 2 bad usage. */
+ * rotated only). Exit status: 0 success, 1 runtime error, 2 bad usage. */
 #define _POSIX_C_SOURCE 200809L
 #include <equirelax/equirelax.h>
 #include <equirelax/vn.h>
@@ -64,10 +48,10 @@
 typedef struct options {
     int64_t layers, hidden, train_size, epochs, threads, batch, stop_after;
     uint64_t seed;
-    float lr, lambda_defect, lambda_norm, theta_max;
+    float lr, lambda_defect, lambda_norm, theta_max, wr_scale;
     const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
     const char *checkpoint;
-    int resume, vn, segnn, best;
+    int resume, vn, segnn, best, adaptive, orthogonal;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
@@ -101,7 +85,7 @@ static ex_flag FLAGS[32];
 
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.layers = 4, .hidden = 64, .train_size = 3000, .epochs = 40, .threads = 1,
-                   .batch = 100, .seed = 1, .lr = 5e-4f, .lambda_defect = 0.01f,
+                   .batch = 100, .seed = 1, .lr = 5e-4f, .lambda_defect = 0.01f, .wr_scale = 1.0f,
                    .lambda_norm = 0.01f, .theta_max = 1.0f, .relax = "off",
                    .projection = "drop", .model = "egnn", .penalty_grad = "detached",
                    .select = "last"};
@@ -132,6 +116,11 @@ static void parse_args(int argc, char **argv, options *o) {
                       "weight of the activation-norm penalty (default 0.01)"),
         EX_FLAG_FLOAT("--theta-max", &o->theta_max, 0.0f, 1e6f,
                       "peak / initial theta of the schedule (default 1)"),
+        EX_FLAG_SWITCH("--adaptive", &o->adaptive, "adaptive theta as fmnist_rot's (per-layer "
+                       "learnable, bounded by the --relax schedule: use linear or cosine)"),
+        EX_FLAG_SWITCH("--orthogonal", &o->orthogonal, "orthogonal relaxation (vn only)"),
+        EX_FLAG_FLOAT_ABOVE("--wr-scale", &o->wr_scale, 0.0f, 1e6f,
+                            "the term is theta * wr_scale * W_r x (default 1)"),
         EX_FLAG_STR("--penalty-grad", "detached|full", &o->penalty_grad,
                     "penalties on the detached input (the paper; W_r only) or with their "
                     "gradient into the earlier layers too (default detached)"),
@@ -159,6 +148,11 @@ static void parse_args(int argc, char **argv, options *o) {
     o->best = ex_choice(FLAGS, "--select", o->select, (const char *const[]){"last", "best", NULL});
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
     o->proj = ex_projection(FLAGS, o->projection);
+    if ((o->adaptive || o->orthogonal || o->wr_scale != 1.0f) && o->relax_kind < 0)
+        ex_usage_error(FLAGS, "--adaptive, --orthogonal and --wr-scale need a relaxation (--relax)");
+    if (o->orthogonal && !o->vn)
+        ex_usage_error(FLAGS, "--orthogonal: the %s terms have no equivariant layer to fold into "
+                       "(vn only)", o->model);
     o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
 
     ex_check_checkpoint_flags(FLAGS, o->checkpoint, o->resume, o->stop_after, o->epochs);
@@ -174,6 +168,9 @@ static uint64_t config_hash(const options *o) {
              (long long)o->train_size, (long long)o->epochs, (long long)o->batch,
              (unsigned long long)o->seed, o->lr, o->lambda_defect, o->lambda_norm, o->theta_max,
              o->relax_kind, (int)o->proj, (int)o->pgrad, o->best);
+    if (o->adaptive || o->orthogonal || o->wr_scale != 1.0f) /* only when on: old hashes stay */
+        snprintf(s + strlen(s), sizeof s - strlen(s), "|%d|%d|%.9g", o->adaptive, o->orthogonal,
+                 o->wr_scale);
     return ex_fnv1a(s);
 }
 
@@ -270,7 +267,9 @@ static void model_build(eqr_ctx *ctx, const options *o, model *m) {
     const int H = (int)o->hidden, L = (int)o->layers;
     char nm[64];
     if (o->relax_kind >= 0) {
-        eqr_relax_opts ro = {.theta = 0.0f, .init = EQR_RELAX_INIT_ZERO,
+        eqr_relax_opts ro = {.theta = o->adaptive ? o->theta_max : 0.0f, .adaptive = o->adaptive,
+                             .orthogonal = o->orthogonal, .wr_scale = o->wr_scale,
+                             .init = EQR_RELAX_INIT_ZERO,
                              .lambda_defect = o->lambda_defect, .lambda_norm = o->lambda_norm,
                              .penalty_grad = o->pgrad,
                              .lie_form = o->segnn ? EQR_LIE_ACTIVATION : EQR_LIE_WEIGHT};
@@ -569,7 +568,8 @@ int main(int argc, char **argv) {
                                      EQR_PARAM_BUFFER);
     eqr_tensor *best = o.best ? eqr_param_create(ctx, "nbody.best", 1, &nmodel, EQR_PARAM_BUFFER)
                               : NULL;
-    if (!hist || (o.best && !best)) ex_die_ctx(ctx, "run state");
+    float *snap = malloc(sizeof(float) * (size_t)nmodel);
+    if (!hist || (o.best && !best) || !snap) ex_die_ctx(ctx, "run state");
     eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
     const int64_t total_steps = (train.n + o.batch - 1) / o.batch * o.epochs;
@@ -628,11 +628,11 @@ int main(int argc, char **argv) {
         r[R_EQUIV] = evaluate(ctx, &m, &val, equiv_n, 1);
         if (o.best) {
             double vs = r[R_VAL];
-            if (m.relax) { /* projected by dropping W_r: theta 0 for the evaluation */
-                const float theta = eqr_relax_theta(m.relax)->data[0];
-                eqr_relax_set_theta(m.relax, 0.0f);
+            if (m.relax) { /* projected (W_r dropped, every theta 0) on a copy of the store */
+                memcpy(snap, eqr_param_data_block(ctx), sizeof(float) * (size_t)nmodel);
+                if (eqr_relax_project(ctx, m.relax, EQR_PROJECT_DROP)) ex_die_ctx(ctx, "projection");
                 vs = evaluate(ctx, &m, &val, val.n, 0);
-                eqr_relax_set_theta(m.relax, theta);
+                memcpy(eqr_param_data_block(ctx), snap, sizeof(float) * (size_t)nmodel);
             }
             if (vs < pos.best_val) {
                 pos.best_val = vs;
@@ -686,6 +686,7 @@ int main(int argc, char **argv) {
 done:
     free(rec);
     free(order);
+    free(snap);
     eqr_trainer_destroy(tr);
     eqr_scheduler_destroy(sch);
     eqr_optim_destroy(opt);
