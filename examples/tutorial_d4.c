@@ -12,12 +12,11 @@
 /* ---- model ---- */
 typedef struct model {
     eqr_rep *t_in, *r8, *r16; /* field types: the image, 8 and 16 regular fields */
-    eqr_module *net;
-    eqr_relax *relax;
+    eqr_module *net; eqr_relax *relax;
 } model;
 
-/* D4 lifting conv, two group convs (the first two with batch norm; ReLUs; max-pools on
- * even sizes 28, 14: exactly invariant), max over D4, mean over space, linear. */
+/* D4 lifting conv, two group convs, each with batch norm and ReLU (max-pools on the
+ * even sizes 28, 14 stay exactly invariant), max over D4, mean over space, linear. */
 static int model_build(eqr_ctx *ctx, model *m) {
     eqr_group d4 = eqr_group_dihedral(4);
     eqr_rep_part trivial = eqr_part_irrep(eqr_irrep_of(&d4, 0, 0), 1);
@@ -35,12 +34,13 @@ static int model_build(eqr_ctx *ctx, model *m) {
     eqr_sequential_add(net, eqr_relu_module(ctx, NULL));
     eqr_sequential_add(net, eqr_maxpool2d_module(ctx, NULL, 2, 2, 0));
     eqr_sequential_add(net, eqr_gconv_module(ctx, "c3", m->r16, m->r16, 3, &k3));
+    eqr_sequential_add(net, eqr_field_bn_module(ctx, "bn3", m->r16, NULL)); /* or it can die */
     eqr_sequential_add(net, eqr_relu_module(ctx, NULL));
     eqr_sequential_add(net, eqr_group_pool_module(ctx, NULL, m->r16, EQR_GPOOL_MAX));
     eqr_sequential_add(net, eqr_global_avgpool_module(ctx, NULL));
     eqr_sequential_add(net, eqr_linear_module(ctx, "fc", 16, 10, 1));
-    eqr_relax_opts ro = {.theta = 1.0f, .lambda_defect = 0.01f, .lambda_norm = 0.01f};
-    m->relax = eqr_relax_create(ctx, "relax", &ro); /* y = conv(x) + theta W_r x: */
+    m->relax = eqr_relax_create(ctx, "relax", &(eqr_relax_opts){.theta = 1.0f,
+        .lambda_defect = 0.01f, .lambda_norm = 0.01f}); /* y = conv(x) + theta W_r x: */
     m->net = eqr_relax_module(ctx, m->relax, NULL, net, NULL); /* c1, c2, c3 */
     return eqr_error_status(ctx) == EQR_OK ? 0 : -1;
 }
