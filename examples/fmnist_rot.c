@@ -268,7 +268,10 @@ static void parse_args(int argc, char **argv, options *o) {
  * train keeps its first --train-size (or all the others). */
 static void split_val(const options *o, eqr_dataset *train, eqr_dataset *val) {
     const int64_t n = train->n, nv = o->val_size, nt = o->train_size ? o->train_size : n - nv;
-    if (nv >= n || nt + nv > n)
+    if (nv >= n)
+        ex_bad_usage("--val-size %lld leaves none of the %lld training images for training",
+                     (long long)nv, (long long)n);
+    if (nt + nv > n)
         ex_bad_usage("--val-size %lld with %lld training images leaves %lld for training, "
                      "fewer than --train-size %lld: the two must not overlap", (long long)nv,
                      (long long)n, (long long)(n - nv), (long long)nt);

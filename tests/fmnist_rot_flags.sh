@@ -56,6 +56,7 @@ check "--resume needs --checkpoint FILE" --resume
 check "bad value 'half' for --penalty-grad: expected detached or full" --penalty-grad half
 check "--orthogonal needs a relaxation" --orthogonal --relax off
 check "the two must not overlap" --train-size 59600 --val-size 500
+check "leaves none of the 60000 training images" --val-size 60000
 check "bad value '1' for --classes: expected an integer in [2, 65536]" --classes 1
 check "bad value 'ten' for --classes" --classes ten
 # fewer classes than the labels have (the default data, as fmnist_rot_tiny.sh; other
