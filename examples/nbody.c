@@ -15,14 +15,12 @@
  *         --hidden H or --irreps, attributes of lmax 1. Relaxed as the
  *         paper: theta W_r on both updates of every layer, the
  *         activation-form Lie derivative.
- * --select best: the test MSE of the epoch with the best validation MSE (a
- * relaxed model's taken projected, W_r dropped), SEGNN's protocol; last
- * (default): the final model. --checkpoint FILE saves the whole run every
- * epoch; --resume continues it bit-identically (settings checked by hash).
- * Relaxation: theta follows --relax per optimizer step (0 on the last step
- * but for constant), penalties --lambda-defect / --lambda-norm, options
- * --adaptive / --orthogonal / --wr-scale (relax.h), projected at the end
- * (--projection). The last line is
+ * --select best: test the best-validation epoch (relaxed: projected), SEGNN's
+ * protocol; last (default): the final model. --checkpoint / --resume: the
+ * whole run, bit-identically. Adam's rate follows --lr-schedule; theta
+ * follows --relax per step (0 on the last but for constant), penalties
+ * --lambda-*, options --adaptive / --orthogonal / --wr-scale (relax.h),
+ * projected at the end (--projection). The last line is
  *     result test_mse=<f> equiv_err=<f> projected=<0|1> seconds=<f>
  * with equiv_err = sqrt(sum ||f(g.x) - g.f(x)||^2 / sum ||f(x)||^2) over the
  * test set, g a random rotation and translation per batch (velocities
@@ -50,8 +48,8 @@ typedef struct options {
     uint64_t seed;
     float lr, lambda_defect, lambda_norm, theta_max, wr_scale;
     const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
-    const char *checkpoint;
-    int resume, vn, segnn, best, adaptive, orthogonal;
+    const char *checkpoint, *lr_schedule;
+    int resume, vn, segnn, best, adaptive, orthogonal, lr_cosine;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
@@ -88,7 +86,7 @@ static void parse_args(int argc, char **argv, options *o) {
                    .batch = 100, .seed = 1, .lr = 5e-4f, .lambda_defect = 0.01f, .wr_scale = 1.0f,
                    .lambda_norm = 0.01f, .theta_max = 1.0f, .relax = "off",
                    .projection = "drop", .model = "egnn", .penalty_grad = "detached",
-                   .select = "last"};
+                   .select = "last", .lr_schedule = "constant"};
     const ex_flag flags[] = {
         EX_FLAG_STR("--model", "egnn|vn|segnn", &o->model,
                     "egnn (EGNN N-body model), vn (vector neurons) or segnn (SEGNN N-body "
@@ -107,6 +105,8 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_INT("--epochs", &o->epochs, 1, 1000000, "training epochs (default 40)"),
         EX_FLAG_INT("--batch", &o->batch, 1, 100000, "batch size (default 100)"),
         EX_FLAG_FLOAT_ABOVE("--lr", &o->lr, 0.0f, 10.0f, "Adam learning rate (default 0.0005)"),
+        EX_FLAG_STR("--lr-schedule", "S", &o->lr_schedule,
+                    "constant | cosine (decay to 0 over training) (default constant)"),
         EX_FLAG_U64("--seed", &o->seed, 0, INT64_MAX,
                     "seed of initialisation and shuffling; the data are fixed (default 1)"),
         EX_FLAG_INT("--threads", &o->threads, 1, 256, "worker threads (default 1)"),
@@ -147,14 +147,14 @@ static void parse_args(int argc, char **argv, options *o) {
                        (long long)o->hidden);
     o->best = ex_choice(FLAGS, "--select", o->select, (const char *const[]){"last", "best", NULL});
     o->relax_kind = ex_relax_kind(FLAGS, o->relax);
+    o->lr_cosine = ex_choice(FLAGS, "--lr-schedule", o->lr_schedule,
+                             (const char *const[]){"constant", "cosine", NULL});
     o->proj = ex_projection(FLAGS, o->projection);
     if ((o->adaptive || o->orthogonal || o->wr_scale != 1.0f) && o->relax_kind < 0)
         ex_usage_error(FLAGS, "--adaptive, --orthogonal and --wr-scale need a relaxation (--relax)");
     if (o->orthogonal && !o->vn)
-        ex_usage_error(FLAGS, "--orthogonal: the %s terms have no equivariant layer to fold into "
-                       "(vn only)", o->model);
+        ex_usage_error(FLAGS, "--orthogonal: the %s terms have no equivariant layer (vn only)", o->model);
     o->pgrad = ex_penalty_grad(FLAGS, o->penalty_grad);
-
     ex_check_checkpoint_flags(FLAGS, o->checkpoint, o->resume, o->stop_after, o->epochs);
     ex_check_output(FLAGS, "--metrics", o->metrics);
     ex_check_output(FLAGS, "--plot", o->plot);
@@ -171,6 +171,7 @@ static uint64_t config_hash(const options *o) {
     if (o->adaptive || o->orthogonal || o->wr_scale != 1.0f) /* only when on: old hashes stay */
         snprintf(s + strlen(s), sizeof s - strlen(s), "|%d|%d|%.9g", o->adaptive, o->orthogonal,
                  o->wr_scale);
+    if (o->lr_cosine) snprintf(s + strlen(s), sizeof s - strlen(s), "|cos");
     return ex_fnv1a(s);
 }
 
@@ -583,8 +584,8 @@ int main(int argc, char **argv) {
              (long long)o.stop_after, o.resume, o.checkpoint != NULL);
     ex_dist_agree(ex_hash(0, ds, strlen(ds)), set_hash(&test, set_hash(&val, set_hash(&train, 0))),
                   "the data set (train, val and test systems)", o.resume ? o.checkpoint : NULL);
-    eqr_scheduler *sch = m.relax ? ex_schedules(ctx, opt, -1, m.relax, o.relax_kind, o.theta_max,
-                                                total_steps) : NULL;
+    eqr_scheduler *sch = m.relax || o.lr_cosine ? ex_schedules(ctx, opt, o.lr_cosine ? o.lr : -1,
+                          m.relax, o.relax_kind, o.theta_max, total_steps) : NULL;
     printf("# model %s, %lld layers, hidden %lld, %s, %lld parameters (incl. buffers)\n",
            o.model, (long long)o.layers, (long long)o.hidden, m.relax ? "relaxed" : "strict",
            (long long)nmodel);
@@ -593,9 +594,8 @@ int main(int argc, char **argv) {
                "lambda_norm %g, penalty grad %s, projection %s\n",
                o.relax, (long long)total_steps, o.theta_max, o.lambda_defect, o.lambda_norm,
                o.penalty_grad, o.projection);
-    printf("# Adam lr %g, batch %lld, epochs %lld, seed %llu, threads %lld\n", o.lr,
-           (long long)o.batch, (long long)o.epochs, (unsigned long long)o.seed,
-           (long long)o.threads);
+    printf("# Adam lr %g (%s), batch %lld, epochs %lld, seed %llu, threads %lld\n", o.lr,
+           o.lr_schedule, (long long)o.batch, (long long)o.epochs, (unsigned long long)o.seed, (long long)o.threads);
     if (nranks > 1)
         printf("# data-parallel on %d ranks: global batch %lld, gradients averaged over ranks "
                "every step\n", nranks, (long long)o.batch);

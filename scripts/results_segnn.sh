@@ -4,7 +4,9 @@
 # the number of layers (2, 4, 6 at 3000 training samples) and vs the
 # training-set size (500, 1000, 3000 at 4 layers), over seeds, mean +- sample
 # std; our EGNN at the same budget beside it; and (SEGNN_LONG=1) one long
-# strict SEGNN run whose validation curve shows what a longer budget reaches.
+# strict SEGNN run whose validation curve shows what a longer budget reaches;
+# SEGNN_COSINE=1 one strict run of COS_EPOCHS (default 400) epochs with the
+# learning rate decayed to 0 by a cosine (--lr-schedule cosine).
 #
 # Resumable: every run writes results/segnn/<tag>.out and is skipped once
 # that file ends with its result line; a run in progress keeps
@@ -30,6 +32,7 @@ EPOCHS=${EPOCHS:-100}
 SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
 LONG_EPOCHS=${LONG_EPOCHS:-1000}
+COS_EPOCHS=${COS_EPOCHS:-400}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$OUT"
 
@@ -64,6 +67,10 @@ add() { # MODEL MODE LAYERS N SEED EPOCHS
 # the long run first: it takes one core for the whole time while the
 # other runs share the rest
 [ "${SEGNN_LONG:-0}" = 1 ] && add segnn strict 4 3000 1 "$LONG_EPOCHS"
+cos_tag=segnn_strict_L4_N3000_e${COS_EPOCHS}_cos_s1
+if [ "${SEGNN_COSINE:-0}" = 1 ] && { [ -z "${RESULTS_ONLY:-}" ] || [[ $cos_tag =~ ^(${RESULTS_ONLY})$ ]]; }; then
+    runs+=("$cos_tag --model segnn --relax off --layers 4 --train-size 3000 --epochs $COS_EPOCHS --seed 1 --select best --lr-schedule cosine")
+fi
 for s in $SEEDS; do
     for c in 4:3000 2:3000 6:3000 4:500 4:1000; do
         for mode in strict relaxed; do add segnn "$mode" "${c%%:*}" "${c##*:}" "$s" "$EPOCHS"; done
@@ -150,6 +157,22 @@ DOC=docs/results_segnn.md
         echo "|---|---|"
         awk -F, 'NR > 1 && ($1 % 50 == 0 || $1 == 1) { printf "| %d | %.5f |\n", $1, $3 }' "$long.csv"
     fi
+    cos="$OUT/$cos_tag"
+    if [ -f "$cos.csv" ]; then
+        echo
+        echo "## Cosine learning rate (strict SEGNN, 4 layers, 3000 samples, seed 1, $COS_EPOCHS epochs)"
+        echo
+        echo "Adam lr 5e-4 decayed to 0 by a cosine over the run (\`--lr-schedule cosine\`)."
+        if [ -f "$cos.out" ] && tail -n 1 "$cos.out" | grep -q '^result '; then
+            echo "Finished: \`$(tail -n 1 "$cos.out")\` ($(grep '^# selected' "$cos.out"))."
+        else
+            echo "In progress (resumable); validation MSE so far, every 25th epoch:"
+        fi
+        echo
+        echo "| epoch | val MSE |"
+        echo "|---|---|"
+        awk -F, 'NR > 1 && ($1 % 25 == 0 || $1 == 1) { printf "| %d | %.5f |\n", $1, $3 }' "$cos.csv"
+    fi
     echo
     echo "## Invariance and time"
     echo
@@ -166,7 +189,7 @@ DOC=docs/results_segnn.md
     echo
     echo "    ./build/examples/nbody --model segnn --relax R --layers L --train-size N --epochs E --seed S --select best --threads 1"
     echo
-    echo "All of them: \`bash scripts/results_segnn.sh\` (EPOCHS, SEEDS, JOBS, SEGNN_LONG=1 as"
+    echo "All of them: \`bash scripts/results_segnn.sh\` (EPOCHS, SEEDS, JOBS, SEGNN_LONG=1, SEGNN_COSINE=1 as"
     echo "in its header). Logs, per-epoch CSVs and the exact command of each run: results/segnn/."
 } >"$DOC"
 echo "wrote $DOC" >&2
