@@ -469,6 +469,13 @@ static eqr_tensor *user_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
 static int user_describe(const eqr_module *m, char *buf, size_t n) {
     return snprintf(buf, n, "user scale");
 }
+/* A tuple-only user module: io = {a, b} -> {a + b, b}. */
+static eqr_status pair_fwd(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    (void)m;
+    (void)n;
+    io[0] = eqr_add(ctx, io[0], io[1]);
+    return io[0] ? EQR_OK : eqr_error_status(ctx);
+}
 static const eqr_module_ops user_ops = {.kind = "scale", .forward = user_fwd,
                                         .destroy = user_free, .describe = user_describe,
                                         .keeps_type = 1};
@@ -504,6 +511,25 @@ static void test_user_module(void **state) {
     assert_null(eqr_module_create(ctx, NULL, &user_ops, malloc(8)));
     tu_assert_error(ctx, EQR_ERR_ARG, "name");
     assert_int_equal(user_destroyed, 2);
+    /* tuple-only: no single forward needed; arity and entries checked for it */
+    static const eqr_module_ops pair_ops = {.kind = "pair", .tuple = "a, b", .forward_n = pair_fwd};
+    static const eqr_module_ops no_fwd = {.kind = "nofwd", .forward_n = pair_fwd};
+    assert_null(eqr_module_create(ctx, "nf", &no_fwd, NULL));
+    tu_assert_error(ctx, EQR_ERR_ARG, "ops->forward (or ops->tuple and ops->forward_n)");
+    eqr_module *pm = eqr_module_create(ctx, "pm", &pair_ops, NULL);
+    assert_non_null(pm);
+    eqr_tensor *x2 = eqr_scale(ctx, x, 2.0f), *pio[2] = {x, x2};
+    assert_int_equal(eqr_module_forward_n(ctx, pm, 2, pio), EQR_OK);
+    assert_same(pio[0], eqr_add(ctx, x, x2));
+    assert_ptr_equal(pio[1], x2);
+    assert_null(eqr_module_forward(ctx, pm, x));
+    tu_assert_error(ctx, EQR_ERR_ARG, "module 'pm' (pair) takes (a, b): use eqr_module_forward_n with n = 2");
+    assert_int_equal(eqr_module_forward_n(ctx, pm, 1, pio), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "module 'pm' (pair): the tuple is (a, b), n = 2 (got 1)");
+    eqr_tensor *pnull[2] = {x, NULL};
+    assert_int_equal(eqr_module_forward_n(ctx, pm, 2, pnull), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "module 'pm' (pair): io[1] (b) is NULL");
+    eqr_module_destroy(pm);
     eqr_ctx_destroy(ctx);
 }
 

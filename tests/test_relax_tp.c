@@ -471,10 +471,14 @@ static void test_errors(void **state) {
     eqr_ctx *ctx = f.ctx;
     /* the relaxed product takes (x1, x2) */
     assert_null(eqr_module_forward(ctx, f.m, f.x1));
-    tu_assert_error(ctx, EQR_ERR_ARG, "module 'tp' (relaxed tp) takes (x1, x2)");
+    tu_assert_error(ctx, EQR_ERR_ARG,
+                    "module 'tp' (relaxed) takes (x1, x2): use eqr_module_forward_n with n = 2");
     eqr_tensor *io[3] = {f.x1, f.x2, f.x2};
     assert_int_equal(eqr_module_forward_n(ctx, f.m, 3, io), EQR_ERR_ARG);
     tu_assert_error(ctx, EQR_ERR_ARG, "the tuple is (x1, x2), n = 2 (got 3)");
+    eqr_tensor *io_null[2] = {f.x1, NULL};
+    assert_int_equal(eqr_module_forward_n(ctx, f.m, 2, io_null), EQR_ERR_ARG);
+    tu_assert_error(ctx, EQR_ERR_ARG, "module 'tp' (relaxed): io[1] (x2) is NULL");
     assert_null(eqr_rlayer_forward(ctx, f.rl, f.x1));
     tu_assert_error(ctx, EQR_ERR_ARG, "relaxed tensor product 'tp' takes (x1, x2)");
     assert_null(eqr_rlayer_forward_tp(ctx, f.rl, f.x2, f.x1));

@@ -115,9 +115,13 @@ typedef struct eqr_module_ops {
      * space); the module's own types are then ignored by containers. */
     int keeps_type;
     /* Tuple forward (see TUPLE FORWARD): maps io[0..n) in place, returns
-     * the status. NULL: io[0] = forward(io[0]). A tuple-only module's
-     * forward should refuse a single tensor with a clear error. */
+     * the status. NULL: io[0] = forward(io[0]). */
     eqr_status (*forward_n)(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io);
+    /* A tuple-only module: the names of its io entries, e.g. "x1, x2".
+     * forward may then be NULL; a single tensor is refused with a message
+     * naming them, and forward_n is called only with that many entries,
+     * none NULL. NULL: not tuple-only. */
+    const char *tuple;
 } eqr_module_ops;
 
 /* A module of a user-defined kind: ops (kept by pointer: static storage)
@@ -125,7 +129,8 @@ typedef struct eqr_module_ops {
  * store entries whose names start with "<name>." at this call (create the
  * layer's parameters first), and its types are none until
  * eqr_module_set_types. New modules are in training mode. NULL on error
- * (EQR_ERR_ARG: NULL ops, kind or forward, a NULL/empty/too long name;
+ * (EQR_ERR_ARG: NULL ops or kind, a NULL forward without tuple and
+ * forward_n, a NULL/empty/too long name;
  * EQR_ERR_NOMEM); impl is then destroyed too. */
 eqr_module *eqr_module_create(eqr_ctx *ctx, const char *name, const eqr_module_ops *ops,
                               void *impl);

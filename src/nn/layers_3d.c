@@ -114,18 +114,8 @@ eqr_irreps_linear *eqr_module_irreps_linear(const eqr_module *m) {
 
 /* ---- tensor product: io = {x1, x2} -> {y, x2} ---- */
 
-static eqr_tensor *tp_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
-    (void)x;
-    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (tp) takes (x1, x2): use eqr_module_forward_n with "
-              "n = 2", m->name);
-    return NULL;
-}
 static eqr_status tp_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
-    if (n != 2)
-        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (tp): the tuple is (x1, x2), n = 2 (got %d)",
-                         m->name, n);
-    if (!io[1])
-        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (tp): io[1] (x2) is NULL", m->name);
+    (void)n;
     io[0] = eqr_tp_forward(ctx, m->impl, io[0], io[1], NULL);
     return io[0] ? EQR_OK : eqr_error_status(ctx);
 }
@@ -137,7 +127,7 @@ static int tp_describe(const eqr_module *m, char *buf, size_t n) {
                     eqr_tp_bias(tp) ? ", bias" : "");
 }
 static void tp_free(void *tp) { eqr_tp_destroy(tp); }
-static const eqr_module_ops tp_ops = {.kind = "tp", .forward = tp_fwd, .forward_n = tp_fwd_n,
+static const eqr_module_ops tp_ops = {.kind = "tp", .tuple = "x1, x2", .forward_n = tp_fwd_n,
                                       .destroy = tp_free, .describe = tp_describe};
 
 eqr_module *eqr_tp_module(eqr_ctx *ctx, const char *name, const eqr_irreps *in1,
@@ -255,15 +245,8 @@ eqr_module *eqr_gate_module(eqr_ctx *ctx, const char *name, const eqr_irreps *sc
 
 /* ---- EGNN: (h, x, v, e) -> (h', x', v, e) ---- */
 
-static eqr_tensor *egnn_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
-    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (egnn) takes (h, x, v, edge_attr): use "
-              "eqr_module_forward_n", m->name);
-    return NULL;
-}
 static eqr_status egnn_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
-    if (n != 4)
-        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (egnn): the tuple is (h, x, v, edge_attr), "
-                         "n = 4 (got %d)", m->name, n);
+    (void)n;
     return eqr_egnn_forward(ctx, m->impl, io[0], io[1], io[2], io[3], &io[0], &io[1]);
 }
 static int egnn_describe(const eqr_module *m, char *buf, size_t n) {
@@ -274,7 +257,7 @@ static int egnn_describe(const eqr_module *m, char *buf, size_t n) {
                     eqr_egnn_coord_term(l) ? ", coordinate term" : "");
 }
 static void egnn_free(void *l) { eqr_egnn_destroy(l); }
-static const eqr_module_ops egnn_ops = {.kind = "egnn", .forward = egnn_fwd,
+static const eqr_module_ops egnn_ops = {.kind = "egnn", .tuple = "h, x, v, edge_attr",
                                         .forward_n = egnn_fwd_n, .destroy = egnn_free,
                                         .describe = egnn_describe};
 
@@ -289,16 +272,8 @@ eqr_egnn *eqr_module_egnn(const eqr_module *m) {
 }
 
 /* The N-body SEGNN: io = {x, v, q} -> {predicted x, v, q}. */
-static eqr_tensor *segnn_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
-    (void)x;
-    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (segnn) takes (x, v, q): use eqr_module_forward_n",
-              m->name);
-    return NULL;
-}
 static eqr_status segnn_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
-    if (n != 3)
-        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (segnn): the tuple is (x, v, q), n = 3 "
-                         "(got %d)", m->name, n);
+    (void)n;
     io[0] = eqr_segnn_forward(ctx, m->impl, io[0], io[1], io[2]);
     return io[0] ? EQR_OK : eqr_error_status(ctx);
 }
@@ -310,7 +285,7 @@ static int segnn_describe(const eqr_module *m, char *buf, size_t n) {
                     eqr_segnn_layer_term(eqr_segnn_layer_at(s, 0), 0) ? ", update terms" : "");
 }
 static void segnn_free(void *s) { eqr_segnn_destroy(s); }
-static const eqr_module_ops segnn_ops = {.kind = "segnn", .forward = segnn_fwd,
+static const eqr_module_ops segnn_ops = {.kind = "segnn", .tuple = "x, v, q",
                                          .forward_n = segnn_fwd_n, .destroy = segnn_free,
                                          .describe = segnn_describe};
 

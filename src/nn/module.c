@@ -21,8 +21,9 @@ eqr_module *eqr__module_new(eqr_ctx *ctx, const char *fn, const char *name,
                             const eqr_module_ops *ops, void *impl, int p0, int p1) {
     eqr_module *m = NULL;
     if (!ctx) goto fail;
-    if (!ops || !ops->kind || !ops->forward) {
-        eqr__fail(ctx, EQR_ERR_ARG, "%s: ops, ops->kind and ops->forward are required", fn);
+    if (!ops || !ops->kind || !(ops->forward || (ops->tuple && ops->forward_n))) {
+        eqr__fail(ctx, EQR_ERR_ARG, "%s: ops, ops->kind and ops->forward (or ops->tuple and "
+                  "ops->forward_n) are required", fn);
         goto fail;
     }
     if (!name_ok(ctx, fn, name ? name : ops->kind)) goto fail;
@@ -101,13 +102,46 @@ void eqr_module_destroy(eqr_module *m) {
     free(m);
 }
 
-eqr_tensor *eqr_module_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
-    if (!eqr__ok(ctx, 2, m, x)) return NULL;
+/* The number of entries of a tuple-only module, and the i-th one's name
+ * (into buf). */
+static int tuple_arity(const char *t) {
+    int n = 1;
+    for (; *t; t++) n += *t == ',';
+    return n;
+}
+static const char *tuple_entry(const char *t, int i, char *buf, size_t cap) {
+    for (; i > 0 && *t; t++) i -= *t == ',';
+    while (*t == ' ') t++;
+    size_t k = strcspn(t, ",");
+    snprintf(buf, cap, "%.*s", (int)(k < cap ? k : cap - 1), t);
+    return buf;
+}
+
+eqr_tensor *eqr__module_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    if (m->ops->tuple) {
+        eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (%s) takes (%s): use eqr_module_forward_n with "
+                  "n = %d", m->name, m->ops->kind, m->ops->tuple, tuple_arity(m->ops->tuple));
+        return NULL;
+    }
     return m->ops->forward(ctx, m, x);
 }
 
-/* One module's tuple step (no checks). */
-static eqr_status step_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+eqr_tensor *eqr_module_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
+    if (!eqr__ok(ctx, 2, m, x)) return NULL;
+    return eqr__module_fwd(ctx, m, x);
+}
+
+eqr_status eqr__module_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
+    const char *t = m->ops->tuple;
+    if (t && n != tuple_arity(t))
+        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (%s): the tuple is (%s), n = %d (got %d)",
+                         m->name, m->ops->kind, t, tuple_arity(t), n);
+    for (int i = 0; t && i < n; i++) {
+        char e[32];
+        if (!io[i])
+            return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (%s): io[%d] (%s) is NULL", m->name,
+                             m->ops->kind, i, tuple_entry(t, i, e, sizeof e));
+    }
     if (m->ops->forward_n) return m->ops->forward_n(ctx, m, n, io);
     io[0] = m->ops->forward(ctx, m, io[0]);
     return io[0] ? EQR_OK : eqr_error_status(ctx);
@@ -118,7 +152,7 @@ eqr_status eqr_module_forward_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor *
     if (n < 1 || !io[0])
         return eqr__fail(ctx, EQR_ERR_ARG, "%s: module '%s': need n >= 1 and io[0] (got n = %d%s)",
                          __func__, m->name, n, n >= 1 ? ", io[0] NULL" : "");
-    eqr_status st = step_n(ctx, m, n, io);
+    eqr_status st = eqr__module_fwd_n(ctx, m, n, io);
     if (st != EQR_OK) io[0] = NULL;
     return st;
 }
@@ -201,13 +235,13 @@ eqr_status eqr__module_adopt(eqr_module *m, eqr_module *child) {
 /* ------------------------------------------------------------ sequential */
 
 static eqr_tensor *seq_forward(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
-    for (int i = 0; i < m->nchild && x; i++) x = m->child[i]->ops->forward(ctx, m->child[i], x);
+    for (int i = 0; i < m->nchild && x; i++) x = eqr__module_fwd(ctx, m->child[i], x);
     return x;
 }
 
 static eqr_status seq_forward_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
     eqr_status st = EQR_OK;
-    for (int i = 0; i < m->nchild && st == EQR_OK; i++) st = step_n(ctx, m->child[i], n, io);
+    for (int i = 0; i < m->nchild && st == EQR_OK; i++) st = eqr__module_fwd_n(ctx, m->child[i], n, io);
     return st;
 }
 

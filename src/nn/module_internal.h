@@ -26,6 +26,10 @@ struct eqr_module {
  * messages. NULL on error (recorded); impl is then destroyed by ops. */
 eqr_module *eqr__module_new(eqr_ctx *ctx, const char *fn, const char *name,
                             const eqr_module_ops *ops, void *impl, int p0, int p1);
+/* m's forward and tuple forward without the public entry checks, but with
+ * a tuple-only module's (ops->tuple) arity and NULL checks. */
+eqr_tensor *eqr__module_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x);
+eqr_status eqr__module_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io);
 /* Append the store entries [p0, p1) to m's own parameters. */
 eqr_status eqr__module_add_params(eqr_module *m, int p0, int p1);
 /* Append child to m without a type check (a wrapper's one child). */

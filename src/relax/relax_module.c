@@ -23,10 +23,10 @@ static const eqr_module_ops relaxed_ops = {.kind = "relaxed", .forward = relaxed
 /* EGNN and SEGNN carry their terms inside (hooks): the relaxed module runs
  * the layer's own tuple forward. */
 static eqr_tensor *relaxed_child_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
-    return m->child[0]->ops->forward(ctx, m->child[0], x);
+    return eqr__module_fwd(ctx, m->child[0], x);
 }
 static eqr_status relaxed_child_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
-    return m->child[0]->ops->forward_n(ctx, m->child[0], n, io);
+    return eqr__module_fwd_n(ctx, m->child[0], n, io);
 }
 static const eqr_module_ops relaxed_hook_ops = {.kind = "relaxed", .forward = relaxed_child_fwd,
                                                 .forward_n = relaxed_child_fwd_n,
@@ -34,22 +34,12 @@ static const eqr_module_ops relaxed_hook_ops = {.kind = "relaxed", .forward = re
 
 /* A tensor product takes (x1, x2): the relaxed module maps io[0] with the
  * relaxed product and passes x2 through, as the product's module. */
-static eqr_tensor *relaxed_tp_fwd(eqr_ctx *ctx, eqr_module *m, eqr_tensor *x) {
-    (void)x;
-    eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (relaxed tp) takes (x1, x2): use "
-              "eqr_module_forward_n with n = 2", m->name);
-    return NULL;
-}
 static eqr_status relaxed_tp_fwd_n(eqr_ctx *ctx, eqr_module *m, int n, eqr_tensor **io) {
-    if (n != 2)
-        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (relaxed tp): the tuple is (x1, x2), n = 2 "
-                         "(got %d)", m->name, n);
-    if (!io[1])
-        return eqr__fail(ctx, EQR_ERR_ARG, "module '%s' (relaxed tp): io[1] (x2) is NULL", m->name);
+    (void)n;
     io[0] = eqr_rlayer_forward_tp(ctx, m->impl, io[0], io[1]);
     return io[0] ? EQR_OK : eqr_error_status(ctx);
 }
-static const eqr_module_ops relaxed_tp_ops = {.kind = "relaxed", .forward = relaxed_tp_fwd,
+static const eqr_module_ops relaxed_tp_ops = {.kind = "relaxed", .tuple = "x1, x2",
                                               .forward_n = relaxed_tp_fwd_n,
                                               .describe = relaxed_describe};
 
