@@ -162,28 +162,7 @@ static eqr_tensor *steer_defect(eqr_ctx *ctx, eqr_rlayer *l) {
     return eqr_sumsq(ctx, eqr_sub(ctx, l->wr, sproj_op(ctx, c, l->wr)));
 }
 
-static eqr_status gconv_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
-    (void)ctx;
-    conv_impl *c = l->impl;
-    float *w = eqr_gconv_weight(c->g)->data;
-    const float *wr = l->wr->data;
-    const float s = theta / (float)c->order;
-    for (int64_t b = 0; b < c->bank_numel; b++) w[c->bank_idx[b]] += s * wr[b];
-    return EQR_OK;
-}
-
-static eqr_status steer_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
-    conv_impl *c = l->impl;
-    float *dw = malloc((size_t)c->nweights * sizeof(float));
-    if (!dw) return eqr__fail(ctx, EQR_ERR_NOMEM, "eqr_relax_project(%s): out of memory", l->name);
-    eqr_steer_basis_project(c->basis, l->wr->data, dw);
-    float *w = eqr_steer_conv_weight(c->s)->data;
-    for (int64_t i = 0; i < c->nweights; i++) w[i] += theta * dw[i];
-    free(dw);
-    return EQR_OK;
-}
-
-/* Orthogonal split. gconv: P W_r = T(a), a = T^*(W_r) / |G| (the Reynolds
+/* Orthogonal split, also the fold. gconv: P W_r = T(a), a = T^*(W_r) / |G| (the Reynolds
  * average, file comment): W += theta a, W_r -= T(a). */
 static eqr_status gconv_split(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
     (void)ctx;
@@ -224,10 +203,10 @@ static eqr_status conv_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double 
 }
 
 static const eqr_rlayer_ops gconv_ops = {.kind = "gconv", .forward = conv_forward,
-                                         .defect = gconv_defect, .fold = gconv_fold,
+                                         .defect = gconv_defect, .fold = gconv_split,
                                          .split = gconv_split, .probe = conv_probe, .destroy = impl_destroy};
 static const eqr_rlayer_ops steer_ops = {.kind = "steer_conv", .forward = conv_forward,
-                                         .defect = steer_defect, .fold = steer_fold,
+                                         .defect = steer_defect, .fold = steer_split,
                                          .split = steer_split, .probe = conv_probe, .destroy = impl_destroy};
 
 /* ------------------------------------------------------ construction */

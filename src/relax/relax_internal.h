@@ -20,12 +20,13 @@ typedef struct eqr_rlayer_ops {
     /* LD of W_r (weight form) as a differentiable scalar [1]. */
     eqr_tensor *(*defect)(eqr_ctx *ctx, eqr_rlayer *l);
     /* Add theta * (equivariant part of W_r) into the equivariant layer's
-     * weights (no gradient recorded). NULL: fold acts as drop. */
+     * weights (no gradient recorded); what it leaves in W_r does not
+     * matter, projection zeroes W_r next. NULL: fold acts as drop. */
     eqr_status (*fold)(eqr_ctx *ctx, eqr_rlayer *l, float theta);
-    /* Orthogonal split: fold's theta * P W_r into the weights AND W_r -=
-     * P W_r, so the layer's function stays the same (no gradient recorded,
-     * no allocation: scratch comes from construction). NULL with fold
-     * NULL. */
+    /* Orthogonal split: theta * P W_r into the weights AND W_r -= P W_r,
+     * so the layer's function stays the same (no gradient recorded, no
+     * allocation: scratch comes from construction). It is a fold, and the
+     * kinds that have it use it as their fold. NULL with fold NULL. */
     eqr_status (*split)(eqr_ctx *ctx, eqr_rlayer *l, float theta);
     /* ||f_eq x|| (NaN for a bare term, which has no f_eq of its own) and
      * ||W_r x|| on x, without gradients (telemetry, eqr_rlayer_probe). */

@@ -12,10 +12,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Both kinds' impl starts with the term's generators (3 so(3) generators
+ * + the parity term S/2): the defect, ||W_r x|| and destroy are shared. */
+typedef struct lie_impl {
+    eqr__lie_pair *lie;
+} lie_impl;
+
+static eqr_tensor *lie_impl_defect(eqr_ctx *ctx, eqr_rlayer *l) {
+    if (!eqr__ok(ctx, 1, l)) return NULL;
+    return eqr__lie_defect(ctx, l, ((lie_impl *)l->impl)->lie);
+}
+static double lie_impl_wr_norm(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
+    const int64_t d = ((lie_impl *)l->impl)->lie->in_dim, fs[2] = {x->numel / d, d};
+    return eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
+}
+static void lie_impl_destroy(void *impl) {
+    if (impl) free(((lie_impl *)impl)->lie);
+    free(impl);
+}
 
 typedef struct irr_impl {
+    lie_impl base;
     eqr_irreps_linear *layer;
-    eqr__lie_pair *lie; /* 3 so(3) generators + the parity term S/2 */
 } irr_impl;
 
 static eqr_tensor *irr_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
@@ -23,35 +41,9 @@ static eqr_tensor *irr_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     irr_impl *im = l->impl;
     eqr_tensor *y = eqr_irreps_linear_forward(ctx, im->layer, x); /* checks x's shape */
     if (!y || !eqr__rlayer_active(ctx, l)) return y;
-    eqr_tensor *t = eqr__lie_forward(ctx, l, im->lie, x);
+    eqr_tensor *t = eqr__lie_forward(ctx, l, im->base.lie, x);
     if (!t) return NULL;
     return eqr__rlayer_theta(l) != 0.0f ? eqr_add(ctx, y, t) : y;
-}
-
-static eqr_tensor *irr_defect(eqr_ctx *ctx, eqr_rlayer *l) {
-    if (!eqr__ok(ctx, 1, l)) return NULL;
-    return eqr__lie_defect(ctx, l, ((irr_impl *)l->impl)->lie);
-}
-
-/* Schur: per path (a, b) and copies (w, u), W[w][u] += theta tr(B) /
- * (d c_b) with B the d x d block of W_r (least squares by c I). */
-static eqr_status irr_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
-    (void)ctx;
-    const eqr_irreps_linear *L = ((irr_impl *)l->impl)->layer;
-    const float *wr = l->wr->data;
-    float *w = L->w->data;
-    for (int q = 0; q < L->npaths; q++) {
-        const lin_path *p = &L->p[q];
-        const int d = 2 * L->in.e[p->a].l + 1, mu = L->in.e[p->a].mul, mw = L->out.e[p->b].mul;
-        const int64_t oa = eqr_irreps_offset(&L->in, p->a), ob = eqr_irreps_offset(&L->out, p->b);
-        for (int ww = 0; ww < mw; ww++)
-            for (int u = 0; u < mu; u++) {
-                double tr = 0;
-                for (int m = 0; m < d; m++) tr += wr[(ob + ww * d + m) * L->din + oa + u * d + m];
-                w[p->woff + ww * mu + u] += (float)((double)theta * tr / ((double)d * p->c));
-            }
-    }
-    return EQR_OK;
 }
 
 /* Orthogonal split: per path and copies, the d x d block's part tr(B)/d I
@@ -77,29 +69,21 @@ static eqr_status irr_split(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
     return EQR_OK;
 }
 
-static void irr_destroy(void *impl) {
-    irr_impl *im = impl;
-    if (im) free(im->lie);
-    free(im);
-}
-
 /* ||linear(x)|| and ||W_r x|| (telemetry). */
 static eqr_status irr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
-    irr_impl *im = l->impl;
-    int64_t fs[2] = {x->numel / im->lie->in_dim, im->lie->in_dim};
-    *eq = eqr__norm_of(ctx, eqr_irreps_linear_forward(ctx, im->layer, x));
-    *wr = eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
+    *eq = eqr__norm_of(ctx, eqr_irreps_linear_forward(ctx, ((irr_impl *)l->impl)->layer, x));
+    *wr = lie_impl_wr_norm(ctx, l, x);
     return ctx->status;
 }
 
 static const eqr_rlayer_ops irr_ops = {
     .kind = "irreps_linear",
     .forward = irr_forward,
-    .defect = irr_defect,
-    .fold = irr_fold,
+    .defect = lie_impl_defect,
+    .fold = irr_split,
     .split = irr_split,
     .probe = irr_probe,
-    .destroy = irr_destroy,
+    .destroy = lie_impl_destroy,
 };
 
 /* The four "generators" of one side: so(3)'s three, then S/2 (S the
@@ -156,7 +140,7 @@ eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *relax, const char *
     irr_impl *im = eqr__calloc(ctx, fn, 1, sizeof *im);
     if (!im) return NULL;
     im->layer = layer;
-    if (!(im->lie = irreps_lie_pair(ctx, fn, &layer->in, &layer->out))) {
+    if (!(im->base.lie = irreps_lie_pair(ctx, fn, &layer->in, &layer->out))) {
         free(im);
         return NULL;
     }
@@ -170,8 +154,8 @@ eqr_rlayer *eqr_relax_irreps_linear(eqr_ctx *ctx, eqr_relax *relax, const char *
  * side (same generators, penalties and defect), the equivariant part the
  * product. */
 typedef struct tpr_impl {
+    lie_impl base;
     eqr_tp *tp;
-    eqr__lie_pair *lie;
     eqr_tensor *last_x2; /* x2 of the last forward (with the layer's last_x) */
 } tpr_impl;
 
@@ -180,11 +164,6 @@ static eqr_tensor *tpr_forward(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x) {
     eqr__fail(ctx, EQR_ERR_ARG, "eqr_rlayer_forward: relaxed tensor product '%s' takes (x1, x2): "
               "use eqr_rlayer_forward_tp or its module's eqr_module_forward_n", l->name);
     return NULL;
-}
-
-static eqr_tensor *tpr_defect(eqr_ctx *ctx, eqr_rlayer *l) {
-    if (!eqr__ok(ctx, 1, l)) return NULL;
-    return eqr__lie_defect(ctx, l, ((tpr_impl *)l->impl)->lie);
 }
 
 /* Refused: see eqr_relax_tp in relax.h. */
@@ -200,25 +179,18 @@ static eqr_status tpr_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
 
 static eqr_status tpr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *eq, double *wr) {
     tpr_impl *im = l->impl;
-    int64_t fs[2] = {x->numel / im->lie->in_dim, im->lie->in_dim};
     *eq = im->last_x2 ? eqr__norm_of(ctx, eqr_tp_forward(ctx, im->tp, x, im->last_x2, NULL)) : NAN;
-    *wr = eqr__norm_of(ctx, eqr_linear(ctx, eqr_reshape(ctx, x, 2, fs), l->wr, NULL));
+    *wr = lie_impl_wr_norm(ctx, l, x);
     return ctx->status;
-}
-
-static void tpr_destroy(void *impl) {
-    tpr_impl *im = impl;
-    if (im) free(im->lie);
-    free(im);
 }
 
 static const eqr_rlayer_ops tpr_ops = {
     .kind = "tp",
     .forward = tpr_forward,
-    .defect = tpr_defect,
+    .defect = lie_impl_defect,
     .fold = tpr_fold,
     .probe = tpr_probe,
-    .destroy = tpr_destroy,
+    .destroy = lie_impl_destroy,
 };
 
 eqr_tensor *eqr_rlayer_forward_tp(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x1, eqr_tensor *x2) {
@@ -234,7 +206,7 @@ eqr_tensor *eqr_rlayer_forward_tp(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x1, e
     im->last_x2 = x2;
     eqr_tensor *y = eqr_tp_forward(ctx, im->tp, x1, x2, NULL); /* checks the shapes */
     if (!y || !eqr__rlayer_active(ctx, l)) return y;
-    eqr_tensor *t = eqr__lie_forward(ctx, l, im->lie, x1);
+    eqr_tensor *t = eqr__lie_forward(ctx, l, im->base.lie, x1);
     if (!t) return NULL;
     return eqr__rlayer_theta(l) != 0.0f ? eqr_add(ctx, y, t) : y;
 }
@@ -257,7 +229,7 @@ eqr_rlayer *eqr_relax_tp(eqr_ctx *ctx, eqr_relax *relax, const char *name, eqr_t
     tpr_impl *im = eqr__calloc(ctx, fn, 1, sizeof *im);
     if (!im) return NULL;
     im->tp = tp;
-    if (!(im->lie = irreps_lie_pair(ctx, fn, in, out))) {
+    if (!(im->base.lie = irreps_lie_pair(ctx, fn, in, out))) {
         free(im);
         return NULL;
     }

@@ -71,25 +71,9 @@ static eqr_tensor *vnr_defect(eqr_ctx *ctx, eqr_rlayer *l) {
     return eqr_sumsq(ctx, eqr__vn_lie_blocks(ctx, l->wr));
 }
 
-/* W[o, c] += theta tr(B_oc) / 3: the projection of each 3x3 block onto the
- * commutant of SO(3) on R^3 (the multiples of I3) in Frobenius norm. */
-static eqr_status vnr_fold(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
-    (void)ctx;
-    vnr_impl *im = l->impl;
-    eqr_vn_linear *lay = im->layer;
-    int64_t cols = 3 * (int64_t)eqr_vn_linear_in_channels(lay);
-    const float *wr = l->wr->data;
-    for (int64_t o = 0; o < eqr_vn_linear_out_channels(lay); o++)
-        for (int64_t c = 0; c < eqr_vn_linear_in_channels(lay); c++) {
-            double tr = 0.0;
-            for (int i = 0; i < 3; i++) tr += wr[(3 * o + i) * cols + 3 * c + i];
-            eqr_vn_linear_weight(lay)->data[o * eqr_vn_linear_in_channels(lay) + c] += (float)(theta * tr / 3.0);
-        }
-    return EQR_OK;
-}
-
-/* Orthogonal split: the trace part tr(B_oc) / 3 I3 of each block moves to
- * W[o, c] (times theta) and leaves W_r. */
+/* Orthogonal split, also the fold: the trace part tr(B_oc) / 3 I3 of each
+ * 3x3 block (its projection onto the commutant of SO(3) on R^3, the
+ * multiples of I3) moves to W[o, c] (times theta) and leaves W_r. */
 static eqr_status vnr_split(eqr_ctx *ctx, eqr_rlayer *l, float theta) {
     (void)ctx;
     eqr_vn_linear *lay = ((vnr_impl *)l->impl)->layer;
@@ -129,7 +113,7 @@ static const eqr_rlayer_ops vnr_ops = {
     .kind = "vn_linear",
     .forward = vnr_forward,
     .defect = vnr_defect,
-    .fold = vnr_fold,
+    .fold = vnr_split,
     .split = vnr_split,
     .destroy = vnr_destroy,
 };
