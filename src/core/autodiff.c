@@ -59,6 +59,16 @@ eqr_node *eqr__record(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw, int nin
     return n;
 }
 
+eqr_node *eqr__record_with(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw, int nin,
+                           eqr_tensor *const *in, void *saved, int ni, const int64_t *iv) {
+    eqr_node *n = eqr__record(ctx, out, bw, nin, in);
+    if (n) {
+        n->saved = saved;
+        memcpy(n->i, iv, (size_t)ni * sizeof *iv);
+    }
+    return n;
+}
+
 static eqr_status run_backward(eqr_ctx *ctx, eqr_tensor *out, const float *seed) {
     if (ctx->tape_consumed)
         return eqr__fail(ctx, EQR_ERR_STATE,

@@ -174,6 +174,10 @@ int eqr__ok_at(eqr_ctx *ctx, const char *fn, const char *names, int n, ...);
  * Ops fill saved/f/i fields of the returned node. */
 eqr_node *eqr__record(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw,
                       int nin, eqr_tensor *const *in);
+/* eqr__record, then the node's saved pointer and integers i[0 .. ni) = iv
+ * (ni <= 8). */
+eqr_node *eqr__record_with(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw, int nin,
+                           eqr_tensor *const *in, void *saved, int ni, const int64_t *iv);
 
 /* Run fn(arg, k) for k = 0 .. n-1, on n OpenMP threads when n > 1 (one task
  * per thread), directly on the caller's thread when n == 1. A one-thread

@@ -232,13 +232,7 @@ eqr_tensor *eqr_norm_relu_forward(eqr_ctx *ctx, eqr_norm_relu *l, eqr_tensor *x)
                 for (int64_t p = 0; p < S; p++) yp[c * S + p] = xp[c * S + p] * nrm[p];
         }
     eqr_tensor *in[2] = {x, l->bias};
-    eqr_node *nd = eqr__record(ctx, out, norm_relu_backward, 2, in);
-    if (nd) {
-        nd->saved = l;
-        nd->i[0] = N;
-        nd->i[1] = S;
-        nd->i[2] = D;
-    }
+    eqr__record_with(ctx, out, norm_relu_backward, 2, in, l, 3, (const int64_t[]){N, S, D});
     return out;
 }
 
@@ -385,13 +379,6 @@ eqr_tensor *eqr_gated_forward(eqr_ctx *ctx, eqr_gated *l, eqr_tensor *x) {
             for (int c = 0; c < l->dim[f]; c++)
                 for (int64_t p = 0; p < S; p++) yp[c * S + p] = s[p] * xp[c * S + p];
         }
-    eqr_node *nd = eqr__record(ctx, out, gated_backward, 1, &x);
-    if (nd) {
-        nd->saved = l;
-        nd->i[0] = N;
-        nd->i[1] = S;
-        nd->i[2] = D;
-        nd->i[3] = Do;
-    }
+    eqr__record_with(ctx, out, gated_backward, 1, &x, l, 4, (const int64_t[]){N, S, D, Do});
     return out;
 }

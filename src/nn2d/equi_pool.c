@@ -211,13 +211,6 @@ eqr_tensor *eqr_field_pool_forward(eqr_ctx *ctx, eqr_field_pool *l, eqr_tensor *
                 break;
             }
         }
-    eqr_node *nd = eqr__record(ctx, out, pool_backward, 1, &x);
-    if (nd) {
-        nd->saved = l->src;
-        nd->i[0] = N;
-        nd->i[1] = S;
-        nd->i[2] = D;
-        nd->i[3] = O;
-    }
+    eqr__record_with(ctx, out, pool_backward, 1, &x, l->src, 4, (const int64_t[]){N, S, D, O});
     return out;
 }

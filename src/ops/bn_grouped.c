@@ -109,13 +109,7 @@ eqr_tensor *eqr__bn_apply(eqr_ctx *ctx, const eqr__bn *l, eqr_tensor *x, int64_t
         }
     }
     eqr_tensor *in[3] = {x, l->weight, l->bias};
-    eqr_node *nd = eqr__record(ctx, out, group_bn_backward, 3, in);
-    if (nd) {
-        nd->saved = sv;
-        nd->i[0] = N;
-        nd->i[1] = HW;
-        nd->i[2] = D;
-        nd->i[3] = training;
-    }
+    eqr__record_with(ctx, out, group_bn_backward, 3, in, sv, 4,
+                     (const int64_t[]){N, HW, D, training});
     return out;
 }

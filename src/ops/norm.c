@@ -168,14 +168,8 @@ eqr_tensor *eqr_batchnorm(eqr_ctx *ctx, eqr_tensor *x, eqr_tensor *gamma, eqr_te
         }
     }
     eqr_tensor *in[3] = {x, gamma, beta};
-    eqr_node *n = eqr__record(ctx, out, bn_backward, 3, in);
-    if (n) {
-        n->saved = stats;
-        n->i[0] = N;
-        n->i[1] = C;
-        n->i[2] = S;
-        n->i[3] = training ? 1 : 0;
-    }
+    eqr__record_with(ctx, out, bn_backward, 3, in, stats, 4,
+                     (const int64_t[]){N, C, S, training ? 1 : 0});
     return out;
 }
 

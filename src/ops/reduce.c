@@ -146,13 +146,7 @@ eqr_tensor *eqr_max(eqr_ctx *ctx, eqr_tensor *x, int axis, int keepdim) {
                 }
             }
     }
-    eqr_node *nd = eqr__record(ctx, y, max_backward, 1, &x);
-    if (nd) {
-        nd->i[0] = outer;
-        nd->i[1] = n;
-        nd->i[2] = inner;
-        nd->saved = arg;
-    }
+    eqr__record_with(ctx, y, max_backward, 1, &x, arg, 3, (const int64_t[]){outer, n, inner});
     return y;
 }
 

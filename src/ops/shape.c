@@ -296,14 +296,8 @@ eqr_tensor *eqr_slice(eqr_ctx *ctx, eqr_tensor *x, int axis, int64_t start, int6
     for (int64_t o = 0; o < outer; o++)
         memcpy(out->data + o * chunk, x->data + (o * dim + start) * inner,
                (size_t)chunk * sizeof(float));
-    eqr_node *n = eqr__record(ctx, out, slice_backward, 1, &x);
-    if (n) {
-        n->i[0] = outer;
-        n->i[1] = dim;
-        n->i[2] = start;
-        n->i[3] = len;
-        n->i[4] = inner;
-    }
+    eqr__record_with(ctx, out, slice_backward, 1, &x, NULL, 5,
+                     (const int64_t[]){outer, dim, start, len, inner});
     return out;
 }
 

@@ -76,15 +76,10 @@ static eqr_status irr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *
     return ctx->status;
 }
 
-static const eqr_rlayer_ops irr_ops = {
-    .kind = "irreps_linear",
-    .forward = irr_forward,
-    .defect = lie_impl_defect,
-    .fold = irr_split,
-    .split = irr_split,
-    .probe = irr_probe,
-    .destroy = lie_impl_destroy,
-};
+static const eqr_rlayer_ops irr_ops = {.kind = "irreps_linear", .forward = irr_forward,
+                                       .defect = lie_impl_defect, .fold = irr_split,
+                                       .split = irr_split, .probe = irr_probe,
+                                       .destroy = lie_impl_destroy};
 
 /* The four "generators" of one side: so(3)'s three, then S/2 (S the
  * parity signs), whose commutator term is the parity defect. */
@@ -184,14 +179,9 @@ static eqr_status tpr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *
     return ctx->status;
 }
 
-static const eqr_rlayer_ops tpr_ops = {
-    .kind = "tp",
-    .forward = tpr_forward,
-    .defect = lie_impl_defect,
-    .fold = tpr_fold,
-    .probe = tpr_probe,
-    .destroy = lie_impl_destroy,
-};
+static const eqr_rlayer_ops tpr_ops = {.kind = "tp", .forward = tpr_forward,
+                                       .defect = lie_impl_defect, .fold = tpr_fold,
+                                       .probe = tpr_probe, .destroy = lie_impl_destroy};
 
 eqr_tensor *eqr_rlayer_forward_tp(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x1, eqr_tensor *x2) {
     if (!eqr__ok(ctx, 2, x1, x2)) return NULL;

@@ -211,14 +211,10 @@ static eqr_tensor *lin_defect(eqr_ctx *ctx, eqr_rlayer *l) {
 }
 static void lin_destroy(void *impl) { free(impl); }
 
-static const eqr_rlayer_ops lin_ops = {
-    .kind = "linear",
-    .forward = lin_forward,
-    .defect = lin_defect,
-    .fold = NULL, /* no equivariant layer to fold into: acts as drop */
-    .probe = lin_probe,
-    .destroy = lin_destroy,
-};
+/* no fold: no equivariant layer to fold into, projection acts as drop */
+static const eqr_rlayer_ops lin_ops = {.kind = "linear", .forward = lin_forward,
+                                       .defect = lin_defect, .probe = lin_probe,
+                                       .destroy = lin_destroy};
 
 /* Append the nonzeros of n generators [n][d][d] to nz at *k; off[a] =
  * start of generator a. */

@@ -108,15 +108,10 @@ static eqr_status vnr_probe(eqr_ctx *ctx, eqr_rlayer *l, eqr_tensor *x, double *
     return ctx->status;
 }
 
-static const eqr_rlayer_ops vnr_ops = {
-    .probe = vnr_probe,
-    .kind = "vn_linear",
-    .forward = vnr_forward,
-    .defect = vnr_defect,
-    .fold = vnr_split,
-    .split = vnr_split,
-    .destroy = vnr_destroy,
-};
+static const eqr_rlayer_ops vnr_ops = {.kind = "vn_linear", .forward = vnr_forward,
+                                       .defect = vnr_defect, .fold = vnr_split,
+                                       .split = vnr_split, .probe = vnr_probe,
+                                       .destroy = vnr_destroy};
 
 eqr_rlayer *eqr_relax_vn_linear(eqr_ctx *ctx, eqr_relax *relax, const char *name,
                                 eqr_vn_linear *layer, const eqr_rlayer_opts *opts) {
