@@ -215,6 +215,7 @@ typedef struct tp_job {
  * [i][u] (entries of d1 = 1 are read and written in place). */
 typedef struct tp_buf {
     float *z, *y, *t, *x1t, *g1t, *acc;
+    int64_t n0, n1; /* the chunk's samples [n0, n1) */
 } tp_buf;
 
 /* each buffer rounded to 16 floats keeps them 64-byte aligned */
@@ -225,6 +226,7 @@ static int64_t per_chunk_floats(const tp_plan *pl) {
            up16(pl->accsz);
 }
 
+/* Chunk c's scratch buffers and its range of samples. */
 static tp_buf chunk_buf(const tp_job *j, int c) {
     const tp_plan *pl = j->pl;
     float *s = j->scratch + (int64_t)c * j->per_chunk;
@@ -235,6 +237,8 @@ static tp_buf chunk_buf(const tp_job *j, int c) {
     b.x1t = s, s += up16(TP_BLOCK * pl->D1);
     b.g1t = s, s += up16(TP_BLOCK * pl->D1);
     b.acc = s;
+    b.n0 = j->N * c / j->chunks;
+    b.n1 = j->N * (c + 1) / j->chunks;
     return b;
 }
 
@@ -333,11 +337,6 @@ TP_INLINE void group_z(const tp_job *j, const tp_group *g, int64_t n0, int64_t n
     }
 }
 
-static void chunk_range(const tp_job *j, int c, int64_t *n0, int64_t *n1) {
-    *n0 = j->N * c / j->chunks;
-    *n1 = j->N * (c + 1) / j->chunks;
-}
-
 /* o[w d3 + k] += y[k m3 + w] (forward) or y[k m3 + w] = o[w d3 + k]. */
 TP_INLINE void out_block(float *o, float *y, int64_t m3, int64_t d3, int to_out) {
     switch (d3) {
@@ -363,10 +362,8 @@ TP_INLINE void forward_body(const void *arg, int c) {
     const tp_job *j = arg;
     const tp_plan *pl = j->pl;
     tp_buf b = chunk_buf(j, c);
-    int64_t c0, c1;
-    chunk_range(j, c, &c0, &c1);
-    for (int64_t n0 = c0; n0 < c1; n0 += TP_BLOCK) {
-        const int64_t nb = c1 - n0 < TP_BLOCK ? c1 - n0 : TP_BLOCK;
+    for (int64_t n0 = b.n0; n0 < b.n1; n0 += TP_BLOCK) {
+        const int64_t nb = b.n1 - n0 < TP_BLOCK ? b.n1 - n0 : TP_BLOCK;
         block_x1t(j, n0, nb, b.x1t);
         for (int gi = 0; gi < pl->ngroups; gi++) {
             const tp_group *g = &pl->groups[gi];
@@ -443,12 +440,10 @@ TP_INLINE void backward_body(const void *arg, int c) {
     const tp_job *j = arg;
     const tp_plan *pl = j->pl;
     tp_buf b = chunk_buf(j, c);
-    int64_t c0, c1;
-    chunk_range(j, c, &c0, &c1);
     /* shared weights: chunk 0 adds into the gradient, the others into their own */
     float *gw = j->gw && !j->ws && c > 0 ? j->wacc + (int64_t)(c - 1) * j->nw : j->gw;
-    for (int64_t n0 = c0; n0 < c1; n0 += TP_BLOCK) {
-        const int64_t nb = c1 - n0 < TP_BLOCK ? c1 - n0 : TP_BLOCK;
+    for (int64_t n0 = b.n0; n0 < b.n1; n0 += TP_BLOCK) {
+        const int64_t nb = b.n1 - n0 < TP_BLOCK ? b.n1 - n0 : TP_BLOCK;
         block_x1t(j, n0, nb, b.x1t);
         if (j->g1) memset(b.g1t, 0, (size_t)(nb * j->D1) * sizeof(float));
         for (int gi = 0; gi < pl->ngroups; gi++) {

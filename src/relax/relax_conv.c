@@ -283,30 +283,32 @@ static int64_t *build_bank_idx(eqr_ctx *ctx, const conv_impl *c, int group) {
 /* A zeroed conv_impl for the relaxed wrapper fn of a layer; NULL with the
  * error recorded if the context is in error, r or layer is NULL, or out of
  * memory. */
-static conv_impl *impl_new(eqr_ctx *ctx, const char *fn, const eqr_relax *r, const void *layer) {
+/* The impl of a relaxed group conv g or steerable conv s (one given): the
+ * layer, its geometry, its bank's shape [out, in, kh, kw] and size. */
+static conv_impl *impl_new(eqr_ctx *ctx, const char *fn, const eqr_relax *r, eqr_gconv *g,
+                           eqr_steer_conv *s) {
     if (!ctx || ctx->status != EQR_OK) return NULL;
-    if (!r || !layer) {
+    if (!r || !(g || s)) {
         eqr__fail(ctx, EQR_ERR_ARG, "%s: relaxation and layer must not be NULL", fn);
         return NULL;
     }
-    return eqr__calloc(ctx, fn, 1, sizeof(conv_impl));
-}
-
-/* The bank's size and input channels from c->bank_shape [out, in, kh, kw]. */
-static void bank_dims(conv_impl *c) {
+    conv_impl *c = eqr__calloc(ctx, fn, 1, sizeof(conv_impl));
+    if (!c) return NULL;
+    c->g = g;
+    c->s = s;
+    c->geom = g ? eqr_gconv_geom(g) : eqr_steer_conv_geom(s);
+    if (g) eqr_gconv_bank_shape(g, c->bank_shape);
+    else eqr_steer_conv_bank_shape(s, c->bank_shape);
     c->bank_numel = c->bank_shape[0] * c->bank_shape[1] * c->bank_shape[2] * c->bank_shape[3];
     c->in_dim = (int)c->bank_shape[1];
+    return c;
 }
 
 eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gconv *layer,
                             const eqr_rlayer_opts *opts) {
     if (opts && opts->kind == EQR_RELAX_KIND_RGCONV) return eqr_relax_rgconv(ctx, r, name, layer, opts);
-    conv_impl *c = impl_new(ctx, "eqr_relax_gconv", r, layer);
+    conv_impl *c = impl_new(ctx, "eqr_relax_gconv", r, layer, NULL);
     if (!c) return NULL;
-    c->g = layer;
-    c->geom = eqr_gconv_geom(layer);
-    eqr_gconv_bank_shape(layer, c->bank_shape);
-    bank_dims(c);
     const eqr_group *G = eqr_gconv_group(layer);
     c->order = eqr_group_order(G);
     const int group = eqr_gconv_get_kind(layer) == EQR_GCONV_GROUP;
@@ -329,12 +331,8 @@ eqr_rlayer *eqr_relax_gconv(eqr_ctx *ctx, eqr_relax *r, const char *name, eqr_gc
 
 eqr_rlayer *eqr_relax_steer_conv(eqr_ctx *ctx, eqr_relax *r, const char *name,
                                  eqr_steer_conv *layer, const eqr_rlayer_opts *opts) {
-    conv_impl *c = impl_new(ctx, "eqr_relax_steer_conv", r, layer);
+    conv_impl *c = impl_new(ctx, "eqr_relax_steer_conv", r, NULL, layer);
     if (!c) return NULL;
-    c->s = layer;
-    c->geom = eqr_steer_conv_geom(layer);
-    eqr_steer_conv_bank_shape(layer, c->bank_shape);
-    bank_dims(c);
     c->basis = eqr_steer_conv_basis(layer);
     c->nweights = eqr_steer_basis_num_elements(c->basis);
     if (!(c->scratch = malloc((size_t)(c->nweights + c->bank_numel) * sizeof(float)))) {
