@@ -59,6 +59,75 @@ typedef struct ex_flag {
 #define EX_FLAG_SWITCH(name, dst, help) \
     {(name), NULL, EX_SWITCH, (1 ? (dst) : (int *)0), 0, 0, 0, 0, 0, (help)}
 
+/* The flags the examples share, spelled, ranged and explained once (one
+ * vocabulary); D is the default's text. */
+#define EX_FLAG_EPOCHS(dst, D) EX_FLAG_INT("--epochs", dst, 1, 1000000, "training epochs (default " D ")")
+#define EX_FLAG_BATCH(dst, D) EX_FLAG_INT("--batch", dst, 1, 100000, "batch size (default " D ")")
+/* OPT: the optimizer, e.g. "Adam" */
+#define EX_FLAG_LR(dst, OPT, D) \
+    EX_FLAG_FLOAT_ABOVE("--lr", dst, 0.0f, 10.0f, OPT " learning rate (default " D ")")
+#define EX_FLAG_LR_SCHEDULE(dst, D) \
+    EX_FLAG_STR("--lr-schedule", "S", dst, "constant | cosine (decay to 0 over training) (default " D ")")
+#define EX_FLAG_THREADS(dst, D) EX_FLAG_INT("--threads", dst, 1, 256, "worker threads (default " D ")")
+/* WHAT: what the seed drives, e.g. "initialisation and shuffling" */
+#define EX_FLAG_SEED(dst, WHAT) EX_FLAG_U64("--seed", dst, 0, INT64_MAX, "seed of " WHAT " (default 1)")
+/* WHAT: e.g. "training images" */
+#define EX_FLAG_TRAIN_SIZE(dst, WHAT, D) \
+    EX_FLAG_INT("--train-size", dst, 1, INT64_MAX, "train on the first N " WHAT " (default " D ")")
+#define EX_FLAG_TEST_SIZE(dst) \
+    EX_FLAG_INT("--test-size", dst, 1, INT64_MAX, "evaluate on the first N test images (default all)")
+/* WHEN: e.g. "per-epoch" */
+#define EX_FLAG_EQUIV_IMAGES(dst, WHEN, D) \
+    EX_FLAG_INT("--equiv-images", dst, 0, INT64_MAX, \
+                "test images of the " WHEN " invariance measurement (default " D ")")
+#define EX_FLAG_DATA_FMNIST(dst) \
+    EX_FLAG_STR("--data", "DIR", dst, "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)")
+/* the run: WHAT the checkpoint holds */
+#define EX_FLAG_CHECKPOINT(dst, WHAT) \
+    EX_FLAG_STR("--checkpoint", "FILE", dst, "save the run after every epoch (" WHAT ")")
+#define EX_FLAG_RESUME(dst) \
+    EX_FLAG_SWITCH("--resume", dst, "continue from --checkpoint FILE if it exists (same settings required)")
+#define EX_FLAG_STOP_AFTER(dst) \
+    EX_FLAG_INT("--stop-after", dst, 1, 1000000, \
+                "exit after epoch N without projecting, as if interrupted (resume tests)")
+#define EX_FLAG_METRICS(dst) EX_FLAG_STR("--metrics", "FILE", dst, "write per-epoch metrics as CSV")
+/* WHAT: the curves drawn */
+#define EX_FLAG_PLOT(dst, WHAT) EX_FLAG_STR("--plot", "FILE", dst, "write an SVG of " WHAT " over epochs")
+/* relaxation; KINDS: the --relax values beyond off */
+#define EX_FLAG_RELAX(dst, D) \
+    EX_FLAG_STR("--relax", "KIND", dst, "off | triangle | linear | cosine | constant | early | late: " \
+                "strict, or theta's schedule per step (0 at the end but for constant); early and " \
+                "late are schedule.h presets (warm-up, cosine to 0 at half / 0.9 of the steps) " \
+                "(default " D ")")
+#define EX_FLAG_THETA_MAX(dst) \
+    EX_FLAG_FLOAT("--theta-max", dst, 0.0f, 1e6f, "peak (triangle) or start value of theta (default 1)")
+#define EX_FLAG_ADAPTIVE(dst) \
+    EX_FLAG_SWITCH("--adaptive", dst, "adaptive theta (relax.h opts.adaptive, as ACE): per-layer " \
+                   "learnable thetas from --theta-max, held to |theta| <= the --relax schedule's " \
+                   "value by Lagrange multipliers (use a decaying schedule: linear or cosine)")
+/* NOTE: where it applies, e.g. " (vn only)" */
+#define EX_FLAG_ORTHOGONAL(dst, NOTE) \
+    EX_FLAG_SWITCH("--orthogonal", dst, "orthogonal relaxation (relax.h opts.orthogonal): after " \
+                   "every step the equivariant part of each W_r moves into the layer's weights, " \
+                   "so annealing theta removes only the non-equivariant part" NOTE)
+#define EX_FLAG_WR_SCALE(dst) \
+    EX_FLAG_FLOAT_ABOVE("--wr-scale", dst, 0.0f, 1e6f, "the term is theta * wr_scale * W_r x " \
+                        "(relax.h opts.wr_scale): with Adam, W_r's effect learns wr_scale times " \
+                        "faster (default 1)")
+#define EX_FLAG_LAMBDA_DEFECT(dst) \
+    EX_FLAG_FLOAT("--lambda-defect", dst, 0.0f, 1e6f, \
+                  "weight of the equivariance-defect (Lie-derivative) penalty ssqrt(LD) (default 0.01)")
+#define EX_FLAG_LAMBDA_NORM(dst) \
+    EX_FLAG_FLOAT("--lambda-norm", dst, 0.0f, 1e6f, \
+                  "weight of the activation-norm penalty ssqrt(N) (default 0.01)")
+#define EX_FLAG_PENALTY_GRAD(dst) \
+    EX_FLAG_STR("--penalty-grad", "G", dst, "detached | full: penalties on the detached input " \
+                "(the paper; W_r only) or with their gradient into the earlier layers too " \
+                "(default detached)")
+#define EX_FLAG_PROJECTION(dst, D) \
+    EX_FLAG_STR("--projection", "P", dst, "drop | fold: projection at the end of a relaxed run " \
+                "(default " D ")")
+
 /* Parse "--flag value", "--flag=value" and switches into the flags' dst
  * (flags not given keep their values: set the defaults first). --help
  * prints the usage on stdout and exits 0; anything wrong exits 2. Also sets

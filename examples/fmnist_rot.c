@@ -81,7 +81,6 @@
 #define EQUIV_BATCH 100
 #define TEST_ROT_SEED 20240901u
 #define VAL_ROT_SEED 20241203u
-#define MAX_EPOCHS 10000
 #define PI 3.14159265358979323846
 
 /* ---- options ---- */
@@ -123,73 +122,51 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_STR("--group", "G", &o->group,
                     "c4 | d4 (group convs), c8 (steerable convs, regular fields), none (plain "
                     "CNN, same channels) (default c4)"),
-        EX_FLAG_STR("--relax", "KIND", &o->relax,
-                    "off | triangle | linear | cosine | constant | early | late: theta schedule per step; early and late are schedule.h presets (warm-up, cosine to 0 at half / 0.9 of the steps) "
-                    "(default triangle)"),
+        EX_FLAG_RELAX(&o->relax, "triangle"),
         EX_FLAG_STR("--relax-form", "F", &o->relax_form,
                     "additive (f_eq + theta W_r, the paper) | rgconv (relaxed group conv, Wang "
                     "et al. 2022: --rgconv-banks base filters mixed per group element; c4 / d4 "
                     "only) (default additive)"),
         EX_FLAG_INT("--rgconv-banks", &o->rg_banks, 1, EQR_RGCONV_MAX_BANKS,
                     "rgconv: number L of base filters per conv (default 2)"),
-        EX_FLAG_FLOAT("--theta-max", &o->theta_max, 0.0f, 1e6f,
-                      "peak (triangle) or start value of theta (default 1)"),
-        EX_FLAG_SWITCH("--adaptive", &o->adaptive,
-                       "adaptive theta (relax.h opts.adaptive, as ACE): per-layer learnable "
-                       "thetas from --theta-max, held to |theta| <= the --relax schedule's value "
-                       "by Lagrange multipliers (use a decaying schedule: linear or cosine)"),
-        EX_FLAG_SWITCH("--orthogonal", &o->orthogonal,
-                       "orthogonal relaxation (relax.h opts.orthogonal): after every step the "
-                       "equivariant part of each W_r moves into the layer's weights, so "
-                       "annealing theta removes only the non-equivariant part"),
-        EX_FLAG_FLOAT_ABOVE("--wr-scale", &o->wr_scale, 0.0f, 1e6f,
-                            "the term is theta * wr_scale * W_r x (relax.h opts.wr_scale): with "
-                            "Adam, W_r's effect learns wr_scale times faster (default 1)"),
+        EX_FLAG_THETA_MAX(&o->theta_max),
+        EX_FLAG_ADAPTIVE(&o->adaptive),
+        EX_FLAG_ORTHOGONAL(&o->orthogonal, ""),
+        EX_FLAG_WR_SCALE(&o->wr_scale),
         EX_FLAG_FLOAT_ABOVE("--dual-lr", &o->dual_lr, 0.0f, 1e6f,
                             "adaptive: step size of the multipliers' dual ascent (default 0.1)"),
         EX_FLAG_FLOAT("--slack-cost", &o->slack_cost, 0.0f, 1e6f,
                       "adaptive: resilient slack s = slack_cost * multiplier, 0 = hard "
                       "(default 0)"),
-        EX_FLAG_FLOAT("--lambda-defect", &o->lambda_defect, 0.0f, 1e6f,
-                      "weight of the equivariance-defect penalty ssqrt(LD) (default 0.01)"),
-        EX_FLAG_FLOAT("--lambda-norm", &o->lambda_norm, 0.0f, 1e6f,
-                      "weight of the activation-norm penalty ssqrt(N) (default 0.01)"),
+        EX_FLAG_LAMBDA_DEFECT(&o->lambda_defect),
+        EX_FLAG_LAMBDA_NORM(&o->lambda_norm),
         EX_FLAG_INT("--norm-subsample", &o->norm_subsample, 0, 1 << 20,
                     "estimate the norm penalty from the first N images of each batch, 0 = "
                     "the whole batch (default 8)"),
         EX_FLAG_STR("--wr-init", "I", &o->wr_init,
                     "zero | normal: W_r initialisation (default zero)"),
-        EX_FLAG_STR("--penalty-grad", "G", &o->penalty_grad,
-                    "detached | full: penalties on the detached input (the paper; W_r only) or "
-                    "with their gradient into the earlier layers too (default detached)"),
+        EX_FLAG_PENALTY_GRAD(&o->penalty_grad),
         EX_FLAG_STR("--projection", "P", &o->projection,
                     "drop | fold: projection at the end and for the per-epoch test accuracy "
                     "(default fold; the same as drop once theta is 0)"),
-        EX_FLAG_FLOAT_ABOVE("--lr", &o->lr, 0.0f, 10.0f, "Adam learning rate (default 0.003)"),
-        EX_FLAG_STR("--lr-schedule", "S", &o->lr_schedule,
-                    "constant | cosine (decay to 0 over training) (default cosine)"),
-        EX_FLAG_INT("--batch", &o->batch, 1, 65536, "batch size (default 64)"),
-        EX_FLAG_INT("--epochs", &o->epochs, 1, MAX_EPOCHS, "training epochs (default 3)"),
-        EX_FLAG_INT("--train-size", &o->train_size, 1, INT64_MAX,
-                    "train on the first N training images (default all)"),
-        EX_FLAG_INT("--test-size", &o->test_size, 1, INT64_MAX,
-                    "evaluate on the first N test images (default all)"),
-        EX_FLAG_INT("--val-size", &o->val_size, 1, INT64_MAX,
-                    "hold out the LAST N training images (never trained on, rotated like the "
-                    "test set) and add val_acc=, the final model's accuracy on them, to the "
-                    "result line: choose settings on it, not on the test set (default none)"),
+        EX_FLAG_LR(&o->lr, "Adam", "0.003"),
+        EX_FLAG_LR_SCHEDULE(&o->lr_schedule, "cosine"),
+        EX_FLAG_BATCH(&o->batch, "64"),
+        EX_FLAG_EPOCHS(&o->epochs, "3"),
+        EX_FLAG_TRAIN_SIZE(&o->train_size, "training images", "all"),
+        EX_FLAG_TEST_SIZE(&o->test_size),
+        EX_FLAG_INT("--val-size", &o->val_size, 1, INT64_MAX, "hold out the last N training "
+                    "images, rotated as the test set; the result line gains val_acc= (default none)"),
         EX_FLAG_INT("--width", &o->width, 8, 4096,
                     "channels of the first conv, a multiple of 8; then 2x, 4x (default 32)"),
         EX_FLAG_STR("--rotate", "R", &o->rotate,
                     "c4 (random multiples of 90 degrees) | continuous (random angles, bilinear) "
                     "(default c4)"),
-        EX_FLAG_INT("--equiv-images", &o->equiv_images, 0, 10000,
-                    "test images for the per-epoch invariance errors (default 200)"),
-        EX_FLAG_INT("--eval-every", &o->eval_every, 1, MAX_EPOCHS,
+        EX_FLAG_EQUIV_IMAGES(&o->equiv_images, "per-epoch", "200"),
+        EX_FLAG_INT("--eval-every", &o->eval_every, 1, 1000000,
                     "evaluate the projected model every N epochs and after the last (default 1)"),
-        EX_FLAG_U64("--seed", &o->seed, 0, INT64_MAX,
-                    "seed of initialisation, shuffling and training rotations (default 1)"),
-        EX_FLAG_INT("--threads", &o->threads, 1, 256, "worker threads (default 2)"),
+        EX_FLAG_SEED(&o->seed, "initialisation, shuffling and training rotations"),
+        EX_FLAG_THREADS(&o->threads, "2"),
         EX_FLAG_STR("--data", "DIR", &o->data,
                     "directory of IDX image files laid out as Fashion-MNIST's, any counts, "
                     "square images of a side 4m or 4m+2 (odd: --group none only) (default "
@@ -197,13 +174,10 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_INT("--classes", &o->classes, 2, 65536,
                     "number of classes (logits), at least the labels' largest + 1 (default "
                     "that)"),
-        EX_FLAG_STR("--checkpoint", "FILE", &o->checkpoint,
-                    "save a checkpoint after every epoch (W_r, theta, Adam, schedule position)"),
-        EX_FLAG_SWITCH("--resume", &o->resume,
-                       "continue from --checkpoint FILE if it exists (same settings required)"),
-        EX_FLAG_INT("--stop-after", &o->stop_after, 1, MAX_EPOCHS,
-                    "exit after epoch N without projecting, as if interrupted (resume tests)"),
-        EX_FLAG_STR("--metrics", "FILE", &o->metrics, "write per-epoch metrics as CSV"),
+        EX_FLAG_CHECKPOINT(&o->checkpoint, "W_r, theta, Adam, schedule position"),
+        EX_FLAG_RESUME(&o->resume),
+        EX_FLAG_STOP_AFTER(&o->stop_after),
+        EX_FLAG_METRICS(&o->metrics),
         EX_FLAG_STR("--steps", "FILE", &o->steps,
                     "write the per-step telemetry (--telemetry) as CSV"),
         EX_FLAG_STR("--steps-plot", "FILE", &o->steps_plot,
@@ -214,9 +188,7 @@ static void parse_args(int argc, char **argv, options *o) {
                     "projected model on --probe-images test images; 0 = off (default 0)"),
         EX_FLAG_INT("--probe-images", &o->probe_images, 0, 10000,
                     "test images of the telemetry's probe evaluations (default 500)"),
-        EX_FLAG_STR("--plot", "FILE", &o->plot,
-                    "write an SVG of loss, projected test accuracy, theta, penalties and "
-                    "invariance errors over epochs"),
+        EX_FLAG_PLOT(&o->plot, "loss, projected test accuracy, theta, penalties and invariance errors"),
         {0}};
     ex_parse_args("fmnist_rot", flags, argc, argv);
 

@@ -53,20 +53,15 @@ static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.epochs = 5, .batch = 64, .threads = 2, .seed = 1, .lr = 1e-3f,
                    .inv_images = 1000};
     const ex_flag flags[] = {
-        EX_FLAG_INT("--epochs", &o->epochs, 1, 100000, "training epochs (default 5)"),
-        EX_FLAG_INT("--batch", &o->batch, 1, 65536, "batch size (default 64)"),
-        EX_FLAG_FLOAT_ABOVE("--lr", &o->lr, 0.0f, 10.0f, "Adam learning rate (default 0.001)"),
-        EX_FLAG_INT("--threads", &o->threads, 1, 256, "worker threads (default 2)"),
-        EX_FLAG_U64("--seed", &o->seed, 0, INT64_MAX,
-                    "seed of initialisation, shuffling and training rotations (default 1)"),
-        EX_FLAG_INT("--train-limit", &o->train_limit, 1, INT64_MAX,
-                    "train on the first N images only (default all 60000)"),
-        EX_FLAG_INT("--test-limit", &o->test_limit, 1, INT64_MAX,
-                    "evaluate on the first N test images only (default all 10000)"),
-        EX_FLAG_INT("--inv-images", &o->inv_images, 0, INT64_MAX,
-                    "test images for the invariance measurement (default 1000)"),
-        EX_FLAG_STR("--data", "DIR", &o->data,
-                    "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)"),
+        EX_FLAG_EPOCHS(&o->epochs, "5"),
+        EX_FLAG_BATCH(&o->batch, "64"),
+        EX_FLAG_LR(&o->lr, "Adam", "0.001"),
+        EX_FLAG_THREADS(&o->threads, "2"),
+        EX_FLAG_SEED(&o->seed, "initialisation, shuffling and training rotations"),
+        EX_FLAG_TRAIN_SIZE(&o->train_limit, "training images", "all"),
+        EX_FLAG_TEST_SIZE(&o->test_limit),
+        EX_FLAG_EQUIV_IMAGES(&o->inv_images, "final", "1000"),
+        EX_FLAG_DATA_FMNIST(&o->data),
         {0}};
     ex_parse_args("train_c4_fmnist", flags, argc, argv);
 }

@@ -37,21 +37,17 @@ static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.epochs = 6, .batch = 128, .threads = 2, .seed = 1, .lr = 2e-3f,
                    .wd = 5e-4f, .dropout = 0.3f};
     const ex_flag flags[] = {
-        EX_FLAG_INT("--epochs", &o->epochs, 1, 100000, "training epochs (default 6)"),
-        EX_FLAG_INT("--batch", &o->batch, 1, 65536, "batch size (default 128)"),
-        EX_FLAG_FLOAT("--lr", &o->lr, 1e-8f, 10.0f, "peak learning rate of AdamW (default 0.002)"),
+        EX_FLAG_EPOCHS(&o->epochs, "6"),
+        EX_FLAG_BATCH(&o->batch, "128"),
+        EX_FLAG_LR(&o->lr, "peak AdamW", "0.002"),
         EX_FLAG_FLOAT("--wd", &o->wd, 0.0f, 1.0f, "decoupled weight decay (default 0.0005)"),
-        EX_FLAG_INT("--threads", &o->threads, 1, 256, "worker threads (default 2)"),
-        EX_FLAG_U64("--seed", &o->seed, 0, INT64_MAX,
-                    "seed of initialisation, dropout and shuffling (default 1)"),
-        EX_FLAG_INT("--train-limit", &o->train_limit, 1, INT64_MAX,
-                    "train on the first N images only (default all 60000)"),
-        EX_FLAG_STR("--data", "DIR", &o->data,
-                    "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)"),
-        EX_FLAG_STR("--checkpoint", "PATH", &o->checkpoint, "save a checkpoint after every epoch"),
-        EX_FLAG_SWITCH("--resume", &o->resume, "continue from --checkpoint if it exists"),
-        EX_FLAG_INT("--stop-after", &o->stop_after, 1, 100000,
-                    "stop once epoch N is done (resume later with --resume)"),
+        EX_FLAG_THREADS(&o->threads, "2"),
+        EX_FLAG_SEED(&o->seed, "initialisation, dropout and shuffling"),
+        EX_FLAG_TRAIN_SIZE(&o->train_limit, "training images", "all"),
+        EX_FLAG_DATA_FMNIST(&o->data),
+        EX_FLAG_CHECKPOINT(&o->checkpoint, "parameters, AdamW, schedule position"),
+        EX_FLAG_RESUME(&o->resume),
+        EX_FLAG_STOP_AFTER(&o->stop_after),
         {0}};
     ex_parse_args("train_fmnist_cnn", flags, argc, argv);
     ex_check_checkpoint_flags(flags, o->checkpoint, o->resume, o->stop_after, o->epochs);
