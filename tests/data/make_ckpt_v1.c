@@ -1,7 +1,7 @@
 /* Writes tests/data/ckpt_v1.ckpt, a checkpoint of format version 1, with the
  * library as it was before checkpoints matched names (main at f22c6a0):
  *   cc -I$MAIN/include make_ckpt_v1.c $BUILD/libequirelax.a -fopenmp -lopenblas -lz -lm
- * Values follow formulas test_io_checkpoint.c recomputes: element e of the
+ * Values follow formulas test_io_checkpoint_byname.c recomputes: element e of the
  * p-th parameter holds 100 p + e + 0.5, its Adam m -(100 p + e) - 0.25 and its
  * v 1000 + 100 p + e; 7 steps, lr 0.0125, RNG {1,2,3,4}, counters {11, 22}. */
 #include <equirelax/equirelax.h>
