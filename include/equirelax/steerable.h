@@ -84,7 +84,7 @@
  * |G| k^2 / 2 (C8, k = 5: 120 elements, 0.8 MB; C16 or D8, k = 7: 448
  * elements, 22.5 MB). Construction (Release, this machine): 10-layer models
  * with 8 regular fields per layer and k = 5 take 4 ms (D4) to 7 ms (C8),
- * printed by tests/test_equivariance_steerable. The expansion costs
+ * printed by tests/test_equivariance_steerable_forward. The expansion costs
  * 2 n * (bank size) flops per call, a few percent of the conv for batches of
  * images.
  *
@@ -95,7 +95,7 @@
  * (always with stride 1; see eqr_steer_conv_exact_on). Other rotations (C8's
  * 45 degrees, SO(2)) are exact for the analytic kernel but only approximate
  * for sampled kernels acting on pixel images. Measured by
- * tests/test_equivariance_steerable.c (test_off_grid_smooth) and a sweep of
+ * tests/test_equivariance_steerable_layer.c (test_off_grid_smooth) and a sweep of
  * 10 seeds: smooth inputs (every channel a sum of 3 Gaussian blobs of width
  * 2.5 px) on 33 x 33 maps, random weights and bias, k = 3, 5, 7, 'same'
  * padding, error ||f(g.x) - g.f(x)|| / ||f(x)|| on the central disk of
