@@ -242,22 +242,31 @@ static tp_buf chunk_buf(const tp_job *j, int c) {
     return b;
 }
 
-/* dst[r * cols + c] (+)= src[c * rows + r]: [rows][cols] from [cols][rows];
- * called with constant small rows or cols so each copy unrolls. */
-TP_INLINE void tr_copy(float *restrict dst, const float *restrict src, int64_t rows,
-                       int64_t cols, int add) {
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            if (add) dst[r * cols + c] += src[c * rows + r];
-            else dst[r * cols + c] = src[c * rows + r];
+/* [d][m] <-> [m][d] copies, u < m outer and i < d inner: with d a constant
+ * the inner loop unrolls and the u loop vectorises (interleaved loads or
+ * stores of d floats); the i-outer order stayed scalar strided accesses. */
+TP_INLINE void tr_split(float *restrict dst, const float *restrict src, int64_t m, int64_t d,
+                        int add) { /* dst[i m + u] (+)= src[u d + i] */
+    for (int64_t u = 0; u < m; u++)
+        for (int64_t i = 0; i < d; i++) {
+            if (add) dst[i * m + u] += src[u * d + i];
+            else dst[i * m + u] = src[u * d + i];
         }
 }
-/* [d][m] from [m][d] (x1 entry to x1t) or back, for d = 3, 5, 7, other. */
+TP_INLINE void tr_merge(float *restrict dst, const float *restrict src, int64_t m, int64_t d,
+                        int add) { /* dst[u d + i] (+)= src[i m + u] */
+    for (int64_t u = 0; u < m; u++)
+        for (int64_t i = 0; i < d; i++) {
+            if (add) dst[u * d + i] += src[i * m + u];
+            else dst[u * d + i] = src[i * m + u];
+        }
+}
+/* [d][m] from [m][d] (to_dm, x1 entry to x1t) or back, for d = 3, 5, 7, other. */
 TP_INLINE void tr_small(float *dst, const float *src, int64_t m, int64_t d, int add, int to_dm) {
 #define TP_TR(D)                                                                                  \
     do {                                                                                          \
-        if (to_dm) tr_copy(dst, src, D, m, add);                                                  \
-        else tr_copy(dst, src, m, D, add);                                                        \
+        if (to_dm) tr_split(dst, src, m, D, add);                                                 \
+        else tr_merge(dst, src, m, D, add);                                                       \
     } while (0)
     switch (d) {
     case 3: TP_TR(3); break;
@@ -339,23 +348,8 @@ TP_INLINE void group_z(const tp_job *j, const tp_group *g, int64_t n0, int64_t n
 
 /* o[w d3 + k] += y[k m3 + w] (forward) or y[k m3 + w] = o[w d3 + k]. */
 TP_INLINE void out_block(float *o, float *y, int64_t m3, int64_t d3, int to_out) {
-    switch (d3) {
-    case 3:
-        if (to_out) tr_copy(o, y, m3, 3, 1);
-        else tr_copy(y, o, 3, m3, 0);
-        break;
-    case 5:
-        if (to_out) tr_copy(o, y, m3, 5, 1);
-        else tr_copy(y, o, 5, m3, 0);
-        break;
-    case 7:
-        if (to_out) tr_copy(o, y, m3, 7, 1);
-        else tr_copy(y, o, 7, m3, 0);
-        break;
-    default:
-        if (to_out) tr_copy(o, y, m3, d3, 1);
-        else tr_copy(y, o, d3, m3, 0);
-    }
+    if (to_out) tr_small(o, y, m3, d3, 1, 0);
+    else tr_small(y, o, m3, d3, 0, 1);
 }
 
 TP_INLINE void forward_body(const void *arg, int c) {
