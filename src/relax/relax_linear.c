@@ -10,8 +10,11 @@
  * permutation anywhere: the paper's code got this wrong). */
 #include "relax/relax_internal.h"
 
+#include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The kind's data is an eqr__lie_pair (relax_internal.h): dimensions and
  * private copies of the generators. Layer kinds that add such a term to an
@@ -130,10 +133,77 @@ eqr_tensor *eqr__lie_defect(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *im
     return total;
 }
 
+/* ------------------------------------------------------------ Gram form */
+
+/* On a detached penalty input xp [n, di] (no gradient flows into it) every
+ * penalty term is a quadratic form of the Gram matrix C = xp^T xp:
+ *     ||xp A^T||^2 = tr(A C A^T) = sum(A o (A C)),
+ * A = W_r (norm) or LD_a (Lie derivative). C costs n di^2 / 2 once (SYRK);
+ * a term then costs di^2 dout and its backward (dA = 2 A C, C symmetric)
+ * reuses the forward's product, where the direct form pays 2 n di dout per
+ * term (its GEMM and the W-side backward GEMM). */
+
+/* 1 if k terms over n rows are cheaper in Gram form (have_c: C is paid for
+ * already). n <= di stays direct; so does n beyond BLAS's int. */
+static int gram_pays(int64_t n, int64_t di, int64_t dout, int64_t k, int have_c) {
+    if (n <= di || n > INT_MAX) return 0;
+    const double direct = 2.0 * (double)k * (double)n * (double)di * (double)dout;
+    const double gram = (have_c ? 0.0 : 0.5 * (double)n * (double)di * (double)(di + 1)) +
+                        (double)k * (double)di * (double)di * (double)dout;
+    return gram < direct;
+}
+
+/* c0 + x^T x for x [n, di] (c0 NULL: 0) as a full symmetric [di, di] in the
+ * arena; NULL on error (recorded). */
+static float *gram_of(eqr_ctx *ctx, const float *x, int64_t n, int64_t di, const float *c0) {
+    float *c = eqr__arena_alloc(ctx, sizeof(float) * (size_t)(di * di));
+    if (!c) return NULL;
+    if (c0) memcpy(c, c0, sizeof(float) * (size_t)(di * di));
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)di, (int)n, 1.0f, x, (int)di,
+                c0 ? 1.0f : 0.0f, c, (int)di);
+    for (int64_t i = 0; i < di; i++) /* SYRK wrote the upper triangle only */
+        for (int64_t j = i + 1; j < di; j++) c[j * di + i] = c[i * di + j];
+    return c;
+}
+
+static void quad_backward(eqr_ctx *ctx, eqr_node *nd) {
+    eqr_tensor *a = nd->in[0];
+    if (!eqr__needs_grad(a)) return;
+    float *ga = eqr__grad(ctx, a);
+    if (!ga) return;
+    const float *p = nd->saved, g2 = 2.0f * nd->out->grad[0];
+    for (int64_t i = 0; i < a->numel; i++) ga[i] += g2 * p[i];
+}
+
+/* sum(a o (a C)) for a [dout, di] and a symmetric C [di, di], as a [1]
+ * tensor that is the output of its own tape node (like sqnorm); the
+ * product is summed in double. */
+static eqr_tensor *gram_quad(eqr_ctx *ctx, eqr_tensor *a, const float *c) {
+    if (!a || !c || ctx->status != EQR_OK) return NULL;
+    const int64_t dout = a->shape[0], di = a->shape[1], one = 1;
+    eqr_tensor *y = eqr_tensor_zeros(ctx, 1, &one);
+    float *p = eqr__arena_alloc(ctx, sizeof(float) * (size_t)(dout * di));
+    if (!y || !p) return NULL;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)dout, (int)di, (int)di, 1.0f,
+                a->data, (int)di, c, (int)di, 0.0f, p, (int)di);
+    double s[4] = {0, 0, 0, 0};
+    int64_t i = 0, n = a->numel;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) s[j] += (double)a->data[i + j] * p[i + j];
+    for (; i < n; i++) s[0] += (double)a->data[i] * p[i];
+    const double v = (s[0] + s[1]) + (s[2] + s[3]);
+    y->data[0] = v > 0.0 ? (float)v : 0.0f; /* C is PSD: a negative value is rounding */
+    eqr_node *nd = eqr__record(ctx, y, quad_backward, 1, &a);
+    if (nd) nd->saved = p;
+    return ctx->status == EQR_OK ? y : NULL;
+}
+
 /* theta W_r x for x [..., in_dim]; records N (subsample rule over the
  * leading dim) and the activation-form LD (always over every row of x).
  * Each forward replaces the layer's recorded terms: a layer applied twice in
- * one step is penalised on its last call only. */
+ * one step is penalised on its last call only. On a detached penalty input
+ * the terms are computed from x's Gram matrix when that is cheaper (same
+ * values up to rounding, gradients into W_r only). */
 eqr_tensor *eqr__lie_forward(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *im, eqr_tensor *x) {
     if (!eqr__ok(ctx, 2, l, x)) return NULL;
     char sx[EQR_SHAPE_BUF];
@@ -171,14 +241,34 @@ eqr_tensor *eqr__lie_forward(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *i
     if (theta != 0.0f || (want_norm && m >= batch && xp == xf)) y = eqr_linear(ctx, xf, l->wr, NULL);
     eqr_tensor *res = theta != 0.0f ? eqr_reshape(ctx, eqr__rlayer_scale(ctx, l, y), x->ndim, oshape)
                                     : eqr_tensor_zeros(ctx, x->ndim, oshape);
+    /* Gram form on a detached input where it is cheaper: one C for the LD
+     * (all rows) and, for a subsampled norm, one over its first m images
+     * (the LD's C continues from it, so both cost one pass over xp) */
+    const int64_t di = im->in_dim, dout = im->out_dim, nrows = m * per;
+    const int glie = want_lie && xp != xf && gram_pays(rows, di, dout, im->ngen, 0);
+    const int gnorm = want_norm && xp != xf && gram_pays(nrows, di, dout, 1, glie);
+    const float *c_norm = NULL, *c_all = NULL;
+    if ((glie || gnorm) && xp) {
+        const int64_t n1 = gnorm ? nrows : rows;
+        const float *c1 = gram_of(ctx, xp->data, n1, di, NULL);
+        c_norm = gnorm ? c1 : NULL;
+        c_all = !glie || !c1 ? NULL
+                : n1 == rows ? c1
+                             : gram_of(ctx, xp->data + n1 * di, rows - n1, di, c1);
+    }
     if (want_norm) {
         /* exact: all of W_r x; estimate: the first m images, scaled by B / m.
          * The task's W_r x is reused only when the penalty input is x itself. */
-        eqr_tensor *ys = y && xp == xf && m >= batch ? y
-                         : y && xp == xf ? eqr_slice(ctx, y, 0, 0, m * per)
-                         : m >= batch ? eqr_linear(ctx, xp, l->wr, NULL)
-                                      : eqr_linear(ctx, eqr_slice(ctx, xp, 0, 0, m * per), l->wr, NULL);
-        eqr_tensor *n = sqnorm(ctx, ys);
+        eqr_tensor *n;
+        if (gnorm) {
+            n = gram_quad(ctx, l->wr, c_norm);
+        } else {
+            eqr_tensor *ys = y && xp == xf && m >= batch ? y
+                             : y && xp == xf ? eqr_slice(ctx, y, 0, 0, nrows)
+                             : m >= batch ? eqr_linear(ctx, xp, l->wr, NULL)
+                                          : eqr_linear(ctx, eqr_slice(ctx, xp, 0, 0, nrows), l->wr, NULL);
+            n = sqnorm(ctx, ys);
+        }
         if (nscale != 1.0f) n = eqr_scale(ctx, n, nscale);
         if (n) eqr__rlayer_set_norm(l, n);
     }
@@ -186,7 +276,8 @@ eqr_tensor *eqr__lie_forward(eqr_ctx *ctx, eqr_rlayer *l, const eqr__lie_pair *i
         /* sum_A ||x LD_A^T||^2 over every row of the batch (exact) */
         eqr_tensor *total = NULL;
         for (int a = 0; a < im->ngen; a++) {
-            eqr_tensor *s = sqnorm(ctx, eqr_linear(ctx, xp, ld_matrix(ctx, l, im, a), NULL));
+            eqr_tensor *ld = ld_matrix(ctx, l, im, a);
+            eqr_tensor *s = glie ? gram_quad(ctx, ld, c_all) : sqnorm(ctx, eqr_linear(ctx, xp, ld, NULL));
             total = total ? eqr_add(ctx, total, s) : s;
         }
         if (total) l->lie_act_term = total;
