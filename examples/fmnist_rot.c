@@ -110,7 +110,7 @@ typedef struct options {
 
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .penalty_grad = "detached", .rotate = "c4",
-                   .relax_form = "additive", .rg_banks = 2,
+                   .relax_form = "auto", .rg_banks = 2,
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
                    .batch = 64, .threads = 2, .width = 32,
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
@@ -126,7 +126,9 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_STR("--relax-form", "F", &o->relax_form,
                     "additive (f_eq + theta W_r, the paper) | rgconv (relaxed group conv, Wang "
                     "et al. 2022: --rgconv-banks base filters mixed per group element; c4 / d4 "
-                    "only) (default additive)"),
+                    "only) | auto: rgconv for c4 / d4 unless an additive-only option (--orthogonal, "
+                    "--wr-scale, --wr-init normal, --telemetry) is given, else additive; the best "
+                    "recipe of docs/results_relax.md (default auto)"),
         EX_FLAG_INT("--rgconv-banks", &o->rg_banks, 1, EQR_RGCONV_MAX_BANKS,
                     "rgconv: number L of base filters per conv (default 2)"),
         EX_FLAG_THETA_MAX(&o->theta_max),
@@ -196,7 +198,10 @@ static void parse_args(int argc, char **argv, options *o) {
                              (const char *const[]){"c4", "d4", "c8", "none", NULL});
     o->relax_kind = ex_relax_kind(flags, o->relax);
     o->rgconv = ex_choice(flags, "--relax-form", o->relax_form,
-                          (const char *const[]){"additive", "rgconv", NULL});
+                          (const char *const[]){"additive", "rgconv", "auto", NULL});
+    if (o->rgconv == 2) /* auto */
+        o->rgconv = (o->gk == G_C4 || o->gk == G_D4) && o->relax_kind >= 0 && !o->orthogonal &&
+                    o->wr_scale == 1.0f && strcmp(o->wr_init, "normal") && !o->telemetry;
     if (o->rgconv && (o->gk == G_C8 || o->gk == G_NONE))
         ex_usage_error(flags, "--relax-form rgconv needs group convs: --group c4 or d4 (got %s)",
                        o->group);

@@ -55,9 +55,9 @@ every_for() {
 flags_for() {
     case $1 in
     strict) echo "--relax off" ;;
-    relaxed) echo "--relax triangle" ;;
-    relaxed_nopen) echo "--relax triangle --lambda-defect 0 --lambda-norm 0" ;;
-    constant) echo "--relax constant" ;;
+    relaxed) echo "--relax triangle --relax-form additive" ;;
+    relaxed_nopen) echo "--relax triangle --relax-form additive --lambda-defect 0 --lambda-norm 0" ;;
+    constant) echo "--relax constant --relax-form additive" ;;
     plain) echo "--group none" ;;
     esac
 }

@@ -40,13 +40,13 @@ OPTIONS="strict paper early late orthogonal adaptive rgconv wrscale10"
 flags_for() {
     case $1 in
     strict) echo "--relax off" ;;
-    paper) echo "--relax triangle" ;;
-    early) echo "--relax early" ;;
-    late) echo "--relax late" ;;
-    orthogonal) echo "--relax triangle --orthogonal" ;;
-    adaptive) echo "--relax cosine --adaptive" ;;
+    paper) echo "--relax triangle --relax-form additive" ;;
+    early) echo "--relax early --relax-form additive" ;;
+    late) echo "--relax late --relax-form additive" ;;
+    orthogonal) echo "--relax triangle --relax-form additive --orthogonal" ;;
+    adaptive) echo "--relax cosine --relax-form additive --adaptive" ;;
     rgconv) echo "--relax triangle --relax-form rgconv" ;;
-    wrscale10) echo "--relax triangle --wr-scale 10" ;;
+    wrscale10) echo "--relax triangle --relax-form additive --wr-scale 10" ;;
     esac
 }
 

@@ -38,7 +38,7 @@ check "unknown option '--bogus'" --bogus
 check "unexpected argument 'extra'" extra
 check "bad value 'bogus' for --relax: expected off, triangle, linear, cosine, constant, early or late" --relax bogus
 check "bad value 'c5' for --group" --group c5
-check "bad value 'foo' for --relax-form: expected additive or rgconv" --relax-form foo
+check "bad value 'foo' for --relax-form: expected additive, rgconv or auto" --relax-form foo
 check "--relax-form rgconv needs group convs: --group c4 or d4 (got c8)" --relax-form rgconv --group c8
 check "--relax-form rgconv needs a relaxation" --relax-form rgconv --relax off
 check "bad value '0' for --rgconv-banks" --rgconv-banks 0

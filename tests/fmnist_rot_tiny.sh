@@ -9,7 +9,9 @@ bin=$1
 dir=$2
 fail=0
 rm -rf "$dir" && mkdir -p "$dir" || exit 1
-tiny="--train-size 256 --test-size 200 --batch 32 --width 8 --equiv-images 50 --threads 1"
+# additive unless a run says otherwise (a later --relax-form wins); the
+# default, auto, is checked on its own below
+tiny="--train-size 256 --test-size 200 --batch 32 --width 8 --equiv-images 50 --threads 1 --relax-form additive"
 
 # run NAME EXPECT_PROJECTED CHECK_EQUIV args... : run, check the result line.
 run() {
@@ -52,6 +54,13 @@ run d4_rgconv_drop 1 1 --epochs 1 --group d4 --relax constant --theta-max 0.5 --
     --relax-form rgconv --rgconv-banks 3
 grep -q 'rg_spread c1 ' "$dir/c4_rgconv.out" || { echo "FAIL rgconv: no rg_spread on the epoch line"; fail=1; }
 run plain 0 0 --epochs 1 --group none
+# auto (the default): rgconv for c4 / d4, additive for c8 and with an additive-only option
+run c4_auto 1 1 --epochs 1 --relax-form auto
+run c8_auto 1 1 --epochs 1 --group c8 --relax-form auto
+run c4_auto_orth 1 1 --epochs 1 --relax-form auto --orthogonal
+grep -q '^# relaxed group convs' "$dir/c4_auto.out" || { echo "FAIL auto: c4 is not rgconv"; fail=1; }
+! grep -q '^# relaxed group convs' "$dir/c8_auto.out" || { echo "FAIL auto: c8 is rgconv"; fail=1; }
+! grep -q '^# relaxed group convs' "$dir/c4_auto_orth.out" || { echo "FAIL auto: --orthogonal is rgconv"; fail=1; }
 run c4_continuous 1 1 --epochs 1 --rotate continuous --train-size 64 --test-size 100
 
 # Metrics: a header and one row; plot: an SVG document.
