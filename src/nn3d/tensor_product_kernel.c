@@ -245,28 +245,21 @@ static tp_buf chunk_buf(const tp_job *j, int c) {
 /* [d][m] <-> [m][d] copies, u < m outer and i < d inner: with d a constant
  * the inner loop unrolls and the u loop vectorises (interleaved loads or
  * stores of d floats); the i-outer order stayed scalar strided accesses. */
-TP_INLINE void tr_split(float *restrict dst, const float *restrict src, int64_t m, int64_t d,
-                        int add) { /* dst[i m + u] (+)= src[u d + i] */
+TP_INLINE void tr_copy(float *restrict dst, const float *restrict src, int64_t m, int64_t d,
+                       int add, int to_dm) { /* to_dm: dst[i m + u] (+)= src[u d + i]; else back */
+    const int64_t di = to_dm ? m : 1, du = to_dm ? 1 : d, si = to_dm ? 1 : m, su = to_dm ? d : 1;
     for (int64_t u = 0; u < m; u++)
         for (int64_t i = 0; i < d; i++) {
-            if (add) dst[i * m + u] += src[u * d + i];
-            else dst[i * m + u] = src[u * d + i];
-        }
-}
-TP_INLINE void tr_merge(float *restrict dst, const float *restrict src, int64_t m, int64_t d,
-                        int add) { /* dst[u d + i] (+)= src[i m + u] */
-    for (int64_t u = 0; u < m; u++)
-        for (int64_t i = 0; i < d; i++) {
-            if (add) dst[u * d + i] += src[i * m + u];
-            else dst[u * d + i] = src[i * m + u];
+            if (add) dst[i * di + u * du] += src[i * si + u * su];
+            else dst[i * di + u * du] = src[i * si + u * su];
         }
 }
 /* [d][m] from [m][d] (to_dm, x1 entry to x1t) or back, for d = 3, 5, 7, other. */
 TP_INLINE void tr_small(float *dst, const float *src, int64_t m, int64_t d, int add, int to_dm) {
 #define TP_TR(D)                                                                                  \
     do {                                                                                          \
-        if (to_dm) tr_split(dst, src, m, D, add);                                                 \
-        else tr_merge(dst, src, m, D, add);                                                       \
+        if (to_dm) tr_copy(dst, src, m, D, add, 1);                                               \
+        else tr_copy(dst, src, m, D, add, 0);                                                     \
     } while (0)
     switch (d) {
     case 3: TP_TR(3); break;
