@@ -26,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
+source scripts/results_lib.sh
+export -f has_result
 
 EPOCHS=${EPOCHS:-80}
 SEEDS=${SEEDS:-"1 2 3"}
@@ -70,7 +72,7 @@ mapfile -t cmds < <(printf '%s\n' "${cmds[@]}" | awk '!seen[$0]++')
 run_one() {
   local tag=${1%%|*} cmd=${1#*|} log
   log=$OUT/$tag.log
-  if [ -f "$log" ] && tail -n 1 "$log" | grep -q '^result '; then return 0; fi
+  if has_result "$log"; then return 0; fi
   echo "$cmd" >"$OUT/$tag.cmd"
   # shellcheck disable=SC2086
   if $cmd >"$log.tmp" 2>&1; then
@@ -88,7 +90,7 @@ elapsed=$(($(date +%s) - start))
 # "mean +- std (n) | max equiv_err | mean s" of test_mse over finished logs
 stats() { # $1 = glob of logs
   local files=()
-  for f in $1; do [ -f "$f" ] && tail -n 1 "$f" | grep -q '^result ' && files+=("$f"); done
+  for f in $1; do has_result "$f" && files+=("$f"); done
   if [ ${#files[@]} -eq 0 ]; then echo "not run | | "; return; fi
   tail -q -n 1 "${files[@]}" | awk '{
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -103,7 +105,7 @@ paired() { # $1 = config prefix (L4_N3000), $2 = mode
   local s a b out=""
   for s in $SEEDS; do
     a=$OUT/${1}_${2}_s$s.log b=$OUT/${1}_strict_s$s.log
-    [ -f "$a" ] && [ -f "$b" ] && tail -n 1 "$a" | grep -q '^result ' && tail -n 1 "$b" | grep -q '^result ' || continue
+    has_result "$a" && has_result "$b" || continue
     out+="$(tail -n 1 "$a" | sed 's/.*test_mse=\([^ ]*\).*/\1/') $(tail -n 1 "$b" | sed 's/.*test_mse=\([^ ]*\).*/\1/')"$'\n'
   done
   if [ -z "$out" ]; then echo "-"; return; fi

@@ -20,6 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
+source scripts/results_lib.sh
+export -f has_result
 BUILD=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target fmnist_rot >/dev/null
@@ -54,7 +56,7 @@ run_one() {
     local tag=$1
     shift
     local f=$OUT/$tag.out
-    if [ -f "$f" ] && tail -n 1 "$f" | grep -q '^result '; then return 0; fi
+    if has_result "$f"; then return 0; fi
     echo "$BIN $* --threads 1 $DATA_ARG" >"$OUT/$tag.cmd"
     echo "[$(date +%H:%M:%S)] start $tag" >&2
     # shellcheck disable=SC2086
@@ -92,7 +94,7 @@ fi
 # stats GLOB KEY: "mean std k" of KEY over the finished runs
 stats() {
     local files=()
-    for f in $OUT/$1.out; do [ -f "$f" ] && tail -n 1 "$f" | grep -q '^result ' && files+=("$f"); done
+    for f in $OUT/$1.out; do has_result "$f" && files+=("$f"); done
     if [ ${#files[@]} -eq 0 ]; then echo "nan nan 0"; return; fi
     tail -q -n 1 "${files[@]}" | awk -v key="$2" '
         { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -110,8 +112,8 @@ paired() {
         [ -f "$f" ] || continue
         s=${f##*_s}; s=${s%.out}
         o=$OUT/${1}_${2}_s$s.out
-        tail -n 1 "$f" | grep -q '^result ' || continue
-        [ -f "$o" ] && tail -n 1 "$o" | grep -q '^result ' || continue
+        has_result "$f" || continue
+        has_result "$o" || continue
         d+=("$(tail -n 1 "$o" | grep -o 'test_acc=[0-9.]*' | cut -d= -f2) $(tail -n 1 "$f" | grep -o 'test_acc=[0-9.]*' | cut -d= -f2)")
     done
     if [ ${#d[@]} -eq 0 ]; then echo "nan nan 0"; return; fi

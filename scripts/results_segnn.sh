@@ -23,6 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
+source scripts/results_lib.sh
+export -f has_result
 BUILD=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target nbody >/dev/null
@@ -41,7 +43,7 @@ run_one() {
     local tag=$1
     shift
     local f=$OUT/$tag.out
-    if [ -f "$f" ] && tail -n 1 "$f" | grep -q '^result '; then return 0; fi
+    if has_result "$f"; then return 0; fi
     echo "$BIN $* --threads 1" >"$OUT/$tag.cmd"
     echo "[$(date +%H:%M:%S)] start $tag" >&2
     if "$BIN" "$@" --threads 1 --checkpoint "$OUT/$tag.ckpt" --resume \
@@ -86,7 +88,7 @@ fi
 # stats GLOB: "mean std k max_equiv mean_seconds" of test_mse over finished runs
 stats() {
     local files=()
-    for f in $OUT/$1.out; do [ -f "$f" ] && tail -n 1 "$f" | grep -q '^result ' && files+=("$f"); done
+    for f in $OUT/$1.out; do has_result "$f" && files+=("$f"); done
     if [ ${#files[@]} -eq 0 ]; then echo "- - 0 - -"; return; fi
     tail -q -n 1 "${files[@]}" | awk '
         { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -147,7 +149,7 @@ DOC=docs/results_segnn.md
         echo
         echo "## Longer budget (strict SEGNN, 4 layers, 3000 samples, seed 1)"
         echo
-        if [ -f "$long.out" ] && tail -n 1 "$long.out" | grep -q '^result '; then
+        if has_result "$long.out"; then
             echo "Finished $LONG_EPOCHS epochs: \`$(tail -n 1 "$long.out")\` ($(grep '^# selected' "$long.out"))."
         else
             echo "In progress (resumable); validation MSE so far, every 50th epoch:"
@@ -163,7 +165,7 @@ DOC=docs/results_segnn.md
         echo "## Cosine learning rate (strict SEGNN, 4 layers, 3000 samples, seed 1, $COS_EPOCHS epochs)"
         echo
         echo "Adam lr 5e-4 decayed to 0 by a cosine over the run (\`--lr-schedule cosine\`)."
-        if [ -f "$cos.out" ] && tail -n 1 "$cos.out" | grep -q '^result '; then
+        if has_result "$cos.out"; then
             echo "Finished: \`$(tail -n 1 "$cos.out")\` ($(grep '^# selected' "$cos.out"))."
         else
             echo "In progress (resumable); validation MSE so far, every 25th epoch:"
