@@ -67,7 +67,7 @@ for c in $CONFIGS; do
   done
 done
 # strict is listed first and once per config even if MODES names it too
-mapfile -t cmds < <(printf '%s\n' "${cmds[@]}" | awk '!seen[$0]++')
+[ ${#cmds[@]} -gt 0 ] && mapfile -t cmds < <(printf '%s\n' "${cmds[@]}" | awk '!seen[$0]++')
 
 run_one() {
   local tag=${1%%|*} cmd=${1#*|} log
@@ -84,7 +84,9 @@ run_one() {
 }
 export -f run_one
 start=$(date +%s)
-printf '%s\n' "${cmds[@]}" | xargs -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
+if [ ${#cmds[@]} -gt 0 ] && [ -n "${cmds[0]}" ]; then
+  printf '%s\n' "${cmds[@]}" | xargs -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
+fi
 elapsed=$(($(date +%s) - start))
 
 # "mean +- std (n) | max equiv_err | mean s" of test_mse over finished logs
