@@ -66,6 +66,9 @@ typedef struct ex_flag {
 /* OPT: the optimizer, e.g. "Adam" */
 #define EX_FLAG_LR(dst, OPT, D) \
     EX_FLAG_FLOAT_ABOVE("--lr", dst, 0.0f, 10.0f, OPT " learning rate (default " D ")")
+/* decoupled (AdamW) weight decay; 0 keeps plain Adam */
+#define EX_FLAG_WD(dst, D) \
+    EX_FLAG_FLOAT("--wd", dst, 0.0f, 1.0f, "decoupled (AdamW) weight decay (default " D ")")
 #define EX_FLAG_LR_SCHEDULE(dst, D) \
     EX_FLAG_STR("--lr-schedule", "S", dst, "constant | cosine (decay to 0 over training) (default " D ")")
 #define EX_FLAG_THREADS(dst, D) EX_FLAG_INT("--threads", dst, 1, 256, "worker threads (default " D ")")

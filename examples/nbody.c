@@ -46,7 +46,7 @@
 typedef struct options {
     int64_t layers, hidden, train_size, epochs, threads, batch, stop_after;
     uint64_t seed;
-    float lr, lambda_defect, lambda_norm, theta_max, wr_scale;
+    float lr, wd, lambda_defect, lambda_norm, theta_max, wr_scale;
     const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
     const char *checkpoint, *lr_schedule;
     int resume, vn, segnn, best, adaptive, orthogonal, lr_cosine;
@@ -103,6 +103,7 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_BATCH(&o->batch, "100"),
         EX_FLAG_LR(&o->lr, "Adam", "0.0005"),
         EX_FLAG_LR_SCHEDULE(&o->lr_schedule, "constant"),
+        EX_FLAG_WD(&o->wd, "0: Adam"),
         EX_FLAG_SEED(&o->seed, "initialisation and shuffling; the data are fixed"),
         EX_FLAG_THREADS(&o->threads, "1"),
         EX_FLAG_LAMBDA_DEFECT(&o->lambda_defect),
@@ -156,6 +157,7 @@ static uint64_t config_hash(const options *o) {
         snprintf(s + strlen(s), sizeof s - strlen(s), "|%d|%d|%.9g", o->adaptive, o->orthogonal,
                  o->wr_scale);
     if (o->lr_cosine) snprintf(s + strlen(s), sizeof s - strlen(s), "|cos");
+    if (o->wd > 0.0f) snprintf(s + strlen(s), sizeof s - strlen(s), "|wd%.9g", o->wd);
     return ex_fnv1a(s);
 }
 
@@ -555,7 +557,9 @@ int main(int argc, char **argv) {
                               : NULL;
     float *snap = malloc(sizeof(float) * (size_t)nmodel);
     if (!hist || (o.best && !best) || !snap) ex_die_ctx(ctx, "run state");
-    eqr_optim *opt = eqr_optim_create(ctx, &(eqr_optim_opts){.kind = EQR_OPTIM_ADAM, .lr = o.lr});
+    eqr_optim *opt = eqr_optim_create(
+        ctx, &(eqr_optim_opts){.kind = o.wd > 0.0f ? EQR_OPTIM_ADAMW : EQR_OPTIM_ADAM, .lr = o.lr,
+                               .weight_decay = o.wd});
     if (!opt) ex_die_ctx(ctx, "creating the optimizer");
     const int64_t total_steps = (train.n + o.batch - 1) / o.batch * o.epochs;
     /* data-parallel: same settings and data on every rank, rank 0's
@@ -578,7 +582,8 @@ int main(int argc, char **argv) {
                "lambda_norm %g, penalty grad %s, projection %s\n",
                o.relax, (long long)total_steps, o.theta_max, o.lambda_defect, o.lambda_norm,
                o.penalty_grad, o.projection);
-    printf("# Adam lr %g (%s), batch %lld, epochs %lld, seed %llu, threads %lld\n", o.lr,
+    printf("# %s lr %g (%s), batch %lld, epochs %lld, seed %llu, threads %lld\n",
+           o.wd > 0.0f ? "AdamW" : "Adam", o.lr,
            o.lr_schedule, (long long)o.batch, (long long)o.epochs, (unsigned long long)o.seed, (long long)o.threads);
     if (nranks > 1)
         printf("# data-parallel on %d ranks: global batch %lld, gradients averaged over ranks "

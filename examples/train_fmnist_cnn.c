@@ -40,7 +40,7 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_EPOCHS(&o->epochs, "6"),
         EX_FLAG_BATCH(&o->batch, "128"),
         EX_FLAG_LR(&o->lr, "peak AdamW", "0.002"),
-        EX_FLAG_FLOAT("--wd", &o->wd, 0.0f, 1.0f, "decoupled weight decay (default 0.0005)"),
+        EX_FLAG_WD(&o->wd, "0.0005"),
         EX_FLAG_THREADS(&o->threads, "2"),
         EX_FLAG_SEED(&o->seed, "initialisation, dropout and shuffling"),
         EX_FLAG_TRAIN_SIZE(&o->train_limit, "training images", "all"),

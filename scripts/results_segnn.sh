@@ -6,7 +6,8 @@
 # std; our EGNN at the same budget beside it; and (SEGNN_LONG=1) one long
 # strict SEGNN run whose validation curve shows what a longer budget reaches;
 # SEGNN_COSINE=1 one strict run of COS_EPOCHS (default 400) epochs with the
-# learning rate decayed to 0 by a cosine (--lr-schedule cosine).
+# learning rate decayed to 0 by a cosine (--lr-schedule cosine), once per
+# decoupled weight decay in COS_WD (default "0": plain Adam; e.g. "0 0.1 1").
 #
 # Resumable: every run writes results/segnn/<tag>.out and is skipped once
 # that file ends with its result line; a run in progress keeps
@@ -35,6 +36,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
 LONG_EPOCHS=${LONG_EPOCHS:-1000}
 COS_EPOCHS=${COS_EPOCHS:-400}
+COS_WD=${COS_WD:-0}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$OUT"
 
@@ -69,9 +71,14 @@ add() { # MODEL MODE LAYERS N SEED EPOCHS
 # the long run first: it takes one core for the whole time while the
 # other runs share the rest
 [ "${SEGNN_LONG:-0}" = 1 ] && add segnn strict 4 3000 1 "$LONG_EPOCHS"
-cos_tag=segnn_strict_L4_N3000_e${COS_EPOCHS}_cos_s1
-if [ "${SEGNN_COSINE:-0}" = 1 ] && { [ -z "${RESULTS_ONLY:-}" ] || [[ $cos_tag =~ ^(${RESULTS_ONLY})$ ]]; }; then
-    runs+=("$cos_tag --model segnn --relax off --layers 4 --train-size 3000 --epochs $COS_EPOCHS --seed 1 --select best --lr-schedule cosine")
+# cos_tag WD: the cosine run's tag (weight decay 0 keeps the tag it had)
+cos_tag() { echo "segnn_strict_L4_N3000_e${COS_EPOCHS}_cos$([ "$1" = 0 ] || echo "_wd$1")_s1"; }
+if [ "${SEGNN_COSINE:-0}" = 1 ]; then
+    for wd in $COS_WD; do
+        tag=$(cos_tag "$wd")
+        if [ -n "${RESULTS_ONLY:-}" ] && ! [[ $tag =~ ^(${RESULTS_ONLY})$ ]]; then continue; fi
+        runs+=("$tag --model segnn --relax off --layers 4 --train-size 3000 --epochs $COS_EPOCHS --seed 1 --select best --lr-schedule cosine --wd $wd")
+    done
 fi
 for s in $SEEDS; do
     for c in 4:3000 2:3000 6:3000 4:500 4:1000; do
@@ -159,22 +166,29 @@ DOC=docs/results_segnn.md
         echo "|---|---|"
         awk -F, 'NR > 1 && ($1 % 50 == 0 || $1 == 1) { printf "| %d | %.5f |\n", $1, $3 }' "$long.csv"
     fi
-    cos="$OUT/$cos_tag"
-    if [ -f "$cos.csv" ]; then
+    for cos in "$OUT"/segnn_strict_L4_N3000_e*_cos*_s1.csv; do
+        [ -f "$cos" ] || continue
+        cos=${cos%.csv}
+        ce=$(grep -o '_e[0-9]*_cos' <<<"${cos##*/}" | tr -dc 0-9)
+        wd=$(grep -o 'wd[0-9.e-]*' <<<"${cos##*/}" | cut -c3- || true)
         echo
-        echo "## Cosine learning rate (strict SEGNN, 4 layers, 3000 samples, seed 1, $COS_EPOCHS epochs)"
+        echo "## Cosine learning rate (strict SEGNN, 4 layers, 3000 samples, seed 1, $ce epochs${wd:+, weight decay $wd})"
         echo
-        echo "Adam lr 5e-4 decayed to 0 by a cosine over the run (\`--lr-schedule cosine\`)."
+        if [ -n "$wd" ]; then
+            echo "AdamW lr 5e-4 with decoupled weight decay $wd, the rate decayed to 0 by a cosine over the run (\`--lr-schedule cosine --wd $wd\`)."
+        else
+            echo "Adam lr 5e-4 decayed to 0 by a cosine over the run (\`--lr-schedule cosine\`)."
+        fi
         if has_result "$cos.out"; then
             echo "Finished: \`$(tail -n 1 "$cos.out")\` ($(grep '^# selected' "$cos.out"))."
         else
             echo "In progress (resumable); validation MSE so far, every 25th epoch:"
         fi
         echo
-        echo "| epoch | val MSE |"
-        echo "|---|---|"
-        awk -F, 'NR > 1 && ($1 % 25 == 0 || $1 == 1) { printf "| %d | %.5f |\n", $1, $3 }' "$cos.csv"
-    fi
+        echo "| epoch | train MSE | val MSE |"
+        echo "|---|---|---|"
+        awk -F, 'NR > 1 && ($1 % 25 == 0 || $1 == 1) { printf "| %d | %.5f | %.5f |\n", $1, $2, $3 }' "$cos.csv"
+    done
     echo
     echo "## Invariance and time"
     echo

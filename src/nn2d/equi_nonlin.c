@@ -316,19 +316,6 @@ void eqr_gated_destroy(eqr_gated *l) {
     free(l);
 }
 
-/* Numerically stable logistic function over a row. */
-static void sigmoid_row(const float *x, int64_t S, float *s) {
-    for (int64_t p = 0; p < S; p++) {
-        float v = x[p];
-        if (v >= 0.0f) {
-            s[p] = 1.0f / (1.0f + expf(-v));
-        } else {
-            float e = expf(v);
-            s[p] = e / (1.0f + e);
-        }
-    }
-}
-
 /* i: [0] N, [1] S, [2] D in channels, [3] Dout; saved: the layer. */
 static void gated_backward(eqr_ctx *ctx, eqr_node *nd) {
     eqr_tensor *x = nd->in[0];
@@ -346,7 +333,7 @@ static void gated_backward(eqr_ctx *ctx, eqr_node *nd) {
             const float *xp = x->data + (n * D + l->off[f]) * S, *gp = gy + (n * Do + l->off[f]) * S;
             float *gxp = gx + (n * D + l->off[f]) * S;
             const int64_t gate = (n * D + l->gate_off + f) * S;
-            sigmoid_row(x->data + gate, S, s);
+            eqr__sigmoid_n(x->data + gate, s, S);
             for (int64_t p = 0; p < S; p++) dot[p] = 0.0f;
             for (int c = 0; c < d; c++)
                 for (int64_t p = 0; p < S; p++) {
@@ -375,7 +362,7 @@ eqr_tensor *eqr_gated_forward(eqr_ctx *ctx, eqr_gated *l, eqr_tensor *x) {
         for (int f = 0; f < l->ngated; f++) {
             const float *xp = x->data + (n * D + l->off[f]) * S;
             float *yp = out->data + (n * Do + l->off[f]) * S;
-            sigmoid_row(x->data + (n * D + l->gate_off + f) * S, S, s);
+            eqr__sigmoid_n(x->data + (n * D + l->gate_off + f) * S, s, S);
             for (int c = 0; c < l->dim[f]; c++)
                 for (int64_t p = 0; p < S; p++) yp[c * S + p] = s[p] * xp[c * S + p];
         }

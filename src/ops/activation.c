@@ -21,13 +21,6 @@ static eqr_tensor *unary_out(eqr_ctx *ctx, const char *fn, eqr_tensor *x) {
     (void)xd;                                                                       \
     (void)yd
 
-static float sigmoidf(float v) {
-    /* exp of a non-positive argument only, so no overflow for large |v| */
-    if (v >= 0.0f) return 1.0f / (1.0f + expf(-v));
-    float e = expf(v);
-    return e / (1.0f + e);
-}
-
 /* ---- relu / leaky relu (f[0] = negative slope; relu is slope 0) ----
  * Branch-free loops over restrict pointers, so they vectorise (a branch on
  * the sign mispredicts half the time on real activations), cut into one
@@ -221,7 +214,7 @@ static void sigmoid_backward(eqr_ctx *ctx, eqr_node *nd) {
 eqr_tensor *eqr_sigmoid(eqr_ctx *ctx, eqr_tensor *x) {
     eqr_tensor *y = unary_out(ctx, __func__, x);
     if (!y) return NULL;
-    for (int64_t i = 0; i < x->numel; i++) y->data[i] = sigmoidf(x->data[i]);
+    eqr__sigmoid_n(x->data, y->data, x->numel);
     eqr__record(ctx, y, sigmoid_backward, 1, &x);
     return y;
 }
@@ -269,18 +262,24 @@ eqr_tensor *eqr_gelu(eqr_ctx *ctx, eqr_tensor *x) {
 
 /* ---- SiLU: y = x s(x), dy/dx = s (1 + x (1 - s)) ---- */
 
+#define SILU_CHUNK 256 /* sigmoids recomputed a stack chunk at a time */
+
 static void silu_backward(eqr_ctx *ctx, eqr_node *nd) {
     UNARY_BW_BEGIN(nd);
-    for (int64_t i = 0; i < n; i++) {
-        float s = sigmoidf(xd[i]);
-        gx[i] += gy[i] * s * (1.0f + xd[i] * (1.0f - s));
+    float s[SILU_CHUNK];
+    for (int64_t i0 = 0; i0 < n; i0 += SILU_CHUNK) {
+        const int64_t m = n - i0 < SILU_CHUNK ? n - i0 : SILU_CHUNK;
+        eqr__sigmoid_n(xd + i0, s, m);
+        for (int64_t i = 0; i < m; i++)
+            gx[i0 + i] += gy[i0 + i] * s[i] * (1.0f + xd[i0 + i] * (1.0f - s[i]));
     }
 }
 
 eqr_tensor *eqr_silu(eqr_ctx *ctx, eqr_tensor *x) {
     eqr_tensor *y = unary_out(ctx, __func__, x);
     if (!y) return NULL;
-    for (int64_t i = 0; i < x->numel; i++) y->data[i] = x->data[i] * sigmoidf(x->data[i]);
+    eqr__sigmoid_n(x->data, y->data, x->numel);
+    for (int64_t i = 0; i < x->numel; i++) y->data[i] *= x->data[i];
     eqr__record(ctx, y, silu_backward, 1, &x);
     return y;
 }
