@@ -39,6 +39,21 @@ static eqr_tensor *f_gate(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     return eqr_gate(ctx, in[0], NS, NB, MUL, LS);
 }
 
+/* The gate on an intermediate s = 1.5 x whose gradient the gate's backward
+ * either creates (stores every entry: *user 0, the square term recorded
+ * first so its backward runs last) or adds to (*user 1: recorded after). */
+static eqr_tensor *f_gate_mid(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    eqr_tensor *s = eqr_scale(ctx, in[0], 1.5f), *sq = NULL, *g = NULL;
+    if (*(int *)user) {
+        g = eqr_sum_all(ctx, eqr_gate(ctx, s, NS, NB, MUL, LS));
+        sq = eqr_sum_all(ctx, eqr_mul(ctx, s, s));
+    } else {
+        sq = eqr_sum_all(ctx, eqr_mul(ctx, s, s));
+        g = eqr_sum_all(ctx, eqr_gate(ctx, s, NS, NB, MUL, LS));
+    }
+    return eqr_add(ctx, g, sq);
+}
+
 static void test_forward_and_grad(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(1);
@@ -53,6 +68,7 @@ static void test_forward_and_grad(void **state) {
      * relative error <= 4 u, no cancellation (sigmoid > 0); 6 u */
     tu_assert_close_rel("gate", y->data, ref, NULL, 4 * DOUT, 6);
     tu_gradcheck(ctx, f_gate, &x, 1, NULL, H, DEPTH);
+    for (int order = 0; order < 2; order++) tu_gradcheck(ctx, f_gate_mid, &x, 1, &order, H, DEPTH);
     eqr_ctx_destroy(ctx);
 }
 

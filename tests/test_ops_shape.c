@@ -239,6 +239,15 @@ static void concat_ref(eqr_tensor **xs, int n, int64_t A, int64_t B, double *ref
     }
 }
 
+/* concat(s, x, s) of an intermediate s = 2 x: the first turn of s creates its
+ * gradient (stores), the second adds to it. */
+static eqr_tensor *f_concat_twice(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    (void)user;
+    eqr_tensor *s = eqr_scale(ctx, in[0], 2.0f);
+    eqr_tensor *parts[3] = {s, in[0], s};
+    return eqr_concat(ctx, parts, 3, 1);
+}
+
 static void test_concat(void **state) {
     (void)state;
     eqr_ctx *ctx = tu_ctx(6);
@@ -256,6 +265,7 @@ static void test_concat(void **state) {
     concat_args a1 = {3, 1};
     tu_gradcheck(ctx, f_concat, in, 3, &a1, H, DEPTH);
     assert_null(in[2]->grad); /* frozen input took no gradient */
+    tu_gradcheck(ctx, f_concat_twice, in, 1, NULL, H, DEPTH);
 
     /* more inputs than a tape node holds, along a negative axis */
     eqr_tensor *many[5];

@@ -25,6 +25,13 @@ float *eqr__grad(eqr_ctx *ctx, eqr_tensor *t) {
     return t->grad;
 }
 
+float *eqr__grad_all(eqr_ctx *ctx, eqr_tensor *t, int *acc) {
+    *acc = t->grad || t->base;
+    if (*acc) return eqr__grad(ctx, t);
+    t->grad = eqr__arena_alloc(ctx, (size_t)t->numel * sizeof(float));
+    return t->grad;
+}
+
 eqr_node *eqr__record(eqr_ctx *ctx, eqr_tensor *out, eqr_backward_fn bw, int nin,
                       eqr_tensor *const *in) {
     if (!ctx->grad_enabled || ctx->status != EQR_OK) return NULL;

@@ -150,6 +150,11 @@ eqr_tensor *eqr__tensor_empty(eqr_ctx *ctx, int ndim, const int64_t *shape);
 /* Gradient buffer of t, allocated zeroed in the arena on first use. Views
  * resolve to their base's buffer. NULL on allocation failure. */
 float *eqr__grad(eqr_ctx *ctx, eqr_tensor *t);
+/* eqr__grad for a backward that stores every element of t's gradient: a
+ * buffer new to this backward is left unzeroed and *acc = 0 (store, do not
+ * add); *acc = 1 when earlier contributions are there to add to (or t is a
+ * view). Saves the zeroing pass of the large activation gradients. */
+float *eqr__grad_all(eqr_ctx *ctx, eqr_tensor *t, int *acc);
 
 /* Does t take part in autodiff? */
 static inline int eqr__needs_grad(const eqr_tensor *t) {

@@ -30,18 +30,19 @@ GATE_INLINE void gated_fwd(int64_t mul, int D, float c2, const float *restrict s
     }
 }
 
-/* dv += c2 sg gv, dgate[u] += c2 sg (1 - sg) <gv, v> over the copies */
+/* dv (+)= c2 sg gv, dgate[u] (+)= c2 sg (1 - sg) <gv, v> over the copies
+ * (acc 0: store) */
 GATE_INLINE void gated_bwd(int64_t mul, int D, float c2, const float *restrict sg,
                            const float *restrict v, const float *restrict gv,
-                           float *restrict dgate, float *restrict dv) {
+                           float *restrict dgate, float *restrict dv, int acc) {
     for (int64_t u = 0; u < mul; u++) {
         const float g = c2 * sg[u];
         float dot = 0.0f;
         for (int m = 0; m < D; m++) {
             dot += gv[u * D + m] * v[u * D + m];
-            dv[u * D + m] += g * gv[u * D + m];
+            dv[u * D + m] = (acc ? dv[u * D + m] : 0.0f) + g * gv[u * D + m];
         }
-        dgate[u] += g * (1.0f - sg[u]) * dot;
+        dgate[u] = (acc ? dgate[u] : 0.0f) + g * (1.0f - sg[u]) * dot;
     }
 }
 
@@ -55,19 +56,20 @@ static void block_fwd(int64_t mul, int D, float c2, const float *sg, const float
 }
 
 static void block_bwd(int64_t mul, int D, float c2, const float *sg, const float *v,
-                      const float *gv, float *dgate, float *dv) {
+                      const float *gv, float *dgate, float *dv, int acc) {
     switch (D) {
-    case 1: gated_bwd(mul, 1, c2, sg, v, gv, dgate, dv); break;
-    case 3: gated_bwd(mul, 3, c2, sg, v, gv, dgate, dv); break;
-    case 5: gated_bwd(mul, 5, c2, sg, v, gv, dgate, dv); break;
-    default: gated_bwd(mul, D, c2, sg, v, gv, dgate, dv);
+    case 1: gated_bwd(mul, 1, c2, sg, v, gv, dgate, dv, acc); break;
+    case 3: gated_bwd(mul, 3, c2, sg, v, gv, dgate, dv, acc); break;
+    case 5: gated_bwd(mul, 5, c2, sg, v, gv, dgate, dv, acc); break;
+    default: gated_bwd(mul, D, c2, sg, v, gv, dgate, dv, acc);
     }
 }
 
 static void gate_backward(eqr_ctx *ctx, eqr_node *n) {
     eqr_tensor *x = n->in[0];
     if (!eqr__needs_grad(x)) return;
-    float *gx = eqr__grad(ctx, x);
+    int acc; /* every entry of gx is stored: scalars, gates and gated parts */
+    float *gx = eqr__grad_all(ctx, x, &acc);
     if (!gx) return;
     const gate_layout *L = n->saved;
     const float c1 = (float)EQR_GATE_SILU_NORM, c2 = (float)EQR_GATE_SIGMOID_NORM;
@@ -78,11 +80,11 @@ static void gate_backward(eqr_ctx *ctx, eqr_node *n) {
         const float *restrict sr = L->sig + r * (ns + ng);
         float *restrict dx = gx + r * din;
         for (int64_t i = 0; i < ns; i++) /* d/ds of c1 s sigmoid(s) */
-            dx[i] += c1 * sr[i] * (1.0f + xr[i] * (1.0f - sr[i])) * gr[i];
+            dx[i] = (acc ? dx[i] : 0.0f) + c1 * sr[i] * (1.0f + xr[i] * (1.0f - sr[i])) * gr[i];
         int64_t k = 0, off = 0;
         for (int b = 0; b < L->nb; b++) {
             block_bwd(L->mul[b], L->d[b], c2, sr + ns + k, xr + ns + ng + off, gr + ns + off,
-                      dx + ns + k, dx + ns + ng + off);
+                      dx + ns + k, dx + ns + ng + off, acc);
             k += L->mul[b];
             off += L->mul[b] * L->d[b];
         }

@@ -138,6 +138,8 @@ static void gather_part(const void *arg, int k) {
                 for (int64_t q = 0; q < f; q++) o[q] += s * r[q];
             else
                 for (int64_t q = 0; q < f; q++) o[q] += r[q];
+        } else if (j->mean) {
+            for (int64_t q = 0; q < f; q++) o[q] = s * r[q];
         } else {
             memcpy(o, r, (size_t)f * sizeof(float));
         }
@@ -164,9 +166,10 @@ static int64_t rows_of(eqr_ctx *ctx, const char *fn, const char *what, const eqr
 static void gather_rows_backward(eqr_ctx *ctx, eqr_node *n) {
     eqr_tensor *x = n->in[0];
     if (!eqr__needs_grad(x)) return;
-    float *gx = eqr__grad(ctx, x);
+    int acc;
+    float *gx = eqr__grad_all(ctx, x, &acc); /* every row: rows without edges get 0 */
     if (!gx) return;
-    csr_reduce(ctx, n->saved, n->out->grad, gx, x->shape[1], 0, 1);
+    csr_reduce(ctx, n->saved, n->out->grad, gx, x->shape[1], 0, acc);
 }
 
 eqr_tensor *eqr_gather_rows(eqr_ctx *ctx, eqr_tensor *x, const int64_t *idx, int64_t E) {
@@ -188,9 +191,10 @@ eqr_tensor *eqr_gather_rows(eqr_ctx *ctx, eqr_tensor *x, const int64_t *idx, int
 static void scatter_backward(eqr_ctx *ctx, eqr_node *n) {
     eqr_tensor *src = n->in[0];
     if (!eqr__needs_grad(src)) return;
-    float *gs = eqr__grad(ctx, src);
+    int acc;
+    float *gs = eqr__grad_all(ctx, src, &acc); /* every edge row */
     if (!gs) return;
-    csr_gather(ctx, n->saved, n->out->grad, gs, src->shape[1], (int)n->i[0], 1);
+    csr_gather(ctx, n->saved, n->out->grad, gs, src->shape[1], (int)n->i[0], acc);
 }
 
 static eqr_tensor *scatter(eqr_ctx *ctx, const char *fn, eqr_tensor *src, const int64_t *idx,

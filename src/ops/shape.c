@@ -160,13 +160,17 @@ static void concat_backward(eqr_ctx *ctx, eqr_node *n) {
     int64_t at = 0; /* start of input k's chunk inside each output row */
     for (int k = 0; k < cnt; k++) {
         int64_t chunk = xs[k]->shape[ax] * inner;
-        if (eqr__needs_grad(xs[k])) {
-            float *g = eqr__grad(ctx, xs[k]);
+        if (eqr__needs_grad(xs[k])) { /* an input given twice adds on its second turn */
+            int acc;
+            float *g = eqr__grad_all(ctx, xs[k], &acc);
             if (!g) return;
             for (int64_t o = 0; o < outer; o++) {
                 const float *src = gy + o * row + at;
                 float *dst = g + o * chunk;
-                for (int64_t j = 0; j < chunk; j++) dst[j] += src[j];
+                if (acc)
+                    for (int64_t j = 0; j < chunk; j++) dst[j] += src[j];
+                else
+                    memcpy(dst, src, (size_t)chunk * sizeof(float));
             }
         }
         at += chunk;
