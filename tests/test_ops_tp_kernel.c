@@ -87,6 +87,24 @@ static eqr_tensor *f_tp(eqr_ctx *ctx, eqr_tensor **in, void *user) {
     return eqr__tp_forward(ctx, in[0], in[1], in[2], NP, f->p, D3);
 }
 
+/* The product of intermediates s1 = 1.5 x1, s2 = 0.5 x2, squared and summed,
+ * plus sum(s1^2): recorded before the product (order 0), the kernel creates
+ * both input gradients (zeroed a block at a time); recorded after (order
+ * 1), it adds to s1's and creates s2's. */
+typedef struct mid_args {
+    const fixture *f;
+    int order;
+} mid_args;
+
+static eqr_tensor *f_tp_mid(eqr_ctx *ctx, eqr_tensor **in, void *user) {
+    const mid_args *a = user;
+    eqr_tensor *s1 = eqr_scale(ctx, in[0], 1.5f), *s2 = eqr_scale(ctx, in[1], 0.5f);
+    eqr_tensor *sq = a->order ? NULL : eqr_sum_all(ctx, eqr_mul(ctx, s1, s1));
+    eqr_tensor *y = eqr__tp_forward(ctx, s1, s2, in[2], NP, a->f->p, D3);
+    if (a->order) sq = eqr_sum_all(ctx, eqr_mul(ctx, s1, s1));
+    return eqr_add(ctx, eqr_sum_all(ctx, eqr_mul(ctx, y, y)), sq);
+}
+
 static void check_forward(int per_sample) {
     make_paths(&FX);
     eqr_ctx *ctx = tu_ctx(1);
@@ -120,6 +138,10 @@ static void test_gradcheck(void **state) {
     eqr_tensor *in[3] = {tu_input(ctx, "x1", 2, s1, 1.0f), tu_input(ctx, "x2", 2, s2, 1.0f),
                          tu_input(ctx, "w", 1, sw, 1.0f)};
     tu_gradcheck(ctx, f_tp, in, 3, &FX, H, DEPTH);
+    for (int order = 0; order < 2; order++) {
+        mid_args a = {&FX, order};
+        tu_gradcheck(ctx, f_tp_mid, in, 3, &a, H, 2 * DEPTH + 4);
+    }
     in[2] = tu_input(ctx, "w_per_sample", 2, sw2, 1.0f);
     tu_gradcheck(ctx, f_tp, in, 3, &FX, H, DEPTH);
     eqr_ctx_destroy(ctx);

@@ -206,6 +206,7 @@ typedef struct tp_job {
     float *out;                 /* forward */
     const float *gout;          /* backward */
     float *g1, *g2, *gw, *wacc; /* wacc: chunks - 1 accumulators [nw] */
+    int zero1, zero2;           /* g1 / g2 new: each block zeroes its rows first */
     float *scratch;
     int64_t per_chunk; /* scratch floats per chunk */
 } tp_job;
@@ -352,6 +353,8 @@ TP_INLINE void forward_body(const void *arg, int c) {
     for (int64_t n0 = b.n0; n0 < b.n1; n0 += TP_BLOCK) {
         const int64_t nb = b.n1 - n0 < TP_BLOCK ? b.n1 - n0 : TP_BLOCK;
         block_x1t(j, n0, nb, b.x1t);
+        /* the output is zeroed here, a block at a time, while it is in cache */
+        memset(j->out + n0 * j->D3, 0, (size_t)(nb * j->D3) * sizeof(float));
         for (int gi = 0; gi < pl->ngroups; gi++) {
             const tp_group *g = &pl->groups[gi];
             const int64_t d3 = g->d3, m3 = g->m3, K = g->K;
@@ -433,6 +436,8 @@ TP_INLINE void backward_body(const void *arg, int c) {
         const int64_t nb = b.n1 - n0 < TP_BLOCK ? b.n1 - n0 : TP_BLOCK;
         block_x1t(j, n0, nb, b.x1t);
         if (j->g1) memset(b.g1t, 0, (size_t)(nb * j->D1) * sizeof(float));
+        if (j->zero1) memset(j->g1 + n0 * j->D1, 0, (size_t)(nb * j->D1) * sizeof(float));
+        if (j->zero2) memset(j->g2 + n0 * j->D2, 0, (size_t)(nb * j->D2) * sizeof(float));
         for (int gi = 0; gi < pl->ngroups; gi++) {
             const tp_group *g = &pl->groups[gi];
             const int64_t d3 = g->d3, m3 = g->m3, K = g->K;
@@ -533,8 +538,11 @@ static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
     eqr_tensor *x1 = nd->in[0], *x2 = nd->in[1], *w = nd->in[2];
     const tp_saved *sv = nd->saved;
     const int64_t N = x1->shape[0];
-    float *g1 = eqr__needs_grad(x1) ? eqr__grad(ctx, x1) : NULL;
-    float *g2 = eqr__needs_grad(x2) ? eqr__grad(ctx, x2) : NULL;
+    /* new input gradients are zeroed by the kernel, block by block (x1 and x2
+     * the same tensor: the second sees the first's buffer and adds) */
+    int acc1 = 1, acc2 = 1;
+    float *g1 = eqr__needs_grad(x1) ? eqr__grad_all(ctx, x1, &acc1) : NULL;
+    float *g2 = eqr__needs_grad(x2) ? eqr__grad_all(ctx, x2, &acc2) : NULL;
     float *gw = eqr__needs_grad(w) ? eqr__grad(ctx, w) : NULL;
     if (ctx->status != EQR_OK || N == 0 || (!g1 && !g2 && !gw)) return;
     const eqr__arena_mark mark = eqr__arena_save(ctx);
@@ -542,7 +550,7 @@ static void tp_backward(eqr_ctx *ctx, eqr_node *nd) {
     if (!plan_build(ctx, sv->npaths, sv->paths, x1->shape[1], &pl)) return;
     tp_job j = {&pl, x1->data, x2->data, w->data, N, x1->shape[1], x2->shape[1],
                 nd->out->shape[1], w->ndim == 2 ? w->shape[1] : 0, w->numel, tp_chunks(ctx, N),
-                NULL, nd->out->grad, g1, g2, gw, NULL, NULL, 0};
+                NULL, nd->out->grad, g1, g2, gw, NULL, !acc1, !acc2, NULL, 0};
     if (!job_scratch(ctx, &j)) return;
     if (gw && !j.ws && j.chunks > 1 &&
         !(j.wacc = eqr__arena_calloc(ctx, (size_t)(j.nw * (j.chunks - 1)) * sizeof(float))))
@@ -560,15 +568,16 @@ eqr_tensor *eqr__tp_forward(eqr_ctx *ctx, eqr_tensor *x1, eqr_tensor *x2, eqr_te
                             int npaths, const eqr__tp_path *paths, int64_t D3) {
     const int64_t N = x1->shape[0];
     const int64_t shape[2] = {N, D3};
-    eqr_tensor *out = eqr_tensor_zeros(ctx, 2, shape);
+    eqr_tensor *out = eqr__tensor_empty(ctx, 2, shape);
     if (!out) return NULL;
+    if (npaths == 0) memset(out->data, 0, (size_t)out->numel * sizeof(float));
     if (N > 0 && npaths > 0) {
         const eqr__arena_mark mark = eqr__arena_save(ctx);
         tp_plan pl;
         if (!plan_build(ctx, npaths, paths, x1->shape[1], &pl)) return NULL;
         tp_job j = {&pl, x1->data, x2->data, w->data, N, x1->shape[1], x2->shape[1], D3,
                     w->ndim == 2 ? w->shape[1] : 0, w->numel, tp_chunks(ctx, N), out->data,
-                    NULL, NULL, NULL, NULL, NULL, NULL, 0};
+                    NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0};
         if (!job_scratch(ctx, &j)) return NULL;
         eqr__blas_single(j.chunks);
         eqr__parallel(j.chunks, tp_task(0), &j);
