@@ -12,9 +12,9 @@
 #
 # Resumable: every run writes results/relax/<run>.out and is skipped when it
 # already ends with its result line. Budget on 2 quiet cores, one thread a
-# run, 2 runs at a time: ~35 s a short run, ~60 s a long one and ~200 s a
-# full one (BUDGETS selects; RESULTS_ONLY runs a subset); ~55 min for the
-# everything. Environment: SEEDS (default "1 2 3"), JOBS (default 2),
+# run, 2 runs at a time: ~35 s a short run, ~60 s a long one, ~200 s a mid
+# one and 200-500 s a full one (BUDGETS selects; RESULTS_ONLY runs a
+# subset). Environment: SEEDS (default "1 2 3"), JOBS (default 2),
 # BUILD_DIR (default build), OUT (default results/relax), FMNIST_DATA (--data),
 # RESULTS_ONLY (extended regex on the run names).
 set -euo pipefail
@@ -33,9 +33,10 @@ export DATA_ARG=${FMNIST_DATA:+--data $FMNIST_DATA}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$OUT"
 
-# Budgets: NAME:train images:epochs (full: all 60,000 images less the
-# 5,000 held out, ~5x a short run each)
-BUDGETS=${BUDGETS:-"short:5000:2 long:1000:40 full:55000:3"}
+# Budgets: NAME:train images:epochs (mid: the short run's images for 6x
+# the epochs; full: all 60,000 images less the 5,000 held out, ~5x a short
+# run each)
+BUDGETS=${BUDGETS:-"short:5000:2 mid:5000:12 long:1000:40 full:55000:3"}
 GROUPS_="c4 d4 c8"
 OPTIONS="strict paper early late orthogonal adaptive rgconv wrscale10"
 
@@ -134,8 +135,9 @@ DOC=docs/results_relax.md
     echo "parallel, one thread each; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))."
     echo "Task: examples/fmnist_rot.c (rotated Fashion-MNIST, the default model of width 32, Adam"
     echo "lr 3e-3 with a cosine decay, batch 64). Budgets: **short** = 5000 training images x 2"
-    echo "epochs, **long** = 1000 images x 40 epochs, **full** = all 55,000 non-validation images x"
-    echo "3 epochs (only some options run there). Validation: the last 5000 training images"
+    echo "epochs, **mid** = the same 5000 images x 12 epochs, **long** = 1000 images x 40 epochs,"
+    echo "**full** = all 55,000 non-validation images x 3 epochs (mid and full: only some options"
+    echo "run there). Validation: the last 5000 training images"
     echo "(\`--val-size 5000\`, never trained on). Every figure is the accuracy of the"
     echo "**projected** (exactly equivariant) final model, mean ± sample std over seeds (count"
     echo "in brackets). Options (flags of fmnist_rot):"

@@ -1,0 +1,1 @@
+build/examples/nbody --model egnn --layers 4 --train-size 500 --epochs 80 --seed 2 --threads 1 --relax triangle --metrics results/nbody/L4_N500_relaxed_s2.csv
