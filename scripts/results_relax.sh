@@ -38,7 +38,7 @@ mkdir -p "$OUT"
 # run each)
 BUDGETS=${BUDGETS:-"short:5000:2 mid:5000:12 long:1000:40 full:55000:3"}
 GROUPS_="c4 d4 c8"
-OPTIONS="strict paper early late orthogonal adaptive rgconv wrscale10"
+OPTIONS="strict paper early late orthogonal adaptive rgconv wrscale10 rgconv_L4 rgconv_t03 rgconv_lr1e-3"
 
 flags_for() {
     case $1 in
@@ -50,6 +50,11 @@ flags_for() {
     adaptive) echo "--relax cosine --relax-form additive --adaptive" ;;
     rgconv) echo "--relax triangle --relax-form rgconv" ;;
     wrscale10) echo "--relax triangle --relax-form additive --wr-scale 10" ;;
+    # the default recipe's knobs, swept on validation (C4): base filters,
+    # theta peak, learning rate
+    rgconv_L4) echo "--relax triangle --relax-form rgconv --rgconv-banks 4" ;;
+    rgconv_t03) echo "--relax triangle --relax-form rgconv --theta-max 0.3" ;;
+    rgconv_lr1e-3) echo "--relax triangle --relax-form rgconv --lr 1e-3" ;;
     esac
 }
 
@@ -78,7 +83,7 @@ for b in $BUDGETS; do
     for g in $GROUPS_; do
         for s in $SEEDS; do
             for opt in $OPTIONS; do
-                [ "$opt" = rgconv ] && [ "$g" = c8 ] && continue # rgconv: group convs only
+                [[ $opt == rgconv* ]] && [ "$g" = c8 ] && continue # rgconv: group convs only
                 tag="${g}_${bname}_${opt}_s${s}"
                 if [ -n "${RESULTS_ONLY:-}" ] && ! [[ $tag =~ ^(${RESULTS_ONLY})$ ]]; then continue; fi
                 runs+=("$tag --group $g $(flags_for "$opt") --train-size $n --epochs $e --eval-every $e --val-size 5000 --seed $s")
