@@ -1,0 +1,1 @@
+./build-relax/examples/fmnist_rot --group c4 --relax triangle --relax-form rgconv --theta-max 0.3 --train-size 5000 --epochs 2 --eval-every 2 --val-size 5000 --seed 2 --threads 1 
