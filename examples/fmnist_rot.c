@@ -110,7 +110,7 @@ typedef struct options {
 
 static void parse_args(int argc, char **argv, options *o) {
     *o = (options){.group = "c4", .relax = "triangle", .projection = "fold", .penalty_grad = "detached", .rotate = "c4",
-                   .relax_form = "auto", .rg_banks = 2,
+                   .relax_form = "auto", .rg_banks = 4,
                    .wr_init = "zero", .lr_schedule = "cosine", .epochs = 3,
                    .batch = 64, .threads = 2, .width = 32,
                    .norm_subsample = 8, .equiv_images = 200, .eval_every = 1, .seed = 1,
@@ -127,10 +127,11 @@ static void parse_args(int argc, char **argv, options *o) {
                     "additive (f_eq + theta W_r, the paper) | rgconv (relaxed group conv, Wang "
                     "et al. 2022: --rgconv-banks base filters mixed per group element; c4 / d4 "
                     "only) | auto: rgconv for c4 / d4 unless an additive-only option (--orthogonal, "
-                    "--wr-scale, --wr-init normal, --telemetry) is given, else additive; the best "
-                    "recipe of docs/results_relax.md (default auto)"),
+                    "--wr-scale, --wr-init normal, --telemetry) is given, else additive, and "
+                    "additive with --orthogonal for c8; the recipes validation picked in "
+                    "docs/results_relax.md (default auto)"),
         EX_FLAG_INT("--rgconv-banks", &o->rg_banks, 1, EQR_RGCONV_MAX_BANKS,
-                    "rgconv: number L of base filters per conv (default 2)"),
+                    "rgconv: number L of base filters per conv (default 4)"),
         EX_FLAG_THETA_MAX(&o->theta_max),
         EX_FLAG_ADAPTIVE(&o->adaptive),
         EX_FLAG_ORTHOGONAL(&o->orthogonal, ""),
@@ -199,9 +200,11 @@ static void parse_args(int argc, char **argv, options *o) {
     o->relax_kind = ex_relax_kind(flags, o->relax);
     o->rgconv = ex_choice(flags, "--relax-form", o->relax_form,
                           (const char *const[]){"additive", "rgconv", "auto", NULL});
-    if (o->rgconv == 2) /* auto */
+    if (o->rgconv == 2) { /* auto: what validation picked per group (docs/results_relax.md) */
         o->rgconv = (o->gk == G_C4 || o->gk == G_D4) && o->relax_kind >= 0 && !o->orthogonal &&
                     o->wr_scale == 1.0f && strcmp(o->wr_init, "normal") && !o->telemetry;
+        if (o->gk == G_C8 && o->relax_kind >= 0) o->orthogonal = 1;
+    }
     if (o->rgconv && (o->gk == G_C8 || o->gk == G_NONE))
         ex_usage_error(flags, "--relax-form rgconv needs group convs: --group c4 or d4 (got %s)",
                        o->group);
@@ -524,6 +527,9 @@ static void print_header(const options *o, const model *m, eqr_ctx *ctx, int64_t
         printf("# relaxed group convs (--relax-form rgconv): %lld base filters per conv, mixed "
                "per group element by a_l + theta (D[l][g] - mean_g D[l]); W_r = D; projection "
                "folds sum_l a_l Psi_l into each gconv\n", (long long)o->rg_banks);
+    if (m->relax && o->orthogonal)
+        printf("# orthogonal relaxation (--orthogonal): after each step the equivariant part "
+               "of theta W_r moves into the layer's equivariant weights\n");
     if (m->relax && o->adaptive)
         printf("# adaptive theta: per-layer learnable thetas from %g, bound = the schedule above, "
                "dual lr %g, slack cost %g\n", o->theta_max, o->dual_lr, o->slack_cost);

@@ -48,13 +48,13 @@ flags_for() {
     late) echo "--relax late --relax-form additive" ;;
     orthogonal) echo "--relax triangle --relax-form additive --orthogonal" ;;
     adaptive) echo "--relax cosine --relax-form additive --adaptive" ;;
-    rgconv) echo "--relax triangle --relax-form rgconv" ;;
+    rgconv) echo "--relax triangle --relax-form rgconv --rgconv-banks 2" ;;
     wrscale10) echo "--relax triangle --relax-form additive --wr-scale 10" ;;
     # the default recipe's knobs, swept on validation (C4): base filters,
     # theta peak, learning rate
     rgconv_L4) echo "--relax triangle --relax-form rgconv --rgconv-banks 4" ;;
-    rgconv_t03) echo "--relax triangle --relax-form rgconv --theta-max 0.3" ;;
-    rgconv_lr1e-3) echo "--relax triangle --relax-form rgconv --lr 1e-3" ;;
+    rgconv_t03) echo "--relax triangle --relax-form rgconv --rgconv-banks 2 --theta-max 0.3" ;;
+    rgconv_lr1e-3) echo "--relax triangle --relax-form rgconv --rgconv-banks 2 --lr 1e-3" ;;
     esac
 }
 

@@ -54,12 +54,16 @@ run d4_rgconv_drop 1 1 --epochs 1 --group d4 --relax constant --theta-max 0.5 --
     --relax-form rgconv --rgconv-banks 3
 grep -q 'rg_spread c1 ' "$dir/c4_rgconv.out" || { echo "FAIL rgconv: no rg_spread on the epoch line"; fail=1; }
 run plain 0 0 --epochs 1 --group none
-# auto (the default): rgconv for c4 / d4, additive for c8 and with an additive-only option
+# auto (the default): rgconv for c4 / d4, additive + orthogonal for c8, additive with an
+# additive-only option
 run c4_auto 1 1 --epochs 1 --relax-form auto
 run c8_auto 1 1 --epochs 1 --group c8 --relax-form auto
 run c4_auto_orth 1 1 --epochs 1 --relax-form auto --orthogonal
 grep -q '^# relaxed group convs' "$dir/c4_auto.out" || { echo "FAIL auto: c4 is not rgconv"; fail=1; }
 ! grep -q '^# relaxed group convs' "$dir/c8_auto.out" || { echo "FAIL auto: c8 is rgconv"; fail=1; }
+grep -q '^# orthogonal relaxation' "$dir/c8_auto.out" || { echo "FAIL auto: c8 is not orthogonal"; fail=1; }
+grep -q '^# relaxed group convs (--relax-form rgconv): 4 base filters' "$dir/c4_auto.out" ||
+    { echo "FAIL auto: c4 has not 4 base filters"; fail=1; }
 ! grep -q '^# relaxed group convs' "$dir/c4_auto_orth.out" || { echo "FAIL auto: --orthogonal is rgconv"; fail=1; }
 run c4_continuous 1 1 --epochs 1 --rotate continuous --train-size 64 --test-size 100
 
