@@ -49,7 +49,7 @@ typedef struct options {
     float lr, wd, lambda_defect, lambda_norm, theta_max, wr_scale;
     const char *relax, *projection, *model, *metrics, *plot, *penalty_grad, *irreps, *select;
     const char *checkpoint, *lr_schedule;
-    int resume, vn, segnn, best, adaptive, orthogonal, lr_cosine;
+    int resume, vn, segnn, best, adaptive, orthogonal, lr_cosine, test_curve;
     int relax_kind; /* -1 = off, else eqr_sched_kind */
     eqr_project_mode proj;
     eqr_penalty_grad pgrad;
@@ -95,6 +95,9 @@ static void parse_args(int argc, char **argv, options *o) {
                     "segnn hidden irreps, 0e entries first (default (H/2)x0e+(H/2)x1o)"),
         EX_FLAG_STR("--select", "last|best", &o->select,
                     "test the last epoch's model or the best-validation epoch's (default last)"),
+        EX_FLAG_SWITCH("--test-curve", &o->test_curve,
+                       "also measure the test MSE after every epoch, for the learning curve "
+                       "(reported only: --select best still picks by validation)"),
         EX_FLAG_RELAX(&o->relax, "off"),
         EX_FLAG_INT("--layers", &o->layers, 1, MAX_LAYERS, "message-passing / VN layers (default 4)"),
         EX_FLAG_INT("--hidden", &o->hidden, 1, 4096, "hidden width (default 64)"),
@@ -120,6 +123,7 @@ static void parse_args(int argc, char **argv, options *o) {
         EX_FLAG_METRICS(&o->metrics),
         EX_FLAG_PLOT(&o->plot, "the training curves"),
         {0}};
+    _Static_assert(sizeof flags <= sizeof FLAGS, "FLAGS is too small");
     memcpy(FLAGS, flags, sizeof flags);
     ex_parse_args("nbody", FLAGS, argc, argv);
     const int mk = ex_choice(FLAGS, "--model", o->model,
@@ -404,19 +408,22 @@ typedef double epoch_rec[NREC];
  * chart (log MSE against the constant-velocity baseline, theta),
  * atomically. */
 static void write_outputs(eqr_ctx *ctx, const char *csv, const char *svg, const epoch_rec *r,
-                          int64_t n, const char *title, double base_cv) {
+                          const double *test_mse, int64_t n, const char *title, double base_cv) {
     static const char *const cols[] = {"epoch", "train_loss", "val_mse", "const_velocity_mse",
                                        "theta", "penalty", "defect", "act_norm", "equiv_err",
-                                       "seconds"};
-    eqr_metrics *m = eqr_metrics_create(ctx, 10, cols);
+                                       "seconds", "test_mse"};
+    eqr_metrics *m = eqr_metrics_create(ctx, 11, cols);
     for (int64_t e = 0; m && e < n; e++) {
-        double v[10] = {(double)(e + 1), r[e][R_LOSS], r[e][R_VAL], base_cv};
+        double v[11] = {(double)(e + 1), r[e][R_LOSS], r[e][R_VAL], base_cv};
         memcpy(v + 4, r[e] + R_THETA, (NREC - R_THETA) * sizeof(double)); /* theta .. secs */
+        v[10] = test_mse[e];
         eqr_metrics_add_row(ctx, m, v);
     }
+    int with_test = 0; /* the test series only where --test-curve measured it */
+    for (int64_t e = 0; e < n; e++) with_test |= !isnan(test_mse[e]);
     const eqr_plot_panel p[2] = {
-        {"MSE", 1, {"train_loss", "val_mse", "const_velocity_mse"},
-         {"train loss", "val MSE", "constant-velocity baseline"}},
+        {"MSE", 1, {"train_loss", "val_mse", "const_velocity_mse", with_test ? "test_mse" : NULL},
+         {"train loss", "val MSE", "constant-velocity baseline", "test MSE"}},
         {"theta", 0, {"theta"}, {0}}};
     if (csv) eqr_metrics_write_csv(ctx, m, csv);
     if (svg) eqr_metrics_write_svg(ctx, m, svg, title, "epoch", p, 2);
@@ -598,8 +605,13 @@ int main(int argc, char **argv) {
     if (!tr) ex_die_ctx(ctx, "creating the trainer");
 
     epoch_rec *rec = calloc((size_t)o.epochs, sizeof *rec);
+    /* --test-curve's test MSE per epoch, NaN (an empty CSV cell) when not
+     * measured; not in the checkpoint, so a resumed run's earlier epochs
+     * have none */
+    double *tcurve = malloc((size_t)o.epochs * sizeof(double));
     int64_t *order = malloc((size_t)train.n * sizeof(int64_t));
-    if (!rec || !order) ex_die("out of memory");
+    if (!rec || !tcurve || !order) ex_die("out of memory");
+    for (int64_t e = 0; e < o.epochs; e++) tcurve[e] = NAN;
     run_pos pos = {.best_val = INFINITY};
     eqr_rng_seed(&pos.shuf, o.seed * 0x9E3779B97F4A7C15ull + 17);
     const int64_t equiv_n = val.n < 500 ? val.n : 500;
@@ -613,6 +625,7 @@ int main(int argc, char **argv) {
         double t0 = ex_now(), *r = rec[e];
         train_epoch(ctx, &m, tr, &train, o.batch, &pos.shuf, order, r);
         r[R_VAL] = evaluate(ctx, &m, &val, val.n, 0);
+        if (o.test_curve) tcurve[e] = evaluate(ctx, &m, &test, test.n, 0);
         relax_stats(ctx, &m, &r[R_DEFECT], &r[R_ACT]);
         r[R_EQUIV] = evaluate(ctx, &m, &val, equiv_n, 1);
         if (o.best) {
@@ -635,6 +648,7 @@ int main(int argc, char **argv) {
                "defect %.4g  act_norm %.4g  equiv_err %.3g  %.1fs\n",
                (long long)(e + 1), (long long)o.epochs, r[R_LOSS], r[R_VAL], r[R_THETA],
                r[R_PEN], r[R_DEFECT], r[R_ACT], r[R_EQUIV], r[R_SECS]);
+        if (o.test_curve) printf("# epoch %lld test_mse %.5f\n", (long long)(e + 1), tcurve[e]);
         fflush(stdout);
         for (int k = 0; k < NREC; k++) hist->data[e * NREC + k] = (float)r[k];
         pos.epoch = e + 1;
@@ -667,13 +681,14 @@ int main(int argc, char **argv) {
         snprintf(title, sizeof title, "nbody %s %s, %lld layers, train %lld, seed %llu",
                  o.model, m.relax ? o.relax : "strict", (long long)o.layers,
                  (long long)train.n, (unsigned long long)o.seed);
-        write_outputs(ctx, o.metrics, o.plot, rec, o.epochs, title, bva.const_velocity);
+        write_outputs(ctx, o.metrics, o.plot, rec, tcurve, o.epochs, title, bva.const_velocity);
     }
     printf("result test_mse=%.6f equiv_err=%.3g projected=%d seconds=%.1f\n", test_mse, equiv,
            projected, ex_now() - t_start);
 
 done:
     free(rec);
+    free(tcurve);
     free(order);
     free(snap);
     eqr_trainer_destroy(tr);

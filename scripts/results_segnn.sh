@@ -7,7 +7,10 @@
 # strict SEGNN run whose validation curve shows what a longer budget reaches;
 # SEGNN_COSINE=1 one strict run of COS_EPOCHS (default 400) epochs with the
 # learning rate decayed to 0 by a cosine (--lr-schedule cosine), once per
-# decoupled weight decay in COS_WD (default "0": plain Adam; e.g. "0 0.1 1").
+# decoupled weight decay in COS_WD (default "0": plain Adam; e.g. "0 0.1 1");
+# SEGNN_CURVE=1 the test MSE vs epochs (nbody --test-curve, reported only:
+# selection stays on validation) of a strict run of LONG_EPOCHS epochs at the
+# constant rate and of one of COS_EPOCHS epochs at the cosine rate.
 #
 # Resumable: every run writes results/segnn/<tag>.out and is skipped once
 # that file ends with its result line; a run in progress keeps
@@ -78,6 +81,13 @@ if [ "${SEGNN_COSINE:-0}" = 1 ]; then
         tag=$(cos_tag "$wd")
         if [ -n "${RESULTS_ONLY:-}" ] && ! [[ $tag =~ ^(${RESULTS_ONLY})$ ]]; then continue; fi
         runs+=("$tag --model segnn --relax off --layers 4 --train-size 3000 --epochs $COS_EPOCHS --seed 1 --select best --lr-schedule cosine --wd $wd")
+    done
+fi
+if [ "${SEGNN_CURVE:-0}" = 1 ]; then
+    for c in "e${LONG_EPOCHS}|--epochs $LONG_EPOCHS" "e${COS_EPOCHS}_cos|--epochs $COS_EPOCHS --lr-schedule cosine"; do
+        tag="segnn_curve_L4_N3000_${c%%|*}_s1"
+        if [ -n "${RESULTS_ONLY:-}" ] && ! [[ $tag =~ ^(${RESULTS_ONLY})$ ]]; then continue; fi
+        runs+=("$tag --model segnn --relax off --layers 4 --train-size 3000 ${c#*|} --seed 1 --select best --test-curve")
     done
 fi
 for s in $SEEDS; do
@@ -226,6 +236,30 @@ DOC=docs/results_segnn.md
             done
         done
         echo
+        for cur in "$OUT"/segnn_curve_L4_N3000_e*_s1.csv; do
+            [ -f "$cur" ] || continue
+            cur=${cur%.csv}
+            ce=$(grep -o '_e[0-9]*' <<<"${cur##*/}" | tr -dc 0-9)
+            lr=constant; [[ $cur == *_cos_* ]] && lr=cosine
+            echo
+            echo "### Test MSE vs epochs (strict SEGNN, 4 layers, 3000 samples, seed 1, $ce epochs, $lr rate)"
+            echo
+            echo "\`--test-curve\` measures the test set after every epoch, for this curve only: the"
+            echo "model is still selected on validation, and the lowest test figure below is not"
+            echo "one a user could select."
+            if has_result "$cur.out"; then
+                echo "Finished: \`$(tail -n 1 "$cur.out")\` ($(grep '^# selected' "$cur.out"))."
+            else
+                echo "In progress (resumable; epochs so far below)."
+            fi
+            awk -F, 'NR > 1 && $11 != "" && (b == "" || $11 < b) { b = $11; be = $1 }
+                END { if (be) printf "Lowest test MSE over the epochs: %.5f at epoch %d.\n", b, be }' "$cur.csv"
+            echo
+            echo "| epoch | train MSE | val MSE | test MSE |"
+            echo "|---|---|---|---|"
+            awk -F, -v k=$((ce >= 1000 ? 50 : 25)) 'NR > 1 && ($1 % k == 0 || $1 == 1) { printf "| %d | %.5f | %.5f | %s |\n", $1, $2, $3, ($11 == "" ? "—" : sprintf("%.5f", $11)) }' "$cur.csv"
+        done
+        echo
         echo "Every longer run overfits after about 200 epochs (train MSE keeps falling, validation"
         echo "rises); a cosine rate or decoupled weight decay (0.1, 1) did not move the best"
         echo "validation figure below 0.006 (the sections above)."
@@ -246,7 +280,7 @@ DOC=docs/results_segnn.md
     echo
     echo "    ./build/examples/nbody --model segnn --relax R --layers L --train-size N --epochs E --seed S --select best --threads 1"
     echo
-    echo "All of them: \`bash scripts/results_segnn.sh\` (EPOCHS, SEEDS, JOBS, SEGNN_LONG=1, SEGNN_COSINE=1 as"
+    echo "All of them: \`bash scripts/results_segnn.sh\` (EPOCHS, SEEDS, JOBS, SEGNN_LONG=1, SEGNN_COSINE=1, SEGNN_CURVE=1 as"
     echo "in its header). Logs, per-epoch CSVs and the exact command of each run: results/segnn/."
 } >"$DOC"
 echo "wrote $DOC" >&2
