@@ -35,10 +35,10 @@ mkdir -p "$OUT"
 
 # Budgets: NAME:train images:epochs (mid: the short run's images for 6x
 # the epochs; full: all 60,000 images less the 5,000 held out, ~5x a short
-# run each)
-BUDGETS=${BUDGETS:-"short:5000:2 mid:5000:12 long:1000:40 full:55000:3"}
+# run each; brief and fulllong: a short 1k and a long 55k budget)
+BUDGETS=${BUDGETS:-"short:5000:2 mid:5000:12 long:1000:40 full:55000:3 brief:1000:10 fulllong:55000:10"}
 GROUPS_="c4 d4 c8"
-OPTIONS="strict paper early late orthogonal adaptive rgconv wrscale10 rgconv_L4 rgconv_t03 rgconv_lr1e-3"
+OPTIONS="strict paper early late orthogonal adaptive rgconv wrscale10 rgconv_L4 rgconv_t03 rgconv_lr1e-3 rgconv_L4_lam0.1 rgconv_L4_lam0.001"
 
 flags_for() {
     case $1 in
@@ -55,6 +55,9 @@ flags_for() {
     rgconv_L4) echo "--relax triangle --relax-form rgconv --rgconv-banks 4" ;;
     rgconv_t03) echo "--relax triangle --relax-form rgconv --rgconv-banks 2 --theta-max 0.3" ;;
     rgconv_lr1e-3) echo "--relax triangle --relax-form rgconv --rgconv-banks 2 --lr 1e-3" ;;
+    # the penalty weight of the default (4 base filters), both penalties
+    rgconv_L4_lam0.1) echo "--relax triangle --relax-form rgconv --rgconv-banks 4 --lambda-defect 0.1 --lambda-norm 0.1" ;;
+    rgconv_L4_lam0.001) echo "--relax triangle --relax-form rgconv --rgconv-banks 4 --lambda-defect 0.001 --lambda-norm 0.001" ;;
     esac
 }
 
@@ -141,8 +144,9 @@ DOC=docs/results_relax.md
     echo "Task: examples/fmnist_rot.c (rotated Fashion-MNIST, the default model of width 32, Adam"
     echo "lr 3e-3 with a cosine decay, batch 64). Budgets: **short** = 5000 training images x 2"
     echo "epochs, **mid** = the same 5000 images x 12 epochs, **long** = 1000 images x 40 epochs,"
-    echo "**full** = all 55,000 non-validation images x 3 epochs (mid and full: only some options"
-    echo "run there). Validation: the last 5000 training images"
+    echo "**full** = all 55,000 non-validation images x 3 epochs, **brief** = 1000 images x 10"
+    echo "epochs, **fulllong** = the 55,000 images x 10 epochs (beyond short and long: only some"
+    echo "options run there). Validation: the last 5000 training images"
     echo "(\`--val-size 5000\`, never trained on). Every figure is the accuracy of the"
     echo "**projected** (exactly equivariant) final model, mean ± sample std over seeds (count"
     echo "in brackets). Options (flags of fmnist_rot):"
@@ -151,6 +155,8 @@ DOC=docs/results_relax.md
     echo
     echo "All relaxed runs use the library's defaults: theta peak 1, lambda 0.01 for both"
     echo "penalties on detached inputs, W_r = 0 at start."
+    echo
+    echo "![strict, the paper's recipe and the default per group and budget](figures/results_relax.svg)"
     for b in $BUDGETS; do
         IFS=: read -r bname n e <<<"$b"
         echo
@@ -225,5 +231,52 @@ DOC=docs/results_relax.md
         done
     done
 } >"$DOC"
+# ---- the chart: strict, the paper's recipe and fmnist_rot's default per
+# group and budget (test accuracy, mean and +- 1 std over seeds) ----
+CHART=docs/figures/results_relax.svg
+# default_opt GROUP: the option fmnist_rot's --relax-form auto runs
+default_opt() { if [ "$1" = c8 ]; then echo orthogonal; else echo rgconv_L4; fi; }
+for b in $BUDGETS; do
+    IFS=: read -r bname n e <<<"$b"
+    for g in $GROUPS_; do
+        read -r sm ss sk <<<"$(stats "${g}_${bname}_strict_s*" test_acc)"
+        [ "$sk" = 0 ] && continue
+        read -r pm ps pk <<<"$(stats "${g}_${bname}_paper_s*" test_acc)"
+        read -r dm ds dk <<<"$(stats "${g}_${bname}_$(default_opt "$g")_s*" test_acc)"
+        echo "$g $bname ${n}x$e $sm $ss $pm $ps $dm $ds"
+    done
+done | awk -v title="rotated Fashion-MNIST: projected test accuracy, mean +- std over seeds (scripts/results_relax.sh)" '
+    BEGIN { ymin = 1 }
+    { lab[NR] = toupper($1) " " $3; for (k = 0; k < 3; k++) { m[NR, k] = $(4 + 2 * k); s[NR, k] = $(5 + 2 * k)
+          if (m[NR, k] != "nan" && m[NR, k] - s[NR, k] < ymin) ymin = m[NR, k] - s[NR, k] } }
+    END {
+        n = NR; if (n == 0) exit 1
+        ymin = int(ymin * 10) / 10; ymax = 0.9
+        W = 70 + 62 * n; H = 380; x0 = 60; y0 = 40; ph = 260
+        col[0] = "#888888"; col[1] = "#4477aa"; col[2] = "#ee7733"
+        name[0] = "strict"; name[1] = "paper (additive)"; name[2] = "default (auto: rgconv L4; C8 orthogonal)"
+        printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"11\">\n", W, H
+        printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%d\" y=\"18\" font-size=\"13\">%s</text>\n", x0, title
+        for (t = ymin; t <= ymax + 1e-9; t += 0.1) {
+            y = y0 + ph * (ymax - t) / (ymax - ymin)
+            printf "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#dddddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n", x0, W - 10, y, y, x0 - 4, y + 4, t
+        }
+        for (i = 1; i <= n; i++) {
+            cx = x0 + 62 * (i - 1) + 31
+            for (k = 0; k < 3; k++) {
+                if (m[i, k] == "nan") continue
+                x = cx + 14 * (k - 1); y = y0 + ph * (ymax - m[i, k]) / (ymax - ymin)
+                yl = y0 + ph * (ymax - m[i, k] + s[i, k]) / (ymax - ymin); yh = y0 + ph * (ymax - m[i, k] - s[i, k]) / (ymax - ymin)
+                printf "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>", x, x, yl, yh, col[k]
+                printf "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", x, y, col[k]
+            }
+            split(lab[i], L, " ")
+            printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text><text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", cx, y0 + ph + 16, L[1], cx, y0 + ph + 30, L[2]
+        }
+        for (k = 0; k < 3; k++) {
+            printf "<circle cx=\"%d\" cy=\"%d\" r=\"4\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", x0 + 10 + 230 * k, H - 16, col[k], x0 + 18 + 230 * k, H - 12, name[k]
+        }
+        print "</svg>"
+    }' >"$CHART.tmp" && mv "$CHART.tmp" "$CHART" && echo "wrote $CHART"
 echo "wrote $DOC"
 bash scripts/results_page.sh
