@@ -1,0 +1,1 @@
+./build-relax/examples/fmnist_rot --group c4 --relax triangle --relax-form rgconv --rgconv-banks 4 --lambda-defect 0.001 --lambda-norm 0.001 --train-size 5000 --epochs 2 --eval-every 2 --val-size 5000 --seed 1 --threads 1 

@@ -1,0 +1,1 @@
+./build-relax/examples/fmnist_rot --group c8 --relax off --train-size 1000 --epochs 10 --eval-every 10 --val-size 5000 --seed 2 --threads 1 
