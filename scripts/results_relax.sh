@@ -246,12 +246,14 @@ for b in $BUDGETS; do
         echo "$g $bname ${n}x$e $sm $ss $pm $ps $dm $ds"
     done
 done | awk -v title="rotated Fashion-MNIST: projected test accuracy, mean +- std over seeds (scripts/results_relax.sh)" '
-    BEGIN { ymin = 1 }
+    BEGIN { ymin = 1; ymax = 0 }
     { lab[NR] = toupper($1) " " $3; for (k = 0; k < 3; k++) { m[NR, k] = $(4 + 2 * k); s[NR, k] = $(5 + 2 * k)
-          if (m[NR, k] != "nan" && m[NR, k] - s[NR, k] < ymin) ymin = m[NR, k] - s[NR, k] } }
+          if (m[NR, k] == "nan") continue
+          if (m[NR, k] - s[NR, k] < ymin) ymin = m[NR, k] - s[NR, k]
+          if (m[NR, k] + s[NR, k] > ymax) ymax = m[NR, k] + s[NR, k] } }
     END {
         n = NR; if (n == 0) exit 1
-        ymin = int(ymin * 10) / 10; ymax = 0.9
+        ymin = int(ymin * 10) / 10; ymax = int(ymax * 10 + 0.999) / 10 # whole tenths around the data
         W = 70 + 62 * n; H = 380; x0 = 60; y0 = 40; ph = 260
         col[0] = "#888888"; col[1] = "#4477aa"; col[2] = "#ee7733"
         name[0] = "strict"; name[1] = "paper (additive)"; name[2] = "default (auto: rgconv L4; C8 orthogonal)"
